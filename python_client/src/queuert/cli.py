@@ -1,0 +1,250 @@
+"""The ``queuert`` command line."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+import click
+import psycopg
+from psycopg import sql
+
+from queuert.migrate import MigrationError, validate_schema_name
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def default_dsn() -> str:
+    """DATABASE_URL, then QUEUERT_DSN, then the local server."""
+    return os.environ.get("DATABASE_URL") or os.environ.get("QUEUERT_DSN") or DEFAULT_DSN
+
+
+def _schema_option(f):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--schema",
+        default="queuert",
+        show_default=True,
+        envvar="QUEUERT_SCHEMA",
+        help="Schema that holds queuert (env QUEUERT_SCHEMA).",
+    )(f)
+
+
+def _dsn_option(f):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--dsn",
+        default=None,
+        metavar="DSN",
+        help="PostgreSQL connection string (default: $DATABASE_URL, then $QUEUERT_DSN, "
+        f"then {DEFAULT_DSN}).",
+    )(f)
+
+
+def _check_schema(schema: str) -> str:
+    try:
+        return validate_schema_name(schema)
+    except MigrationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--schema") from exc
+
+
+def _connect(dsn: str | None) -> psycopg.Connection[tuple[object, ...]]:
+    try:
+        return psycopg.connect(dsn or default_dsn(), autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot connect to PostgreSQL: {exc}") from exc
+
+
+def format_age(age: timedelta | None) -> str:
+    if age is None:
+        return "-"
+    seconds = int(age.total_seconds())
+    prefix = ""
+    if seconds < 0:
+        prefix, seconds = "in ", -seconds
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        text = f"{days}d {hours:02d}h"
+    elif hours:
+        text = f"{hours}h {minutes:02d}m"
+    elif minutes:
+        text = f"{minutes}m {secs:02d}s"
+    else:
+        text = f"{secs}s"
+    return prefix + text
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+@click.group(
+    help=(
+        "queuert: durable job chains inside your own PostgreSQL.\n\n"
+        "Jobs are rows created in your own transactions; the engine is PL/pgSQL. "
+        "Run `queuert migrate` once to install it, `queuert worker` to process jobs, "
+        "`queuert status` and `queuert chain ID` to look inside."
+    )
+)
+@click.version_option(package_name="queuert", prog_name="queuert")
+def cli() -> None:
+    pass
+
+
+@cli.command(help="Install or upgrade the engine (tables, functions, views) in a schema.")
+@_dsn_option
+@_schema_option
+@click.option(
+    "--grant-to",
+    default=None,
+    metavar="ROLE",
+    help="Also grant ROLE usage of the schema, EXECUTE on the engine functions and "
+    "SELECT on its tables and views (no direct writes).",
+)
+def migrate(dsn: str | None, schema: str, grant_to: str | None) -> None:
+    from queuert.migrate import migrate as run_migrate
+
+    _check_schema(schema)
+    try:
+        applied = run_migrate(dsn or default_dsn(), schema=schema, grant_to=grant_to)
+    except MigrationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot connect to PostgreSQL: {exc}") from exc
+    if applied:
+        for name in applied:
+            click.echo(f"applied {name}")
+    else:
+        click.echo("no new migrations")
+    click.echo(f"engine SQL up to date in schema {schema}")
+
+
+@cli.command(help="Show job counts per type and status, with the age of the oldest due job.")
+@_dsn_option
+@_schema_option
+def status(dsn: str | None, schema: str) -> None:
+    _check_schema(schema)
+    with _connect(dsn) as conn:
+        try:
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT type_name, status::text, count, oldest_due_age "
+                    "FROM {}.stats ORDER BY type_name, status"
+                ).format(sql.Identifier(schema))
+            ).fetchall()
+        except psycopg.errors.UndefinedTable as exc:
+            raise click.ClickException(
+                f"queuert is not installed in schema {schema!r}: run `queuert migrate`"
+            ) from exc
+    if not rows:
+        click.echo(f"no jobs in schema {schema}")
+        return
+    click.echo(
+        format_table(
+            ["type", "status", "count", "oldest due"],
+            [
+                [str(t), str(s), str(c), format_age(a if isinstance(a, timedelta) else None)]
+                for t, s, c, a in rows
+            ],
+        )
+    )
+
+
+@cli.command(help="Show the jobs of chain ID in order.")
+@click.argument("chain_id", type=click.UUID)
+@_dsn_option
+@_schema_option
+def chain(chain_id: uuid.UUID, dsn: str | None, schema: str) -> None:
+    _check_schema(schema)
+    s = sql.Identifier(schema)
+    with _connect(dsn) as conn:
+        try:
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT j.chain_index, j.id, j.type_name, j.status::text, j.attempt,"
+                    " j.last_attempt_error,"
+                    " (SELECT string_agg(b.blocker_chain_id::text, ',' ORDER BY b.position)"
+                    "    FROM {s}.job_blocker b WHERE b.job_id = j.id)"
+                    " FROM {s}.chain_jobs(%s) j ORDER BY j.chain_index"
+                ).format(s=s),
+                (chain_id,),
+            ).fetchall()
+        except psycopg.errors.UndefinedTable as exc:
+            raise click.ClickException(
+                f"queuert is not installed in schema {schema!r}: run `queuert migrate`"
+            ) from exc
+        except psycopg.errors.UndefinedFunction as exc:
+            raise click.ClickException(
+                f"queuert is not installed in schema {schema!r}: run `queuert migrate`"
+            ) from exc
+    if not rows:
+        raise click.ClickException(f"chain {chain_id} not found")
+    click.echo(
+        format_table(
+            ["index", "job id", "type", "status", "attempt", "errors", "blockers"],
+            [
+                [
+                    str(idx),
+                    str(jid),
+                    str(tname),
+                    str(st),
+                    str(att),
+                    _one_line(err) if err is not None else "-",
+                    str(blk) if blk else "-",
+                ]
+                for idx, jid, tname, st, att, err, blk in rows
+            ],
+        )
+    )
+
+
+def _one_line(value: object, limit: int = 80) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@cli.command(help="Run a worker for the job types registered on MODULE:ATTR.")
+@click.argument("target", metavar="MODULE:ATTR")
+@_dsn_option
+@_schema_option
+@click.option("--concurrency", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Jobs processed at the same time.")
+@click.option("--types", default=None, metavar="A,B",
+              help="Only process these job types (comma-separated; default: all registered).")
+@click.option("--mode", type=click.Choice(["staged", "atomic"]), default="staged",
+              show_default=True, help="Processing mode (see DESIGN.md).")
+def worker(
+    target: str, dsn: str | None, schema: str, concurrency: int, types: str | None, mode: str
+) -> None:
+    _check_schema(schema)
+    if ":" not in target:
+        raise click.BadParameter("expected MODULE:ATTR", param_hint="MODULE:ATTR")
+    from queuert.worker import run_worker_cli  # lazy: the worker pulls in more modules
+
+    type_list = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    run_worker_cli(
+        target=target,
+        dsn=dsn or default_dsn(),
+        schema=schema,
+        concurrency=concurrency,
+        types=type_list,
+        mode=mode,
+    )
+
+
+def main() -> None:
+    cli(prog_name="queuert")
+
+
+if __name__ == "__main__":
+    main()

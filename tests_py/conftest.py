@@ -1,0 +1,162 @@
+"""Shared fixtures: a real PostgreSQL, a brand-new database per test.
+
+* ``base_dsn``: the server to test against: ``QUEUERT_TEST_DSN``, else the
+  local server; when neither is set nor reachable and ``testcontainers`` and a
+  Docker engine are available, a throwaway postgres container.
+* ``dsn``: conninfo of a new database, with queuert migrated into schema
+  ``queuert``, dropped after the test. Migration runs once per session into
+  a template database ``queuert_tpl_<pid>``; each test copies it with
+  ``CREATE DATABASE ... TEMPLATE`` (fast, and every test starts clean).
+* ``conn`` / ``aconn``: a psycopg (sync / async) connection to ``dsn``,
+  autocommit off.
+* ``new_database``: factory for extra empty databases (no queuert), dropped
+  after the test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from queuert.migrate import migrate
+
+DEFAULT_BASE_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+_counter = itertools.count(1)
+
+
+def _reachable(dsn: str) -> bool:
+    try:
+        with psycopg.connect(dsn, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _start_container() -> tuple[str, object] | None:
+    """A postgres container via testcontainers, if it and Docker are available."""
+    try:
+        from testcontainers.postgres import PostgresContainer  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        container = PostgresContainer("postgres:15", driver=None)
+        container.start()
+    except Exception:  # noqa: BLE001 - no Docker engine: report the plain error below
+        return None
+    url = container.get_connection_url()
+    return url.replace("postgresql+psycopg2://", "postgresql://"), container
+
+
+@pytest.fixture(scope="session")
+def base_dsn() -> Iterator[str]:
+    env = os.environ.get("QUEUERT_TEST_DSN")
+    if env:
+        yield env
+        return
+    if _reachable(DEFAULT_BASE_DSN):
+        yield DEFAULT_BASE_DSN
+        return
+    started = _start_container()
+    if started is None:
+        pytest.exit(
+            f"no PostgreSQL: set QUEUERT_TEST_DSN, start the local server "
+            f"({DEFAULT_BASE_DSN}; `make test` does it), or install testcontainers "
+            "with a Docker engine",
+            returncode=2,
+        )
+    url, container = started
+    try:
+        yield url
+    finally:
+        container.stop()  # type: ignore[attr-defined]
+
+
+def dsn_for(base: str, dbname: str) -> str:
+    """``base`` with its database replaced by ``dbname``."""
+    params = conninfo_to_dict(base)
+    params["dbname"] = dbname
+    return make_conninfo(**params)  # type: ignore[arg-type]
+
+
+def _admin(base: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(base, autocommit=True)
+
+
+def create_database(base: str, name: str, template: str | None = None) -> str:
+    with _admin(base) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if template is None:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        else:
+            admin.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
+            )
+    return dsn_for(base, name)
+
+
+def drop_database(base: str, name: str) -> None:
+    with _admin(base) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def template_db(base_dsn: str) -> Iterator[str]:
+    """Name of a database with queuert migrated into schema ``queuert``."""
+    name = f"queuert_tpl_{os.getpid()}"
+    tpl_dsn = create_database(base_dsn, name)
+    try:
+        migrate(tpl_dsn, schema="queuert")
+        yield name
+    finally:
+        drop_database(base_dsn, name)
+
+
+@pytest.fixture
+def new_database(base_dsn: str) -> Iterator[Callable[[], str]]:
+    """Factory: ``new_database()`` returns the DSN of a new, empty database."""
+    names: list[str] = []
+
+    def make() -> str:
+        name = f"queuert_t_{os.getpid()}_{next(_counter)}"
+        names.append(name)
+        return create_database(base_dsn, name)
+
+    yield make
+    for name in names:
+        drop_database(base_dsn, name)
+
+
+@pytest.fixture
+def dsn(base_dsn: str, template_db: str) -> Iterator[str]:
+    name = f"queuert_t_{os.getpid()}_{next(_counter)}"
+    test_dsn = create_database(base_dsn, name, template=template_db)
+    try:
+        yield test_dsn
+    finally:
+        drop_database(base_dsn, name)
+
+
+@pytest.fixture
+def conn(dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    connection = psycopg.connect(dsn, autocommit=False)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+async def aconn(dsn: str) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
+    connection = await psycopg.AsyncConnection.connect(dsn, autocommit=False)
+    try:
+        yield connection
+    finally:
+        await connection.close()
