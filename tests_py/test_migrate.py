@@ -1,0 +1,546 @@
+"""The migration runner and the `queuert` CLI, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from psycopg.conninfo import make_conninfo
+
+from queuert import migrate as migrate_mod
+from queuert.cli import cli
+from queuert.migrate import (
+    ChecksumMismatchError,
+    InvalidSchemaNameError,
+    MigrationError,
+    SchemaCollisionError,
+    migrate,
+    resource_dirs,
+)
+
+SQL_DIR, MIGRATIONS_DIR = resource_dirs()
+ALL_MIGRATIONS = sorted(p.stem for p in MIGRATIONS_DIR.glob("*.sql"))
+
+
+def scalar(dsn: str, query: str, params: tuple[object, ...] = ()) -> object:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        row = c.execute(query, params).fetchone()  # type: ignore[arg-type]
+        assert row is not None
+        return row[0]
+
+
+def catalog_snapshot(dsn: str) -> list[tuple[str, ...]]:
+    """Every user-visible object outside the system schemas."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        rels = c.execute(
+            "SELECT 'rel', n.nspname::text, c.relname::text FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            "   AND n.nspname NOT LIKE 'pg_toast%%'"
+        ).fetchall()
+        procs = c.execute(
+            "SELECT 'proc', n.nspname::text, p.proname::text FROM pg_proc p"
+            " JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
+        nsps = c.execute("SELECT 'nsp', nspname::text, '' FROM pg_namespace").fetchall()
+    return sorted(rels + procs + nsps)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def empty_db(new_database: Callable[[], str]) -> str:
+    return new_database()
+
+
+def copy_sql_tree(tmp_path: Path) -> tuple[Path, Path]:
+    sql_dir = tmp_path / "sql"
+    mig_dir = tmp_path / "migrations"
+    shutil.copytree(SQL_DIR, sql_dir)
+    shutil.copytree(MIGRATIONS_DIR, mig_dir)
+    return sql_dir, mig_dir
+
+
+# --------------------------------------------------------------------- basics
+
+
+def test_first_run_applies_all_and_second_run_applies_nothing(empty_db: str) -> None:
+    assert ALL_MIGRATIONS, "the repository ships at least one migration"
+    assert migrate(empty_db) == ALL_MIGRATIONS
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        landed = c.execute(
+            "SELECT name, checksum FROM queuert.schema_migration ORDER BY version"
+        ).fetchall()
+        first_applied_at = c.execute("SELECT max(applied_at) FROM queuert.schema_migration").fetchone()
+    assert [n for n, _ in landed] == ALL_MIGRATIONS
+    assert all(len(str(ck)) == 64 for _, ck in landed)
+
+    assert migrate(empty_db) == []
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        again = c.execute(
+            "SELECT name, checksum FROM queuert.schema_migration ORDER BY version"
+        ).fetchall()
+        assert c.execute("SELECT max(applied_at) FROM queuert.schema_migration").fetchone() == first_applied_at
+        # the engine is usable after the re-run (sql/ was re-applied, not dropped)
+        assert c.execute("SELECT to_regclass('queuert.job') IS NOT NULL").fetchone() == (True,)
+        assert c.execute(
+            "SELECT count(*) > 0 FROM pg_proc WHERE pronamespace = 'queuert'::regnamespace"
+        ).fetchone() == (True,)
+    assert again == landed
+
+
+def test_the_tracking_table_has_the_documented_columns(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        cols = c.execute(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns"
+            " WHERE table_schema = 'queuert' AND table_name = 'schema_migration'"
+            " ORDER BY ordinal_position"
+        ).fetchall()
+    assert cols == [
+        ("version", "integer"),
+        ("name", "text"),
+        ("checksum", "text"),
+        ("applied_at", "timestamp with time zone"),
+    ]
+
+
+def test_engine_sql_changes_apply_without_a_new_migration(empty_db: str, tmp_path: Path) -> None:
+    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)
+    (sql_dir / "999_extra.sql").write_text(
+        "CREATE OR REPLACE FUNCTION {{ schema }}.extra_probe() RETURNS text\n"
+        "LANGUAGE sql AS $$ SELECT '{{ schema }}:100%' $$;\n"
+    )
+    assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir) == []
+    # placeholder replaced everywhere, '%' left alone
+    assert scalar(empty_db, "SELECT queuert.extra_probe()") == "queuert:100%"
+
+
+# ------------------------------------------------------------ immutability
+
+
+def test_a_changed_landed_migration_is_an_error_and_is_not_rerun(empty_db: str) -> None:
+    migrate(empty_db)
+    first = ALL_MIGRATIONS[0]
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        c.execute(
+            "UPDATE queuert.schema_migration SET checksum = 'tampered' WHERE name = %s", (first,)
+        )
+        before = c.execute("SELECT * FROM queuert.schema_migration ORDER BY version").fetchall()
+    snapshot = catalog_snapshot(empty_db)
+
+    with pytest.raises(ChecksumMismatchError) as err:
+        migrate(empty_db)
+    assert first in str(err.value)
+    assert err.value.names == [first]
+
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        after = c.execute("SELECT * FROM queuert.schema_migration ORDER BY version").fetchall()
+    assert after == before  # not re-run, not re-recorded
+    assert catalog_snapshot(empty_db) == snapshot
+
+
+def test_an_edited_migration_file_is_refused(empty_db: str, tmp_path: Path) -> None:
+    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)
+    target = mig_dir / f"{ALL_MIGRATIONS[0]}.sql"
+    target.write_text(target.read_text() + "\nCREATE TABLE {{ schema }}.sneaky (x int);\n")
+    with pytest.raises(ChecksumMismatchError):
+        migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)
+    assert scalar(empty_db, "SELECT to_regclass('queuert.sneaky') IS NULL") is True
+
+
+def test_a_new_migration_is_applied_once(empty_db: str, tmp_path: Path) -> None:
+    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)
+    (mig_dir / "9000_probe.sql").write_text("CREATE TABLE {{ schema }}.probe (x int);\n")
+    assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir) == ["9000_probe"]
+    assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir) == []
+    assert scalar(empty_db, "SELECT to_regclass('queuert.probe') IS NOT NULL") is True
+
+
+def test_a_database_newer_than_the_package_is_refused(empty_db: str) -> None:
+    migrate(empty_db)
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        c.execute(
+            "INSERT INTO queuert.schema_migration (version, name, checksum)"
+            " VALUES (9999, '9999_future', 'x')"
+        )
+    with pytest.raises(MigrationError, match="9999_future"):
+        migrate(empty_db)
+
+
+def test_a_failing_file_changes_nothing_and_names_the_file(empty_db: str, tmp_path: Path) -> None:
+    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    (sql_dir / "999_broken.sql").write_text("CREATE FUNCTION {{ schema }}.broken( RETURNS;\n")
+    snapshot = catalog_snapshot(empty_db)
+    with pytest.raises(MigrationError, match="999_broken.sql"):
+        migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)
+    assert catalog_snapshot(empty_db) == snapshot
+    assert scalar(empty_db, "SELECT to_regnamespace('queuert') IS NULL") is True
+
+
+# --------------------------------------------------------------- concurrency
+
+
+def test_racing_migrators_apply_once(empty_db: str) -> None:
+    n = 4
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    # Hold the migration lock so every migrator is provably waiting on it at
+    # the same moment, then let them all go.
+    holder = psycopg.connect(empty_db, autocommit=False)
+    with holder.cursor() as cur:
+        migrate_mod._lock(cur, "queuert")  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            applied = migrate(empty_db)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            with lock:
+                errors.append(exc)
+        else:
+            with lock:
+                results.append(applied)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            waiting = scalar(
+                empty_db,
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            if waiting == n:
+                break
+            assert time.monotonic() < deadline, f"only {waiting} migrators waiting"
+            time.sleep(0.05)
+    finally:
+        holder.rollback()
+        holder.close()
+    for t in threads:
+        t.join(60)
+
+    assert errors == []
+    assert sorted(results, key=len) == [[]] * (n - 1) + [ALL_MIGRATIONS]
+    assert scalar(empty_db, "SELECT count(*) FROM queuert.schema_migration") == len(ALL_MIGRATIONS)
+
+
+# ----------------------------------------------------------- schema choice
+
+
+def test_custom_schema(empty_db: str) -> None:
+    assert migrate(empty_db, schema="app_jobs") == ALL_MIGRATIONS
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        assert c.execute("SELECT to_regnamespace('queuert') IS NULL").fetchone() == (True,)
+        names = {
+            r[0]
+            for r in c.execute(
+                "SELECT proname::text FROM pg_proc WHERE pronamespace = 'app_jobs'::regnamespace"
+            )
+        }
+        assert {"start_chain", "claim", "complete"} <= names
+        # no function body still refers to the default schema or the placeholder
+        leftovers = c.execute(
+            "SELECT proname::text FROM pg_proc WHERE pronamespace = 'app_jobs'::regnamespace"
+            " AND (prosrc LIKE '%%{{%%' OR prosrc ~ '\\mqueuert\\.')"
+        ).fetchall()
+        assert leftovers == []
+
+    # channel names use the schema: <schema>_job_ready
+    with psycopg.connect(empty_db, autocommit=True) as listener, psycopg.connect(empty_db) as c:
+        listener.execute("LISTEN app_jobs_job_ready")
+        listener.execute("LISTEN queuert_job_ready")
+        c.execute("SELECT * FROM app_jobs.start_chain(type_name => 'custom-schema-probe')")
+        c.commit()
+        got = [(n.channel, n.payload) for n in listener.notifies(timeout=5, stop_after=1)]
+    assert got == [("app_jobs_job_ready", "custom-schema-probe")]
+
+
+def test_custom_schema_via_cli(empty_db: str) -> None:
+    result = CliRunner().invoke(cli, ["migrate", "--dsn", empty_db, "--schema", "app_jobs"])
+    assert result.exit_code == 0, result.output
+    assert scalar(empty_db, "SELECT count(*) FROM app_jobs.schema_migration") == len(ALL_MIGRATIONS)
+
+
+@pytest.mark.parametrize(
+    "bad", ["Queuert", "1jobs", "app-jobs", "app jobs", 'a"b', "", "x" * 41, "jobs;drop", "é"]
+)
+def test_invalid_schema_names_are_refused_before_connecting(bad: str) -> None:
+    # the DSN points nowhere: validation must come first
+    with pytest.raises(InvalidSchemaNameError, match=r"\[a-z_\]\[a-z0-9_\]\{0,39\}"):
+        migrate("postgresql://nobody@127.0.0.1:1/none", schema=bad)
+
+
+def test_longest_valid_schema_name_is_accepted(empty_db: str) -> None:
+    name = "_" + "a1" * 19 + "z"
+    assert len(name) == 40
+    assert migrate(empty_db, schema=name) == ALL_MIGRATIONS
+
+
+def test_invalid_schema_via_cli_is_a_usage_error(empty_db: str) -> None:
+    result = CliRunner().invoke(cli, ["migrate", "--dsn", empty_db, "--schema", "Bad-Name"])
+    assert result.exit_code == 2
+    assert "invalid schema name" in result.output
+    assert scalar(empty_db, "SELECT to_regnamespace('queuert') IS NULL") is True
+
+
+def test_install_into_public_next_to_user_tables(empty_db: str) -> None:
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        c.execute("CREATE TABLE public.users (id int PRIMARY KEY, email text)")
+        c.execute("INSERT INTO public.users VALUES (1, 'a@example.com')")
+    assert migrate(empty_db, schema="public") == ALL_MIGRATIONS
+    assert migrate(empty_db, schema="public") == []
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        assert c.execute("SELECT * FROM public.users").fetchall() == [(1, "a@example.com")]
+        assert c.execute("SELECT to_regclass('public.job') IS NOT NULL").fetchone() == (True,)
+
+
+def test_collision_in_existing_schema_is_refused_before_anything_changes(empty_db: str) -> None:
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        c.execute("CREATE TABLE public.job (id serial PRIMARY KEY, title text)")
+        c.execute("INSERT INTO public.job (title) VALUES ('mine')")
+    snapshot = catalog_snapshot(empty_db)
+
+    with pytest.raises(SchemaCollisionError) as err:
+        migrate(empty_db, schema="public")
+    assert "relation job" in err.value.names
+    assert "public" in str(err.value) and "job" in str(err.value)
+
+    assert catalog_snapshot(empty_db) == snapshot
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        assert c.execute("SELECT title FROM public.job").fetchall() == [("mine",)]
+        assert c.execute("SELECT to_regclass('public.schema_migration') IS NULL").fetchone() == (True,)
+
+
+def test_colliding_function_and_type_names_are_reported(empty_db: str) -> None:
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        c.execute("CREATE SCHEMA app")
+        c.execute("CREATE FUNCTION app.claim() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        c.execute("CREATE TYPE app.job_status AS ENUM ('x')")
+    with pytest.raises(SchemaCollisionError) as err:
+        migrate(empty_db, schema="app")
+    assert "function claim" in err.value.names
+    assert "type job_status" in err.value.names
+    # the user's function was not replaced
+    assert scalar(empty_db, "SELECT app.claim()") == 1
+
+
+def test_collision_via_cli_exits_non_zero_with_the_names(empty_db: str) -> None:
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        c.execute("CREATE TABLE public.job_blocker (x int)")
+    result = CliRunner().invoke(cli, ["migrate", "--dsn", empty_db, "--schema", "public"])
+    assert result.exit_code == 1
+    assert "job_blocker" in result.output
+
+
+# ------------------------------------------------------------------ grants
+
+
+@pytest.fixture
+def roles(base_dsn: str) -> Iterator[Callable[[str], str]]:
+    made: list[str] = []
+
+    def make(suffix: str) -> str:
+        name = f"queuert_test_{suffix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        with psycopg.connect(base_dsn, autocommit=True) as c:
+            c.execute(f'CREATE ROLE "{name}" NOLOGIN')
+        made.append(name)
+        return name
+
+    yield make
+    # the test databases are dropped first (new_database/dsn fixtures are
+    # set up earlier, torn down later), so drop the grants from them here
+    for name in made:
+        with psycopg.connect(base_dsn, autocommit=True) as c:
+            for (db,) in c.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                (f"queuert_t_{os.getpid()}_%",),
+            ).fetchall():
+                with psycopg.connect(make_conninfo(base_dsn, dbname=str(db)), autocommit=True) as d:
+                    d.execute(f'DROP OWNED BY "{name}"')
+            c.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
+def test_grant_to_grants_usage_select_and_execute_only(
+    empty_db: str, roles: Callable[[str], str]
+) -> None:
+    app = roles("app")
+    other = roles("other")
+    migrate(empty_db, grant_to=app)
+    with psycopg.connect(empty_db, autocommit=True) as c:
+
+        def q(query: str, *params: object) -> object:
+            row = c.execute(query, params).fetchone()  # type: ignore[arg-type]
+            assert row is not None
+            return row[0]
+
+        assert q("SELECT has_schema_privilege(%s, 'queuert', 'USAGE')", app) is True
+        assert q("SELECT has_schema_privilege(%s, 'queuert', 'CREATE')", app) is False
+        assert q("SELECT has_schema_privilege(%s, 'queuert', 'USAGE')", other) is False
+
+        for table in ("queuert.job", "queuert.job_blocker", "queuert.job_type"):
+            assert q("SELECT has_table_privilege(%s, %s, 'SELECT')", app, table) is True
+            for priv in ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"):
+                assert q("SELECT has_table_privilege(%s, %s, %s)", app, table, priv) is False, (
+                    table,
+                    priv,
+                )
+            assert q("SELECT has_table_privilege(%s, %s, 'SELECT')", other, table) is False
+        for view in ("queuert.chain", "queuert.stats"):
+            assert q("SELECT has_table_privilege(%s, %s, 'SELECT')", app, view) is True
+
+        # no sequence privileges either
+        assert q(
+            "SELECT count(*) FROM pg_class c WHERE c.relnamespace = 'queuert'::regnamespace"
+            " AND c.relkind = 'S' AND (has_sequence_privilege(%s, c.oid, 'USAGE')"
+            "  OR has_sequence_privilege(%s, c.oid, 'UPDATE'))",
+            app,
+            app,
+        ) == 0
+
+        funcs = c.execute(
+            "SELECT p.oid::regprocedure::text, has_function_privilege(%s, p.oid, 'EXECUTE'),"
+            " has_function_privilege(%s, p.oid, 'EXECUTE')"
+            " FROM pg_proc p WHERE p.pronamespace = 'queuert'::regnamespace",
+            (app, other),
+        ).fetchall()
+    assert {"start_chain", "claim", "complete"} <= {f.split("(")[0].split(".")[-1] for f, _, _ in funcs}
+    assert [f for f, granted, _ in funcs if not granted] == []
+    # EXECUTE is not left open to PUBLIC
+    assert [f for f, _, public in funcs if public] == []
+
+
+def test_grant_to_an_unknown_role_changes_nothing(empty_db: str) -> None:
+    with pytest.raises(MigrationError, match="does not exist"):
+        migrate(empty_db, grant_to="queuert_no_such_role_x")
+    assert scalar(empty_db, "SELECT to_regnamespace('queuert') IS NULL") is True
+
+
+# --------------------------------------------------------------------- CLI
+
+
+def test_cli_migrate_with_dsn(empty_db: str) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["migrate", "--dsn", empty_db])
+    assert result.exit_code == 0, result.output
+    for name in ALL_MIGRATIONS:
+        assert f"applied {name}" in result.output
+    again = runner.invoke(cli, ["migrate", "--dsn", empty_db])
+    assert again.exit_code == 0, again.output
+    assert "no new migrations" in again.output
+
+
+def test_cli_migrate_takes_the_dsn_from_database_url(empty_db: str) -> None:
+    result = CliRunner().invoke(
+        cli, ["migrate"], env={"DATABASE_URL": empty_db, "QUEUERT_DSN": "postgresql://nobody@127.0.0.1:1/x"}
+    )
+    assert result.exit_code == 0, result.output
+    assert scalar(empty_db, "SELECT count(*) FROM queuert.schema_migration") == len(ALL_MIGRATIONS)
+
+
+def test_cli_unreachable_database_is_a_clear_error() -> None:
+    result = CliRunner().invoke(cli, ["migrate", "--dsn", "postgresql://nobody@127.0.0.1:1/x"])
+    assert result.exit_code == 1
+    assert "cannot connect" in result.output
+
+
+def test_console_script_runs_as_a_process(empty_db: str) -> None:
+    exe = Path(sys.executable).with_name("queuert")
+    assert exe.exists(), "the queuert console script is installed next to python"
+    help_out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert help_out.returncode == 0
+    for command in ("migrate", "status", "chain", "worker"):
+        assert command in help_out.stdout
+    proc = subprocess.run(
+        [str(exe), "migrate", "--dsn", empty_db], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"applied {ALL_MIGRATIONS[0]}" in proc.stdout
+
+
+def test_cli_status_and_chain(dsn: str) -> None:
+    runner = CliRunner()
+    empty = runner.invoke(cli, ["status", "--dsn", dsn])
+    assert empty.exit_code == 0, empty.output
+    assert "no jobs" in empty.output
+
+    with psycopg.connect(dsn) as c:
+        chain_id = c.execute(
+            "SELECT chain_id FROM queuert.start_chain(type_name => 'cli-probe', input => '{\"n\": 1}')"
+        ).fetchone()[0]  # type: ignore[index]
+        c.execute("SELECT * FROM queuert.start_chain(type_name => 'cli-probe')")
+        c.execute("SELECT * FROM queuert.start_chain(type_name => 'other-type')")
+        c.commit()
+
+    status = runner.invoke(cli, ["status", "--dsn", dsn])
+    assert status.exit_code == 0, status.output
+    lines = status.output.splitlines()
+    assert lines[0].split() == ["type", "status", "count", "oldest", "due"]
+    rows = [line.split() for line in lines[2:]]
+    assert [r[:3] for r in rows] == [["cli-probe", "pending", "2"], ["other-type", "pending", "1"]]
+    # columns are aligned: each header starts where its cells start
+    assert lines[1].split("  ")[0] == "-" * len("other-type")
+
+    shown = runner.invoke(cli, ["chain", str(chain_id), "--dsn", dsn])
+    assert shown.exit_code == 0, shown.output
+    header, _, first = shown.output.splitlines()[:3]
+    assert header.split() == ["index", "job", "id", "type", "status", "attempt", "errors", "blockers"]
+    assert first.split() == ["0", str(chain_id), "cli-probe", "pending", "0", "-", "-"]
+
+    missing = runner.invoke(cli, ["chain", str(uuid.uuid4()), "--dsn", dsn])
+    assert missing.exit_code == 1
+    assert "not found" in missing.output
+
+    bad = runner.invoke(cli, ["chain", "not-a-uuid", "--dsn", dsn])
+    assert bad.exit_code == 2
+
+
+def test_cli_chain_shows_errors_and_blockers(dsn: str) -> None:
+    with psycopg.connect(dsn) as c:
+        blocker = c.execute(
+            "SELECT chain_id FROM queuert.start_chain(type_name => 'child')"
+        ).fetchone()[0]  # type: ignore[index]
+        parent = c.execute(
+            "SELECT chain_id FROM queuert.start_chain(type_name => 'parent', blockers => ARRAY[%s]::uuid[])",
+            (blocker,),
+        ).fetchone()[0]  # type: ignore[index]
+        c.execute("SELECT * FROM queuert.claim('w1', ARRAY['child'])")
+        c.execute("SELECT * FROM queuert.fail(%s, 'w1', 'boom: \n disk full')", (blocker,))
+        c.commit()
+    runner = CliRunner()
+    child_out = runner.invoke(cli, ["chain", str(blocker), "--dsn", dsn])
+    assert child_out.exit_code == 0, child_out.output
+    assert "boom: disk full" in child_out.output
+    assert " 1 " in child_out.output.splitlines()[2]  # attempt 1
+    parent_out = runner.invoke(cli, ["chain", str(parent), "--dsn", dsn])
+    assert parent_out.exit_code == 0, parent_out.output
+    row = parent_out.output.splitlines()[2].split()
+    assert row[3] == "blocked"
+    assert row[-1] == str(blocker)
+
+
+def test_cli_status_on_a_database_without_queuert(empty_db: str) -> None:
+    result = CliRunner().invoke(cli, ["status", "--dsn", empty_db])
+    assert result.exit_code == 1
+    assert "queuert migrate" in result.output
+
+
+def test_cli_worker_rejects_a_target_without_colon() -> None:
+    result = CliRunner().invoke(cli, ["worker", "just_a_module"])
+    assert result.exit_code == 2
+    assert "MODULE:ATTR" in result.output
