@@ -1,0 +1,319 @@
+-- Shared internals of the engine. Names starting with an underscore are not
+-- part of the public API.
+--
+-- Locking protocol (see docs/engine.md): whoever completes a chain holds its
+-- root row FOR UPDATE; whoever adds an edge to a blocker chain holds that
+-- chain's root FOR KEY SHARE (roots in id order) and reads "is it complete"
+-- in a later statement. Claim and reap use FOR NO KEY UPDATE SKIP LOCKED,
+-- which does not conflict with KEY SHARE.
+
+CREATE OR REPLACE FUNCTION {{ schema }}._check_type_name(type_name text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF type_name IS NULL OR length(type_name) NOT BETWEEN 1 AND 255 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006',
+            MESSAGE = format(
+                'type name must be 1 to 255 characters, got %s',
+                coalesce(length(type_name)::text || ' characters', 'NULL')
+            );
+    END IF;
+END;
+$$;
+
+-- When a job should run: an explicit time (a past one is clamped to now) or
+-- a delay from now; never both, never a negative delay.
+CREATE OR REPLACE FUNCTION {{ schema }}._schedule(
+    schedule_at timestamptz, schedule_after interval
+)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF schedule_at IS NOT NULL AND schedule_after IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006',
+            MESSAGE = 'give schedule_at or schedule_after, not both';
+    END IF;
+    IF schedule_after < interval '0' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006',
+            MESSAGE = format('schedule_after must not be negative, got %s', schedule_after);
+    END IF;
+    RETURN greatest(coalesce(schedule_at, now() + schedule_after, now()), now());
+END;
+$$;
+
+-- Distinct blocker chain ids in first-seen order; NULL elements are QU006.
+CREATE OR REPLACE FUNCTION {{ schema }}._distinct_blockers(blockers uuid [])
+RETURNS uuid []
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF blockers IS NULL OR cardinality(blockers) = 0 THEN
+        RETURN '{}';
+    END IF;
+    IF array_position(blockers, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006', MESSAGE = 'blockers must not contain NULL';
+    END IF;
+    RETURN ARRAY(
+        SELECT u.b
+        FROM unnest(blockers) WITH ORDINALITY AS u (b, o)
+        GROUP BY u.b
+        ORDER BY min(u.o)
+    );
+END;
+$$;
+
+-- Locks existing blocker chains' roots FOR KEY SHARE (in id order) and
+-- returns those that are not complete. A missing chain is QU002.
+CREATE OR REPLACE FUNCTION {{ schema }}._lock_blocker_chains(chain_ids uuid [])
+RETURNS uuid []
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_locked integer;
+    v_missing uuid;
+    v_open uuid[];
+BEGIN
+    IF cardinality(chain_ids) = 0 THEN
+        RETURN '{}';
+    END IF;
+    PERFORM 1
+    FROM {{ schema }}.job AS r
+    WHERE r.id = ANY(chain_ids) AND r.chain_index = 0
+    ORDER BY r.id
+    FOR KEY SHARE;
+    GET DIAGNOSTICS v_locked = ROW_COUNT;
+    IF v_locked < cardinality(chain_ids) THEN
+        SELECT u.b INTO v_missing
+        FROM unnest(chain_ids) WITH ORDINALITY AS u (b, o)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM {{ schema }}.job AS r
+            WHERE r.id = u.b AND r.chain_index = 0
+        )
+        ORDER BY u.o
+        LIMIT 1;
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU002',
+            MESSAGE = format('blocker chain %s not found', v_missing),
+            DETAIL = format('chain_id=%s', v_missing);
+    END IF;
+    -- A later statement: its fresh snapshot sees a completion that committed
+    -- while we waited for the lock.
+    SELECT coalesce(array_agg(r.id), '{}') INTO v_open
+    FROM {{ schema }}.job AS r
+    WHERE r.id = ANY(chain_ids) AND r.chain_completed_at IS NULL;
+    RETURN v_open;
+END;
+$$;
+
+-- Takes the dedup guard of each (type, key), bucket order, so concurrent
+-- starts with one key are serialised.
+CREATE OR REPLACE FUNCTION {{ schema }}._guard_dedup_keys(
+    type_names text [], dedup_keys text []
+)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO {{ schema }}.dedup_guard AS g (bucket, touched_at)
+    SELECT DISTINCT
+        (hashtextextended(k.t || chr(1) || k.k, 0) & 65535)::integer AS bucket,
+        now()
+    FROM unnest(type_names, dedup_keys) AS k (t, k)
+    WHERE k.k IS NOT NULL
+    ORDER BY bucket
+    ON CONFLICT (bucket) DO UPDATE SET touched_at = excluded.touched_at;
+$$;
+
+-- The chain a new start with this dedup key resolves to, if any: the most
+-- recently created root of that type and key within the window whose chain
+-- matches the scope ('incomplete': not completed and not cancelled).
+CREATE OR REPLACE FUNCTION {{ schema }}._find_dedup_match(
+    type_name text, dedup_key text, dedup_scope text, dedup_window interval
+)
+RETURNS SETOF {{ schema }}.start_chain_result
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.id, r.id, r.type_name, t.status, r.scheduled_at, r.created_at, true
+    FROM {{ schema }}.job AS r
+    CROSS JOIN LATERAL (
+        SELECT l.status
+        FROM {{ schema }}.job AS l
+        WHERE l.chain_id = r.id
+        ORDER BY l.chain_index DESC
+        LIMIT 1
+    ) AS t
+    WHERE r.chain_type_name = _find_dedup_match.type_name
+        AND r.dedup_key = _find_dedup_match.dedup_key
+        AND r.chain_index = 0
+        AND (_find_dedup_match.dedup_window IS NULL
+            OR r.created_at >= now() - _find_dedup_match.dedup_window)
+        AND (_find_dedup_match.dedup_scope = 'any'
+            OR t.status NOT IN ('completed', 'cancelled'))
+    ORDER BY r.created_at DESC, r.seq DESC
+    LIMIT 1;
+$$;
+
+CREATE OR REPLACE FUNCTION {{ schema }}._check_dedup_args(
+    dedup_scope text, dedup_window interval
+)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF dedup_scope NOT IN ('incomplete', 'any') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006',
+            MESSAGE = format(
+                'unknown dedup scope %L (use ''incomplete'' or ''any'')', dedup_scope
+            );
+    END IF;
+    IF dedup_window < interval '0' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006',
+            MESSAGE = format('dedup_window must not be negative, got %s', dedup_window);
+    END IF;
+END;
+$$;
+
+-- Chains that just completed: every job waiting on them loses one open
+-- blocker per completed chain; a blocked job with none left becomes pending.
+-- Touches only the dependents, through job_blocker_chain_idx.
+CREATE OR REPLACE FUNCTION {{ schema }}._resolve_dependents(chain_ids uuid [])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_notified integer;
+BEGIN
+    WITH dec AS (
+        SELECT b.job_id, count(*)::integer AS n
+        FROM {{ schema }}.job_blocker AS b
+        WHERE b.blocker_chain_id = ANY(chain_ids)
+        GROUP BY b.job_id
+    ),
+    unblocked AS (
+        UPDATE {{ schema }}.job AS j
+        SET
+            open_blockers = j.open_blockers - dec.n,
+            status = CASE
+                WHEN j.status = 'blocked' AND j.open_blockers = dec.n
+                    THEN 'pending'::{{ schema }}.job_status
+                ELSE j.status
+            END,
+            scheduled_at = CASE
+                WHEN j.status = 'blocked' AND j.open_blockers = dec.n
+                    THEN greatest(j.scheduled_at, now())
+                ELSE j.scheduled_at
+            END
+        FROM dec
+        WHERE j.id = dec.job_id
+        RETURNING j.type_name, j.status, j.open_blockers
+    )
+    SELECT count(pg_notify('{{ schema }}_job_ready', t.type_name)) INTO v_notified
+    FROM (
+        SELECT DISTINCT u.type_name FROM unblocked AS u
+        WHERE u.status = 'pending' AND u.open_blockers = 0
+    ) AS t;
+END;
+$$;
+
+-- Backoff before the next attempt, computed in log space so that a large
+-- attempt count saturates at backoff_max instead of overflowing.
+CREATE OR REPLACE FUNCTION {{ schema }}._backoff(
+    attempt integer,
+    backoff_initial interval,
+    backoff_multiplier float8,
+    backoff_max interval
+)
+RETURNS interval
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN extract(epoch FROM backoff_initial) <= 0 THEN interval '0'
+        WHEN greatest(attempt - 1, 0) * ln(backoff_multiplier)
+            + ln(extract(epoch FROM backoff_initial)::float8)
+            >= ln(greatest(extract(epoch FROM backoff_max)::float8, 1e-6))
+            THEN backoff_max
+        ELSE least(
+            backoff_initial * power(backoff_multiplier, greatest(attempt - 1, 0)),
+            backoff_max
+        )
+    END;
+$$;
+
+-- Ownership and fencing shared by complete, continue_with and fail. With a
+-- worker the job must be running under it (an expired lease that nobody
+-- reclaimed still counts); without one (a call from outside) the job must be
+-- in one of outside_statuses. A given attempt must be the current one.
+CREATE OR REPLACE FUNCTION {{ schema }}._check_owner(
+    j {{ schema }}.job,
+    worker_id text,
+    attempt integer,
+    outside_statuses {{ schema }}.job_status [],
+    action text
+)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF worker_id IS NOT NULL THEN
+        IF j.status <> 'running' THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'QU003',
+                MESSAGE = format('cannot %s job %s: it is %s, not running', action, j.id, j.status),
+                DETAIL = format('job_id=%s, status=%s', j.id, j.status);
+        END IF;
+        IF j.leased_by IS DISTINCT FROM worker_id THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'QU004',
+                MESSAGE = format(
+                    'cannot %s job %s: it is held by worker %s, not %s',
+                    action, j.id, j.leased_by, worker_id
+                ),
+                DETAIL = format('job_id=%s, worker_id=%s', j.id, j.leased_by);
+        END IF;
+    ELSIF NOT (j.status = ANY(outside_statuses)) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU003',
+            MESSAGE = format('cannot %s job %s from outside: it is %s', action, j.id, j.status),
+            DETAIL = format('job_id=%s, status=%s', j.id, j.status);
+    END IF;
+    IF attempt IS NOT NULL AND attempt <> j.attempt THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU004',
+            MESSAGE = format(
+                'cannot %s job %s: attempt %s is stale, the job is at attempt %s',
+                action, j.id, attempt, j.attempt
+            ),
+            DETAIL = format('job_id=%s, attempt=%s', j.id, j.attempt);
+    END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION {{ schema }}._job_not_found(job_id uuid)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING
+        ERRCODE = 'QU001',
+        MESSAGE = format('job %s not found', job_id),
+        DETAIL = format('job_id=%s', job_id);
+END;
+$$;

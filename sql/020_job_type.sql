@@ -1,0 +1,58 @@
+-- Retry and lease policy per job type.
+
+CREATE OR REPLACE FUNCTION {{ schema }}.set_job_type(
+    type_name text,
+    max_attempts integer DEFAULT NULL,
+    backoff_initial interval DEFAULT '10 seconds',
+    backoff_multiplier float8 DEFAULT 2,
+    backoff_max interval DEFAULT '5 minutes',
+    lease interval DEFAULT '60 seconds'
+)
+RETURNS {{ schema }}.job_type
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_row {{ schema }}.job_type;
+    v_initial interval := coalesce(set_job_type.backoff_initial, interval '10 seconds');
+    v_multiplier float8 := coalesce(set_job_type.backoff_multiplier, 2);
+    v_max interval := coalesce(set_job_type.backoff_max, interval '5 minutes');
+    v_lease interval := coalesce(set_job_type.lease, interval '60 seconds');
+BEGIN
+    PERFORM {{ schema }}._check_type_name(set_job_type.type_name);
+    IF set_job_type.max_attempts < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('max_attempts must be at least 1 or NULL, got %s', set_job_type.max_attempts);
+    END IF;
+    IF v_initial < interval '0' OR v_max < interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'backoff_initial and backoff_max must not be negative';
+    END IF;
+    IF v_multiplier < 1 OR v_multiplier = 'NaN'::float8 OR v_multiplier = 'Infinity'::float8 THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('backoff_multiplier must be a finite number >= 1, got %s', v_multiplier);
+    END IF;
+    IF v_lease <= interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('lease must be positive, got %s', v_lease);
+    END IF;
+    INSERT INTO {{ schema }}.job_type AS t (
+        type_name, max_attempts, backoff_initial, backoff_multiplier,
+        backoff_max, lease, updated_at
+    )
+    VALUES (
+        set_job_type.type_name, set_job_type.max_attempts, v_initial, v_multiplier,
+        v_max, v_lease, now()
+    )
+    ON CONFLICT (type_name) DO UPDATE SET
+        max_attempts = excluded.max_attempts,
+        backoff_initial = excluded.backoff_initial,
+        backoff_multiplier = excluded.backoff_multiplier,
+        backoff_max = excluded.backoff_max,
+        lease = excluded.lease,
+        updated_at = excluded.updated_at
+    RETURNING t.* INTO v_row;
+    RETURN v_row;
+END;
+$$;

@@ -1,0 +1,376 @@
+-- start_chains: many chains from one JSON array, in a fixed number of
+-- set-based statements (never one statement per item).
+
+-- Why an item is malformed, or NULL when it is fine. JSON null means "take
+-- the default", exactly like an absent key.
+CREATE OR REPLACE FUNCTION {{ schema }}._chain_item_problem(item jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH v AS (
+        SELECT
+            nullif(item -> 'type_name', 'null') AS type_name,
+            nullif(item -> 'id', 'null') AS id,
+            nullif(item -> 'schedule_at', 'null') AS schedule_at,
+            nullif(item -> 'schedule_after_ms', 'null') AS schedule_after_ms,
+            nullif(item -> 'blockers', 'null') AS blockers,
+            nullif(item -> 'dedup_key', 'null') AS dedup_key,
+            nullif(item -> 'dedup_scope', 'null') AS dedup_scope,
+            nullif(item -> 'dedup_window_ms', 'null') AS dedup_window_ms,
+            nullif(item -> 'priority', 'null') AS priority,
+            nullif(item -> 'trace_context', 'null') AS trace_context
+    ),
+    uuid_re AS (
+        SELECT '^([0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}|\{[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\})$'::text AS re
+    )
+    SELECT CASE
+        WHEN jsonb_typeof(item) IS DISTINCT FROM 'object' THEN 'is not a JSON object'
+        WHEN EXISTS (
+            SELECT 1 FROM jsonb_object_keys(item) AS k
+            WHERE k NOT IN (
+                'type_name', 'input', 'id', 'schedule_at', 'schedule_after_ms',
+                'blockers', 'dedup_key', 'dedup_scope', 'dedup_window_ms',
+                'priority', 'trace_context'
+            )
+        ) THEN format('has unknown key(s) %s', (
+            SELECT string_agg(quote_literal(k), ', ' ORDER BY k)
+            FROM jsonb_object_keys(item) AS k
+            WHERE k NOT IN (
+                'type_name', 'input', 'id', 'schedule_at', 'schedule_after_ms',
+                'blockers', 'dedup_key', 'dedup_scope', 'dedup_window_ms',
+                'priority', 'trace_context'
+            )
+        ))
+        WHEN v.type_name IS NULL THEN 'has no type_name'
+        WHEN jsonb_typeof(v.type_name) <> 'string' THEN 'type_name is not a string'
+        WHEN length(v.type_name #>> '{}') NOT BETWEEN 1 AND 255
+            THEN 'type_name must be 1 to 255 characters'
+        WHEN v.id IS NOT NULL AND (jsonb_typeof(v.id) <> 'string'
+            OR (v.id #>> '{}') !~* (SELECT re FROM uuid_re)) THEN 'id is not a UUID'
+        WHEN v.schedule_at IS NOT NULL AND jsonb_typeof(v.schedule_at) <> 'string'
+            THEN 'schedule_at is not a timestamp string'
+        WHEN v.schedule_after_ms IS NOT NULL AND jsonb_typeof(v.schedule_after_ms) <> 'number'
+            THEN 'schedule_after_ms is not a number'
+        WHEN (v.schedule_after_ms #>> '{}')::numeric < 0
+            THEN 'schedule_after_ms must not be negative'
+        WHEN (v.schedule_after_ms #>> '{}')::numeric > 3.15e15
+            THEN 'schedule_after_ms is too large'
+        WHEN v.schedule_at IS NOT NULL AND v.schedule_after_ms IS NOT NULL
+            THEN 'gives both schedule_at and schedule_after_ms'
+        WHEN v.blockers IS NOT NULL AND jsonb_typeof(v.blockers) <> 'array'
+            THEN 'blockers is not an array'
+        WHEN v.blockers IS NOT NULL AND EXISTS (
+            SELECT 1 FROM jsonb_array_elements(v.blockers) AS b
+            WHERE jsonb_typeof(b) <> 'string' OR (b #>> '{}') !~* (SELECT re FROM uuid_re)
+        ) THEN 'blockers must be an array of UUID strings'
+        WHEN v.dedup_key IS NOT NULL AND jsonb_typeof(v.dedup_key) <> 'string'
+            THEN 'dedup_key is not a string'
+        WHEN v.dedup_scope IS NOT NULL AND (jsonb_typeof(v.dedup_scope) <> 'string'
+            OR (v.dedup_scope #>> '{}') NOT IN ('incomplete', 'any'))
+            THEN 'dedup_scope must be ''incomplete'' or ''any'''
+        WHEN v.dedup_window_ms IS NOT NULL AND jsonb_typeof(v.dedup_window_ms) <> 'number'
+            THEN 'dedup_window_ms is not a number'
+        WHEN (v.dedup_window_ms #>> '{}')::numeric < 0
+            THEN 'dedup_window_ms must not be negative'
+        WHEN (v.dedup_window_ms #>> '{}')::numeric > 3.15e15
+            THEN 'dedup_window_ms is too large'
+        WHEN v.priority IS NOT NULL AND (jsonb_typeof(v.priority) <> 'number'
+            OR (v.priority #>> '{}')::numeric <> trunc((v.priority #>> '{}')::numeric)
+            OR (v.priority #>> '{}')::numeric NOT BETWEEN -2147483648 AND 2147483647)
+            THEN 'priority is not a 32-bit integer'
+        WHEN v.trace_context IS NOT NULL AND jsonb_typeof(v.trace_context) <> 'string'
+            THEN 'trace_context is not a string'
+    END
+    FROM v;
+$$;
+
+-- The typed working rows of a batch. Only timestamps can still fail to parse
+-- here; the caller turns that into QU006.
+CREATE OR REPLACE FUNCTION {{ schema }}._parse_chain_items(items jsonb)
+RETURNS {{ schema }}.chain_item []
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(ROW(
+        a.o::integer,
+        coalesce((a.item ->> 'id')::uuid, gen_random_uuid()),
+        (a.item ->> 'id') IS NOT NULL,
+        a.item ->> 'type_name',
+        a.item -> 'input',
+        greatest(coalesce(
+            (a.item ->> 'schedule_at')::timestamptz,
+            now() + make_interval(secs => (a.item ->> 'schedule_after_ms')::float8 / 1000),
+            now()
+        ), now()),
+        ARRAY(
+            SELECT b.value::uuid
+            FROM jsonb_array_elements_text(nullif(a.item -> 'blockers', 'null')) AS b
+        ),
+        a.item ->> 'dedup_key',
+        coalesce(a.item ->> 'dedup_scope', 'incomplete'),
+        make_interval(secs => (a.item ->> 'dedup_window_ms')::float8 / 1000),
+        coalesce((a.item ->> 'priority')::integer, 0),
+        a.item ->> 'trace_context',
+        NULL, false, NULL, NULL, NULL
+    )::{{ schema }}.chain_item ORDER BY a.o), '{}')
+    FROM jsonb_array_elements(items) WITH ORDINALITY AS a (item, o);
+$$;
+
+CREATE OR REPLACE FUNCTION {{ schema }}.start_chains(items jsonb)
+RETURNS TABLE (
+    ord integer,
+    id uuid,
+    chain_id uuid,
+    type_name text,
+    status {{ schema }}.job_status,
+    scheduled_at timestamptz,
+    created_at timestamptz,
+    deduplicated boolean
+)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_items {{ schema }}.chain_item[];
+    v_problem record;
+    v_dup uuid;
+    v_has_dedup boolean;
+    v_edge_job uuid[];
+    v_edge_pos integer[];
+    v_edge_chain uuid[];
+    v_edge_internal boolean[];
+    v_bad record;
+    v_external uuid[];
+    v_open uuid[];
+    v_blocked_job uuid[];
+    v_blocked_n integer[];
+    v_expected integer;
+    v_inserted integer;
+    v_existing uuid;
+    v_notified integer;
+BEGIN
+    IF start_chains.items IS NULL OR jsonb_typeof(start_chains.items) <> 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'start_chains expects a JSON array of objects';
+    END IF;
+
+    SELECT a.o, p.problem INTO v_problem
+    FROM jsonb_array_elements(start_chains.items) WITH ORDINALITY AS a (item, o)
+    CROSS JOIN LATERAL (SELECT {{ schema }}._chain_item_problem(a.item) AS problem) AS p
+    WHERE p.problem IS NOT NULL
+    ORDER BY a.o
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('start_chains item %s %s', v_problem.o, v_problem.problem);
+    END IF;
+
+    BEGIN
+        v_items := {{ schema }}._parse_chain_items(start_chains.items);
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow
+        OR invalid_text_representation OR numeric_value_out_of_range
+        OR invalid_parameter_value OR interval_field_overflow THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('start_chains has a malformed item: %s', SQLERRM);
+    END;
+
+    IF cardinality(v_items) = 0 THEN
+        RETURN;
+    END IF;
+
+    SELECT i.id INTO v_dup
+    FROM unnest(v_items) AS i
+    WHERE i.id_given
+    GROUP BY i.id
+    HAVING count(*) > 1
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('start_chains gives id %s to more than one item', v_dup),
+            DETAIL = format('job_id=%s', v_dup);
+    END IF;
+
+    -- Deduplication: the first item of each (type, key) looks for an existing
+    -- chain; later items with that key resolve to whatever the first did.
+    SELECT bool_or(i.dedup_key IS NOT NULL) INTO v_has_dedup FROM unnest(v_items) AS i;
+    IF v_has_dedup THEN
+        PERFORM {{ schema }}._guard_dedup_keys(
+            ARRAY(SELECT i.type_name FROM unnest(v_items) AS i),
+            ARRAY(SELECT i.dedup_key FROM unnest(v_items) AS i)
+        );
+        v_items := ARRAY(
+            WITH it AS (SELECT * FROM unnest(v_items)),
+            firsts AS (
+                SELECT DISTINCT ON (it.type_name, it.dedup_key) it.*
+                FROM it
+                WHERE it.dedup_key IS NOT NULL
+                ORDER BY it.type_name, it.dedup_key, it.ord
+            ),
+            resolved AS (
+                SELECT
+                    f.type_name, f.dedup_key, f.ord AS first_ord,
+                    coalesce(m.id, f.id) AS resolved_id,
+                    m.id IS NOT NULL AS hit,
+                    m.status, m.scheduled_at, m.created_at
+                FROM firsts AS f
+                LEFT JOIN LATERAL {{ schema }}._find_dedup_match(
+                    f.type_name, f.dedup_key, f.dedup_scope, f.dedup_window
+                ) AS m ON true
+            )
+            SELECT ROW(
+                it.ord, it.id, it.id_given, it.type_name, it.input, it.scheduled_at,
+                it.blockers, it.dedup_key, it.dedup_scope, it.dedup_window,
+                it.priority, it.trace_context,
+                coalesce(r.resolved_id, it.id),
+                coalesce(r.hit OR it.ord > r.first_ord, false),
+                r.status, r.scheduled_at, r.created_at
+            )::{{ schema }}.chain_item
+            FROM it
+            LEFT JOIN resolved AS r
+                ON r.type_name = it.type_name AND r.dedup_key = it.dedup_key
+            ORDER BY it.ord
+        );
+    ELSE
+        v_items := ARRAY(
+            SELECT ROW(
+                i.ord, i.id, i.id_given, i.type_name, i.input, i.scheduled_at,
+                i.blockers, i.dedup_key, i.dedup_scope, i.dedup_window,
+                i.priority, i.trace_context, i.id, false, NULL, NULL, NULL
+            )::{{ schema }}.chain_item
+            FROM unnest(v_items) AS i
+            ORDER BY i.ord
+        );
+    END IF;
+
+    -- Blocker edges of the items that will be inserted. A blocker may name an
+    -- earlier item by its given id (then it means the chain that item
+    -- resolved to); naming the item itself or a later one is QU002.
+    SELECT e.ord, e.ref INTO v_bad
+    FROM (
+        SELECT i.ord, b.ref, src.ord AS src_ord
+        FROM unnest(v_items) AS i
+        CROSS JOIN LATERAL unnest(i.blockers) AS b (ref)
+        JOIN unnest(v_items) AS src ON src.id_given AND src.id = b.ref
+        WHERE NOT i.deduplicated
+    ) AS e
+    WHERE e.src_ord >= e.ord
+    ORDER BY e.ord
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU002',
+            MESSAGE = format(
+                'start_chains item %s names blocker %s, which is that item itself or a later one',
+                v_bad.ord, v_bad.ref
+            ),
+            DETAIL = format('chain_id=%s', v_bad.ref);
+    END IF;
+
+    WITH raw AS (
+        SELECT
+            i.resolved_id AS job_id,
+            b.pos,
+            coalesce(src.resolved_id, b.ref) AS chain_id
+        FROM unnest(v_items) AS i
+        CROSS JOIN LATERAL unnest(i.blockers) WITH ORDINALITY AS b (ref, pos)
+        LEFT JOIN unnest(v_items) AS src ON src.id_given AND src.id = b.ref
+        WHERE NOT i.deduplicated
+    ),
+    edges AS (
+        SELECT raw.job_id, min(raw.pos)::integer AS pos, raw.chain_id
+        FROM raw
+        GROUP BY raw.job_id, raw.chain_id
+    ),
+    new_ids AS (
+        SELECT i.resolved_id AS id FROM unnest(v_items) AS i WHERE NOT i.deduplicated
+    )
+    SELECT
+        coalesce(array_agg(e.job_id ORDER BY e.job_id, e.pos), '{}'),
+        coalesce(array_agg(e.pos ORDER BY e.job_id, e.pos), '{}'),
+        coalesce(array_agg(e.chain_id ORDER BY e.job_id, e.pos), '{}'),
+        coalesce(array_agg(n.id IS NOT NULL ORDER BY e.job_id, e.pos), '{}')
+    INTO v_edge_job, v_edge_pos, v_edge_chain, v_edge_internal
+    FROM edges AS e
+    LEFT JOIN new_ids AS n ON n.id = e.chain_id;
+
+    v_external := ARRAY(
+        SELECT DISTINCT c
+        FROM unnest(v_edge_chain, v_edge_internal) AS x (c, internal)
+        WHERE NOT x.internal
+    );
+    v_open := {{ schema }}._lock_blocker_chains(v_external);
+
+    SELECT i.resolved_id INTO v_existing
+    FROM unnest(v_items) AS i
+    JOIN {{ schema }}.job AS j ON j.id = i.resolved_id
+    WHERE i.id_given AND NOT i.deduplicated
+    ORDER BY i.ord
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('a job with id %s already exists', v_existing),
+            DETAIL = format('job_id=%s', v_existing);
+    END IF;
+
+    v_expected := (SELECT count(*) FROM unnest(v_items) AS i WHERE NOT i.deduplicated);
+    SELECT coalesce(array_agg(oc.j), '{}'), coalesce(array_agg(oc.n), '{}')
+    INTO v_blocked_job, v_blocked_n
+    FROM (
+        SELECT x.j, count(*)::integer AS n
+        FROM unnest(v_edge_job, v_edge_chain, v_edge_internal) AS x (j, c, internal)
+        WHERE x.internal OR x.c = ANY(v_open)
+        GROUP BY x.j
+    ) AS oc;
+
+    INSERT INTO {{ schema }}.job (
+        id, type_name, chain_id, chain_type_name, chain_index, input, status,
+        priority, scheduled_at, dedup_key, trace_context, open_blockers
+    )
+    SELECT
+        i.resolved_id, i.type_name, i.resolved_id, i.type_name, 0, i.input,
+        CASE WHEN oc.n > 0 THEN 'blocked' ELSE 'pending' END::{{ schema }}.job_status,
+        i.priority, i.scheduled_at, i.dedup_key, i.trace_context, coalesce(oc.n, 0)
+    FROM unnest(v_items) AS i
+    LEFT JOIN unnest(v_blocked_job, v_blocked_n) AS oc (j, n) ON oc.j = i.resolved_id
+    WHERE NOT i.deduplicated
+    ORDER BY i.ord
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS v_inserted = ROW_COUNT;
+    IF v_inserted < v_expected THEN
+        -- Only a concurrent insert of a given id gets here.
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'a job id given in start_chains was created concurrently by another transaction';
+    END IF;
+
+    IF cardinality(v_edge_job) > 0 THEN
+        INSERT INTO {{ schema }}.job_blocker (job_id, position, blocker_chain_id)
+        SELECT x.j, x.p, x.c
+        FROM unnest(v_edge_job, v_edge_pos, v_edge_chain) AS x (j, p, c);
+    END IF;
+
+    -- One notification per type per statement, not per row.
+    SELECT count(pg_notify('{{ schema }}_job_ready', t.type_name)) INTO v_notified
+    FROM (
+        SELECT DISTINCT i.type_name
+        FROM unnest(v_items) AS i
+        WHERE NOT i.deduplicated AND NOT (i.resolved_id = ANY(v_blocked_job))
+    ) AS t;
+
+    RETURN QUERY
+    SELECT
+        i.ord,
+        i.resolved_id,
+        i.resolved_id,
+        coalesce(j.type_name, i.type_name),
+        coalesce(j.status, i.existing_status),
+        coalesce(j.scheduled_at, i.existing_scheduled_at),
+        coalesce(j.created_at, i.existing_created_at),
+        i.deduplicated
+    FROM unnest(v_items) AS i
+    LEFT JOIN {{ schema }}.job AS j
+        ON j.id = i.resolved_id AND (NOT i.deduplicated OR i.existing_status IS NULL)
+    ORDER BY i.ord;
+END;
+$$;

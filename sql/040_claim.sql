@@ -1,0 +1,119 @@
+-- claim: hand due pending jobs to a worker, in one statement.
+
+CREATE OR REPLACE FUNCTION {{ schema }}.claim(
+    worker_id text,
+    type_names text [] DEFAULT NULL,
+    max_jobs integer DEFAULT 1,
+    lease interval DEFAULT NULL
+)
+RETURNS TABLE (
+    id uuid,
+    type_name text,
+    chain_id uuid,
+    chain_type_name text,
+    chain_index integer,
+    input jsonb,
+    output jsonb,
+    status {{ schema }}.job_status,
+    priority integer,
+    attempt integer,
+    scheduled_at timestamptz,
+    created_at timestamptz,
+    completed_at timestamptz,
+    completed_by text,
+    leased_by text,
+    leased_until timestamptz,
+    last_attempt_at timestamptz,
+    last_attempt_error text,
+    continued_to uuid,
+    dedup_key text,
+    trace_context text,
+    blockers jsonb
+)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF claim.worker_id IS NULL OR claim.worker_id = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006', MESSAGE = 'claim needs a worker_id';
+    END IF;
+    IF claim.max_jobs < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('max_jobs must be at least 1, got %s', claim.max_jobs);
+    END IF;
+    IF claim.lease <= interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('lease must be positive, got %s', claim.lease);
+    END IF;
+
+    -- The MATERIALIZED CTE fences LIMIT + SKIP LOCKED from the UPDATE, so the
+    -- planner cannot turn it into a nested loop that updates more rows.
+    RETURN QUERY
+    WITH candidate AS MATERIALIZED (
+        SELECT j.id
+        FROM {{ schema }}.job AS j
+        WHERE j.status = 'pending'
+            AND j.scheduled_at <= now()
+            AND (claim.type_names IS NULL OR j.type_name = ANY(claim.type_names))
+        ORDER BY j.priority DESC, j.scheduled_at, j.seq
+        LIMIT coalesce(claim.max_jobs, 1)
+        FOR NO KEY UPDATE SKIP LOCKED
+    ),
+    claimed AS (
+        UPDATE {{ schema }}.job AS j
+        SET
+            status = 'running',
+            attempt = j.attempt + 1,
+            leased_by = claim.worker_id,
+            leased_until = clock_timestamp() + coalesce(
+                claim.lease,
+                (SELECT t.lease FROM {{ schema }}.job_type AS t WHERE t.type_name = j.type_name),
+                interval '60 seconds'
+            )
+        FROM candidate AS c
+        WHERE j.id = c.id
+        RETURNING j.*
+    )
+    SELECT
+        c.id, c.type_name, c.chain_id, c.chain_type_name, c.chain_index,
+        c.input, c.output, c.status, c.priority, c.attempt, c.scheduled_at,
+        c.created_at, c.completed_at, c.completed_by, c.leased_by,
+        c.leased_until, c.last_attempt_at, c.last_attempt_error,
+        c.continued_to, c.dedup_key, c.trace_context,
+        coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                'chain_id', b.blocker_chain_id,
+                'type_name', r.type_name,
+                'output', tail.output
+            ) ORDER BY b.position)
+            FROM {{ schema }}.job_blocker AS b
+            JOIN {{ schema }}.job AS r ON r.id = b.blocker_chain_id
+            CROSS JOIN LATERAL (
+                SELECT l.output
+                FROM {{ schema }}.job AS l
+                WHERE l.chain_id = b.blocker_chain_id
+                ORDER BY l.chain_index DESC
+                LIMIT 1
+            ) AS tail
+            WHERE b.job_id = c.id
+        ), '[]'::jsonb)
+    FROM claimed AS c
+    ORDER BY c.priority DESC, c.scheduled_at, c.seq;
+END;
+$$;
+
+-- When the next pending job of these types becomes due (NULL if none), so an
+-- idle worker can sleep exactly that long.
+CREATE OR REPLACE FUNCTION {{ schema }}.next_due_at(type_names text [] DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT j.scheduled_at
+    FROM {{ schema }}.job AS j
+    WHERE j.status = 'pending'
+        AND (next_due_at.type_names IS NULL OR j.type_name = ANY(next_due_at.type_names))
+    ORDER BY j.scheduled_at
+    LIMIT 1;
+$$;

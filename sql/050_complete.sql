@@ -1,0 +1,172 @@
+-- complete and complete_jobs: finish a chain's last job with an output.
+
+-- Everything that follows the completion of chains whose roots the caller
+-- holds FOR UPDATE: mark the roots, unblock dependents, tell listeners.
+-- root_ids_to_mark are the roots that were not themselves the completed job.
+CREATE OR REPLACE FUNCTION {{ schema }}._chains_completed(
+    chain_ids uuid [], root_ids_to_mark uuid []
+)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_notified integer;
+BEGIN
+    IF cardinality(root_ids_to_mark) > 0 THEN
+        UPDATE {{ schema }}.job AS r
+        SET chain_completed_at = now()
+        WHERE r.id = ANY(root_ids_to_mark);
+    END IF;
+    PERFORM {{ schema }}._resolve_dependents(chain_ids);
+    SELECT count(pg_notify('{{ schema }}_chain_completed', c::text)) INTO v_notified
+    FROM unnest(chain_ids) AS c;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION {{ schema }}.complete(
+    job_id uuid,
+    worker_id text,
+    output jsonb DEFAULT NULL,
+    attempt integer DEFAULT NULL
+)
+RETURNS TABLE (id uuid, chain_id uuid, status {{ schema }}.job_status, chain_completed boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_chain_id uuid;
+    j {{ schema }}.job;
+BEGIN
+    SELECT x.chain_id INTO v_chain_id FROM {{ schema }}.job AS x WHERE x.id = complete.job_id;
+    IF NOT FOUND THEN
+        PERFORM {{ schema }}._job_not_found(complete.job_id);
+    END IF;
+    -- Root first (it never moves): serialises with anyone adding this chain
+    -- as a blocker, and with cancel/delete.
+    PERFORM 1 FROM {{ schema }}.job AS r WHERE r.id = v_chain_id FOR UPDATE;
+    SELECT * INTO j FROM {{ schema }}.job AS x WHERE x.id = complete.job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM {{ schema }}._job_not_found(complete.job_id);
+    END IF;
+    PERFORM {{ schema }}._check_owner(
+        j, complete.worker_id, complete.attempt,
+        '{blocked,pending,running}'::{{ schema }}.job_status[], 'complete'
+    );
+
+    UPDATE {{ schema }}.job AS x
+    SET
+        status = 'completed',
+        output = complete.output,
+        completed_at = now(),
+        completed_by = complete.worker_id,
+        leased_by = NULL,
+        leased_until = NULL,
+        chain_completed_at = CASE WHEN x.chain_index = 0 THEN now() END
+    WHERE x.id = j.id;
+
+    PERFORM {{ schema }}._chains_completed(
+        ARRAY[j.chain_id],
+        CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END
+    );
+    IF complete.worker_id IS NULL AND j.status = 'running' THEN
+        PERFORM pg_notify('{{ schema }}_job_lost', j.id::text);
+    END IF;
+
+    RETURN QUERY SELECT j.id, j.chain_id, 'completed'::{{ schema }}.job_status, true;
+END;
+$$;
+
+-- Batched acknowledgement for workers: completes each job that is running
+-- under worker_id at the given attempt, in one transaction, and reports the
+-- others instead of failing the batch. outcome: 'completed', 'taken' (another
+-- worker holds it or the attempt is stale), 'finished' (no longer running),
+-- 'not_found'.
+CREATE OR REPLACE FUNCTION {{ schema }}.complete_jobs(
+    worker_id text,
+    job_ids uuid [],
+    outputs jsonb [] DEFAULT NULL,
+    attempts integer [] DEFAULT NULL
+)
+RETURNS TABLE (job_id uuid, outcome text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_done_chains uuid[];
+    v_marks uuid[];
+    v_done uuid[];
+BEGIN
+    IF complete_jobs.worker_id IS NULL OR complete_jobs.job_ids IS NULL
+        OR array_position(complete_jobs.job_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'complete_jobs needs a worker_id and an array of job ids without NULLs';
+    END IF;
+    IF cardinality(complete_jobs.outputs) <> cardinality(complete_jobs.job_ids)
+        OR cardinality(complete_jobs.attempts) <> cardinality(complete_jobs.job_ids) THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'outputs and attempts must have one element per job id';
+    END IF;
+
+    -- Roots first, in id order (the lock order every writer uses).
+    PERFORM 1
+    FROM {{ schema }}.job AS r
+    WHERE r.id IN (
+        SELECT x.chain_id FROM {{ schema }}.job AS x WHERE x.id = ANY(complete_jobs.job_ids)
+    )
+    ORDER BY r.id
+    FOR UPDATE;
+
+    WITH req AS (
+        SELECT DISTINCT ON (u.id) u.id, u.output, u.attempt
+        FROM unnest(
+            complete_jobs.job_ids,
+            coalesce(complete_jobs.outputs, array_fill(NULL::jsonb, ARRAY[cardinality(complete_jobs.job_ids)])),
+            coalesce(complete_jobs.attempts, array_fill(NULL::integer, ARRAY[cardinality(complete_jobs.job_ids)]))
+        ) WITH ORDINALITY AS u (id, output, attempt, o)
+        ORDER BY u.id, u.o
+    ),
+    done AS (
+        UPDATE {{ schema }}.job AS x
+        SET
+            status = 'completed',
+            output = req.output,
+            completed_at = now(),
+            completed_by = complete_jobs.worker_id,
+            leased_by = NULL,
+            leased_until = NULL,
+            chain_completed_at = CASE WHEN x.chain_index = 0 THEN now() END
+        FROM req
+        WHERE x.id = req.id
+            AND x.status = 'running'
+            AND x.leased_by = complete_jobs.worker_id
+            AND (req.attempt IS NULL OR x.attempt = req.attempt)
+        RETURNING x.id, x.chain_id, x.chain_index
+    )
+    SELECT
+        coalesce(array_agg(done.id), '{}'),
+        coalesce(array_agg(done.chain_id), '{}'),
+        coalesce(array_agg(done.chain_id) FILTER (WHERE done.chain_index > 0), '{}')
+    INTO v_done, v_done_chains, v_marks
+    FROM done;
+
+    IF cardinality(v_done) > 0 THEN
+        PERFORM {{ schema }}._chains_completed(v_done_chains, v_marks);
+    END IF;
+
+    RETURN QUERY
+    SELECT
+        u.id,
+        CASE
+            WHEN u.id = ANY(v_done) THEN 'completed'
+            WHEN x.id IS NULL THEN 'not_found'
+            WHEN x.status = 'running' THEN 'taken'
+            ELSE 'finished'
+        END
+    FROM unnest(complete_jobs.job_ids) WITH ORDINALITY AS u (id, o)
+    LEFT JOIN {{ schema }}.job AS x ON x.id = u.id
+    ORDER BY u.o;
+END;
+$$;

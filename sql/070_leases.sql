@@ -1,0 +1,133 @@
+-- Leases: heartbeat (renew_leases) and recovery of expired ones (reap).
+
+CREATE OR REPLACE FUNCTION {{ schema }}.renew_leases(
+    worker_id text,
+    job_ids uuid [],
+    lease interval DEFAULT NULL
+)
+RETURNS TABLE (job_id uuid, outcome text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF renew_leases.worker_id IS NULL OR renew_leases.job_ids IS NULL
+        OR array_position(renew_leases.job_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'renew_leases needs a worker_id and an array of job ids without NULLs';
+    END IF;
+    IF renew_leases.lease <= interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('lease must be positive, got %s', renew_leases.lease);
+    END IF;
+
+    RETURN QUERY
+    WITH req AS (
+        SELECT u.id, min(u.o) AS o
+        FROM unnest(renew_leases.job_ids) WITH ORDINALITY AS u (id, o)
+        GROUP BY u.id
+    ),
+    renewed AS (
+        UPDATE {{ schema }}.job AS j
+        SET leased_until = clock_timestamp() + coalesce(
+            renew_leases.lease,
+            (SELECT t.lease FROM {{ schema }}.job_type AS t WHERE t.type_name = j.type_name),
+            interval '60 seconds'
+        )
+        FROM req
+        WHERE j.id = req.id
+            AND j.status = 'running'
+            AND j.leased_by = renew_leases.worker_id
+        RETURNING j.id
+    )
+    SELECT
+        req.id,
+        CASE
+            WHEN r.id IS NOT NULL THEN 'renewed'
+            WHEN j.id IS NULL THEN 'not_found'
+            WHEN j.status = 'running' THEN 'taken'
+            ELSE 'finished'
+        END
+    FROM req
+    LEFT JOIN renewed AS r ON r.id = req.id
+    LEFT JOIN {{ schema }}.job AS j ON j.id = req.id
+    ORDER BY req.o;
+END;
+$$;
+
+-- Running jobs whose lease expired go back to pending (keeping their place
+-- in the queue) or to failed when attempts are exhausted. The UPDATE
+-- re-checks status and lease, so a job that completed meanwhile is never
+-- reopened. Safe to call from every worker at once.
+CREATE OR REPLACE FUNCTION {{ schema }}.reap(max_jobs integer DEFAULT 100)
+RETURNS TABLE (job_id uuid, previous_worker text, status {{ schema }}.job_status)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_ids uuid[];
+    v_workers text[];
+    v_statuses {{ schema }}.job_status[];
+    v_notified integer;
+BEGIN
+    IF reap.max_jobs < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('max_jobs must be at least 1, got %s', reap.max_jobs);
+    END IF;
+
+    WITH expired AS MATERIALIZED (
+        SELECT j.id, j.leased_by
+        FROM {{ schema }}.job AS j
+        WHERE j.status = 'running' AND j.leased_until < clock_timestamp()
+        ORDER BY j.leased_until
+        LIMIT coalesce(reap.max_jobs, 100)
+        FOR NO KEY UPDATE SKIP LOCKED
+    ),
+    reaped AS (
+        UPDATE {{ schema }}.job AS j
+        SET
+            status = CASE
+                WHEN j.attempt >= (
+                    SELECT t.max_attempts FROM {{ schema }}.job_type AS t
+                    WHERE t.type_name = j.type_name
+                ) THEN 'failed'::{{ schema }}.job_status
+                ELSE 'pending'::{{ schema }}.job_status
+            END,
+            leased_by = NULL,
+            leased_until = NULL,
+            last_attempt_at = now(),
+            last_attempt_error = format(
+                'lease expired: worker %s stopped renewing it (attempt %s)',
+                e.leased_by, j.attempt
+            )
+        FROM expired AS e
+        WHERE j.id = e.id
+            AND j.status = 'running'
+            AND j.leased_until < clock_timestamp()
+        RETURNING j.id, e.leased_by, j.status, j.type_name
+    )
+    SELECT
+        coalesce(array_agg(r.id), '{}'),
+        coalesce(array_agg(r.leased_by), '{}'),
+        coalesce(array_agg(r.status), '{}')
+    INTO v_ids, v_workers, v_statuses
+    FROM reaped AS r;
+
+    IF cardinality(v_ids) = 0 THEN
+        RETURN;
+    END IF;
+
+    SELECT count(pg_notify('{{ schema }}_job_lost', i::text)) INTO v_notified
+    FROM unnest(v_ids) AS i;
+    SELECT count(pg_notify('{{ schema }}_job_ready', d.type_name)) INTO v_notified
+    FROM (
+        SELECT DISTINCT j.type_name
+        FROM {{ schema }}.job AS j
+        WHERE j.id = ANY(v_ids) AND j.status = 'pending'
+    ) AS d;
+
+    RETURN QUERY
+    SELECT x.id, x.w, x.s FROM unnest(v_ids, v_workers, v_statuses) AS x (id, w, s);
+END;
+$$;

@@ -1,0 +1,151 @@
+-- cancel_chains and delete_chains: whole chains, optionally with the chains
+-- they wait on (cascade), refused while anyone outside depends on them.
+
+-- Resolves the set of chains to act on and locks their roots FOR UPDATE in
+-- id order. Non-root ids, unknown ids and NULL elements are skipped. With
+-- cascade, adds transitively every chain that a job of the set waits on.
+-- Raises QU005 if a job outside the set has one of them as a blocker.
+CREATE OR REPLACE FUNCTION {{ schema }}._lock_chain_set(
+    chain_ids uuid [], cascade boolean, action text
+)
+RETURNS uuid []
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_set uuid[];
+    v_more uuid[];
+    v_bad record;
+BEGIN
+    IF chain_ids IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('%s needs an array of chain ids', action);
+    END IF;
+    v_set := ARRAY(
+        SELECT r.id FROM {{ schema }}.job AS r
+        WHERE r.id = ANY(chain_ids) AND r.chain_index = 0
+        ORDER BY r.id
+    );
+    PERFORM 1 FROM {{ schema }}.job AS r WHERE r.id = ANY(v_set) ORDER BY r.id FOR UPDATE;
+
+    IF coalesce(cascade, false) THEN
+        LOOP
+            v_more := ARRAY(
+                WITH RECURSIVE closure (id) AS (
+                    SELECT unnest(v_set)
+                    UNION
+                    SELECT b.blocker_chain_id
+                    FROM closure AS c
+                    JOIN {{ schema }}.job AS j ON j.chain_id = c.id
+                    JOIN {{ schema }}.job_blocker AS b ON b.job_id = j.id
+                )
+                SELECT c.id FROM closure AS c WHERE NOT (c.id = ANY(v_set)) ORDER BY c.id
+            );
+            EXIT WHEN cardinality(v_more) = 0;
+            PERFORM 1 FROM {{ schema }}.job AS r WHERE r.id = ANY(v_more) ORDER BY r.id FOR UPDATE;
+            v_set := ARRAY(SELECT unnest(v_set || v_more) AS id ORDER BY id);
+        END LOOP;
+    END IF;
+
+    SELECT b.blocker_chain_id, b.job_id INTO v_bad
+    FROM {{ schema }}.job_blocker AS b
+    JOIN {{ schema }}.job AS j ON j.id = b.job_id
+    WHERE b.blocker_chain_id = ANY(v_set) AND NOT (j.chain_id = ANY(v_set))
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU005',
+            MESSAGE = format(
+                'cannot %s chain %s: job %s outside the set waits on it',
+                action, v_bad.blocker_chain_id, v_bad.job_id
+            ),
+            DETAIL = format('chain_id=%s, job_id=%s', v_bad.blocker_chain_id, v_bad.job_id);
+    END IF;
+    RETURN v_set;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION {{ schema }}.cancel_chains(
+    chain_ids uuid [], cascade boolean DEFAULT false
+)
+RETURNS TABLE (chain_id uuid)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_set uuid[];
+    v_chains uuid[];
+    v_lost uuid[];
+    v_notified integer;
+BEGIN
+    v_set := {{ schema }}._lock_chain_set(cancel_chains.chain_ids, cancel_chains.cascade, 'cancel');
+
+    WITH target AS (
+        SELECT j.id, j.status
+        FROM {{ schema }}.job AS j
+        WHERE j.chain_id = ANY(v_set) AND j.status NOT IN ('completed', 'cancelled')
+        FOR NO KEY UPDATE
+    ),
+    cancelled AS (
+        UPDATE {{ schema }}.job AS j
+        SET status = 'cancelled', leased_by = NULL, leased_until = NULL
+        FROM target AS t
+        WHERE j.id = t.id
+        RETURNING j.id, j.chain_id, t.status AS previous_status
+    )
+    SELECT
+        coalesce(array_agg(DISTINCT c.chain_id), '{}'),
+        coalesce(array_agg(c.id) FILTER (WHERE c.previous_status = 'running'), '{}')
+    INTO v_chains, v_lost
+    FROM cancelled AS c;
+
+    SELECT count(pg_notify('{{ schema }}_job_lost', l::text)) INTO v_notified
+    FROM unnest(v_lost) AS l;
+
+    RETURN QUERY
+    SELECT c FROM unnest(v_chains) AS c
+    ORDER BY array_position(cancel_chains.chain_ids, c) NULLS LAST, c;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION {{ schema }}.delete_chains(
+    chain_ids uuid [], cascade boolean DEFAULT false
+)
+RETURNS TABLE (chain_id uuid)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_set uuid[];
+    v_lost uuid[];
+    v_notified integer;
+BEGIN
+    v_set := {{ schema }}._lock_chain_set(delete_chains.chain_ids, delete_chains.cascade, 'delete');
+    IF cardinality(v_set) = 0 THEN
+        RETURN;
+    END IF;
+
+    -- Edges first: the set may wait on itself, and the foreign key on
+    -- blocker_chain_id must never see a dangling edge.
+    DELETE FROM {{ schema }}.job_blocker AS b
+    USING {{ schema }}.job AS j
+    WHERE b.job_id = j.id AND j.chain_id = ANY(v_set);
+
+    WITH deleted AS (
+        DELETE FROM {{ schema }}.job AS j
+        WHERE j.chain_id = ANY(v_set)
+        RETURNING j.id, j.status
+    )
+    SELECT coalesce(array_agg(d.id) FILTER (WHERE d.status = 'running'), '{}')
+    INTO v_lost
+    FROM deleted AS d;
+
+    SELECT count(pg_notify('{{ schema }}_job_lost', l::text)) INTO v_notified
+    FROM unnest(v_lost) AS l;
+
+    RETURN QUERY
+    SELECT c FROM unnest(v_set) AS c
+    ORDER BY array_position(delete_chains.chain_ids, c) NULLS LAST, c;
+END;
+$$;
