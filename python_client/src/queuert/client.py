@@ -1,0 +1,403 @@
+"""The synchronous client: thin functions over the SQL API on *your* connection.
+
+Every function takes a psycopg 3 ``Connection`` first and runs its statements
+in whatever transaction that connection is in. None of them begins, commits or
+rolls back a transaction: a job started inside your transaction commits or
+rolls back with your own writes. On an autocommit connection outside a
+transaction block each call is its own transaction; there (and only there)
+the client re-runs a call that hit a serialization failure (40001) or a
+deadlock (40P01), because nothing else was in that transaction. Inside your
+transaction, wrap the whole transaction with :func:`queuert.retry_on_conflict`.
+
+The async twins live in :mod:`queuert.aio`; both share :mod:`queuert._core`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, overload
+from uuid import UUID
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+
+from . import _core
+from .errors import InvalidArgumentError, is_conflict, translate
+from .types import (
+    Chain,
+    ChainPage,
+    ChainSpec,
+    CompletedJob,
+    Continuation,
+    JobType,
+    StartedChain,
+)
+
+__all__ = [
+    "cancel_chains",
+    "complete_chain",
+    "delete_chains",
+    "get_chain",
+    "list_chains",
+    "retry_jobs",
+    "start_chain",
+    "start_chains",
+    "trigger_jobs",
+    "wait_for_chain",
+]
+
+T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+_AUTO_RETRIES = 5
+
+
+def _execute(conn: psycopg.Connection[Any], query: _core.Query) -> list[dict[str, Any]]:
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(query.sql, query.params)
+            return cur.fetchall() if cur.description is not None else []
+    except psycopg.Error as e:
+        new = translate(e)
+        if new is e:
+            raise
+        raise new from e
+
+
+def _perform(conn: psycopg.Connection[Any], instr: Any) -> Any:
+    if isinstance(instr, _core.Query):
+        return _execute(conn, instr)
+    if isinstance(instr, _core.WaitNotify):
+        for note in conn.notifies(timeout=instr.timeout):
+            if note.channel == instr.channel and note.payload == instr.payload:
+                return True
+        return False
+    if isinstance(instr, _core.Sleep):
+        time.sleep(instr.seconds)
+        return None
+    if isinstance(instr, _core.Cleanup):
+        if not conn.closed and not conn.broken:
+            _execute(conn, instr.query)
+        return None
+    raise TypeError(f"unknown instruction {instr!r}")  # pragma: no cover
+
+
+def _drive(conn: psycopg.Connection[Any], op: _core.Op[T]) -> T:
+    try:
+        instr = next(op)
+        while True:
+            try:
+                result = _perform(conn, instr)
+            except BaseException as e:
+                instr = op.throw(e)  # lets the operation clean up, or re-raises
+            else:
+                instr = op.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+def _can_listen(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    return conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+
+
+def _run(conn: psycopg.Connection[Any], factory: _core.OpFactory[T]) -> T:
+    if not isinstance(conn, psycopg.Connection):
+        raise InvalidArgumentError(
+            f"expected a psycopg.Connection, got {type(conn).__name__} "
+            "(use queuert.aio for an AsyncConnection)"
+        )
+    own_tx = _can_listen(conn)
+    attempt = 0
+    while True:
+        try:
+            return _drive(conn, factory())
+        except psycopg.Error as e:
+            attempt += 1
+            if not (own_tx and is_conflict(e) and attempt < _AUTO_RETRIES):
+                raise
+            time.sleep(0.005 * 2**attempt)
+
+
+# --------------------------------------------------------------------------
+
+
+@overload
+def start_chain(
+    conn: psycopg.Connection[Any],
+    job_type: JobType[None, Any],
+    *,
+    id: UUID | str | None = None,
+    schedule_at: datetime | None = None,
+    schedule_after: timedelta | None = None,
+    blockers: Sequence[UUID | str] | None = None,
+    dedup_key: str | None = None,
+    dedup_scope: str = "incomplete",
+    dedup_window: timedelta | None = None,
+    priority: int = 0,
+    trace_context: str | None = None,
+    schema: str = "queuert",
+) -> StartedChain: ...
+
+
+@overload
+def start_chain(
+    conn: psycopg.Connection[Any],
+    job_type: JobType[I, Any],
+    input: I,
+    *,
+    id: UUID | str | None = None,
+    schedule_at: datetime | None = None,
+    schedule_after: timedelta | None = None,
+    blockers: Sequence[UUID | str] | None = None,
+    dedup_key: str | None = None,
+    dedup_scope: str = "incomplete",
+    dedup_window: timedelta | None = None,
+    priority: int = 0,
+    trace_context: str | None = None,
+    schema: str = "queuert",
+) -> StartedChain: ...
+
+
+@overload
+def start_chain(
+    conn: psycopg.Connection[Any],
+    job_type: str,
+    input: Any = None,
+    *,
+    id: UUID | str | None = None,
+    schedule_at: datetime | None = None,
+    schedule_after: timedelta | None = None,
+    blockers: Sequence[UUID | str] | None = None,
+    dedup_key: str | None = None,
+    dedup_scope: str = "incomplete",
+    dedup_window: timedelta | None = None,
+    priority: int = 0,
+    trace_context: str | None = None,
+    schema: str = "queuert",
+) -> StartedChain: ...
+
+
+def start_chain(
+    conn: psycopg.Connection[Any],
+    job_type: JobType[Any, Any] | str,
+    input: Any = None,
+    *,
+    id: UUID | str | None = None,
+    schedule_at: datetime | None = None,
+    schedule_after: timedelta | None = None,
+    blockers: Sequence[UUID | str] | None = None,
+    dedup_key: str | None = None,
+    dedup_scope: str = "incomplete",
+    dedup_window: timedelta | None = None,
+    priority: int = 0,
+    trace_context: str | None = None,
+    schema: str = "queuert",
+) -> StartedChain:
+    """Start a chain (create its root job) in the connection's transaction.
+
+    With a :class:`~queuert.JobType`, ``input`` is validated and serialised
+    before anything is sent (:class:`~queuert.PayloadValidationError`); with a
+    type *name*, it is stored as JSON as given. ``blockers`` are chain ids this
+    chain waits for (fan-in); ``dedup_key`` returns an existing matching chain
+    instead of creating one (``deduplicated=True``).
+    """
+    return _run(
+        conn,
+        _core.start_chain(
+            schema,
+            job_type,
+            input,
+            id=id,
+            schedule_at=schedule_at,
+            schedule_after=schedule_after,
+            blockers=blockers,
+            dedup_key=dedup_key,
+            dedup_scope=dedup_scope,
+            dedup_window=dedup_window,
+            priority=priority,
+            trace_context=trace_context,
+        ),
+    )
+
+
+def start_chains(
+    conn: psycopg.Connection[Any],
+    items: Sequence[ChainSpec[Any]],
+    *,
+    schema: str = "queuert",
+) -> list[StartedChain]:
+    """Start many chains with one ``start_chains(items jsonb)`` call; results
+    in input order. A blocker may name the ``id`` of an earlier item."""
+    return _run(conn, _core.start_chains(schema, items))
+
+
+@overload
+def complete_chain(
+    conn: psycopg.Connection[Any],
+    chain_id: UUID | str,
+    output: O,
+    *,
+    job_type: JobType[Any, O],
+    job_id: UUID | str | None = None,
+    schema: str = "queuert",
+) -> CompletedJob: ...
+
+
+@overload
+def complete_chain(
+    conn: psycopg.Connection[Any],
+    chain_id: UUID | str,
+    output: Any = None,
+    *,
+    continue_with: Continuation | None = None,
+    job_type: JobType[Any, Any] | str | None = None,
+    job_id: UUID | str | None = None,
+    schema: str = "queuert",
+) -> CompletedJob: ...
+
+
+def complete_chain(
+    conn: psycopg.Connection[Any],
+    chain_id: UUID | str,
+    output: Any = None,
+    *,
+    continue_with: Continuation | None = None,
+    job_type: JobType[Any, Any] | str | None = None,
+    job_id: UUID | str | None = None,
+    schema: str = "queuert",
+) -> CompletedJob:
+    """Complete, or continue, a chain's current job from outside a worker.
+
+    Finds the chain's current (last) job and calls the SQL ``complete`` with
+    ``output`` (or ``continue_with`` with the :class:`~queuert.Continuation`)
+    and ``worker_id`` NULL, in one statement. ``job_type`` asserts the current
+    job's type (mismatch: :class:`~queuert.InvalidArgumentError`) and, given as
+    a JobType, validates ``output`` against its output type and the
+    continuation against its ``continues_with``. ``job_id`` targets that job of
+    the chain instead of the current one (so a repeated continuation is
+    idempotent). A job that is already completed: :class:`~queuert.InvalidJobStatusError`.
+    """
+    return _run(
+        conn,
+        _core.complete_chain(
+            schema,
+            chain_id,
+            output,
+            continue_with=continue_with,
+            job_type=job_type,
+            job_id=job_id,
+        ),
+    )
+
+
+def cancel_chains(
+    conn: psycopg.Connection[Any],
+    chain_ids: Iterable[UUID | str],
+    *,
+    cascade: bool = False,
+    schema: str = "queuert",
+) -> list[UUID]:
+    """Cancel chains; returns the ids of chains that had a job cancelled.
+    Refused with :class:`~queuert.ChainHasDependentsError` when a chain outside
+    the set waits on one of them, unless ``cascade`` adds those blockers."""
+    return _run(conn, _core.chain_op(schema, "cancel_chains", chain_ids, cascade))
+
+
+def delete_chains(
+    conn: psycopg.Connection[Any],
+    chain_ids: Iterable[UUID | str],
+    *,
+    cascade: bool = False,
+    schema: str = "queuert",
+) -> list[UUID]:
+    """Delete chains (jobs and blocker rows); same refusal rule as cancel."""
+    return _run(conn, _core.chain_op(schema, "delete_chains", chain_ids, cascade))
+
+
+def trigger_jobs(
+    conn: psycopg.Connection[Any],
+    job_ids: Iterable[UUID | str],
+    *,
+    schema: str = "queuert",
+) -> list[UUID]:
+    """Make pending jobs due now (all or nothing)."""
+    return _run(conn, _core.job_op(schema, "trigger_jobs", job_ids))
+
+
+def retry_jobs(
+    conn: psycopg.Connection[Any],
+    job_ids: Iterable[UUID | str],
+    *,
+    schema: str = "queuert",
+) -> list[UUID]:
+    """Make failed or cancelled jobs pending again, attempts reset (all or nothing)."""
+    return _run(conn, _core.job_op(schema, "retry_jobs", job_ids))
+
+
+def get_chain(
+    conn: psycopg.Connection[Any], chain_id: UUID | str, *, schema: str = "queuert"
+) -> Chain:
+    """The chain (view ``chain``) with its jobs in order; :class:`~queuert.ChainNotFoundError`."""
+    return _run(conn, _core.get_chain(schema, chain_id))
+
+
+def list_chains(
+    conn: psycopg.Connection[Any],
+    *,
+    type_name: str | JobType[Any, Any] | None = None,
+    status: str | Sequence[str] | None = None,
+    limit: int = 50,
+    after: str | None = None,
+    schema: str = "queuert",
+) -> ChainPage:
+    """Chains newest first, filtered by the chain's type and/or status, keyset
+    paginated on (created_at, chain_id): pass ``page.next_cursor`` as ``after``."""
+    return _run(
+        conn,
+        _core.list_chains(schema, type_name=type_name, status=status, limit=limit, after=after),
+    )
+
+
+def wait_for_chain(
+    conn: psycopg.Connection[Any],
+    chain_id: UUID | str,
+    timeout: float,
+    *,
+    poll_interval: float = 1.0,
+    raise_on_failure: bool = True,
+    schema: str = "queuert",
+) -> Chain:
+    """Block until the chain completes and return it (view row, with output).
+
+    On an autocommit connection outside a transaction block it LISTENs on
+    ``<schema>_chain_completed`` and re-checks on a matching notification or
+    every ``poll_interval`` seconds (notifications are hints), and UNLISTENs
+    afterwards unless the connection was already listening. Any other
+    connection (in a transaction, or not autocommit) is polled every
+    ``poll_interval`` seconds inside its transaction, which must be READ
+    COMMITTED (each poll then sees newly committed work; in REPEATABLE READ or
+    SERIALIZABLE it never would, so that is :class:`~queuert.InvalidArgumentError`).
+    LISTEN would not take effect before that transaction commits, and the
+    client never commits for you.
+
+    Raises :class:`~queuert.ChainWaitTimeout` after ``timeout`` seconds,
+    :class:`~queuert.ChainCancelledError` if the chain is cancelled,
+    :class:`~queuert.ChainFailedError` if its current job is ``failed``
+    (unless ``raise_on_failure=False``: then it waits for a retry), and
+    :class:`~queuert.ChainNotFoundError`.
+    """
+    return _run(
+        conn,
+        _core.wait_for_chain(
+            schema,
+            chain_id,
+            timeout,
+            poll_interval=poll_interval,
+            raise_on_failure=raise_on_failure,
+            can_listen=isinstance(conn, psycopg.Connection) and _can_listen(conn),
+        ),
+    )
