@@ -379,9 +379,11 @@ def _apply_privileges(
         """,
         (schema, sorted(objects["routine"])),
     )
+    rows = cur.fetchall()
+    names = [str(name) for _kind, name, _args in rows]
     routines = [
         sql.SQL("{}.{}({})").format(sql.Identifier(schema), sql.Identifier(name), sql.SQL(args))  # type: ignore[arg-type]
-        for _kind, name, args in cur.fetchall()
+        for _kind, name, args in rows
     ]
     # Engine routines are not for everyone: only the owner and granted roles.
     for routine in routines:
@@ -393,8 +395,14 @@ def _apply_privileges(
         raise MigrationError(f"grant_to: role {grant_to!r} does not exist (nothing was changed)")
     role = sql.Identifier(grant_to)
     cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), role))
-    for routine in routines:
-        cur.execute(sql.SQL("GRANT EXECUTE ON ROUTINE {} TO {}").format(routine, role))
+    # Only the public API: `_`-prefixed internals are called by the engine's
+    # SECURITY DEFINER functions as the owner, never by the application (an
+    # earlier grant of them is taken back).
+    for name, routine in zip(names, routines):
+        verb = "REVOKE EXECUTE ON ROUTINE {} FROM {}" if name.startswith("_") else (
+            "GRANT EXECUTE ON ROUTINE {} TO {}"
+        )
+        cur.execute(sql.SQL(verb).format(routine, role))
     cur.execute(
         """
         SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
