@@ -10,7 +10,6 @@
 CREATE OR REPLACE FUNCTION {{ schema }}._check_type_name(type_name text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF type_name IS NULL OR length(type_name) NOT BETWEEN 1 AND 255 THEN
@@ -31,7 +30,6 @@ CREATE OR REPLACE FUNCTION {{ schema }}._schedule(
 )
 RETURNS timestamptz
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF schedule_at IS NOT NULL AND schedule_after IS NOT NULL THEN
@@ -52,7 +50,6 @@ $$;
 CREATE OR REPLACE FUNCTION {{ schema }}._distinct_blockers(blockers uuid [])
 RETURNS uuid []
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF blockers IS NULL OR cardinality(blockers) = 0 THEN
@@ -76,7 +73,6 @@ $$;
 CREATE OR REPLACE FUNCTION {{ schema }}._lock_blocker_chains(chain_ids uuid [])
 RETURNS uuid []
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_locked integer;
@@ -122,7 +118,6 @@ CREATE OR REPLACE FUNCTION {{ schema }}._guard_dedup_keys(
 )
 RETURNS void
 LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO {{ schema }}.dedup_guard AS g (bucket, touched_at)
     SELECT DISTINCT
@@ -142,7 +137,6 @@ CREATE OR REPLACE FUNCTION {{ schema }}._find_dedup_match(
 )
 RETURNS SETOF {{ schema }}.start_chain_result
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT r.id, r.id, r.type_name, t.status, r.scheduled_at, r.created_at, true
     FROM {{ schema }}.job AS r
@@ -169,7 +163,6 @@ CREATE OR REPLACE FUNCTION {{ schema }}._check_dedup_args(
 )
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF dedup_scope NOT IN ('incomplete', 'any') THEN
@@ -193,7 +186,6 @@ $$;
 CREATE OR REPLACE FUNCTION {{ schema }}._resolve_dependents(chain_ids uuid [])
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_notified integer;
@@ -240,7 +232,6 @@ CREATE OR REPLACE FUNCTION {{ schema }}._backoff(
 )
 RETURNS interval
 LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
         WHEN extract(epoch FROM backoff_initial) <= 0 THEN interval '0'
@@ -268,7 +259,6 @@ CREATE OR REPLACE FUNCTION {{ schema }}._check_owner(
 )
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF worker_id IS NOT NULL THEN
@@ -308,7 +298,6 @@ $$;
 CREATE OR REPLACE FUNCTION {{ schema }}._job_not_found(job_id uuid)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RAISE EXCEPTION USING

@@ -6,7 +6,6 @@
 CREATE OR REPLACE FUNCTION {{ schema }}._chain_item_problem(item jsonb)
 RETURNS text
 LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     WITH v AS (
         SELECT
@@ -85,12 +84,43 @@ AS $$
     FROM v;
 $$;
 
+-- The cheap check every item passes through: one inlinable expression of
+-- C-level jsonb operators (CASE fixes the order so no cast sees a wrong type).
+-- Only an item that fails it goes through _chain_item_problem for a message.
+CREATE OR REPLACE FUNCTION {{ schema }}._chain_item_ok(item jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE
+        WHEN jsonb_typeof(item) IS DISTINCT FROM 'object' THEN false
+        WHEN item - '{type_name,input,id,schedule_at,schedule_after_ms,blockers,dedup_key,dedup_scope,dedup_window_ms,priority,trace_context}'::text [] <> '{}'::jsonb THEN false
+        WHEN jsonb_typeof(item -> 'type_name') IS DISTINCT FROM 'string' THEN false
+        WHEN length(item ->> 'type_name') NOT BETWEEN 1 AND 255 THEN false
+        WHEN coalesce(jsonb_typeof(item -> 'id'), 'null') NOT IN ('string', 'null') THEN false
+        WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') NOT IN ('string', 'null') THEN false
+        WHEN coalesce(jsonb_typeof(item -> 'blockers'), 'null') NOT IN ('array', 'null') THEN false
+        WHEN coalesce(jsonb_typeof(item -> 'dedup_key'), 'null') NOT IN ('string', 'null') THEN false
+        WHEN coalesce(jsonb_typeof(item -> 'trace_context'), 'null') NOT IN ('string', 'null') THEN false
+        WHEN coalesce(item ->> 'dedup_scope', 'incomplete') NOT IN ('incomplete', 'any') THEN false
+        WHEN coalesce(jsonb_typeof(item -> 'dedup_scope'), 'null') NOT IN ('string', 'null') THEN false
+        WHEN coalesce(jsonb_typeof(item -> 'schedule_after_ms'), 'null') NOT IN ('number', 'null') THEN false
+        WHEN coalesce(jsonb_typeof(item -> 'dedup_window_ms'), 'null') NOT IN ('number', 'null') THEN false
+        WHEN coalesce(jsonb_typeof(item -> 'priority'), 'null') NOT IN ('number', 'null') THEN false
+        WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') <> 'null'
+            AND coalesce(jsonb_typeof(item -> 'schedule_after_ms'), 'null') <> 'null' THEN false
+        WHEN (item ->> 'schedule_after_ms')::numeric NOT BETWEEN 0 AND 3.15e15 THEN false
+        WHEN (item ->> 'dedup_window_ms')::numeric NOT BETWEEN 0 AND 3.15e15 THEN false
+        WHEN (item ->> 'priority')::numeric NOT BETWEEN -2147483648 AND 2147483647 THEN false
+        WHEN (item ->> 'priority')::numeric <> trunc((item ->> 'priority')::numeric) THEN false
+        ELSE true
+    END;
+$$;
+
 -- The typed working rows of a batch. Only timestamps can still fail to parse
 -- here; the caller turns that into QU006.
 CREATE OR REPLACE FUNCTION {{ schema }}._parse_chain_items(items jsonb)
 RETURNS {{ schema }}.chain_item []
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(array_agg(ROW(
         a.o::integer,
@@ -135,7 +165,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_items {{ schema }}.chain_item[];
-    v_problem record;
+    v_bad_ord bigint;
     v_dup uuid;
     v_has_dedup boolean;
     v_edge_job uuid[];
@@ -157,15 +187,15 @@ BEGIN
             MESSAGE = 'start_chains expects a JSON array of objects';
     END IF;
 
-    SELECT a.o, p.problem INTO v_problem
+    SELECT min(a.o) INTO v_bad_ord
     FROM jsonb_array_elements(start_chains.items) WITH ORDINALITY AS a (item, o)
-    CROSS JOIN LATERAL (SELECT {{ schema }}._chain_item_problem(a.item) AS problem) AS p
-    WHERE p.problem IS NOT NULL
-    ORDER BY a.o
-    LIMIT 1;
-    IF FOUND THEN
+    WHERE NOT {{ schema }}._chain_item_ok(a.item);
+    IF v_bad_ord IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('start_chains item %s %s', v_problem.o, v_problem.problem);
+            MESSAGE = format('start_chains item %s %s', v_bad_ord, coalesce(
+                {{ schema }}._chain_item_problem(start_chains.items -> (v_bad_ord::integer - 1)),
+                'is malformed'
+            ));
     END IF;
 
     BEGIN
@@ -173,8 +203,15 @@ BEGIN
     EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow
         OR invalid_text_representation OR numeric_value_out_of_range
         OR invalid_parameter_value OR interval_field_overflow THEN
+        SELECT min(a.o) INTO v_bad_ord
+        FROM jsonb_array_elements(start_chains.items) WITH ORDINALITY AS a (item, o)
+        WHERE {{ schema }}._chain_item_problem(a.item) IS NOT NULL;
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('start_chains has a malformed item: %s', SQLERRM);
+            MESSAGE = format(
+                'start_chains item %s is malformed: %s',
+                coalesce(v_bad_ord::text, '?'),
+                coalesce({{ schema }}._chain_item_problem(start_chains.items -> (v_bad_ord::integer - 1)), SQLERRM)
+            );
     END;
 
     IF cardinality(v_items) = 0 THEN

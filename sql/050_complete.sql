@@ -8,7 +8,6 @@ CREATE OR REPLACE FUNCTION {{ schema }}._chains_completed(
 )
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_notified integer;

@@ -9,7 +9,6 @@ CREATE OR REPLACE FUNCTION {{ schema }}._lock_jobs_with_status(
 )
 RETURNS uuid []
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_ids uuid[];

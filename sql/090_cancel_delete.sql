@@ -10,7 +10,6 @@ CREATE OR REPLACE FUNCTION {{ schema }}._lock_chain_set(
 )
 RETURNS uuid []
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_set uuid[];
