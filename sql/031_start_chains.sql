@@ -166,6 +166,7 @@ AS $$
 DECLARE
     v_items {{ schema }}.chain_item[];
     v_bad_ord bigint;
+    v_error text;
     v_dup uuid;
     v_has_dedup boolean;
     v_edge_job uuid[];
@@ -203,14 +204,27 @@ BEGIN
     EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow
         OR invalid_text_representation OR numeric_value_out_of_range
         OR invalid_parameter_value OR interval_field_overflow THEN
-        SELECT min(a.o) INTO v_bad_ord
-        FROM jsonb_array_elements(start_chains.items) WITH ORDINALITY AS a (item, o)
-        WHERE {{ schema }}._chain_item_problem(a.item) IS NOT NULL;
+        -- Slow path, errors only: find the first item that does not parse.
+        v_error := SQLERRM;
+        FOR v_bad_ord IN
+            SELECT a.o FROM jsonb_array_elements(start_chains.items) WITH ORDINALITY AS a (item, o)
+        LOOP
+            BEGIN
+                PERFORM {{ schema }}._parse_chain_items(
+                    jsonb_build_array(start_chains.items -> (v_bad_ord::integer - 1))
+                );
+            EXCEPTION WHEN OTHERS THEN
+                EXIT;
+            END;
+        END LOOP;
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format(
                 'start_chains item %s is malformed: %s',
-                coalesce(v_bad_ord::text, '?'),
-                coalesce({{ schema }}._chain_item_problem(start_chains.items -> (v_bad_ord::integer - 1)), SQLERRM)
+                v_bad_ord,
+                coalesce(
+                    {{ schema }}._chain_item_problem(start_chains.items -> (v_bad_ord::integer - 1)),
+                    v_error
+                )
             );
     END;
 
