@@ -52,15 +52,27 @@ __version__ = "0.1.0"
 
 # ---------------------------------------------------------------------------
 # BEGIN worker/notify/hooks exports (owned by the worker helper).
-# Names exported lazily from modules that other parts of the package provide;
-# each is imported on first access, so importing queuert never fails while a
-# module is absent. Replace an entry with a direct import once its module
-# exists if you prefer eager, type-checked exports.
-_LAZY_EXPORTS: dict[str, str] = {
-    "Worker": "queuert.worker",
-    "transaction_hooks": "queuert.hooks",
-    "current_hooks": "queuert.hooks",
-}
+from .hooks import TransactionHooks, current_hooks, transaction_hooks  # noqa: E402
+from .job import Blocker, JobContext, LeaseLost  # noqa: E402
+from .notify import InProcessNotifier, Notifier, NotifyEvent, PostgresNotifier  # noqa: E402
+from .worker import Worker, WorkerStats, run_worker_cli  # noqa: E402
+
+_LAZY_EXPORTS: dict[str, str] = {}
+_WORKER_EXPORTS = [
+    "Blocker",
+    "InProcessNotifier",
+    "JobContext",
+    "LeaseLost",
+    "Notifier",
+    "NotifyEvent",
+    "PostgresNotifier",
+    "TransactionHooks",
+    "Worker",
+    "WorkerStats",
+    "current_hooks",
+    "run_worker_cli",
+    "transaction_hooks",
+]
 # END worker/notify/hooks exports
 # ---------------------------------------------------------------------------
 
@@ -111,5 +123,5 @@ __all__ = [
     "translate_errors",
     "trigger_jobs",
     "wait_for_chain",
-    *_LAZY_EXPORTS,
+    *_WORKER_EXPORTS,
 ]

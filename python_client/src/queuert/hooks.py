@@ -1,0 +1,260 @@
+"""Transaction hooks: run callbacks and publish notifications only after commit.
+
+The SQL engine sends its own ``pg_notify`` calls, which PostgreSQL delivers only
+when the transaction commits. Anything *outside* the database (a Redis or NATS
+notify adapter, an in-process notifier, your own "send an e-mail after commit"
+callback) has no such guarantee, so queuert buffers it in a hooks object that
+lives exactly as long as your transaction block::
+
+    import queuert
+
+    with queuert.transaction_hooks(notifier) as hooks:   # outside ...
+        with conn.transaction():                          # ... the transaction
+            queuert.start_chain(conn, welcome_email, WelcomeInput(user_id=7))
+            hooks.add(lambda: print("committed"))
+    # here: the transaction committed, callbacks ran, notifications published
+
+The hooks block must *enclose* the transaction block: its normal exit happens
+after the inner ``with conn.transaction():`` committed. When the block exits
+with an exception (the transaction rolled back), everything buffered is
+dropped. The same works with ``async with`` around ``async with
+conn.transaction():``.
+
+Client functions that create or complete work (``start_chain`` and friends)
+look up :func:`current_hooks` and, when a hooks block is active, buffer a
+``job_ready`` (type name) or ``chain_completed`` (chain id) notification there;
+deduplicated, so a batch of 1,000 chains of one type publishes once.
+
+Nested blocks behave like savepoints: an inner block that exits normally hands
+its callbacks and notifications to the enclosing block (which runs them after
+the outer transaction commits); an inner block that exits with an exception
+drops only its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from queuert.notify.base import Notifier
+
+__all__ = ["TransactionHooks", "current_hooks", "transaction_hooks"]
+
+logger = logging.getLogger("queuert.hooks")
+
+Callback = Callable[[], Any]
+
+_current: ContextVar[TransactionHooks | None] = ContextVar("queuert_transaction_hooks", default=None)
+
+# Fire-and-forget tasks started from a sync exit inside a running loop; kept
+# referenced until done so they are not garbage collected mid-flight.
+_background: set[asyncio.Task[Any]] = set()
+
+
+def current_hooks() -> TransactionHooks | None:
+    """The innermost active :class:`TransactionHooks` of this context, or None."""
+    return _current.get()
+
+
+class TransactionHooks:
+    """Callbacks and notifications buffered until the enclosing block exits.
+
+    Use through :func:`transaction_hooks`. Not thread-safe: one block belongs to
+    one thread or task (as one transaction does).
+    """
+
+    def __init__(self, notifier: Notifier | None = None) -> None:
+        self.notifier = notifier
+        self._callbacks: list[Callback] = []
+        # dicts as ordered sets: deduplicated, first-seen order kept
+        self._job_ready: dict[str, None] = {}
+        self._chain_completed: dict[str, None] = {}
+        self._job_lost: dict[str, None] = {}
+        self._token: Token[TransactionHooks | None] | None = None
+        self._parent: TransactionHooks | None = None
+        self._active = False
+
+    # -- buffering -----------------------------------------------------------
+
+    def add(self, callback: Callback) -> None:
+        """Run ``callback()`` after commit; it may be a plain or async function.
+
+        Callbacks run in the order added. An exception from one is logged and
+        does not stop the others (the transaction has already committed).
+        """
+        self._callbacks.append(callback)
+
+    def job_ready(self, type_name: str) -> None:
+        """Publish "a job of this type became pending" after commit."""
+        self._job_ready[type_name] = None
+
+    def chain_completed(self, chain_id: UUID | str) -> None:
+        """Publish "this chain completed" after commit."""
+        self._chain_completed[str(chain_id)] = None
+
+    def job_lost(self, job_id: UUID | str) -> None:
+        """Publish "this running job was taken from its worker" after commit."""
+        self._job_lost[str(job_id)] = None
+
+    @property
+    def pending(self) -> tuple[list[Callback], list[str], list[str], list[str]]:
+        """What would run now: callbacks, job_ready, chain_completed, job_lost."""
+        return (
+            list(self._callbacks),
+            list(self._job_ready),
+            list(self._chain_completed),
+            list(self._job_lost),
+        )
+
+    def _clear(self) -> None:
+        self._callbacks.clear()
+        self._job_ready.clear()
+        self._chain_completed.clear()
+        self._job_lost.clear()
+
+    def _merge_into(self, parent: TransactionHooks) -> None:
+        parent._callbacks.extend(self._callbacks)
+        parent._job_ready.update(self._job_ready)
+        parent._chain_completed.update(self._chain_completed)
+        parent._job_lost.update(self._job_lost)
+        if parent.notifier is None:
+            parent.notifier = self.notifier
+        self._clear()
+
+    # -- block protocol ------------------------------------------------------
+
+    def _enter(self) -> TransactionHooks:
+        if self._active:
+            raise RuntimeError("a TransactionHooks block cannot be entered twice")
+        self._active = True
+        self._parent = _current.get()
+        self._token = _current.set(self)
+        return self
+
+    def _leave(self, failed: bool) -> bool:
+        """Reset the context; return True when this block must fire now."""
+        assert self._token is not None
+        _current.reset(self._token)
+        self._token = None
+        self._active = False
+        if failed:
+            self._clear()
+            return False
+        if self._parent is not None and self._parent._active:
+            # nested: the outer transaction has not committed yet
+            self._merge_into(self._parent)
+            return False
+        return True
+
+    def __enter__(self) -> TransactionHooks:
+        return self._enter()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._leave(exc is not None):
+            self._fire_sync()
+
+    async def __aenter__(self) -> TransactionHooks:
+        return self._enter()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._leave(exc is not None):
+            await self._fire_async()
+
+    # -- firing --------------------------------------------------------------
+
+    def _take(self) -> tuple[list[Callback], list[str], list[str], list[str]]:
+        out = self.pending
+        self._clear()
+        return out
+
+    async def _publish(self, ready: list[str], chains: list[str], lost: list[str]) -> None:
+        notifier = self.notifier
+        if notifier is None:
+            return
+        try:
+            if ready:
+                await notifier.publish_job_ready(ready)
+            if chains:
+                await notifier.publish_chain_completed(chains)
+            if lost:
+                await notifier.publish_job_lost(lost)
+        except Exception:
+            # Notifications are hints; workers fall back to polling.
+            logger.exception("queuert: publishing notifications after commit failed")
+
+    async def _fire_async(self) -> None:
+        callbacks, ready, chains, lost = self._take()
+        for cb in callbacks:
+            try:
+                result = cb()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("queuert: after-commit callback %r failed", cb)
+        await self._publish(ready, chains, lost)
+
+    def _fire_sync(self) -> None:
+        callbacks, ready, chains, lost = self._take()
+        for cb in callbacks:
+            try:
+                result = cb()
+                if inspect.isawaitable(result):
+                    _run_awaitable(result)
+            except Exception:
+                logger.exception("queuert: after-commit callback %r failed", cb)
+        if self.notifier is not None and (ready or chains or lost):
+            _run_awaitable(self._publish(ready, chains, lost))
+
+
+def _run_awaitable(aw: Awaitable[Any]) -> None:
+    """Run an awaitable from sync code: to completion when no loop runs in this
+    thread, else as a background task of the running loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None:
+
+        async def _wrap() -> None:
+            await aw
+
+        asyncio.run(_wrap())
+        return
+    task = loop.create_task(_ensure_coro(aw))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _ensure_coro(aw: Awaitable[Any]) -> Any:
+    try:
+        return await aw
+    except Exception:
+        logger.exception("queuert: after-commit awaitable failed")
+        return None
+
+
+def transaction_hooks(notifier: Notifier | None = None) -> TransactionHooks:
+    """A hooks block for one transaction: ``with`` or ``async with``.
+
+    ``notifier`` receives the buffered ``job_ready`` / ``chain_completed`` /
+    ``job_lost`` notifications after commit (nothing is published without
+    one; the PostgreSQL notifier needs none since the engine notifies itself).
+    """
+    return TransactionHooks(notifier)

@@ -1,0 +1,181 @@
+"""The notify interface: how workers hear "a job is ready" without polling.
+
+A :class:`Notifier` carries three kinds of events, each a plain string payload:
+
+===================  ===========  =========================================
+kind                 payload      meaning
+===================  ===========  =========================================
+``job_ready``        type name    a job of this type became pending
+``chain_completed``  chain id     a chain completed
+``job_lost``         job id       a running job was taken from its worker
+``resync``           ``""``       the subscription (re)connected: events may
+                                  have been missed, re-read the database
+===================  ===========  =========================================
+
+Events are hints, never the source of truth: a worker that misses every event
+still makes progress by polling ``next_due_at``, and a spurious event costs one
+empty claim. So an adapter may drop, duplicate or delay events, but it must
+deliver ``resync`` after every (re)connection.
+
+Publishing happens after commit, through :mod:`queuert.hooks` (and the worker
+after its own acknowledgements); a rolled-back transaction publishes nothing.
+The PostgreSQL notifier ignores publish calls because the engine already calls
+``pg_notify`` inside the transaction, which PostgreSQL delivers on commit.
+
+Writing an adapter (Redis, NATS, ...): subclass :class:`Notifier`, implement
+the three ``publish_*`` coroutines (one message per call is fine: the lists
+are already deduplicated) and :meth:`Notifier.subscribe`, which must call the
+listener on the subscriber's event loop (``loop.call_soon_threadsafe`` from
+foreign threads) and never block it.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+
+__all__ = ["EVENT_KINDS", "Listener", "Notifier", "NotifyEvent", "Subscription"]
+
+EVENT_KINDS = frozenset({"job_ready", "chain_completed", "job_lost", "resync"})
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyEvent:
+    """One notification: ``kind`` (see :data:`EVENT_KINDS`) and its payload."""
+
+    kind: str
+    payload: str
+
+
+#: A listener is a plain callable run on the subscriber's event loop; it must
+#: return quickly (set an event, append to a list).
+Listener = Callable[[NotifyEvent], None]
+
+
+class Subscription:
+    """A registered listener with its filters; :meth:`close` unsubscribes."""
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        listener: Listener,
+        kinds: Collection[str] | None,
+        type_names: Collection[str] | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.notifier = notifier
+        self.listener = listener
+        self.kinds = frozenset(kinds) if kinds is not None else None
+        self.type_names = frozenset(type_names) if type_names is not None else None
+        self.loop = loop
+        self.closed = False
+
+    def wants(self, event: NotifyEvent) -> bool:
+        if self.closed:
+            return False
+        if event.kind == "resync":
+            return True
+        if self.kinds is not None and event.kind not in self.kinds:
+            return False
+        if event.kind == "job_ready" and self.type_names is not None:
+            return event.payload in self.type_names
+        return True
+
+    def deliver(self, event: NotifyEvent) -> None:
+        """Hand ``event`` to the listener on the subscriber's loop (thread-safe)."""
+        if not self.wants(event):
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self._call(event)
+        elif not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._call, event)
+
+    def _call(self, event: NotifyEvent) -> None:
+        if self.closed:
+            return
+        try:
+            self.listener(event)
+        except Exception:  # a listener bug must not kill the notifier
+            import logging
+
+            logging.getLogger("queuert.notify").exception(
+                "queuert: notify listener %r failed", self.listener
+            )
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self.notifier._unsubscribe(self)
+
+
+class Notifier(abc.ABC):
+    """Publish/subscribe of queuert's hint events. See the module docs."""
+
+    def __init__(self) -> None:
+        self._subscriptions: list[Subscription] = []
+
+    # -- publishing (after commit) --------------------------------------------
+
+    @abc.abstractmethod
+    async def publish_job_ready(self, type_names: Iterable[str]) -> None:
+        """Announce that jobs of these types became pending."""
+
+    @abc.abstractmethod
+    async def publish_chain_completed(self, chain_ids: Iterable[str]) -> None:
+        """Announce that these chains completed."""
+
+    @abc.abstractmethod
+    async def publish_job_lost(self, job_ids: Iterable[str]) -> None:
+        """Announce that these running jobs were taken from their worker."""
+
+    # -- subscribing -----------------------------------------------------------
+
+    async def subscribe(
+        self,
+        listener: Listener,
+        *,
+        kinds: Collection[str] | None = None,
+        type_names: Collection[str] | None = None,
+    ) -> Subscription:
+        """Call ``listener(event)`` for each event from now on.
+
+        ``kinds`` limits the event kinds (``resync`` is always delivered);
+        ``type_names`` limits ``job_ready`` events to those job types. Returns
+        once the subscription is live, or once the first attempt to make it
+        live failed (the adapter then keeps retrying and sends ``resync`` when
+        it succeeds). The listener runs on the calling coroutine's loop.
+        """
+        unknown = set(kinds or ()) - EVENT_KINDS
+        if unknown:
+            raise ValueError(f"unknown notify event kinds: {sorted(unknown)}")
+        sub = Subscription(self, listener, kinds, type_names, asyncio.get_running_loop())
+        self._subscriptions.append(sub)
+        await self._subscribed(sub)
+        return sub
+
+    async def _subscribed(self, sub: Subscription) -> None:
+        """Hook for adapters: start listening when the first subscriber comes."""
+
+    async def _unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subscriptions:
+            self._subscriptions.remove(sub)
+        await self._unsubscribed(sub)
+
+    async def _unsubscribed(self, sub: Subscription) -> None:
+        """Hook for adapters: stop listening when the last subscriber leaves."""
+
+    def _dispatch(self, event: NotifyEvent) -> None:
+        """Deliver ``event`` to every matching subscriber (any thread)."""
+        for sub in list(self._subscriptions):
+            sub.deliver(event)
+
+    async def close(self) -> None:
+        """Close every subscription and release the adapter's resources."""
+        for sub in list(self._subscriptions):
+            await sub.close()
