@@ -88,10 +88,15 @@ def current_hooks() -> Any:
     return hooks.current_hooks()
 
 
-def _tell_hooks(ready_types: Iterable[str] = (), completed_chains: Iterable[UUID] = ()) -> None:
+def _tell_hooks(
+    ready_types: Iterable[str] = (),
+    completed_chains: Iterable[UUID] = (),
+    lost_jobs: Iterable[UUID] = (),
+) -> None:
     ready = list(dict.fromkeys(ready_types))
     done = list(dict.fromkeys(completed_chains))
-    if not ready and not done:
+    lost = list(dict.fromkeys(lost_jobs))
+    if not ready and not done and not lost:
         return
     hooks = current_hooks()
     if hooks is None:
@@ -100,6 +105,8 @@ def _tell_hooks(ready_types: Iterable[str] = (), completed_chains: Iterable[UUID
         hooks.job_ready(type_name)
     for chain_id in done:
         hooks.chain_completed(chain_id)
+    for job_id in lost:
+        hooks.job_lost(job_id)
 
 
 # --------------------------------------------------------------------------
@@ -137,9 +144,9 @@ def _sql_current_job(s: str, by_job_id: bool) -> str:
     # A chain's current job is its last one (highest chain_index); the
     # unique index (chain_id, chain_index) serves this backwards.
     if by_job_id:
-        return f"""SELECT j.id, j.type_name FROM {s}.job j
+        return f"""SELECT j.id, j.type_name, j.status::text AS status FROM {s}.job j
     WHERE j.chain_id = %(chain_id)s::uuid AND j.id = %(job_id)s::uuid"""
-    return f"""SELECT j.id, j.type_name FROM {s}.job j
+    return f"""SELECT j.id, j.type_name, j.status::text AS status FROM {s}.job j
     WHERE j.chain_id = %(chain_id)s::uuid
     ORDER BY j.chain_index DESC LIMIT 1"""
 
@@ -149,7 +156,8 @@ def _sql_complete_chain(s: str, by_job_id: bool) -> str:
     return f"""WITH cur AS MATERIALIZED (
     {_sql_current_job(s, by_job_id)}
 )
-SELECT r.id, r.chain_id, r.status::text AS status, r.chain_completed
+SELECT r.id, r.chain_id, r.status::text AS status, r.chain_completed,
+       cur.status AS previous_status
 FROM cur
 CROSS JOIN LATERAL {s}.complete(
     job_id => cur.id,
@@ -164,7 +172,7 @@ def _sql_continue_chain(s: str, by_job_id: bool) -> str:
     return f"""WITH cur AS MATERIALIZED (
     {_sql_current_job(s, by_job_id)}
 )
-SELECT cur.id AS previous_job_id, r.id, r.chain_id, r.chain_index, r.type_name,
+SELECT cur.id AS previous_job_id, cur.status AS previous_status, r.id, r.chain_id, r.chain_index, r.type_name,
        r.status::text AS status, r.scheduled_at, r.deduplicated
 FROM cur
 CROSS JOIN LATERAL {s}.continue_with(
@@ -462,8 +470,14 @@ def complete_chain(
                 yield from _explain_missing_current(s, cid, jid, expected)
             row = rows[0]
             nxt = ContinuedJob.from_row(row)
-            if nxt.status == "pending" and not nxt.deduplicated:
-                _tell_hooks(ready_types=[nxt.type_name])
+            fresh = not nxt.deduplicated
+            _tell_hooks(
+                ready_types=[nxt.type_name] if fresh and nxt.status == "pending" else [],
+                # a worker that held the job lost it (read before the call: a hint)
+                lost_jobs=[row["previous_job_id"]]
+                if fresh and row["previous_status"] == "running"
+                else [],
+            )
             return CompletedJob(
                 job_id=row["previous_job_id"],
                 chain_id=nxt.chain_id,
@@ -489,8 +503,10 @@ def complete_chain(
             status=row["status"],
             chain_completed=bool(row["chain_completed"]),
         )
-        if done.chain_completed:
-            _tell_hooks(completed_chains=[done.chain_id])
+        _tell_hooks(
+            completed_chains=[done.chain_id] if done.chain_completed else [],
+            lost_jobs=[done.job_id] if row["previous_status"] == "running" else [],
+        )
         return done
 
     return op_complete

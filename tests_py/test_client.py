@@ -1,0 +1,655 @@
+"""The synchronous client against a real PostgreSQL (fixtures: dsn, conn)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+import queuert
+from queuert import (
+    ChainCancelledError,
+    ChainFailedError,
+    ChainHasDependentsError,
+    ChainNotFoundError,
+    ChainSpec,
+    ChainWaitTimeout,
+    InvalidArgumentError,
+    InvalidJobStatusError,
+    JobNotFoundError,
+    JobTakenError,
+    JobType,
+    PayloadValidationError,
+    QueuertError,
+    continue_with,
+)
+from queuert.hooks import current_hooks, transaction_hooks
+
+
+@dataclass
+class WelcomeInput:
+    user_id: int
+
+
+@dataclass
+class EmailSent:
+    message_id: str
+
+
+welcome = JobType(
+    "send-welcome-email", input=WelcomeInput, output=EmailSent, continues_with=lambda: [follow_up]
+)
+follow_up = JobType("follow-up", input=WelcomeInput, output=str, continues_with=())
+report = JobType("report", input=dict[str, int], output=int)
+
+
+def count_jobs(conn: psycopg.Connection, where: str = "true") -> int:
+    row = conn.execute(f"SELECT count(*) FROM queuert.job WHERE {where}").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def job_status(conn: psycopg.Connection, job_id: uuid.UUID) -> str:
+    row = conn.execute("SELECT status::text FROM queuert.job WHERE id = %s", (job_id,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+# ---------------------------------------------------------------- transactions
+
+
+def test_rollback_leaves_no_job_and_commit_keeps_it(conn: psycopg.Connection, dsn: str) -> None:
+    conn.execute("CREATE TABLE app_user (id int PRIMARY KEY)")
+    conn.commit()
+
+    with conn.transaction():
+        conn.execute("INSERT INTO app_user VALUES (1)")
+        kept = queuert.start_chain(conn, welcome, WelcomeInput(user_id=1))
+
+    with pytest.raises(RuntimeError):
+        with conn.transaction():
+            conn.execute("INSERT INTO app_user VALUES (2)")
+            queuert.start_chain(conn, welcome, WelcomeInput(user_id=2))
+            raise RuntimeError("signup failed")
+
+    # seen from another session: exactly the committed user and job
+    with psycopg.connect(dsn) as other:
+        users = [r[0] for r in other.execute("SELECT id FROM app_user ORDER BY id")]
+        jobs = [r[0] for r in other.execute("SELECT id FROM queuert.job")]
+    assert users == [1]
+    assert jobs == [kept.id]
+
+
+def test_client_never_commits(conn: psycopg.Connection, dsn: str) -> None:
+    started = queuert.start_chain(conn, "plain", {"a": 1})
+    queuert.trigger_jobs(conn, [started.id])
+    queuert.get_chain(conn, started.chain_id)
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    with psycopg.connect(dsn) as other:
+        assert count_jobs(other) == 0
+    conn.rollback()
+    assert count_jobs(conn) == 0
+
+
+def test_autocommit_connection_commits_each_call(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as ac, psycopg.connect(dsn) as other:
+        started = queuert.start_chain(ac, "plain", [1, 2])
+        assert count_jobs(other, f"id = '{started.id}'") == 1
+
+
+# ---------------------------------------------------------------- start_chain
+
+
+def test_start_chain_returns_the_row_and_stores_validated_input(conn: psycopg.Connection) -> None:
+    started = queuert.start_chain(conn, welcome, WelcomeInput(user_id=7), priority=3)
+    assert started.id == started.chain_id
+    assert started.type_name == "send-welcome-email"
+    assert started.status == "pending"
+    assert started.deduplicated is False
+    assert started.scheduled_at.tzinfo is not None
+    row = conn.execute(
+        "SELECT input, priority, chain_index, chain_type_name FROM queuert.job WHERE id = %s",
+        (started.id,),
+    ).fetchone()
+    assert row == ({"user_id": 7}, 3, 0, "send-welcome-email")
+
+
+def test_start_chain_coerces_input_through_the_declared_type(conn: psycopg.Connection) -> None:
+    # a dict is accepted for a dataclass input and stored in its JSON form
+    started = queuert.start_chain(conn, welcome, {"user_id": "8"})  # type: ignore[arg-type]
+    chain = queuert.get_chain(conn, started.chain_id)
+    assert chain.jobs[0].input == {"user_id": 8}
+    assert welcome.parse_input(chain.jobs[0].input) == WelcomeInput(user_id=8)
+
+
+def test_bad_input_is_rejected_before_anything_is_written(conn: psycopg.Connection) -> None:
+    with pytest.raises(PayloadValidationError) as info:
+        queuert.start_chain(conn, welcome, {"user_id": "not a number"})  # type: ignore[arg-type]
+    assert info.value.type_name == "send-welcome-email"
+    assert info.value.kind == "input"
+    # nothing reached the database: the transaction was not even started
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert count_jobs(conn) == 0
+
+    with pytest.raises(PayloadValidationError):
+        queuert.start_chains(
+            conn,
+            [ChainSpec(welcome, WelcomeInput(1)), ChainSpec(welcome, WelcomeInput("x"))],  # type: ignore[arg-type]
+        )
+    assert count_jobs(conn) == 0
+
+
+def test_schedule_after_and_schedule_at(conn: psycopg.Connection) -> None:
+    now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    later = queuert.start_chain(conn, "plain", None, schedule_after=timedelta(minutes=5))
+    assert later.scheduled_at == now + timedelta(minutes=5)
+    at = datetime(2100, 1, 1, tzinfo=timezone.utc)
+    fixed = queuert.start_chain(conn, "plain", None, schedule_at=at)
+    assert fixed.scheduled_at == at
+    past = queuert.start_chain(conn, "plain", None, schedule_at=datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert past.scheduled_at == now  # clamped
+    with pytest.raises(InvalidArgumentError):
+        queuert.start_chain(conn, "plain", None, schedule_at=at, schedule_after=timedelta(1))
+
+
+def test_dedup_returns_the_existing_chain(conn: psycopg.Connection) -> None:
+    first = queuert.start_chain(conn, welcome, WelcomeInput(1), dedup_key="user-1")
+    again = queuert.start_chain(conn, welcome, WelcomeInput(2), dedup_key="user-1")
+    assert again.deduplicated is True
+    assert again.chain_id == first.chain_id
+    assert again.created_at == first.created_at
+    assert count_jobs(conn) == 1
+
+    other_key = queuert.start_chain(conn, welcome, WelcomeInput(1), dedup_key="user-2")
+    assert other_key.deduplicated is False
+
+    # once the chain is completed, 'incomplete' no longer matches but 'any' does
+    queuert.complete_chain(conn, first.chain_id, EmailSent("m"), job_type=welcome)
+    fresh = queuert.start_chain(conn, welcome, WelcomeInput(1), dedup_key="user-1")
+    assert fresh.deduplicated is False and fresh.chain_id != first.chain_id
+    anyscope = queuert.start_chain(
+        conn, welcome, WelcomeInput(1), dedup_key="user-1", dedup_scope="any"
+    )
+    assert anyscope.deduplicated is True and anyscope.chain_id == fresh.chain_id
+
+
+def test_start_chain_with_given_id_and_blockers(conn: psycopg.Connection) -> None:
+    child_id = uuid.uuid4()
+    child = queuert.start_chain(conn, "child", {"n": 1}, id=child_id)
+    assert child.id == child_id
+    parent = queuert.start_chain(conn, report, {"n": 1}, blockers=[child_id])
+    assert parent.status == "blocked"
+    queuert.complete_chain(conn, child_id, {"ok": True})
+    assert job_status(conn, parent.id) == "pending"
+
+
+# ---------------------------------------------------------------- start_chains
+
+
+def test_start_chains_one_call_in_order_with_fan_in(conn: psycopg.Connection) -> None:
+    ids = [uuid.uuid4() for _ in range(3)]
+    specs: list[ChainSpec] = [ChainSpec("child", {"i": i}, id=ids[i]) for i in range(3)]
+    specs.append(ChainSpec(report, {"children": 3}, blockers=ids))
+    specs.append(ChainSpec(welcome, WelcomeInput(5), dedup_key="k", priority=2))
+    specs.append(ChainSpec(welcome, WelcomeInput(6), dedup_key="k"))
+    specs.append(ChainSpec("later", None, schedule_after=timedelta(hours=1)))
+    started = queuert.start_chains(conn, specs)
+
+    assert [s.id for s in started[:3]] == ids
+    assert [s.type_name for s in started] == [
+        "child", "child", "child", "report", "send-welcome-email", "send-welcome-email", "later",
+    ]
+    assert started[3].status == "blocked"
+    assert started[5].deduplicated is True and started[5].chain_id == started[4].chain_id
+    assert started[6].scheduled_at - started[0].scheduled_at == timedelta(hours=1)
+    assert count_jobs(conn) == 6
+    assert queuert.start_chains(conn, []) == []
+
+
+def test_start_chains_rejects_a_bad_item_and_writes_nothing(conn: psycopg.Connection) -> None:
+    with pytest.raises(ChainNotFoundError) as info:
+        queuert.start_chains(
+            conn, [ChainSpec("a", None), ChainSpec("b", None, blockers=[uuid.uuid4()])]
+        )
+    assert info.value.sqlstate == "QU002"
+    conn.rollback()
+    assert count_jobs(conn) == 0
+
+
+# ---------------------------------------------------------------- complete_chain
+
+
+def test_complete_chain_completes_the_current_job(conn: psycopg.Connection) -> None:
+    started = queuert.start_chain(conn, welcome, WelcomeInput(1))
+    done = queuert.complete_chain(conn, started.chain_id, EmailSent("m-1"), job_type=welcome)
+    assert done.job_id == started.id
+    assert done.chain_completed is True
+    assert done.continued_to is None
+    chain = queuert.get_chain(conn, started.chain_id)
+    assert chain.status == "completed"
+    assert chain.output == {"message_id": "m-1"}
+    assert chain.output_as(welcome) == EmailSent("m-1")
+    assert chain.jobs[0].completed_by is None
+
+    with pytest.raises(InvalidJobStatusError) as info:
+        queuert.complete_chain(conn, started.chain_id, EmailSent("again"))
+    assert info.value.job_id == started.id
+    assert info.value.sqlstate == "QU003"
+
+
+def test_complete_chain_continues_then_completes(conn: psycopg.Connection) -> None:
+    started = queuert.start_chain(conn, welcome, WelcomeInput(1))
+    step = queuert.complete_chain(
+        conn,
+        started.chain_id,
+        continue_with=continue_with(follow_up, WelcomeInput(1), schedule_after=timedelta(0)),
+        job_type=welcome,
+    )
+    assert step.job_id == started.id and step.chain_completed is False
+    nxt = step.continued_to
+    assert nxt is not None
+    assert (nxt.chain_id, nxt.chain_index, nxt.type_name, nxt.status) == (
+        started.chain_id, 1, "follow-up", "pending",
+    )
+    done = queuert.complete_chain(conn, started.chain_id, "sent", job_type=follow_up)
+    assert done.job_id == nxt.id and done.chain_completed
+    chain = queuert.get_chain(conn, started.chain_id)
+    assert [j.type_name for j in chain.jobs] == ["send-welcome-email", "follow-up"]
+    assert chain.jobs[0].continued_to == nxt.id
+    assert chain.output == "sent"
+
+
+def test_repeated_continuation_of_a_given_job_is_idempotent(conn: psycopg.Connection) -> None:
+    started = queuert.start_chain(conn, welcome, WelcomeInput(1))
+    cont = continue_with(follow_up, WelcomeInput(1))
+    first = queuert.complete_chain(conn, started.chain_id, continue_with=cont, job_id=started.id)
+    second = queuert.complete_chain(conn, started.chain_id, continue_with=cont, job_id=started.id)
+    assert first.continued_to is not None and second.continued_to is not None
+    assert second.continued_to.id == first.continued_to.id
+    assert second.continued_to.deduplicated is True
+    assert count_jobs(conn) == 2
+
+
+def test_complete_chain_checks_type_and_continuation(conn: psycopg.Connection) -> None:
+    started = queuert.start_chain(conn, welcome, WelcomeInput(1))
+    with pytest.raises(InvalidArgumentError) as info:
+        queuert.complete_chain(conn, started.chain_id, "x", job_type=follow_up)
+    assert info.value.chain_id == started.chain_id and info.value.job_id == started.id
+    with pytest.raises(InvalidArgumentError, match="may not continue with"):
+        queuert.complete_chain(
+            conn, started.chain_id, continue_with=continue_with(report, {}), job_type=welcome
+        )
+    with pytest.raises(PayloadValidationError) as bad:
+        queuert.complete_chain(conn, started.chain_id, {"nope": 1}, job_type=welcome)
+    assert bad.value.kind == "output"
+    with pytest.raises(InvalidArgumentError):
+        queuert.complete_chain(
+            conn, started.chain_id, "out", continue_with=continue_with(follow_up, WelcomeInput(1))
+        )
+    assert job_status(conn, started.id) == "pending"
+
+
+def test_complete_chain_unknown_chain(conn: psycopg.Connection) -> None:
+    missing = uuid.uuid4()
+    with pytest.raises(ChainNotFoundError) as info:
+        queuert.complete_chain(conn, missing, None)
+    assert info.value.chain_id == missing
+
+
+# ---------------------------------------------------------------- cancel / delete
+
+
+def test_cancel_and_delete_chains(conn: psycopg.Connection) -> None:
+    child = queuert.start_chain(conn, "child", None)
+    parent = queuert.start_chain(conn, "parent", None, blockers=[child.chain_id])
+    lone = queuert.start_chain(conn, "lone", None)
+
+    with pytest.raises(ChainHasDependentsError) as info:
+        queuert.cancel_chains(conn, [child.chain_id])
+    assert info.value.chain_id == child.chain_id
+    assert info.value.job_id == parent.id
+    assert info.value.sqlstate == "QU005"
+    conn.rollback()
+
+    child = queuert.start_chain(conn, "child", None)
+    parent = queuert.start_chain(conn, "parent", None, blockers=[child.chain_id])
+    lone = queuert.start_chain(conn, "lone", None)
+    cancelled = queuert.cancel_chains(conn, [parent.chain_id, uuid.uuid4()], cascade=True)
+    assert set(cancelled) == {parent.chain_id, child.chain_id}
+    assert job_status(conn, child.id) == "cancelled"
+    assert job_status(conn, lone.id) == "pending"
+
+    deleted = queuert.delete_chains(conn, [parent.chain_id], cascade=True)
+    assert set(deleted) == {parent.chain_id, child.chain_id}
+    assert count_jobs(conn) == 1
+    with pytest.raises(InvalidArgumentError):
+        queuert.cancel_chains(conn, "not-a-list")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- trigger / retry
+
+
+def test_trigger_jobs(conn: psycopg.Connection) -> None:
+    later = queuert.start_chain(conn, "later", None, schedule_after=timedelta(hours=1))
+    now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    assert queuert.trigger_jobs(conn, [later.id, later.id]) == [later.id]
+    row = conn.execute("SELECT scheduled_at FROM queuert.job WHERE id = %s", (later.id,)).fetchone()
+    assert row is not None and row[0] <= now
+
+    missing = uuid.uuid4()
+    with pytest.raises(JobNotFoundError) as info:
+        queuert.trigger_jobs(conn, [later.id, missing])
+    assert info.value.job_id == missing and info.value.sqlstate == "QU001"
+
+
+def test_trigger_a_job_that_is_not_pending(conn: psycopg.Connection) -> None:
+    started = queuert.start_chain(conn, "x", None)
+    queuert.complete_chain(conn, started.chain_id, None)
+    with pytest.raises(InvalidJobStatusError) as info:
+        queuert.trigger_jobs(conn, [started.id])
+    assert info.value.job_id == started.id
+
+
+def test_retry_jobs(conn: psycopg.Connection) -> None:
+    started = queuert.start_chain(conn, "x", None)
+    queuert.cancel_chains(conn, [started.chain_id])
+    assert queuert.retry_jobs(conn, [started.id]) == [started.id]
+    row = conn.execute(
+        "SELECT status::text, attempt FROM queuert.job WHERE id = %s", (started.id,)
+    ).fetchone()
+    assert row == ("pending", 0)
+    with pytest.raises(InvalidJobStatusError) as info:
+        queuert.retry_jobs(conn, [started.id])
+    assert info.value.job_id == started.id
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_every_sqlstate_maps_to_its_class_with_ids(conn: psycopg.Connection) -> None:
+    conn.autocommit = True
+    started = queuert.start_chain(conn, "x", None)
+
+    with pytest.raises(JobNotFoundError) as e1:
+        queuert.retry_jobs(conn, [missing := uuid.uuid4()])
+    assert e1.value.job_id == missing
+
+    with pytest.raises(ChainNotFoundError) as e2:
+        queuert.start_chain(conn, "x", None, blockers=[missing])
+    assert e2.value.chain_id == missing
+
+    with pytest.raises(InvalidArgumentError) as e6:
+        queuert.start_chain(conn, "x", None, id=started.id)
+    assert e6.value.job_id == started.id and e6.value.sqlstate == "QU006"
+
+    with pytest.raises(InvalidArgumentError) as e6b:
+        queuert.start_chain(conn, "x", None, dedup_key="k", dedup_scope="sometimes")
+    assert e6b.value.sqlstate == "QU006"
+
+    # QU004 needs a worker: claim as w1, complete as w2, through raw SQL
+    conn.execute("SELECT * FROM queuert.claim(worker_id => 'w1')").fetchall()
+    with pytest.raises(JobTakenError) as e4:
+        with queuert.translate_errors():
+            conn.execute(
+                "SELECT * FROM queuert.complete(job_id => %s, worker_id => 'w2')", (started.id,)
+            )
+    assert e4.value.job_id == started.id
+    assert e4.value.details["worker_id"] == "w1"
+    assert isinstance(e4.value.__cause__, psycopg.Error)
+
+    for exc in (e1.value, e2.value, e4.value, e6.value):
+        assert isinstance(exc, QueuertError)
+        assert exc.message and str(exc)
+
+
+def test_translate_leaves_other_errors_alone(conn: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        with queuert.translate_errors():
+            conn.execute("SELECT * FROM nope")
+
+
+def test_invalid_schema_name_is_refused(conn: psycopg.Connection) -> None:
+    with pytest.raises(InvalidArgumentError):
+        queuert.start_chain(conn, "x", None, schema="bad; DROP TABLE x")
+
+
+def test_async_connection_is_refused_by_the_sync_client(conn: psycopg.Connection) -> None:
+    with pytest.raises(InvalidArgumentError, match="queuert.aio"):
+        queuert.start_chain(object(), "x", None)  # type: ignore[call-overload]
+
+
+# ---------------------------------------------------------------- get / list
+
+
+def test_get_chain(conn: psycopg.Connection) -> None:
+    started = queuert.start_chain(conn, welcome, WelcomeInput(3), trace_context="00-abc")
+    chain = queuert.get_chain(conn, started.chain_id)
+    assert chain.chain_id == started.chain_id
+    assert chain.type_name == "send-welcome-email"
+    assert chain.status == "pending"
+    assert chain.job_count == 1
+    assert chain.current_job_id == started.id
+    assert chain.current_job is not None and chain.current_job.trace_context == "00-abc"
+    assert chain.jobs[0].input == {"user_id": 3}
+    with pytest.raises(ChainNotFoundError):
+        queuert.get_chain(conn, uuid.uuid4())
+
+
+def test_list_chains_filters_and_pages(conn: psycopg.Connection) -> None:
+    created = []
+    for i in range(7):
+        created.append(queuert.start_chain(conn, "even" if i % 2 == 0 else "odd", {"i": i}))
+        conn.commit()  # distinct created_at per chain
+    newest_first = [c.chain_id for c in reversed(created)]
+    queuert.cancel_chains(conn, [created[0].chain_id])
+
+    seen = []
+    page = queuert.list_chains(conn, limit=3)
+    pages = 1
+    seen += [c.chain_id for c in page.items]
+    while page.next_cursor:
+        page = queuert.list_chains(conn, limit=3, after=page.next_cursor)
+        pages += 1
+        seen += [c.chain_id for c in page.items]
+    assert seen == newest_first
+    assert pages == 3
+
+    odd = queuert.list_chains(conn, type_name="odd")
+    assert [c.chain_id for c in odd.items] == [c.chain_id for c in reversed(created) if c.type_name == "odd"]
+    assert odd.next_cursor is None
+
+    cancelled = queuert.list_chains(conn, status="cancelled")
+    assert [c.chain_id for c in cancelled.items] == [created[0].chain_id]
+    both = queuert.list_chains(conn, type_name="even", status=["pending", "cancelled"], limit=10)
+    assert len(both.items) == 4
+
+    with pytest.raises(InvalidArgumentError):
+        queuert.list_chains(conn, after="garbage!")
+    with pytest.raises(InvalidArgumentError):
+        queuert.list_chains(conn, limit=0)
+
+
+def test_list_chains_pages_through_ties_in_created_at(conn: psycopg.Connection) -> None:
+    # one transaction: every chain has the same created_at; the chain id breaks ties
+    started = queuert.start_chains(conn, [ChainSpec("t", {"i": i}) for i in range(5)])
+    seen = []
+    after = None
+    while True:
+        page = queuert.list_chains(conn, limit=2, after=after)
+        seen += [c.chain_id for c in page.items]
+        if page.next_cursor is None:
+            break
+        after = page.next_cursor
+    assert sorted(seen, reverse=True) == seen
+    assert set(seen) == {s.chain_id for s in started}
+
+
+# ---------------------------------------------------------------- wait_for_chain
+
+
+def _complete_later(dsn: str, chain_id: uuid.UUID, delay: float, output: object) -> threading.Thread:
+    def run() -> None:
+        time.sleep(delay)
+        with psycopg.connect(dsn, autocommit=True) as c:
+            queuert.complete_chain(c, chain_id, output)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def test_wait_for_chain_wakes_on_notification(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as ac:
+        started = queuert.start_chain(ac, "x", None)
+        t = _complete_later(dsn, started.chain_id, 0.2, {"done": 1})
+        # poll_interval far above the timeout: only the notification can wake it
+        chain = queuert.wait_for_chain(ac, started.chain_id, timeout=30, poll_interval=60)
+        t.join()
+        assert chain.status == "completed" and chain.output == {"done": 1}
+        # it stopped listening afterwards
+        assert ac.execute("SELECT pg_listening_channels()").fetchall() == []
+
+
+def test_wait_for_chain_keeps_an_existing_listen(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as ac:
+        ac.execute("LISTEN queuert_chain_completed")
+        started = queuert.start_chain(ac, "x", None)
+        queuert.complete_chain(ac, started.chain_id, 1)
+        assert queuert.wait_for_chain(ac, started.chain_id, timeout=5).output == 1
+        assert ac.execute("SELECT pg_listening_channels()").fetchall() == [("queuert_chain_completed",)]
+
+
+def test_wait_for_chain_times_out(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as ac:
+        started = queuert.start_chain(ac, "x", None)
+        with pytest.raises(ChainWaitTimeout) as info:
+            queuert.wait_for_chain(ac, started.chain_id, timeout=0.3, poll_interval=0.1)
+        assert info.value.chain_id == started.chain_id
+        assert isinstance(info.value, TimeoutError)
+        assert ac.execute("SELECT pg_listening_channels()").fetchall() == []
+
+
+def test_wait_for_chain_in_a_read_committed_transaction_polls(conn: psycopg.Connection, dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as ac:
+        started = queuert.start_chain(ac, "x", None)
+    conn.execute("SELECT 1")  # the caller's transaction is open
+    t = _complete_later(dsn, started.chain_id, 0.2, "late")
+    chain = queuert.wait_for_chain(conn, started.chain_id, timeout=30, poll_interval=0.05)
+    t.join()
+    assert chain.output == "late"
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+
+
+def test_wait_for_chain_refuses_repeatable_read(conn: psycopg.Connection, dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as ac:
+        started = queuert.start_chain(ac, "x", None)
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    with pytest.raises(InvalidArgumentError, match="REPEATABLE READ"):
+        queuert.wait_for_chain(conn, started.chain_id, timeout=5)
+
+
+def test_wait_for_chain_reports_cancelled_failed_and_missing(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as ac:
+        cancelled = queuert.start_chain(ac, "x", None)
+        queuert.cancel_chains(ac, [cancelled.chain_id])
+        with pytest.raises(ChainCancelledError):
+            queuert.wait_for_chain(ac, cancelled.chain_id, timeout=5)
+
+        ac.execute("SELECT queuert.set_job_type('fragile', max_attempts => 1)")
+        failing = queuert.start_chain(ac, "fragile", None)
+        ac.execute("SELECT * FROM queuert.claim('w1')").fetchall()
+        ac.execute(
+            "SELECT * FROM queuert.fail(job_id => %s, worker_id => 'w1', error => 'boom')",
+            (failing.id,),
+        ).fetchall()
+        with pytest.raises(ChainFailedError, match="boom") as info:
+            queuert.wait_for_chain(ac, failing.chain_id, timeout=5)
+        assert info.value.job_id == failing.id
+        with pytest.raises(ChainWaitTimeout):
+            queuert.wait_for_chain(
+                ac, failing.chain_id, timeout=0.2, poll_interval=0.05, raise_on_failure=False
+            )
+
+        with pytest.raises(ChainNotFoundError):
+            queuert.wait_for_chain(ac, uuid.uuid4(), timeout=5)
+
+
+# ---------------------------------------------------------------- conflicts
+
+
+def test_retry_on_conflict_reruns_a_dedup_race_under_repeatable_read(dsn: str) -> None:
+    attempts = []
+
+    with psycopg.connect(dsn, autocommit=True) as mine, psycopg.connect(dsn, autocommit=True) as rival:
+
+        @queuert.retry_on_conflict(attempts=3)
+        def signup() -> queuert.StartedChain:
+            attempts.append(1)
+            with mine.transaction():
+                mine.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                mine.execute("SELECT 1")  # the snapshot is taken here
+                if len(attempts) == 1:
+                    # a rival start with the same key commits after our snapshot
+                    queuert.start_chain(rival, "signup", {"who": "rival"}, dedup_key="u1")
+                return queuert.start_chain(mine, "signup", {"who": "me"}, dedup_key="u1")
+
+        result = signup()
+        assert len(attempts) == 2
+        assert result.deduplicated is True
+        assert count_jobs(mine) == 1
+
+
+def test_retry_on_conflict_gives_up_and_ignores_other_errors() -> None:
+    calls = []
+
+    @queuert.retry_on_conflict(attempts=3, base_delay=0)
+    def always_conflicts() -> None:
+        calls.append(1)
+        raise psycopg.errors.SerializationFailure("conflict")
+
+    with pytest.raises(psycopg.errors.SerializationFailure):
+        always_conflicts()
+    assert len(calls) == 3
+
+    @queuert.retry_on_conflict
+    def other() -> None:
+        calls.append(2)
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        other()
+    assert calls.count(2) == 1
+
+
+# ---------------------------------------------------------------- transaction hooks
+
+
+def test_client_reports_ready_types_and_completed_chains_to_hooks(conn: psycopg.Connection) -> None:
+    with transaction_hooks():
+        with conn.transaction():
+            hooks = current_hooks()
+            assert hooks is not None
+            queuert.start_chain(conn, welcome, WelcomeInput(1))
+            queuert.start_chains(conn, [ChainSpec("bulk", None), ChainSpec("bulk", None)])
+            blocker = queuert.start_chain(conn, "child", None)
+            queuert.start_chain(conn, "blocked-type", None, blockers=[blocker.chain_id])
+            done = queuert.start_chain(conn, "x", None, schedule_after=timedelta(hours=1))
+            queuert.complete_chain(conn, done.chain_id, None)
+            _, ready, chains, _ = hooks.pending
+    assert ready == ["send-welcome-email", "bulk", "child", "x"]
+    assert chains == [str(done.chain_id)]
+
+
+def test_completing_a_running_job_from_outside_reports_it_lost(conn: psycopg.Connection) -> None:
+    started = queuert.start_chain(conn, "x", None)
+    conn.execute("SELECT * FROM queuert.claim('w1')").fetchall()
+    with transaction_hooks() as hooks:
+        queuert.complete_chain(conn, started.chain_id, "from the API")
+        _, _, chains, lost = hooks.pending
+    assert chains == [str(started.chain_id)]
+    assert lost == [str(started.id)]
