@@ -107,9 +107,41 @@ def drop_database(base: str, name: str) -> None:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def drop_stale_databases(base: str) -> None:
+    """Drop test databases left by killed pytest runs on this machine.
+
+    Only for a server on this host (the pid in the name is a local pid).
+    """
+    host = conninfo_to_dict(base).get("host") or ""
+    if host not in ("", "127.0.0.1", "localhost", "::1") and not str(host).startswith("/"):
+        return
+    with _admin(base) as admin:
+        names = [
+            str(r[0])
+            for r in admin.execute(
+                "SELECT datname FROM pg_database WHERE datname ~ '^queuert_(tpl|t)_[0-9]+'"
+            ).fetchall()
+        ]
+    for name in names:
+        pid = int(name.split("_")[2])
+        if pid != os.getpid() and not _pid_alive(pid):
+            drop_database(base, name)
+
+
 @pytest.fixture(scope="session")
 def template_db(base_dsn: str) -> Iterator[str]:
     """Name of a database with queuert migrated into schema ``queuert``."""
+    drop_stale_databases(base_dsn)
     name = f"queuert_tpl_{os.getpid()}"
     tpl_dsn = create_database(base_dsn, name)
     try:

@@ -1,0 +1,67 @@
+# queuert: the front door.
+#
+#   make demo     migrate a demo database and run the signup flow in psql
+#   make test     lint + pgTAP + pytest against a fresh local PostgreSQL
+#   make dev      create .venv and install the package with its dev extra
+#   make migrate  install/upgrade queuert in $(DATABASE_URL)
+#   make schema-dump  regenerate schema/queuert.sql (commit it with schema changes)
+#
+# `make test` and `make demo` work on a fresh Debian machine: they start (or
+# install) PostgreSQL, install pgTAP when missing and create the virtualenv.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+SCHEMA ?= queuert
+export PY
+
+.PHONY: help dev migrate lint test pgtap pytest demo ensure-postgres ensure-pgtap schema-dump
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+# The stamp is refreshed whenever the package metadata changes.
+dev: $(VENV)/.installed
+
+$(VENV)/.installed: python_client/pyproject.toml python_client/hatch_build.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e 'python_client[dev]'
+	@touch $@
+
+migrate: dev
+	$(VENV)/bin/queuert migrate --dsn "$(DATABASE_URL)" --schema "$(SCHEMA)"
+
+lint: dev
+	$(VENV)/bin/sqlfluff lint sql/ migrations/
+
+ensure-postgres:
+	@scripts/ensure-postgres.sh
+
+ensure-pgtap: ensure-postgres
+	@scripts/ensure-pgtap.sh
+
+pgtap: ensure-postgres ensure-pgtap dev
+	@scripts/pgtap.sh
+
+pytest: ensure-postgres dev
+	$(VENV)/bin/pytest
+
+# Runs every suite even when an earlier one fails, then fails if any did.
+test: ensure-postgres ensure-pgtap dev
+	@failed=""; \
+	$(MAKE) --no-print-directory lint   || failed="$$failed lint"; \
+	$(MAKE) --no-print-directory pgtap  || failed="$$failed pgtap"; \
+	$(MAKE) --no-print-directory pytest || failed="$$failed pytest"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
+	echo "make test: lint, pgtap and pytest passed"
+
+demo: ensure-postgres dev
+	@scripts/demo.sh
+
+schema-dump: ensure-postgres dev
+	DATABASE_URL="$(DATABASE_URL)" $(PY) scripts/schema_dump.py
