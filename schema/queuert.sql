@@ -119,6 +119,7 @@ CREATE FUNCTION queuert._chain_item_ok(item jsonb) RETURNS boolean
         WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') NOT IN ('string', 'null') THEN false
         WHEN coalesce(jsonb_typeof(item -> 'blockers'), 'null') NOT IN ('array', 'null') THEN false
         WHEN coalesce(jsonb_typeof(item -> 'dedup_key'), 'null') NOT IN ('string', 'null') THEN false
+        WHEN octet_length(item ->> 'dedup_key') > 1024 THEN false
         WHEN coalesce(jsonb_typeof(item -> 'trace_context'), 'null') NOT IN ('string', 'null') THEN false
         WHEN coalesce(item ->> 'dedup_scope', 'incomplete') NOT IN ('incomplete', 'any') THEN false
         WHEN coalesce(jsonb_typeof(item -> 'dedup_scope'), 'null') NOT IN ('string', 'null') THEN false
@@ -200,6 +201,8 @@ CREATE FUNCTION queuert._chain_item_problem(item jsonb) RETURNS text
         ) THEN 'blockers must be an array of UUID strings'
         WHEN v.dedup_key IS NOT NULL AND jsonb_typeof(v.dedup_key) <> 'string'
             THEN 'dedup_key is not a string'
+        WHEN octet_length(v.dedup_key #>> '{}') > 1024
+            THEN 'dedup_key must be at most 1024 bytes'
         WHEN v.dedup_scope IS NOT NULL AND (jsonb_typeof(v.dedup_scope) <> 'string'
             OR (v.dedup_scope #>> '{}') NOT IN ('incomplete', 'any'))
             THEN 'dedup_scope must be ''incomplete'' or ''any'''
@@ -373,6 +376,10 @@ BEGIN
     IF blockers IS NULL OR cardinality(blockers) = 0 THEN
         RETURN '{}';
     END IF;
+    IF array_ndims(blockers) > 1 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006', MESSAGE = 'blockers must be a one-dimensional array';
+    END IF;
     IF array_position(blockers, NULL) IS NOT NULL THEN
         RAISE EXCEPTION USING
             ERRCODE = 'QU006', MESSAGE = 'blockers must not contain NULL';
@@ -406,7 +413,7 @@ CREATE FUNCTION queuert._find_dedup_match(type_name text, dedup_key text, dedup_
         AND r.dedup_key = _find_dedup_match.dedup_key
         AND r.chain_index = 0
         AND (_find_dedup_match.dedup_window IS NULL
-            OR r.created_at >= now() - _find_dedup_match.dedup_window)
+            OR r.created_at >= now() - least(_find_dedup_match.dedup_window, interval '1000 years'))
         AND (_find_dedup_match.dedup_scope = 'any'
             OR t.status NOT IN ('completed', 'cancelled'))
     ORDER BY r.created_at DESC, r.seq DESC
@@ -501,9 +508,9 @@ DECLARE
     v_more uuid[];
     v_bad record;
 BEGIN
-    IF chain_ids IS NULL THEN
+    IF chain_ids IS NULL OR array_ndims(chain_ids) > 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('%s needs an array of chain ids', action);
+            MESSAGE = format('%s needs a one-dimensional array of chain ids', action);
     END IF;
     v_set := ARRAY(
         SELECT r.id FROM queuert.job AS r
@@ -559,7 +566,8 @@ DECLARE
     v_ids uuid[];
     v_bad record;
 BEGIN
-    IF job_ids IS NULL OR array_position(job_ids, NULL) IS NOT NULL THEN
+    IF job_ids IS NULL OR array_ndims(job_ids) > 1
+        OR array_position(job_ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('%s needs an array of job ids without NULLs', action);
     END IF;
@@ -615,7 +623,7 @@ CREATE FUNCTION queuert._parse_chain_items(items jsonb) RETURNS queuert.chain_it
         a.item ->> 'dedup_key',
         coalesce(a.item ->> 'dedup_scope', 'incomplete'),
         make_interval(secs => (a.item ->> 'dedup_window_ms')::float8 / 1000),
-        coalesce((a.item ->> 'priority')::integer, 0),
+        coalesce((a.item ->> 'priority')::numeric::integer, 0),
         a.item ->> 'trace_context',
         NULL, false, NULL, NULL, NULL
     )::queuert.chain_item ORDER BY a.o), '{}')
@@ -681,6 +689,11 @@ BEGIN
         RAISE EXCEPTION USING
             ERRCODE = 'QU006',
             MESSAGE = format('schedule_after must not be negative, got %s', schedule_after);
+    END IF;
+    IF schedule_after > interval '100000 years' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006',
+            MESSAGE = format('schedule_after must be at most 100000 years, got %s', schedule_after);
     END IF;
     RETURN greatest(coalesce(schedule_at, now() + schedule_after, now()), now());
 END;
@@ -765,6 +778,10 @@ BEGIN
     IF claim.lease <= interval '0' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('lease must be positive, got %s', claim.lease);
+    END IF;
+    IF claim.lease > interval '100000 years' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('lease must be at most 100000 years, got %s', claim.lease);
     END IF;
 
     -- The MATERIALIZED CTE fences LIMIT + SKIP LOCKED from the UPDATE, so the
@@ -890,6 +907,7 @@ DECLARE
     v_done uuid[];
 BEGIN
     IF complete_jobs.worker_id IS NULL OR complete_jobs.job_ids IS NULL
+        OR array_ndims(complete_jobs.job_ids) > 1
         OR array_position(complete_jobs.job_ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = 'complete_jobs needs a worker_id and an array of job ids without NULLs';
@@ -1287,6 +1305,7 @@ CREATE FUNCTION queuert.renew_leases(worker_id text, job_ids uuid[], lease inter
 #variable_conflict use_column
 BEGIN
     IF renew_leases.worker_id IS NULL OR renew_leases.job_ids IS NULL
+        OR array_ndims(renew_leases.job_ids) > 1
         OR array_position(renew_leases.job_ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = 'renew_leases needs a worker_id and an array of job ids without NULLs';
@@ -1294,6 +1313,10 @@ BEGIN
     IF renew_leases.lease <= interval '0' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('lease must be positive, got %s', renew_leases.lease);
+    END IF;
+    IF renew_leases.lease > interval '100000 years' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('lease must be at most 100000 years, got %s', renew_leases.lease);
     END IF;
 
     RETURN QUERY
@@ -1425,6 +1448,10 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('backoff_multiplier must be a finite number >= 1, got %s', v_multiplier);
     END IF;
+    IF greatest(v_initial, v_max, v_lease) > interval '100000 years' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'backoff_initial, backoff_max and lease must be at most 100000 years';
+    END IF;
     IF v_lease <= interval '0' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('lease must be positive, got %s', v_lease);
@@ -1470,6 +1497,12 @@ DECLARE
 BEGIN
     PERFORM queuert._check_type_name(start_chain.type_name);
     PERFORM queuert._check_dedup_args(v_scope, start_chain.dedup_window);
+    IF octet_length(start_chain.dedup_key) > 1024 THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format(
+                'dedup_key must be at most 1024 bytes, got %s', octet_length(start_chain.dedup_key)
+            );
+    END IF;
     v_scheduled_at := queuert._schedule(start_chain.schedule_at, start_chain.schedule_after);
     v_blockers := queuert._distinct_blockers(start_chain.blockers);
 

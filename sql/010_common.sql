@@ -42,6 +42,11 @@ BEGIN
             ERRCODE = 'QU006',
             MESSAGE = format('schedule_after must not be negative, got %s', schedule_after);
     END IF;
+    IF schedule_after > interval '100000 years' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006',
+            MESSAGE = format('schedule_after must be at most 100000 years, got %s', schedule_after);
+    END IF;
     RETURN greatest(coalesce(schedule_at, now() + schedule_after, now()), now());
 END;
 $$;
@@ -54,6 +59,10 @@ AS $$
 BEGIN
     IF blockers IS NULL OR cardinality(blockers) = 0 THEN
         RETURN '{}';
+    END IF;
+    IF array_ndims(blockers) > 1 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006', MESSAGE = 'blockers must be a one-dimensional array';
     END IF;
     IF array_position(blockers, NULL) IS NOT NULL THEN
         RAISE EXCEPTION USING
@@ -151,7 +160,7 @@ AS $$
         AND r.dedup_key = _find_dedup_match.dedup_key
         AND r.chain_index = 0
         AND (_find_dedup_match.dedup_window IS NULL
-            OR r.created_at >= now() - _find_dedup_match.dedup_window)
+            OR r.created_at >= now() - least(_find_dedup_match.dedup_window, interval '1000 years'))
         AND (_find_dedup_match.dedup_scope = 'any'
             OR t.status NOT IN ('completed', 'cancelled'))
     ORDER BY r.created_at DESC, r.seq DESC

@@ -30,6 +30,12 @@ DECLARE
 BEGIN
     PERFORM {{ schema }}._check_type_name(start_chain.type_name);
     PERFORM {{ schema }}._check_dedup_args(v_scope, start_chain.dedup_window);
+    IF octet_length(start_chain.dedup_key) > 1024 THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format(
+                'dedup_key must be at most 1024 bytes, got %s', octet_length(start_chain.dedup_key)
+            );
+    END IF;
     v_scheduled_at := {{ schema }}._schedule(start_chain.schedule_at, start_chain.schedule_after);
     v_blockers := {{ schema }}._distinct_blockers(start_chain.blockers);
 

@@ -65,6 +65,8 @@ AS $$
         ) THEN 'blockers must be an array of UUID strings'
         WHEN v.dedup_key IS NOT NULL AND jsonb_typeof(v.dedup_key) <> 'string'
             THEN 'dedup_key is not a string'
+        WHEN octet_length(v.dedup_key #>> '{}') > 1024
+            THEN 'dedup_key must be at most 1024 bytes'
         WHEN v.dedup_scope IS NOT NULL AND (jsonb_typeof(v.dedup_scope) <> 'string'
             OR (v.dedup_scope #>> '{}') NOT IN ('incomplete', 'any'))
             THEN 'dedup_scope must be ''incomplete'' or ''any'''
@@ -100,6 +102,7 @@ AS $$
         WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') NOT IN ('string', 'null') THEN false
         WHEN coalesce(jsonb_typeof(item -> 'blockers'), 'null') NOT IN ('array', 'null') THEN false
         WHEN coalesce(jsonb_typeof(item -> 'dedup_key'), 'null') NOT IN ('string', 'null') THEN false
+        WHEN octet_length(item ->> 'dedup_key') > 1024 THEN false
         WHEN coalesce(jsonb_typeof(item -> 'trace_context'), 'null') NOT IN ('string', 'null') THEN false
         WHEN coalesce(item ->> 'dedup_scope', 'incomplete') NOT IN ('incomplete', 'any') THEN false
         WHEN coalesce(jsonb_typeof(item -> 'dedup_scope'), 'null') NOT IN ('string', 'null') THEN false
@@ -140,7 +143,7 @@ AS $$
         a.item ->> 'dedup_key',
         coalesce(a.item ->> 'dedup_scope', 'incomplete'),
         make_interval(secs => (a.item ->> 'dedup_window_ms')::float8 / 1000),
-        coalesce((a.item ->> 'priority')::integer, 0),
+        coalesce((a.item ->> 'priority')::numeric::integer, 0),
         a.item ->> 'trace_context',
         NULL, false, NULL, NULL, NULL
     )::{{ schema }}.chain_item ORDER BY a.o), '{}')

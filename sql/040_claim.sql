@@ -46,6 +46,10 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('lease must be positive, got %s', claim.lease);
     END IF;
+    IF claim.lease > interval '100000 years' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('lease must be at most 100000 years, got %s', claim.lease);
+    END IF;
 
     -- The MATERIALIZED CTE fences LIMIT + SKIP LOCKED from the UPDATE, so the
     -- planner cannot turn it into a nested loop that updates more rows.

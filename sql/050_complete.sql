@@ -99,6 +99,7 @@ DECLARE
     v_done uuid[];
 BEGIN
     IF complete_jobs.worker_id IS NULL OR complete_jobs.job_ids IS NULL
+        OR array_ndims(complete_jobs.job_ids) > 1
         OR array_position(complete_jobs.job_ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = 'complete_jobs needs a worker_id and an array of job ids without NULLs';

@@ -12,6 +12,7 @@ AS $$
 #variable_conflict use_column
 BEGIN
     IF renew_leases.worker_id IS NULL OR renew_leases.job_ids IS NULL
+        OR array_ndims(renew_leases.job_ids) > 1
         OR array_position(renew_leases.job_ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = 'renew_leases needs a worker_id and an array of job ids without NULLs';
@@ -19,6 +20,10 @@ BEGIN
     IF renew_leases.lease <= interval '0' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('lease must be positive, got %s', renew_leases.lease);
+    END IF;
+    IF renew_leases.lease > interval '100000 years' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('lease must be at most 100000 years, got %s', renew_leases.lease);
     END IF;
 
     RETURN QUERY

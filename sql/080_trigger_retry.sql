@@ -14,7 +14,8 @@ DECLARE
     v_ids uuid[];
     v_bad record;
 BEGIN
-    IF job_ids IS NULL OR array_position(job_ids, NULL) IS NOT NULL THEN
+    IF job_ids IS NULL OR array_ndims(job_ids) > 1
+        OR array_position(job_ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('%s needs an array of job ids without NULLs', action);
     END IF;

@@ -16,9 +16,9 @@ DECLARE
     v_more uuid[];
     v_bad record;
 BEGIN
-    IF chain_ids IS NULL THEN
+    IF chain_ids IS NULL OR array_ndims(chain_ids) > 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('%s needs an array of chain ids', action);
+            MESSAGE = format('%s needs a one-dimensional array of chain ids', action);
     END IF;
     v_set := ARRAY(
         SELECT r.id FROM {{ schema }}.job AS r
