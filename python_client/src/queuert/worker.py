@@ -432,7 +432,7 @@ class Worker:
         deadline = time.monotonic() + timeout
         while True:
             run = self._run
-            if run is not None and run.started.is_set():
+            if run is not None and not run.finished and run.started.is_set():
                 return run.worker_id
             if time.monotonic() > deadline:
                 raise TimeoutError("worker did not start")

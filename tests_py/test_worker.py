@@ -1,0 +1,630 @@
+"""The worker against a real PostgreSQL, run as an asyncio task in the test.
+
+Process-level behaviour (signals, kill -9, several processes) is in
+test_worker_process.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pydantic
+import pytest
+
+import queuert
+from queuert import aio
+from queuert.job import JobContext
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@contextlib.asynccontextmanager
+async def running(worker: queuert.Worker) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(worker.run_async())
+    try:
+        await worker.wait_started()
+        yield task
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
+    """Await until ``check()`` (sync or async) returns a truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+class DB:
+    """A small autocommit async helper for the test's own queries."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.conn = conn
+
+    async def one(self, query: str, params: Any = None) -> Any:
+        cur = await self.conn.execute(query, params)
+        return await cur.fetchone()
+
+    async def all(self, query: str, params: Any = None) -> list[Any]:
+        cur = await self.conn.execute(query, params)
+        return await cur.fetchall()
+
+    async def job(self, job_id: UUID) -> dict[str, Any]:
+        cur = self.conn.cursor(row_factory=psycopg.rows.dict_row)
+        await cur.execute("SELECT * FROM queuert.job WHERE id = %s", (job_id,))
+        row = await cur.fetchone()
+        assert row is not None
+        return row
+
+    async def chain(self, chain_id: UUID) -> dict[str, Any]:
+        cur = self.conn.cursor(row_factory=psycopg.rows.dict_row)
+        await cur.execute("SELECT * FROM queuert.chain WHERE chain_id = %s", (chain_id,))
+        row = await cur.fetchone()
+        assert row is not None
+        return row
+
+    async def chain_status(self, chain_id: UUID) -> str:
+        return (await self.chain(chain_id))["status"]
+
+    async def start(self, type_name: Any, input: Any = None, **kw: Any) -> UUID:
+        started = await aio.start_chain(self.conn, type_name, input, **kw)
+        return started.chain_id
+
+    async def set_type(self, name: str, **kw: Any) -> None:
+        args = ", ".join(f"{k} => %({k})s" for k in kw)
+        await self.conn.execute(
+            f"SELECT queuert.set_job_type(type_name => %(name)s{', ' if args else ''}{args})",
+            {"name": name, **kw},
+        )
+
+
+@pytest.fixture
+async def db(dsn: str) -> AsyncIterator[DB]:
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    try:
+        yield DB(conn)
+    finally:
+        await conn.close()
+
+
+def fast(dsn: str, **kw: Any) -> queuert.Worker:
+    kw.setdefault("poll_interval", 0.5)
+    kw.setdefault("reap_interval", 0.5)
+    kw.setdefault("grace_period", 5.0)
+    return queuert.Worker(dsn, **kw)
+
+
+# ---------------------------------------------------------------- job types
+
+
+@dataclass
+class Count:
+    n: int
+
+
+class Total(pydantic.BaseModel):
+    total: int
+
+
+countdown = queuert.JobType("countdown", input=Count, continues_with=lambda: ("countdown", "even", "odd"))
+even = queuert.JobType("even", input=Count, output=Total)
+odd = queuert.JobType("odd", input=Count, output=Total)
+child = queuert.JobType("child", input=int, output=int)
+report = queuert.JobType("report", output=Total)
+
+
+# ---------------------------------------------------------------- chains
+
+
+@pytest.mark.parametrize("mode", ["staged", "atomic"])
+async def test_chain_with_loop_and_branch_runs_end_to_end(dsn: str, db: DB, mode: str) -> None:
+    worker = fast(dsn, mode=mode, concurrency=3)
+    seen: list[tuple[str, int, int]] = []
+
+    @worker.handler(countdown)
+    async def count(job: JobContext[Count]) -> Any:
+        assert isinstance(job.input, Count)
+        seen.append(("countdown", job.input.n, job.chain_index))
+        if job.input.n > 0:
+            return job.continue_with(countdown, Count(n=job.input.n - 1))  # loop
+        start = (await db.job(job.chain_id))["input"]["n"]
+        return job.continue_with(even if start % 2 == 0 else odd, Count(n=start))  # branch
+
+    @worker.handler(even)
+    def finish_even(job: JobContext[Count]) -> Total:  # sync handler, in a thread
+        assert threading.current_thread() is not threading.main_thread()
+        seen.append(("even", job.input.n, job.chain_index))
+        return Total(total=job.input.n * 10)
+
+    @worker.handler(odd)
+    async def finish_odd(job: JobContext[Count]) -> Total:
+        seen.append(("odd", job.input.n, job.chain_index))
+        return Total(total=-job.input.n)
+
+    c3 = await db.start(countdown, Count(n=3))
+    c2 = await db.start(countdown, Count(n=2))
+    async with running(worker):
+        await eventually(lambda: _both_completed(db, c3, c2))
+    c3_row = await db.chain(c3)
+    assert c3_row["output"] == {"total": -3}
+    assert c3_row["job_count"] == 5  # 3,2,1,0 then odd
+    assert (await db.chain(c2))["output"] == {"total": 20}
+    jobs = await db.all(
+        "SELECT chain_index, type_name, status, completed_by, continued_to IS NOT NULL "
+        "FROM queuert.chain_jobs(%s)",
+        (c3,),
+    )
+    assert [j[1] for j in jobs] == ["countdown"] * 4 + ["odd"]
+    assert all(j[2] == "completed" and j[3] == worker.worker_id for j in jobs)
+    assert [j[4] for j in jobs] == [True] * 4 + [False]
+    assert ("odd", 3, 4) in seen and ("even", 2, 3) in seen
+
+
+async def _both_completed(db: DB, a: UUID, b: UUID) -> bool:
+    return await db.chain_status(a) == "completed" and await db.chain_status(b) == "completed"
+
+
+@pytest.mark.parametrize("mode", ["staged", "atomic"])
+async def test_fan_in_sees_blocker_outputs(dsn: str, db: DB, mode: str) -> None:
+    worker = fast(dsn, mode=mode, concurrency=4)
+    saw: list[Any] = []
+
+    @worker.handler(child)
+    async def square(job: JobContext[int]) -> int:
+        return job.input * job.input
+
+    @worker.handler(report)
+    async def summarize(job: JobContext[None]) -> Total:
+        saw.extend((b.type_name, b.output, b.output_as(child)) for b in job.blockers)
+        return Total(total=sum(b.output_as(child) for b in job.blockers))
+
+    kids = [await db.start(child, i) for i in (1, 2, 3)]
+    parent = await db.start(report, None, blockers=kids)
+    assert (await db.job(parent))["status"] == "blocked"
+    async with running(worker):
+        await eventually(lambda: _chain_done(db, parent))
+    assert (await db.chain(parent))["output"] == {"total": 14}
+    assert saw == [("child", 1, 1), ("child", 4, 4), ("child", 9, 9)]  # blocker order
+
+
+async def _chain_done(db: DB, chain_id: UUID) -> bool:
+    return await db.chain_status(chain_id) == "completed"
+
+
+# ---------------------------------------------------------------- retries
+
+
+async def test_retries_with_backoff_then_success(dsn: str, db: DB) -> None:
+    await db.set_type("flaky", backoff_initial=timedelta(milliseconds=20), backoff_multiplier=1.0)
+    worker = fast(dsn)
+    errors_seen: list[str | None] = []
+
+    @worker.handler("flaky")
+    async def flaky(job: JobContext[Any]) -> Any:
+        errors_seen.append(job.last_attempt_error)
+        if job.attempt < 3:
+            raise RuntimeError(f"boom {job.attempt}")
+        return {"ok": job.attempt}
+
+    chain = await db.start("flaky", {"x": 1})
+    async with running(worker):
+        await eventually(lambda: _chain_done(db, chain))
+    job = await db.job(chain)
+    assert job["attempt"] == 3
+    assert job["output"] == {"ok": 3}
+    assert errors_seen[0] is None
+    assert errors_seen[1] is not None and errors_seen[1].startswith("RuntimeError: boom 1")
+    assert "Traceback" in errors_seen[2] and "boom 2" in errors_seen[2]
+    assert worker.stats.failed == 2 and worker.stats.completed == 1
+
+
+async def test_max_attempts_then_failed(dsn: str, db: DB) -> None:
+    await db.set_type("doomed", max_attempts=2, backoff_initial=timedelta(milliseconds=10))
+    worker = fast(dsn)
+    calls = 0
+
+    @worker.handler("doomed")
+    def doomed(job: JobContext[Any]) -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("never works")
+
+    chain = await db.start("doomed")
+    async with running(worker):
+        await eventually(lambda: _status_is(db, chain, "failed"))
+        await asyncio.sleep(0.3)  # no further attempt happens
+    job = await db.job(chain)
+    assert job["attempt"] == 2 and calls == 2
+    assert job["last_attempt_error"].startswith("ValueError: never works")
+
+
+async def _status_is(db: DB, job_id: UUID, status: str) -> bool:
+    return (await db.job(job_id))["status"] == status
+
+
+async def test_retry_at_requested_by_handler(dsn: str, db: DB) -> None:
+    worker = fast(dsn)
+    attempts: list[float] = []
+
+    @worker.handler("later")
+    async def later(job: JobContext[Any]) -> Any:
+        attempts.append(time.monotonic())
+        if job.attempt == 1:
+            return queuert.RetryAt(timedelta(milliseconds=400), "not yet")
+        if job.attempt == 2:
+            raise queuert.RetryAt(timedelta(0), "again now")
+        return "done"
+
+    chain = await db.start("later")
+    async with running(worker):
+        await eventually(lambda: _chain_done(db, chain))
+    job = await db.job(chain)
+    assert job["attempt"] == 3 and job["output"] == "done"
+    assert job["last_attempt_error"] == "again now"
+    assert attempts[1] - attempts[0] >= 0.35
+
+
+async def test_unparsable_stored_input_fails_the_attempt_clearly(dsn: str, db: DB) -> None:
+    await db.set_type("countdown", max_attempts=1)
+    worker = fast(dsn)
+    called = False
+
+    @worker.handler(countdown)
+    async def count(job: JobContext[Count]) -> None:
+        nonlocal called
+        called = True
+
+    chain = await db.start("countdown", {"n": "not a number"})  # by name: not validated
+    async with running(worker):
+        await eventually(lambda: _status_is(db, chain, "failed"))
+    err = (await db.job(chain))["last_attempt_error"]
+    assert "no longer parses" in err and "countdown" in err
+    assert not called
+
+
+async def test_continuation_not_declared_fails_the_attempt(dsn: str, db: DB) -> None:
+    terminal = queuert.JobType("terminal", input=int, continues_with=())
+    await db.set_type("terminal", max_attempts=1)
+    worker = fast(dsn)
+
+    @worker.handler(terminal)
+    async def term(job: JobContext[int]) -> Any:
+        return queuert.continue_with(child, 5)  # terminal declares no continuations
+
+    t = await db.start(terminal, 1)
+    async with running(worker):
+        await eventually(lambda: _status_is(db, t, "failed"))
+    job = await db.job(t)
+    assert "may not continue with 'child'" in job["last_attempt_error"]
+    assert job["continued_to"] is None
+
+
+async def test_continuation_with_missing_blocker_fails_only_that_job(dsn: str, db: DB) -> None:
+    """An engine error on one acknowledgement (QU002) must not sink the
+    other acknowledgements of the same batch."""
+    await db.set_type("bad-cont", max_attempts=1)
+    worker = fast(dsn, concurrency=20)
+
+    @worker.handler("bad-cont")
+    async def bad(job: JobContext[Any]) -> Any:
+        return job.continue_with("child", 1, blockers=[UUID(int=7)])
+
+    @worker.handler("fine")
+    async def fine(job: JobContext[Any]) -> Any:
+        return job.input
+
+    bad_id = await db.start("bad-cont")
+    fine_ids = [await db.start("fine", i) for i in range(10)]
+    async with running(worker):
+        await eventually(lambda: _status_is(db, bad_id, "failed"))
+        for f in fine_ids:
+            await eventually(lambda f=f: _chain_done(db, f))
+    assert "not found" in (await db.job(bad_id))["last_attempt_error"]
+
+
+# ---------------------------------------------------------------- atomic mode
+
+
+async def test_atomic_handler_error_rolls_back_its_writes(dsn: str, db: DB) -> None:
+    await db.conn.execute("CREATE TABLE side (job_id uuid, attempt int)")
+    await db.set_type("write", backoff_initial=timedelta(milliseconds=10))
+    worker = fast(dsn, mode="atomic", concurrency=2)
+
+    @worker.handler("write")
+    async def write(job: JobContext[Any]) -> Any:
+        await job.conn.execute("INSERT INTO side VALUES (%s, %s)", (job.id, job.attempt))
+        if job.attempt == 1:
+            raise RuntimeError("after writing")
+        return "ok"
+
+    @worker.handler("write-sync")
+    def write_sync(job: JobContext[Any]) -> Any:
+        assert isinstance(job.conn, psycopg.Connection)
+        job.conn.execute("INSERT INTO side VALUES (%s, %s)", (job.id, job.attempt))
+        if job.attempt == 1:
+            job.conn.execute("SELECT 1/0")  # leaves the transaction aborted
+        return "ok"
+
+    await db.set_type("write-sync", backoff_initial=timedelta(milliseconds=10))
+    a = await db.start("write")
+    b = await db.start("write-sync")
+    async with running(worker):
+        await eventually(lambda: _both_completed(db, a, b))
+    rows = await db.all("SELECT job_id, attempt FROM side ORDER BY job_id")
+    assert sorted(rows) == sorted([(a, 2), (b, 2)])
+    ja, jb = await db.job(a), await db.job(b)
+    assert ja["attempt"] == 2 and ja["last_attempt_error"].startswith("RuntimeError: after writing")
+    assert jb["attempt"] == 2 and "division by zero" in jb["last_attempt_error"]
+    assert ja["completed_by"] == worker.worker_id
+
+
+async def test_atomic_handler_sees_its_claim_uncommitted(dsn: str, db: DB) -> None:
+    """Claim, handler SQL and completion are one transaction: from outside,
+    the job is not visibly running while the handler runs."""
+    worker = fast(dsn, mode="atomic", concurrency=1)
+    inside = asyncio.Event()
+    release = asyncio.Event()
+    seen: dict[str, Any] = {}
+
+    @worker.handler("tx")
+    async def tx(job: JobContext[Any]) -> Any:
+        row = await (await job.conn.execute("SELECT status FROM queuert.job WHERE id = %s", (job.id,))).fetchone()
+        seen["inside"] = row[0]
+        inside.set()
+        await release.wait()
+        return 1
+
+    chain = await db.start("tx")
+    async with running(worker):
+        await asyncio.wait_for(inside.wait(), 10)
+        seen["outside"] = (await db.job(chain))["status"]
+        release.set()
+        await eventually(lambda: _chain_done(db, chain))
+    assert seen == {"inside": "running", "outside": "pending"}
+
+
+# ---------------------------------------------------------------- leases
+
+
+async def test_lease_loss_cancels_async_handler_and_signals_sync_handler(dsn: str, db: DB) -> None:
+    worker = fast(dsn, lease=timedelta(seconds=2), renew_interval=0.1, concurrency=4)
+    cancelled = asyncio.Event()
+    sync_saw: list[str | None] = []
+    started: set[str] = set()
+
+    @worker.handler("long-async")
+    async def long_async(job: JobContext[Any]) -> Any:
+        started.add("async")
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "should not complete"
+
+    @worker.handler("long-sync")
+    def long_sync(job: JobContext[Any]) -> Any:
+        started.add("sync")
+        if job.lease_lost.wait(20):
+            sync_saw.append(job.lease_lost.reason)
+        return "discarded"
+
+    a = await db.start("long-async")
+    s = await db.start("long-sync")
+    async with running(worker):
+        await eventually(lambda: started == {"async", "sync"})
+        # another worker takes one job; the other is cancelled from outside
+        await db.conn.execute(
+            "UPDATE queuert.job SET leased_by = 'someone-else' WHERE id = %s", (a,)
+        )
+        await aio.cancel_chains(db.conn, [s])
+        await asyncio.wait_for(cancelled.wait(), 5)
+        await eventually(lambda: bool(sync_saw))
+        await asyncio.sleep(0.3)
+    assert "taken" in (sync_saw[0] or "") or "finished" in (sync_saw[0] or "")
+    ja, js = await db.job(a), await db.job(s)
+    assert ja["status"] == "running" and ja["leased_by"] == "someone-else"  # untouched by us
+    assert js["status"] == "cancelled" and js["output"] is None
+    assert worker.stats.lost == 2 and worker.stats.completed == 0
+
+
+async def test_leases_are_renewed_for_long_jobs(dsn: str, db: DB) -> None:
+    worker = fast(dsn, lease=timedelta(milliseconds=600), renew_interval=0.1)
+    other = fast(dsn, reap_interval=0.1)  # reaps expired leases eagerly
+
+    @worker.handler("slow")
+    async def slow(job: JobContext[Any]) -> Any:
+        await asyncio.sleep(2.0)
+        return job.attempt
+
+    @other.handler("unrelated")
+    async def unrelated(job: JobContext[Any]) -> None:
+        return None
+
+    chain = await db.start("slow")
+    async with running(other), running(worker):
+        await eventually(lambda: _chain_done(db, chain), timeout=10)
+    assert (await db.job(chain))["output"] == 1  # never reaped, one attempt
+    assert other.stats.reaped == 0
+
+
+# ---------------------------------------------------------------- wake-up
+
+
+async def test_notification_wakes_an_idle_worker(dsn: str, db: DB) -> None:
+    worker = fast(dsn, poll_interval=60)  # only LISTEN can wake it in time
+    done = asyncio.Event()
+
+    @worker.handler("ping")
+    async def ping(job: JobContext[Any]) -> None:
+        done.set()
+
+    async with running(worker):
+        await asyncio.sleep(0.3)  # idle: claimed nothing, sleeping
+        t0 = time.monotonic()
+        await db.start("ping")
+        await asyncio.wait_for(done.wait(), 5)
+        assert time.monotonic() - t0 < 5
+
+
+async def test_idle_worker_sleeps_until_next_due_at(dsn: str, db: DB) -> None:
+    worker = fast(dsn, poll_interval=60)
+    done = asyncio.Event()
+
+    @worker.handler("scheduled")
+    async def scheduled(job: JobContext[Any]) -> None:
+        done.set()
+
+    await db.start("scheduled", schedule_after=timedelta(milliseconds=700))
+    async with running(worker):
+        t0 = time.monotonic()
+        await asyncio.wait_for(done.wait(), 10)  # long before poll_interval
+        assert time.monotonic() - t0 >= 0.4
+
+
+async def test_in_process_notifier_wakes_worker_after_commit_only(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    notifier = queuert.InProcessNotifier()
+    worker = fast(dsn, poll_interval=60, notifier=notifier)
+    ran: list[Any] = []
+
+    @worker.handler("hello")
+    async def hello(job: JobContext[Any]) -> None:
+        ran.append(job.input)
+
+    async with running(worker):
+        await asyncio.sleep(0.3)
+        with pytest.raises(RuntimeError):
+            with queuert.transaction_hooks(notifier):
+                with conn.transaction():
+                    queuert.start_chain(conn, "hello", "rolled back")
+                    raise RuntimeError("abort")
+        conn.commit()
+        async with queuert.transaction_hooks(notifier):
+            with conn.transaction():
+                queuert.start_chain(conn, "hello", "committed")
+        conn.commit()
+        await eventually(lambda: ran == ["committed"], timeout=5)
+
+
+# ---------------------------------------------------------------- lost database
+
+
+@pytest.mark.parametrize("mode", ["staged", "atomic"])
+async def test_worker_recovers_after_its_connections_are_terminated(dsn: str, db: DB, mode: str) -> None:
+    await db.conn.execute("CREATE TABLE side (job_id uuid, worker text)")
+    worker = fast(dsn, mode=mode, concurrency=4, lease=timedelta(seconds=2), renew_interval=0.2)
+
+    @worker.handler("work")
+    async def work(job: JobContext[Any]) -> Any:
+        await asyncio.sleep(0.01)
+        if job.conn is not None:
+            await job.conn.execute("INSERT INTO side VALUES (%s, %s)", (job.id, job.worker_id))
+        return job.input
+
+    n = 300
+    await aio.start_chains(db.conn, [queuert.ChainSpec("work", i) for i in range(n)])
+    async with running(worker):
+        await eventually(lambda: _count_completed(db, 30))
+        for _ in range(2):
+            killed = await db.all(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name LIKE 'queuert-%%' "
+                "AND pid <> pg_backend_pid()"
+            )
+            assert killed
+            await asyncio.sleep(0.3)
+        await eventually(lambda: _count_completed(db, n), timeout=30)
+    rows = await db.all("SELECT status, count(*) FROM queuert.job GROUP BY status")
+    assert rows == [("completed", n)]
+    outputs = await db.all("SELECT output FROM queuert.job ORDER BY (output)::int")
+    assert [o[0] for o in outputs] == list(range(n))
+    if mode == "atomic":
+        # exactly once: one side row per job, written by the completing worker
+        dup = await db.one("SELECT count(*), count(DISTINCT job_id) FROM side")
+        assert dup == (n, n)
+    assert worker.stats.reconnects >= 1
+
+
+async def _count_completed(db: DB, n: int) -> bool:
+    row = await db.one("SELECT count(*) FROM queuert.job WHERE status = 'completed'")
+    return row[0] >= n
+
+
+# ---------------------------------------------------------------- shutdown
+
+
+async def test_stop_lets_in_flight_jobs_finish(dsn: str, db: DB) -> None:
+    worker = fast(dsn, grace_period=5, concurrency=2)
+    started = asyncio.Event()
+
+    @worker.handler("finish-me")
+    async def finish_me(job: JobContext[Any]) -> Any:
+        started.set()
+        await asyncio.sleep(0.3)
+        return "finished"
+
+    chain = await db.start("finish-me")
+    task = asyncio.create_task(worker.run_async())
+    await asyncio.wait_for(started.wait(), 10)
+    worker.stop()
+    await asyncio.wait_for(task, 10)
+    assert (await db.job(chain))["output"] == "finished"
+
+
+@pytest.mark.parametrize("mode", ["staged", "atomic"])
+async def test_stop_releases_jobs_that_outlive_the_grace_period(dsn: str, db: DB, mode: str) -> None:
+    worker = fast(dsn, mode=mode, grace_period=0.3, concurrency=2)
+    started = asyncio.Event()
+
+    @worker.handler("stuck")
+    async def stuck(job: JobContext[Any]) -> Any:
+        started.set()
+        await asyncio.sleep(60)
+
+    chain = await db.start("stuck")
+    task = asyncio.create_task(worker.run_async())
+    await asyncio.wait_for(started.wait(), 10)
+    t0 = time.monotonic()
+    worker.stop()
+    await asyncio.wait_for(task, 10)
+    assert time.monotonic() - t0 < 5
+    job = await db.job(chain)
+    assert job["status"] == "pending" and job["leased_by"] is None
+    due = await db.one("SELECT scheduled_at <= now() FROM queuert.job WHERE id = %s", (chain,))
+    assert due == (True,)  # retry now, not after a backoff or a lease
+    if mode == "staged":
+        assert job["attempt"] == 1 and "released" in job["last_attempt_error"]
+    else:  # the claim itself was rolled back
+        assert job["attempt"] == 0
+
+
+async def test_worker_ids_are_fresh_per_run(dsn: str, db: DB) -> None:
+    worker = fast(dsn)
+
+    @worker.handler("x")
+    async def x(job: JobContext[Any]) -> None:
+        return None
+
+    async with running(worker):
+        first = worker.worker_id
+    async with running(worker):
+        second = worker.worker_id
+    assert first and second and first != second
