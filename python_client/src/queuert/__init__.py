@@ -35,6 +35,7 @@ from .errors import (
     translate_errors,
 )
 from .types import (
+    BaseChainSpec,
     Chain,
     ChainPage,
     ChainSpec,
@@ -87,6 +88,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BaseChainSpec",
     "Chain",
     "ChainCancelledError",
     "ChainFailedError",

@@ -30,6 +30,7 @@ from .errors import (
     InvalidArgumentError,
 )
 from .types import (
+    BaseChainSpec,
     Chain,
     ChainPage,
     ChainSpec,
@@ -355,15 +356,13 @@ def start_chain(
     return op
 
 
-def _chain_item(spec: ChainSpec[Any]) -> dict[str, Any]:
+def _chain_item(spec: BaseChainSpec) -> dict[str, Any]:
     if not isinstance(spec, ChainSpec):
         raise InvalidArgumentError(f"start_chains takes ChainSpec items, got {spec!r}")
-    _check_delays(spec.schedule_at, spec.schedule_after)
     _check_priority(spec.priority)
     item: dict[str, Any] = {"type_name": spec.type_name}
-    payload = dump_payload(spec.job_type, spec.input)
-    if payload is not None:
-        item["input"] = payload
+    if spec.input_json is not None:
+        item["input"] = spec.input_json
     optional = {
         "id": None if spec.id is None else str(_uuid(spec.id, "id")),
         "schedule_at": None if spec.schedule_at is None else to_json_value(spec.schedule_at),
@@ -381,7 +380,7 @@ def _chain_item(spec: ChainSpec[Any]) -> dict[str, Any]:
     return item
 
 
-def start_chains(schema: str, items: Sequence[ChainSpec[Any]]) -> OpFactory[list[StartedChain]]:
+def start_chains(schema: str, items: Sequence[BaseChainSpec]) -> OpFactory[list[StartedChain]]:
     s = check_schema(schema)
     if isinstance(items, (str, bytes, Mapping)):
         raise InvalidArgumentError("start_chains takes a sequence of ChainSpec")

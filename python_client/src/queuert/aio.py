@@ -23,9 +23,9 @@ from . import _core
 from .client import _can_listen
 from .errors import InvalidArgumentError, is_conflict, translate
 from .types import (
+    BaseChainSpec,
     Chain,
     ChainPage,
-    ChainSpec,
     CompletedJob,
     Continuation,
     JobType,
@@ -211,7 +211,7 @@ async def start_chain(
 
 async def start_chains(
     conn: psycopg.AsyncConnection[Any],
-    items: Sequence[ChainSpec[Any]],
+    items: Sequence[BaseChainSpec],
     *,
     schema: str = "queuert",
 ) -> list[StartedChain]:
@@ -237,7 +237,19 @@ async def complete_chain(
     chain_id: UUID | str,
     output: Any = None,
     *,
-    continue_with: Continuation | None = None,
+    job_type: str | None = None,
+    job_id: UUID | str | None = None,
+    schema: str = "queuert",
+) -> CompletedJob: ...
+
+
+@overload
+async def complete_chain(
+    conn: psycopg.AsyncConnection[Any],
+    chain_id: UUID | str,
+    output: None = None,
+    *,
+    continue_with: Continuation,
     job_type: JobType[Any, Any] | str | None = None,
     job_id: UUID | str | None = None,
     schema: str = "queuert",

@@ -27,9 +27,9 @@ from psycopg.rows import dict_row
 from . import _core
 from .errors import InvalidArgumentError, is_conflict, translate
 from .types import (
+    BaseChainSpec,
     Chain,
     ChainPage,
-    ChainSpec,
     CompletedJob,
     Continuation,
     JobType,
@@ -226,7 +226,7 @@ def start_chain(
 
 def start_chains(
     conn: psycopg.Connection[Any],
-    items: Sequence[ChainSpec[Any]],
+    items: Sequence[BaseChainSpec],
     *,
     schema: str = "queuert",
 ) -> list[StartedChain]:
@@ -253,7 +253,19 @@ def complete_chain(
     chain_id: UUID | str,
     output: Any = None,
     *,
-    continue_with: Continuation | None = None,
+    job_type: str | None = None,
+    job_id: UUID | str | None = None,
+    schema: str = "queuert",
+) -> CompletedJob: ...
+
+
+@overload
+def complete_chain(
+    conn: psycopg.Connection[Any],
+    chain_id: UUID | str,
+    output: None = None,
+    *,
+    continue_with: Continuation,
     job_type: JobType[Any, Any] | str | None = None,
     job_id: UUID | str | None = None,
     schema: str = "queuert",

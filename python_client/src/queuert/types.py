@@ -39,6 +39,7 @@ from .errors import InvalidArgumentError, PayloadValidationError
 
 __all__ = [
     "Chain",
+    "BaseChainSpec",
     "ChainPage",
     "ChainSpec",
     "CompletedJob",
@@ -434,22 +435,116 @@ class RetryAt(Exception):
 # requests and records of the client
 
 
-@dataclasses.dataclass(frozen=True)
-class ChainSpec(Generic[InT]):
+class BaseChainSpec:
+    """Non-generic base of :class:`ChainSpec`: ``start_chains`` takes a
+    sequence of these, so the list gives no type context that would let a
+    wrong ``ChainSpec(job_type, input)`` pass mypy."""
+
+    __slots__ = ()
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class ChainSpec(BaseChainSpec, Generic[InT]):
     """One item of :func:`queuert.start_chains`; the same options as
-    :func:`queuert.start_chain`. ``job_type`` typed, so mypy checks ``input``."""
+    :func:`queuert.start_chain`. Typed like ``start_chain``: with a JobType,
+    mypy checks ``input`` and it is validated here, when the spec is built
+    (``input_json`` is what will be stored)."""
 
     job_type: JobType[InT, Any] | str
     input: InT
-    id: UUID | None = None
-    schedule_at: datetime | None = None
-    schedule_after: timedelta | None = None
-    blockers: Sequence[UUID] | None = None
-    dedup_key: str | None = None
-    dedup_scope: str = "incomplete"
-    dedup_window: timedelta | None = None
-    priority: int = 0
-    trace_context: str | None = None
+    id: UUID | None
+    schedule_at: datetime | None
+    schedule_after: timedelta | None
+    blockers: tuple[UUID, ...] | None
+    dedup_key: str | None
+    dedup_scope: str
+    dedup_window: timedelta | None
+    priority: int
+    trace_context: str | None
+    input_json: Any = dataclasses.field(repr=False)
+
+    @overload
+    def __init__(
+        self: ChainSpec[None],
+        job_type: JobType[None, Any],
+        *,
+        id: UUID | None = None,
+        schedule_at: datetime | None = None,
+        schedule_after: timedelta | None = None,
+        blockers: Sequence[UUID] | None = None,
+        dedup_key: str | None = None,
+        dedup_scope: str = "incomplete",
+        dedup_window: timedelta | None = None,
+        priority: int = 0,
+        trace_context: str | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: ChainSpec[I],
+        job_type: JobType[I, Any],
+        input: I,
+        *,
+        id: UUID | None = None,
+        schedule_at: datetime | None = None,
+        schedule_after: timedelta | None = None,
+        blockers: Sequence[UUID] | None = None,
+        dedup_key: str | None = None,
+        dedup_scope: str = "incomplete",
+        dedup_window: timedelta | None = None,
+        priority: int = 0,
+        trace_context: str | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: ChainSpec[Any],
+        job_type: str,
+        input: Any = None,
+        *,
+        id: UUID | None = None,
+        schedule_at: datetime | None = None,
+        schedule_after: timedelta | None = None,
+        blockers: Sequence[UUID] | None = None,
+        dedup_key: str | None = None,
+        dedup_scope: str = "incomplete",
+        dedup_window: timedelta | None = None,
+        priority: int = 0,
+        trace_context: str | None = None,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        job_type: JobType[Any, Any] | str,
+        input: Any = None,
+        *,
+        id: UUID | None = None,
+        schedule_at: datetime | None = None,
+        schedule_after: timedelta | None = None,
+        blockers: Sequence[UUID] | None = None,
+        dedup_key: str | None = None,
+        dedup_scope: str = "incomplete",
+        dedup_window: timedelta | None = None,
+        priority: int = 0,
+        trace_context: str | None = None,
+    ) -> None:
+        _check_delays(schedule_at, schedule_after)
+        values = {
+            "job_type": job_type,
+            "input": input,
+            "id": id,
+            "schedule_at": schedule_at,
+            "schedule_after": schedule_after,
+            "blockers": None if blockers is None else tuple(blockers),
+            "dedup_key": dedup_key,
+            "dedup_scope": dedup_scope,
+            "dedup_window": dedup_window,
+            "priority": priority,
+            "trace_context": trace_context,
+            "input_json": dump_payload(job_type, input),
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     @property
     def type_name(self) -> str:
