@@ -29,7 +29,11 @@ help:
 dev: $(VENV)/.installed
 
 $(VENV)/.installed: python_client/pyproject.toml python_client/hatch_build.py
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+		echo "python venv module missing: installing python3-venv with apt"; rm -rf $(VENV); \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && \
+		$(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --disable-pip-version-check -e 'python_client[dev]'
 	@touch $@
 

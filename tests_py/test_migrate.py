@@ -546,3 +546,60 @@ def test_cli_worker_rejects_a_target_without_colon() -> None:
     result = CliRunner().invoke(cli, ["worker", "just_a_module"])
     assert result.exit_code == 2
     assert "MODULE:ATTR" in result.output
+
+
+def test_cli_worker_processes_jobs_and_stops_on_sigterm(dsn: str, tmp_path: Path) -> None:
+    (tmp_path / "cli_app.py").write_text(
+        "def double(job):\n"
+        "    return {'doubled': job.input['n'] * 2}\n"
+        "\n"
+        "handlers = {'cli-double': double}\n"
+    )
+    with psycopg.connect(dsn) as c:
+        ids = [
+            c.execute(
+                "SELECT id FROM queuert.start_chain(type_name => 'cli-double', input => %s::jsonb)",
+                (f'{{"n": {n}}}',),
+            ).fetchone()[0]  # type: ignore[index]
+            for n in range(5)
+        ]
+        other = c.execute("SELECT id FROM queuert.start_chain(type_name => 'not-mine')").fetchone()[0]  # type: ignore[index]
+        c.commit()
+
+    exe = Path(sys.executable).with_name("queuert")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen(
+        [str(exe), "worker", "cli_app:handlers", "--dsn", dsn, "--types", "cli-double",
+         "--concurrency", "2", "--mode", "atomic"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while scalar(
+            dsn, "SELECT count(*) FROM queuert.job WHERE status = 'completed' AND id = ANY(%s)", (ids,)
+        ) < len(ids):
+            assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the worker did not complete the jobs"
+            time.sleep(0.1)
+        proc.terminate()
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stdout.close()  # type: ignore[union-attr]
+
+    with psycopg.connect(dsn, autocommit=True) as c:
+        outputs = c.execute(
+            "SELECT (input ->> 'n')::int, output, attempt FROM queuert.job WHERE id = ANY(%s) ORDER BY 1",
+            (ids,),
+        ).fetchall()
+        assert outputs == [(n, {"doubled": 2 * n}, 1) for n in range(5)]
+        # --types limited the worker to its own type
+        assert c.execute("SELECT status::text FROM queuert.job WHERE id = %s", (other,)).fetchone() == ("pending",)
+
+
+def test_cli_worker_reports_an_unloadable_target(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["worker", "queuert_no_such_module_xyz:app"])
+    assert result.exit_code == 1
+    assert "cannot load worker queuert_no_such_module_xyz:app" in result.output

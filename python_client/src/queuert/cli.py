@@ -101,7 +101,11 @@ def cli() -> None:
     pass
 
 
-@cli.command(help="Install or upgrade the engine (tables, functions, views) in a schema.")
+@cli.command(
+    short_help="Install or upgrade the engine in a schema.",
+    help="Install or upgrade the engine (tables, functions, views) in a schema. "
+    "Safe to run again: applies only what is missing, in one transaction.",
+)
 @_dsn_option
 @_schema_option
 @click.option(
@@ -129,7 +133,10 @@ def migrate(dsn: str | None, schema: str, grant_to: str | None) -> None:
     click.echo(f"engine SQL up to date in schema {schema}")
 
 
-@cli.command(help="Show job counts per type and status, with the age of the oldest due job.")
+@cli.command(
+    short_help="Job counts per type and status.",
+    help="Show job counts per type and status, with the age of the oldest due job.",
+)
 @_dsn_option
 @_schema_option
 def status(dsn: str | None, schema: str) -> None:
@@ -213,33 +220,64 @@ def _one_line(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-@cli.command(help="Run a worker for the job types registered on MODULE:ATTR.")
+@cli.command(
+    short_help="Run a worker for the handlers registered on MODULE:ATTR.",
+    help=(
+        "Run a worker for the handlers registered on MODULE:ATTR, until SIGTERM or "
+        "SIGINT (in-flight jobs are finished or released, none is lost).\n\n"
+        "MODULE:ATTR names a queuert Worker, a zero-argument factory returning one, "
+        "or a mapping of job type to handler. Options given here override the "
+        "worker's own settings; options left out keep them."
+    ),
+)
 @click.argument("target", metavar="MODULE:ATTR")
-@_dsn_option
-@_schema_option
-@click.option("--concurrency", default=10, show_default=True, type=click.IntRange(min=1),
-              help="Jobs processed at the same time.")
+@click.option(
+    "--dsn",
+    default=None,
+    metavar="DSN",
+    help="PostgreSQL connection string (default: the worker's own, else $DATABASE_URL, "
+    f"then $QUEUERT_DSN, then {DEFAULT_DSN}).",
+)
+@click.option(
+    "--schema",
+    default=None,
+    envvar="QUEUERT_SCHEMA",
+    help="Schema that holds queuert (env QUEUERT_SCHEMA; default: the worker's own, "
+    "else queuert).",
+)
+@click.option("--concurrency", default=None, type=click.IntRange(min=1),
+              help="Jobs processed at the same time (default: the worker's own, else 10).")
 @click.option("--types", default=None, metavar="A,B",
               help="Only process these job types (comma-separated; default: all registered).")
-@click.option("--mode", type=click.Choice(["staged", "atomic"]), default="staged",
-              show_default=True, help="Processing mode (see DESIGN.md).")
+@click.option("--mode", type=click.Choice(["staged", "atomic"]), default=None,
+              help="Processing mode (default: the worker's own, else staged).")
 def worker(
-    target: str, dsn: str | None, schema: str, concurrency: int, types: str | None, mode: str
+    target: str,
+    dsn: str | None,
+    schema: str | None,
+    concurrency: int | None,
+    types: str | None,
+    mode: str | None,
 ) -> None:
-    _check_schema(schema)
-    if ":" not in target:
+    if schema is not None:
+        _check_schema(schema)
+    module, _, attr = target.partition(":")
+    if not module or not attr:
         raise click.BadParameter("expected MODULE:ATTR", param_hint="MODULE:ATTR")
     from queuert.worker import run_worker_cli  # lazy: the worker pulls in more modules
 
     type_list = [t.strip() for t in types.split(",") if t.strip()] if types else None
-    run_worker_cli(
-        target=target,
-        dsn=dsn or default_dsn(),
-        schema=schema,
-        concurrency=concurrency,
-        types=type_list,
-        mode=mode,
-    )
+    try:
+        run_worker_cli(
+            target=target,
+            dsn=dsn,
+            schema=schema,
+            concurrency=concurrency,
+            types=type_list,
+            mode=mode,  # type: ignore[arg-type]
+        )
+    except (ImportError, AttributeError) as exc:
+        raise click.ClickException(f"cannot load worker {target}: {exc}") from exc
 
 
 def main() -> None:
