@@ -653,3 +653,38 @@ def test_completing_a_running_job_from_outside_reports_it_lost(conn: psycopg.Con
         _, _, chains, lost = hooks.pending
     assert chains == [str(started.chain_id)]
     assert lost == [str(started.id)]
+
+
+FLAKY_START_CHAIN = """
+CREATE SCHEMA flaky;
+CREATE SEQUENCE flaky.calls;
+-- A start_chain with the engine's signature that fails with a serialization
+-- failure on its first call (the sequence survives the rollback), then
+-- delegates to the real one.
+CREATE FUNCTION flaky.start_chain(
+    type_name text, input jsonb, id uuid, schedule_at timestamptz, schedule_after interval,
+    blockers uuid[], dedup_key text, dedup_scope text, dedup_window interval,
+    priority int, trace_context text
+) RETURNS SETOF queuert.start_chain_result LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('flaky.calls') = 1 THEN
+        RAISE EXCEPTION 'simulated conflict' USING ERRCODE = '40001';
+    END IF;
+    RETURN QUERY SELECT * FROM queuert.start_chain(
+        type_name => type_name, input => input, dedup_key => dedup_key);
+END $$;
+"""
+
+
+def test_autocommit_calls_are_retried_after_a_conflict_but_transactions_are_not(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as ac:
+        ac.execute(FLAKY_START_CHAIN)
+        started = queuert.start_chain(ac, "x", {"n": 1}, schema="flaky")
+        assert started.type_name == "x"
+        assert ac.execute("SELECT last_value FROM flaky.calls").fetchone() == (2,)
+
+        ac.execute("SELECT setval('flaky.calls', 1, false)")  # next call fails again
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            with ac.transaction():
+                queuert.start_chain(ac, "x", {"n": 2}, schema="flaky")
+        assert ac.execute("SELECT count(*) FROM queuert.job").fetchone() == (1,)
