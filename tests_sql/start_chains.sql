@@ -40,8 +40,9 @@ SELECT * FROM queuert.start_chains(jsonb_build_array(jsonb_build_object(
     'dedup_window_ms', NULL, 'priority', NULL, 'trace_context', NULL
 )));
 SELECT row_eq(
-    $$SELECT status::text, scheduled_at, priority, dedup_key FROM queuert.job WHERE id = pg_temp.u(4)$$,
-    ROW('pending'::text, now(), 0, NULL::text),
+    $$SELECT status::text, scheduled_at, priority, dedup_key, input IS NULL, trace_context
+      FROM queuert.job WHERE id = pg_temp.u(4)$$,
+    ROW('pending'::text, now(), 0, NULL::text, true, NULL::text),
     'JSON nulls take the defaults'
 );
 SELECT ok(
