@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import click
 import psycopg
@@ -15,13 +16,15 @@ from queuert.migrate import MigrationError, validate_schema_name
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
 
 def default_dsn() -> str:
     """DATABASE_URL, then QUEUERT_DSN, then the local server."""
     return os.environ.get("DATABASE_URL") or os.environ.get("QUEUERT_DSN") or DEFAULT_DSN
 
 
-def _schema_option(f):  # type: ignore[no-untyped-def]
+def _schema_option(f: _F) -> _F:
     return click.option(
         "--schema",
         default="queuert",
@@ -31,7 +34,7 @@ def _schema_option(f):  # type: ignore[no-untyped-def]
     )(f)
 
 
-def _dsn_option(f):  # type: ignore[no-untyped-def]
+def _dsn_option(f: _F) -> _F:
     return click.option(
         "--dsn",
         default=None,
