@@ -48,9 +48,14 @@ if ! compgen -G "/etc/postgresql/*/main" >/dev/null; then
     fi
 fi
 
-version=$(ls /etc/postgresql | sort -V | tail -1)
-echo "ensure-postgres: starting PostgreSQL $version"
-pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+# The cluster configured for port 5432, else the newest version's "main".
+read -r version cluster < <(pg_lsclusters -h 2>/dev/null | awk -v p="$PORT" '$3 == p {print $1, $2; exit}') || true
+if [[ -z "${version:-}" ]]; then
+    version=$(ls /etc/postgresql | sort -V | tail -1)
+    cluster=main
+fi
+echo "ensure-postgres: starting PostgreSQL $version/$cluster"
+pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start || true
 
 for _ in $(seq 1 60); do
     if can_connect; then

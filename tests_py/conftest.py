@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import psycopg
@@ -50,7 +51,8 @@ def _start_container() -> tuple[str, object] | None:
     except Exception:  # noqa: BLE001 - no Docker engine: report the plain error below
         return None
     url = container.get_connection_url()
-    return url.replace("postgresql+psycopg2://", "postgresql://"), container
+    # testcontainers may name a SQLAlchemy driver ("postgresql+psycopg2://")
+    return re.sub(r"^postgresql\+\w+://", "postgresql://", url), container
 
 
 @pytest.fixture(scope="session")
