@@ -278,6 +278,67 @@ class _ThreadPool:
             self.q.put(None)
 
 
+class _SlotThread:
+    """One daemon thread serving one atomic slot (sync handlers): runs the
+    calls it is given in order and resolves an asyncio future with each
+    result. Daemon, so a handler stuck past shutdown cannot keep the process
+    alive."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, index: int) -> None:
+        self.loop = loop
+        self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._work, name=f"queuert-atomic-{index}", daemon=True)
+        self.thread.start()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self.q.put((fut, fn, args))
+        return fut
+
+    def _work(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            fut, fn, args = item
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop
+                self._resolve(fut, None, exc)
+            else:
+                self._resolve(fut, result, None)
+
+    def _resolve(self, fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+        def done() -> None:
+            if fut.done():
+                return
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+
+        try:
+            self.loop.call_soon_threadsafe(done)
+        except RuntimeError:  # loop closed
+            pass
+
+    def stop(self) -> None:
+        self.q.put(None)
+
+
+class _Lane:
+    """A flush connection of the staged dispatcher."""
+
+    __slots__ = ("index", "conn", "busy", "task", "delay")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.busy = False
+        self.task: asyncio.Task[None] | None = None
+        self.delay = 0.05
+
+
 class Worker:
     """Runs handlers for job types. See the module documentation.
 
@@ -288,7 +349,9 @@ class Worker:
     to a subset of the registered handlers. ``worker_id`` defaults to a fresh
     ``<host>-<pid>-<uuid>`` per run. ``prepare_threshold`` is passed to
     psycopg (``None`` disables server-side prepared statements, for PgBouncer
-    in transaction mode).
+    in transaction mode). ``flush_connections`` (staged mode) is the number
+    of connections that claim and acknowledge, so one batch can commit while
+    the next is on its way.
     """
 
     def __init__(
@@ -308,6 +371,7 @@ class Worker:
         grace_period: float = 30.0,
         reconnect_max: float = 5.0,
         prepare_threshold: int | None = 5,
+        flush_connections: int = 2,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -327,6 +391,7 @@ class Worker:
         self.grace_period = grace_period
         self.reconnect_max = reconnect_max
         self.prepare_threshold = prepare_threshold
+        self.flush_connections = flush_connections
         self.stats = WorkerStats()
         self._handlers: dict[str, _Handler] = {}
         self._run: _Run | None = None
@@ -695,47 +760,98 @@ class _Run:
     # =====================================================================
 
     async def staged_main(self) -> None:
-        conn: psycopg.AsyncConnection[Any] | None = None
+        """Dispatcher: starts a flush on a free lane whenever there are
+        outcomes to acknowledge or free slots to claim for.
+
+        Several lanes (connections) let one flush commit while the next is
+        already on its way, so their commits share WAL flushes (group
+        commit). Each flush claims at most ``concurrency / lanes`` jobs so
+        every lane has work to carry.
+        """
         self.pool = _ThreadPool(self.concurrency, self.loop, self.deliver_sync_results)
-        reconcile = False
-        delay = 0.05
+        n_lanes = max(1, min(self.w.flush_connections, self.concurrency))
+        lanes: list[_Lane] = [_Lane(i) for i in range(n_lanes)]
+        per_flush = -(-self.concurrency // n_lanes)
+        self.reserved = 0
+        self.need_reconcile = False
+        tasks: set[asyncio.Task[None]] = set()
         try:
+            # connect the first lane up front: "started" means connected
+            lanes[0].conn = await self.connect("main")
+            self.started.set()
             while True:
+                busy = [ln for ln in lanes if ln.busy]
                 if not self.claiming:
                     if self.immediate or (
                         self.grace_deadline is not None and time.monotonic() >= self.grace_deadline
                     ):
-                        await self.release_all(conn)
+                        if busy:
+                            await asyncio.wait({ln.task for ln in busy if ln.task is not None}, timeout=10)
+                        await self.release_all(lanes[0].conn)
                         return
-                    if not self.flights and not self.acks:
+                    if not self.flights and not self.acks and not busy:
                         return
-                free = self.concurrency - self.running if self.claiming else 0
+                idle = next((ln for ln in lanes if not ln.busy), None)
+                free = self.concurrency - self.running - self.reserved if self.claiming else 0
                 want = free > 0 and self.claim_wanted()
-                acks = self.acks
-                if not acks and not want:
-                    self.wake.clear()
-                    timeout = None
-                    if self.grace_deadline is not None:
-                        timeout = max(0.0, self.grace_deadline - time.monotonic())
-                    if timeout is None:
-                        await self.wake.wait()
-                    else:
-                        try:
-                            await asyncio.wait_for(self.wake.wait(), timeout)
-                        except asyncio.TimeoutError:
-                            pass
+                if self.need_reconcile:
+                    want = want and not busy  # reconcile first, with no claim in flight
+                if idle is not None and (self.acks or want):
+                    acks, self.acks = self.acks, []
+                    claim_n = min(free, per_flush) if want else 0
+                    self.reserved += claim_n
+                    idle.busy = True
+                    idle.task = self.loop.create_task(self.run_lane(idle, acks, claim_n))
+                    tasks.add(idle.task)
+                    idle.task.add_done_callback(tasks.discard)
                     continue
-                if conn is None or conn.closed:
-                    conn = await self.connect("main")
-                    if reconcile:
-                        await self.reconcile(conn)
-                        reconcile = False
-                    self.started.set()
-                    delay = 0.05
-                self.acks = []
-                gen = self.hint_gen
+                self.wake.clear()
+                timeout = None
+                if self.grace_deadline is not None:
+                    timeout = max(0.0, self.grace_deadline - time.monotonic())
+                if timeout is None:
+                    await self.wake.wait()
+                else:
+                    try:
+                        await asyncio.wait_for(self.wake.wait(), timeout)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            for t in list(tasks):
+                t.cancel()
+            for t in list(tasks):
                 try:
-                    rows = await self.flush(conn, acks, free if want else 0)
+                    await t
+                except (asyncio.CancelledError, Exception):
+                    pass
+            for ln in lanes:
+                if ln.conn is not None:
+                    try:
+                        await ln.conn.close()
+                    except Exception:
+                        pass
+
+    async def run_lane(self, lane: _Lane, acks: list[tuple[JobContext[Any], int, Any]], claim_n: int) -> None:
+        """One flush on one lane, reconnecting (with backoff) until it is
+        written. Acks are retried after a connection loss: they were not
+        committed, or they were and the engine now refuses them (QU003 or
+        QU004: logged as lost, never written twice)."""
+        gen = self.hint_gen
+        reserved = claim_n
+        rows: list[Any] = []
+        try:
+            while True:
+                try:
+                    if lane.conn is None or lane.conn.closed:
+                        lane.conn = await self.connect("main")
+                    if self.need_reconcile and self.reserved == reserved == 0:
+                        # no claim in flight anywhere: any job leased by us
+                        # that we do not know is an orphan of a lost claim
+                        self.need_reconcile = False
+                        await self.reconcile(lane.conn)
+                    rows = await self.flush(lane.conn, acks, claim_n)
+                    lane.delay = 0.05
+                    break
                 except _ConnectionLost as exc:
                     self.stats.reconnects += 1
                     logger.warning(
@@ -746,24 +862,36 @@ class _Run:
                     for job, _, _ in acks:
                         if job._state == _FLUSHING:
                             job._state = _ACKING
-                    self.acks = acks + self.acks
-                    try:
-                        await conn.close()
-                    except Exception:
-                        pass
-                    conn = None
-                    reconcile = want  # a claim may have committed unseen
-                    await self._sleep(delay)
-                    delay = min(delay * 2, self.w.reconnect_max)
-                    continue
-                if want:
-                    if len(rows) < free:
-                        self.mark_drained(gen)
-                    for row in rows:
-                        self.start(row)
+                    if lane.conn is not None:
+                        try:
+                            await lane.conn.close()
+                        except Exception:
+                            pass
+                    lane.conn = None
+                    if claim_n:
+                        # that claim may have committed unseen: such jobs are
+                        # released before the next claim
+                        self.need_reconcile = True
+                        claim_n = 0
+                        self.reserved -= reserved
+                        reserved = 0
+                    if self.immediate:
+                        self.acks = acks + self.acks
+                        return
+                    await self._sleep(lane.delay)
+                    lane.delay = min(lane.delay * 2, self.w.reconnect_max)
+            self.reserved -= reserved
+            reserved = 0
+            if claim_n:
+                if len(rows) < claim_n:
+                    self.mark_drained(gen)
+                for row in rows:
+                    self.start(row)
         finally:
-            if conn is not None:
-                await conn.close()
+            self.reserved -= reserved
+            lane.busy = False
+            lane.task = None
+            self.wake.set()
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -1421,18 +1549,12 @@ class _Run:
         sync_types = [t for t in self.type_names if not self.handlers[t].is_async]
         self.started.set()
         slots: list[asyncio.Task[None]] = []
-        executor = None
         if async_types:
             for i in range(self.concurrency):
                 slots.append(self.loop.create_task(self.atomic_slot(i, async_types, None)))
         if sync_types:
-            import concurrent.futures
-
-            executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self.concurrency, thread_name_prefix="queuert-atomic"
-            )
             for i in range(self.concurrency):
-                slots.append(self.loop.create_task(self.atomic_slot(i, sync_types, executor)))
+                slots.append(self.loop.create_task(self.atomic_slot(i, sync_types, _SlotThread(self.loop, i))))
         try:
             await self.stop_event.wait()
             # graceful: slots stop claiming and finish their job
@@ -1451,8 +1573,6 @@ class _Run:
                     await t
                 except (asyncio.CancelledError, Exception):
                     pass
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
 
     async def abort_atomic(self) -> None:
         """Past the grace period: roll back in-flight attempts. Async slots are
@@ -1498,10 +1618,8 @@ class _Run:
                         got = await self.atomic_attempt_async(conn, type_names, key)
                     else:
                         if conn is None or conn.closed:
-                            conn = await self.loop.run_in_executor(executor, self.connect_sync)
-                        got = await self.loop.run_in_executor(
-                            executor, self.atomic_attempt_sync, conn, type_names, key
-                        )
+                            conn = await executor.call(self.connect_sync)
+                        got = await executor.call(self.atomic_attempt_sync, conn, type_names, key)
                     delay = 0.05
                 except asyncio.CancelledError:
                     raise
@@ -1530,6 +1648,8 @@ class _Run:
                     self.mark_drained(gen)
         finally:
             self.atomic_jobs.pop(key, None)
+            if executor is not None:
+                executor.stop()
             if conn is not None:
                 try:
                     r = conn.close()
