@@ -128,7 +128,7 @@ CREATE FUNCTION queuert._chain_item_ok(item jsonb) RETURNS boolean
         WHEN coalesce(jsonb_typeof(item -> 'priority'), 'null') NOT IN ('number', 'null') THEN false
         WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') <> 'null'
             AND coalesce(jsonb_typeof(item -> 'schedule_after_ms'), 'null') <> 'null' THEN false
-        WHEN (item ->> 'schedule_after_ms')::numeric NOT BETWEEN 0 AND 3.15e15 THEN false
+        WHEN (item ->> 'schedule_after_ms')::numeric NOT BETWEEN 0 AND 3.15e13 THEN false
         WHEN (item ->> 'dedup_window_ms')::numeric NOT BETWEEN 0 AND 3.15e15 THEN false
         WHEN (item ->> 'priority')::numeric NOT BETWEEN -2147483648 AND 2147483647 THEN false
         WHEN (item ->> 'priority')::numeric <> trunc((item ->> 'priority')::numeric) THEN false
@@ -189,7 +189,7 @@ CREATE FUNCTION queuert._chain_item_problem(item jsonb) RETURNS text
             THEN 'schedule_after_ms is not a number'
         WHEN (v.schedule_after_ms #>> '{}')::numeric < 0
             THEN 'schedule_after_ms must not be negative'
-        WHEN (v.schedule_after_ms #>> '{}')::numeric > 3.15e15
+        WHEN (v.schedule_after_ms #>> '{}')::numeric > 3.15e13
             THEN 'schedule_after_ms is too large'
         WHEN v.schedule_at IS NOT NULL AND v.schedule_after_ms IS NOT NULL
             THEN 'gives both schedule_at and schedule_after_ms'
@@ -610,7 +610,7 @@ CREATE FUNCTION queuert._parse_chain_items(items jsonb) RETURNS queuert.chain_it
         coalesce((a.item ->> 'id')::uuid, gen_random_uuid()),
         (a.item ->> 'id') IS NOT NULL,
         a.item ->> 'type_name',
-        a.item -> 'input',
+        nullif(a.item -> 'input', 'null'),  -- JSON null takes the default (SQL NULL)
         greatest(coalesce(
             (a.item ->> 'schedule_at')::timestamptz,
             now() + make_interval(secs => (a.item ->> 'schedule_after_ms')::float8 / 1000),
@@ -690,10 +690,17 @@ BEGIN
             ERRCODE = 'QU006',
             MESSAGE = format('schedule_after must not be negative, got %s', schedule_after);
     END IF;
-    IF schedule_after > interval '100000 years' THEN
+    IF schedule_after > interval '1000 years' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'QU006',
-            MESSAGE = format('schedule_after must be at most 100000 years, got %s', schedule_after);
+            MESSAGE = format('schedule_after must be at most 1000 years, got %s', schedule_after);
+    END IF;
+    -- Year 10000 and later (and infinity) cannot be read back by common
+    -- drivers (Python's datetime stops at 9999): refused, never stored.
+    IF schedule_at >= timestamptz '10000-01-01 00:00:00+00' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006',
+            MESSAGE = format('schedule_at must be before the year 10000, got %s', schedule_at);
     END IF;
     RETURN greatest(coalesce(schedule_at, now() + schedule_after, now()), now());
 END;
@@ -779,9 +786,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('lease must be positive, got %s', claim.lease);
     END IF;
-    IF claim.lease > interval '100000 years' THEN
+    IF claim.lease > interval '1000 years' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('lease must be at most 100000 years, got %s', claim.lease);
+            MESSAGE = format('lease must be at most 1000 years, got %s', claim.lease);
     END IF;
 
     -- The MATERIALIZED CTE fences LIMIT + SKIP LOCKED from the UPDATE, so the
@@ -1155,6 +1162,10 @@ DECLARE
     v_status queuert.job_status;
     v_scheduled_at timestamptz;
 BEGIN
+    IF fail.retry_at >= timestamptz '10000-01-01 00:00:00+00' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('retry_at must be before the year 10000, got %s', fail.retry_at);
+    END IF;
     SELECT * INTO j FROM queuert.job AS x WHERE x.id = fail.job_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         PERFORM queuert._job_not_found(fail.job_id);
@@ -1314,9 +1325,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('lease must be positive, got %s', renew_leases.lease);
     END IF;
-    IF renew_leases.lease > interval '100000 years' THEN
+    IF renew_leases.lease > interval '1000 years' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('lease must be at most 100000 years, got %s', renew_leases.lease);
+            MESSAGE = format('lease must be at most 1000 years, got %s', renew_leases.lease);
     END IF;
 
     RETURN QUERY
@@ -1448,9 +1459,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('backoff_multiplier must be a finite number >= 1, got %s', v_multiplier);
     END IF;
-    IF greatest(v_initial, v_max, v_lease) > interval '100000 years' THEN
+    IF greatest(v_initial, v_max, v_lease) > interval '1000 years' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = 'backoff_initial, backoff_max and lease must be at most 100000 years';
+            MESSAGE = 'backoff_initial, backoff_max and lease must be at most 1000 years';
     END IF;
     IF v_lease <= interval '0' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
@@ -1634,6 +1645,17 @@ BEGIN
                 )
             );
     END;
+
+    -- As in start_chain: nothing is scheduled in or after the year 10000.
+    SELECT i.ord INTO v_bad_ord
+    FROM unnest(v_items) AS i
+    WHERE i.scheduled_at >= timestamptz '10000-01-01 00:00:00+00'
+    ORDER BY i.ord
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('start_chains item %s schedule_at must be before the year 10000', v_bad_ord);
+    END IF;
 
     IF cardinality(v_items) = 0 THEN
         RETURN;

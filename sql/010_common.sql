@@ -42,10 +42,17 @@ BEGIN
             ERRCODE = 'QU006',
             MESSAGE = format('schedule_after must not be negative, got %s', schedule_after);
     END IF;
-    IF schedule_after > interval '100000 years' THEN
+    IF schedule_after > interval '1000 years' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'QU006',
-            MESSAGE = format('schedule_after must be at most 100000 years, got %s', schedule_after);
+            MESSAGE = format('schedule_after must be at most 1000 years, got %s', schedule_after);
+    END IF;
+    -- Year 10000 and later (and infinity) cannot be read back by common
+    -- drivers (Python's datetime stops at 9999): refused, never stored.
+    IF schedule_at >= timestamptz '10000-01-01 00:00:00+00' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006',
+            MESSAGE = format('schedule_at must be before the year 10000, got %s', schedule_at);
     END IF;
     RETURN greatest(coalesce(schedule_at, now() + schedule_after, now()), now());
 END;

@@ -33,9 +33,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('backoff_multiplier must be a finite number >= 1, got %s', v_multiplier);
     END IF;
-    IF greatest(v_initial, v_max, v_lease) > interval '100000 years' THEN
+    IF greatest(v_initial, v_max, v_lease) > interval '1000 years' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = 'backoff_initial, backoff_max and lease must be at most 100000 years';
+            MESSAGE = 'backoff_initial, backoff_max and lease must be at most 1000 years';
     END IF;
     IF v_lease <= interval '0' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',

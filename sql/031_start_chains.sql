@@ -53,7 +53,7 @@ AS $$
             THEN 'schedule_after_ms is not a number'
         WHEN (v.schedule_after_ms #>> '{}')::numeric < 0
             THEN 'schedule_after_ms must not be negative'
-        WHEN (v.schedule_after_ms #>> '{}')::numeric > 3.15e15
+        WHEN (v.schedule_after_ms #>> '{}')::numeric > 3.15e13
             THEN 'schedule_after_ms is too large'
         WHEN v.schedule_at IS NOT NULL AND v.schedule_after_ms IS NOT NULL
             THEN 'gives both schedule_at and schedule_after_ms'
@@ -111,7 +111,7 @@ AS $$
         WHEN coalesce(jsonb_typeof(item -> 'priority'), 'null') NOT IN ('number', 'null') THEN false
         WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') <> 'null'
             AND coalesce(jsonb_typeof(item -> 'schedule_after_ms'), 'null') <> 'null' THEN false
-        WHEN (item ->> 'schedule_after_ms')::numeric NOT BETWEEN 0 AND 3.15e15 THEN false
+        WHEN (item ->> 'schedule_after_ms')::numeric NOT BETWEEN 0 AND 3.15e13 THEN false
         WHEN (item ->> 'dedup_window_ms')::numeric NOT BETWEEN 0 AND 3.15e15 THEN false
         WHEN (item ->> 'priority')::numeric NOT BETWEEN -2147483648 AND 2147483647 THEN false
         WHEN (item ->> 'priority')::numeric <> trunc((item ->> 'priority')::numeric) THEN false
@@ -130,7 +130,7 @@ AS $$
         coalesce((a.item ->> 'id')::uuid, gen_random_uuid()),
         (a.item ->> 'id') IS NOT NULL,
         a.item ->> 'type_name',
-        a.item -> 'input',
+        nullif(a.item -> 'input', 'null'),  -- JSON null takes the default (SQL NULL)
         greatest(coalesce(
             (a.item ->> 'schedule_at')::timestamptz,
             now() + make_interval(secs => (a.item ->> 'schedule_after_ms')::float8 / 1000),
@@ -230,6 +230,17 @@ BEGIN
                 )
             );
     END;
+
+    -- As in start_chain: nothing is scheduled in or after the year 10000.
+    SELECT i.ord INTO v_bad_ord
+    FROM unnest(v_items) AS i
+    WHERE i.scheduled_at >= timestamptz '10000-01-01 00:00:00+00'
+    ORDER BY i.ord
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('start_chains item %s schedule_at must be before the year 10000', v_bad_ord);
+    END IF;
 
     IF cardinality(v_items) = 0 THEN
         RETURN;

@@ -46,9 +46,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('lease must be positive, got %s', claim.lease);
     END IF;
-    IF claim.lease > interval '100000 years' THEN
+    IF claim.lease > interval '1000 years' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('lease must be at most 100000 years, got %s', claim.lease);
+            MESSAGE = format('lease must be at most 1000 years, got %s', claim.lease);
     END IF;
 
     -- The MATERIALIZED CTE fences LIMIT + SKIP LOCKED from the UPDATE, so the

@@ -18,6 +18,10 @@ DECLARE
     v_status {{ schema }}.job_status;
     v_scheduled_at timestamptz;
 BEGIN
+    IF fail.retry_at >= timestamptz '10000-01-01 00:00:00+00' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('retry_at must be before the year 10000, got %s', fail.retry_at);
+    END IF;
     SELECT * INTO j FROM {{ schema }}.job AS x WHERE x.id = fail.job_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         PERFORM {{ schema }}._job_not_found(fail.job_id);

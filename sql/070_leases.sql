@@ -21,9 +21,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('lease must be positive, got %s', renew_leases.lease);
     END IF;
-    IF renew_leases.lease > interval '100000 years' THEN
+    IF renew_leases.lease > interval '1000 years' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('lease must be at most 100000 years, got %s', renew_leases.lease);
+            MESSAGE = format('lease must be at most 1000 years, got %s', renew_leases.lease);
     END IF;
 
     RETURN QUERY
