@@ -87,13 +87,17 @@ class Subscription:
         """Hand ``event`` to the listener on the subscriber's loop (thread-safe)."""
         if not self.wants(event):
             return
+        # Always through the loop's queue (also from the loop itself), so
+        # events keep their publication order whatever thread publishes.
+        if self.loop.is_closed():
+            return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is self.loop:
-            self._call(event)
-        elif not self.loop.is_closed():
+            self.loop.call_soon(self._call, event)
+        else:
             self.loop.call_soon_threadsafe(self._call, event)
 
     def _call(self, event: NotifyEvent) -> None:
