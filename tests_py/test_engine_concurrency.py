@@ -492,13 +492,27 @@ def _dedup_start(c: Conn, key: str) -> dict[str, Any]:
     )
 
 
+def _dedup_start_batch(c: Conn, key: str) -> dict[str, Any]:
+    """The same start through start_chains, behind an unrelated item."""
+    items = [{"type_name": "other"}, {"type_name": "dd", "dedup_key": key}]
+    rows = c.execute("SELECT * FROM queuert.start_chains(%s)", (json.dumps(items),)).fetchall()
+    return rows[1]
+
+
 def test_dedup_race_read_committed_creates_one_chain(conn: Conn, pool: Any) -> None:
     conns = pool(8)
     for round_ in range(5):
         key = f"k{round_}"
         barrier = threading.Barrier(8)
+        # Half the racers use start_chain, half start_chains.
         results = run_parallel(
-            *[lambda c=c: in_tx(c, barrier, lambda cc: _dedup_start(cc, key)) for c in conns]
+            *[
+                lambda c=c, i=i: in_tx(
+                    c, barrier,
+                    lambda cc: (_dedup_start if i % 2 else _dedup_start_batch)(cc, key),
+                )
+                for i, c in enumerate(conns)
+            ]
         )
         for r in results:
             assert not isinstance(r, Exception), r
