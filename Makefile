@@ -67,5 +67,11 @@ test: ensure-postgres ensure-pgtap dev
 demo: ensure-postgres dev
 	@scripts/demo.sh
 
+# The torture run (RELIABILITY.md): 20,000 chains, worker kill -9s, connection
+# kills and one PostgreSQL restart; `make test` runs a short form via pytest.
+.PHONY: torture
+torture: ensure-postgres dev
+	$(PY) tests_py/torture/run.py --dsn "$${QUEUERT_TEST_DSN:-$(DATABASE_URL)}"
+
 schema-dump: ensure-postgres dev
 	DATABASE_URL="$(DATABASE_URL)" $(PY) scripts/schema_dump.py

@@ -1,0 +1,706 @@
+"""The torture run: a real workload under crashes, lost connections and a
+PostgreSQL restart, then a check in the database that nothing was lost,
+nothing completed twice and every chain finished as its type says.
+
+    python tests_py/torture/run.py                 # full: 20,000 chains, 6 workers
+    python tests_py/torture/run.py --short         # ~1,500 chains (pytest runs this)
+
+What it does:
+
+1. creates a database ``queuert_torture_<pid>`` on the server of
+   ``--dsn`` / ``QUEUERT_TEST_DSN`` (default the local one), migrates queuert
+   and creates the side tables the handlers write (see ``app.py``);
+2. starts worker processes (``queuert worker app:worker``), half in staged
+   mode (types ``s.*``), half in atomic mode (``a.*``), lease 2 s;
+3. a producer creates the chains in batches of ``start_chains`` (each batch
+   in one transaction with a row per chain in ``torture_chain`` saying what
+   the chain must end as): single jobs, 3-step continuations (the middle step
+   a sync handler), loops of 2-5 iterations, fan-in jobs blocked on 5-50
+   chains of the same batch, scheduled jobs (0.5-8 s ahead), and a capped
+   type (``max_attempts = 3``) whose "always fail" chains must end ``failed``
+   after exactly 3 attempts. Every type except the capped one also fails at
+   random (``--fail-rate``) and retries with a small backoff;
+4. meanwhile the chaos loop SIGKILLs a random worker every ``--kill-every``
+   seconds (and starts a replacement in the same mode), terminates random
+   worker connections with ``pg_terminate_backend`` every
+   ``--terminate-every`` seconds, and restarts PostgreSQL once
+   (``pg_ctlcluster ... restart``) when ``--restart`` is on;
+5. when no job is pending, running or blocked (and the minimum numbers of
+   kills / terminations / restarts happened), stops the workers with SIGTERM
+   and checks the invariants (see ``check``). One summary line; exit status 1
+   on any violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+CAPPED_MAX_ATTEMPTS = 3
+
+
+def log(msg: str) -> None:
+    print(f"[torture {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# database set-up
+
+
+def dsn_for(base: str, dbname: str) -> str:
+    params = conninfo_to_dict(base)
+    params["dbname"] = dbname
+    return make_conninfo(**params)  # type: ignore[arg-type]
+
+
+SIDE_TABLES = """
+CREATE TABLE torture_chain (
+    chain_id uuid PRIMARY KEY,
+    kind text NOT NULL,
+    mode text NOT NULL,
+    n int,
+    always_fail boolean NOT NULL DEFAULT false
+);
+CREATE TABLE torture_effect (   -- atomic mode: written in the job's transaction
+    job_id uuid NOT NULL, attempt int NOT NULL, worker text NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE torture_attempt (  -- staged mode: written before the handler runs
+    job_id uuid NOT NULL, attempt int NOT NULL, worker text NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE torture_violation (job_id uuid, what text NOT NULL);
+CREATE INDEX ON torture_effect (job_id);
+CREATE INDEX ON torture_attempt (job_id);
+"""
+
+KINDS = ("single", "step1", "step2", "step3", "loop", "sched", "capped", "join")
+
+
+def setup_database(base: str, name: str, fail_backoff_ms: int) -> str:
+    from queuert.migrate import migrate
+
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = dsn_for(base, name)
+    migrate(dsn, schema="queuert")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SIDE_TABLES)
+        for p in ("a", "s"):
+            for kind in KINDS:
+                conn.execute(
+                    "SELECT queuert.set_job_type(type_name => %s, max_attempts => %s, "
+                    "backoff_initial => %s::interval, backoff_multiplier => 2, "
+                    "backoff_max => '500 milliseconds', lease => '2 seconds')",
+                    (
+                        f"{p}.{kind}",
+                        CAPPED_MAX_ATTEMPTS if kind == "capped" else None,
+                        f"{fail_backoff_ms} milliseconds",
+                    ),
+                )
+    return dsn
+
+
+def drop_database(base: str, name: str) -> None:
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# ---------------------------------------------------------------------------
+# workers
+
+
+@dataclass
+class WorkerProc:
+    mode: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@dataclass
+class Counters:
+    kills: int = 0
+    terminations: int = 0
+    restarts: int = 0
+    started_workers: int = 0
+    created_chains: int = 0
+    producer_retries: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class Workers:
+    def __init__(self, dsn: str, log_dir: Path, concurrency: dict[str, int], fail_rate: float):
+        self.dsn = dsn
+        self.log_dir = log_dir
+        self.concurrency = concurrency
+        self.fail_rate = fail_rate
+        self.procs: list[WorkerProc] = []
+        self.seq = 0
+        exe = Path(sys.executable).parent / "queuert"
+        self.cmd = [str(exe), "worker", "app:worker"] if exe.exists() else [
+            sys.executable, "-c", "from queuert.cli import main; main()", "worker", "app:worker"
+        ]
+
+    def start(self, mode: str) -> WorkerProc:
+        self.seq += 1
+        path = self.log_dir / f"worker-{self.seq:03d}-{mode}.log"
+        env = dict(os.environ)
+        env.update(
+            TORTURE_DSN=self.dsn,
+            TORTURE_MODE=mode,
+            TORTURE_CONCURRENCY=str(self.concurrency[mode]),
+            TORTURE_FAIL_RATE=str(self.fail_rate),
+            PYTHONUNBUFFERED="1",
+        )
+        with open(path, "wb") as out:
+            proc = subprocess.Popen(self.cmd, cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT)
+        wp = WorkerProc(mode, proc, path)
+        self.procs.append(wp)
+        return wp
+
+    def alive(self) -> list[WorkerProc]:
+        return [w for w in self.procs if w.proc.poll() is None]
+
+    def check_crashed(self, killed: set[int]) -> list[str]:
+        """Workers that exited on their own (not killed by us): a defect."""
+        out = []
+        for w in self.procs:
+            rc = w.proc.poll()
+            if rc is not None and w.proc.pid not in killed:
+                out.append(f"worker pid {w.proc.pid} ({w.mode}) exited with {rc}; log {w.log_path}")
+        return out
+
+    def stop_all(self, timeout: float = 20.0) -> None:
+        for w in self.alive():
+            w.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for w in self.procs:
+            left = max(0.1, deadline - time.monotonic())
+            try:
+                w.proc.wait(left)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()
+
+
+# ---------------------------------------------------------------------------
+# workload
+
+
+def make_batch(rng: random.Random, n: int, mode_of: Any) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+    """``n`` chains: start_chains items and torture_chain rows."""
+    items: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
+    joinable: list[str] = []
+    n_join = max(1, n // 50)
+    for _ in range(n - n_join):
+        cid = str(uuid.uuid4())
+        mode = mode_of()
+        p = "a" if mode == "atomic" else "s"
+        r = rng.random()
+        loop_n = None
+        always_fail = False
+        item: dict[str, Any] = {"id": cid}
+        if r < 0.45:
+            kind = "single"
+            item.update(type_name=f"{p}.single", input={"k": "single"})
+        elif r < 0.62:
+            kind = "step1"
+            item.update(type_name=f"{p}.step1", input={"k": "steps"})
+        elif r < 0.75:
+            kind = "loop"
+            loop_n = rng.randint(1, 4)
+            item.update(type_name=f"{p}.loop", input={"n": loop_n, "i": 0})
+        elif r < 0.90:
+            kind = "sched"
+            item.update(type_name=f"{p}.sched", input={"k": "sched"},
+                        schedule_after_ms=rng.randint(500, 8000))
+        else:
+            kind = "capped"
+            always_fail = rng.random() < 0.4
+            item.update(type_name=f"{p}.capped", input={"always_fail": always_fail})
+        if kind != "capped":
+            joinable.append(cid)
+        # a little priority noise: FIFO is not what is tested here
+        if rng.random() < 0.1:
+            item["priority"] = rng.randint(-2, 2)
+        items.append(item)
+        rows.append((cid, kind, mode, loop_n, always_fail))
+    for _ in range(n_join):
+        cid = str(uuid.uuid4())
+        mode = mode_of()
+        p = "a" if mode == "atomic" else "s"
+        k = min(len(joinable), rng.randint(5, 50))
+        blockers = rng.sample(joinable, k)
+        items.append({"id": cid, "type_name": f"{p}.join", "input": {"n": k}, "blockers": blockers})
+        rows.append((cid, "join", mode, k, False))
+    return items, rows
+
+
+def expected_jobs(kind: str, n: int | None) -> int:
+    if kind == "step1":
+        return 3
+    if kind == "loop":
+        return (n or 0) + 1
+    return 1
+
+
+class Producer(threading.Thread):
+    """Creates the chains in batches; survives lost connections and restarts.
+    A batch (``start_chains`` plus its ``torture_chain`` rows) is one
+    transaction; after an error whose commit state is unknown it checks
+    whether the batch's chains exist before creating it again."""
+
+    def __init__(self, dsn: str, chains: int, batch: int, pause: float, seed: int, counters: Counters):
+        super().__init__(daemon=True, name="producer")
+        self.dsn = dsn
+        self.chains = chains
+        self.batch = batch
+        self.pause = pause
+        self.rng = random.Random(seed)
+        self.counters = counters
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def _run(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        made = 0
+        modes = ["staged", "atomic"]
+        while made < self.chains:
+            n = min(self.batch, self.chains - made)
+            items, rows = make_batch(self.rng, n, lambda: self.rng.choice(modes))
+            ids = [r[0] for r in rows]
+            for attempt in range(200):
+                try:
+                    if conn is None or conn.closed:
+                        conn = psycopg.connect(self.dsn, autocommit=False, connect_timeout=5)
+                    with conn.transaction():
+                        found = conn.execute(
+                            "SELECT count(*) FROM torture_chain WHERE chain_id = ANY(%s::uuid[])", (ids,)
+                        ).fetchone()
+                        if found and found[0] == len(ids):
+                            break  # the lost commit did happen
+                        conn.execute("SELECT count(*) FROM queuert.start_chains(%s::jsonb)", (json.dumps(items),))
+                        with conn.cursor() as cur:
+                            cur.executemany(
+                                "INSERT INTO torture_chain (chain_id, kind, mode, n, always_fail) "
+                                "VALUES (%s, %s, %s, %s, %s)",
+                                rows,
+                            )
+                    break
+                except psycopg.OperationalError as exc:
+                    self.counters.producer_retries += 1
+                    log(f"producer: {type(exc).__name__}: {str(exc).strip()[:120]}; retrying the batch")
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    time.sleep(0.2)
+            else:
+                raise RuntimeError("producer: could not create a batch after 200 attempts")
+            made += n
+            self.counters.created_chains = made
+            time.sleep(self.pause)
+        if conn is not None:
+            conn.close()
+
+
+# ---------------------------------------------------------------------------
+# chaos
+
+
+def find_cluster(base: str) -> tuple[str, str] | None:
+    """(version, name) of the local cluster serving ``base``'s port."""
+    params = conninfo_to_dict(base)
+    host = str(params.get("host") or "")
+    if host not in ("", "127.0.0.1", "localhost", "::1") and not host.startswith("/"):
+        return None
+    port = str(params.get("port") or "5432")
+    if shutil.which("pg_lsclusters") is None:
+        return None
+    out = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[2] == port:
+            return parts[0], parts[1]
+    return None
+
+
+def wait_for_server(base: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(base, connect_timeout=3) as c:
+                c.execute("SELECT 1")
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def restart_postgres(base: str, cluster: tuple[str, str]) -> float:
+    t0 = time.monotonic()
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", cluster[0], cluster[1], "restart", "-m", "fast"],
+        check=True,
+        capture_output=True,
+    )
+    wait_for_server(base)
+    return time.monotonic() - t0
+
+
+def terminate_connections(base: str, dbname: str, rng: random.Random) -> int:
+    with psycopg.connect(base, autocommit=True, connect_timeout=5) as c:
+        rows = c.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name LIKE 'queuert-%%' AND pid <> pg_backend_pid() "
+            "ORDER BY random() LIMIT %s",
+            (dbname, rng.randint(1, 3)),
+        ).fetchall()
+    return sum(1 for r in rows if r[0])
+
+
+def progress(dsn: str) -> tuple[int, int, int] | None:
+    """(active jobs, completed chains, chains) or None when unreachable."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as c:
+            row = c.execute(
+                "SELECT (SELECT count(*) FROM queuert.job WHERE status IN ('pending', 'running', 'blocked')),"
+                " (SELECT count(*) FROM queuert.job WHERE chain_index = 0 AND chain_completed_at IS NOT NULL),"
+                " (SELECT count(*) FROM torture_chain)"
+            ).fetchone()
+            assert row is not None
+            return int(row[0]), int(row[1]), int(row[2])
+    except psycopg.OperationalError:
+        return None
+
+
+# ---------------------------------------------------------------------------
+# the checks
+
+
+def check(dsn: str) -> tuple[dict[str, int], list[str]]:
+    """Invariants over the final database. Returns (figures, violations)."""
+    v: list[str] = []
+    f: dict[str, int] = {}
+
+    def bad(name: str, rows: list[Any], limit: int = 5) -> int:
+        if rows:
+            v.append(f"{name}: {len(rows)} (e.g. {rows[:limit]})")
+        return len(rows)
+
+    with psycopg.connect(dsn, autocommit=True) as c:
+        q = c.execute
+        f["chains"] = int(q("SELECT count(*) FROM torture_chain").fetchone()[0])  # type: ignore[index]
+        f["jobs"] = int(q("SELECT count(*) FROM queuert.job").fetchone()[0])  # type: ignore[index]
+        f["retries"] = int(q("SELECT coalesce(sum(greatest(attempt - 1, 0)), 0) FROM queuert.job").fetchone()[0])  # type: ignore[index]
+        # every created chain exists in the engine (and nothing else does)
+        lost_roots = q(
+            "SELECT t.chain_id FROM torture_chain t LEFT JOIN queuert.job j ON j.id = t.chain_id "
+            "WHERE j.id IS NULL"
+        ).fetchall()
+        lost = bad("chain created but missing from queuert.job", lost_roots)
+        stray = q(
+            "SELECT j.chain_id FROM queuert.job j LEFT JOIN torture_chain t ON t.chain_id = j.chain_id "
+            "WHERE t.chain_id IS NULL"
+        ).fetchall()
+        bad("jobs of chains the producer never committed", stray)
+
+        # chain outcome: complete, or failed exactly as max_attempts says
+        rows = q(
+            "SELECT t.chain_id, t.kind, t.n, t.always_fail, c.status::text, c.job_count, "
+            "       tail.attempt, tail.last_attempt_error "
+            "FROM torture_chain t JOIN queuert.chain c ON c.chain_id = t.chain_id "
+            "JOIN queuert.job tail ON tail.id = c.current_job_id"
+        ).fetchall()
+        unfinished, wrong_fail, shape = [], [], []
+        f["failed_as_expected"] = f["failed_after_crashes"] = 0
+        for chain_id, kind, n, always_fail, status, job_count, attempt, error in rows:
+            if kind == "capped" and always_fail:
+                if status == "failed" and attempt == CAPPED_MAX_ATTEMPTS:
+                    f["failed_as_expected"] += 1
+                else:
+                    wrong_fail.append((str(chain_id), status, attempt))
+                continue
+            if status == "completed":
+                if job_count != expected_jobs(kind, n):
+                    shape.append((str(chain_id), kind, n, job_count))
+                continue
+            if (
+                kind == "capped"
+                and status == "failed"
+                and attempt == CAPPED_MAX_ATTEMPTS
+                and not (error or "").startswith("Flaky")
+            ):
+                # its 3 attempts were spent by killed workers (lease expiry / release)
+                f["failed_after_crashes"] += 1
+                continue
+            if status == "failed":
+                wrong_fail.append((str(chain_id), kind, status, attempt, (error or "")[:80]))
+            else:
+                unfinished.append((str(chain_id), kind, status))
+        lost += bad("chains not finished (lost)", unfinished)
+        bad("chains failed where max_attempts does not say so (or not failed where it does)", wrong_fail)
+        bad("completed chains with a wrong number of jobs", shape)
+
+        # structure: contiguous chain_index, exactly one tail per chain
+        bad(
+            "chains with gaps in chain_index or not exactly one tail",
+            q(
+                "SELECT chain_id FROM queuert.job GROUP BY chain_id "
+                "HAVING max(chain_index) + 1 <> count(*) "
+                "    OR count(*) FILTER (WHERE continued_to IS NULL) <> 1"
+            ).fetchall(),
+        )
+
+        # atomic mode: exactly one effect row per completed job, none otherwise
+        eff = q(
+            "SELECT j.id, j.status::text, count(e.job_id) AS n, "
+            "       count(*) FILTER (WHERE e.attempt = j.attempt AND e.worker = j.completed_by) AS matching "
+            "FROM queuert.job j LEFT JOIN torture_effect e ON e.job_id = j.id "
+            "WHERE j.type_name LIKE 'a.%' GROUP BY j.id, j.status"
+        ).fetchall()
+        dup_atomic = [r for r in eff if r[2] > 1]
+        missing_atomic = [r for r in eff if r[1] == "completed" and r[2] == 0]
+        phantom_atomic = [r for r in eff if r[1] != "completed" and r[2] > 0]
+        wrong_attempt = [r for r in eff if r[1] == "completed" and r[2] == 1 and r[3] != 1]
+        duplicates = bad("atomic jobs with more than one committed effect", dup_atomic)
+        lost += bad("atomic jobs completed without their effect", missing_atomic)
+        bad("atomic effects of attempts that did not complete (rolled-back work committed)", phantom_atomic)
+        bad("atomic effect written by another attempt than the completing one", wrong_attempt)
+        f["atomic_jobs"] = len(eff)
+
+        # staged mode: the completing attempt ran (at-least-once, never from nowhere)
+        st = q(
+            "SELECT j.id, j.attempt, j.completed_by, "
+            "       count(a.job_id) AS runs, "
+            "       count(*) FILTER (WHERE a.attempt = j.attempt AND a.worker = j.completed_by) AS matching "
+            "FROM queuert.job j LEFT JOIN torture_attempt a ON a.job_id = j.id "
+            "WHERE j.type_name LIKE 's.%' AND j.status = 'completed' GROUP BY j.id"
+        ).fetchall()
+        lost += bad("staged jobs completed without a recorded run of that attempt", [r for r in st if r[4] == 0])
+        f["staged_jobs"] = len(st)
+        f["staged_reruns"] = sum(1 for r in st if r[3] > 1)
+
+        # fencing: a final output was produced by the attempt that completed it
+        bad(
+            "final outputs written by another attempt or worker than the completing one",
+            q(
+                "SELECT id, attempt, completed_by, output FROM queuert.job "
+                "WHERE status = 'completed' AND continued_to IS NULL AND ("
+                "  (output->>'attempt')::int IS DISTINCT FROM attempt "
+                "  OR output->>'worker' IS DISTINCT FROM completed_by)"
+            ).fetchall(),
+        )
+
+        # leases: nothing running once the workers stopped, and in particular
+        # nothing running without a live lease
+        bad(
+            "jobs running without a live lease",
+            q(
+                "SELECT id, leased_by, leased_until FROM queuert.job WHERE status = 'running' "
+                "AND (leased_until IS NULL OR leased_until < clock_timestamp())"
+            ).fetchall(),
+        )
+        bad("jobs still running after every worker stopped",
+            q("SELECT id, leased_by FROM queuert.job WHERE status = 'running'").fetchall())
+
+        # fan-in: nothing blocked whose blockers all completed; counters agree
+        bad(
+            "jobs blocked although every blocker chain completed",
+            q(
+                "SELECT j.id FROM queuert.job j WHERE j.status = 'blocked' AND NOT EXISTS ("
+                "  SELECT 1 FROM queuert.job_blocker b JOIN queuert.job r ON r.id = b.blocker_chain_id "
+                "  WHERE b.job_id = j.id AND r.chain_completed_at IS NULL)"
+            ).fetchall(),
+        )
+        bad(
+            "open_blockers disagreeing with the blocker chains' state",
+            q(
+                "SELECT j.id, j.open_blockers, count(*) FILTER (WHERE r.chain_completed_at IS NULL) "
+                "FROM queuert.job j JOIN queuert.job_blocker b ON b.job_id = j.id "
+                "JOIN queuert.job r ON r.id = b.blocker_chain_id "
+                "WHERE j.status IN ('blocked', 'pending') "
+                "GROUP BY j.id HAVING j.open_blockers <> count(*) FILTER (WHERE r.chain_completed_at IS NULL)"
+            ).fetchall(),
+        )
+        bad("handler-detected violations (fan-in, schedule)", q("SELECT job_id, what FROM torture_violation").fetchall())
+
+    f["lost"] = lost
+    f["duplicates"] = duplicates
+    return f, v
+
+
+# ---------------------------------------------------------------------------
+# main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dsn", default=os.environ.get("QUEUERT_TEST_DSN", DEFAULT_DSN), help="server (any database)")
+    ap.add_argument("--short", action="store_true", help="the shortened form run by `make test`")
+    ap.add_argument("--chains", type=int)
+    ap.add_argument("--workers", type=int, help="worker processes (half staged, half atomic)")
+    ap.add_argument("--kill-every", type=float, help="seconds between SIGKILLs")
+    ap.add_argument("--terminate-every", type=float, help="seconds between pg_terminate_backend rounds")
+    ap.add_argument("--min-kills", type=int)
+    ap.add_argument("--min-terminations", type=int)
+    ap.add_argument("--restart", choices=("yes", "no", "auto"), default="auto",
+                    help="restart PostgreSQL once (auto: yes for the full run, else QUEUERT_TORTURE_RESTART=1)")
+    ap.add_argument("--fail-rate", type=float, default=0.1)
+    ap.add_argument("--timeout", type=float, help="seconds before giving up on convergence")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the database and the worker logs")
+    args = ap.parse_args(argv)
+
+    short = args.short
+    chains = args.chains or (1500 if short else 20000)
+    n_workers = args.workers or (4 if short else 6)
+    kill_every = args.kill_every or (2.5 if short else 3.0)
+    terminate_every = args.terminate_every or (4.0 if short else 5.0)
+    min_kills = args.min_kills if args.min_kills is not None else (3 if short else 5)
+    min_terms = args.min_terminations if args.min_terminations is not None else 1
+    timeout = args.timeout or (150.0 if short else 1200.0)
+    if args.restart == "auto":
+        restart = (not short) or os.environ.get("QUEUERT_TORTURE_RESTART") == "1"
+    else:
+        restart = args.restart == "yes"
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+
+    cluster = find_cluster(args.dsn) if restart else None
+    if restart and cluster is None:
+        log("cannot restart PostgreSQL: no local pg_ctlcluster cluster serves this DSN")
+        return 2
+
+    name = f"queuert_torture_{os.getpid()}"
+    log(f"seed {seed}; {chains} chains, {n_workers} workers, restart={'yes' if restart else 'no'}; database {name}")
+    dsn = setup_database(args.dsn, name, fail_backoff_ms=20)
+    log_dir = Path(tempfile.mkdtemp(prefix="queuert-torture-"))
+    counters = Counters()
+    workers = Workers(dsn, log_dir, {"staged": 8, "atomic": 4}, args.fail_rate)
+    killed: set[int] = set()
+    violations: list[str] = []
+    t0 = time.monotonic()
+    ok = False
+    try:
+        for i in range(n_workers):
+            workers.start("staged" if i % 2 == 0 else "atomic")
+        producer = Producer(dsn, chains, batch=500 if not short else 250, pause=0.3, seed=rng.randrange(1 << 30),
+                            counters=counters)
+        producer.start()
+
+        next_kill = time.monotonic() + kill_every * rng.uniform(0.5, 1.5)
+        next_term = time.monotonic() + terminate_every * rng.uniform(0.5, 1.5)
+        next_report = time.monotonic() + 5
+        restart_done = not restart
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            if producer.error is not None:
+                raise RuntimeError(f"producer failed: {producer.error!r}")
+            crashed = workers.check_crashed(killed)
+            if crashed:
+                violations.extend(crashed)
+                break
+            if now >= next_kill:
+                alive = workers.alive()
+                if alive:
+                    victim = rng.choice(alive)
+                    victim.proc.send_signal(signal.SIGKILL)
+                    killed.add(victim.proc.pid)
+                    victim.proc.wait()
+                    counters.kills += 1
+                    workers.start(victim.mode)
+                next_kill = now + kill_every * rng.uniform(0.5, 1.5)
+            if now >= next_term:
+                try:
+                    counters.terminations += terminate_connections(args.dsn, name, rng)
+                except psycopg.OperationalError as exc:
+                    log(f"terminate: {exc}")
+                next_term = now + terminate_every * rng.uniform(0.5, 1.5)
+            p = progress(dsn)
+            if not restart_done and p is not None and producer.done.is_set() and p[1] >= 0.3 * chains:
+                log(f"restarting PostgreSQL {cluster[0]}/{cluster[1]} (completed chains {p[1]}/{chains})")  # type: ignore[index]
+                took = restart_postgres(args.dsn, cluster)  # type: ignore[arg-type]
+                counters.restarts += 1
+                restart_done = True
+                log(f"PostgreSQL back after {took:.1f}s")
+                continue
+            if now >= next_report and p is not None:
+                log(f"active jobs {p[0]}, completed chains {p[1]}/{p[2]} (created {counters.created_chains}), "
+                    f"kills {counters.kills}, terminations {counters.terminations}, restarts {counters.restarts}")
+                next_report = now + 5
+            if (
+                p is not None
+                and producer.done.is_set()
+                and p[0] == 0
+                and p[2] == chains
+                and restart_done
+                and counters.kills >= min_kills
+                and counters.terminations >= min_terms
+            ):
+                break
+            if now > deadline:
+                violations.append(f"no convergence within {timeout:.0f}s (last progress {p})")
+                break
+            time.sleep(0.25)
+        producer.join(timeout=30)
+    finally:
+        workers.stop_all()
+    duration = time.monotonic() - t0
+    violations.extend(workers.check_crashed(killed | {w.proc.pid for w in workers.procs if w.proc.returncode in (0, -15)}))
+    wait_for_server(args.dsn)
+    figures, found = check(dsn)
+    violations.extend(found)
+    ok = not violations
+    summary = (
+        f"torture {'OK' if ok else 'FAILED'}: chains={figures['chains']} jobs={figures['jobs']} "
+        f"atomic_jobs={figures['atomic_jobs']} staged_jobs={figures['staged_jobs']} "
+        f"workers={workers.seq} kills={counters.kills} conn_terminations={counters.terminations} "
+        f"restarts={counters.restarts} retries={figures['retries']} "
+        f"failed_as_expected={figures['failed_as_expected']} failed_after_crashes={figures['failed_after_crashes']} "
+        f"staged_reruns={figures['staged_reruns']} lost={figures['lost']} duplicates={figures['duplicates']} "
+        f"violations={len(violations)} duration={duration:.0f}s seed={seed}"
+    )
+    for line in violations:
+        log(f"VIOLATION {line}")
+    print(summary, flush=True)
+    if ok and not args.keep:
+        drop_database(args.dsn, name)
+        shutil.rmtree(log_dir, ignore_errors=True)
+    else:
+        log(f"kept database {name} and worker logs in {log_dir}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
