@@ -14,6 +14,7 @@ AS $$
 DECLARE
     v_set uuid[];
     v_more uuid[];
+    v_order uuid[];
     v_bad record;
 BEGIN
     IF chain_ids IS NULL OR array_ndims(chain_ids) > 1 THEN
@@ -25,10 +26,37 @@ BEGIN
         WHERE r.id = ANY(chain_ids) AND r.chain_index = 0
         ORDER BY r.id
     );
-    PERFORM 1 FROM {{ schema }}.job AS r WHERE r.id = ANY(v_set) ORDER BY r.id FOR UPDATE;
-
-    IF coalesce(cascade, false) THEN
-        LOOP
+    IF NOT coalesce(cascade, false) THEN
+        PERFORM 1 FROM {{ schema }}.job AS r WHERE r.id = ANY(v_set) ORDER BY r.id FOR UPDATE;
+    ELSE
+        -- Blocker chains are locked before the chains that wait on them
+        -- (deepest first): the order a completion takes (its own root, then
+        -- its dependents' rows), so cascading never deadlocks against it.
+        v_more := v_set;
+        v_set := '{}';
+        WHILE cardinality(v_more) > 0 LOOP
+            v_order := ARRAY(
+                WITH RECURSIVE closure (id, depth, path) AS (
+                    SELECT m.id, 0, ARRAY[m.id] FROM unnest(v_more) AS m (id)
+                    UNION ALL
+                    SELECT b.blocker_chain_id, c.depth + 1, c.path || b.blocker_chain_id
+                    FROM closure AS c
+                    JOIN {{ schema }}.job AS j ON j.chain_id = c.id
+                    JOIN {{ schema }}.job_blocker AS b ON b.job_id = j.id
+                    WHERE NOT (b.blocker_chain_id = ANY(c.path))
+                )
+                SELECT c.id FROM closure AS c
+                WHERE NOT (c.id = ANY(v_set))
+                GROUP BY c.id
+                ORDER BY max(c.depth) DESC, c.id
+            );
+            PERFORM 1
+            FROM {{ schema }}.job AS r
+            JOIN unnest(v_order) WITH ORDINALITY AS o (id, n) ON o.id = r.id
+            ORDER BY o.n
+            FOR UPDATE OF r;
+            v_set := v_set || v_order;
+            -- Edges added before our locks were taken: take their chains too.
             v_more := ARRAY(
                 WITH RECURSIVE closure (id) AS (
                     SELECT unnest(v_set)
@@ -38,11 +66,8 @@ BEGIN
                     JOIN {{ schema }}.job AS j ON j.chain_id = c.id
                     JOIN {{ schema }}.job_blocker AS b ON b.job_id = j.id
                 )
-                SELECT c.id FROM closure AS c WHERE NOT (c.id = ANY(v_set)) ORDER BY c.id
+                SELECT c.id FROM closure AS c WHERE NOT (c.id = ANY(v_set))
             );
-            EXIT WHEN cardinality(v_more) = 0;
-            PERFORM 1 FROM {{ schema }}.job AS r WHERE r.id = ANY(v_more) ORDER BY r.id FOR UPDATE;
-            v_set := ARRAY(SELECT unnest(v_set || v_more) AS id ORDER BY id);
         END LOOP;
     END IF;
 

@@ -672,8 +672,8 @@ def test_cancel_or_delete_racing_worker_never_corrupts(
 def test_cancel_racing_completion_of_a_blocker_chain(conn: Conn, pool: Any) -> None:
     """Cancel with cascade of a parent while its child chain completes."""
     a, b = pool(2)
-    # Cascade locks parent then child, completion child then parent: some
-    # rounds deadlock (1 s deadlock_timeout each) and are retried.
+    # Cascade locks blocker chains before their dependents, the order a
+    # completion takes; a deadlock would still be retried, never corrupt.
     for _ in range(8):
         child = start(conn, "child")
         conn.commit()
