@@ -8,8 +8,9 @@ Publishing is a no-op: the engine calls ``pg_notify`` inside its own
 functions, and PostgreSQL delivers those only when the transaction commits.
 
 The connection is watched: after ``health_interval`` seconds without traffic it
-runs ``SELECT 1`` (a half-open connection then fails instead of staying
-silent), and any error closes it and reconnects with capped exponential
+runs ``SELECT 1`` and gives it ``health_timeout`` seconds to answer (a
+half-open connection, which drops bytes without an error, then fails instead
+of staying silent forever), and any error closes it and reconnects with capped exponential
 backoff. Every (re)connection delivers a ``resync`` event, because
 notifications sent while nobody listened are gone.
 """
@@ -42,6 +43,7 @@ class PostgresNotifier(Notifier):
         *,
         schema: str = "queuert",
         health_interval: float = 30.0,
+        health_timeout: float = 10.0,
         reconnect_initial: float = 0.05,
         reconnect_max: float = 5.0,
     ) -> None:
@@ -49,6 +51,7 @@ class PostgresNotifier(Notifier):
         self.conninfo = conninfo
         self.schema = validate_schema_name(schema)
         self.health_interval = health_interval
+        self.health_timeout = health_timeout
         self.reconnect_initial = reconnect_initial
         self.reconnect_max = reconnect_max
         self._channels = {f"{self.schema}_{k}": k for k in _KIND_SUFFIXES}
@@ -124,7 +127,13 @@ class PostgresNotifier(Notifier):
                         kind = channels.get(n.channel)
                         if kind is not None:
                             self._dispatch(NotifyEvent(kind, n.payload))
-                    await conn.execute("SELECT 1")
+                    try:
+                        await asyncio.wait_for(conn.execute("SELECT 1"), self.health_timeout)
+                    except asyncio.TimeoutError:
+                        raise OSError(
+                            f"no answer to the health check within {self.health_timeout}s "
+                            "(half-open connection?)"
+                        ) from None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
