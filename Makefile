@@ -75,3 +75,13 @@ torture: ensure-postgres dev
 
 schema-dump: ensure-postgres dev
 	DATABASE_URL="$(DATABASE_URL)" $(PY) scripts/schema_dump.py
+
+# Benchmarks (benchmarks/README.md): server from QUEUERT_BENCH_DSN or $(DATABASE_URL).
+#   make bench        full benchmark suite vs raw-SQL floors (< 15 min)
+#   make bench-quick  one-minute smoke run of the benchmark harness
+.PHONY: bench bench-quick
+bench: ensure-postgres dev
+	$(PY) -m benchmarks.run --dsn "$${QUEUERT_BENCH_DSN:-$(DATABASE_URL)}"
+
+bench-quick: ensure-postgres dev
+	$(PY) -m benchmarks.run --quick --dsn "$${QUEUERT_BENCH_DSN:-$(DATABASE_URL)}"

@@ -1,0 +1,186 @@
+"""Shared helpers of the benchmark harness: fresh databases, timing, stats."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from queuert.migrate import migrate
+
+SCHEMA = "queuert"
+_counter = itertools.count(1)
+
+
+def dsn_for(base: str, dbname: str) -> str:
+    params = conninfo_to_dict(base)
+    params["dbname"] = dbname
+    return make_conninfo("", **params)
+
+
+@dataclass
+class Sizes:
+    """Every size a workload uses; `quick` shrinks them for the smoke run."""
+
+    reps: int = 3
+    single_n: int = 10_000
+    single_client_n: int = 3_000
+    batch_total: int = 200_000
+    batch_total_small: int = 20_000  # batch sizes 100 and 5,000, and the client
+    floor_claim1_n: int = 5_000
+    floor_claim100_n: int = 50_000
+    process_n: int = 50_000
+    process_atomic_c1_n: int = 20_000
+    concurrencies: tuple[int, ...] = (1, 10, 50)
+    chain3_n: int = 10_000
+    fanin_n: int = 10_000
+    wakeup_n: int = 500
+    wakeup_gap_s: float = 0.020
+    scale_completed: int = 1_000_000
+    scale_blocked: int = 1_000_000
+    scale_claims: int = 2_000
+    drain_cap_s: float = 10.0
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            reps=1,
+            single_n=200,
+            single_client_n=100,
+            batch_total=5_000,
+            batch_total_small=5_000,
+            floor_claim1_n=200,
+            floor_claim100_n=2_000,
+            process_n=500,
+            process_atomic_c1_n=300,
+            concurrencies=(1, 10),
+            chain3_n=200,
+            fanin_n=300,
+            wakeup_n=30,
+            wakeup_gap_s=0.010,
+            scale_completed=10_000,
+            scale_blocked=10_000,
+            scale_claims=200,
+            drain_cap_s=3.0,
+        )
+
+
+class Databases:
+    """Creates a brand-new database per workload run from a migrated template
+    (the schema install happens once, before any clock starts)."""
+
+    def __init__(self, base_dsn: str) -> None:
+        self.base_dsn = base_dsn
+        self.template = f"queuert_bench_tpl_{os.getpid()}"
+        self._admin = psycopg.connect(base_dsn, autocommit=True)
+        self._drop(self.template)
+        self._admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.template)))
+        migrate(dsn_for(base_dsn, self.template), schema=SCHEMA)
+
+    def _drop(self, name: str) -> None:
+        self._admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+    @contextmanager
+    def fresh(self, label: str) -> Iterator[str]:
+        name = f"queuert_bench_{os.getpid()}_{next(_counter)}"
+        self._admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(self.template)
+            )
+        )
+        try:
+            yield dsn_for(self.base_dsn, name)
+        finally:
+            self._drop(name)
+
+    def close(self) -> None:
+        self._drop(self.template)
+        self._admin.close()
+
+
+@dataclass
+class Metric:
+    workload: str
+    name: str
+    unit: str
+    higher_is_better: bool = True
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "metric": self.name,
+            "unit": self.unit,
+            "higher_is_better": self.higher_is_better,
+            "values": self.values,
+            "median": self.median if self.values else None,
+            "min": min(self.values) if self.values else None,
+            "max": max(self.values) if self.values else None,
+        }
+
+
+class Results:
+    def __init__(self) -> None:
+        self.metrics: dict[tuple[str, str], Metric] = {}
+        self.notes: dict[str, list[str]] = {}
+
+    def add(
+        self, workload: str, name: str, value: float, unit: str, higher_is_better: bool = True
+    ) -> None:
+        key = (workload, name)
+        if key not in self.metrics:
+            self.metrics[key] = Metric(workload, name, unit, higher_is_better)
+        self.metrics[key].values.append(value)
+
+    def note(self, workload: str, text: str) -> None:
+        notes = self.notes.setdefault(workload, [])
+        if text not in notes:
+            notes.append(text)
+
+    def get(self, workload: str, name: str) -> Metric | None:
+        return self.metrics.get((workload, name))
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        raise ValueError("no values")
+    k = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def wait_until(conn: psycopg.Connection[Any], query: str, params: Any, timeout: float) -> None:
+    """Polls `query` (one boolean) until true; raises after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = conn.execute(query, params).fetchone()
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.commit()
+        if row and row[0]:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not reached in {timeout}s: {query}")
+        time.sleep(0.005)

@@ -1,0 +1,220 @@
+"""Workloads 3, 4, 5 and 7: the worker (queuert.Worker) in its own process.
+
+process-staged / process-atomic: N pre-created no-op jobs (start_chains,
+    not timed; CHECKPOINT before the clock starts), one worker process at
+    concurrency 1, 10 and 50. The clock runs from the moment the already
+    imported worker process is told to start (it then connects, LISTENs,
+    claims ...) until a poller sees no pending or running job; then the
+    database must hold exactly N completed jobs.
+chain-3: N chains step1 -> step2 -> step3 (continue_with twice), staged,
+    concurrency 10: from worker start until every chain is complete.
+wake-up: an idle worker (staged, concurrency 10, LISTEN); jobs created one
+    per transaction, 20 ms apart; latency from the producer's COMMIT
+    returning to the handler starting (both CLOCK_MONOTONIC, same machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from .common import SCHEMA, Databases, Results, Sizes, percentile
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _create(dsn: str, items: list[dict[str, object]]) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for start in range(0, len(items), 5000):
+            conn.execute(
+                f"SELECT count(*) FROM {SCHEMA}.start_chains(%s::jsonb)",
+                (json.dumps(items[start : start + 5000]),),
+            )
+        conn.execute("VACUUM ANALYZE " + f"{SCHEMA}.job")
+        conn.execute("CHECKPOINT")
+
+
+class WorkerProcess:
+    def __init__(self, dsn: str, mode: str, concurrency: int, kind: str, times_file: str = "") -> None:
+        args = [sys.executable, "-m", "benchmarks.worker_proc", dsn, mode, str(concurrency), kind]
+        if times_file:
+            args.append(times_file)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            self.proc.kill()
+            raise RuntimeError(f"worker process did not start: {line!r}")
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"worker process exited with {self.proc.returncode}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+IDLE = (
+    f"SELECT NOT EXISTS (SELECT 1 FROM {SCHEMA}.job WHERE status = 'pending') "
+    f"AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.job WHERE status = 'running')"
+)
+
+
+def _drain(dsn: str, mode: str, concurrency: int, kind: str, cap: float) -> tuple[float, int | None]:
+    """Starts the worker; returns (seconds, None) once nothing is pending or
+    running, or (cap, jobs completed so far) when the time cap is hit first."""
+    worker = WorkerProcess(dsn, mode, concurrency, kind)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as poll:
+            t0 = time.perf_counter()
+            worker.go()
+            while True:
+                time.sleep(0.005)
+                row = poll.execute(IDLE).fetchone()
+                if row is not None and row[0]:
+                    return time.perf_counter() - t0, None
+                elapsed = time.perf_counter() - t0
+                if elapsed > cap:
+                    done = poll.execute(
+                        f"SELECT count(*) FROM {SCHEMA}.job WHERE status = 'completed'"
+                    ).fetchone()
+                    assert done is not None
+                    return elapsed, int(done[0])
+                worker.check_alive()
+    finally:
+        worker.stop()
+
+
+def _status_counts(dsn: str) -> dict[str, int]:
+    with psycopg.connect(dsn) as conn:
+        return {
+            str(s): int(n)
+            for s, n in conn.execute(f"SELECT status, count(*) FROM {SCHEMA}.job GROUP BY status")
+        }
+
+
+def process(dbs: Databases, sizes: Sizes, results: Results, mode: str) -> None:
+    for c in sizes.concurrencies:
+        n = sizes.process_atomic_c1_n if (mode == "atomic" and c == 1) else sizes.process_n
+        with dbs.fresh(f"process-{mode}-{c}") as dsn:
+            _create(dsn, [{"type_name": "bench", "input": {"n": i}} for i in range(n)])
+            seconds, done = _drain(dsn, mode, c, "noop", sizes.drain_cap_s)
+            counts = _status_counts(dsn)
+            if done is None:
+                assert counts == {"completed": n}, counts
+            else:
+                # capped: after the graceful stop nothing may be running or lost
+                assert counts.get("running", 0) == 0, counts
+                assert sum(counts.values()) == n and counts["completed"] >= done, counts
+        rate = (n if done is None else done) / seconds
+        results.add(f"process-{mode}", f"concurrency {c}", rate, "jobs/s")
+        results.note(f"process-{mode}", f"concurrency {c}: {n:,} no-op jobs")
+        if done is not None:
+            results.note(
+                f"process-{mode}",
+                f"concurrency {c}: CAPPED at {sizes.drain_cap_s:.0f}s in some runs "
+                "(rate = jobs completed / time; the rest verified pending, none lost)",
+            )
+
+
+def run_staged(dbs: Databases, sizes: Sizes, results: Results) -> None:
+    process(dbs, sizes, results, "staged")
+
+
+def run_atomic(dbs: Databases, sizes: Sizes, results: Results) -> None:
+    process(dbs, sizes, results, "atomic")
+
+
+def run_chain3(dbs: Databases, sizes: Sizes, results: Results) -> None:
+    n = sizes.chain3_n
+    with dbs.fresh("chain-3") as dsn:
+        _create(dsn, [{"type_name": "step1", "input": {"n": i}} for i in range(n)])
+        seconds, capped = _drain(dsn, "staged", 10, "chain3", sizes.drain_cap_s * 1.5)
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute(
+                f"SELECT count(*) FILTER (WHERE status = 'completed' AND output IS NOT NULL), "
+                f"count(*) FROM {SCHEMA}.chain"
+            ).fetchone()
+            jobs = conn.execute(
+                f"SELECT count(*) FROM {SCHEMA}.job WHERE status = 'completed'"
+            ).fetchone()
+        assert row is not None and jobs is not None and row[1] == n, (row, n)
+        counts = _status_counts(dsn)
+        assert counts.get("running", 0) == 0, counts
+        if capped is None:
+            assert row[0] == n and counts == {"completed": 3 * n}, (row, counts)
+        else:
+            results.note("chain-3", "CAPPED in some runs: rates count chains/jobs completed by the cap")
+    results.add("chain-3", "chains/s (staged, concurrency 10)", row[0] / seconds, "chains/s")
+    results.add("chain-3", "jobs/s (staged, concurrency 10)", jobs[0] / seconds, "jobs/s")
+    results.note("chain-3", f"{n:,} chains of 3 jobs, pre-created")
+
+
+def run_wakeup(dbs: Databases, sizes: Sizes, results: Results) -> None:
+    n, gap, warmup = sizes.wakeup_n, sizes.wakeup_gap_s, 10
+    with dbs.fresh("wake-up") as dsn, tempfile.TemporaryDirectory() as tmp:
+        times_file = os.path.join(tmp, "times")
+        worker = WorkerProcess(dsn, "staged", 10, "wakeup", times_file)
+        commits: dict[int, float] = {}
+        try:
+            worker.go()
+            time.sleep(1.0)  # connected, listening, idle
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                stmt = f"SELECT id FROM {SCHEMA}.start_chain(type_name => 'wake', input => %s::jsonb)"
+                next_at = time.monotonic()
+                for i in range(-warmup, n):
+                    next_at += gap
+                    conn.execute(stmt, (json.dumps({"i": i}),)).fetchall()
+                    commits[i] = time.monotonic()
+                    worker.check_alive()
+                    delay = next_at - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                deadline = time.monotonic() + 30
+                while True:
+                    row = conn.execute(IDLE).fetchone()
+                    if row is not None and row[0]:
+                        break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("wake-up jobs not all processed")
+                    time.sleep(0.01)
+        finally:
+            worker.stop()
+        started: dict[int, float] = {}
+        for line in Path(times_file).read_text().splitlines():
+            key, t = line.split()
+            started.setdefault(int(key), float(t))
+    lat = sorted((started[i] - commits[i]) * 1000 for i in range(n))
+    assert len(lat) == n
+    results.add("wake-up", "p50", percentile(lat, 50), "ms", False)
+    results.add("wake-up", "p95", percentile(lat, 95), "ms", False)
+    results.add("wake-up", "p99", percentile(lat, 99), "ms", False)
+    results.add("wake-up", "max", lat[-1], "ms", False)
+    results.note(
+        "wake-up",
+        f"{n} jobs {gap * 1000:.0f} ms apart (+{warmup} warm-up jobs not counted), "
+        "staged worker, concurrency 10",
+    )

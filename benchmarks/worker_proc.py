@@ -1,0 +1,77 @@
+"""The worker process the processing benchmarks drive.
+
+    python -m benchmarks.worker_proc DSN MODE CONCURRENCY KIND [TIMES_FILE]
+
+Imports everything and builds the Worker, prints "ready", then waits for one
+line on stdin before calling Worker.run(), so interpreter start-up and
+imports are not timed but connecting and everything after is. Stops on
+SIGTERM (the Worker's own graceful shutdown).
+
+KIND: "noop" (one no-op handler for type "bench"), "chain3" (step1 and
+step2 continue, step3 returns an output), "wakeup" (no-op that records the
+CLOCK_MONOTONIC time it started, with the job's input "i", to TIMES_FILE).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import queuert.worker as qw
+
+
+def build(dsn: str, mode: str, concurrency: int, kind: str, times_file: str | None) -> qw.Worker:
+    worker = qw.Worker(dsn, mode=mode, concurrency=concurrency)  # type: ignore[arg-type]
+    if kind == "noop":
+
+        async def noop(job: Any) -> None:
+            return None
+
+        worker.handler("bench", noop)
+    elif kind == "chain3":
+
+        async def step1(job: Any) -> Any:
+            return job.continue_with("step2", {"n": job.input["n"]})
+
+        async def step2(job: Any) -> Any:
+            return job.continue_with("step3", {"n": job.input["n"]})
+
+        async def step3(job: Any) -> Any:
+            return {"done": job.input["n"]}
+
+        worker.handler("step1", step1)
+        worker.handler("step2", step2)
+        worker.handler("step3", step3)
+    elif kind == "wakeup":
+        assert times_file is not None
+        out = open(times_file, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+
+        async def record(job: Any) -> None:
+            t = time.monotonic()
+            out.write(f"{job.input['i']} {t!r}\n")
+
+        worker.handler("wake", record)
+    else:
+        raise SystemExit(f"unknown kind {kind}")
+    return worker
+
+
+def main() -> None:
+    dsn, mode, concurrency, kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    times_file = sys.argv[5] if len(sys.argv) > 5 else None
+    worker = build(dsn, mode, concurrency, kind, times_file)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    profile = os.environ.get("QUEUERT_BENCH_PROFILE")
+    if profile:  # cProfile the worker run, for the README's profiling notes
+        import cProfile
+
+        cProfile.runctx("worker.run(handle_signals=True)", globals(), locals(), profile)
+    else:
+        worker.run(handle_signals=True)
+
+
+if __name__ == "__main__":
+    main()
