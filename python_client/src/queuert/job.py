@@ -17,6 +17,7 @@ Returning :meth:`JobContext.continue_with` hands the chain to a next job.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ class JobContext(Generic[InT]):
         "leased_until",
         "last_attempt_error",
         "trace_context",
-        "raw_blockers",
+        "_blockers_json",
         "conn",
         "worker_id",
         "job_type",
@@ -113,6 +114,7 @@ class JobContext(Generic[InT]):
     def __init__(self) -> None:  # filled in by the worker
         self._lease_lost: LeaseLost | None = None
         self._blockers: tuple[Blocker, ...] | None = None
+        self._blockers_json: Any = None
         self.conn: Any = None
         self._task: Any = None
         self._state = 0
@@ -142,11 +144,18 @@ class JobContext(Generic[InT]):
     last_attempt_error: str | None
     #: W3C trace context stored with the job
     trace_context: str | None
-    raw_blockers: list[dict[str, Any]]
     #: this worker's id (what ``leased_by`` / ``completed_by`` show)
     worker_id: str
     #: the job type the handler was registered for (None: by name only)
     job_type: JobType[InT, Any] | None
+
+    @property
+    def raw_blockers(self) -> list[dict[str, Any]]:
+        """The blockers as the engine returned them (parsed JSON)."""
+        raw = self._blockers_json
+        if isinstance(raw, (str, bytes)):
+            raw = self._blockers_json = json.loads(raw)
+        return list(raw or ())
 
     @property
     def blockers(self) -> tuple[Blocker, ...]:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -59,8 +60,8 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
 from typing import Any, Literal, TypeVar, overload
 
 import psycopg
@@ -93,6 +94,9 @@ _COMPLETE = 0
 _CONTINUE = 1
 _FAIL = 2
 
+_SAVEPOINT = "SAVEPOINT queuert_handler"
+_ROLLBACK_TO = "ROLLBACK TO SAVEPOINT queuert_handler"
+
 _LOST_SQLSTATES = frozenset({"QU001", "QU003", "QU004"})
 _CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
 _MAX_ERROR_TEXT = 8000
@@ -100,7 +104,7 @@ _MAX_ERROR_TEXT = 8000
 _CLAIM_COLUMNS = (
     "id, type_name, chain_id, chain_type_name, chain_index, input, priority, "
     "attempt, scheduled_at, created_at, leased_until, last_attempt_error, "
-    "trace_context, blockers"
+    "trace_context, blockers::text"
 )
 
 
@@ -137,12 +141,38 @@ def _interval(td: timedelta | float | None) -> timedelta | None:
     return timedelta(seconds=float(td))
 
 
-def _seconds(td: timedelta | float | None, default: float) -> float:
-    if td is None:
-        return default
-    if isinstance(td, timedelta):
-        return td.total_seconds()
-    return float(td)
+def _compose(cur: Any, statements: Sequence[tuple[str, Any]]) -> str:
+    """Render statements with their parameters into one simple-protocol
+    query: one message, one round trip; without explicit BEGIN/COMMIT the
+    statements run as one implicit transaction (all or nothing)."""
+    return ";\n".join(cur.mogrify(q, p) if p is not None else q for q, p in statements)
+
+
+def _result_sets_done(cur: Any, n: int) -> list[list[Any]]:
+    out: list[list[Any]] = []
+    for i in range(n):
+        if i:
+            cur.nextset()
+        out.append(cur.fetchall() if cur.description is not None else [])
+    return out
+
+
+async def _multi(conn: psycopg.AsyncConnection[Any], statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
+    """Run statements in one round trip; the rows of each, in order."""
+    cur = psycopg.AsyncClientCursor(conn)
+    await cur.execute(_compose(cur, statements).encode(), prepare=False)
+    out: list[list[Any]] = []
+    for i in range(len(statements)):
+        if i:
+            cur.nextset()
+        out.append(await cur.fetchall() if cur.description is not None else [])
+    return out
+
+
+def _multi_sync(conn: psycopg.Connection[Any], statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
+    cur = psycopg.ClientCursor(conn)
+    cur.execute(_compose(cur, statements).encode(), prepare=False)
+    return _result_sets_done(cur, len(statements))
 
 
 class _Handler:
@@ -158,30 +188,22 @@ class _Handler:
         self.output_none = job_type is None or job_type.output_type is type(None)
 
 
+@dataclasses.dataclass
 class WorkerStats:
     """Counters of one worker (cumulative over runs)."""
 
-    __slots__ = (
-        "claimed",
-        "completed",
-        "continued",
-        "failed",
-        "lost",
-        "released",
-        "flushes",
-        "reconnects",
-        "reaped",
-    )
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+    claimed: int = 0
+    completed: int = 0
+    continued: int = 0
+    failed: int = 0
+    lost: int = 0
+    released: int = 0
+    flushes: int = 0
+    reconnects: int = 0
+    reaped: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __repr__(self) -> str:
-        return f"WorkerStats({self.as_dict()})"
+        return dataclasses.asdict(self)
 
 
 class _Resume:
@@ -480,8 +502,8 @@ class Worker:
         try:
             await run.main()
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
+            for signum in installed:
+                loop.remove_signal_handler(signum)
 
     def stop(self, *, immediate: bool = False) -> None:
         """Stop claiming; finish in-flight jobs within ``grace_period``, then
@@ -613,7 +635,7 @@ class _Run:
 
     # -- stop / signals ----------------------------------------------------
 
-    def on_signal(self, sig: int) -> None:
+    def on_signal(self, sig: signal.Signals | int) -> None:
         if self.stop_requested:
             logger.warning("queuert: second signal %s, stopping at once", sig, extra={"worker_id": self.worker_id})
             self.request_stop(True)
@@ -926,27 +948,31 @@ class _Run:
         self.stats.flushes += 1
         wid = self.worker_id
         try:
-            async with conn.pipeline():
-                c_cur = k_cur = f_cur = claim_cur = None
-                if completes:
-                    c_cur = await conn.execute(
-                        self.q_complete_jobs,
-                        (wid, [j.id for j in completes], outputs, [j.attempt for j in completes]),
-                    )
-                if continues:
-                    k_cur = await conn.execute(
-                        self.q_continue_batch, (self._continue_doc(continues), wid)
-                    )
-                if fails:
-                    f_cur = await conn.execute(self.q_fail_batch, (self._fail_doc(fails), wid))
-                if claim_n:
-                    claim_cur = await conn.execute(
-                        self.q_claim, (wid, self.type_names, claim_n, self.lease)
-                    )
-            c_rows = await c_cur.fetchall() if c_cur is not None else []
-            k_rows = await k_cur.fetchall() if k_cur is not None else []
-            f_rows = await f_cur.fetchall() if f_cur is not None else []
-            claim_rows = await claim_cur.fetchall() if claim_cur is not None else []
+            statements: list[tuple[str, Any]] = []
+            if completes:
+                statements.append(
+                    (self.q_complete_jobs, (wid, [j.id for j in completes], outputs, [j.attempt for j in completes]))
+                )
+            if continues:
+                statements.append((self.q_continue_batch, (self._continue_doc(continues), wid)))
+            if fails:
+                statements.append((self.q_fail_batch, (self._fail_doc(fails), wid)))
+            if claim_n:
+                statements.append((self.q_claim, (wid, self.type_names, claim_n, self.lease)))
+            results = await _multi(conn, statements)
+            i = 0
+            c_rows = k_rows = f_rows = claim_rows = []
+            if completes:
+                c_rows = results[i]
+                i += 1
+            if continues:
+                k_rows = results[i]
+                i += 1
+            if fails:
+                f_rows = results[i]
+                i += 1
+            if claim_n:
+                claim_rows = results[i]
         except Exception as exc:
             if _is_connection_error(exc):
                 raise _ConnectionLost(str(exc)) from exc
@@ -1238,7 +1264,7 @@ class _Run:
             job.leased_until,
             job.last_attempt_error,
             job.trace_context,
-            job.raw_blockers,
+            job._blockers_json,
             now,
         ) = row
         job.worker_id = self.worker_id
@@ -1667,14 +1693,16 @@ class _Run:
         )
 
     async def atomic_attempt_async(self, conn: psycopg.AsyncConnection[Any], type_names: list[str], key: int) -> bool:
-        async with conn.pipeline():
-            await conn.execute("BEGIN")
-            cur = await conn.execute(self.q_claim, (self.worker_id, type_names, 1, self.lease))
-            await conn.execute("SAVEPOINT queuert_handler")
-        row = await cur.fetchone()
-        if row is None:
+        rows = (
+            await _multi(
+                conn,
+                (("BEGIN", None), (self.q_claim, (self.worker_id, type_names, 1, self.lease)), (_SAVEPOINT, None)),
+            )
+        )[1]
+        if not rows:
             await conn.execute("ROLLBACK")
             return False
+        row = rows[0]
         job = self.make_job(row)
         job.conn = conn
         self.stats.claimed += 1
@@ -1683,6 +1711,7 @@ class _Run:
         kind, data = await self._atomic_prepare(job, h)
         if kind < 0:
             self.atomic_jobs[key] = (job, asyncio.current_task())
+            exc: BaseException | None
             try:
                 result = await h.fn(job)
                 exc = None
@@ -1740,23 +1769,17 @@ class _Run:
         status = conn.info.transaction_status
         if status == psycopg.pq.TransactionStatus.IDLE:
             self._ended_transaction(job, status)
-            await conn.execute("BEGIN")
-            await conn.execute("SAVEPOINT queuert_handler")
+            await _multi(conn, (("BEGIN", None), (_SAVEPOINT, None)))
         if kind == _FAIL or status == psycopg.pq.TransactionStatus.INERROR:
             if kind != _FAIL:
                 kind, data = _FAIL, ("the handler left its transaction in an aborted state", None, None)
             q, params = self._ack_statement(job, kind, data)
-            async with conn.pipeline():
-                await conn.execute("ROLLBACK TO SAVEPOINT queuert_handler")
-                await conn.execute(q, params)
-                await conn.execute("COMMIT")
+            await _multi(conn, ((_ROLLBACK_TO, None), (q, params), ("COMMIT", None)))
             self._count(kind)
             return
         q, params = self._ack_statement(job, kind, data)
         try:
-            async with conn.pipeline():
-                await conn.execute(q, params)
-                await conn.execute("COMMIT")
+            await _multi(conn, ((q, params), ("COMMIT", None)))
         except Exception as exc:
             if _is_connection_error(exc):
                 raise
@@ -1765,10 +1788,7 @@ class _Run:
             err = translate(exc)
             logger.warning("queuert: acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
             q, params = self._ack_statement(job, _FAIL, (_error_text(err), None, None))
-            async with conn.pipeline():
-                await conn.execute("ROLLBACK TO SAVEPOINT queuert_handler")
-                await conn.execute(q, params)
-                await conn.execute("COMMIT")
+            await _multi(conn, ((_ROLLBACK_TO, None), (q, params), ("COMMIT", None)))
             self._count(_FAIL)
             return
         self._count(kind)
@@ -1783,14 +1803,13 @@ class _Run:
 
     def atomic_attempt_sync(self, conn: psycopg.Connection[Any], type_names: list[str], key: int) -> bool:
         """The whole attempt in a worker thread, on a sync connection."""
-        with conn.pipeline():
-            conn.execute("BEGIN")
-            cur = conn.execute(self.q_claim, (self.worker_id, type_names, 1, self.lease))
-            conn.execute("SAVEPOINT queuert_handler")
-        row = cur.fetchone()
-        if row is None:
+        rows = _multi_sync(
+            conn, (("BEGIN", None), (self.q_claim, (self.worker_id, type_names, 1, self.lease)), (_SAVEPOINT, None))
+        )[1]
+        if not rows:
             conn.execute("ROLLBACK")
             return False
+        row = rows[0]
         job = self.make_job(row)
         job.conn = conn
         job._state = _RUNNING
@@ -1823,21 +1842,15 @@ class _Run:
         status = conn.info.transaction_status
         if status == psycopg.pq.TransactionStatus.IDLE:
             self._ended_transaction(job, status)
-            conn.execute("BEGIN")
-            conn.execute("SAVEPOINT queuert_handler")
+            _multi_sync(conn, (("BEGIN", None), (_SAVEPOINT, None)))
         if kind != _FAIL and status == psycopg.pq.TransactionStatus.INERROR:
             kind, data = _FAIL, ("the handler left its transaction in an aborted state", None, None)
         q, params = self._ack_statement(job, kind, data)
         if kind == _FAIL:
-            with conn.pipeline():
-                conn.execute("ROLLBACK TO SAVEPOINT queuert_handler")
-                conn.execute(q, params)
-                conn.execute("COMMIT")
+            _multi_sync(conn, ((_ROLLBACK_TO, None), (q, params), ("COMMIT", None)))
         else:
             try:
-                with conn.pipeline():
-                    conn.execute(q, params)
-                    conn.execute("COMMIT")
+                _multi_sync(conn, ((q, params), ("COMMIT", None)))
             except Exception as exc:
                 if _is_connection_error(exc):
                     raise
@@ -1845,10 +1858,7 @@ class _Run:
                 logger.warning("queuert: acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
                 kind = _FAIL
                 q, params = self._ack_statement(job, _FAIL, (_error_text(err), None, None))
-                with conn.pipeline():
-                    conn.execute("ROLLBACK TO SAVEPOINT queuert_handler")
-                    conn.execute(q, params)
-                    conn.execute("COMMIT")
+                _multi_sync(conn, ((_ROLLBACK_TO, None), (q, params), ("COMMIT", None)))
         self.loop.call_soon_threadsafe(self._count, kind)
         return True
 
