@@ -55,6 +55,7 @@ class PostgresNotifier(Notifier):
         self.reconnect_initial = reconnect_initial
         self.reconnect_max = reconnect_max
         self._channels = {f"{self.schema}_{k}": k for k in _KIND_SUFFIXES}
+        self._listening: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
         self._first_attempt: asyncio.Event | None = None
         self._conn: psycopg.AsyncConnection[object] | None = None
@@ -79,7 +80,19 @@ class PostgresNotifier(Notifier):
     async def publish_job_lost(self, job_ids: Iterable[str]) -> None:
         return None
 
+    def _wanted(self) -> dict[str, str]:
+        """The channels the current subscribers need (each kind's channel is
+        LISTENed only when someone wants it: a worker does not want every
+        chain_completed notification delivered to it)."""
+        kinds: set[str] = set()
+        for sub in self._subscriptions:
+            kinds |= set(_KIND_SUFFIXES) if sub.kinds is None else set(sub.kinds)
+        return {ch: k for ch, k in self._channels.items() if k in kinds}
+
     async def _subscribed(self, sub: Subscription) -> None:
+        wanted = self._wanted()
+        if self._task is not None and not self._task.done() and set(wanted) - set(self._listening):
+            await self._stop()  # restart with the larger channel set
         if self._task is None or self._task.done():
             self._first_attempt = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(
@@ -113,7 +126,8 @@ class PostgresNotifier(Notifier):
                 conn = await psycopg.AsyncConnection.connect(
                     self.conninfo, autocommit=True, application_name="queuert-listen"
                 )
-                for channel in self._channels:
+                channels = self._listening = self._wanted()
+                for channel in channels:
                     await conn.execute(f"LISTEN {channel}")
                 self._conn = conn
                 self.connections += 1
@@ -121,7 +135,6 @@ class PostgresNotifier(Notifier):
                 assert self._first_attempt is not None
                 self._first_attempt.set()
                 self._dispatch(NotifyEvent("resync", ""))
-                channels = self._channels
                 while True:
                     async for n in conn.notifies(timeout=self.health_interval):
                         kind = channels.get(n.channel)
