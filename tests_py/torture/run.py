@@ -96,10 +96,27 @@ CREATE INDEX ON torture_attempt (job_id);
 KINDS = ("single", "step1", "step2", "step3", "loop", "sched", "capped", "join")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def setup_database(base: str, name: str, fail_backoff_ms: int) -> str:
     from queuert.migrate import migrate
 
     with psycopg.connect(base, autocommit=True) as admin:
+        # databases of earlier runs that were killed (a failed run keeps its
+        # database on purpose; its process is gone, so it goes now)
+        for (old,) in admin.execute(
+            "SELECT datname FROM pg_database WHERE datname ~ '^queuert_torture_[0-9]+$'"
+        ).fetchall():
+            if old != name and find_cluster(base) is not None and not _pid_alive(int(old.rsplit("_", 1)[1])):
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(old)))
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     dsn = dsn_for(base, name)
