@@ -458,7 +458,9 @@ def check(dsn: str) -> tuple[dict[str, int], list[str]]:
             "FROM torture_chain t JOIN queuert.chain c ON c.chain_id = t.chain_id "
             "JOIN queuert.job tail ON tail.id = c.current_job_id"
         ).fetchall()
-        unfinished, wrong_fail, shape = [], [], []
+        unfinished: list[tuple[Any, ...]] = []
+        wrong_fail: list[tuple[Any, ...]] = []
+        shape: list[tuple[Any, ...]] = []
         f["failed_as_expected"] = f["failed_after_crashes"] = 0
         for chain_id, kind, n, always_fail, status, job_count, attempt, error in rows:
             if kind == "capped" and always_fail:
