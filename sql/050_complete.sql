@@ -118,6 +118,13 @@ BEGIN
     )
     ORDER BY r.id
     FOR UPDATE;
+    -- Then the other jobs, in id order: renew_leases locks the same way
+    -- (roots, then the rest), so a flush and a heartbeat never deadlock.
+    PERFORM 1
+    FROM {{ schema }}.job AS x
+    WHERE x.id = ANY(complete_jobs.job_ids) AND x.chain_index > 0
+    ORDER BY x.id
+    FOR NO KEY UPDATE;
 
     WITH req AS (
         SELECT DISTINCT ON (u.id) u.id, u.output, u.attempt

@@ -26,6 +26,13 @@ BEGIN
             MESSAGE = format('lease must be at most 1000 years, got %s', renew_leases.lease);
     END IF;
 
+    -- Lock order shared with complete_jobs: roots, then the rest, by id.
+    PERFORM 1
+    FROM {{ schema }}.job AS j
+    WHERE j.id = ANY(renew_leases.job_ids)
+    ORDER BY j.chain_index > 0, j.id
+    FOR NO KEY UPDATE;
+
     RETURN QUERY
     WITH req AS (
         SELECT u.id, min(u.o) AS o

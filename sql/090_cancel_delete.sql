@@ -108,6 +108,7 @@ BEGIN
         SELECT j.id, j.status
         FROM {{ schema }}.job AS j
         WHERE j.chain_id = ANY(v_set) AND j.status NOT IN ('completed', 'cancelled')
+        ORDER BY j.chain_index > 0, j.id
         FOR NO KEY UPDATE
     ),
     cancelled AS (
