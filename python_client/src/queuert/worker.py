@@ -1430,11 +1430,12 @@ class _Run:
         todo = acks + release
         if not todo:
             return
-        for attempt in range(3):
+        tries, limit = (1, 2.0) if self.immediate else (3, 10.0)
+        for _attempt in range(tries):
             try:
                 if conn is None or conn.closed:
-                    conn = await asyncio.wait_for(self.connect("main"), 5.0)
-                await asyncio.wait_for(self.flush(conn, todo, 0), 10.0)
+                    conn = await asyncio.wait_for(self.connect("main"), limit / 2)
+                await asyncio.wait_for(self.flush(conn, todo, 0), limit)
                 self.stats.released += len(release)
                 if release:
                     logger.info(
