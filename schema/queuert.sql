@@ -506,6 +506,7 @@ CREATE FUNCTION queuert._lock_chain_set(chain_ids uuid[], cascade boolean, actio
 DECLARE
     v_set uuid[];
     v_more uuid[];
+    v_order uuid[];
     v_bad record;
 BEGIN
     IF chain_ids IS NULL OR array_ndims(chain_ids) > 1 THEN
@@ -517,10 +518,37 @@ BEGIN
         WHERE r.id = ANY(chain_ids) AND r.chain_index = 0
         ORDER BY r.id
     );
-    PERFORM 1 FROM queuert.job AS r WHERE r.id = ANY(v_set) ORDER BY r.id FOR UPDATE;
-
-    IF coalesce(cascade, false) THEN
-        LOOP
+    IF NOT coalesce(cascade, false) THEN
+        PERFORM 1 FROM queuert.job AS r WHERE r.id = ANY(v_set) ORDER BY r.id FOR UPDATE;
+    ELSE
+        -- Blocker chains are locked before the chains that wait on them
+        -- (deepest first): the order a completion takes (its own root, then
+        -- its dependents' rows), so cascading never deadlocks against it.
+        v_more := v_set;
+        v_set := '{}';
+        WHILE cardinality(v_more) > 0 LOOP
+            v_order := ARRAY(
+                WITH RECURSIVE closure (id, depth, path) AS (
+                    SELECT m.id, 0, ARRAY[m.id] FROM unnest(v_more) AS m (id)
+                    UNION ALL
+                    SELECT b.blocker_chain_id, c.depth + 1, c.path || b.blocker_chain_id
+                    FROM closure AS c
+                    JOIN queuert.job AS j ON j.chain_id = c.id
+                    JOIN queuert.job_blocker AS b ON b.job_id = j.id
+                    WHERE NOT (b.blocker_chain_id = ANY(c.path))
+                )
+                SELECT c.id FROM closure AS c
+                WHERE NOT (c.id = ANY(v_set))
+                GROUP BY c.id
+                ORDER BY max(c.depth) DESC, c.id
+            );
+            PERFORM 1
+            FROM queuert.job AS r
+            JOIN unnest(v_order) WITH ORDINALITY AS o (id, n) ON o.id = r.id
+            ORDER BY o.n
+            FOR UPDATE OF r;
+            v_set := v_set || v_order;
+            -- Edges added before our locks were taken: take their chains too.
             v_more := ARRAY(
                 WITH RECURSIVE closure (id) AS (
                     SELECT unnest(v_set)
@@ -530,11 +558,8 @@ BEGIN
                     JOIN queuert.job AS j ON j.chain_id = c.id
                     JOIN queuert.job_blocker AS b ON b.job_id = j.id
                 )
-                SELECT c.id FROM closure AS c WHERE NOT (c.id = ANY(v_set)) ORDER BY c.id
+                SELECT c.id FROM closure AS c WHERE NOT (c.id = ANY(v_set))
             );
-            EXIT WHEN cardinality(v_more) = 0;
-            PERFORM 1 FROM queuert.job AS r WHERE r.id = ANY(v_more) ORDER BY r.id FOR UPDATE;
-            v_set := ARRAY(SELECT unnest(v_set || v_more) AS id ORDER BY id);
         END LOOP;
     END IF;
 
@@ -727,6 +752,7 @@ BEGIN
         SELECT j.id, j.status
         FROM queuert.job AS j
         WHERE j.chain_id = ANY(v_set) AND j.status NOT IN ('completed', 'cancelled')
+        ORDER BY j.chain_index > 0, j.id
         FOR NO KEY UPDATE
     ),
     cancelled AS (
@@ -933,6 +959,13 @@ BEGIN
     )
     ORDER BY r.id
     FOR UPDATE;
+    -- Then the other jobs, in id order: renew_leases locks the same way
+    -- (roots, then the rest), so a flush and a heartbeat never deadlock.
+    PERFORM 1
+    FROM queuert.job AS x
+    WHERE x.id = ANY(complete_jobs.job_ids) AND x.chain_index > 0
+    ORDER BY x.id
+    FOR NO KEY UPDATE;
 
     WITH req AS (
         SELECT DISTINCT ON (u.id) u.id, u.output, u.attempt
@@ -1329,6 +1362,13 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('lease must be at most 1000 years, got %s', renew_leases.lease);
     END IF;
+
+    -- Lock order shared with complete_jobs: roots, then the rest, by id.
+    PERFORM 1
+    FROM queuert.job AS j
+    WHERE j.id = ANY(renew_leases.job_ids)
+    ORDER BY j.chain_index > 0, j.id
+    FOR NO KEY UPDATE;
 
     RETURN QUERY
     WITH req AS (
