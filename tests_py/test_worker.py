@@ -317,11 +317,13 @@ async def test_continuation_not_declared_fails_the_attempt(dsn: str, db: DB) -> 
     assert job["continued_to"] is None
 
 
-async def test_continuation_with_missing_blocker_fails_only_that_job(dsn: str, db: DB) -> None:
+@pytest.mark.parametrize("mode", ["staged", "atomic"])
+async def test_continuation_with_missing_blocker_fails_only_that_job(dsn: str, db: DB, mode: str) -> None:
     """An engine error on one acknowledgement (QU002) must not sink the
-    other acknowledgements of the same batch."""
+    other acknowledgements of the same batch (staged) or the next claim
+    sent in the same round trip (atomic)."""
     await db.set_type("bad-cont", max_attempts=1)
-    worker = fast(dsn, concurrency=20)
+    worker = fast(dsn, concurrency=20 if mode == "staged" else 1, mode=mode)
 
     @worker.handler("bad-cont")
     async def bad(job: JobContext[Any]) -> Any:
@@ -337,7 +339,9 @@ async def test_continuation_with_missing_blocker_fails_only_that_job(dsn: str, d
         await eventually(lambda: _status_is(db, bad_id, "failed"))
         for f in fine_ids:
             await eventually(lambda f=f: _chain_done(db, f))
-    assert "not found" in (await db.job(bad_id))["last_attempt_error"]
+    bad = await db.job(bad_id)
+    assert "not found" in bad["last_attempt_error"] and bad["continued_to"] is None
+    assert worker.stats.failed == 1 and worker.stats.completed == 10
 
 
 # ---------------------------------------------------------------- atomic mode

@@ -1630,9 +1630,14 @@ class _Run:
         conn: Any = None
         delay = 0.05
         key = id(asyncio.current_task())
+        carry: Any = None  # async slots: the last job's acknowledgement, sent with the next claim
         try:
             while self.claiming:
                 if not self.claim_wanted():
+                    if carry is not None:
+                        await self._flush_carry(conn, carry)
+                        carry = None
+                        continue
                     evt = self.hint_event
                     if not self.claim_wanted():
                         await evt.wait()
@@ -1642,7 +1647,7 @@ class _Run:
                     if executor is None:
                         if conn is None or conn.closed:
                             conn = await self.connect("atomic")
-                        got = await self.atomic_attempt_async(conn, type_names, key)
+                        got, carry = await self.atomic_attempt_async(conn, type_names, key, carry)
                     else:
                         if conn is None or conn.closed:
                             conn = await executor.call(self.connect_sync)
@@ -1651,6 +1656,7 @@ class _Run:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    carry = None  # its transaction committed or rolled back with the connection
                     if _is_connection_error(exc) or isinstance(exc, _ConnectionLost):
                         self.stats.reconnects += 1
                         logger.warning(
@@ -1673,6 +1679,9 @@ class _Run:
                     continue
                 if not got:
                     self.mark_drained(gen)
+            if carry is not None:
+                await self._flush_carry(conn, carry)
+                carry = None
         finally:
             self.atomic_jobs.pop(key, None)
             if executor is not None:
@@ -1685,6 +1694,18 @@ class _Run:
                 except Exception:
                     pass
 
+    async def _flush_carry(self, conn: Any, carry: Any) -> None:
+        job, kind, data = carry
+        try:
+            await self._atomic_ack_async(conn, job, kind, data)
+        except Exception as exc:
+            if not _is_connection_error(exc):
+                logger.exception("queuert: acknowledging job %s failed", job.id, extra=self._extra(job))
+            try:
+                await conn.close()
+            except Exception:
+                pass
+
     def connect_sync(self) -> psycopg.Connection[Any]:
         return psycopg.connect(
             self.w.conninfo or "",
@@ -1693,18 +1714,43 @@ class _Run:
             application_name="queuert-atomic",
         )
 
-    async def atomic_attempt_async(self, conn: psycopg.AsyncConnection[Any], type_names: list[str], key: int) -> bool:
-        rows = (
-            await _multi(
+    async def atomic_attempt_async(
+        self, conn: psycopg.AsyncConnection[Any], type_names: list[str], key: int, carry: Any
+    ) -> tuple[bool, Any]:
+        """Claim one job and run its handler in one transaction.
+
+        ``carry`` is the previous job's acknowledgement (job, kind, data): its
+        statements and COMMIT go in the same round trip as this claim, so a
+        busy slot needs one round trip per job. Returns (claimed, carry for
+        the next call)."""
+        prefix: list[tuple[str, Any]] = []
+        if carry is not None:
+            prefix = self._carry_statements(conn, *carry)
+            if not prefix:  # the handler ended the transaction itself: slow path
+                await self._atomic_ack_async(conn, *carry)
+                carry = None
+        try:
+            results = await _multi(
                 conn,
-                (("BEGIN", None), (self.q_claim, (self.worker_id, type_names, 1, self.lease)), (_SAVEPOINT, None)),
+                (
+                    *prefix,
+                    ("BEGIN", None),
+                    (self.q_claim, (self.worker_id, type_names, 1, self.lease)),
+                    (_SAVEPOINT, None),
+                ),
             )
-        )[1]
+        except Exception as exc:
+            if _is_connection_error(exc) or carry is None:
+                raise
+            await self._carry_failed(conn, carry, exc)
+            return True, None  # claim again at once
+        if carry is not None:
+            self._count(_FAIL if prefix[0][0] == _ROLLBACK_TO else carry[1])
+        rows = results[len(prefix) + 1]
         if not rows:
             await conn.execute("ROLLBACK")
-            return False
-        row = rows[0]
-        job = self.make_job(row)
+            return False, None
+        job = self.make_job(rows[0])
         job.conn = conn
         self.stats.claimed += 1
         job._state = _RUNNING
@@ -1712,23 +1758,56 @@ class _Run:
         kind, data = await self._atomic_prepare(job, h)
         if kind < 0:
             self.atomic_jobs[key] = (job, asyncio.current_task())
-            exc: BaseException | None
+            exc2: BaseException | None
             try:
                 result = await h.fn(job)
-                exc = None
+                exc2 = None
             except asyncio.CancelledError:
                 if self.immediate:
                     # shutdown: roll back, the job is pending again
                     await self._rollback_quietly(conn)
                     raise
-                result, exc = None, asyncio.CancelledError()
+                result, exc2 = None, asyncio.CancelledError()
             except Exception as e:
-                result, exc = None, e
+                result, exc2 = None, e
             finally:
                 self.atomic_jobs.pop(key, None)
-            kind, data = self.outcome(job, h, result, exc)
-        await self._atomic_ack_async(conn, job, kind, data)
-        return True
+            kind, data = self.outcome(job, h, result, exc2)
+        return True, (job, kind, data)
+
+    def _carry_statements(
+        self, conn: psycopg.AsyncConnection[Any], job: JobContext[Any], kind: int, data: Any
+    ) -> list[tuple[str, Any]]:
+        status = conn.info.transaction_status
+        if status == psycopg.pq.TransactionStatus.IDLE:
+            return []
+        if kind != _FAIL and status == psycopg.pq.TransactionStatus.INERROR:
+            kind, data = _FAIL, ("the handler left its transaction in an aborted state", None, None)
+        q, params = self._ack_statement(job, kind, data)
+        if kind == _FAIL:
+            return [(_ROLLBACK_TO, None), (q, params), ("COMMIT", None)]
+        return [(q, params), ("COMMIT", None)]
+
+    async def _carry_failed(self, conn: psycopg.AsyncConnection[Any], carry: Any, exc: BaseException) -> None:
+        """The combined acknowledgement + claim failed. If the savepoint still
+        exists, the acknowledgement failed (e.g. a continuation naming a
+        missing blocker): undo the handler, record the failure. Otherwise the
+        acknowledgement committed and the claim failed: roll that back."""
+        job, kind, _ = carry
+        try:
+            await conn.execute(_ROLLBACK_TO)
+        except Exception as exc2:
+            if _is_connection_error(exc2):
+                raise
+            await conn.execute("ROLLBACK")
+            self._count(kind)
+            logger.warning("queuert: claim failed: %s", exc, extra={"worker_id": self.worker_id})
+            return
+        err = translate(exc)
+        logger.warning("queuert: acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
+        q, params = self._ack_statement(job, _FAIL, (_error_text(err), None, None))
+        await _multi(conn, ((q, params), ("COMMIT", None)))
+        self._count(_FAIL)
 
     async def _atomic_prepare(self, job: JobContext[Any], h: _Handler) -> tuple[int, Any]:
         job.job_type = h.job_type
