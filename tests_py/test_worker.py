@@ -451,12 +451,12 @@ async def test_lease_loss_cancels_async_handler_and_signals_sync_handler(dsn: st
 
 
 async def test_leases_are_renewed_for_long_jobs(dsn: str, db: DB) -> None:
-    worker = fast(dsn, lease=timedelta(milliseconds=600), renew_interval=0.1)
+    worker = fast(dsn, lease=timedelta(seconds=1), renew_interval=0.1)
     other = fast(dsn, reap_interval=0.1)  # reaps expired leases eagerly
 
     @worker.handler("slow")
     async def slow(job: JobContext[Any]) -> Any:
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2.5)  # well past the first lease
         return job.attempt
 
     @other.handler("unrelated")
