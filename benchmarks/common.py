@@ -81,20 +81,25 @@ class Databases:
     def __init__(self, base_dsn: str) -> None:
         self.base_dsn = base_dsn
         self.template = f"queuert_bench_tpl_{os.getpid()}"
-        self._admin = psycopg.connect(base_dsn, autocommit=True)
+        self._ensure_template()
+
+    def _admin(self, statement: sql.Composed) -> None:
+        # A connection per statement: survives a server restart between runs.
+        with psycopg.connect(self.base_dsn, autocommit=True) as conn:
+            conn.execute(statement)
+
+    def _ensure_template(self) -> None:
         self._drop(self.template)
-        self._admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.template)))
-        migrate(dsn_for(base_dsn, self.template), schema=SCHEMA)
+        self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.template)))
+        migrate(dsn_for(self.base_dsn, self.template), schema=SCHEMA)
 
     def _drop(self, name: str) -> None:
-        self._admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+        self._admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     @contextmanager
     def fresh(self, label: str) -> Iterator[str]:
         name = f"queuert_bench_{os.getpid()}_{next(_counter)}"
-        self._admin.execute(
+        self._admin(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                 sql.Identifier(name), sql.Identifier(self.template)
             )
@@ -102,11 +107,16 @@ class Databases:
         try:
             yield dsn_for(self.base_dsn, name)
         finally:
-            self._drop(name)
+            try:
+                self._drop(name)
+            except psycopg.Error as e:  # e.g. the server restarted meanwhile
+                print(f"(could not drop {name}: {e})")
 
     def close(self) -> None:
-        self._drop(self.template)
-        self._admin.close()
+        try:
+            self._drop(self.template)
+        except psycopg.Error as e:
+            print(f"(could not drop {self.template}: {e})")
 
 
 @dataclass
