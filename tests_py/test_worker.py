@@ -632,3 +632,53 @@ async def test_worker_ids_are_fresh_per_run(dsn: str, db: DB) -> None:
     async with running(worker):
         second = worker.worker_id
     assert first and second and first != second
+
+
+# ---------------------------------------------------------------- prefetch
+
+
+async def test_prefetch_claims_ahead_but_never_exceeds_concurrency(dsn: str, db: DB) -> None:
+    worker = fast(dsn, concurrency=2, prefetch=6)
+    active = 0
+    peak = 0
+
+    @worker.handler("pre")
+    async def pre(job: JobContext[Any]) -> Any:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.02)
+        active -= 1
+        return job.input
+
+    await aio.start_chains(db.conn, [queuert.ChainSpec("pre", i) for i in range(40)])
+    async with running(worker):
+        await eventually(lambda: _count_completed(db, 40))
+    assert peak == 2
+    assert worker.stats.completed == 40 and worker.stats.claimed == 40
+    # claims took more than the free slots: fewer flushes than jobs / concurrency
+    assert worker.stats.flushes < 40
+
+
+async def test_stop_releases_prefetched_jobs_that_never_started(dsn: str, db: DB) -> None:
+    worker = fast(dsn, concurrency=1, prefetch=5, grace_period=0.3)
+    started: list[int] = []
+
+    @worker.handler("held")
+    async def held(job: JobContext[Any]) -> Any:
+        started.append(job.input)
+        await asyncio.sleep(60)
+
+    await aio.start_chains(db.conn, [queuert.ChainSpec("held", i) for i in range(6)])
+    task = asyncio.create_task(worker.run_async())
+    await eventually(lambda: worker.stats.claimed == 6)
+    running_now = await db.one("SELECT count(*) FROM queuert.job WHERE status = 'running'")
+    assert running_now == (6,) and started == [0]
+    worker.stop()
+    await asyncio.wait_for(task, 10)
+    rows = await db.all(
+        "SELECT status::text, leased_by, scheduled_at <= now(), last_attempt_error LIKE 'released%%' "
+        "FROM queuert.job"
+    )
+    assert rows == [("pending", None, True, True)] * 6
+    assert started == [0]  # the prefetched jobs never ran

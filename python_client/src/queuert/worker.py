@@ -43,6 +43,7 @@ by reconnecting with capped exponential backoff.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import dataclasses
 import functools
@@ -61,7 +62,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, overload
 
 import psycopg
@@ -82,6 +83,7 @@ Mode = Literal["staged", "atomic"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 # job states (JobContext._state)
+_QUEUED = -1  # claimed (prefetched), waiting for a free slot
 _RUNNING = 0  # handler running
 _ACKING = 1  # outcome buffered, not yet sent
 _FLUSHING = 2  # outcome being written
@@ -141,11 +143,68 @@ def _interval(td: timedelta | float | None) -> timedelta | None:
     return timedelta(seconds=float(td))
 
 
-def _compose(cur: Any, statements: Sequence[tuple[str, Any]]) -> str:
-    """Render statements with their parameters into one simple-protocol
-    query: one message, one round trip; without explicit BEGIN/COMMIT the
-    statements run as one implicit transaction (all or nothing)."""
-    return ";\n".join(cur.mogrify(q, p) if p is not None else q for q, p in statements)
+def _quote(text: str) -> str:
+    """A standard SQL string literal (our connections keep
+    standard_conforming_strings on, so backslashes are plain characters)."""
+    if "\x00" in text:
+        raise ValueError("text with NUL characters cannot be sent to PostgreSQL")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _lit(value: Any) -> str:
+    """Render one parameter of our own statements as an SQL literal.
+
+    Much cheaper than psycopg's client-side binding for the arrays a flush
+    sends (a flush of 50 jobs: ~10 us instead of ~1 ms); covers exactly the
+    value types the worker passes."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, uuid.UUID):
+        return f"'{value}'"
+    if isinstance(value, timedelta):
+        return f"'{value.total_seconds()!r} seconds'::interval"
+    if isinstance(value, datetime):
+        return _quote(value.isoformat()) + "::timestamptz"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "'{}'"
+        first = next((v for v in value if v is not None), None)
+        if isinstance(first, (uuid.UUID, int)) and not isinstance(first, bool) and None not in value:
+            return "'{" + ",".join(str(v) for v in value) + "}'"
+        if first is None or isinstance(first, str):
+            return "ARRAY[" + ",".join(_lit(v) for v in value) + "]::text[]"
+    raise TypeError(f"queuert worker: cannot render {type(value).__name__} as SQL")
+
+
+_TEMPLATE_PARTS: dict[str, list[str]] = {}
+
+
+def _render(query: str, params: Any) -> str:
+    if params is None:
+        return query
+    parts = _TEMPLATE_PARTS.get(query)
+    if parts is None:
+        parts = _TEMPLATE_PARTS[query] = query.split("%s")
+    if len(parts) != len(params) + 1:
+        raise ValueError(f"expected {len(parts) - 1} parameters, got {len(params)}")
+    out = [parts[0]]
+    for value, part in zip(params, parts[1:]):
+        out.append(_lit(value))
+        out.append(part)
+    return "".join(out)
+
+
+def _compose(statements: Sequence[tuple[str, Any]]) -> bytes:
+    """Statements with their parameters as one simple-protocol query: one
+    message, one round trip; without explicit BEGIN/COMMIT the statements run
+    as one implicit transaction (all or nothing)."""
+    return ";\n".join(_render(q, p) for q, p in statements).encode()
 
 
 def _result_sets_done(cur: Any, n: int) -> list[list[Any]]:
@@ -160,7 +219,7 @@ def _result_sets_done(cur: Any, n: int) -> list[list[Any]]:
 async def _multi(conn: psycopg.AsyncConnection[Any], statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
     """Run statements in one round trip; the rows of each, in order."""
     cur = psycopg.AsyncClientCursor(conn)
-    await cur.execute(_compose(cur, statements).encode(), prepare=False)
+    await cur.execute(_compose(statements), prepare=False)
     out: list[list[Any]] = []
     for i in range(len(statements)):
         if i:
@@ -171,7 +230,7 @@ async def _multi(conn: psycopg.AsyncConnection[Any], statements: Sequence[tuple[
 
 def _multi_sync(conn: psycopg.Connection[Any], statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
     cur = psycopg.ClientCursor(conn)
-    cur.execute(_compose(cur, statements).encode(), prepare=False)
+    cur.execute(_compose(statements), prepare=False)
     return _result_sets_done(cur, len(statements))
 
 
@@ -373,7 +432,10 @@ class Worker:
     psycopg (``None`` disables server-side prepared statements, for PgBouncer
     in transaction mode). ``flush_connections`` (staged mode) is the number
     of connections that claim and acknowledge, so one batch can commit while
-    the next is on its way.
+    the next is on its way. ``prefetch`` (staged mode, default 0) lets a
+    claim take that many jobs beyond the free slots; they wait in a local
+    queue, leased and renewed, until a slot frees (bigger batches per
+    commit, at the price of holding jobs other workers could run).
     """
 
     def __init__(
@@ -394,6 +456,7 @@ class Worker:
         reconnect_max: float = 5.0,
         prepare_threshold: int | None = 5,
         flush_connections: int = 2,
+        prefetch: int = 0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -414,6 +477,9 @@ class Worker:
         self.reconnect_max = reconnect_max
         self.prepare_threshold = prepare_threshold
         self.flush_connections = flush_connections
+        if prefetch < 0:
+            raise ValueError("prefetch must not be negative")
+        self.prefetch = prefetch
         self.stats = WorkerStats()
         self._handlers: dict[str, _Handler] = {}
         self._run: _Run | None = None
@@ -558,6 +624,7 @@ class _Run:
         self.flights: dict[uuid.UUID, JobContext[Any]] = {}
         self.acks: list[tuple[JobContext[Any], int, Any]] = []
         self.running = 0  # handlers executing (slots in use)
+        self.queued: collections.deque[JobContext[Any]] = collections.deque()  # prefetched
         self.wake = asyncio.Event()  # main loop wake-up
         self.maint_wake = asyncio.Event()
         self.check_ids: set[uuid.UUID] = set()
@@ -680,6 +747,8 @@ class _Run:
                     prepare_threshold=self.w.prepare_threshold,
                     application_name=f"queuert-{purpose}",
                 )
+                if conn.info.parameter_status("standard_conforming_strings") != b"on":
+                    await conn.execute("SET standard_conforming_strings = on")  # see _quote
                 return conn
             except Exception as exc:
                 if self.immediate or (self.stop_requested and purpose != "main"):
@@ -793,7 +862,8 @@ class _Run:
         self.pool = _ThreadPool(self.concurrency, self.loop, self.deliver_sync_results)
         n_lanes = max(1, min(self.w.flush_connections, self.concurrency))
         lanes: list[_Lane] = [_Lane(i) for i in range(n_lanes)]
-        per_flush = -(-self.concurrency // n_lanes)
+        capacity = self.concurrency + self.w.prefetch
+        per_flush = -(-capacity // n_lanes)
         self.reserved = 0
         self.need_reconcile = False
         tasks: set[asyncio.Task[None]] = set()
@@ -814,7 +884,14 @@ class _Run:
                     if not self.flights and not self.acks and not busy:
                         return
                 idle = next((ln for ln in lanes if not ln.busy), None)
-                free = self.concurrency - self.running - self.reserved if self.claiming else 0
+                if self.queued:
+                    if self.claiming:
+                        self.start_queued()
+                    else:  # stopping: prefetched jobs that never started go back at once
+                        self.release_queued()
+                free = (
+                    capacity - self.running - len(self.queued) - self.reserved if self.claiming else 0
+                )
                 want = free > 0 and self.claim_wanted()
                 if self.need_reconcile:
                     want = want and not busy  # reconcile first, with no claim in flight
@@ -1296,9 +1373,32 @@ class _Run:
         return h
 
     def start(self, row: Any) -> None:
+        """A claimed row: run it now if a slot is free, else queue it
+        (prefetch)."""
         job = self.make_job(row)
         self.stats.claimed += 1
         self.flights[job.id] = job
+        if self.running >= self.concurrency:
+            job._state = _QUEUED
+            self.queued.append(job)
+            return
+        self.run_job(job)
+
+    def start_queued(self) -> None:
+        queued = self.queued
+        while queued and self.running < self.concurrency:
+            job = queued.popleft()
+            if job._state == _QUEUED:
+                self.run_job(job)
+
+    def release_queued(self) -> None:
+        while self.queued:
+            job = self.queued.popleft()
+            if job._state == _QUEUED:
+                self.stats.released += 1
+                self.queue_ack(job, _FAIL, ("released: worker shutting down (not started)", None, timedelta(0)))
+
+    def run_job(self, job: JobContext[Any]) -> None:
         job._state = _RUNNING
         h = self.prepare(job)
         if h is None:
@@ -1417,8 +1517,9 @@ class _Run:
         """Grace period over: flush finished outcomes, release running jobs
         (fail with retry now, fenced), stop their handlers."""
         release: list[tuple[JobContext[Any], int, Any]] = []
+        self.queued.clear()
         for job in list(self.flights.values()):
-            if job._state == _RUNNING:
+            if job._state == _RUNNING or job._state == _QUEUED:
                 job._state = _RELEASED
                 job.lease_lost._set("released: worker shutting down")
                 if job._task is not None:
@@ -1707,12 +1808,15 @@ class _Run:
                 pass
 
     def connect_sync(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(
+        conn = psycopg.connect(
             self.w.conninfo or "",
             autocommit=True,
             prepare_threshold=self.w.prepare_threshold,
             application_name="queuert-atomic",
         )
+        if conn.info.parameter_status("standard_conforming_strings") != b"on":
+            conn.execute("SET standard_conforming_strings = on")  # see _quote
+        return conn
 
     async def atomic_attempt_async(
         self, conn: psycopg.AsyncConnection[Any], type_names: list[str], key: int, carry: Any
