@@ -682,3 +682,31 @@ async def test_stop_releases_prefetched_jobs_that_never_started(dsn: str, db: DB
     )
     assert rows == [("pending", None, True, True)] * 6
     assert started == [0]  # the prefetched jobs never ran
+
+
+@pytest.mark.parametrize("mode", ["staged", "atomic"])
+async def test_awkward_text_survives_acknowledgements(dsn: str, db: DB, mode: str) -> None:
+    """Outputs, continuation inputs and error texts with quotes, backslashes,
+    braces and non-ASCII text reach the database unchanged."""
+    nasty = "it's \\ a {b,c} \"quoted\" ünïcode ☃ $$ %s ; --"
+    await db.set_type("nasty-1", backoff_initial=timedelta(0))
+    worker = fast(dsn, mode=mode)
+    errors: list[str | None] = []
+
+    @worker.handler("nasty-1")
+    async def first(job: JobContext[Any]) -> Any:
+        errors.append(job.last_attempt_error)
+        if job.attempt == 1:
+            raise ValueError(nasty)
+        return job.continue_with("nasty-2", {"s": nasty, "list": [nasty]})
+
+    @worker.handler("nasty-2")
+    async def second(job: JobContext[Any]) -> Any:
+        assert job.input == {"s": nasty, "list": [nasty]}
+        return {"out": nasty}
+
+    chain = await db.start("nasty-1")
+    async with running(worker):
+        await eventually(lambda: _chain_done(db, chain))
+    assert (await db.chain(chain))["output"] == {"out": nasty}
+    assert errors[1] is not None and errors[1].startswith(f"ValueError: {nasty}")
