@@ -197,7 +197,7 @@ class TransactionHooks:
                 await notifier.publish_job_lost(lost)
         except Exception:
             # Notifications are hints; workers fall back to polling.
-            logger.exception("queuert: publishing notifications after commit failed")
+            logger.exception("publishing notifications after commit failed")
 
     async def _fire_async(self) -> None:
         callbacks, ready, chains, lost = self._take()
@@ -207,7 +207,7 @@ class TransactionHooks:
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                logger.exception("queuert: after-commit callback %r failed", cb)
+                logger.exception("after-commit callback %r failed", cb)
         await self._publish(ready, chains, lost)
 
     def _fire_sync(self) -> None:
@@ -218,7 +218,7 @@ class TransactionHooks:
                 if inspect.isawaitable(result):
                     _run_awaitable(result)
             except Exception:
-                logger.exception("queuert: after-commit callback %r failed", cb)
+                logger.exception("after-commit callback %r failed", cb)
         if self.notifier is not None and (ready or chains or lost):
             _run_awaitable(self._publish(ready, chains, lost))
 
@@ -246,7 +246,7 @@ async def _ensure_coro(aw: Awaitable[Any]) -> Any:
     try:
         return await aw
     except Exception:
-        logger.exception("queuert: after-commit awaitable failed")
+        logger.exception("after-commit awaitable failed")
         return None
 
 

@@ -704,11 +704,11 @@ class _Run:
 
     def on_signal(self, sig: signal.Signals | int) -> None:
         if self.stop_requested:
-            logger.warning("queuert: second signal %s, stopping at once", sig, extra={"worker_id": self.worker_id})
+            logger.warning("second signal %s, stopping at once", sig, extra={"worker_id": self.worker_id})
             self.request_stop(True)
         else:
             logger.info(
-                "queuert: signal %s, stopping (grace period %.1fs)",
+                "signal %s, stopping (grace period %.1fs)",
                 sig,
                 self.w.grace_period,
                 extra={"worker_id": self.worker_id},
@@ -754,7 +754,7 @@ class _Run:
                 if self.immediate or (self.stop_requested and purpose != "main"):
                     raise _ConnectionLost(str(exc)) from exc
                 logger.warning(
-                    "queuert: cannot connect (%s): %s; retrying in %.2fs",
+                    "cannot connect (%s): %s; retrying in %.2fs",
                     purpose,
                     exc,
                     delay,
@@ -814,7 +814,7 @@ class _Run:
                 self.on_event, kinds=("job_ready", "job_lost"), type_names=self.type_names
             )
             logger.info(
-                "queuert: worker %s starting (%s mode, concurrency %d, types %s)",
+                "worker %s starting (%s mode, concurrency %d, types %s)",
                 self.worker_id,
                 w.mode,
                 self.concurrency,
@@ -844,7 +844,7 @@ class _Run:
                 await notifier.close()
             if self.pool is not None:
                 self.pool.shutdown()
-            logger.info("queuert: worker %s stopped", self.worker_id, extra={"worker_id": self.worker_id})
+            logger.info("worker %s stopped", self.worker_id, extra={"worker_id": self.worker_id})
 
     # =====================================================================
     # staged mode
@@ -954,7 +954,7 @@ class _Run:
                 except _ConnectionLost as exc:
                     self.stats.reconnects += 1
                     logger.warning(
-                        "queuert: database connection lost (%s); reconnecting",
+                        "database connection lost (%s); reconnecting",
                         exc,
                         extra={"worker_id": self.worker_id},
                     )
@@ -1058,7 +1058,7 @@ class _Run:
             state = sqlstate_of(exc)
             if state not in _CONFLICT_SQLSTATES and not (state or "").startswith("QU"):
                 logger.error(
-                    "queuert: batched acknowledgement failed (%s); retrying one by one",
+                    "batched acknowledgement failed (%s); retrying one by one",
                     exc,
                     extra={"worker_id": wid},
                 )
@@ -1129,14 +1129,14 @@ class _Run:
                     job._state = _DONE
                     stats.completed += 1
                     if debug:
-                        logger.debug("queuert: job completed", extra=self._extra(job))
+                        logger.debug("job completed", extra=self._extra(job))
                     if self.publish:
                         chains.add(str(job.chain_id))
                 else:
                     job._state = _LOST
                     stats.lost += 1
                     logger.warning(
-                        "queuert: job %s was lost before its completion was written (%s); "
+                        "job %s was lost before its completion was written (%s); "
                         "its outcome is discarded",
                         job_id,
                         outcome,
@@ -1147,7 +1147,7 @@ class _Run:
             job._state = _DONE
             stats.continued += 1
             if debug:
-                logger.debug("queuert: job continued", extra=self._extra(job))
+                logger.debug("job continued", extra=self._extra(job))
         if self.publish:
             for row in k_rows:
                 if row[3] == "pending":
@@ -1177,7 +1177,7 @@ class _Run:
                 if chains:
                     await notifier.publish_chain_completed(sorted(chains))
             except Exception:
-                logger.exception("queuert: publishing notifications failed")
+                logger.exception("publishing notifications failed")
 
         self.loop.create_task(go())
 
@@ -1208,7 +1208,7 @@ class _Run:
                     job._state = _LOST
                     self.stats.lost += 1
                     logger.warning(
-                        "queuert: job %s is no longer ours (%s); outcome discarded",
+                        "job %s is no longer ours (%s); outcome discarded",
                         job.id,
                         translate(exc),
                         extra=self._extra(job),
@@ -1217,7 +1217,7 @@ class _Run:
                 if kind != _FAIL:
                     err = translate(exc)
                     logger.warning(
-                        "queuert: acknowledging job %s failed (%s); failing the attempt",
+                        "acknowledging job %s failed (%s); failing the attempt",
                         job.id,
                         err,
                         extra=self._extra(job),
@@ -1228,7 +1228,7 @@ class _Run:
                         if _is_connection_error(exc2):
                             raise _ConnectionLost(str(exc2)) from exc2
                         logger.error(
-                            "queuert: cannot record failure of job %s: %s; it will be reaped",
+                            "cannot record failure of job %s: %s; it will be reaped",
                             job.id,
                             exc2,
                             extra=self._extra(job),
@@ -1237,7 +1237,7 @@ class _Run:
                         job._state = _LOST
                 else:
                     logger.error(
-                        "queuert: cannot record failure of job %s: %s; it will be reaped",
+                        "cannot record failure of job %s: %s; it will be reaped",
                         job.id,
                         exc,
                         extra=self._extra(job),
@@ -1310,18 +1310,18 @@ class _Run:
                          None, timedelta(0), attempt),
                     )
                     logger.info(
-                        "queuert: released job %s claimed before a lost connection",
+                        "released job %s claimed before a lost connection",
                         job_id,
                         extra={"job_id": str(job_id), "attempt": attempt, "worker_id": self.worker_id},
                     )
                 except Exception as exc:
                     if _is_connection_error(exc):
                         raise
-                    logger.info("queuert: could not release job %s: %s", job_id, exc)
+                    logger.info("could not release job %s: %s", job_id, exc)
         except Exception as exc:
             if _is_connection_error(exc):
                 raise _ConnectionLost(str(exc)) from exc
-            logger.warning("queuert: reconciling claimed jobs failed: %s", exc)
+            logger.warning("reconciling claimed jobs failed: %s", exc)
 
     # -- dispatch ------------------------------------------------------------
 
@@ -1367,7 +1367,7 @@ class _Run:
             try:
                 job.input = h.job_type.parse_input(job.raw_input, job_id=job.id, chain_id=job.chain_id)
             except PayloadValidationError as exc:
-                logger.error("queuert: %s", exc, extra=self._extra(job))
+                logger.error("%s", exc, extra=self._extra(job))
                 self.queue_ack(job, _FAIL, (_error_text(exc), None, None))
                 return None
         return h
@@ -1441,7 +1441,7 @@ class _Run:
         self.wake.set()
         if job._state != _RUNNING:
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("queuert: discarding outcome of a job no longer ours", extra=self._extra(job))
+                logger.debug("discarding outcome of a job no longer ours", extra=self._extra(job))
             return
         kind, data = self.outcome(job, h, result, exc)
         self.queue_ack(job, kind, data)
@@ -1455,7 +1455,7 @@ class _Run:
             else:
                 err = _error_text(exc)
             logger.warning(
-                "queuert: job %s attempt %d failed: %s: %s",
+                "job %s attempt %d failed: %s: %s",
                 job.id,
                 job.attempt,
                 type(exc).__name__,
@@ -1470,7 +1470,7 @@ class _Run:
                 if h.job_type is not None:
                     h.job_type.check_continuation(result)
             except QueuertError as e:
-                logger.warning("queuert: %s", e, extra=self._extra(job))
+                logger.warning("%s", e, extra=self._extra(job))
                 return _FAIL, (_error_text(e), None, None)
             return _CONTINUE, result
         if isinstance(result, RetryAt):
@@ -1482,7 +1482,7 @@ class _Run:
                 value = to_json_value(result)
             return _COMPLETE, (None if value is None else json.dumps(value))
         except Exception as e:
-            logger.warning("queuert: invalid output of job %s: %s", job.id, e, extra=self._extra(job))
+            logger.warning("invalid output of job %s: %s", job.id, e, extra=self._extra(job))
             return _FAIL, (_error_text(e), None, None)
 
     def retry_outcome(self, job: JobContext[Any], r: RetryAt) -> tuple[int, Any]:
@@ -1506,7 +1506,7 @@ class _Run:
         self.flights.pop(job.id, None)
         self.stats.lost += 1
         job.lease_lost._set(reason)
-        logger.warning("queuert: lost job %s (%s); stopping its handler", job.id, reason, extra=self._extra(job))
+        logger.warning("lost job %s (%s); stopping its handler", job.id, reason, extra=self._extra(job))
         if job._task is not None:
             job._task.cancel()
         self.wake.set()
@@ -1540,7 +1540,7 @@ class _Run:
                 self.stats.released += len(release)
                 if release:
                     logger.info(
-                        "queuert: released %d unfinished job(s) for immediate retry",
+                        "released %d unfinished job(s) for immediate retry",
                         len(release),
                         extra={"worker_id": self.worker_id},
                     )
@@ -1549,7 +1549,7 @@ class _Run:
                 for job, _, _ in todo:
                     if job._state == _FLUSHING:
                         job._state = _ACKING
-                logger.warning("queuert: releasing jobs at shutdown failed: %s", exc)
+                logger.warning("releasing jobs at shutdown failed: %s", exc)
                 if conn is not None:
                     try:
                         await conn.close()
@@ -1557,7 +1557,7 @@ class _Run:
                         pass
                 conn = None
         logger.error(
-            "queuert: could not release %d job(s); they will be retried after their lease expires",
+            "could not release %d job(s); they will be retried after their lease expires",
             len(todo),
             extra={"worker_id": self.worker_id},
         )
@@ -1614,7 +1614,7 @@ class _Run:
                 if self.finished:
                     return
                 logger.warning(
-                    "queuert: maintenance connection error: %s; retrying", exc, extra={"worker_id": self.worker_id}
+                    "maintenance connection error: %s; retrying", exc, extra={"worker_id": self.worker_id}
                 )
                 if self.maint_conn is not None:
                     try:
@@ -1657,7 +1657,7 @@ class _Run:
             self.stats.reaped += len(rows)
             for job_id, previous, status in rows:
                 logger.info(
-                    "queuert: reaped job %s (lease of %s expired), now %s",
+                    "reaped job %s (lease of %s expired), now %s",
                     job_id,
                     previous,
                     status,
@@ -1719,10 +1719,10 @@ class _Run:
                 async with await psycopg.AsyncConnection.connect(self.w.conninfo or "", autocommit=True) as c:
                     await c.execute("SELECT pg_terminate_backend(p) FROM unnest(%s::int[]) AS p", (pids,))
             except Exception as exc:
-                logger.warning("queuert: could not terminate in-flight transactions: %s", exc)
+                logger.warning("could not terminate in-flight transactions: %s", exc)
         if self.atomic_jobs:
             logger.info(
-                "queuert: rolled back %d unfinished job(s) at shutdown",
+                "rolled back %d unfinished job(s) at shutdown",
                 len(self.atomic_jobs),
                 extra={"worker_id": self.worker_id},
             )
@@ -1761,12 +1761,12 @@ class _Run:
                     if _is_connection_error(exc) or isinstance(exc, _ConnectionLost):
                         self.stats.reconnects += 1
                         logger.warning(
-                            "queuert: database connection lost (%s); reconnecting",
+                            "database connection lost (%s); reconnecting",
                             exc,
                             extra={"worker_id": self.worker_id},
                         )
                     else:
-                        logger.exception("queuert: atomic slot error", extra={"worker_id": self.worker_id})
+                        logger.exception("atomic slot error", extra={"worker_id": self.worker_id})
                     if conn is not None:
                         try:
                             r = conn.close()
@@ -1801,7 +1801,7 @@ class _Run:
             await self._atomic_ack_async(conn, job, kind, data)
         except Exception as exc:
             if not _is_connection_error(exc):
-                logger.exception("queuert: acknowledging job %s failed", job.id, extra=self._extra(job))
+                logger.exception("acknowledging job %s failed", job.id, extra=self._extra(job))
             try:
                 await conn.close()
             except Exception:
@@ -1905,10 +1905,10 @@ class _Run:
                 raise
             await conn.execute("ROLLBACK")
             self._count(kind)
-            logger.warning("queuert: claim failed: %s", exc, extra={"worker_id": self.worker_id})
+            logger.warning("claim failed: %s", exc, extra={"worker_id": self.worker_id})
             return
         err = translate(exc)
-        logger.warning("queuert: acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
+        logger.warning("acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
         q, params = self._ack_statement(job, _FAIL, (_error_text(err), None, None))
         await _multi(conn, ((q, params), ("COMMIT", None)))
         self._count(_FAIL)
@@ -1922,7 +1922,7 @@ class _Run:
             job.input = h.job_type.parse_input(job.raw_input, job_id=job.id, chain_id=job.chain_id)
             return -1, None
         except PayloadValidationError as exc:
-            logger.error("queuert: %s", exc, extra=self._extra(job))
+            logger.error("%s", exc, extra=self._extra(job))
             return _FAIL, (_error_text(exc), None, None)
 
     async def _rollback_quietly(self, conn: psycopg.AsyncConnection[Any]) -> None:
@@ -1941,7 +1941,7 @@ class _Run:
 
     def _ended_transaction(self, job: JobContext[Any], status: int) -> None:
         logger.warning(
-            "queuert: the handler of job %s ended the transaction itself (atomic mode owns it); "
+            "the handler of job %s ended the transaction itself (atomic mode owns it); "
             "acknowledging in a new transaction",
             job.id,
             extra=self._extra(job),
@@ -1970,7 +1970,7 @@ class _Run:
             # e.g. a continuation naming a missing blocker: undo the handler,
             # record the failure in the same transaction
             err = translate(exc)
-            logger.warning("queuert: acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
+            logger.warning("acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
             q, params = self._ack_statement(job, _FAIL, (_error_text(err), None, None))
             await _multi(conn, ((_ROLLBACK_TO, None), (q, params), ("COMMIT", None)))
             self._count(_FAIL)
@@ -2007,7 +2007,7 @@ class _Run:
             try:
                 job.input = h.job_type.parse_input(job.raw_input, job_id=job.id, chain_id=job.chain_id)
             except PayloadValidationError as exc:
-                logger.error("queuert: %s", exc, extra=self._extra(job))
+                logger.error("%s", exc, extra=self._extra(job))
                 kind, data = _FAIL, (_error_text(exc), None, None)
         self.loop.call_soon_threadsafe(self._count_claim)
         if kind < 0:
@@ -2039,7 +2039,7 @@ class _Run:
                 if _is_connection_error(exc):
                     raise
                 err = translate(exc)
-                logger.warning("queuert: acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
+                logger.warning("acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
                 kind = _FAIL
                 q, params = self._ack_statement(job, _FAIL, (_error_text(err), None, None))
                 _multi_sync(conn, ((_ROLLBACK_TO, None), (q, params), ("COMMIT", None)))

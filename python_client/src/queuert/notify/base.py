@@ -109,7 +109,7 @@ class Subscription:
             import logging
 
             logging.getLogger("queuert.notify").exception(
-                "queuert: notify listener %r failed", self.listener
+                "notify listener %r failed", self.listener
             )
 
     async def close(self) -> None:

@@ -151,7 +151,7 @@ class PostgresNotifier(Notifier):
                 raise
             except Exception as exc:
                 logger.warning(
-                    "queuert: LISTEN connection lost (%s); reconnecting in %.2fs",
+                    "LISTEN connection lost (%s); reconnecting in %.2fs",
                     exc,
                     delay,
                     extra={"schema": self.schema},
