@@ -710,3 +710,42 @@ async def test_awkward_text_survives_acknowledgements(dsn: str, db: DB, mode: st
         await eventually(lambda: _chain_done(db, chain))
     assert (await db.chain(chain))["output"] == {"out": nasty}
     assert errors[1] is not None and errors[1].startswith(f"ValueError: {nasty}")
+
+
+async def test_a_deadlocked_flush_is_sent_again_without_reconnecting(dsn: str, db: DB) -> None:
+    """40P01 during the batched acknowledgement rolls the flush back; the
+    worker sends the same batch again on the same connection."""
+    root = await db.start("dl-root")
+    await db.conn.execute("SELECT id FROM queuert.claim('setup', ARRAY['dl-root'])")
+    nxt = await db.one("SELECT id FROM queuert.continue_with(%s, 'setup', 'dl-job')", (root,))
+    job_id = nxt[0]
+    worker = fast(dsn)
+    release = asyncio.Event()
+    claimed = asyncio.Event()
+
+    @worker.handler("dl-job")
+    async def dl_job(job: JobContext[Any]) -> Any:
+        claimed.set()
+        await release.wait()
+        return "done"
+
+    other = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    try:
+        async with running(worker):
+            await asyncio.wait_for(claimed.wait(), 10)
+            await other.execute("SET deadlock_timeout = '20s'")  # the worker's backend detects it
+            await other.execute("BEGIN")
+            await other.execute("SELECT 1 FROM queuert.job WHERE id = %s FOR UPDATE", (job_id,))
+            release.set()  # the flush locks the root, then waits for the job row
+            await asyncio.sleep(0.3)
+            # now take the root: a lock cycle with the flush
+            lock_root = asyncio.create_task(
+                other.execute("SELECT 1 FROM queuert.job WHERE id = %s FOR UPDATE", (root,))
+            )
+            await asyncio.wait_for(lock_root, 15)  # granted once the flush is the victim
+            await other.execute("ROLLBACK")
+            await eventually(lambda: _status_is(db, job_id, "completed"))
+    finally:
+        await other.close()
+    assert (await db.job(job_id))["completed_by"] == worker.worker_id
+    assert worker.stats.reconnects == 0 and worker.stats.completed == 1

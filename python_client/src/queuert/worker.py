@@ -115,11 +115,14 @@ class _ConnectionLost(Exception):
 
 
 def _is_connection_error(exc: BaseException) -> bool:
-    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, OSError)):
-        # OperationalError also covers admin shutdown (57P01) and friends
-        return True
+    """The connection is gone (or its state unknown), as opposed to an error
+    the server reported on a live connection. psycopg files deadlocks and
+    serialization failures (class 40) under OperationalError too: those are
+    not connection errors, the transaction is simply rolled back."""
     state = sqlstate_of(exc)
-    return bool(state and state.startswith(("08", "57P")))
+    if state is not None:
+        return state.startswith(("08", "57P"))  # connection exception, admin shutdown
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, OSError))
 
 
 def _error_text(exc: BaseException) -> str:
@@ -1036,7 +1039,16 @@ class _Run:
                 statements.append((self.q_fail_batch, (self._fail_doc(fails), wid)))
             if claim_n:
                 statements.append((self.q_claim, (wid, self.type_names, claim_n, self.lease)))
-            results = await _multi(conn, statements)
+            for conflict_retry in range(3):
+                try:
+                    results = await _multi(conn, statements)
+                    break
+                except Exception as exc:
+                    # a deadlock or serialization failure rolled the whole
+                    # transaction back: the same batch is simply sent again
+                    if sqlstate_of(exc) not in _CONFLICT_SQLSTATES or conflict_retry == 2:
+                        raise
+                    await asyncio.sleep(random.uniform(0.002, 0.02) * (conflict_retry + 1))
             i = 0
             c_rows = k_rows = f_rows = claim_rows = []
             if completes:
