@@ -1636,8 +1636,6 @@ DECLARE
     v_open uuid[];
     v_blocked_job uuid[];
     v_blocked_n integer[];
-    v_expected integer;
-    v_inserted integer;
     v_existing uuid;
     v_notified integer;
 BEGIN
@@ -1834,7 +1832,6 @@ BEGIN
             DETAIL = format('job_id=%s', v_existing);
     END IF;
 
-    v_expected := (SELECT count(*) FROM unnest(v_items) AS i WHERE NOT i.deduplicated);
     SELECT coalesce(array_agg(oc.j), '{}'), coalesce(array_agg(oc.n), '{}')
     INTO v_blocked_job, v_blocked_n
     FROM (
@@ -1844,25 +1841,26 @@ BEGIN
         GROUP BY x.j
     ) AS oc;
 
-    INSERT INTO queuert.job (
-        id, type_name, chain_id, chain_type_name, chain_index, input, status,
-        priority, scheduled_at, dedup_key, trace_context, open_blockers
-    )
-    SELECT
-        i.resolved_id, i.type_name, i.resolved_id, i.type_name, 0, i.input,
-        CASE WHEN oc.n > 0 THEN 'blocked' ELSE 'pending' END::queuert.job_status,
-        i.priority, i.scheduled_at, i.dedup_key, i.trace_context, coalesce(oc.n, 0)
-    FROM unnest(v_items) AS i
-    LEFT JOIN unnest(v_blocked_job, v_blocked_n) AS oc (j, n) ON oc.j = i.resolved_id
-    WHERE NOT i.deduplicated
-    ORDER BY i.ord
-    ON CONFLICT DO NOTHING;
-    GET DIAGNOSTICS v_inserted = ROW_COUNT;
-    IF v_inserted < v_expected THEN
-        -- Only a concurrent insert of a given id gets here.
+    -- A plain INSERT (no ON CONFLICT: speculative insertion costs 10-20 %);
+    -- given ids were checked above, so only a concurrent insert of the same
+    -- given id can still collide.
+    BEGIN
+        INSERT INTO queuert.job (
+            id, type_name, chain_id, chain_type_name, chain_index, input, status,
+            priority, scheduled_at, dedup_key, trace_context, open_blockers
+        )
+        SELECT
+            i.resolved_id, i.type_name, i.resolved_id, i.type_name, 0, i.input,
+            CASE WHEN oc.n > 0 THEN 'blocked' ELSE 'pending' END::queuert.job_status,
+            i.priority, i.scheduled_at, i.dedup_key, i.trace_context, coalesce(oc.n, 0)
+        FROM unnest(v_items) AS i
+        LEFT JOIN unnest(v_blocked_job, v_blocked_n) AS oc (j, n) ON oc.j = i.resolved_id
+        WHERE NOT i.deduplicated
+        ORDER BY i.ord;
+    EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = 'a job id given in start_chains was created concurrently by another transaction';
-    END IF;
+    END;
 
     IF cardinality(v_edge_job) > 0 THEN
         INSERT INTO queuert.job_blocker (job_id, position, blocker_chain_id)
@@ -1878,19 +1876,28 @@ BEGIN
         WHERE NOT i.deduplicated AND NOT (i.resolved_id = ANY(v_blocked_job))
     ) AS t;
 
+    -- Everything returned is already known: no need to read the rows back.
     RETURN QUERY
+    WITH fresh AS (
+        SELECT
+            i.resolved_id,
+            CASE WHEN i.resolved_id = ANY(v_blocked_job) THEN 'blocked' ELSE 'pending' END
+                ::queuert.job_status AS status,
+            i.scheduled_at
+        FROM unnest(v_items) AS i
+        WHERE NOT i.deduplicated
+    )
     SELECT
         i.ord,
         i.resolved_id,
         i.resolved_id,
-        coalesce(j.type_name, i.type_name),
-        coalesce(j.status, i.existing_status),
-        coalesce(j.scheduled_at, i.existing_scheduled_at),
-        coalesce(j.created_at, i.existing_created_at),
+        i.type_name,
+        coalesce(f.status, i.existing_status),
+        coalesce(f.scheduled_at, i.existing_scheduled_at),
+        CASE WHEN f.resolved_id IS NOT NULL THEN now() ELSE i.existing_created_at END,
         i.deduplicated
     FROM unnest(v_items) AS i
-    LEFT JOIN queuert.job AS j
-        ON j.id = i.resolved_id AND (NOT i.deduplicated OR i.existing_status IS NULL)
+    LEFT JOIN fresh AS f ON f.resolved_id = i.resolved_id
     ORDER BY i.ord;
 END;
 $$;
