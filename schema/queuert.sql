@@ -238,7 +238,7 @@ BEGIN
         WHERE r.id = ANY(root_ids_to_mark);
     END IF;
     PERFORM queuert._resolve_dependents(chain_ids);
-    SELECT count(pg_notify('queuert_chain_completed', c::text)) INTO v_notified
+    SELECT count(queuert._notify('chain_completed', c::text)) INTO v_notified
     FROM unnest(chain_ids) AS c;
 END;
 $$;
@@ -624,6 +624,19 @@ END;
 $$;
 
 --
+-- Name: _notify(text, text); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._notify(kind text, payload text) RETURNS boolean
+    LANGUAGE sql
+    AS $$
+    SELECT pg_notify('queuert_' || kind, payload) IS NULL
+    FROM (SELECT coalesce(nullif(current_setting('queuert.notify', true), ''), 'all') AS mode) AS s
+    WHERE s.mode = 'all'
+        OR kind = ANY(string_to_array(replace(s.mode, ' ', ''), ','));
+$$;
+
+--
 -- Name: _parse_chain_items(jsonb); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
@@ -689,7 +702,7 @@ BEGIN
         WHERE j.id = dec.job_id
         RETURNING j.type_name, j.status, j.open_blockers
     )
-    SELECT count(pg_notify('queuert_job_ready', t.type_name)) INTO v_notified
+    SELECT count(queuert._notify('job_ready', t.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT u.type_name FROM unblocked AS u
         WHERE u.status = 'pending' AND u.open_blockers = 0
@@ -768,7 +781,7 @@ BEGIN
     INTO v_chains, v_lost
     FROM cancelled AS c;
 
-    SELECT count(pg_notify('queuert_job_lost', l::text)) INTO v_notified
+    SELECT count(queuert._notify('job_lost', l::text)) INTO v_notified
     FROM unnest(v_lost) AS l;
 
     RETURN QUERY
@@ -918,7 +931,7 @@ BEGIN
         CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END
     );
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM pg_notify('queuert_job_lost', j.id::text);
+        PERFORM queuert._notify('job_lost', j.id::text);
     END IF;
 
     RETURN QUERY SELECT j.id, j.chain_id, 'completed'::queuert.job_status, true;
@@ -1125,10 +1138,10 @@ BEGIN
     WHERE x.id = j.id;
 
     IF v_status = 'pending' THEN
-        PERFORM pg_notify('queuert_job_ready', continue_with.type_name);
+        PERFORM queuert._notify('job_ready', continue_with.type_name);
     END IF;
     IF continue_with.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM pg_notify('queuert_job_lost', j.id::text);
+        PERFORM queuert._notify('job_lost', j.id::text);
     END IF;
 
     RETURN QUERY SELECT
@@ -1171,7 +1184,7 @@ BEGIN
     INTO v_lost
     FROM deleted AS d;
 
-    SELECT count(pg_notify('queuert_job_lost', l::text)) INTO v_notified
+    SELECT count(queuert._notify('job_lost', l::text)) INTO v_notified
     FROM unnest(v_lost) AS l;
 
     RETURN QUERY
@@ -1236,10 +1249,10 @@ BEGIN
     WHERE x.id = j.id;
 
     IF v_status = 'pending' THEN
-        PERFORM pg_notify('queuert_job_ready', j.type_name);
+        PERFORM queuert._notify('job_ready', j.type_name);
     END IF;
     IF fail.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM pg_notify('queuert_job_lost', j.id::text);
+        PERFORM queuert._notify('job_lost', j.id::text);
     END IF;
 
     RETURN QUERY SELECT j.id, v_status, v_scheduled_at, j.attempt;
@@ -1324,9 +1337,9 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT count(pg_notify('queuert_job_lost', i::text)) INTO v_notified
+    SELECT count(queuert._notify('job_lost', i::text)) INTO v_notified
     FROM unnest(v_ids) AS i;
-    SELECT count(pg_notify('queuert_job_ready', d.type_name)) INTO v_notified
+    SELECT count(queuert._notify('job_ready', d.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT j.type_name
         FROM queuert.job AS j
@@ -1444,7 +1457,7 @@ BEGIN
         WHERE j.id = u.id
         RETURNING j.type_name, j.status
     )
-    SELECT count(pg_notify('queuert_job_ready', d.type_name)) INTO v_notified
+    SELECT count(queuert._notify('job_ready', d.type_name)) INTO v_notified
     FROM (SELECT DISTINCT r.type_name FROM retried AS r WHERE r.status = 'pending') AS d;
     RETURN QUERY SELECT u.id FROM unnest(v_ids) AS u (id);
 END;
@@ -1603,7 +1616,7 @@ BEGIN
     END IF;
 
     IF v_status = 'pending' THEN
-        PERFORM pg_notify('queuert_job_ready', start_chain.type_name);
+        PERFORM queuert._notify('job_ready', start_chain.type_name);
     END IF;
 
     RETURN QUERY SELECT
@@ -1869,7 +1882,7 @@ BEGIN
     END IF;
 
     -- One notification per type per statement, not per row.
-    SELECT count(pg_notify('queuert_job_ready', t.type_name)) INTO v_notified
+    SELECT count(queuert._notify('job_ready', t.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT i.type_name
         FROM unnest(v_items) AS i
@@ -1924,7 +1937,7 @@ BEGIN
         WHERE j.id = ANY(v_ids)
         RETURNING j.type_name
     )
-    SELECT count(pg_notify('queuert_job_ready', d.type_name)) INTO v_notified
+    SELECT count(queuert._notify('job_ready', d.type_name)) INTO v_notified
     FROM (SELECT DISTINCT t.type_name FROM triggered AS t) AS d;
     RETURN QUERY SELECT u.id FROM unnest(v_ids) AS u (id);
 END;

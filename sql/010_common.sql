@@ -7,6 +7,22 @@
 -- in a later statement. Claim and reap use FOR NO KEY UPDATE SKIP LOCKED,
 -- which does not conflict with KEY SHARE.
 
+-- Every notification goes through here. The setting queuert.notify (per
+-- session, role or database; unset means 'all') selects the channels: 'all',
+-- 'none' (poll-only mode), or a comma list of job_ready, chain_completed,
+-- job_lost. A NOTIFY serialises commits (PostgreSQL holds a database-wide
+-- lock from pre-commit to the end of the commit), so a worker that publishes
+-- after commit in batches can turn the per-job ones off.
+CREATE OR REPLACE FUNCTION {{ schema }}._notify(kind text, payload text)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT pg_notify('{{ schema }}_' || kind, payload) IS NULL
+    FROM (SELECT coalesce(nullif(current_setting('queuert.notify', true), ''), 'all') AS mode) AS s
+    WHERE s.mode = 'all'
+        OR kind = ANY(string_to_array(replace(s.mode, ' ', ''), ','));
+$$;
+
 CREATE OR REPLACE FUNCTION {{ schema }}._check_type_name(type_name text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -230,7 +246,7 @@ BEGIN
         WHERE j.id = dec.job_id
         RETURNING j.type_name, j.status, j.open_blockers
     )
-    SELECT count(pg_notify('{{ schema }}_job_ready', t.type_name)) INTO v_notified
+    SELECT count({{ schema }}._notify('job_ready', t.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT u.type_name FROM unblocked AS u
         WHERE u.status = 'pending' AND u.open_blockers = 0

@@ -130,9 +130,9 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT count(pg_notify('{{ schema }}_job_lost', i::text)) INTO v_notified
+    SELECT count({{ schema }}._notify('job_lost', i::text)) INTO v_notified
     FROM unnest(v_ids) AS i;
-    SELECT count(pg_notify('{{ schema }}_job_ready', d.type_name)) INTO v_notified
+    SELECT count({{ schema }}._notify('job_ready', d.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT j.type_name
         FROM {{ schema }}.job AS j

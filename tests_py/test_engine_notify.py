@@ -356,6 +356,26 @@ def test_cancel_rolled_back_sends_nothing(conn: Conn, listener: Listener) -> Non
 # -------------------------------------------------------- custom schema
 
 
+def test_notify_setting_selects_channels(conn: Conn, listener: Listener) -> None:
+    """queuert.notify: 'none' is poll-only; a list keeps only those channels."""
+    conn.execute("SET queuert.notify = 'none'")
+    start(conn, "quiet")
+    assert committed(conn, listener) == []
+
+    conn.execute("SET queuert.notify = 'job_ready, job_lost'")
+    job = start(conn, "half")
+    conn.commit()
+    assert listener.drain() == [("job_ready", "half")]
+    assert claim(conn, "w1", "half") == job
+    conn.commit()
+    one(conn, "SELECT * FROM queuert.complete(job_id => %s, worker_id => 'w1')", (job,))
+    assert committed(conn, listener) == []  # chain_completed is not in the list
+
+    conn.execute("SET queuert.notify = 'all'")
+    start(conn, "loud")
+    assert committed(conn, listener) == [("job_ready", "loud")]
+
+
 def test_channels_follow_a_custom_schema(dsn: str, listener: Listener) -> None:
     migrate(dsn, schema="app_q")
     custom = Listener(dsn, schema="app_q")
