@@ -548,12 +548,15 @@ async def test_worker_recovers_after_its_connections_are_terminated(dsn: str, db
     async with running(worker):
         await eventually(lambda: _count_completed(db, 30))
         for _ in range(2):
-            killed = await db.all(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND application_name LIKE 'queuert-%%' "
-                "AND pid <> pg_backend_pid()"
+            # kill every connection of the worker (once it has reconnected)
+            killed = await eventually(
+                lambda: db.all(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name LIKE 'queuert-%%' "
+                    "AND pid <> pg_backend_pid()"
+                )
             )
-            assert killed
+            assert all(k == (True,) for k in killed)
             await asyncio.sleep(0.3)
         await eventually(lambda: _count_completed(db, n), timeout=30)
     rows = await db.all("SELECT status, count(*) FROM queuert.job GROUP BY status")
