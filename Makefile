@@ -1,6 +1,7 @@
 # queuert: the front door.
 #
-#   make demo     migrate a demo database and run the signup flow in psql
+#   make demo     the signup story end to end: transactional enqueue, a worker, fan-in
+#   make demo-sql the same signup flow in plain psql
 #   make test     lint + pgTAP + pytest against a fresh local PostgreSQL
 #   make dev      create .venv and install the package with its dev extra
 #   make migrate  install/upgrade queuert in $(DATABASE_URL)
@@ -20,7 +21,7 @@ DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 SCHEMA ?= queuert
 export PY
 
-.PHONY: help dev migrate lint test pgtap pytest demo ensure-postgres ensure-pgtap schema-dump
+.PHONY: help dev migrate lint test pgtap pytest demo demo-sql ensure-postgres ensure-pgtap schema-dump
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -65,6 +66,9 @@ test: ensure-postgres ensure-pgtap dev
 	echo "make test: lint, pgtap and pytest passed"
 
 demo: ensure-postgres dev
+	DATABASE_URL="$(DATABASE_URL)" $(PY) demo/signup.py
+
+demo-sql: ensure-postgres dev
 	@scripts/demo.sh
 
 # The torture run (RELIABILITY.md): 20,000 chains, worker kill -9s, connection
