@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 import pydantic
@@ -49,10 +50,8 @@ class RegionCount(pydantic.BaseModel):
     users: int
 
 
-welcome_email = JobType(
-    "send-welcome-email", input=Signup, continues_with=lambda: [follow_up]
-)
 follow_up = JobType("follow-up-email", input=Signup, output=EmailSent, continues_with=())
+welcome_email = JobType("send-welcome-email", input=Signup, continues_with=[follow_up])
 count_region = JobType("count-region", input=str, output=RegionCount)
 report = JobType("signup-report", input=None, output=int)
 
@@ -103,20 +102,20 @@ def fresh_database() -> str:
 def signup(conn: psycopg.Connection, email: str, *, crash: bool = False) -> None:
     """The application's own code: one transaction for the user and the job."""
     with conn.transaction():
-        user_id = conn.execute(
-            "INSERT INTO users (email) VALUES (%s) RETURNING id", (email,)
-        ).fetchone()[0]
+        user_id = one(conn, "INSERT INTO users (email) VALUES (%s) RETURNING id", (email,))
         chain = queuert.start_chain(conn, welcome_email, Signup(user_id=user_id, email=email))
         print(f"  signup {email}: user {user_id}, chain {chain.chain_id} ({chain.status})")
         if crash:
             raise RuntimeError("payment provider down")
 
 
-def count(conn: psycopg.Connection, sql: str) -> int:
-    return conn.execute(sql).fetchone()[0]
+def one(conn: psycopg.Connection, sql: str, params: tuple[object, ...] = ()) -> Any:
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None
+    return row[0]
 
 
-async def run_worker_until_done(dsn: str, chain_ids: list) -> None:
+async def run_worker_until_done(dsn: str, chain_ids: list[Any]) -> None:
     task = asyncio.create_task(worker.run_async())
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         for chain_id in chain_ids:
@@ -140,8 +139,8 @@ def main() -> int:
             signup(conn, "bob@example.com", crash=True)
         except RuntimeError as exc:
             print(f"  signup failed: {exc}")
-        users = count(conn, "SELECT count(*) FROM users")
-        jobs = count(conn, "SELECT count(*) FROM queuert.job")
+        users = one(conn, "SELECT count(*) FROM users")
+        jobs = one(conn, "SELECT count(*) FROM queuert.job")
         print(f"  users: {users}, jobs: {jobs}  (bob left no user and no job)")
         assert (users, jobs) == (1, 1)
 
@@ -150,9 +149,9 @@ def main() -> int:
         parent = queuert.start_chain(conn, report, None, blockers=[r.chain_id for r in regions])
         conn.commit()
         print(f"  report chain {parent.chain_id} is {parent.status}")
-        welcome_chain = conn.execute(
-            "SELECT chain_id FROM queuert.chain WHERE type_name = 'send-welcome-email'"
-        ).fetchone()[0]
+        welcome_chain = one(
+            conn, "SELECT chain_id FROM queuert.chain WHERE type_name = 'send-welcome-email'"
+        )
 
     print("\n== 4. a worker runs everything")
     asyncio.run(run_worker_until_done(dsn, [welcome_chain, parent.chain_id]))
