@@ -423,6 +423,107 @@ class _Lane:
         self.delay = 0.05
 
 
+class _Publisher:
+    """After-commit notifications of one worker run, batched.
+
+    Acknowledgements report the job types they made pending and the chains
+    they completed; the publisher coalesces what arrives within ``linger``
+    seconds (and while a send is in flight) and sends it as one autocommit
+    ``pg_notify`` statement on its own connection (``pg``), and/or through a
+    non-PostgreSQL notifier. Hints only: a crash between the commit and the
+    send loses the hint, never the job (workers and ``wait_for_chain`` poll).
+    """
+
+    linger = 0.002
+
+    def __init__(self, run: _Run, pg: bool, notifier: Notifier | None) -> None:
+        self.run = run
+        self.pg = pg
+        self.notifier = notifier
+        self.ready: set[str] = set()
+        self.chains: list[str] = []
+        self.event = asyncio.Event()
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.closing = False
+        self.sent = 0  # statements sent (for tests and benchmarks)
+        schema = run.schema
+        self.ch_ready = f"{schema}_job_ready"
+        self.ch_chain = f"{schema}_chain_completed"
+        self.task = run.loop.create_task(self.main(), name="queuert-publisher")
+
+    def add(self, ready: Iterable[str], chains: Iterable[str]) -> None:
+        self.ready.update(ready)
+        self.chains.extend(chains)
+        if self.ready or self.chains:
+            self.event.set()
+
+    async def main(self) -> None:
+        while True:
+            await self.event.wait()
+            if not self.closing:
+                await asyncio.sleep(self.linger)
+            self.event.clear()
+            ready, self.ready = self.ready, set()
+            chains, self.chains = self.chains, []
+            if ready or chains:
+                await self.send(sorted(ready), chains)
+            if self.closing and not self.ready and not self.chains:
+                return
+
+    async def send(self, ready: list[str], chains: list[str]) -> None:
+        if self.pg:
+            channels = [self.ch_ready] * len(ready) + [self.ch_chain] * len(chains)
+            payloads = ready + chains
+            for attempt in range(2):
+                try:
+                    if self.conn is None or self.conn.closed:
+                        self.conn = await self.run.connect("notify")
+                    await self.conn.execute(
+                        "SELECT count(pg_notify(c, p)) FROM unnest(%s::text[], %s::text[]) AS t(c, p)",
+                        (channels, payloads),
+                    )
+                    self.sent += 1
+                    break
+                except Exception as exc:
+                    if self.conn is not None:
+                        try:
+                            await self.conn.close()
+                        except Exception:
+                            pass
+                        self.conn = None
+                    if attempt or self.closing:
+                        logger.warning(
+                            "publishing %d notification(s) failed: %s (hints only: listeners poll)",
+                            len(payloads),
+                            exc,
+                            extra={"worker_id": self.run.worker_id},
+                        )
+                        break
+        notifier = self.notifier
+        if notifier is not None:
+            try:
+                if ready:
+                    await notifier.publish_job_ready(ready)
+                if chains:
+                    await notifier.publish_chain_completed(chains)
+            except Exception:
+                logger.exception("publishing notifications failed")
+
+    async def close(self) -> None:
+        """Send what is buffered, then close the connection."""
+        self.closing = True
+        self.event.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), 5.0)
+        except BaseException:
+            self.task.cancel()
+        if self.conn is not None:
+            try:
+                await self.conn.close()
+            except Exception:
+                pass
+
+
 class Worker:
     """Runs handlers for job types. See the module documentation.
 
@@ -439,6 +540,12 @@ class Worker:
     claim take that many jobs beyond the free slots; they wait in a local
     queue, leased and renewed, until a slot frees (bigger batches per
     commit, at the price of holding jobs other workers could run).
+    ``batch_notifications`` (default True): the worker's acknowledgements
+    send no ``job_ready`` / ``chain_completed`` NOTIFY inside their
+    transactions (``queuert.notify = 'job_lost'``); the worker publishes
+    them itself after the commit, several commits' worth in one statement
+    (a NOTIFY serialises commits in PostgreSQL). False keeps the engine's
+    per-transaction notifications.
     """
 
     def __init__(
@@ -460,6 +567,7 @@ class Worker:
         prepare_threshold: int | None = 5,
         flush_connections: int = 2,
         prefetch: int = 0,
+        batch_notifications: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -483,6 +591,7 @@ class Worker:
         if prefetch < 0:
             raise ValueError("prefetch must not be negative")
         self.prefetch = prefetch
+        self.batch_notifications = batch_notifications
         self.stats = WorkerStats()
         self._handlers: dict[str, _Handler] = {}
         self._run: _Run | None = None
@@ -601,6 +710,7 @@ class _Run:
     def __init__(self, worker: Worker) -> None:
         self.w = worker
         self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
         self.schema = worker.schema
         host = socket.gethostname().split(".")[0][:40]
         self.worker_id = worker.worker_id_prefix or f"{host}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -645,6 +755,11 @@ class _Run:
         self.own_notifier = False
         self.notifier: Notifier | None = worker.notifier
         self.publish = self.notifier is not None and not isinstance(self.notifier, PostgresNotifier)
+        # batch: our acknowledgements send no job_ready / chain_completed
+        # NOTIFY; the publisher sends them after commit (see _Publisher)
+        self.batch = worker.batch_notifications
+        self.publisher: _Publisher | None = None
+        self.collect = self.batch or self.publish
         self.maint_conn: psycopg.AsyncConnection[Any] | None = None
 
         s = sql.Identifier(self.schema).as_string(None)
@@ -689,7 +804,14 @@ class _Run:
         self.q_reap = f"SELECT job_id, previous_worker, status FROM {s}.reap(max_jobs => %s)"
         self.q_next_due = f"SELECT {s}.next_due_at(%s::text[]), clock_timestamp()"
         self.q_orphans = (
-            f"SELECT id, attempt FROM {s}.job WHERE status = 'running' AND leased_by = %s"
+            f"SELECT id, attempt, type_name FROM {s}.job WHERE status = 'running' AND leased_by = %s"
+        )
+        # in the acknowledging transaction, after completions: the types of
+        # dependents those completions made pending (the engine's job_ready
+        # for them is off on our connections)
+        self.q_dependents = (
+            f"SELECT DISTINCT d.type_name FROM {s}.job_blocker AS b JOIN {s}.job AS d ON d.id = b.job_id "
+            "WHERE b.blocker_chain_id = ANY(%s::uuid[]) AND d.status = 'pending'"
         )
 
     # -- logging -----------------------------------------------------------
@@ -752,9 +874,13 @@ class _Run:
                 )
                 if conn.info.parameter_status("standard_conforming_strings") != b"on":
                     await conn.execute("SET standard_conforming_strings = on")  # see _quote
+                if purpose == "main" and self.batch:
+                    # flush connections: only the worker's statements run
+                    # there; the publisher sends job_ready / chain_completed
+                    await conn.execute("SET queuert.notify = 'job_lost'")
                 return conn
             except Exception as exc:
-                if self.immediate or (self.stop_requested and purpose != "main"):
+                if self.immediate or (self.stop_requested and purpose not in ("main", "notify")):
                     raise _ConnectionLost(str(exc)) from exc
                 logger.warning(
                     "cannot connect (%s): %s; retrying in %.2fs",
@@ -812,6 +938,8 @@ class _Run:
             self.notifier = notifier
             self.own_notifier = True
         maint: asyncio.Task[None] | None = None
+        if self.collect:
+            self.publisher = _Publisher(self, self.batch, notifier if self.publish else None)
         try:
             self.subscription = await notifier.subscribe(
                 self.on_event, kinds=("job_ready", "job_lost"), type_names=self.type_names
@@ -839,6 +967,8 @@ class _Run:
                     await maint
                 except (asyncio.CancelledError, Exception):
                     pass
+            if self.publisher is not None:
+                await self.publisher.close()
             if self.maint_conn is not None:
                 await self.maint_conn.close()
             if self.subscription is not None:
@@ -1033,6 +1163,8 @@ class _Run:
                 statements.append(
                     (self.q_complete_jobs, (wid, [j.id for j in completes], outputs, [j.attempt for j in completes]))
                 )
+                if self.collect:
+                    statements.append((self.q_dependents, ([j.chain_id for j in completes],)))
             if continues:
                 statements.append((self.q_continue_batch, (self._continue_doc(continues), wid)))
             if fails:
@@ -1050,10 +1182,13 @@ class _Run:
                         raise
                     await asyncio.sleep(random.uniform(0.002, 0.02) * (conflict_retry + 1))
             i = 0
-            c_rows = k_rows = f_rows = claim_rows = []
+            c_rows = k_rows = f_rows = claim_rows = d_rows = []
             if completes:
                 c_rows = results[i]
                 i += 1
+                if self.collect:
+                    d_rows = results[i]
+                    i += 1
             if continues:
                 k_rows = results[i]
                 i += 1
@@ -1078,7 +1213,7 @@ class _Run:
             if claim_n:
                 return await self.claim_only(conn, claim_n)
             return []
-        self.after_flush(completes, c_rows, continues, k_rows, fails, f_rows)
+        self.after_flush(completes, c_rows, continues, k_rows, fails, f_rows, d_rows)
         return claim_rows
 
     def _continue_doc(self, continues: list[tuple[JobContext[Any], Continuation]]) -> str:
@@ -1124,7 +1259,10 @@ class _Run:
         k_rows: list[Any],
         fails: list[tuple[JobContext[Any], Any]],
         f_rows: list[Any],
+        d_rows: list[Any] = (),  # type: ignore[assignment]
     ) -> None:
+        """Bookkeeping after a committed flush; hand the notifications it
+        implies (chains completed, job types made pending) to the publisher."""
         flights = self.flights
         stats = self.stats
         ready: set[str] = set()
@@ -1142,7 +1280,7 @@ class _Run:
                     stats.completed += 1
                     if debug:
                         logger.debug("job completed", extra=self._extra(job))
-                    if self.publish:
+                    if self.collect:
                         chains.add(str(job.chain_id))
                 else:
                     job._state = _LOST
@@ -1160,38 +1298,28 @@ class _Run:
             stats.continued += 1
             if debug:
                 logger.debug("job continued", extra=self._extra(job))
-        if self.publish:
+        if self.collect:
             for row in k_rows:
                 if row[3] == "pending":
                     ready.add(row[2])
+            for row in d_rows:
+                ready.add(row[0])
         for job, _ in fails:
             flights.pop(job.id, None)
             job._state = _DONE
             stats.failed += 1
-        if self.publish:
+        if self.collect and f_rows:
+            types = {job.id: job.type_name for job, _ in fails}
             for row in f_rows:
-                if row[1] == "pending":
-                    for job, _ in fails:
-                        if job.id == row[0]:
-                            ready.add(job.type_name)
+                if row[1] == "pending" and row[0] in types:
+                    ready.add(types[row[0]])
         if ready or chains:
             self.publish_after(ready, chains)
 
-    def publish_after(self, ready: set[str], chains: set[str]) -> None:
-        notifier = self.notifier
-        if notifier is None:
-            return
-
-        async def go() -> None:
-            try:
-                if ready:
-                    await notifier.publish_job_ready(sorted(ready))
-                if chains:
-                    await notifier.publish_chain_completed(sorted(chains))
-            except Exception:
-                logger.exception("publishing notifications failed")
-
-        self.loop.create_task(go())
+    def publish_after(self, ready: Iterable[str], chains: Iterable[str]) -> None:
+        """Notifications implied by a committed acknowledgement (loop thread)."""
+        if self.publisher is not None:
+            self.publisher.add(ready, chains)
 
     async def flush_one_by_one(
         self, conn: psycopg.AsyncConnection[Any], acks: list[tuple[JobContext[Any], int, Any]]
@@ -1260,22 +1388,27 @@ class _Run:
     async def ack_one(self, conn: psycopg.AsyncConnection[Any], job: JobContext[Any], kind: int, data: Any) -> None:
         wid = self.worker_id
         if kind == _COMPLETE:
-            await conn.execute(self.q_complete_one, (job.id, wid, data, job.attempt))
+            if self.collect:
+                res = await _multi(
+                    conn,
+                    ((self.q_complete_one, (job.id, wid, data, job.attempt)), (self.q_dependents, ([job.chain_id],))),
+                )
+                self.publish_after([r[0] for r in res[1]], [str(job.chain_id)])
+            else:
+                await conn.execute(self.q_complete_one, (job.id, wid, data, job.attempt))
             self.stats.completed += 1
-            if self.publish:
-                self.publish_after(set(), {str(job.chain_id)})
         elif kind == _CONTINUE:
             cur = await conn.execute(self.q_continue_one, self._continue_params(job, data))
             row = await cur.fetchone()
             self.stats.continued += 1
-            if self.publish and row is not None and row[2] == "pending":
+            if self.collect and row is not None and row[2] == "pending":
                 self.publish_after({row[1]}, set())
         else:
             error, retry_at, retry_after = data
             cur = await conn.execute(self.q_fail_one, (job.id, wid, error, retry_at, retry_after, job.attempt))
             row = await cur.fetchone()
             self.stats.failed += 1
-            if self.publish and row is not None and row[1] == "pending":
+            if self.collect and row is not None and row[1] == "pending":
                 self.publish_after({job.type_name}, set())
         self.flights.pop(job.id, None)
         job._state = _DONE
@@ -1312,7 +1445,7 @@ class _Run:
         try:
             cur = await conn.execute(self.q_orphans, (self.worker_id,))
             rows = await cur.fetchall()
-            for job_id, attempt in rows:
+            for job_id, attempt, type_name in rows:
                 if job_id in self.flights:
                     continue
                 try:
@@ -1321,6 +1454,7 @@ class _Run:
                         (job_id, self.worker_id, "released: claimed by a transaction whose result was lost",
                          None, timedelta(0), attempt),
                     )
+                    self.publish_after([type_name], ())
                     logger.info(
                         "released job %s claimed before a lost connection",
                         job_id,
@@ -1840,11 +1974,14 @@ class _Run:
         busy slot needs one round trip per job. Returns (claimed, carry for
         the next call)."""
         prefix: list[tuple[str, Any]] = []
+        plan: Any = None
         if carry is not None:
-            prefix = self._carry_statements(conn, *carry)
-            if not prefix:  # the handler ended the transaction itself: slow path
+            plan = self._carry_statements(conn, *carry)
+            if plan is None:  # the handler ended the transaction itself: slow path
                 await self._atomic_ack_async(conn, *carry)
                 carry = None
+            else:
+                prefix = plan[0]
         try:
             results = await _multi(
                 conn,
@@ -1861,7 +1998,9 @@ class _Run:
             await self._carry_failed(conn, carry, exc)
             return True, None  # claim again at once
         if carry is not None:
-            self._count(_FAIL if prefix[0][0] == _ROLLBACK_TO else carry[1])
+            _, ack_i, dep_i, ckind = plan
+            self._count(ckind)
+            self._ack_notes(carry[0], ckind, results, ack_i, dep_i)
         rows = results[len(prefix) + 1]
         if not rows:
             await conn.execute("ROLLBACK")
@@ -1893,16 +2032,59 @@ class _Run:
 
     def _carry_statements(
         self, conn: psycopg.AsyncConnection[Any], job: JobContext[Any], kind: int, data: Any
-    ) -> list[tuple[str, Any]]:
+    ) -> tuple[list[tuple[str, Any]], int, int, int] | None:
         status = conn.info.transaction_status
         if status == psycopg.pq.TransactionStatus.IDLE:
-            return []
+            return None
         if kind != _FAIL and status == psycopg.pq.TransactionStatus.INERROR:
             kind, data = _FAIL, ("the handler left its transaction in an aborted state", None, None)
-        q, params = self._ack_statement(job, kind, data)
-        if kind == _FAIL:
-            return [(_ROLLBACK_TO, None), (q, params), ("COMMIT", None)]
-        return [(q, params), ("COMMIT", None)]
+        stmts, ack_i, dep_i = self._ack_plan(job, kind, data, rollback=kind == _FAIL)
+        return stmts, ack_i, dep_i, kind
+
+    def _ack_plan(
+        self, job: JobContext[Any], kind: int, data: Any, rollback: bool
+    ) -> tuple[list[tuple[str, Any]], int, int]:
+        """The statements that acknowledge an atomic job in its open
+        transaction, ending with COMMIT; the index of the acknowledgement's
+        result and of the dependents query's (-1: none). With batched
+        notifications, the engine sends no job_ready / chain_completed from
+        here on in this transaction (the handler's own SQL before it keeps
+        the engine's notifications); the worker publishes them after commit."""
+        stmts: list[tuple[str, Any]] = []
+        if rollback:
+            stmts.append((_ROLLBACK_TO, None))
+        if self.batch:
+            stmts.append(("SET LOCAL queuert.notify = 'job_lost'", None))
+        ack_i = len(stmts)
+        stmts.append(self._ack_statement(job, kind, data))
+        dep_i = -1
+        if kind == _COMPLETE and self.collect:
+            dep_i = len(stmts)
+            stmts.append((self.q_dependents, ([job.chain_id],)))
+        stmts.append(("COMMIT", None))
+        return stmts, ack_i, dep_i
+
+    def _ack_notes(self, job: JobContext[Any], kind: int, results: list[list[Any]], ack_i: int, dep_i: int) -> None:
+        """After the COMMIT of an atomic acknowledgement: what to publish
+        (any thread)."""
+        if not self.collect:
+            return
+        ready: list[str] = []
+        chains: list[str] = []
+        if kind == _COMPLETE:
+            chains.append(str(job.chain_id))
+            if dep_i >= 0:
+                ready.extend(r[0] for r in results[dep_i])
+        elif kind == _CONTINUE:
+            ready.extend(r[1] for r in results[ack_i] if r[2] == "pending")
+        elif any(r[1] == "pending" for r in results[ack_i]):
+            ready.append(job.type_name)
+        if not ready and not chains:
+            return
+        if threading.get_ident() == self.loop_thread:
+            self.publish_after(ready, chains)
+        else:
+            self.loop.call_soon_threadsafe(self.publish_after, ready, chains)
 
     async def _carry_failed(self, conn: psycopg.AsyncConnection[Any], carry: Any, exc: BaseException) -> None:
         """The combined acknowledgement + claim failed. If the savepoint still
@@ -1921,9 +2103,10 @@ class _Run:
             return
         err = translate(exc)
         logger.warning("acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
-        q, params = self._ack_statement(job, _FAIL, (_error_text(err), None, None))
-        await _multi(conn, ((q, params), ("COMMIT", None)))
+        stmts, ack_i, dep_i = self._ack_plan(job, _FAIL, (_error_text(err), None, None), rollback=False)
+        results = await _multi(conn, stmts)
         self._count(_FAIL)
+        self._ack_notes(job, _FAIL, results, ack_i, dep_i)
 
     async def _atomic_prepare(self, job: JobContext[Any], h: _Handler) -> tuple[int, Any]:
         job.job_type = h.job_type
@@ -1969,13 +2152,14 @@ class _Run:
         if kind == _FAIL or status == psycopg.pq.TransactionStatus.INERROR:
             if kind != _FAIL:
                 kind, data = _FAIL, ("the handler left its transaction in an aborted state", None, None)
-            q, params = self._ack_statement(job, kind, data)
-            await _multi(conn, ((_ROLLBACK_TO, None), (q, params), ("COMMIT", None)))
+            stmts, ack_i, dep_i = self._ack_plan(job, kind, data, rollback=True)
+            results = await _multi(conn, stmts)
             self._count(kind)
+            self._ack_notes(job, kind, results, ack_i, dep_i)
             return
-        q, params = self._ack_statement(job, kind, data)
+        stmts, ack_i, dep_i = self._ack_plan(job, kind, data, rollback=False)
         try:
-            await _multi(conn, ((q, params), ("COMMIT", None)))
+            results = await _multi(conn, stmts)
         except Exception as exc:
             if _is_connection_error(exc):
                 raise
@@ -1983,11 +2167,13 @@ class _Run:
             # record the failure in the same transaction
             err = translate(exc)
             logger.warning("acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
-            q, params = self._ack_statement(job, _FAIL, (_error_text(err), None, None))
-            await _multi(conn, ((_ROLLBACK_TO, None), (q, params), ("COMMIT", None)))
+            stmts, ack_i, dep_i = self._ack_plan(job, _FAIL, (_error_text(err), None, None), rollback=True)
+            results = await _multi(conn, stmts)
             self._count(_FAIL)
+            self._ack_notes(job, _FAIL, results, ack_i, dep_i)
             return
         self._count(kind)
+        self._ack_notes(job, kind, results, ack_i, dep_i)
 
     def _count(self, kind: int) -> None:
         if kind == _COMPLETE:
@@ -2041,21 +2227,22 @@ class _Run:
             _multi_sync(conn, (("BEGIN", None), (_SAVEPOINT, None)))
         if kind != _FAIL and status == psycopg.pq.TransactionStatus.INERROR:
             kind, data = _FAIL, ("the handler left its transaction in an aborted state", None, None)
-        q, params = self._ack_statement(job, kind, data)
+        stmts, ack_i, dep_i = self._ack_plan(job, kind, data, rollback=kind == _FAIL)
         if kind == _FAIL:
-            _multi_sync(conn, ((_ROLLBACK_TO, None), (q, params), ("COMMIT", None)))
+            results = _multi_sync(conn, stmts)
         else:
             try:
-                _multi_sync(conn, ((q, params), ("COMMIT", None)))
+                results = _multi_sync(conn, stmts)
             except Exception as exc:
                 if _is_connection_error(exc):
                     raise
                 err = translate(exc)
                 logger.warning("acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
                 kind = _FAIL
-                q, params = self._ack_statement(job, _FAIL, (_error_text(err), None, None))
-                _multi_sync(conn, ((_ROLLBACK_TO, None), (q, params), ("COMMIT", None)))
+                stmts, ack_i, dep_i = self._ack_plan(job, _FAIL, (_error_text(err), None, None), rollback=True)
+                results = _multi_sync(conn, stmts)
         self.loop.call_soon_threadsafe(self._count, kind)
+        self._ack_notes(job, kind, results, ack_i, dep_i)
         return True
 
     def _count_claim(self) -> None:
