@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -43,12 +44,23 @@ def _create(dsn: str, items: list[dict[str, object]]) -> None:
 
 
 class WorkerProcess:
-    def __init__(self, dsn: str, mode: str, concurrency: int, kind: str, times_file: str = "") -> None:
+    def __init__(
+        self,
+        dsn: str,
+        mode: str,
+        concurrency: int,
+        kind: str,
+        times_file: str = "",
+        prefetch: int = 0,
+        expect: int = 0,
+    ) -> None:
         args = [sys.executable, "-m", "benchmarks.worker_proc", dsn, mode, str(concurrency), kind]
         if times_file:
             args.append(times_file)
         env = dict(os.environ)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        env["QUEUERT_BENCH_PREFETCH"] = str(prefetch)
+        env["QUEUERT_BENCH_EXPECT"] = str(expect)
         self.proc = subprocess.Popen(
             args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
@@ -83,20 +95,33 @@ IDLE = (
 )
 
 
-def _drain(dsn: str, mode: str, concurrency: int, kind: str, cap: float) -> tuple[float, int | None]:
-    """Starts the worker; returns (seconds, None) once nothing is pending or
-    running, or (cap, jobs completed so far) when the time cap is hit first."""
-    worker = WorkerProcess(dsn, mode, concurrency, kind)
+def _drain(
+    dsn: str, mode: str, concurrency: int, kind: str, cap: float, expect: int, prefetch: int = 0
+) -> tuple[float, int | None]:
+    """Starts the worker; returns (seconds, None) once the worker process
+    reports ``expect`` committed acknowledgements (its own counters: the
+    database is not polled while it runs, a poll loop would compete for the
+    2 cores) and the database then shows nothing pending or running; or
+    (cap, jobs completed so far) when the time cap is hit first."""
+    worker = WorkerProcess(dsn, mode, concurrency, kind, prefetch=prefetch, expect=expect)
+    out = worker.proc.stdout
+    assert out is not None
     try:
         with psycopg.connect(dsn, autocommit=True) as poll:
-            t0 = time.perf_counter()
+            t0 = time.monotonic()
             worker.go()
             while True:
-                time.sleep(0.005)
-                row = poll.execute(IDLE).fetchone()
-                if row is not None and row[0]:
-                    return time.perf_counter() - t0, None
-                elapsed = time.perf_counter() - t0
+                ready, _, _ = select.select([out], [], [], 0.5)
+                if ready:
+                    line = out.readline()
+                    if line.startswith("done "):
+                        t_done = float(line.split()[1])
+                        row = poll.execute(IDLE).fetchone()
+                        assert row is not None and row[0], "worker reported done, database disagrees"
+                        return t_done - t0, None
+                    if not line:
+                        worker.check_alive()
+                elapsed = time.monotonic() - t0
                 if elapsed > cap:
                     done = poll.execute(
                         f"SELECT count(*) FROM {SCHEMA}.job WHERE status = 'completed'"
@@ -117,11 +142,15 @@ def _status_counts(dsn: str) -> dict[str, int]:
 
 
 def process(dbs: Databases, sizes: Sizes, results: Results, mode: str) -> None:
-    for c in sizes.concurrencies:
+    runs = [(c, 0) for c in sizes.concurrencies]
+    if mode == "staged":  # also with a local prefetch buffer (off by default)
+        runs += [(c, 4 * c) for c in sizes.concurrencies]
+    for c, prefetch in runs:
         n = sizes.process_atomic_c1_n if (mode == "atomic" and c == 1) else sizes.process_n
-        with dbs.fresh(f"process-{mode}-{c}") as dsn:
+        label = f"concurrency {c}" + (f", prefetch {prefetch}" if prefetch else "")
+        with dbs.fresh(f"process-{mode}-{c}-{prefetch}") as dsn:
             _create(dsn, [{"type_name": "bench", "input": {"n": i}} for i in range(n)])
-            seconds, done = _drain(dsn, mode, c, "noop", sizes.drain_cap_s)
+            seconds, done = _drain(dsn, mode, c, "noop", sizes.drain_cap_s, n, prefetch)
             counts = _status_counts(dsn)
             if done is None:
                 assert counts == {"completed": n}, counts
@@ -130,12 +159,12 @@ def process(dbs: Databases, sizes: Sizes, results: Results, mode: str) -> None:
                 assert counts.get("running", 0) == 0, counts
                 assert sum(counts.values()) == n and counts["completed"] >= done, counts
         rate = (n if done is None else done) / seconds
-        results.add(f"process-{mode}", f"concurrency {c}", rate, "jobs/s")
-        results.note(f"process-{mode}", f"concurrency {c}: {n:,} no-op jobs")
+        results.add(f"process-{mode}", label, rate, "jobs/s")
+        results.note(f"process-{mode}", f"{label}: {n:,} no-op jobs")
         if done is not None:
             results.note(
                 f"process-{mode}",
-                f"concurrency {c}: CAPPED at {sizes.drain_cap_s:.0f}s in some runs "
+                f"{label}: CAPPED at {sizes.drain_cap_s:.0f}s in some runs "
                 "(rate = jobs completed / time; the rest verified pending, none lost)",
             )
 
@@ -152,7 +181,7 @@ def run_chain3(dbs: Databases, sizes: Sizes, results: Results) -> None:
     n = sizes.chain3_n
     with dbs.fresh("chain-3") as dsn:
         _create(dsn, [{"type_name": "step1", "input": {"n": i}} for i in range(n)])
-        seconds, capped = _drain(dsn, "staged", 10, "chain3", sizes.drain_cap_s * 1.5)
+        seconds, capped = _drain(dsn, "staged", 10, "chain3", sizes.drain_cap_s * 1.5, 3 * n)
         with psycopg.connect(dsn) as conn:
             row = conn.execute(
                 f"SELECT count(*) FILTER (WHERE status = 'completed' AND output IS NOT NULL), "

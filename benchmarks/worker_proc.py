@@ -10,12 +10,18 @@ SIGTERM (the Worker's own graceful shutdown).
 KIND: "noop" (one no-op handler for type "bench"), "chain3" (step1 and
 step2 continue, step3 returns an output), "wakeup" (no-op that records the
 CLOCK_MONOTONIC time it started, with the job's input "i", to TIMES_FILE).
+
+Environment: QUEUERT_BENCH_PREFETCH (the worker's prefetch, default 0);
+QUEUERT_BENCH_EXPECT=N makes the process print "done <CLOCK_MONOTONIC>" once
+its own counters say N acknowledgements (completed + continued) committed, so
+the harness need not poll the database while the worker runs.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -23,7 +29,8 @@ import queuert.worker as qw
 
 
 def build(dsn: str, mode: str, concurrency: int, kind: str, times_file: str | None) -> qw.Worker:
-    worker = qw.Worker(dsn, mode=mode, concurrency=concurrency)  # type: ignore[arg-type]
+    prefetch = int(os.environ.get("QUEUERT_BENCH_PREFETCH", "0"))
+    worker = qw.Worker(dsn, mode=mode, concurrency=concurrency, prefetch=prefetch)  # type: ignore[arg-type]
     if kind == "noop":
 
         async def noop(job: Any) -> None:
@@ -64,6 +71,16 @@ def main() -> None:
     worker = build(dsn, mode, concurrency, kind, times_file)
     print("ready", flush=True)
     sys.stdin.readline()
+    expect = int(os.environ.get("QUEUERT_BENCH_EXPECT", "0"))
+    if expect:
+
+        def report() -> None:
+            stats = worker.stats
+            while stats.completed + stats.continued < expect:
+                time.sleep(0.002)
+            print(f"done {time.monotonic()!r}", flush=True)
+
+        threading.Thread(target=report, daemon=True).start()
     profile = os.environ.get("QUEUERT_BENCH_PROFILE")
     if profile:  # cProfile the worker run, for the README's profiling notes
         import cProfile
