@@ -538,7 +538,9 @@ async def test_worker_recovers_after_its_connections_are_terminated(dsn: str, db
 
     @worker.handler("work")
     async def work(job: JobContext[Any]) -> Any:
-        await asyncio.sleep(0.01)
+        # slow enough (300 jobs / 4 slots * 50 ms ~ 4 s) that the kills below
+        # land while jobs are still in flight, even on a fast machine
+        await asyncio.sleep(0.05)
         if job.conn is not None:
             await job.conn.execute("INSERT INTO side VALUES (%s, %s)", (job.id, job.worker_id))
         return job.input

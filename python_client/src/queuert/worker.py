@@ -1891,12 +1891,18 @@ class _Run:
                     continue
                 gen = self.hint_gen
                 try:
+                    if conn is not None and conn.closed:
+                        # lost inside the attempt (e.g. under the handler's own
+                        # statement): the rollback already happened server-side
+                        self.stats.reconnects += 1
+                        conn = None
+                        carry = None  # its transaction died with the connection
                     if executor is None:
-                        if conn is None or conn.closed:
+                        if conn is None:
                             conn = await self.connect("atomic")
                         got, carry = await self.atomic_attempt_async(conn, type_names, key, carry)
                     else:
-                        if conn is None or conn.closed:
+                        if conn is None:
                             conn = await executor.call(self.connect_sync)
                         got = await executor.call(self.atomic_attempt_sync, conn, type_names, key)
                     delay = 0.05
