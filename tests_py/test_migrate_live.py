@@ -45,8 +45,10 @@ async def test_migrate_while_workers_run(dsn: str, tmp_path: Path) -> None:
                 # and once, apply a brand-new migration
                 if i % 3 == 1:
                     # (after 9001 landed, an older package refuses: use the new one)
-                    dirs = {"migrations_dir": future} if i > 5 else {}
-                    assert await asyncio.to_thread(migrate, dsn, **dirs) == []
+                    dirs = future if i > 5 else migrations_dir
+                    assert await asyncio.to_thread(
+                        migrate, dsn, migrations_dir=dirs, sql_dir=sql_dir
+                    ) == []
                 if i == 5:
                     applied = await asyncio.to_thread(
                         migrate, dsn, migrations_dir=future, sql_dir=sql_dir
