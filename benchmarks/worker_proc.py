@@ -12,6 +12,8 @@ step2 continue, step3 returns an output), "wakeup" (no-op that records the
 CLOCK_MONOTONIC time it started, with the job's input "i", to TIMES_FILE).
 
 Environment: QUEUERT_BENCH_PREFETCH (the worker's prefetch, default 0);
+QUEUERT_BENCH_BATCH_NOTIFICATIONS=0 turns the worker's batched notifications
+off (for comparison runs);
 QUEUERT_BENCH_EXPECT=N makes the process print "done <CLOCK_MONOTONIC>" once
 its own counters say N acknowledgements (completed + continued) committed, so
 the harness need not poll the database while the worker runs.
@@ -30,7 +32,10 @@ import queuert.worker as qw
 
 def build(dsn: str, mode: str, concurrency: int, kind: str, times_file: str | None) -> qw.Worker:
     prefetch = int(os.environ.get("QUEUERT_BENCH_PREFETCH", "0"))
-    worker = qw.Worker(dsn, mode=mode, concurrency=concurrency, prefetch=prefetch)  # type: ignore[arg-type]
+    batch = os.environ.get("QUEUERT_BENCH_BATCH_NOTIFICATIONS", "1") != "0"
+    worker = qw.Worker(  # type: ignore[arg-type]
+        dsn, mode=mode, concurrency=concurrency, prefetch=prefetch, batch_notifications=batch
+    )
     if kind == "noop":
 
         async def noop(job: Any) -> None:
