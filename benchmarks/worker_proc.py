@@ -33,8 +33,8 @@ import queuert.worker as qw
 def build(dsn: str, mode: str, concurrency: int, kind: str, times_file: str | None) -> qw.Worker:
     prefetch = int(os.environ.get("QUEUERT_BENCH_PREFETCH", "0"))
     batch = os.environ.get("QUEUERT_BENCH_BATCH_NOTIFICATIONS", "1") != "0"
-    worker = qw.Worker(  # type: ignore[arg-type]
-        dsn, mode=mode, concurrency=concurrency, prefetch=prefetch, batch_notifications=batch
+    worker = qw.Worker(
+        dsn, mode=mode, concurrency=concurrency, prefetch=prefetch, batch_notifications=batch  # type: ignore[arg-type]
     )
     if kind == "noop":
 
