@@ -425,8 +425,9 @@ $$;
 --
 
 CREATE FUNCTION queuert._guard_dedup_keys(type_names text[], dedup_keys text[]) RETURNS void
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
+BEGIN
     INSERT INTO queuert.dedup_guard AS g (bucket, touched_at)
     SELECT DISTINCT
         (hashtextextended(k.t || chr(1) || k.k, 0) & 65535)::integer AS bucket,
@@ -435,6 +436,7 @@ CREATE FUNCTION queuert._guard_dedup_keys(type_names text[], dedup_keys text[]) 
     WHERE k.k IS NOT NULL
     ORDER BY bucket
     ON CONFLICT (bucket) DO UPDATE SET touched_at = excluded.touched_at;
+END;
 $$;
 
 --
@@ -628,12 +630,19 @@ $$;
 --
 
 CREATE FUNCTION queuert._notify(kind text, payload text) RETURNS boolean
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
-    SELECT pg_notify('queuert_' || kind, payload) IS NULL
-    FROM (SELECT coalesce(nullif(current_setting('queuert.notify', true), ''), 'all') AS mode) AS s
-    WHERE s.mode = 'all'
-        OR kind = ANY(string_to_array(replace(s.mode, ' ', ''), ','));
+DECLARE
+    v_mode text := coalesce(nullif(current_setting('queuert.notify', true), ''), 'all');
+BEGIN
+    -- PL/pgSQL, not SQL: a SQL function called from a statement is planned
+    -- again on every call; this one's expressions stay cached.
+    IF v_mode = 'all' OR kind = ANY(string_to_array(replace(v_mode, ' ', ''), ',')) THEN
+        PERFORM pg_notify('queuert_' || kind, payload);
+        RETURN true;
+    END IF;
+    RETURN false;
+END;
 $$;
 
 --
@@ -811,8 +820,11 @@ $$;
 CREATE FUNCTION queuert.claim(worker_id text, type_names text[] DEFAULT NULL::text[], max_jobs integer DEFAULT 1, lease interval DEFAULT NULL::interval) RETURNS TABLE(id uuid, type_name text, chain_id uuid, chain_type_name text, chain_index integer, input jsonb, output jsonb, status queuert.job_status, priority integer, attempt integer, scheduled_at timestamp with time zone, created_at timestamp with time zone, completed_at timestamp with time zone, completed_by text, leased_by text, leased_until timestamp with time zone, last_attempt_at timestamp with time zone, last_attempt_error text, continued_to uuid, dedup_key text, trace_context text, blockers jsonb)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
+DECLARE
+    v_ids uuid[];
 BEGIN
     IF claim.worker_id IS NULL OR claim.worker_id = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006', MESSAGE = 'claim needs a worker_id';
@@ -830,20 +842,35 @@ BEGIN
             MESSAGE = format('lease must be at most 1000 years, got %s', claim.lease);
     END IF;
 
-    -- The MATERIALIZED CTE fences LIMIT + SKIP LOCKED from the UPDATE, so the
-    -- planner cannot turn it into a nested loop that updates more rows.
+    -- Candidates first, in a statement of their own per filter shape: each
+    -- keeps a simple generic plan (an index scan of job_claim_idx), where one
+    -- statement with "type_names IS NULL OR ..." is re-planned on every call.
+    IF claim.type_names IS NULL THEN
+        v_ids := ARRAY(
+            SELECT j.id
+            FROM queuert.job AS j
+            WHERE j.status = 'pending' AND j.scheduled_at <= now()
+            ORDER BY j.priority DESC, j.scheduled_at, j.seq
+            LIMIT coalesce(claim.max_jobs, 1)
+            FOR NO KEY UPDATE SKIP LOCKED
+        );
+    ELSE
+        v_ids := ARRAY(
+            SELECT j.id
+            FROM queuert.job AS j
+            WHERE j.status = 'pending' AND j.scheduled_at <= now()
+                AND j.type_name = ANY(claim.type_names)
+            ORDER BY j.priority DESC, j.scheduled_at, j.seq
+            LIMIT coalesce(claim.max_jobs, 1)
+            FOR NO KEY UPDATE SKIP LOCKED
+        );
+    END IF;
+    IF cardinality(v_ids) = 0 THEN
+        RETURN;
+    END IF;
+
     RETURN QUERY
-    WITH candidate AS MATERIALIZED (
-        SELECT j.id
-        FROM queuert.job AS j
-        WHERE j.status = 'pending'
-            AND j.scheduled_at <= now()
-            AND (claim.type_names IS NULL OR j.type_name = ANY(claim.type_names))
-        ORDER BY j.priority DESC, j.scheduled_at, j.seq
-        LIMIT coalesce(claim.max_jobs, 1)
-        FOR NO KEY UPDATE SKIP LOCKED
-    ),
-    claimed AS (
+    WITH claimed AS (
         UPDATE queuert.job AS j
         SET
             status = 'running',
@@ -854,8 +881,7 @@ BEGIN
                 (SELECT t.lease FROM queuert.job_type AS t WHERE t.type_name = j.type_name),
                 interval '60 seconds'
             )
-        FROM candidate AS c
-        WHERE j.id = c.id
+        WHERE j.id = ANY(v_ids)
         RETURNING j.*
     )
     SELECT
@@ -893,6 +919,7 @@ $$;
 CREATE FUNCTION queuert.complete(job_id uuid, worker_id text, output jsonb DEFAULT NULL::jsonb, attempt integer DEFAULT NULL::integer) RETURNS TABLE(id uuid, chain_id uuid, status queuert.job_status, chain_completed boolean)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -945,6 +972,7 @@ $$;
 CREATE FUNCTION queuert.complete_jobs(worker_id text, job_ids uuid[], outputs jsonb[] DEFAULT NULL::jsonb[], attempts integer[] DEFAULT NULL::integer[]) RETURNS TABLE(job_id uuid, outcome text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1039,6 +1067,7 @@ $$;
 CREATE FUNCTION queuert.continue_with(job_id uuid, worker_id text, type_name text, input jsonb DEFAULT NULL::jsonb, id uuid DEFAULT NULL::uuid, schedule_at timestamp with time zone DEFAULT NULL::timestamp with time zone, schedule_after interval DEFAULT NULL::interval, blockers uuid[] DEFAULT NULL::uuid[], priority integer DEFAULT NULL::integer, trace_context text DEFAULT NULL::text, attempt integer DEFAULT NULL::integer) RETURNS SETOF queuert.continue_with_result
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1200,6 +1229,7 @@ $$;
 CREATE FUNCTION queuert.fail(job_id uuid, worker_id text, error text, retry_at timestamp with time zone DEFAULT NULL::timestamp with time zone, attempt integer DEFAULT NULL::integer) RETURNS SETOF queuert.fail_result
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1282,6 +1312,7 @@ $$;
 CREATE FUNCTION queuert.reap(max_jobs integer DEFAULT 100) RETURNS TABLE(job_id uuid, previous_worker text, status queuert.job_status)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1358,6 +1389,7 @@ $$;
 CREATE FUNCTION queuert.renew_leases(worker_id text, job_ids uuid[], lease interval DEFAULT NULL::interval) RETURNS TABLE(job_id uuid, outcome text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
 BEGIN
@@ -1547,6 +1579,7 @@ $$;
 CREATE FUNCTION queuert.start_chain(type_name text, input jsonb DEFAULT NULL::jsonb, id uuid DEFAULT NULL::uuid, schedule_at timestamp with time zone DEFAULT NULL::timestamp with time zone, schedule_after interval DEFAULT NULL::interval, blockers uuid[] DEFAULT NULL::uuid[], dedup_key text DEFAULT NULL::text, dedup_scope text DEFAULT 'incomplete'::text, dedup_window interval DEFAULT NULL::interval, priority integer DEFAULT 0, trace_context text DEFAULT NULL::text) RETURNS SETOF queuert.start_chain_result
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
 DECLARE

@@ -15,12 +15,19 @@
 -- after commit in batches can turn the per-job ones off.
 CREATE OR REPLACE FUNCTION {{ schema }}._notify(kind text, payload text)
 RETURNS boolean
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 AS $$
-    SELECT pg_notify('{{ schema }}_' || kind, payload) IS NULL
-    FROM (SELECT coalesce(nullif(current_setting('queuert.notify', true), ''), 'all') AS mode) AS s
-    WHERE s.mode = 'all'
-        OR kind = ANY(string_to_array(replace(s.mode, ' ', ''), ','));
+DECLARE
+    v_mode text := coalesce(nullif(current_setting('queuert.notify', true), ''), 'all');
+BEGIN
+    -- PL/pgSQL, not SQL: a SQL function called from a statement is planned
+    -- again on every call; this one's expressions stay cached.
+    IF v_mode = 'all' OR kind = ANY(string_to_array(replace(v_mode, ' ', ''), ',')) THEN
+        PERFORM pg_notify('{{ schema }}_' || kind, payload);
+        RETURN true;
+    END IF;
+    RETURN false;
+END;
 $$;
 
 CREATE OR REPLACE FUNCTION {{ schema }}._check_type_name(type_name text)
@@ -149,8 +156,9 @@ CREATE OR REPLACE FUNCTION {{ schema }}._guard_dedup_keys(
     type_names text [], dedup_keys text []
 )
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 AS $$
+BEGIN
     INSERT INTO {{ schema }}.dedup_guard AS g (bucket, touched_at)
     SELECT DISTINCT
         (hashtextextended(k.t || chr(1) || k.k, 0) & 65535)::integer AS bucket,
@@ -159,6 +167,7 @@ AS $$
     WHERE k.k IS NOT NULL
     ORDER BY bucket
     ON CONFLICT (bucket) DO UPDATE SET touched_at = excluded.touched_at;
+END;
 $$;
 
 -- The chain a new start with this dedup key resolves to, if any: the most

@@ -32,8 +32,11 @@ RETURNS TABLE (
 )
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
+DECLARE
+    v_ids uuid[];
 BEGIN
     IF claim.worker_id IS NULL OR claim.worker_id = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006', MESSAGE = 'claim needs a worker_id';
@@ -51,20 +54,35 @@ BEGIN
             MESSAGE = format('lease must be at most 1000 years, got %s', claim.lease);
     END IF;
 
-    -- The MATERIALIZED CTE fences LIMIT + SKIP LOCKED from the UPDATE, so the
-    -- planner cannot turn it into a nested loop that updates more rows.
+    -- Candidates first, in a statement of their own per filter shape: each
+    -- keeps a simple generic plan (an index scan of job_claim_idx), where one
+    -- statement with "type_names IS NULL OR ..." is re-planned on every call.
+    IF claim.type_names IS NULL THEN
+        v_ids := ARRAY(
+            SELECT j.id
+            FROM {{ schema }}.job AS j
+            WHERE j.status = 'pending' AND j.scheduled_at <= now()
+            ORDER BY j.priority DESC, j.scheduled_at, j.seq
+            LIMIT coalesce(claim.max_jobs, 1)
+            FOR NO KEY UPDATE SKIP LOCKED
+        );
+    ELSE
+        v_ids := ARRAY(
+            SELECT j.id
+            FROM {{ schema }}.job AS j
+            WHERE j.status = 'pending' AND j.scheduled_at <= now()
+                AND j.type_name = ANY(claim.type_names)
+            ORDER BY j.priority DESC, j.scheduled_at, j.seq
+            LIMIT coalesce(claim.max_jobs, 1)
+            FOR NO KEY UPDATE SKIP LOCKED
+        );
+    END IF;
+    IF cardinality(v_ids) = 0 THEN
+        RETURN;
+    END IF;
+
     RETURN QUERY
-    WITH candidate AS MATERIALIZED (
-        SELECT j.id
-        FROM {{ schema }}.job AS j
-        WHERE j.status = 'pending'
-            AND j.scheduled_at <= now()
-            AND (claim.type_names IS NULL OR j.type_name = ANY(claim.type_names))
-        ORDER BY j.priority DESC, j.scheduled_at, j.seq
-        LIMIT coalesce(claim.max_jobs, 1)
-        FOR NO KEY UPDATE SKIP LOCKED
-    ),
-    claimed AS (
+    WITH claimed AS (
         UPDATE {{ schema }}.job AS j
         SET
             status = 'running',
@@ -75,8 +93,7 @@ BEGIN
                 (SELECT t.lease FROM {{ schema }}.job_type AS t WHERE t.type_name = j.type_name),
                 interval '60 seconds'
             )
-        FROM candidate AS c
-        WHERE j.id = c.id
+        WHERE j.id = ANY(v_ids)
         RETURNING j.*
     )
     SELECT

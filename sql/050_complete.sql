@@ -32,6 +32,7 @@ CREATE OR REPLACE FUNCTION {{ schema }}.complete(
 RETURNS TABLE (id uuid, chain_id uuid, status {{ schema }}.job_status, chain_completed boolean)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -91,6 +92,7 @@ CREATE OR REPLACE FUNCTION {{ schema }}.complete_jobs(
 RETURNS TABLE (job_id uuid, outcome text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE

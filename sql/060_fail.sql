@@ -10,6 +10,7 @@ CREATE OR REPLACE FUNCTION {{ schema }}.fail(
 RETURNS SETOF {{ schema }}.fail_result
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE

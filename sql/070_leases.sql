@@ -8,6 +8,7 @@ CREATE OR REPLACE FUNCTION {{ schema }}.renew_leases(
 RETURNS TABLE (job_id uuid, outcome text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -75,6 +76,7 @@ CREATE OR REPLACE FUNCTION {{ schema }}.reap(max_jobs integer DEFAULT 100)
 RETURNS TABLE (job_id uuid, previous_worker text, status {{ schema }}.job_status)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
