@@ -65,14 +65,12 @@ CREATE UNIQUE INDEX job_chain_position_idx
 ON {{ schema }}.job (chain_id, chain_index);
 
 -- Claim order, over runnable rows only: stays small however many
--- completed or blocked rows the table holds.
+-- completed or blocked rows the table holds. It is the only index over
+-- pending rows: next_due_at walks it too (one probe per priority), and a
+-- second one (by due time) tempted the planner into scanning every pending
+-- row and sorting them for each claim.
 CREATE INDEX job_claim_idx
 ON {{ schema }}.job (priority DESC, scheduled_at, seq)
-WHERE status = 'pending';
-
--- next_due_at: earliest pending job regardless of priority.
-CREATE INDEX job_due_idx
-ON {{ schema }}.job (scheduled_at)
 WHERE status = 'pending';
 
 -- reap: expired leases.

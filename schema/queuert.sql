@@ -1297,12 +1297,32 @@ CREATE FUNCTION queuert.next_due_at(type_names text[] DEFAULT NULL::text[]) RETU
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-    SELECT j.scheduled_at
-    FROM queuert.job AS j
-    WHERE j.status = 'pending'
-        AND (next_due_at.type_names IS NULL OR j.type_name = ANY(next_due_at.type_names))
-    ORDER BY j.scheduled_at
-    LIMIT 1;
+    WITH RECURSIVE priorities (priority) AS (
+        (
+            SELECT j.priority FROM queuert.job AS j
+            WHERE j.status = 'pending'
+            ORDER BY j.priority DESC
+            LIMIT 1
+        )
+        UNION ALL
+        SELECT (
+            SELECT j.priority FROM queuert.job AS j
+            WHERE j.status = 'pending' AND j.priority < p.priority
+            ORDER BY j.priority DESC
+            LIMIT 1
+        )
+        FROM priorities AS p
+        WHERE p.priority IS NOT NULL
+    )
+    SELECT min((
+        SELECT j.scheduled_at FROM queuert.job AS j
+        WHERE j.status = 'pending' AND j.priority = p.priority
+            AND (next_due_at.type_names IS NULL OR j.type_name = ANY(next_due_at.type_names))
+        ORDER BY j.priority DESC, j.scheduled_at
+        LIMIT 1
+    ))
+    FROM priorities AS p
+    WHERE p.priority IS NOT NULL;
 $$;
 
 --
@@ -2131,12 +2151,6 @@ CREATE INDEX job_claim_idx ON queuert.job USING btree (priority DESC, scheduled_
 --
 
 CREATE INDEX job_dedup_idx ON queuert.job USING btree (chain_type_name, dedup_key, created_at DESC) WHERE ((dedup_key IS NOT NULL) AND (chain_index = 0));
-
---
--- Name: job_due_idx; Type: INDEX; Schema: queuert; Owner: -
---
-
-CREATE INDEX job_due_idx ON queuert.job USING btree (scheduled_at) WHERE (status = 'pending'::queuert.job_status);
 
 --
 -- Name: job_lease_idx; Type: INDEX; Schema: queuert; Owner: -

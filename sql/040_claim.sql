@@ -125,16 +125,38 @@ END;
 $$;
 
 -- When the next pending job of these types becomes due (NULL if none), so an
--- idle worker can sleep exactly that long.
+-- idle worker can sleep exactly that long. A loose index scan of
+-- job_claim_idx: for each distinct priority (a few), the first entry in
+-- due order.
 CREATE OR REPLACE FUNCTION {{ schema }}.next_due_at(type_names text [] DEFAULT NULL)
 RETURNS timestamptz
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT j.scheduled_at
-    FROM {{ schema }}.job AS j
-    WHERE j.status = 'pending'
-        AND (next_due_at.type_names IS NULL OR j.type_name = ANY(next_due_at.type_names))
-    ORDER BY j.scheduled_at
-    LIMIT 1;
+    WITH RECURSIVE priorities (priority) AS (
+        (
+            SELECT j.priority FROM {{ schema }}.job AS j
+            WHERE j.status = 'pending'
+            ORDER BY j.priority DESC
+            LIMIT 1
+        )
+        UNION ALL
+        SELECT (
+            SELECT j.priority FROM {{ schema }}.job AS j
+            WHERE j.status = 'pending' AND j.priority < p.priority
+            ORDER BY j.priority DESC
+            LIMIT 1
+        )
+        FROM priorities AS p
+        WHERE p.priority IS NOT NULL
+    )
+    SELECT min((
+        SELECT j.scheduled_at FROM {{ schema }}.job AS j
+        WHERE j.status = 'pending' AND j.priority = p.priority
+            AND (next_due_at.type_names IS NULL OR j.type_name = ANY(next_due_at.type_names))
+        ORDER BY j.priority DESC, j.scheduled_at
+        LIMIT 1
+    ))
+    FROM priorities AS p
+    WHERE p.priority IS NOT NULL;
 $$;

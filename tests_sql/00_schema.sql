@@ -107,10 +107,11 @@ SELECT is(
     'lease index is partial over running rows'
 );
 SELECT is(
-    (SELECT pg_get_expr(i.indpred, i.indrelid) FROM pg_index AS i
-     WHERE i.indexrelid = 'queuert.job_due_idx'::regclass),
-    '(status = ''pending''::queuert.job_status)',
-    'due index is partial over pending rows'
+    (SELECT count(*)::integer FROM pg_index AS i
+     WHERE i.indrelid = 'queuert.job'::regclass
+         AND pg_get_expr(i.indpred, i.indrelid) = '(status = ''pending''::queuert.job_status)'),
+    1,
+    'exactly one index over pending rows (the claim index)'
 );
 SELECT has_index('queuert', 'job_blocker', 'job_blocker_chain_idx', 'blocker edges indexed by chain');
 
