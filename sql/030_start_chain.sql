@@ -16,7 +16,6 @@ CREATE OR REPLACE FUNCTION {{ schema }}.start_chain(
 RETURNS SETOF {{ schema }}.start_chain_result
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
