@@ -238,7 +238,7 @@ BEGIN
         WHERE r.id = ANY(root_ids_to_mark);
     END IF;
     PERFORM queuert._resolve_dependents(chain_ids);
-    SELECT count(queuert._notify('chain_completed', c::text)) INTO v_notified
+    SELECT queuert._notify('chain_completed', array_agg(c::text)) INTO v_notified
     FROM unnest(chain_ids) AS c;
 END;
 $$;
@@ -626,22 +626,28 @@ END;
 $$;
 
 --
--- Name: _notify(text, text); Type: FUNCTION; Schema: queuert; Owner: -
+-- Name: _notify(text, text[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert._notify(kind text, payload text) RETURNS boolean
+CREATE FUNCTION queuert._notify(kind text, payloads text[]) RETURNS integer
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    v_mode text := coalesce(nullif(current_setting('queuert.notify', true), ''), 'all');
+    v_mode text;
+    v_sent integer;
 BEGIN
-    -- PL/pgSQL, not SQL: a SQL function called from a statement is planned
-    -- again on every call; this one's expressions stay cached.
-    IF v_mode = 'all' OR kind = ANY(string_to_array(replace(v_mode, ' ', ''), ',')) THEN
-        PERFORM pg_notify('queuert_' || kind, payload);
-        RETURN true;
+    -- One call per statement with all its payloads: the setting is read
+    -- once, not once per completed chain of a batch. PL/pgSQL, not SQL: a
+    -- SQL function called from a statement is planned again on every call.
+    IF cardinality(payloads) > 0 THEN
+        v_mode := coalesce(nullif(current_setting('queuert.notify', true), ''), 'all');
+        IF v_mode = 'all' OR kind = ANY(string_to_array(replace(v_mode, ' ', ''), ',')) THEN
+            SELECT count(pg_notify('queuert_' || kind, p)) INTO v_sent
+            FROM unnest(payloads) AS p;
+            RETURN v_sent;
+        END IF;
     END IF;
-    RETURN false;
+    RETURN 0;
 END;
 $$;
 
@@ -711,7 +717,7 @@ BEGIN
         WHERE j.id = dec.job_id
         RETURNING j.type_name, j.status, j.open_blockers
     )
-    SELECT count(queuert._notify('job_ready', t.type_name)) INTO v_notified
+    SELECT queuert._notify('job_ready', array_agg(t.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT u.type_name FROM unblocked AS u
         WHERE u.status = 'pending' AND u.open_blockers = 0
@@ -790,7 +796,7 @@ BEGIN
     INTO v_chains, v_lost
     FROM cancelled AS c;
 
-    SELECT count(queuert._notify('job_lost', l::text)) INTO v_notified
+    SELECT queuert._notify('job_lost', array_agg(l::text)) INTO v_notified
     FROM unnest(v_lost) AS l;
 
     RETURN QUERY
@@ -958,7 +964,7 @@ BEGIN
         CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END
     );
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM queuert._notify('job_lost', j.id::text);
+        PERFORM queuert._notify('job_lost', ARRAY[j.id::text]);
     END IF;
 
     RETURN QUERY SELECT j.id, j.chain_id, 'completed'::queuert.job_status, true;
@@ -1167,10 +1173,10 @@ BEGIN
     WHERE x.id = j.id;
 
     IF v_status = 'pending' THEN
-        PERFORM queuert._notify('job_ready', continue_with.type_name);
+        PERFORM queuert._notify('job_ready', ARRAY[continue_with.type_name]);
     END IF;
     IF continue_with.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM queuert._notify('job_lost', j.id::text);
+        PERFORM queuert._notify('job_lost', ARRAY[j.id::text]);
     END IF;
 
     RETURN QUERY SELECT
@@ -1213,7 +1219,7 @@ BEGIN
     INTO v_lost
     FROM deleted AS d;
 
-    SELECT count(queuert._notify('job_lost', l::text)) INTO v_notified
+    SELECT queuert._notify('job_lost', array_agg(l::text)) INTO v_notified
     FROM unnest(v_lost) AS l;
 
     RETURN QUERY
@@ -1279,10 +1285,10 @@ BEGIN
     WHERE x.id = j.id;
 
     IF v_status = 'pending' THEN
-        PERFORM queuert._notify('job_ready', j.type_name);
+        PERFORM queuert._notify('job_ready', ARRAY[j.type_name]);
     END IF;
     IF fail.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM queuert._notify('job_lost', j.id::text);
+        PERFORM queuert._notify('job_lost', ARRAY[j.id::text]);
     END IF;
 
     RETURN QUERY SELECT j.id, v_status, v_scheduled_at, j.attempt;
@@ -1388,9 +1394,9 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT count(queuert._notify('job_lost', i::text)) INTO v_notified
+    SELECT queuert._notify('job_lost', array_agg(i::text)) INTO v_notified
     FROM unnest(v_ids) AS i;
-    SELECT count(queuert._notify('job_ready', d.type_name)) INTO v_notified
+    SELECT queuert._notify('job_ready', array_agg(d.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT j.type_name
         FROM queuert.job AS j
@@ -1509,7 +1515,7 @@ BEGIN
         WHERE j.id = u.id
         RETURNING j.type_name, j.status
     )
-    SELECT count(queuert._notify('job_ready', d.type_name)) INTO v_notified
+    SELECT queuert._notify('job_ready', array_agg(d.type_name)) INTO v_notified
     FROM (SELECT DISTINCT r.type_name FROM retried AS r WHERE r.status = 'pending') AS d;
     RETURN QUERY SELECT u.id FROM unnest(v_ids) AS u (id);
 END;
@@ -1668,7 +1674,7 @@ BEGIN
     END IF;
 
     IF v_status = 'pending' THEN
-        PERFORM queuert._notify('job_ready', start_chain.type_name);
+        PERFORM queuert._notify('job_ready', ARRAY[start_chain.type_name]);
     END IF;
 
     RETURN QUERY SELECT
@@ -1934,7 +1940,7 @@ BEGIN
     END IF;
 
     -- One notification per type per statement, not per row.
-    SELECT count(queuert._notify('job_ready', t.type_name)) INTO v_notified
+    SELECT queuert._notify('job_ready', array_agg(t.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT i.type_name
         FROM unnest(v_items) AS i
@@ -1989,7 +1995,7 @@ BEGIN
         WHERE j.id = ANY(v_ids)
         RETURNING j.type_name
     )
-    SELECT count(queuert._notify('job_ready', d.type_name)) INTO v_notified
+    SELECT queuert._notify('job_ready', array_agg(d.type_name)) INTO v_notified
     FROM (SELECT DISTINCT t.type_name FROM triggered AS t) AS d;
     RETURN QUERY SELECT u.id FROM unnest(v_ids) AS u (id);
 END;

@@ -13,20 +13,26 @@
 -- job_lost. A NOTIFY serialises commits (PostgreSQL holds a database-wide
 -- lock from pre-commit to the end of the commit), so a worker that publishes
 -- after commit in batches can turn the per-job ones off.
-CREATE OR REPLACE FUNCTION {{ schema }}._notify(kind text, payload text)
-RETURNS boolean
+CREATE OR REPLACE FUNCTION {{ schema }}._notify(kind text, payloads text [])
+RETURNS integer
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-    v_mode text := coalesce(nullif(current_setting('queuert.notify', true), ''), 'all');
+    v_mode text;
+    v_sent integer;
 BEGIN
-    -- PL/pgSQL, not SQL: a SQL function called from a statement is planned
-    -- again on every call; this one's expressions stay cached.
-    IF v_mode = 'all' OR kind = ANY(string_to_array(replace(v_mode, ' ', ''), ',')) THEN
-        PERFORM pg_notify('{{ schema }}_' || kind, payload);
-        RETURN true;
+    -- One call per statement with all its payloads: the setting is read
+    -- once, not once per completed chain of a batch. PL/pgSQL, not SQL: a
+    -- SQL function called from a statement is planned again on every call.
+    IF cardinality(payloads) > 0 THEN
+        v_mode := coalesce(nullif(current_setting('queuert.notify', true), ''), 'all');
+        IF v_mode = 'all' OR kind = ANY(string_to_array(replace(v_mode, ' ', ''), ',')) THEN
+            SELECT count(pg_notify('{{ schema }}_' || kind, p)) INTO v_sent
+            FROM unnest(payloads) AS p;
+            RETURN v_sent;
+        END IF;
     END IF;
-    RETURN false;
+    RETURN 0;
 END;
 $$;
 
@@ -255,7 +261,7 @@ BEGIN
         WHERE j.id = dec.job_id
         RETURNING j.type_name, j.status, j.open_blockers
     )
-    SELECT count({{ schema }}._notify('job_ready', t.type_name)) INTO v_notified
+    SELECT {{ schema }}._notify('job_ready', array_agg(t.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT u.type_name FROM unblocked AS u
         WHERE u.status = 'pending' AND u.open_blockers = 0

@@ -85,7 +85,7 @@ BEGIN
     END IF;
 
     IF v_status = 'pending' THEN
-        PERFORM {{ schema }}._notify('job_ready', start_chain.type_name);
+        PERFORM {{ schema }}._notify('job_ready', ARRAY[start_chain.type_name]);
     END IF;
 
     RETURN QUERY SELECT

@@ -414,7 +414,7 @@ BEGIN
     END IF;
 
     -- One notification per type per statement, not per row.
-    SELECT count({{ schema }}._notify('job_ready', t.type_name)) INTO v_notified
+    SELECT {{ schema }}._notify('job_ready', array_agg(t.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT i.type_name
         FROM unnest(v_items) AS i

@@ -18,7 +18,7 @@ BEGIN
         WHERE r.id = ANY(root_ids_to_mark);
     END IF;
     PERFORM {{ schema }}._resolve_dependents(chain_ids);
-    SELECT count({{ schema }}._notify('chain_completed', c::text)) INTO v_notified
+    SELECT {{ schema }}._notify('chain_completed', array_agg(c::text)) INTO v_notified
     FROM unnest(chain_ids) AS c;
 END;
 $$;
@@ -71,7 +71,7 @@ BEGIN
         CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END
     );
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM {{ schema }}._notify('job_lost', j.id::text);
+        PERFORM {{ schema }}._notify('job_lost', ARRAY[j.id::text]);
     END IF;
 
     RETURN QUERY SELECT j.id, j.chain_id, 'completed'::{{ schema }}.job_status, true;

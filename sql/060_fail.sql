@@ -60,10 +60,10 @@ BEGIN
     WHERE x.id = j.id;
 
     IF v_status = 'pending' THEN
-        PERFORM {{ schema }}._notify('job_ready', j.type_name);
+        PERFORM {{ schema }}._notify('job_ready', ARRAY[j.type_name]);
     END IF;
     IF fail.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM {{ schema }}._notify('job_lost', j.id::text);
+        PERFORM {{ schema }}._notify('job_lost', ARRAY[j.id::text]);
     END IF;
 
     RETURN QUERY SELECT j.id, v_status, v_scheduled_at, j.attempt;

@@ -132,9 +132,9 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT count({{ schema }}._notify('job_lost', i::text)) INTO v_notified
+    SELECT {{ schema }}._notify('job_lost', array_agg(i::text)) INTO v_notified
     FROM unnest(v_ids) AS i;
-    SELECT count({{ schema }}._notify('job_ready', d.type_name)) INTO v_notified
+    SELECT {{ schema }}._notify('job_ready', array_agg(d.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT j.type_name
         FROM {{ schema }}.job AS j

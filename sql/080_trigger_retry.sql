@@ -65,7 +65,7 @@ BEGIN
         WHERE j.id = ANY(v_ids)
         RETURNING j.type_name
     )
-    SELECT count({{ schema }}._notify('job_ready', d.type_name)) INTO v_notified
+    SELECT {{ schema }}._notify('job_ready', array_agg(d.type_name)) INTO v_notified
     FROM (SELECT DISTINCT t.type_name FROM triggered AS t) AS d;
     RETURN QUERY SELECT u.id FROM unnest(v_ids) AS u (id);
 END;
@@ -110,7 +110,7 @@ BEGIN
         WHERE j.id = u.id
         RETURNING j.type_name, j.status
     )
-    SELECT count({{ schema }}._notify('job_ready', d.type_name)) INTO v_notified
+    SELECT {{ schema }}._notify('job_ready', array_agg(d.type_name)) INTO v_notified
     FROM (SELECT DISTINCT r.type_name FROM retried AS r WHERE r.status = 'pending') AS d;
     RETURN QUERY SELECT u.id FROM unnest(v_ids) AS u (id);
 END;

@@ -124,7 +124,7 @@ BEGIN
     INTO v_chains, v_lost
     FROM cancelled AS c;
 
-    SELECT count({{ schema }}._notify('job_lost', l::text)) INTO v_notified
+    SELECT {{ schema }}._notify('job_lost', array_agg(l::text)) INTO v_notified
     FROM unnest(v_lost) AS l;
 
     RETURN QUERY
@@ -166,7 +166,7 @@ BEGIN
     INTO v_lost
     FROM deleted AS d;
 
-    SELECT count({{ schema }}._notify('job_lost', l::text)) INTO v_notified
+    SELECT {{ schema }}._notify('job_lost', array_agg(l::text)) INTO v_notified
     FROM unnest(v_lost) AS l;
 
     RETURN QUERY
