@@ -95,9 +95,11 @@ LANGUAGE sql IMMUTABLE
 AS $$
     SELECT CASE
         WHEN jsonb_typeof(item) IS DISTINCT FROM 'object' THEN false
-        WHEN item - '{type_name,input,id,schedule_at,schedule_after_ms,blockers,dedup_key,dedup_scope,dedup_window_ms,priority,trace_context}'::text [] <> '{}'::jsonb THEN false
         WHEN jsonb_typeof(item -> 'type_name') IS DISTINCT FROM 'string' THEN false
         WHEN length(item ->> 'type_name') NOT BETWEEN 1 AND 255 THEN false
+        -- The usual item (a type and an input): nothing else to look at.
+        WHEN item - '{type_name,input}'::text [] = '{}'::jsonb THEN true
+        WHEN item - '{type_name,input,id,schedule_at,schedule_after_ms,blockers,dedup_key,dedup_scope,dedup_window_ms,priority,trace_context}'::text [] <> '{}'::jsonb THEN false
         WHEN coalesce(jsonb_typeof(item -> 'id'), 'null') NOT IN ('string', 'null') THEN false
         WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') NOT IN ('string', 'null') THEN false
         WHEN coalesce(jsonb_typeof(item -> 'blockers'), 'null') NOT IN ('array', 'null') THEN false
@@ -127,7 +129,7 @@ LANGUAGE sql STABLE
 AS $$
     SELECT coalesce(array_agg(ROW(
         a.o::integer,
-        coalesce((a.item ->> 'id')::uuid, gen_random_uuid()),
+        coalesce((a.item ->> 'id')::uuid, {{ schema }}._new_job_id()),
         (a.item ->> 'id') IS NOT NULL,
         a.item ->> 'type_name',
         nullif(a.item -> 'input', 'null'),  -- JSON null takes the default (SQL NULL)
@@ -183,21 +185,68 @@ DECLARE
     v_blocked_n integer[];
     v_existing uuid;
     v_notified integer;
+    v_general boolean;
+    v_types text[];
 BEGIN
     IF start_chains.items IS NULL OR jsonb_typeof(start_chains.items) <> 'array' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = 'start_chains expects a JSON array of objects';
     END IF;
 
-    SELECT min(a.o) INTO v_bad_ord
-    FROM jsonb_array_elements(start_chains.items) WITH ORDINALITY AS a (item, o)
-    WHERE NOT {{ schema }}._chain_item_ok(a.item);
+    -- One pass: the first malformed item, whether any item needs the general
+    -- path below (a given id, blockers, a dedup key or a timestamp to parse),
+    -- and the types to announce.
+    SELECT
+        min(a.o) FILTER (WHERE NOT {{ schema }}._chain_item_ok(a.item)),
+        coalesce(bool_or(a.item ?| '{id,blockers,dedup_key,schedule_at}'::text []), false),
+        array_agg(DISTINCT a.item ->> 'type_name')
+    INTO v_bad_ord, v_general, v_types
+    FROM jsonb_array_elements(start_chains.items) WITH ORDINALITY AS a (item, o);
     IF v_bad_ord IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('start_chains item %s %s', v_bad_ord, coalesce(
                 {{ schema }}._chain_item_problem(start_chains.items -> (v_bad_ord::integer - 1)),
                 'is malformed'
             ));
+    END IF;
+
+    IF NOT v_general THEN
+        -- Plain items (the bulk of real batches): every value is already
+        -- validated, nothing can be blocked, deduplicated or collide, so one
+        -- statement inserts and answers. Rows go in input order (a function
+        -- scan with ordinality, materialised once), so seq keeps FIFO.
+        RETURN QUERY
+        WITH src AS MATERIALIZED (
+            SELECT
+                a.o::integer AS ord,
+                {{ schema }}._new_job_id() AS id,
+                a.item ->> 'type_name' AS type_name,
+                nullif(a.item -> 'input', 'null') AS input,
+                coalesce(
+                    now() + make_interval(secs => (a.item ->> 'schedule_after_ms')::float8 / 1000),
+                    now()
+                ) AS scheduled_at,
+                coalesce((a.item ->> 'priority')::numeric::integer, 0) AS priority,
+                a.item ->> 'trace_context' AS trace_context
+            FROM jsonb_array_elements(start_chains.items) WITH ORDINALITY AS a (item, o)
+        ),
+        inserted AS (
+            INSERT INTO {{ schema }}.job (
+                id, type_name, chain_id, chain_type_name, chain_index, input, status,
+                priority, scheduled_at, trace_context
+            )
+            SELECT
+                s.id, s.type_name, s.id, s.type_name, 0, s.input, 'pending',
+                s.priority, s.scheduled_at, s.trace_context
+            FROM src AS s
+        )
+        SELECT
+            s.ord, s.id, s.id, s.type_name, 'pending'::{{ schema }}.job_status,
+            s.scheduled_at, now(), false
+        FROM src AS s
+        ORDER BY s.ord;
+        v_notified := {{ schema }}._notify('job_ready', v_types);
+        RETURN;
     END IF;
 
     BEGIN

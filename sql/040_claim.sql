@@ -110,13 +110,7 @@ BEGIN
             ) ORDER BY b.position)
             FROM {{ schema }}.job_blocker AS b
             JOIN {{ schema }}.job AS r ON r.id = b.blocker_chain_id
-            CROSS JOIN LATERAL (
-                SELECT l.output
-                FROM {{ schema }}.job AS l
-                WHERE l.chain_id = b.blocker_chain_id
-                ORDER BY l.chain_index DESC
-                LIMIT 1
-            ) AS tail
+            CROSS JOIN LATERAL {{ schema }}._chain_tail(b.blocker_chain_id) AS tail
             WHERE b.job_id = c.id
         ), '[]'::jsonb)
     FROM claimed AS c

@@ -22,7 +22,7 @@ AS $$
 DECLARE
     v_chain_id uuid;
     j {{ schema }}.job;
-    v_id uuid := coalesce(continue_with.id, gen_random_uuid());
+    v_id uuid := coalesce(continue_with.id, {{ schema }}._new_job_id());
     v_scheduled_at timestamptz;
     v_blockers uuid[];
     v_open uuid[] := '{}';

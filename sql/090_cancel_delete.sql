@@ -5,6 +5,19 @@
 -- id order. Non-root ids, unknown ids and NULL elements are skipped. With
 -- cascade, adds transitively every chain that a job of the set waits on.
 -- Raises QU005 if a job outside the set has one of them as a blocker.
+-- Ids of a chain's jobs: the root (its id is the chain id) and the later
+-- jobs, found through job_chain_position_idx (positions > 0 only).
+CREATE OR REPLACE FUNCTION {{ schema }}._chain_job_ids(chain_id uuid)
+RETURNS SETOF uuid
+LANGUAGE sql STABLE
+AS $$
+    SELECT _chain_job_ids.chain_id
+    UNION ALL
+    SELECT l.id
+    FROM {{ schema }}.job AS l
+    WHERE l.chain_id = _chain_job_ids.chain_id AND l.chain_index > 0
+$$;
+
 CREATE OR REPLACE FUNCTION {{ schema }}._lock_chain_set(
     chain_ids uuid [], cascade boolean, action text
 )
@@ -41,7 +54,7 @@ BEGIN
                     UNION ALL
                     SELECT b.blocker_chain_id, c.depth + 1, c.path || b.blocker_chain_id
                     FROM closure AS c
-                    JOIN {{ schema }}.job AS j ON j.chain_id = c.id
+                    CROSS JOIN LATERAL {{ schema }}._chain_job_ids(c.id) AS j (id)
                     JOIN {{ schema }}.job_blocker AS b ON b.job_id = j.id
                     WHERE NOT (b.blocker_chain_id = ANY(c.path))
                 )
@@ -63,7 +76,7 @@ BEGIN
                     UNION
                     SELECT b.blocker_chain_id
                     FROM closure AS c
-                    JOIN {{ schema }}.job AS j ON j.chain_id = c.id
+                    CROSS JOIN LATERAL {{ schema }}._chain_job_ids(c.id) AS j (id)
                     JOIN {{ schema }}.job_blocker AS b ON b.job_id = j.id
                 )
                 SELECT c.id FROM closure AS c WHERE NOT (c.id = ANY(v_set))
@@ -107,7 +120,7 @@ BEGIN
     WITH target AS (
         SELECT j.id, j.status
         FROM {{ schema }}.job AS j
-        WHERE j.chain_id = ANY(v_set) AND j.status NOT IN ('completed', 'cancelled')
+        WHERE ((j.chain_index > 0 AND j.chain_id = ANY(v_set)) OR (j.chain_index = 0 AND j.id = ANY(v_set))) AND j.status NOT IN ('completed', 'cancelled')
         ORDER BY j.chain_index > 0, j.id
         FOR NO KEY UPDATE
     ),
@@ -155,11 +168,11 @@ BEGIN
     -- blocker_chain_id must never see a dangling edge.
     DELETE FROM {{ schema }}.job_blocker AS b
     USING {{ schema }}.job AS j
-    WHERE b.job_id = j.id AND j.chain_id = ANY(v_set);
+    WHERE b.job_id = j.id AND ((j.chain_index > 0 AND j.chain_id = ANY(v_set)) OR (j.chain_index = 0 AND j.id = ANY(v_set)));
 
     WITH deleted AS (
         DELETE FROM {{ schema }}.job AS j
-        WHERE j.chain_id = ANY(v_set)
+        WHERE ((j.chain_index > 0 AND j.chain_id = ANY(v_set)) OR (j.chain_index = 0 AND j.id = ANY(v_set)))
         RETURNING j.id, j.status
     )
     SELECT coalesce(array_agg(d.id) FILTER (WHERE d.status = 'running'), '{}')

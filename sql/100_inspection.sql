@@ -13,11 +13,20 @@ SELECT
     r.chain_completed_at AS completed_at,
     CASE WHEN r.chain_completed_at IS NOT NULL THEN t.output END AS output
 FROM {{ schema }}.job AS r
+-- The last job: a later one (job_chain_position_idx holds positions > 0
+-- only) or else the root itself. Spelled out rather than _chain_tail: the
+-- view's readers need no EXECUTE on private functions.
 CROSS JOIN LATERAL (
-    SELECT l.id, l.type_name, l.status, l.chain_index, l.output
-    FROM {{ schema }}.job AS l
-    WHERE l.chain_id = r.id
-    ORDER BY l.chain_index DESC
+    (
+        SELECT l.id, l.type_name, l.status, l.chain_index, l.output
+        FROM {{ schema }}.job AS l
+        WHERE l.chain_id = r.id AND l.chain_index > 0
+        ORDER BY l.chain_index DESC
+        LIMIT 1
+    )
+    UNION ALL
+    SELECT r.id, r.type_name, r.status, r.chain_index, r.output
+    ORDER BY chain_index DESC  -- noqa: RF02
     LIMIT 1
 ) AS t
 WHERE r.chain_index = 0;
@@ -40,8 +49,10 @@ RETURNS SETOF {{ schema }}.job
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- The root by id, later jobs through job_chain_position_idx.
     SELECT j.*
     FROM {{ schema }}.job AS j
-    WHERE j.chain_id = chain_jobs.chain_id
+    WHERE (j.chain_index > 0 AND j.chain_id = chain_jobs.chain_id)
+        OR (j.chain_index = 0 AND j.id = chain_jobs.chain_id)
     ORDER BY j.chain_index;
 $$;

@@ -328,3 +328,84 @@ def test_plan_queries_match_the_engine_source() -> None:
     ]
     for src, query in expected:
         assert norm(query.replace("queuert.", f"{schema}.")) in src, query
+
+
+# sql/100_inspection.sql and sql/010_common.sql (_chain_tail): a chain's last
+# job. Roots are not in job_chain_position_idx (migration 0002), so the tail
+# is the root (by id) or the highest later position (that index, backwards).
+CHAIN_TAIL = "SELECT * FROM queuert.chain WHERE chain_id = {chain_id}"
+CHAIN_TAIL_FN = (
+    "SELECT t.id FROM unnest({chain_ids}) AS c (id)"
+    " CROSS JOIN LATERAL queuert._chain_tail(c.id) AS t"
+)
+# sql/100_inspection.sql, chain_jobs(): every job of one chain.
+CHAIN_MEMBERS = """
+SELECT j.*
+FROM queuert.job AS j
+WHERE (j.chain_index > 0 AND j.chain_id = {chain_id})
+    OR (j.chain_index = 0 AND j.id = {chain_id})
+ORDER BY j.chain_index
+"""
+
+
+def backwards_on_chain_position(nodes: list[dict[str, Any]]) -> bool:
+    return any(
+        n.get("Index Name") == "job_chain_position_idx" and n.get("Scan Direction") == "Backward"
+        for n in nodes
+    )
+
+
+@pytest.fixture
+def long_chain(db: Conn) -> str:
+    """A root plus 2,000 later jobs (rolled back after the test)."""
+    row = db.execute("SELECT id FROM queuert.job WHERE type_name = 'done' LIMIT 1").fetchone()
+    assert row is not None
+    db.execute(
+        """
+        INSERT INTO queuert.job (id, type_name, chain_id, chain_type_name, chain_index,
+            status, scheduled_at, completed_at, attempt)
+        SELECT gen_random_uuid(), 'step', %(c)s, 'done', g, 'completed', now(), now(), 1
+        FROM generate_series(1, 2000) AS g
+        """,
+        {"c": row[0]},
+    )
+    db.execute("ANALYZE queuert.job")
+    return str(row[0])
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+def test_chain_tail_reads_one_later_position_backwards(db: Conn, long_chain: str, generic: bool) -> None:
+    nodes = explain(db, CHAIN_TAIL, {"chain_id": ("uuid", long_chain)}, generic)
+    found = scans(nodes, "job")
+    assert backwards_on_chain_position(nodes), nodes
+    assert all(kind != "Seq Scan" for kind, _ in found), nodes
+    assert not any(n["Node Type"] == "Sort" and n.get("Plan Rows", 0) > 1 for n in nodes), nodes
+    tail = db.execute("SELECT job_count, current_type_name FROM queuert.chain WHERE chain_id = %s", (long_chain,))
+    assert tail.fetchone() == (2001, "step")
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+def test_chain_tail_function_is_inlined(db: Conn, long_chain: str, generic: bool) -> None:
+    nodes = explain(db, CHAIN_TAIL_FN, {"chain_ids": ("uuid[]", [long_chain])}, generic)
+    assert not any(n["Node Type"] == "Function Scan" and n.get("Function Name") == "_chain_tail" for n in nodes), nodes
+    assert backwards_on_chain_position(nodes), nodes
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+def test_chain_members_use_the_primary_key_and_chain_position(db: Conn, long_chain: str, generic: bool) -> None:
+    nodes = explain(db, CHAIN_MEMBERS, {"chain_id": ("uuid", long_chain)}, generic)
+    assert all(kind != "Seq Scan" for kind, _ in scans(nodes, "job")), nodes
+    count = db.execute("SELECT count(*) FROM queuert.chain_jobs(%s)", (long_chain,)).fetchone()
+    assert count == (2001,)
+
+
+def test_chain_queries_match_the_engine_source() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "sql"
+
+    def norm(text: str) -> str:
+        return " ".join(text.split())
+
+    members = norm(CHAIN_MEMBERS.format(chain_id="chain_jobs.chain_id").replace("queuert.", "{{ schema }}."))
+    assert members in norm((root / "100_inspection.sql").read_text())

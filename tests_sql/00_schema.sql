@@ -1,6 +1,6 @@
 -- The data model and the shape of the public SQL API, as DESIGN.md lists them.
 BEGIN;
-SELECT plan(88);
+SELECT plan(91);
 
 -- Output column names of a function: its OUT/TABLE arguments, else the
 -- attributes of the composite type it returns.
@@ -94,6 +94,28 @@ SELECT is(
     ARRAY['chain_id', 'chain_index'],
     'job_chain_position_idx covers (chain_id, chain_index)'
 );
+SELECT is(
+    pg_get_expr(i.indpred, i.indrelid),
+    '(chain_index > 0)',
+    'job_chain_position_idx holds later positions only (a root is unique by its id)'
+)
+FROM pg_index AS i WHERE i.indexrelid = 'queuert.job_chain_position_idx'::regclass;
+
+-- New job ids are version 7 UUIDs: increasing, so new rows append to the
+-- primary key instead of landing on random pages.
+SELECT is(
+    (SELECT array_agg(DISTINCT substr(c.id::text, 15, 1)) FROM queuert.start_chain('uuid-probe') AS c),
+    ARRAY['7'],
+    'start_chain ids are version 7 UUIDs'
+);
+SELECT ok(
+    (SELECT bool_and(substr(c.id::text, 15, 1) = '7' AND substr(c.id::text, 20, 1) IN ('8', '9', 'a', 'b'))
+     FROM queuert.start_chains(
+         (SELECT jsonb_agg(jsonb_build_object('type_name', 'uuid-probe')) FROM generate_series(1, 50))
+     ) AS c),
+    'start_chains ids are version 7 UUIDs with the RFC 4122 variant'
+);
+DELETE FROM queuert.job WHERE type_name = 'uuid-probe';  -- out of the later claim probe's way
 SELECT is(
     pg_get_indexdef('queuert.job_claim_idx'::regclass),
     'CREATE INDEX job_claim_idx ON queuert.job USING btree (priority DESC, scheduled_at, seq)'

@@ -142,14 +142,20 @@ ORDER BY ord"""
 
 
 def _sql_current_job(s: str, by_job_id: bool) -> str:
-    # A chain's current job is its last one (highest chain_index); the
-    # unique index (chain_id, chain_index) serves this backwards.
+    # A chain's current job is its last one (highest chain_index): a later
+    # job through the unique index (chain_id, chain_index), which holds
+    # positions > 0 only, or else the root, read by its id.
     if by_job_id:
         return f"""SELECT j.id, j.type_name, j.status::text AS status FROM {s}.job j
     WHERE j.chain_id = %(chain_id)s::uuid AND j.id = %(job_id)s::uuid"""
-    return f"""SELECT j.id, j.type_name, j.status::text AS status FROM {s}.job j
-    WHERE j.chain_id = %(chain_id)s::uuid
-    ORDER BY j.chain_index DESC LIMIT 1"""
+    return f"""SELECT u.id, u.type_name, u.status FROM (
+    (SELECT j.id, j.type_name, j.status::text AS status, j.chain_index FROM {s}.job j
+    WHERE j.chain_id = %(chain_id)s::uuid AND j.chain_index > 0
+    ORDER BY j.chain_index DESC LIMIT 1)
+    UNION ALL
+    SELECT j.id, j.type_name, j.status::text, j.chain_index FROM {s}.job j
+    WHERE j.id = %(chain_id)s::uuid AND j.chain_index = 0
+) u ORDER BY u.chain_index DESC LIMIT 1"""
 
 
 @lru_cache(maxsize=64)
