@@ -689,6 +689,112 @@ async def test_stop_releases_prefetched_jobs_that_never_started(dsn: str, db: DB
     assert started == [0]  # the prefetched jobs never ran
 
 
+async def test_prefetch_zero_claims_only_free_slots(dsn: str, db: DB) -> None:
+    worker = fast(dsn, concurrency=2, prefetch=0)
+
+    @worker.handler("free")
+    async def free(job: JobContext[Any]) -> None:
+        return None
+
+    await aio.start_chains(db.conn, [queuert.ChainSpec("free", i) for i in range(60)])
+    async with running(worker):
+        await eventually(lambda: _count_completed(db, 60))
+    assert worker.stats.completed == 60
+    assert 1 <= worker.stats.largest_claim <= 2
+
+
+async def test_auto_prefetch_claims_far_ahead_for_fast_handlers(dsn: str, db: DB) -> None:
+    """The default (prefetch "auto"): once handler durations are known to be
+    tiny, a claim takes many more jobs than there are slots, so one commit
+    acknowledges and claims big batches."""
+    worker = fast(dsn, concurrency=2)
+    assert worker.prefetch == "auto"
+    active = 0
+    peak = 0
+
+    @worker.handler("quick")
+    async def quick(job: JobContext[Any]) -> Any:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0)  # a real suspension: the job holds its slot
+        active -= 1
+        return job.input
+
+    await aio.start_chains(db.conn, [queuert.ChainSpec("quick", i) for i in range(600)])
+    async with running(worker):
+        await eventually(lambda: _count_completed(db, 600))
+    assert peak == 2  # never more handlers than slots
+    assert worker.stats.completed == 600 and worker.stats.claimed == 600
+    assert worker.stats.largest_claim > 20  # far beyond the 2 free slots
+    assert worker.stats.flushes < 100  # with claims of 2, it would take >= 300
+
+
+async def test_auto_prefetch_holds_at_most_one_job_ahead_of_slow_handlers(dsn: str, db: DB) -> None:
+    """0.3 s handlers at concurrency 2: 50 ms of work is a sixth of a job, so
+    auto claims at most one job beyond the slots (other workers can run the
+    rest)."""
+    worker = fast(dsn, concurrency=2)
+    started: list[int] = []
+
+    @worker.handler("slowish")
+    async def slowish(job: JobContext[Any]) -> None:
+        started.append(job.input)
+        await asyncio.sleep(0.3)
+
+    await aio.start_chains(db.conn, [queuert.ChainSpec("slowish", i) for i in range(40)])
+    held: list[int] = []
+    async with running(worker):
+        wid = worker.worker_id
+        deadline = time.monotonic() + 2.5  # about 8 rounds of handlers
+        while time.monotonic() < deadline:
+            row = await db.one(
+                "SELECT count(*) FROM queuert.job WHERE status = 'running' AND leased_by = %s", (wid,)
+            )
+            held.append(row[0])
+            await asyncio.sleep(0.01)
+    assert len(started) >= 10  # it kept working at full concurrency meanwhile
+    assert max(held) <= 3  # 2 slots + at most 1 ahead
+    assert worker.stats.largest_claim <= 3
+
+
+async def test_auto_prefetch_keeps_leases_and_stop_releases_held_jobs(dsn: str, db: DB) -> None:
+    """Jobs claimed ahead by auto are leased and renewed while they wait
+    (never reaped, even with a 1 s lease), and released at stop without
+    having run."""
+    worker = fast(dsn, concurrency=1, grace_period=0.3, lease=timedelta(seconds=1), renew_interval=0.2)
+    started: list[int] = []
+
+    @worker.handler("burst")
+    async def burst(job: JobContext[Any]) -> None:
+        started.append(job.input)
+        if job.input >= 20:  # fast at first (auto then claims far ahead), then stuck
+            await asyncio.sleep(60)
+
+    await aio.start_chains(db.conn, [queuert.ChainSpec("burst", i) for i in range(300)])
+    task = asyncio.create_task(worker.run_async())
+    await eventually(lambda: 20 in started)
+    await asyncio.sleep(2.5)  # well past the 1 s lease of the held jobs
+    held = await db.one(
+        "SELECT count(*), bool_and(leased_until > now()) FROM queuert.job "
+        "WHERE status = 'running' AND leased_by = %s",
+        (worker.worker_id,),
+    )
+    assert held[0] > 20 and held[1]  # many held beyond the one slot, leases current
+    assert worker.stats.lost == 0 and worker.stats.reaped == 0
+    assert worker.stats.largest_claim > 20
+    worker.stop()
+    await asyncio.wait_for(task, 10)
+    assert started == list(range(21))  # the held jobs never ran
+    rows = await db.all(
+        "SELECT status::text, count(*), bool_and(leased_by IS NULL), "
+        "bool_and(last_attempt_error LIKE 'released%%') FROM queuert.job GROUP BY 1 ORDER BY 1"
+    )
+    assert rows[0][:2] == ("completed", 20)
+    assert rows[1] == ("pending", 280, True, True)
+    assert worker.stats.released == held[0]
+
+
 @pytest.mark.parametrize("mode", ["staged", "atomic"])
 async def test_awkward_text_survives_acknowledgements(dsn: str, db: DB, mode: str) -> None:
     """Outputs, continuation inputs and error texts with quotes, backslashes,

@@ -19,9 +19,10 @@ How it works (asyncio inside; sync handlers run in worker threads):
   acknowledged in batches: every flush is *one* round trip carrying one
   implicit transaction with ``complete_jobs`` for all completed jobs, one
   statement for all continuations, one for all failures and the next
-  ``claim`` for the free slots. A crash before that commit leaves the jobs
-  running until their lease expires; ``reap`` then hands them to another
-  worker. Nothing is lost; a job may run twice (at-least-once).
+  ``claim`` for the free slots and, by default, for jobs held ahead
+  (``prefetch="auto"``: about 50 ms of expected work). A crash before
+  that commit leaves the jobs running until their lease expires; ``reap``
+  then hands them to another worker. Nothing is lost; a job may run twice (at-least-once).
   Every acknowledgement is fenced with the worker id and the attempt, so a
   stale outcome can never overwrite a newer one.
 * **Atomic mode**. Each slot owns a connection; claim, the handler's SQL (on
@@ -51,6 +52,7 @@ import importlib
 import inspect
 import json
 import logging
+import math
 import os
 import queue
 import random
@@ -263,6 +265,9 @@ class WorkerStats:
     flushes: int = 0
     reconnects: int = 0
     reaped: int = 0
+    #: the most jobs one claim returned (staged mode): above ``concurrency``
+    #: when claims take jobs ahead (``prefetch``)
+    largest_claim: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -333,14 +338,16 @@ class _ThreadPool:
             if item is None:
                 return
             job, fn = item
+            t0 = time.monotonic()
             try:
                 result: Any = fn(job)
                 exc: BaseException | None = None
             except BaseException as e:  # noqa: BLE001 - handed to the loop
                 result, exc = None, e
+            took = time.monotonic() - t0
             with self.lock:
                 self.busy -= 1
-                self.done.append((job, result, exc))
+                self.done.append((job, result, exc, took))
                 wake = not self.wake_pending
                 self.wake_pending = True
             if wake and not self.closed:
@@ -536,10 +543,17 @@ class Worker:
     psycopg (``None`` disables server-side prepared statements, for PgBouncer
     in transaction mode). ``flush_connections`` (staged mode) is the number
     of connections that claim and acknowledge, so one batch can commit while
-    the next is on its way. ``prefetch`` (staged mode, default 0) lets a
-    claim take that many jobs beyond the free slots; they wait in a local
-    queue, leased and renewed, until a slot frees (bigger batches per
-    commit, at the price of holding jobs other workers could run).
+    the next is on its way. ``prefetch`` (staged mode) is how many jobs a
+    claim may take beyond the free slots; they wait in a local queue,
+    leased and renewed, until a slot frees (bigger batches per commit, at
+    the price of holding jobs other workers could run; released at stop).
+    ``"auto"`` (default) holds about ``prefetch_window`` seconds (default
+    0.05) of expected work: ``ceil(concurrency * prefetch_window / d)``
+    jobs, ``d`` being a moving average of handler durations (none until
+    the first handler finished), at most ``prefetch_max`` (default
+    ``max(200, 10 * concurrency)``). No-op handlers thus get batches of
+    ~100 jobs per commit; 1 s handlers at concurrency 10 get one job
+    ahead. An int is a fixed number; 0 claims only the free slots.
     ``batch_notifications`` (default True): the worker's acknowledgements
     send no ``job_ready`` / ``chain_completed`` NOTIFY inside their
     transactions (``queuert.notify = 'job_lost'``); the worker publishes
@@ -566,7 +580,9 @@ class Worker:
         reconnect_max: float = 5.0,
         prepare_threshold: int | None = 5,
         flush_connections: int = 2,
-        prefetch: int = 0,
+        prefetch: int | Literal["auto"] = "auto",
+        prefetch_window: float = 0.05,
+        prefetch_max: int | None = None,
         batch_notifications: bool = True,
     ) -> None:
         if concurrency < 1:
@@ -588,9 +604,15 @@ class Worker:
         self.reconnect_max = reconnect_max
         self.prepare_threshold = prepare_threshold
         self.flush_connections = flush_connections
-        if prefetch < 0:
-            raise ValueError("prefetch must not be negative")
-        self.prefetch = prefetch
+        if prefetch != "auto" and (isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0):
+            raise ValueError(f"prefetch must be 'auto' or a non-negative int, not {prefetch!r}")
+        if not prefetch_window > 0:
+            raise ValueError("prefetch_window must be positive")
+        if prefetch_max is not None and prefetch_max < 0:
+            raise ValueError("prefetch_max must not be negative")
+        self.prefetch: int | Literal["auto"] = prefetch
+        self.prefetch_window = float(prefetch_window)
+        self.prefetch_max = prefetch_max
         self.batch_notifications = batch_notifications
         self.stats = WorkerStats()
         self._handlers: dict[str, _Handler] = {}
@@ -738,6 +760,18 @@ class _Run:
         self.acks: list[tuple[JobContext[Any], int, Any]] = []
         self.running = 0  # handlers executing (slots in use)
         self.queued: collections.deque[JobContext[Any]] = collections.deque()  # prefetched
+        # claim-ahead (staged mode): how many jobs a claim may take beyond
+        # the free slots. A fixed number, or "auto": as many as make
+        # prefetch_window seconds of expected work for all slots, from an
+        # EWMA of handler durations (0 until the first duration is known),
+        # capped at ahead_max. See claim_ahead().
+        self.auto_ahead = worker.prefetch == "auto"
+        self.fixed_ahead = 0 if worker.prefetch == "auto" else int(worker.prefetch)
+        self.ahead_max = (
+            worker.prefetch_max if worker.prefetch_max is not None else max(200, 10 * self.concurrency)
+        )
+        self.ahead_work = self.concurrency * worker.prefetch_window  # slot-seconds
+        self.duration: float | None = None  # EWMA of handler durations, seconds
         self.wake = asyncio.Event()  # main loop wake-up
         self.maint_wake = asyncio.Event()
         self.check_ids: set[uuid.UUID] = set()
@@ -906,6 +940,24 @@ class _Run:
         self.hint_event = asyncio.Event()
         self.wake.set()
 
+    def claim_ahead(self) -> int:
+        """Jobs a claim may take beyond the free slots (staged mode).
+
+        Auto: with every slot busy a worker finishes ``concurrency / d``
+        jobs a second (``d``: the EWMA of handler durations), so holding
+        ``ceil(concurrency * prefetch_window / d)`` jobs keeps about
+        ``prefetch_window`` seconds of work queued locally: a no-op handler
+        gets ``ahead_max`` (big batches per commit), a 1 s handler at
+        concurrency 10 gets 1."""
+        if not self.auto_ahead:
+            return self.fixed_ahead
+        d = self.duration
+        if d is None:
+            return 0
+        if d * self.ahead_max <= self.ahead_work:
+            return self.ahead_max
+        return min(self.ahead_max, math.ceil(self.ahead_work / d))
+
     def claim_wanted(self) -> bool:
         return self.drained_gen != self.hint_gen
 
@@ -993,10 +1045,9 @@ class _Run:
         every lane has work to carry.
         """
         self.pool = _ThreadPool(self.concurrency, self.loop, self.deliver_sync_results)
-        n_lanes = max(1, min(self.w.flush_connections, self.concurrency))
+        most_ahead = self.ahead_max if self.auto_ahead else self.fixed_ahead
+        n_lanes = max(1, min(self.w.flush_connections, self.concurrency + most_ahead))
         lanes: list[_Lane] = [_Lane(i) for i in range(n_lanes)]
-        capacity = self.concurrency + self.w.prefetch
-        per_flush = -(-capacity // n_lanes)
         self.reserved = 0
         self.need_reconcile = False
         tasks: set[asyncio.Task[None]] = set()
@@ -1022,15 +1073,17 @@ class _Run:
                         self.start_queued()
                     else:  # stopping: prefetched jobs that never started go back at once
                         self.release_queued()
-                free = (
-                    capacity - self.running - len(self.queued) - self.reserved if self.claiming else 0
-                )
+                if self.claiming:
+                    capacity = self.concurrency + self.claim_ahead()
+                    free = capacity - self.running - len(self.queued) - self.reserved
+                else:
+                    capacity = free = 0
                 want = free > 0 and self.claim_wanted()
                 if self.need_reconcile:
                     want = want and not busy  # reconcile first, with no claim in flight
                 if idle is not None and (self.acks or want):
                     acks, self.acks = self.acks, []
-                    claim_n = min(free, per_flush) if want else 0
+                    claim_n = min(free, -(-capacity // n_lanes)) if want else 0
                     self.reserved += claim_n
                     idle.busy = True
                     idle.task = self.loop.create_task(self.run_lane(idle, acks, claim_n))
@@ -1117,6 +1170,8 @@ class _Run:
             if claim_n:
                 if len(rows) < claim_n:
                     self.mark_drained(gen)
+                if len(rows) > self.stats.largest_claim:
+                    self.stats.largest_claim = len(rows)
                 for row in rows:
                     self.start(row)
         finally:
@@ -1552,39 +1607,46 @@ class _Run:
         self.running += 1
         if h.is_async:
             ctx = contextvars.copy_context()
+            t0 = time.monotonic()
             try:
                 coro = h.fn(job)
                 first = ctx.run(coro.send, None)
             except StopIteration as stop:
-                self.finish(job, h, stop.value, None)
+                self.finish(job, h, stop.value, None, time.monotonic() - t0)
                 return
             except BaseException as exc:  # noqa: BLE001
-                self.finish(job, h, None, exc)
+                self.finish(job, h, None, exc, time.monotonic() - t0)
                 return
             task = self.loop.create_task(_resumed(coro, first), context=ctx)
             job._task = task
-            task.add_done_callback(functools.partial(self.task_done, job, h))
+            task.add_done_callback(functools.partial(self.task_done, job, h, t0))
         else:
             assert self.pool is not None
             self.pool.submit(job, h.fn)
 
-    def task_done(self, job: JobContext[Any], h: _Handler, task: asyncio.Task[Any]) -> None:
+    def task_done(self, job: JobContext[Any], h: _Handler, t0: float, task: asyncio.Task[Any]) -> None:
         job._task = None
+        took = time.monotonic() - t0
         if task.cancelled():
-            self.finish(job, h, None, asyncio.CancelledError())
+            self.finish(job, h, None, asyncio.CancelledError(), took)
             return
         exc = task.exception()
-        self.finish(job, h, task.result() if exc is None else None, exc)
+        self.finish(job, h, task.result() if exc is None else None, exc, took)
 
     def deliver_sync_results(self, items: list[Any]) -> None:
         handlers = self.handlers
-        for job, result, exc in items:
-            self.finish(job, handlers[job.type_name], result, exc)
+        for job, result, exc, took in items:
+            self.finish(job, handlers[job.type_name], result, exc, took)
 
-    def finish(self, job: JobContext[Any], h: _Handler, result: Any, exc: BaseException | None) -> None:
-        """A handler ended: turn its result into an acknowledgement."""
+    def finish(
+        self, job: JobContext[Any], h: _Handler, result: Any, exc: BaseException | None, took: float
+    ) -> None:
+        """A handler ended after ``took`` seconds: turn its result into an
+        acknowledgement."""
         self.running -= 1
         self.wake.set()
+        d = self.duration
+        self.duration = took if d is None else d + 0.1 * (took - d)
         if job._state != _RUNNING:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("discarding outcome of a job no longer ours", extra=self._extra(job))
