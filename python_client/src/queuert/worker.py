@@ -56,6 +56,7 @@ import math
 import os
 import queue
 import random
+import re
 import signal
 import socket
 import sys
@@ -186,6 +187,8 @@ def _lit(value: Any) -> str:
             return "ARRAY[" + ",".join(_lit(v) for v in value) + "]::text[]"
     raise TypeError(f"queuert worker: cannot render {type(value).__name__} as SQL")
 
+
+_UUID_LIST = re.compile(r"[0-9a-f,-]*")
 
 _TEMPLATE_PARTS: dict[str, list[str]] = {}
 
@@ -477,18 +480,28 @@ class _Publisher:
             if self.closing and not self.ready and not self.chains:
                 return
 
+    def statement(self, ready: list[str], chains: list[str]) -> str:
+        """One ``pg_notify`` statement for all of them, rendered here (not
+        bound by psycopg, whose text-array dumper runs a regex per element:
+        ~8% of the worker's CPU at 20,000 jobs/s, one chain id per job)."""
+        parts = []
+        if ready:
+            parts.append(f"SELECT {_quote(self.ch_ready)} AS c, unnest({_lit(ready)}) AS p")
+        if chains:
+            joined = ",".join(chains)
+            # chain ids are UUID texts: safe inside an array literal unquoted
+            arr = f"'{{{joined}}}'::text[]" if _UUID_LIST.fullmatch(joined) else _lit(chains)
+            parts.append(f"SELECT {_quote(self.ch_chain)} AS c, unnest({arr}) AS p")
+        return "SELECT count(pg_notify(c, p)) FROM (" + " UNION ALL ".join(parts) + ") AS t"
+
     async def send(self, ready: list[str], chains: list[str]) -> None:
         if self.pg:
-            channels = [self.ch_ready] * len(ready) + [self.ch_chain] * len(chains)
-            payloads = ready + chains
+            query = self.statement(ready, chains)
             for attempt in range(2):
                 try:
                     if self.conn is None or self.conn.closed:
                         self.conn = await self.run.connect("notify")
-                    await self.conn.execute(
-                        "SELECT count(pg_notify(c, p)) FROM unnest(%s::text[], %s::text[]) AS t(c, p)",
-                        (channels, payloads),
-                    )
+                    await _multi(self.conn, [(query, None)])
                     self.sent += 1
                     break
                 except Exception as exc:
@@ -501,7 +514,7 @@ class _Publisher:
                     if attempt or self.closing:
                         logger.warning(
                             "publishing %d notification(s) failed: %s (hints only: listeners poll)",
-                            len(payloads),
+                            len(ready) + len(chains),
                             exc,
                             extra={"worker_id": self.run.worker_id},
                         )
