@@ -2,10 +2,12 @@
 
 process-staged / process-atomic: N pre-created no-op jobs (start_chains,
     not timed; CHECKPOINT before the clock starts), one worker process at
-    concurrency 1, 10 and 50. The clock runs from the moment the already
-    imported worker process is told to start (it then connects, LISTENs,
-    claims ...) until a poller sees no pending or running job; then the
-    database must hold exactly N completed jobs.
+    concurrency 1, 10 and 50, with default settings (staged: prefetch
+    "auto"). The clock runs from the moment the already imported worker
+    process is told to start (it then connects, LISTENs, claims ...) until
+    a poller sees no pending or running job; then the database must hold
+    exactly N completed jobs. Staged also runs with prefetch 0 (a claim
+    takes only the free slots), labelled, for comparison.
 chain-3: N chains step1 -> step2 -> step3 (continue_with twice), staged,
     concurrency 10: from worker start until every chain is complete.
 wake-up: an idle worker (staged, concurrency 10, LISTEN); jobs created one
@@ -51,7 +53,7 @@ class WorkerProcess:
         concurrency: int,
         kind: str,
         times_file: str = "",
-        prefetch: int = 0,
+        prefetch: int | str = "auto",
         expect: int = 0,
     ) -> None:
         args = [sys.executable, "-m", "benchmarks.worker_proc", dsn, mode, str(concurrency), kind]
@@ -96,7 +98,7 @@ IDLE = (
 
 
 def _drain(
-    dsn: str, mode: str, concurrency: int, kind: str, cap: float, expect: int, prefetch: int = 0
+    dsn: str, mode: str, concurrency: int, kind: str, cap: float, expect: int, prefetch: int | str = "auto"
 ) -> tuple[float, int | None]:
     """Starts the worker; returns (seconds, None) once the worker process
     reports ``expect`` committed acknowledgements (its own counters: the
@@ -142,12 +144,12 @@ def _status_counts(dsn: str) -> dict[str, int]:
 
 
 def process(dbs: Databases, sizes: Sizes, results: Results, mode: str) -> None:
-    runs = [(c, 0) for c in sizes.concurrencies]
-    if mode == "staged":  # also with a local prefetch buffer (off by default)
-        runs += [(c, 4 * c) for c in sizes.concurrencies]
+    runs: list[tuple[int, int | str]] = [(c, "auto") for c in sizes.concurrencies]
+    if mode == "staged":  # for comparison: claims take only the free slots
+        runs += [(c, 0) for c in sizes.concurrencies]
     for c, prefetch in runs:
         n = sizes.process_atomic_c1_n if (mode == "atomic" and c == 1) else sizes.process_n
-        label = f"concurrency {c}" + (f", prefetch {prefetch}" if prefetch else "")
+        label = f"concurrency {c}" + (f", prefetch {prefetch}" if prefetch != "auto" else "")
         with dbs.fresh(f"process-{mode}-{c}-{prefetch}") as dsn:
             _create(dsn, [{"type_name": "bench", "input": {"n": i}} for i in range(n)])
             seconds, done = _drain(dsn, mode, c, "noop", sizes.drain_cap_s, n, prefetch)
@@ -160,7 +162,11 @@ def process(dbs: Databases, sizes: Sizes, results: Results, mode: str) -> None:
                 assert sum(counts.values()) == n and counts["completed"] >= done, counts
         rate = (n if done is None else done) / seconds
         results.add(f"process-{mode}", label, rate, "jobs/s")
-        results.note(f"process-{mode}", f"{label}: {n:,} no-op jobs")
+        results.note(
+            f"process-{mode}",
+            f"{label}: {n:,} no-op jobs"
+            + (" (prefetch 0: a claim takes only the free slots)" if prefetch == 0 else ""),
+        )
         if done is not None:
             results.note(
                 f"process-{mode}",

@@ -79,9 +79,10 @@ RATIOS: list[tuple[str, str, str, float | None]] = [
     ("process-staged", "concurrency 1", "claim+complete 100/tx", 0.4),
     ("process-staged", "concurrency 10", "claim+complete 100/tx", 0.4),
     ("process-staged", "concurrency 50", "claim+complete 100/tx", 0.4),
-    ("process-staged", "concurrency 1, prefetch 4", "claim+complete 100/tx", None),
-    ("process-staged", "concurrency 10, prefetch 40", "claim+complete 100/tx", None),
-    ("process-staged", "concurrency 50, prefetch 200", "claim+complete 100/tx", None),
+    # default settings (prefetch "auto") above; claims of the free slots only here
+    ("process-staged", "concurrency 1, prefetch 0", "claim+complete 100/tx", None),
+    ("process-staged", "concurrency 10, prefetch 0", "claim+complete 100/tx", None),
+    ("process-staged", "concurrency 50, prefetch 0", "claim+complete 100/tx", None),
     ("process-atomic", "concurrency 1", "claim+complete 1/tx", 0.8),
     ("process-atomic", "concurrency 10", "claim+complete 1/tx", None),
     ("process-atomic", "concurrency 50", "claim+complete 1/tx", None),

@@ -11,7 +11,10 @@ KIND: "noop" (one no-op handler for type "bench"), "chain3" (step1 and
 step2 continue, step3 returns an output), "wakeup" (no-op that records the
 CLOCK_MONOTONIC time it started, with the job's input "i", to TIMES_FILE).
 
-Environment: QUEUERT_BENCH_PREFETCH (the worker's prefetch, default 0);
+Environment: QUEUERT_BENCH_PREFETCH (the worker's prefetch: "auto", the
+Worker's default, or a number; 0 claims only the free slots);
+QUEUERT_BENCH_PREFETCH_WINDOW / QUEUERT_BENCH_PREFETCH_MAX (the Worker's
+prefetch_window / prefetch_max, when set);
 QUEUERT_BENCH_BATCH_NOTIFICATIONS=0 turns the worker's batched notifications
 off (for comparison runs);
 QUEUERT_BENCH_EXPECT=N makes the process print "done <CLOCK_MONOTONIC>" once
@@ -31,10 +34,21 @@ import queuert.worker as qw
 
 
 def build(dsn: str, mode: str, concurrency: int, kind: str, times_file: str | None) -> qw.Worker:
-    prefetch = int(os.environ.get("QUEUERT_BENCH_PREFETCH", "0"))
+    raw = os.environ.get("QUEUERT_BENCH_PREFETCH", "auto")
+    prefetch: Any = raw if raw == "auto" else int(raw)
     batch = os.environ.get("QUEUERT_BENCH_BATCH_NOTIFICATIONS", "1") != "0"
+    extra: dict[str, Any] = {}
+    if os.environ.get("QUEUERT_BENCH_PREFETCH_WINDOW"):
+        extra["prefetch_window"] = float(os.environ["QUEUERT_BENCH_PREFETCH_WINDOW"])
+    if os.environ.get("QUEUERT_BENCH_PREFETCH_MAX"):
+        extra["prefetch_max"] = int(os.environ["QUEUERT_BENCH_PREFETCH_MAX"])
     worker = qw.Worker(
-        dsn, mode=mode, concurrency=concurrency, prefetch=prefetch, batch_notifications=batch  # type: ignore[arg-type]
+        dsn,
+        mode=mode,  # type: ignore[arg-type]
+        concurrency=concurrency,
+        prefetch=prefetch,
+        batch_notifications=batch,
+        **extra,
     )
     if kind == "noop":
 
