@@ -687,6 +687,7 @@ CREATE FUNCTION queuert._notify(kind text, payloads text[]) RETURNS integer
     AS $$
 DECLARE
     v_mode text;
+    v_channel text;
     v_sent integer;
 BEGIN
     -- One call per statement with all its payloads: the setting is read
@@ -694,8 +695,12 @@ BEGIN
     -- SQL function called from a statement is planned again on every call.
     IF cardinality(payloads) > 0 THEN
         v_mode := coalesce(nullif(current_setting('queuert.notify', true), ''), 'all');
-        IF v_mode = 'all' OR kind = ANY(string_to_array(replace(v_mode, ' ', ''), ',')) THEN
-            SELECT count(pg_notify('queuert_' || kind, p)) INTO v_sent
+        v_channel := CASE kind WHEN 'job_ready_unblocked' THEN 'job_ready' ELSE kind END;
+        IF v_mode = 'all'
+            OR kind = ANY(string_to_array(replace(v_mode, ' ', ''), ','))
+            OR v_channel = ANY(string_to_array(replace(v_mode, ' ', ''), ','))
+        THEN
+            SELECT count(pg_notify('queuert_' || v_channel, p)) INTO v_sent
             FROM unnest(payloads) AS p;
             RETURN v_sent;
         END IF;
@@ -770,7 +775,7 @@ BEGIN
         WHERE j.id = dec.job_id
         RETURNING j.type_name, j.status, j.open_blockers
     )
-    SELECT queuert._notify('job_ready', array_agg(t.type_name)) INTO v_notified
+    SELECT queuert._notify('job_ready_unblocked', array_agg(t.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT u.type_name FROM unblocked AS u
         WHERE u.status = 'pending' AND u.open_blockers = 0

@@ -13,12 +13,18 @@
 -- job_lost. A NOTIFY serialises commits (PostgreSQL holds a database-wide
 -- lock from pre-commit to the end of the commit), so a worker that publishes
 -- after commit in batches can turn the per-job ones off.
+--
+-- kind 'job_ready_unblocked' is job_ready for jobs that a completion
+-- unblocked (fan-in): sent on the job_ready channel, selected by either
+-- name. Such commits are rare, so a batching worker leaves them to the engine
+-- ('job_lost,job_ready_unblocked') instead of looking the dependents up again.
 CREATE OR REPLACE FUNCTION {{ schema }}._notify(kind text, payloads text [])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     v_mode text;
+    v_channel text;
     v_sent integer;
 BEGIN
     -- One call per statement with all its payloads: the setting is read
@@ -26,8 +32,12 @@ BEGIN
     -- SQL function called from a statement is planned again on every call.
     IF cardinality(payloads) > 0 THEN
         v_mode := coalesce(nullif(current_setting('queuert.notify', true), ''), 'all');
-        IF v_mode = 'all' OR kind = ANY(string_to_array(replace(v_mode, ' ', ''), ',')) THEN
-            SELECT count(pg_notify('{{ schema }}_' || kind, p)) INTO v_sent
+        v_channel := CASE kind WHEN 'job_ready_unblocked' THEN 'job_ready' ELSE kind END;
+        IF v_mode = 'all'
+            OR kind = ANY(string_to_array(replace(v_mode, ' ', ''), ','))
+            OR v_channel = ANY(string_to_array(replace(v_mode, ' ', ''), ','))
+        THEN
+            SELECT count(pg_notify('{{ schema }}_' || v_channel, p)) INTO v_sent
             FROM unnest(payloads) AS p;
             RETURN v_sent;
         END IF;
@@ -300,7 +310,7 @@ BEGIN
         WHERE j.id = dec.job_id
         RETURNING j.type_name, j.status, j.open_blockers
     )
-    SELECT {{ schema }}._notify('job_ready', array_agg(t.type_name)) INTO v_notified
+    SELECT {{ schema }}._notify('job_ready_unblocked', array_agg(t.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT u.type_name FROM unblocked AS u
         WHERE u.status = 'pending' AND u.open_blockers = 0

@@ -376,6 +376,28 @@ def test_notify_setting_selects_channels(conn: Conn, listener: Listener) -> None
     assert committed(conn, listener) == [("job_ready", "loud")]
 
 
+def test_job_ready_unblocked_selects_only_the_job_ready_of_unblocked_jobs(
+    conn: Conn, listener: Listener
+) -> None:
+    """What a batching worker sets: job_lost plus the job_ready of jobs its
+    completions unblock (it publishes the rest itself after commit)."""
+    blocker = start(conn, "blocker")
+    start(conn, "waiter", blockers=[blocker])
+    conn.commit()
+    listener.drain()
+    conn.execute("SET queuert.notify = 'job_lost,job_ready_unblocked'")
+    assert committed(conn, listener) == []
+    plain = start(conn, "plain")  # job_ready of a new job: not selected
+    assert committed(conn, listener) == []
+    job = claim(conn, "w1", "blocker")
+    one(conn, "SELECT * FROM queuert.complete(job_id => %s, worker_id => 'w1')", (job,))
+    # the unblocked waiter is announced on job_ready; chain_completed is not selected
+    assert committed(conn, listener) == [("job_ready", "waiter")]
+    assert claim(conn, "w1", "plain") == plain
+    one(conn, "SELECT * FROM queuert.complete(job_id => %s, worker_id => 'w1')", (plain,))
+    assert committed(conn, listener) == []  # no dependents: nothing
+
+
 def test_channels_follow_a_custom_schema(dsn: str, listener: Listener) -> None:
     migrate(dsn, schema="app_q")
     custom = Listener(dsn, schema="app_q")
