@@ -366,23 +366,29 @@ def _chain_item(spec: BaseChainSpec) -> dict[str, Any]:
     if not isinstance(spec, ChainSpec):
         raise InvalidArgumentError(f"start_chains takes ChainSpec items, got {spec!r}")
     _check_priority(spec.priority)
+    # Only the keys that differ from the defaults: most items are a type and
+    # an input, and the engine inserts those in its fast path.
     item: dict[str, Any] = {"type_name": spec.type_name}
     if spec.input_json is not None:
         item["input"] = spec.input_json
-    optional = {
-        "id": None if spec.id is None else str(_uuid(spec.id, "id")),
-        "schedule_at": None if spec.schedule_at is None else to_json_value(spec.schedule_at),
-        "schedule_after_ms": _ms(spec.schedule_after),
-        "blockers": None
-        if spec.blockers is None
-        else [str(b) for b in _uuids(spec.blockers, "blockers") or []],
-        "dedup_key": spec.dedup_key,
-        "dedup_scope": None if spec.dedup_scope == "incomplete" else spec.dedup_scope,
-        "dedup_window_ms": _ms(spec.dedup_window),
-        "priority": spec.priority or None,
-        "trace_context": spec.trace_context,
-    }
-    item.update({k: v for k, v in optional.items() if v is not None})
+    if spec.id is not None:
+        item["id"] = str(_uuid(spec.id, "id"))
+    if spec.schedule_at is not None:
+        item["schedule_at"] = to_json_value(spec.schedule_at)
+    if spec.schedule_after is not None:
+        item["schedule_after_ms"] = _ms(spec.schedule_after)
+    if spec.blockers is not None:
+        item["blockers"] = [str(b) for b in _uuids(spec.blockers, "blockers") or []]
+    if spec.dedup_key is not None:
+        item["dedup_key"] = spec.dedup_key
+    if spec.dedup_scope not in (None, "incomplete"):
+        item["dedup_scope"] = spec.dedup_scope
+    if spec.dedup_window is not None:
+        item["dedup_window_ms"] = _ms(spec.dedup_window)
+    if spec.priority:
+        item["priority"] = spec.priority
+    if spec.trace_context is not None:
+        item["trace_context"] = spec.trace_context
     return item
 
 

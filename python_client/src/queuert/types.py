@@ -27,6 +27,7 @@ and ``continue_with(welcome, ...)`` against the declaration.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar, Union, overload
@@ -551,8 +552,14 @@ class ChainSpec(BaseChainSpec, Generic[InT]):
         return _type_name_of(self.job_type)
 
 
+@functools.lru_cache(maxsize=None)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def _fields_from(cls: type, row: Mapping[str, Any]) -> dict[str, Any]:
-    return {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row}
+    # field names cached per class: dataclasses.fields() is slow per row
+    return {name: row[name] for name in _field_names(cls) if name in row}
 
 
 @dataclasses.dataclass(frozen=True)
