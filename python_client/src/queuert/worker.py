@@ -569,10 +569,11 @@ class Worker:
     ahead. An int is a fixed number; 0 claims only the free slots.
     ``batch_notifications`` (default True): the worker's acknowledgements
     send no ``job_ready`` / ``chain_completed`` NOTIFY inside their
-    transactions (``queuert.notify = 'job_lost'``); the worker publishes
-    them itself after the commit, several commits' worth in one statement
-    (a NOTIFY serialises commits in PostgreSQL). False keeps the engine's
-    per-transaction notifications.
+    transactions (``queuert.notify = 'job_lost,job_ready_unblocked'``: only
+    the rare job_ready of dependents a completion unblocked stays with the
+    engine); the worker publishes them itself after the commit, several
+    commits' worth in one statement (a NOTIFY serialises commits in
+    PostgreSQL). False keeps the engine's per-transaction notifications.
     """
 
     def __init__(
@@ -807,6 +808,13 @@ class _Run:
         self.batch = worker.batch_notifications
         self.publisher: _Publisher | None = None
         self.collect = self.batch or self.publish
+        # Dependents a completion made pending: the engine knows them inside
+        # its completion (job_ready_unblocked stays on in our sessions:
+        # such commits are rare, a fan-in's last blocker). Only a
+        # non-PostgreSQL notifier needs the worker to look them up (a join
+        # per acknowledging transaction) and publish them itself.
+        self.lookup_dependents = self.publish
+        self.notify_setting = "job_lost" if self.publish else "job_lost,job_ready_unblocked"
         self.maint_conn: psycopg.AsyncConnection[Any] | None = None
 
         s = sql.Identifier(self.schema).as_string(None)
@@ -924,7 +932,7 @@ class _Run:
                 if purpose == "main" and self.batch:
                     # flush connections: only the worker's statements run
                     # there; the publisher sends job_ready / chain_completed
-                    await conn.execute("SET queuert.notify = 'job_lost'")
+                    await conn.execute(f"SET queuert.notify = '{self.notify_setting}'")
                 return conn
             except Exception as exc:
                 if self.immediate or (self.stop_requested and purpose not in ("main", "notify")):
@@ -1231,7 +1239,7 @@ class _Run:
                 statements.append(
                     (self.q_complete_jobs, (wid, [j.id for j in completes], outputs, [j.attempt for j in completes]))
                 )
-                if self.collect:
+                if self.lookup_dependents:
                     statements.append((self.q_dependents, ([j.chain_id for j in completes],)))
             if continues:
                 statements.append((self.q_continue_batch, (self._continue_doc(continues), wid)))
@@ -1254,7 +1262,7 @@ class _Run:
             if completes:
                 c_rows = results[i]
                 i += 1
-                if self.collect:
+                if self.lookup_dependents:
                     d_rows = results[i]
                     i += 1
             if continues:
@@ -1456,12 +1464,15 @@ class _Run:
     async def ack_one(self, conn: psycopg.AsyncConnection[Any], job: JobContext[Any], kind: int, data: Any) -> None:
         wid = self.worker_id
         if kind == _COMPLETE:
-            if self.collect:
+            if self.lookup_dependents:
                 res = await _multi(
                     conn,
                     ((self.q_complete_one, (job.id, wid, data, job.attempt)), (self.q_dependents, ([job.chain_id],))),
                 )
                 self.publish_after([r[0] for r in res[1]], [str(job.chain_id)])
+            elif self.collect:
+                await conn.execute(self.q_complete_one, (job.id, wid, data, job.attempt))
+                self.publish_after((), [str(job.chain_id)])
             else:
                 await conn.execute(self.q_complete_one, (job.id, wid, data, job.attempt))
             self.stats.completed += 1
@@ -2135,11 +2146,11 @@ class _Run:
         if rollback:
             stmts.append((_ROLLBACK_TO, None))
         if self.batch:
-            stmts.append(("SET LOCAL queuert.notify = 'job_lost'", None))
+            stmts.append((f"SET LOCAL queuert.notify = '{self.notify_setting}'", None))
         ack_i = len(stmts)
         stmts.append(self._ack_statement(job, kind, data))
         dep_i = -1
-        if kind == _COMPLETE and self.collect:
+        if kind == _COMPLETE and self.lookup_dependents:
             dep_i = len(stmts)
             stmts.append((self.q_dependents, ([job.chain_id],)))
         stmts.append(("COMMIT", None))
