@@ -1,7 +1,8 @@
 """The worker's batched notifications (``batch_notifications=True``, the
 default): its acknowledging transactions send no job_ready / chain_completed
-NOTIFY (``queuert.notify = 'job_lost'``); it publishes them itself after the
-commit, several commits' worth per statement."""
+NOTIFY (``queuert.notify = 'job_lost,job_ready_unblocked'``: the engine
+still announces dependents a completion unblocked); it publishes the rest
+itself after the commit, several commits' worth per statement."""
 
 from __future__ import annotations
 
