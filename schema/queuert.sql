@@ -84,6 +84,20 @@ CREATE TYPE queuert.start_chain_result AS (
 );
 
 --
+-- Name: _announce(text, text); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._announce(kind text, payload text) RETURNS boolean
+    LANGUAGE sql
+    AS $$
+    SELECT CASE
+        WHEN queuert._notify_enabled(kind)
+            THEN pg_notify('queuert_' || kind, payload) IS NOT NULL
+        ELSE false
+    END
+$$;
+
+--
 -- Name: _backoff(integer, interval, double precision, interval); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
@@ -707,6 +721,17 @@ BEGIN
     END IF;
     RETURN 0;
 END;
+$$;
+
+--
+-- Name: _notify_enabled(text); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._notify_enabled(kind text) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT coalesce(nullif(current_setting('queuert.notify', true), ''), 'all') = 'all'
+        OR kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
 $$;
 
 --
@@ -1662,34 +1687,58 @@ CREATE FUNCTION queuert.start_chain(type_name text, input jsonb DEFAULT NULL::js
     AS $$
 #variable_conflict use_column
 DECLARE
-    v_id uuid := coalesce(start_chain.id, queuert._new_job_id());
-    v_scope text := coalesce(start_chain.dedup_scope, 'incomplete');
-    v_scheduled_at timestamptz := now();
+    -- No initialisers: in autocommit use every PL/pgSQL expression is set
+    -- up again in each transaction, so the common path evaluates as few as
+    -- possible (one condition, one statement).
+    v_id uuid;
+    v_scope text;
+    v_scheduled_at timestamptz;
     v_blockers uuid[];
-    v_open uuid[] := '{}';
-    v_status queuert.job_status := 'pending';
+    v_open uuid[];
+    v_status queuert.job_status;
     v_result queuert.start_chain_result;
     v_inserted integer;
     v_notified integer;
+    v_announced boolean;
 BEGIN
-    -- The common start (no id, schedule, blockers or dedup key) runs only
-    -- simple expressions and one INSERT: every check below is an inline
-    -- condition, and the helper that words the error runs only on failure.
+    -- The common start: a valid type, no id, schedule, blockers or dedup.
+    IF start_chain.id IS NULL AND start_chain.schedule_at IS NULL
+        AND start_chain.schedule_after IS NULL AND start_chain.blockers IS NULL
+        AND start_chain.dedup_key IS NULL AND start_chain.dedup_window IS NULL
+        AND coalesce(start_chain.dedup_scope, 'incomplete') IN ('incomplete', 'any')
+        AND length(start_chain.type_name) BETWEEN 1 AND 255
+    THEN
+        INSERT INTO queuert.job AS j (
+            id, type_name, chain_id, chain_type_name, chain_index, input, status,
+            priority, scheduled_at, trace_context
+        )
+        SELECT
+            n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
+            'pending', coalesce(start_chain.priority, 0), now(), start_chain.trace_context
+        FROM (SELECT queuert._new_job_id() AS id) AS n
+        RETURNING
+            j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
+            queuert._announce('job_ready', j.type_name)
+        INTO
+            v_result.id, v_result.chain_id, v_result.type_name, v_result.status,
+            v_result.scheduled_at, v_result.created_at, v_result.deduplicated, v_announced;
+        RETURN NEXT v_result;
+        RETURN;
+    END IF;
+
     IF length(start_chain.type_name) BETWEEN 1 AND 255 IS NOT TRUE THEN
         PERFORM queuert._check_type_name(start_chain.type_name);
     END IF;
-    IF v_scope NOT IN ('incomplete', 'any') OR start_chain.dedup_window IS NOT NULL THEN
-        PERFORM queuert._check_dedup_args(v_scope, start_chain.dedup_window);
-    END IF;
+    v_scope := coalesce(start_chain.dedup_scope, 'incomplete');
+    PERFORM queuert._check_dedup_args(v_scope, start_chain.dedup_window);
     IF octet_length(start_chain.dedup_key) > 1024 THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format(
                 'dedup_key must be at most 1024 bytes, got %s', octet_length(start_chain.dedup_key)
             );
     END IF;
-    IF start_chain.schedule_at IS NOT NULL OR start_chain.schedule_after IS NOT NULL THEN
-        v_scheduled_at := queuert._schedule(start_chain.schedule_at, start_chain.schedule_after);
-    END IF;
+    v_scheduled_at := queuert._schedule(start_chain.schedule_at, start_chain.schedule_after);
+    v_id := coalesce(start_chain.id, queuert._new_job_id());
 
     IF start_chain.dedup_key IS NOT NULL THEN
         PERFORM queuert._guard_dedup_keys(
@@ -1707,46 +1756,30 @@ BEGIN
         END IF;
     END IF;
 
-    IF start_chain.blockers IS NOT NULL THEN
-        v_blockers := queuert._distinct_blockers(start_chain.blockers);
-        IF cardinality(v_blockers) > 0 THEN
-            v_open := queuert._lock_blocker_chains(v_blockers);
-            IF cardinality(v_open) > 0 THEN
-                v_status := 'blocked';
-            END IF;
-        END IF;
+    v_blockers := queuert._distinct_blockers(start_chain.blockers);
+    v_open := '{}';
+    IF cardinality(v_blockers) > 0 THEN
+        v_open := queuert._lock_blocker_chains(v_blockers);
     END IF;
+    v_status := CASE WHEN cardinality(v_open) > 0 THEN 'blocked' ELSE 'pending' END;
 
-    IF start_chain.id IS NULL THEN
-        -- A fresh id cannot collide: no speculative insertion (ON CONFLICT
-        -- costs 10-20 % more).
-        INSERT INTO queuert.job (
-            id, type_name, chain_id, chain_type_name, chain_index, input, status,
-            priority, scheduled_at, dedup_key, trace_context, open_blockers
-        )
-        VALUES (
-            v_id, start_chain.type_name, v_id, start_chain.type_name, 0, start_chain.input,
-            v_status, coalesce(start_chain.priority, 0), v_scheduled_at,
-            start_chain.dedup_key, start_chain.trace_context, cardinality(v_open)
-        );
-    ELSE
-        INSERT INTO queuert.job (
-            id, type_name, chain_id, chain_type_name, chain_index, input, status,
-            priority, scheduled_at, dedup_key, trace_context, open_blockers
-        )
-        VALUES (
-            v_id, start_chain.type_name, v_id, start_chain.type_name, 0, start_chain.input,
-            v_status, coalesce(start_chain.priority, 0), v_scheduled_at,
-            start_chain.dedup_key, start_chain.trace_context, cardinality(v_open)
-        )
-        ON CONFLICT DO NOTHING;
-        GET DIAGNOSTICS v_inserted = ROW_COUNT;
-        IF v_inserted = 0 THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'QU006',
-                MESSAGE = format('a job with id %s already exists', v_id),
-                DETAIL = format('job_id=%s', v_id);
-        END IF;
+    -- ON CONFLICT: a given id may exist already (QU006, not a unique_violation).
+    INSERT INTO queuert.job (
+        id, type_name, chain_id, chain_type_name, chain_index, input, status,
+        priority, scheduled_at, dedup_key, trace_context, open_blockers
+    )
+    VALUES (
+        v_id, start_chain.type_name, v_id, start_chain.type_name, 0, start_chain.input,
+        v_status, coalesce(start_chain.priority, 0), v_scheduled_at,
+        start_chain.dedup_key, start_chain.trace_context, cardinality(v_open)
+    )
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS v_inserted = ROW_COUNT;
+    IF v_inserted = 0 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006',
+            MESSAGE = format('a job with id %s already exists', v_id),
+            DETAIL = format('job_id=%s', v_id);
     END IF;
 
     IF cardinality(v_blockers) > 0 THEN
@@ -1759,7 +1792,6 @@ BEGIN
         v_notified := queuert._notify('job_ready', ARRAY[start_chain.type_name]);
     END IF;
 
-    -- A composite built from what is known (no query to return it).
     v_result := ROW(
         v_id, v_id, start_chain.type_name, v_status, v_scheduled_at, now(), false
     )::queuert.start_chain_result;

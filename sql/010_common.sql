@@ -91,6 +91,29 @@ AS $$
     LIMIT 1
 $$;
 
+-- Whether queuert.notify selects this kind (see _notify), and one
+-- notification if so, as SQL expressions that inline into the caller's
+-- statement: no PL/pgSQL call, whose expressions would be set up again in
+-- every transaction of an autocommit caller.
+CREATE OR REPLACE FUNCTION {{ schema }}._notify_enabled(kind text)
+RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(nullif(current_setting('queuert.notify', true), ''), 'all') = 'all'
+        OR kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
+$$;
+
+CREATE OR REPLACE FUNCTION {{ schema }}._announce(kind text, payload text)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT CASE
+        WHEN {{ schema }}._notify_enabled(kind)
+            THEN pg_notify('{{ schema }}_' || kind, payload) IS NOT NULL
+        ELSE false
+    END
+$$;
+
 CREATE OR REPLACE FUNCTION {{ schema }}._check_type_name(type_name text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE

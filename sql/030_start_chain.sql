@@ -19,34 +19,58 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_id uuid := coalesce(start_chain.id, {{ schema }}._new_job_id());
-    v_scope text := coalesce(start_chain.dedup_scope, 'incomplete');
-    v_scheduled_at timestamptz := now();
+    -- No initialisers: in autocommit use every PL/pgSQL expression is set
+    -- up again in each transaction, so the common path evaluates as few as
+    -- possible (one condition, one statement).
+    v_id uuid;
+    v_scope text;
+    v_scheduled_at timestamptz;
     v_blockers uuid[];
-    v_open uuid[] := '{}';
-    v_status {{ schema }}.job_status := 'pending';
+    v_open uuid[];
+    v_status {{ schema }}.job_status;
     v_result {{ schema }}.start_chain_result;
     v_inserted integer;
     v_notified integer;
+    v_announced boolean;
 BEGIN
-    -- The common start (no id, schedule, blockers or dedup key) runs only
-    -- simple expressions and one INSERT: every check below is an inline
-    -- condition, and the helper that words the error runs only on failure.
+    -- The common start: a valid type, no id, schedule, blockers or dedup.
+    IF start_chain.id IS NULL AND start_chain.schedule_at IS NULL
+        AND start_chain.schedule_after IS NULL AND start_chain.blockers IS NULL
+        AND start_chain.dedup_key IS NULL AND start_chain.dedup_window IS NULL
+        AND coalesce(start_chain.dedup_scope, 'incomplete') IN ('incomplete', 'any')
+        AND length(start_chain.type_name) BETWEEN 1 AND 255
+    THEN
+        INSERT INTO {{ schema }}.job AS j (
+            id, type_name, chain_id, chain_type_name, chain_index, input, status,
+            priority, scheduled_at, trace_context
+        )
+        SELECT
+            n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
+            'pending', coalesce(start_chain.priority, 0), now(), start_chain.trace_context
+        FROM (SELECT {{ schema }}._new_job_id() AS id) AS n
+        RETURNING
+            j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
+            {{ schema }}._announce('job_ready', j.type_name)
+        INTO
+            v_result.id, v_result.chain_id, v_result.type_name, v_result.status,
+            v_result.scheduled_at, v_result.created_at, v_result.deduplicated, v_announced;
+        RETURN NEXT v_result;
+        RETURN;
+    END IF;
+
     IF length(start_chain.type_name) BETWEEN 1 AND 255 IS NOT TRUE THEN
         PERFORM {{ schema }}._check_type_name(start_chain.type_name);
     END IF;
-    IF v_scope NOT IN ('incomplete', 'any') OR start_chain.dedup_window IS NOT NULL THEN
-        PERFORM {{ schema }}._check_dedup_args(v_scope, start_chain.dedup_window);
-    END IF;
+    v_scope := coalesce(start_chain.dedup_scope, 'incomplete');
+    PERFORM {{ schema }}._check_dedup_args(v_scope, start_chain.dedup_window);
     IF octet_length(start_chain.dedup_key) > 1024 THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format(
                 'dedup_key must be at most 1024 bytes, got %s', octet_length(start_chain.dedup_key)
             );
     END IF;
-    IF start_chain.schedule_at IS NOT NULL OR start_chain.schedule_after IS NOT NULL THEN
-        v_scheduled_at := {{ schema }}._schedule(start_chain.schedule_at, start_chain.schedule_after);
-    END IF;
+    v_scheduled_at := {{ schema }}._schedule(start_chain.schedule_at, start_chain.schedule_after);
+    v_id := coalesce(start_chain.id, {{ schema }}._new_job_id());
 
     IF start_chain.dedup_key IS NOT NULL THEN
         PERFORM {{ schema }}._guard_dedup_keys(
@@ -64,46 +88,30 @@ BEGIN
         END IF;
     END IF;
 
-    IF start_chain.blockers IS NOT NULL THEN
-        v_blockers := {{ schema }}._distinct_blockers(start_chain.blockers);
-        IF cardinality(v_blockers) > 0 THEN
-            v_open := {{ schema }}._lock_blocker_chains(v_blockers);
-            IF cardinality(v_open) > 0 THEN
-                v_status := 'blocked';
-            END IF;
-        END IF;
+    v_blockers := {{ schema }}._distinct_blockers(start_chain.blockers);
+    v_open := '{}';
+    IF cardinality(v_blockers) > 0 THEN
+        v_open := {{ schema }}._lock_blocker_chains(v_blockers);
     END IF;
+    v_status := CASE WHEN cardinality(v_open) > 0 THEN 'blocked' ELSE 'pending' END;
 
-    IF start_chain.id IS NULL THEN
-        -- A fresh id cannot collide: no speculative insertion (ON CONFLICT
-        -- costs 10-20 % more).
-        INSERT INTO {{ schema }}.job (
-            id, type_name, chain_id, chain_type_name, chain_index, input, status,
-            priority, scheduled_at, dedup_key, trace_context, open_blockers
-        )
-        VALUES (
-            v_id, start_chain.type_name, v_id, start_chain.type_name, 0, start_chain.input,
-            v_status, coalesce(start_chain.priority, 0), v_scheduled_at,
-            start_chain.dedup_key, start_chain.trace_context, cardinality(v_open)
-        );
-    ELSE
-        INSERT INTO {{ schema }}.job (
-            id, type_name, chain_id, chain_type_name, chain_index, input, status,
-            priority, scheduled_at, dedup_key, trace_context, open_blockers
-        )
-        VALUES (
-            v_id, start_chain.type_name, v_id, start_chain.type_name, 0, start_chain.input,
-            v_status, coalesce(start_chain.priority, 0), v_scheduled_at,
-            start_chain.dedup_key, start_chain.trace_context, cardinality(v_open)
-        )
-        ON CONFLICT DO NOTHING;
-        GET DIAGNOSTICS v_inserted = ROW_COUNT;
-        IF v_inserted = 0 THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'QU006',
-                MESSAGE = format('a job with id %s already exists', v_id),
-                DETAIL = format('job_id=%s', v_id);
-        END IF;
+    -- ON CONFLICT: a given id may exist already (QU006, not a unique_violation).
+    INSERT INTO {{ schema }}.job (
+        id, type_name, chain_id, chain_type_name, chain_index, input, status,
+        priority, scheduled_at, dedup_key, trace_context, open_blockers
+    )
+    VALUES (
+        v_id, start_chain.type_name, v_id, start_chain.type_name, 0, start_chain.input,
+        v_status, coalesce(start_chain.priority, 0), v_scheduled_at,
+        start_chain.dedup_key, start_chain.trace_context, cardinality(v_open)
+    )
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS v_inserted = ROW_COUNT;
+    IF v_inserted = 0 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006',
+            MESSAGE = format('a job with id %s already exists', v_id),
+            DETAIL = format('job_id=%s', v_id);
     END IF;
 
     IF cardinality(v_blockers) > 0 THEN
@@ -116,7 +124,6 @@ BEGIN
         v_notified := {{ schema }}._notify('job_ready', ARRAY[start_chain.type_name]);
     END IF;
 
-    -- A composite built from what is known (no query to return it).
     v_result := ROW(
         v_id, v_id, start_chain.type_name, v_status, v_scheduled_at, now(), false
     )::{{ schema }}.start_chain_result;
