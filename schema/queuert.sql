@@ -1488,6 +1488,83 @@ END;
 $$;
 
 --
+-- Name: release_jobs(text, uuid[], integer[]); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert.release_jobs(worker_id text, job_ids uuid[], attempts integer[] DEFAULT NULL::integer[]) RETURNS TABLE(job_id uuid, outcome text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_released uuid[];
+    v_types text[];
+    v_notified integer;
+BEGIN
+    IF release_jobs.worker_id IS NULL OR release_jobs.job_ids IS NULL
+        OR array_ndims(release_jobs.job_ids) > 1
+        OR array_position(release_jobs.job_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'release_jobs needs a worker_id and an array of job ids without NULLs';
+    END IF;
+    IF cardinality(release_jobs.attempts) <> cardinality(release_jobs.job_ids) THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'attempts must have one element per job id';
+    END IF;
+
+    -- Lock order shared with complete_jobs and renew_leases: roots, then
+    -- the rest, by id.
+    PERFORM 1
+    FROM queuert.job AS j
+    WHERE j.id = ANY(release_jobs.job_ids)
+    ORDER BY j.chain_index > 0, j.id
+    FOR NO KEY UPDATE;
+
+    WITH req AS (
+        SELECT DISTINCT ON (u.id) u.id, u.attempt
+        FROM unnest(
+            release_jobs.job_ids,
+            coalesce(release_jobs.attempts, array_fill(NULL::integer, ARRAY[cardinality(release_jobs.job_ids)]))
+        ) WITH ORDINALITY AS u (id, attempt, o)
+        ORDER BY u.id, u.o
+    ),
+    released AS (
+        UPDATE queuert.job AS j
+        SET
+            status = 'pending',
+            attempt = greatest(j.attempt - 1, 0),
+            leased_by = NULL,
+            leased_until = NULL
+        FROM req
+        WHERE j.id = req.id
+            AND j.status = 'running'
+            AND j.leased_by = release_jobs.worker_id
+            AND (req.attempt IS NULL OR j.attempt = req.attempt)
+        RETURNING j.id, j.type_name
+    )
+    SELECT coalesce(array_agg(r.id), '{}'), coalesce(array_agg(DISTINCT r.type_name), '{}')
+    INTO v_released, v_types
+    FROM released AS r;
+
+    v_notified := queuert._notify('job_ready', v_types);
+
+    RETURN QUERY
+    SELECT
+        u.id,
+        CASE
+            WHEN u.id = ANY(v_released) THEN 'released'
+            WHEN x.id IS NULL THEN 'not_found'
+            WHEN x.status = 'running' THEN 'taken'
+            ELSE 'finished'
+        END
+    FROM unnest(release_jobs.job_ids) WITH ORDINALITY AS u (id, o)
+    LEFT JOIN queuert.job AS x ON x.id = u.id
+    ORDER BY u.o;
+END;
+$$;
+
+--
 -- Name: renew_leases(text, uuid[], interval); Type: FUNCTION; Schema: queuert; Owner: -
 --
 

@@ -641,6 +641,7 @@ SIGNATURES: dict[str, list[str]] = {
                       "'1 s'::interval", "NULL::uuid[]", "1", "'tc'", "1"],
     "fail": ["{job}", "'w'", "'err'", "now()", "1"],
     "renew_leases": ["'w'", "ARRAY[{job}]", "'1 minute'::interval"],
+    "release_jobs": ["'w'", "ARRAY[{job}]", "ARRAY[1]"],
     "reap": ["10"],
     "next_due_at": ["ARRAY['n']"],
     "trigger_jobs": ["ARRAY[{job}]"],

@@ -1,6 +1,6 @@
 -- The data model and the shape of the public SQL API, as DESIGN.md lists them.
 BEGIN;
-SELECT plan(91);
+SELECT plan(93);
 
 -- Output column names of a function: its OUT/TABLE arguments, else the
 -- attributes of the composite type it returns.
@@ -197,6 +197,9 @@ SELECT is(pg_get_function_arguments('queuert.complete_jobs'::regproc),
     'worker_id text, job_ids uuid[], outputs jsonb[] DEFAULT NULL::jsonb[], '
     || 'attempts integer[] DEFAULT NULL::integer[]',
     'complete_jobs arguments');
+SELECT is(pg_get_function_arguments('queuert.release_jobs'::regproc),
+    'worker_id text, job_ids uuid[], attempts integer[] DEFAULT NULL::integer[]',
+    'release_jobs arguments');
 
 -- Each public name is one function (no overloads to trip named calls).
 SELECT is(
@@ -206,9 +209,9 @@ SELECT is(
          'start_chain', 'start_chains', 'claim', 'complete', 'complete_jobs',
          'continue_with', 'fail', 'renew_leases', 'reap', 'next_due_at',
          'trigger_jobs', 'cancel_chains', 'delete_chains', 'retry_jobs',
-         'set_job_type', 'chain_jobs'])),
-    16,
-    'sixteen public functions, one each'
+         'set_job_type', 'chain_jobs', 'release_jobs'])),
+    17,
+    'seventeen public functions, one each'
 );
 
 -- Returned columns.
@@ -230,6 +233,8 @@ SELECT is(pg_temp.result_cols('queuert.renew_leases'::regproc),
     ARRAY['job_id', 'outcome'], 'renew_leases returns job_id, outcome');
 SELECT is(pg_temp.result_cols('queuert.complete_jobs'::regproc),
     ARRAY['job_id', 'outcome'], 'complete_jobs returns job_id, outcome');
+SELECT is(pg_temp.result_cols('queuert.release_jobs'::regproc),
+    ARRAY['job_id', 'outcome'], 'release_jobs returns job_id, outcome');
 SELECT is(pg_temp.result_cols('queuert.reap'::regproc),
     ARRAY['job_id', 'previous_worker', 'status'], 'reap returns job_id, previous_worker, status');
 SELECT is(pg_temp.result_cols('queuert.trigger_jobs'::regproc),
