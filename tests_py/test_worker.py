@@ -682,11 +682,55 @@ async def test_stop_releases_prefetched_jobs_that_never_started(dsn: str, db: DB
     worker.stop()
     await asyncio.wait_for(task, 10)
     rows = await db.all(
-        "SELECT status::text, leased_by, scheduled_at <= now(), last_attempt_error LIKE 'released%%' "
-        "FROM queuert.job"
+        "SELECT (input #>> '{}')::int, status::text, leased_by, scheduled_at <= now(), attempt,"
+        " last_attempt_error FROM queuert.job ORDER BY 1"
     )
-    assert rows == [("pending", None, True, True)] * 6
+    # the started one was released with fail (its handler ran: an attempt) ...
+    assert rows[0][:5] == (0, "pending", None, True, 1)
+    assert rows[0][5].startswith("released: worker shutting down")
+    # ... the prefetched ones were given back untouched: no attempt, no error
+    assert rows[1:] == [(i, "pending", None, True, 0, None) for i in range(1, 6)]
     assert started == [0]  # the prefetched jobs never ran
+    assert worker.stats.released == 6
+
+
+async def test_prefetched_jobs_released_at_stop_keep_a_single_attempt(dsn: str, db: DB) -> None:
+    """max_attempts = 1: a job claimed ahead and given back at shutdown must
+    still run once, by the next worker."""
+    await db.set_type("once", max_attempts=1)
+    worker = fast(dsn, concurrency=1, prefetch=3, grace_period=5)
+    gate = asyncio.Event()
+    ran: list[int] = []
+
+    @worker.handler("once")
+    async def once(job: JobContext[Any]) -> Any:
+        ran.append(job.input)
+        await gate.wait()
+        return job.input
+
+    await aio.start_chains(db.conn, [queuert.ChainSpec("once", i) for i in range(4)])
+    task = asyncio.create_task(worker.run_async())
+    await eventually(lambda: worker.stats.claimed == 4)
+    worker.stop()  # the running job finishes within the grace period ...
+    await asyncio.sleep(0.2)
+    gate.set()
+    await asyncio.wait_for(task, 10)
+    assert ran == [0]
+    rows = await db.all("SELECT (input #>> '{}')::int, status::text, attempt FROM queuert.job ORDER BY 1")
+    assert rows == [(0, "completed", 1), (1, "pending", 0), (2, "pending", 0), (3, "pending", 0)]
+
+    second = fast(dsn, concurrency=2)  # ... and the given-back ones run once each elsewhere
+
+    @second.handler("once")
+    async def again(job: JobContext[Any]) -> Any:
+        ran.append(job.input)
+        return job.input
+
+    async with running(second):
+        await eventually(lambda: second.stats.completed == 3)
+    assert sorted(ran) == [0, 1, 2, 3]
+    rows = await db.all("SELECT status::text, attempt FROM queuert.job")
+    assert rows == [("completed", 1)] * 4
 
 
 async def test_prefetch_zero_claims_only_free_slots(dsn: str, db: DB) -> None:
@@ -860,3 +904,31 @@ async def test_a_deadlocked_flush_is_sent_again_without_reconnecting(dsn: str, d
         await other.close()
     assert (await db.job(job_id))["completed_by"] == worker.worker_id
     assert worker.stats.reconnects == 0 and worker.stats.completed == 1
+
+
+async def test_jobs_of_a_lost_claim_are_given_back_without_spending_an_attempt(dsn: str, db: DB) -> None:
+    """A claim whose commit happened but whose answer was lost leaves jobs
+    running under this worker that it does not know. Reconciling gives them
+    back with release_jobs (their handlers never ran), then they run once."""
+    await db.set_type("orphan", max_attempts=1)
+    worker = fast(dsn, worker_id="w-reconcile", concurrency=2, prefetch=0)
+    done: list[int] = []
+
+    @worker.handler("orphan")
+    async def orphan(job: JobContext[Any]) -> Any:
+        done.append(job.attempt)
+        return None
+
+    await db.start("orphan", 1)
+    # the lost claim: committed under this worker's id, answer never seen
+    await db.conn.execute("SELECT * FROM queuert.claim('w-reconcile', ARRAY['orphan'])")
+    assert await db.one("SELECT status::text, attempt FROM queuert.job") == ("running", 1)
+    async with running(worker):
+        run = worker._run
+        assert run is not None
+        run.need_reconcile = True  # what a connection lost during a claim sets
+        await db.start("orphan", 2)  # work, so that a flush runs (and reconciles first)
+        await eventually(lambda: worker.stats.completed == 2)
+    assert done == [1, 1]  # each ran once, as attempt 1: the lost claim's attempt was taken back
+    rows = await db.all("SELECT status::text, attempt, last_attempt_error FROM queuert.job")
+    assert rows == [("completed", 1, None)] * 2

@@ -98,6 +98,7 @@ _DONE = 5  # acknowledged
 _COMPLETE = 0
 _CONTINUE = 1
 _FAIL = 2
+_RELEASE = 3  # claimed but never started: give it back, attempt restored
 
 _SAVEPOINT = "SAVEPOINT queuert_handler"
 _ROLLBACK_TO = "ROLLBACK TO SAVEPOINT queuert_handler"
@@ -822,6 +823,10 @@ class _Run:
             f"SELECT {_CLAIM_COLUMNS}, clock_timestamp() FROM {s}.claim("
             "worker_id => %s, type_names => %s, max_jobs => %s, lease => %s)"
         )
+        self.q_release_jobs = (
+            f"SELECT job_id, outcome FROM {s}.release_jobs("
+            "worker_id => %s, job_ids => %s::uuid[], attempts => %s::int[])"
+        )
         self.q_complete_jobs = (
             f"SELECT job_id, outcome FROM {s}.complete_jobs("
             "worker_id => %s, job_ids => %s::uuid[], outputs => %s::text[]::jsonb[], attempts => %s::int[])"
@@ -1150,9 +1155,10 @@ class _Run:
                 try:
                     if lane.conn is None or lane.conn.closed:
                         lane.conn = await self.connect("main")
-                    if self.need_reconcile and self.reserved == reserved == 0:
-                        # no claim in flight anywhere: any job leased by us
-                        # that we do not know is an orphan of a lost claim
+                    if self.need_reconcile and self.reserved == reserved:
+                        # no claim in flight on another lane, and ours is
+                        # sent only after this: any job leased by us that we
+                        # do not know is an orphan of a lost claim
                         self.need_reconcile = False
                         await self.reconcile(lane.conn)
                     rows = await self.flush(lane.conn, acks, claim_n)
@@ -1215,6 +1221,7 @@ class _Run:
         outputs: list[str | None] = []
         continues: list[tuple[JobContext[Any], Continuation]] = []
         fails: list[tuple[JobContext[Any], Any]] = []
+        releases: list[JobContext[Any]] = []
         live: list[tuple[JobContext[Any], int, Any]] = []
         for item in acks:
             job, kind, data = item
@@ -1227,6 +1234,8 @@ class _Run:
                 outputs.append(data)
             elif kind == _CONTINUE:
                 continues.append((job, data))
+            elif kind == _RELEASE:
+                releases.append(job)
             else:
                 fails.append((job, data))
         if not live and not claim_n:
@@ -1245,6 +1254,8 @@ class _Run:
                 statements.append((self.q_continue_batch, (self._continue_doc(continues), wid)))
             if fails:
                 statements.append((self.q_fail_batch, (self._fail_doc(fails), wid)))
+            if releases:
+                statements.append((self.q_release_jobs, (wid, [j.id for j in releases], [j.attempt for j in releases])))
             if claim_n:
                 statements.append((self.q_claim, (wid, self.type_names, claim_n, self.lease)))
             for conflict_retry in range(3):
@@ -1258,7 +1269,7 @@ class _Run:
                         raise
                     await asyncio.sleep(random.uniform(0.002, 0.02) * (conflict_retry + 1))
             i = 0
-            c_rows = k_rows = f_rows = claim_rows = d_rows = []
+            c_rows = k_rows = f_rows = r_rows = claim_rows = d_rows = []
             if completes:
                 c_rows = results[i]
                 i += 1
@@ -1270,6 +1281,9 @@ class _Run:
                 i += 1
             if fails:
                 f_rows = results[i]
+                i += 1
+            if releases:
+                r_rows = results[i]
                 i += 1
             if claim_n:
                 claim_rows = results[i]
@@ -1290,6 +1304,8 @@ class _Run:
                 return await self.claim_only(conn, claim_n)
             return []
         self.after_flush(completes, c_rows, continues, k_rows, fails, f_rows, d_rows)
+        if releases:
+            self.after_release(releases, r_rows)
         return claim_rows
 
     def _continue_doc(self, continues: list[tuple[JobContext[Any], Continuation]]) -> str:
@@ -1392,6 +1408,25 @@ class _Run:
         if ready or chains:
             self.publish_after(ready, chains)
 
+    def after_release(self, releases: list[JobContext[Any]], rows: list[Any]) -> None:
+        """Bookkeeping after committed releases (release_jobs outcomes)."""
+        by_id = {j.id: j for j in releases}
+        ready: set[str] = set()
+        for job_id, outcome in rows:
+            job = by_id.pop(job_id, None)
+            if job is None:
+                continue
+            self.flights.pop(job_id, None)
+            job._state = _DONE
+            if outcome == "released":
+                ready.add(job.type_name)
+            else:
+                logger.info(
+                    "job %s was no longer ours to release (%s)", job_id, outcome, extra=self._extra(job)
+                )
+        if ready and self.collect:
+            self.publish_after(ready, ())
+
     def publish_after(self, ready: Iterable[str], chains: Iterable[str]) -> None:
         """Notifications implied by a committed acknowledgement (loop thread)."""
         if self.publisher is not None:
@@ -1463,6 +1498,10 @@ class _Run:
 
     async def ack_one(self, conn: psycopg.AsyncConnection[Any], job: JobContext[Any], kind: int, data: Any) -> None:
         wid = self.worker_id
+        if kind == _RELEASE:
+            cur = await conn.execute(self.q_release_jobs, (wid, [job.id], [job.attempt]))
+            self.after_release([job], await cur.fetchall())
+            return
         if kind == _COMPLETE:
             if self.lookup_dependents:
                 res = await _multi(
@@ -1528,12 +1567,9 @@ class _Run:
                 if job_id in self.flights:
                     continue
                 try:
-                    await conn.execute(
-                        self.q_fail_one,
-                        (job_id, self.worker_id, "released: claimed by a transaction whose result was lost",
-                         None, timedelta(0), attempt),
-                    )
-                    self.publish_after([type_name], ())
+                    cur = await conn.execute(self.q_release_jobs, (self.worker_id, [job_id], [attempt]))
+                    if any(row[1] == "released" for row in await cur.fetchall()):
+                        self.publish_after([type_name], ())
                     logger.info(
                         "released job %s claimed before a lost connection",
                         job_id,
@@ -1621,7 +1657,7 @@ class _Run:
             job = self.queued.popleft()
             if job._state == _QUEUED:
                 self.stats.released += 1
-                self.queue_ack(job, _FAIL, ("released: worker shutting down (not started)", None, timedelta(0)))
+                self.queue_ack(job, _RELEASE, None)
 
     def run_job(self, job: JobContext[Any]) -> None:
         job._state = _RUNNING
@@ -1751,7 +1787,10 @@ class _Run:
         release: list[tuple[JobContext[Any], int, Any]] = []
         self.queued.clear()
         for job in list(self.flights.values()):
-            if job._state == _RUNNING or job._state == _QUEUED:
+            if job._state == _QUEUED:  # never started: give it back, attempt restored
+                job._state = _RELEASED
+                release.append((job, _RELEASE, None))
+            elif job._state == _RUNNING:
                 job._state = _RELEASED
                 job.lease_lost._set("released: worker shutting down")
                 if job._task is not None:
