@@ -806,7 +806,11 @@ async def test_auto_prefetch_keeps_leases_and_stop_releases_held_jobs(dsn: str, 
     """Jobs claimed ahead by auto are leased and renewed while they wait
     (never reaped, even with a 1 s lease), and released at stop without
     having run."""
-    worker = fast(dsn, concurrency=1, grace_period=0.3, lease=timedelta(seconds=1), renew_interval=0.2)
+    # prefetch_window 0.5 s: a stall is given back only after 10 windows (5 s)
+    worker = fast(
+        dsn, concurrency=1, grace_period=0.3, lease=timedelta(seconds=1), renew_interval=0.2,
+        prefetch_window=0.5,
+    )
     started: list[int] = []
 
     @worker.handler("burst")
@@ -831,11 +835,14 @@ async def test_auto_prefetch_keeps_leases_and_stop_releases_held_jobs(dsn: str, 
     await asyncio.wait_for(task, 10)
     assert started == list(range(21))  # the held jobs never ran
     rows = await db.all(
-        "SELECT status::text, count(*), bool_and(leased_by IS NULL), "
-        "bool_and(last_attempt_error LIKE 'released%%') FROM queuert.job GROUP BY 1 ORDER BY 1"
+        "SELECT status::text, attempt, last_attempt_error LIKE 'released%%', count(*),"
+        " bool_and(leased_by IS NULL) FROM queuert.job GROUP BY 1, 2, 3 ORDER BY 1, 2"
     )
-    assert rows[0][:2] == ("completed", 20)
-    assert rows[1] == ("pending", 280, True, True)
+    assert rows == [
+        ("completed", 1, None, 20, True),
+        ("pending", 0, None, 279, True),  # held or never claimed: untouched
+        ("pending", 1, True, 1, True),  # the stuck one: its handler ran, failed with retry now
+    ]
     assert worker.stats.released == held[0]
 
 
@@ -932,3 +939,48 @@ async def test_jobs_of_a_lost_claim_are_given_back_without_spending_an_attempt(d
     assert done == [1, 1]  # each ran once, as attempt 1: the lost claim's attempt was taken back
     rows = await db.all("SELECT status::text, attempt, last_attempt_error FROM queuert.job")
     assert rows == [("completed", 1, None)] * 2
+
+
+async def test_auto_claim_ahead_gives_jobs_back_when_handlers_turn_slow(dsn: str, db: DB) -> None:
+    """Fast handlers make auto claim far ahead; when every slot then stays
+    busy much longer than usual, the held jobs go back (no attempt spent)
+    for other workers instead of waiting behind the slow ones."""
+    worker = fast(dsn, concurrency=1)  # prefetch="auto"
+    slow_started = asyncio.Event()
+    gate = asyncio.Event()
+
+    @worker.handler("mixed")
+    async def mixed(job: JobContext[Any]) -> Any:
+        if job.input == "slow":
+            slow_started.set()
+            await gate.wait()
+        return None
+
+    # fast jobs teach the worker that handlers are quick ...
+    await aio.start_chains(db.conn, [queuert.ChainSpec("mixed", i) for i in range(50)])
+    async with running(worker):
+        await eventually(lambda: worker.stats.completed == 50)
+        # ... then a slow one, followed by jobs it claims ahead
+        await aio.start_chains(
+            db.conn, [queuert.ChainSpec("mixed", "slow")] + [queuert.ChainSpec("mixed", i) for i in range(40)]
+        )
+        await asyncio.wait_for(slow_started.wait(), 10)
+        assert worker.stats.largest_claim > 1  # it did claim ahead
+        held = await db.one("SELECT count(*) FROM queuert.job WHERE status = 'running'")
+        # within about 10 x prefetch_window (0.5 s) the held jobs are back
+        async def held_back() -> bool:
+            row = await db.one("SELECT count(*) FROM queuert.job WHERE status = 'running' AND input <> '\"slow\"'")
+            return row[0] <= 1  # auto may take one ahead again at the new pace
+
+        await eventually(held_back, timeout=5)
+        assert held[0] > 1
+        assert worker.stats.released >= held[0] - 1
+        given_back = await db.one(
+            "SELECT count(*) FROM queuert.job WHERE status = 'pending' AND attempt = 0"
+            " AND last_attempt_error IS NULL"
+        )
+        assert given_back[0] >= held[0] - 2  # pending again, untouched (no attempt, no error)
+        gate.set()
+        await eventually(lambda: worker.stats.completed == 91)
+    rows = await db.all("SELECT status::text, attempt, count(*) FROM queuert.job GROUP BY 1, 2")
+    assert rows == [("completed", 1, 91)]

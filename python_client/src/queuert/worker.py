@@ -787,6 +787,9 @@ class _Run:
         )
         self.ahead_work = self.concurrency * worker.prefetch_window  # slot-seconds
         self.duration: float | None = None  # EWMA of handler durations, seconds
+        # when a handler last started or finished: with every slot busy far
+        # longer than expected, jobs held ahead are given back
+        self.last_progress = time.monotonic()
         self.wake = asyncio.Event()  # main loop wake-up
         self.maint_wake = asyncio.Event()
         self.check_ids: set[uuid.UUID] = set()
@@ -984,6 +987,31 @@ class _Run:
             return self.ahead_max
         return min(self.ahead_max, math.ceil(self.ahead_work / d))
 
+    def give_back_if_stalled(self) -> float | None:
+        """Auto claim-ahead holds jobs for about ``prefetch_window`` of
+        expected work. If every slot has stayed busy far longer than handlers
+        usually take (no handler started or finished for max(10 windows,
+        3 x the usual duration)), the estimate is wrong: give the held jobs back
+        (release_jobs: no attempt spent) so other workers can run them, and
+        take the stall as the new duration so few are claimed ahead again.
+        Returns the seconds until that point (None: nothing to watch)."""
+        if not self.auto_ahead or not self.queued or self.running < self.concurrency:
+            return None
+        limit = max(10 * self.w.prefetch_window, 3 * (self.duration or 0.0))
+        stalled = time.monotonic() - self.last_progress
+        if stalled < limit:
+            return limit - stalled
+        n = len(self.queued)
+        self.duration = max(self.duration or 0.0, stalled)
+        self.release_queued()
+        logger.info(
+            "handlers are much slower than before (all slots busy for %.1f s): gave back %d jobs claimed ahead",
+            stalled,
+            n,
+            extra={"worker_id": self.worker_id},
+        )
+        return None
+
     def claim_wanted(self) -> bool:
         return self.drained_gen != self.hint_gen
 
@@ -1094,9 +1122,11 @@ class _Run:
                     if not self.flights and not self.acks and not busy:
                         return
                 idle = next((ln for ln in lanes if not ln.busy), None)
+                stall_left: float | None = None
                 if self.queued:
                     if self.claiming:
                         self.start_queued()
+                        stall_left = self.give_back_if_stalled()
                     else:  # stopping: prefetched jobs that never started go back at once
                         self.release_queued()
                 if self.claiming:
@@ -1117,7 +1147,7 @@ class _Run:
                     idle.task.add_done_callback(tasks.discard)
                     continue
                 self.wake.clear()
-                timeout = None
+                timeout = stall_left
                 if self.grace_deadline is not None:
                     timeout = max(0.0, self.grace_deadline - time.monotonic())
                 if timeout is None:
@@ -1661,6 +1691,7 @@ class _Run:
 
     def run_job(self, job: JobContext[Any]) -> None:
         job._state = _RUNNING
+        self.last_progress = time.monotonic()
         h = self.prepare(job)
         if h is None:
             return
@@ -1704,6 +1735,7 @@ class _Run:
         """A handler ended after ``took`` seconds: turn its result into an
         acknowledgement."""
         self.running -= 1
+        self.last_progress = time.monotonic()
         self.wake.set()
         d = self.duration
         self.duration = took if d is None else d + 0.1 * (took - d)
