@@ -39,7 +39,7 @@ class Sizes:
     floor_claim1_n: int = 5_000
     floor_claim100_n: int = 50_000
     process_n: int = 50_000
-    process_atomic_c1_n: int = 20_000
+    process_atomic_c1_n: int = 50_000
     concurrencies: tuple[int, ...] = (1, 10, 50)
     chain3_n: int = 10_000
     fanin_n: int = 10_000
@@ -48,7 +48,8 @@ class Sizes:
     scale_completed: int = 1_000_000
     scale_blocked: int = 1_000_000
     scale_claims: int = 2_000
-    drain_cap_s: float = 10.0
+    # a safety net: every default drain finishes well inside it on 2 cores
+    drain_cap_s: float = 60.0
 
     @classmethod
     def quick(cls) -> Sizes:
