@@ -118,6 +118,26 @@ CREATE FUNCTION queuert._backoff(attempt integer, backoff_initial interval, back
 $$;
 
 --
+-- Name: _batch_outcomes(uuid[], uuid[], text); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._batch_outcomes(job_ids uuid[], done uuid[], done_outcome text) RETURNS TABLE(job_id uuid, outcome text)
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT
+        u.id,
+        CASE
+            WHEN u.id = ANY(_batch_outcomes.done) THEN _batch_outcomes.done_outcome
+            WHEN x.id IS NULL THEN 'not_found'
+            WHEN x.status = 'running' THEN 'taken'
+            ELSE 'finished'
+        END
+    FROM unnest(_batch_outcomes.job_ids) WITH ORDINALITY AS u (id, o)
+    LEFT JOIN queuert.job AS x ON x.id = u.id
+    ORDER BY u.o
+$$;
+
+--
 -- Name: _chain_item_ok(jsonb); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
@@ -1131,17 +1151,8 @@ BEGIN
     END IF;
 
     RETURN QUERY
-    SELECT
-        u.id,
-        CASE
-            WHEN u.id = ANY(v_done) THEN 'completed'
-            WHEN x.id IS NULL THEN 'not_found'
-            WHEN x.status = 'running' THEN 'taken'
-            ELSE 'finished'
-        END
-    FROM unnest(complete_jobs.job_ids) WITH ORDINALITY AS u (id, o)
-    LEFT JOIN queuert.job AS x ON x.id = u.id
-    ORDER BY u.o;
+    SELECT o.job_id, o.outcome
+    FROM queuert._batch_outcomes(complete_jobs.job_ids, v_done, 'completed') AS o;
 END;
 $$;
 
@@ -1550,17 +1561,8 @@ BEGIN
     v_notified := queuert._notify('job_ready', v_types);
 
     RETURN QUERY
-    SELECT
-        u.id,
-        CASE
-            WHEN u.id = ANY(v_released) THEN 'released'
-            WHEN x.id IS NULL THEN 'not_found'
-            WHEN x.status = 'running' THEN 'taken'
-            ELSE 'finished'
-        END
-    FROM unnest(release_jobs.job_ids) WITH ORDINALITY AS u (id, o)
-    LEFT JOIN queuert.job AS x ON x.id = u.id
-    ORDER BY u.o;
+    SELECT o.job_id, o.outcome
+    FROM queuert._batch_outcomes(release_jobs.job_ids, v_released, 'released') AS o;
 END;
 $$;
 

@@ -114,6 +114,29 @@ AS $$
     END
 $$;
 
+-- The per-job answer of a fenced batch call (complete_jobs, release_jobs),
+-- in input order: done_outcome for the jobs it changed, else why not:
+-- 'not_found', 'taken' (running under another worker or attempt) or
+-- 'finished' (no longer running). Inlined into the caller's statement.
+CREATE OR REPLACE FUNCTION {{ schema }}._batch_outcomes(
+    job_ids uuid [], done uuid [], done_outcome text
+)
+RETURNS TABLE (job_id uuid, outcome text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT
+        u.id,
+        CASE
+            WHEN u.id = ANY(_batch_outcomes.done) THEN _batch_outcomes.done_outcome
+            WHEN x.id IS NULL THEN 'not_found'
+            WHEN x.status = 'running' THEN 'taken'
+            ELSE 'finished'
+        END
+    FROM unnest(_batch_outcomes.job_ids) WITH ORDINALITY AS u (id, o)
+    LEFT JOIN {{ schema }}.job AS x ON x.id = u.id
+    ORDER BY u.o
+$$;
+
 CREATE OR REPLACE FUNCTION {{ schema }}._check_type_name(type_name text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE

@@ -166,16 +166,7 @@ BEGIN
     END IF;
 
     RETURN QUERY
-    SELECT
-        u.id,
-        CASE
-            WHEN u.id = ANY(v_done) THEN 'completed'
-            WHEN x.id IS NULL THEN 'not_found'
-            WHEN x.status = 'running' THEN 'taken'
-            ELSE 'finished'
-        END
-    FROM unnest(complete_jobs.job_ids) WITH ORDINALITY AS u (id, o)
-    LEFT JOIN {{ schema }}.job AS x ON x.id = u.id
-    ORDER BY u.o;
+    SELECT o.job_id, o.outcome
+    FROM {{ schema }}._batch_outcomes(complete_jobs.job_ids, v_done, 'completed') AS o;
 END;
 $$;

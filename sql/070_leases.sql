@@ -141,17 +141,8 @@ BEGIN
     v_notified := {{ schema }}._notify('job_ready', v_types);
 
     RETURN QUERY
-    SELECT
-        u.id,
-        CASE
-            WHEN u.id = ANY(v_released) THEN 'released'
-            WHEN x.id IS NULL THEN 'not_found'
-            WHEN x.status = 'running' THEN 'taken'
-            ELSE 'finished'
-        END
-    FROM unnest(release_jobs.job_ids) WITH ORDINALITY AS u (id, o)
-    LEFT JOIN {{ schema }}.job AS x ON x.id = u.id
-    ORDER BY u.o;
+    SELECT o.job_id, o.outcome
+    FROM {{ schema }}._batch_outcomes(release_jobs.job_ids, v_released, 'released') AS o;
 END;
 $$;
 
