@@ -56,7 +56,6 @@ import math
 import os
 import queue
 import random
-import re
 import signal
 import socket
 import sys
@@ -65,12 +64,13 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal, TypeVar, overload
 
 import psycopg
 from psycopg import sql
 
+from queuert._sqltext import UUID_LIST, execute_many, execute_many_sync, literal, quote
 from queuert.errors import PayloadValidationError, QueuertError, sqlstate_of, translate
 from queuert.job import JobContext
 from queuert.migrate import validate_schema_name
@@ -148,99 +148,6 @@ def _interval(td: timedelta | float | None) -> timedelta | None:
     if isinstance(td, timedelta):
         return td
     return timedelta(seconds=float(td))
-
-
-def _quote(text: str) -> str:
-    """A standard SQL string literal (our connections keep
-    standard_conforming_strings on, so backslashes are plain characters)."""
-    if "\x00" in text:
-        raise ValueError("text with NUL characters cannot be sent to PostgreSQL")
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _lit(value: Any) -> str:
-    """Render one parameter of our own statements as an SQL literal.
-
-    Much cheaper than psycopg's client-side binding for the arrays a flush
-    sends (a flush of 50 jobs: ~10 us instead of ~1 ms); covers exactly the
-    value types the worker passes."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, str):
-        return _quote(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, uuid.UUID):
-        return f"'{value}'"
-    if isinstance(value, timedelta):
-        return f"'{value.total_seconds()!r} seconds'::interval"
-    if isinstance(value, datetime):
-        return _quote(value.isoformat()) + "::timestamptz"
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return "'{}'"
-        first = next((v for v in value if v is not None), None)
-        if isinstance(first, (uuid.UUID, int)) and not isinstance(first, bool) and None not in value:
-            return "'{" + ",".join(str(v) for v in value) + "}'"
-        if first is None or isinstance(first, str):
-            return "ARRAY[" + ",".join(_lit(v) for v in value) + "]::text[]"
-    raise TypeError(f"queuert worker: cannot render {type(value).__name__} as SQL")
-
-
-_UUID_LIST = re.compile(r"[0-9a-f,-]*")
-
-_TEMPLATE_PARTS: dict[str, list[str]] = {}
-
-
-def _render(query: str, params: Any) -> str:
-    if params is None:
-        return query
-    parts = _TEMPLATE_PARTS.get(query)
-    if parts is None:
-        parts = _TEMPLATE_PARTS[query] = query.split("%s")
-    if len(parts) != len(params) + 1:
-        raise ValueError(f"expected {len(parts) - 1} parameters, got {len(params)}")
-    out = [parts[0]]
-    for value, part in zip(params, parts[1:]):
-        out.append(_lit(value))
-        out.append(part)
-    return "".join(out)
-
-
-def _compose(statements: Sequence[tuple[str, Any]]) -> bytes:
-    """Statements with their parameters as one simple-protocol query: one
-    message, one round trip; without explicit BEGIN/COMMIT the statements run
-    as one implicit transaction (all or nothing)."""
-    return ";\n".join(_render(q, p) for q, p in statements).encode()
-
-
-def _result_sets_done(cur: Any, n: int) -> list[list[Any]]:
-    out: list[list[Any]] = []
-    for i in range(n):
-        if i:
-            cur.nextset()
-        out.append(cur.fetchall() if cur.description is not None else [])
-    return out
-
-
-async def _multi(conn: psycopg.AsyncConnection[Any], statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
-    """Run statements in one round trip; the rows of each, in order."""
-    cur = psycopg.AsyncClientCursor(conn)
-    await cur.execute(_compose(statements), prepare=False)
-    out: list[list[Any]] = []
-    for i in range(len(statements)):
-        if i:
-            cur.nextset()
-        out.append(await cur.fetchall() if cur.description is not None else [])
-    return out
-
-
-def _multi_sync(conn: psycopg.Connection[Any], statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
-    cur = psycopg.ClientCursor(conn)
-    cur.execute(_compose(statements), prepare=False)
-    return _result_sets_done(cur, len(statements))
 
 
 class _Handler:
@@ -487,12 +394,12 @@ class _Publisher:
         ~8% of the worker's CPU at 20,000 jobs/s, one chain id per job)."""
         parts = []
         if ready:
-            parts.append(f"SELECT {_quote(self.ch_ready)} AS c, unnest({_lit(ready)}) AS p")
+            parts.append(f"SELECT {quote(self.ch_ready)} AS c, unnest({literal(ready)}) AS p")
         if chains:
             joined = ",".join(chains)
             # chain ids are UUID texts: safe inside an array literal unquoted
-            arr = f"'{{{joined}}}'::text[]" if _UUID_LIST.fullmatch(joined) else _lit(chains)
-            parts.append(f"SELECT {_quote(self.ch_chain)} AS c, unnest({arr}) AS p")
+            arr = f"'{{{joined}}}'::text[]" if UUID_LIST.fullmatch(joined) else literal(chains)
+            parts.append(f"SELECT {quote(self.ch_chain)} AS c, unnest({arr}) AS p")
         return "SELECT count(pg_notify(c, p)) FROM (" + " UNION ALL ".join(parts) + ") AS t"
 
     async def send(self, ready: list[str], chains: list[str]) -> None:
@@ -502,7 +409,7 @@ class _Publisher:
                 try:
                     if self.conn is None or self.conn.closed:
                         self.conn = await self.run.connect("notify")
-                    await _multi(self.conn, [(query, None)])
+                    await execute_many(self.conn, [(query, None)])
                     self.sent += 1
                     break
                 except Exception as exc:
@@ -935,8 +842,8 @@ class _Run:
                     prepare_threshold=self.w.prepare_threshold,
                     application_name=f"queuert-{purpose}",
                 )
-                if conn.info.parameter_status("standard_conforming_strings") != b"on":
-                    await conn.execute("SET standard_conforming_strings = on")  # see _quote
+                if conn.info.parameter_status("standard_conforming_strings") != "on":
+                    await conn.execute("SET standard_conforming_strings = on")  # see _sqltext.quote
                 if purpose == "main" and self.batch:
                     # flush connections: only the worker's statements run
                     # there; the publisher sends job_ready / chain_completed
@@ -1290,7 +1197,7 @@ class _Run:
                 statements.append((self.q_claim, (wid, self.type_names, claim_n, self.lease)))
             for conflict_retry in range(3):
                 try:
-                    results = await _multi(conn, statements)
+                    results = await execute_many(conn, statements)
                     break
                 except Exception as exc:
                     # a deadlock or serialization failure rolled the whole
@@ -1534,7 +1441,7 @@ class _Run:
             return
         if kind == _COMPLETE:
             if self.lookup_dependents:
-                res = await _multi(
+                res = await execute_many(
                     conn,
                     ((self.q_complete_one, (job.id, wid, data, job.attempt)), (self.q_dependents, ([job.chain_id],))),
                 )
@@ -2123,8 +2030,8 @@ class _Run:
             prepare_threshold=self.w.prepare_threshold,
             application_name="queuert-atomic",
         )
-        if conn.info.parameter_status("standard_conforming_strings") != b"on":
-            conn.execute("SET standard_conforming_strings = on")  # see _quote
+        if conn.info.parameter_status("standard_conforming_strings") != "on":
+            conn.execute("SET standard_conforming_strings = on")  # see _sqltext.quote
         return conn
 
     async def atomic_attempt_async(
@@ -2146,7 +2053,7 @@ class _Run:
             else:
                 prefix = plan[0]
         try:
-            results = await _multi(
+            results = await execute_many(
                 conn,
                 (
                     *prefix,
@@ -2267,7 +2174,7 @@ class _Run:
         err = translate(exc)
         logger.warning("acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
         stmts, ack_i, dep_i = self._ack_plan(job, _FAIL, (_error_text(err), None, None), rollback=False)
-        results = await _multi(conn, stmts)
+        results = await execute_many(conn, stmts)
         self._count(_FAIL)
         self._ack_notes(job, _FAIL, results, ack_i, dep_i)
 
@@ -2311,18 +2218,18 @@ class _Run:
         status = conn.info.transaction_status
         if status == psycopg.pq.TransactionStatus.IDLE:
             self._ended_transaction(job, status)
-            await _multi(conn, (("BEGIN", None), (_SAVEPOINT, None)))
+            await execute_many(conn, (("BEGIN", None), (_SAVEPOINT, None)))
         if kind == _FAIL or status == psycopg.pq.TransactionStatus.INERROR:
             if kind != _FAIL:
                 kind, data = _FAIL, ("the handler left its transaction in an aborted state", None, None)
             stmts, ack_i, dep_i = self._ack_plan(job, kind, data, rollback=True)
-            results = await _multi(conn, stmts)
+            results = await execute_many(conn, stmts)
             self._count(kind)
             self._ack_notes(job, kind, results, ack_i, dep_i)
             return
         stmts, ack_i, dep_i = self._ack_plan(job, kind, data, rollback=False)
         try:
-            results = await _multi(conn, stmts)
+            results = await execute_many(conn, stmts)
         except Exception as exc:
             if _is_connection_error(exc):
                 raise
@@ -2331,7 +2238,7 @@ class _Run:
             err = translate(exc)
             logger.warning("acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
             stmts, ack_i, dep_i = self._ack_plan(job, _FAIL, (_error_text(err), None, None), rollback=True)
-            results = await _multi(conn, stmts)
+            results = await execute_many(conn, stmts)
             self._count(_FAIL)
             self._ack_notes(job, _FAIL, results, ack_i, dep_i)
             return
@@ -2348,7 +2255,7 @@ class _Run:
 
     def atomic_attempt_sync(self, conn: psycopg.Connection[Any], type_names: list[str], key: int) -> bool:
         """The whole attempt in a worker thread, on a sync connection."""
-        rows = _multi_sync(
+        rows = execute_many_sync(
             conn, (("BEGIN", None), (self.q_claim, (self.worker_id, type_names, 1, self.lease)), (_SAVEPOINT, None))
         )[1]
         if not rows:
@@ -2387,15 +2294,15 @@ class _Run:
         status = conn.info.transaction_status
         if status == psycopg.pq.TransactionStatus.IDLE:
             self._ended_transaction(job, status)
-            _multi_sync(conn, (("BEGIN", None), (_SAVEPOINT, None)))
+            execute_many_sync(conn, (("BEGIN", None), (_SAVEPOINT, None)))
         if kind != _FAIL and status == psycopg.pq.TransactionStatus.INERROR:
             kind, data = _FAIL, ("the handler left its transaction in an aborted state", None, None)
         stmts, ack_i, dep_i = self._ack_plan(job, kind, data, rollback=kind == _FAIL)
         if kind == _FAIL:
-            results = _multi_sync(conn, stmts)
+            results = execute_many_sync(conn, stmts)
         else:
             try:
-                results = _multi_sync(conn, stmts)
+                results = execute_many_sync(conn, stmts)
             except Exception as exc:
                 if _is_connection_error(exc):
                     raise
@@ -2403,7 +2310,7 @@ class _Run:
                 logger.warning("acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
                 kind = _FAIL
                 stmts, ack_i, dep_i = self._ack_plan(job, _FAIL, (_error_text(err), None, None), rollback=True)
-                results = _multi_sync(conn, stmts)
+                results = execute_many_sync(conn, stmts)
         self.loop.call_soon_threadsafe(self._count, kind)
         self._ack_notes(job, kind, results, ack_i, dep_i)
         return True
