@@ -131,3 +131,21 @@ def test_mypy_checks_job_inputs(tmp_path: Path) -> None:
     assert len(expected) == 10
     assert errors["bad.py"] == expected, output
     assert proc.returncode == 1, output
+
+
+def test_the_package_itself_passes_mypy_strict(tmp_path: Path) -> None:
+    """queuert ships py.typed: its own code must type-check under --strict
+    (this caught a str-vs-bytes comparison that was always true)."""
+    package = Path(__file__).resolve().parents[1] / "python_client" / "src" / "queuert"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "mypy", "--strict",
+            "--cache-dir", str(tmp_path / ".mypy_cache"),
+            "--no-error-summary", "--show-error-codes",
+            str(package),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

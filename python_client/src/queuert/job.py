@@ -225,7 +225,7 @@ class JobContext(Generic[InT]):
         The trace context defaults to this job's.
         """
         cont = continue_with(
-            next_type,  # type: ignore[arg-type]
+            next_type,
             input,
             id=id,
             blockers=blockers,
