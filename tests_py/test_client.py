@@ -211,6 +211,21 @@ def test_start_chains_one_call_in_order_with_fan_in(conn: psycopg.Connection) ->
     assert queuert.start_chains(conn, []) == []
 
 
+def test_start_chains_answers_the_same_on_a_dict_row_connection(conn: psycopg.Connection) -> None:
+    """The client reads its rows with its own row factory, whatever the
+    caller set on the connection."""
+    from psycopg.rows import dict_row
+
+    conn.row_factory = dict_row  # type: ignore[assignment]
+    plain = queuert.start_chains(conn, [ChainSpec("plain", {"i": i}, priority=i) for i in range(3)])
+    assert [s.status for s in plain] == ["pending"] * 3
+    assert all(isinstance(s.id, uuid.UUID) and s.id == s.chain_id for s in plain)
+    assert all(isinstance(s.created_at, datetime) and s.deduplicated is False for s in plain)
+    assert [s.type_name for s in plain] == ["plain"] * 3
+    rows = conn.execute("SELECT id, priority FROM queuert.job ORDER BY seq").fetchall()
+    assert [(r["id"], r["priority"]) for r in rows] == [(s.id, i) for i, s in enumerate(plain)]
+
+
 def test_start_chains_rejects_a_bad_item_and_writes_nothing(conn: psycopg.Connection) -> None:
     with pytest.raises(ChainNotFoundError) as info:
         queuert.start_chains(

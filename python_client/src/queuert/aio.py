@@ -17,7 +17,7 @@ from typing import Any, TypeVar, overload
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from . import _core
 from .client import _can_listen
@@ -52,9 +52,9 @@ O = TypeVar("O")  # noqa: E741
 _AUTO_RETRIES = 5
 
 
-async def _execute(conn: psycopg.AsyncConnection[Any], query: _core.Query) -> list[dict[str, Any]]:
+async def _execute(conn: psycopg.AsyncConnection[Any], query: _core.Query) -> list[Any]:
     try:
-        async with conn.cursor(row_factory=dict_row) as cur:
+        async with conn.cursor(row_factory=tuple_row if query.tuples else dict_row) as cur:
             await cur.execute(query.sql, query.params)
             return await cur.fetchall() if cur.description is not None else []
     except psycopg.Error as e:

@@ -22,7 +22,7 @@ from uuid import UUID
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from . import _core
 from .errors import InvalidArgumentError, is_conflict, translate
@@ -56,9 +56,9 @@ O = TypeVar("O")  # noqa: E741
 _AUTO_RETRIES = 5
 
 
-def _execute(conn: psycopg.Connection[Any], query: _core.Query) -> list[dict[str, Any]]:
+def _execute(conn: psycopg.Connection[Any], query: _core.Query) -> list[Any]:
     try:
-        with conn.cursor(row_factory=dict_row) as cur:
+        with conn.cursor(row_factory=tuple_row if query.tuples else dict_row) as cur:
             cur.execute(query.sql, query.params)
             return cur.fetchall() if cur.description is not None else []
     except psycopg.Error as e:
