@@ -125,6 +125,59 @@ def test_engine_sql_changes_apply_without_a_new_migration(empty_db: str, tmp_pat
     assert scalar(empty_db, "SELECT queuert.extra_probe()") == "queuert:100%"
 
 
+def test_upgrade_to_0002_keeps_existing_chains_whole(empty_db: str, tmp_path: Path) -> None:
+    """A database at 0001 with chains (roots in the full chain-position
+    index, version 4 ids) upgrades to 0002: rows untouched, the index
+    partial, every chain's tail still found, later positions still unique."""
+    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    for later in sorted(mig_dir.glob("*.sql"))[1:]:
+        later.unlink()
+    assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir) == ["0001_init"]
+
+    def step(conn: psycopg.Connection, type_name: str, then: str | None) -> None:
+        job = conn.execute("SELECT id FROM queuert.claim('w', ARRAY[%s])", (type_name,)).fetchone()
+        assert job is not None
+        if then is None:
+            conn.execute("SELECT * FROM queuert.complete(%s, 'w')", (job[0],))
+        else:
+            conn.execute("SELECT * FROM queuert.continue_with(%s, 'w', %s)", (job[0], then))
+
+    a, b, c = (uuid.uuid4() for _ in range(3))  # version 4, as before 0002
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        for cid, type_name in ((a, "a"), (b, "b"), (c, "c")):
+            conn.execute("SELECT * FROM queuert.start_chain(%s, id => %s)", (type_name, cid))
+        step(conn, "a", "a2")
+        step(conn, "a2", "a3")  # chain a: 3 jobs, the last pending
+        step(conn, "b", "b2")
+        step(conn, "b2", None)  # chain b: 2 jobs, completed
+        rows = "SELECT id, chain_id, chain_index, type_name, status::text FROM queuert.job ORDER BY id"
+        before = conn.execute(rows).fetchall()
+
+    assert migrate(empty_db) == ["0002_root_outside_chain_position"]
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        assert conn.execute(rows).fetchall() == before
+        predicate = conn.execute(
+            "SELECT pg_get_expr(indpred, indrelid) FROM pg_index"
+            " WHERE indexrelid = 'queuert.job_chain_position_idx'::regclass"
+        ).fetchone()
+        assert predicate == ("(chain_index > 0)",)
+        chains = conn.execute(
+            "SELECT chain_id, job_count, current_type_name, status::text FROM queuert.chain"
+            " WHERE chain_id = ANY(%s) ORDER BY job_count",
+            ([a, b, c],),
+        ).fetchall()
+        assert chains == [(c, 1, "c", "pending"), (b, 2, "b2", "completed"), (a, 3, "a3", "pending")]
+        step(conn, "a3", "a4")  # an old chain goes on after the upgrade
+        jobs = conn.execute("SELECT chain_index, type_name FROM queuert.chain_jobs(%s)", (a,)).fetchall()
+        assert jobs == [(0, "a"), (1, "a2"), (2, "a3"), (3, "a4")]
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "INSERT INTO queuert.job (id, type_name, chain_id, chain_type_name, chain_index,"
+                " status, scheduled_at) VALUES (gen_random_uuid(), 'x', %s, 'a', 1, 'pending', now())",
+                (a,),
+            )
+
+
 # ------------------------------------------------------------ immutability
 
 
