@@ -54,7 +54,6 @@ import json
 import logging
 import math
 import os
-import queue
 import random
 import signal
 import socket
@@ -70,7 +69,9 @@ from typing import Any, Literal, TypeVar, overload
 import psycopg
 from psycopg import sql
 
-from queuert._sqltext import UUID_LIST, execute_many, execute_many_sync, literal, quote
+from queuert._publisher import _Publisher
+from queuert._runners import _resumed, _SlotThread, _ThreadPool
+from queuert._sqltext import execute_many, execute_many_sync
 from queuert.errors import PayloadValidationError, QueuertError, sqlstate_of, translate
 from queuert.job import JobContext
 from queuert.migrate import validate_schema_name
@@ -184,150 +185,6 @@ class WorkerStats:
         return dataclasses.asdict(self)
 
 
-class _Resume:
-    """Continue a coroutine that was started eagerly (its first step ran in
-    the dispatcher) inside a Task: yields the future it was waiting on, then
-    drives it to the end, forwarding cancellation."""
-
-    __slots__ = ("coro", "first")
-
-    def __init__(self, coro: Any, first: Any) -> None:
-        self.coro = coro
-        self.first = first
-
-    def __await__(self) -> Any:
-        coro = self.coro
-        value = self.first
-        while True:
-            try:
-                yield value
-            except BaseException as exc:  # thrown in by the Task (cancel)
-                try:
-                    value = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-                continue
-            try:
-                value = coro.send(None)
-            except StopIteration as stop:
-                return stop.value
-
-
-async def _resumed(coro: Any, first: Any) -> Any:
-    return await _Resume(coro, first)
-
-
-class _ThreadPool:
-    """Threads for sync handlers; results are handed back to the loop in
-    batches (one ``call_soon_threadsafe`` per burst, not per job)."""
-
-    def __init__(self, size: int, loop: asyncio.AbstractEventLoop, deliver: Callable[[list[Any]], None]):
-        self.size = size
-        self.loop = loop
-        self.deliver = deliver
-        self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.threads: list[threading.Thread] = []
-        self.busy = 0
-        self.lock = threading.Lock()
-        self.done: list[Any] = []
-        self.wake_pending = False
-        self.closed = False
-
-    def submit(self, job: JobContext[Any], fn: Callable[[JobContext[Any]], Any]) -> None:
-        with self.lock:
-            self.busy += 1
-            need = self.busy > len(self.threads) and len(self.threads) < self.size
-        if need:
-            t = threading.Thread(target=self._work, name=f"queuert-handler-{len(self.threads)}", daemon=True)
-            self.threads.append(t)
-            t.start()
-        self.q.put((job, fn))
-
-    def _work(self) -> None:
-        while True:
-            item = self.q.get()
-            if item is None:
-                return
-            job, fn = item
-            t0 = time.monotonic()
-            try:
-                result: Any = fn(job)
-                exc: BaseException | None = None
-            except BaseException as e:  # noqa: BLE001 - handed to the loop
-                result, exc = None, e
-            took = time.monotonic() - t0
-            with self.lock:
-                self.busy -= 1
-                self.done.append((job, result, exc, took))
-                wake = not self.wake_pending
-                self.wake_pending = True
-            if wake and not self.closed:
-                try:
-                    self.loop.call_soon_threadsafe(self._drain)
-                except RuntimeError:  # loop closed
-                    return
-
-    def _drain(self) -> None:
-        with self.lock:
-            items, self.done = self.done, []
-            self.wake_pending = False
-        if items:
-            self.deliver(items)
-
-    def shutdown(self) -> None:
-        self.closed = True
-        for _ in self.threads:
-            self.q.put(None)
-
-
-class _SlotThread:
-    """One daemon thread serving one atomic slot (sync handlers): runs the
-    calls it is given in order and resolves an asyncio future with each
-    result. Daemon, so a handler stuck past shutdown cannot keep the process
-    alive."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, index: int) -> None:
-        self.loop = loop
-        self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._work, name=f"queuert-atomic-{index}", daemon=True)
-        self.thread.start()
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = self.loop.create_future()
-        self.q.put((fut, fn, args))
-        return fut
-
-    def _work(self) -> None:
-        while True:
-            item = self.q.get()
-            if item is None:
-                return
-            fut, fn, args = item
-            try:
-                result = fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - handed to the loop
-                self._resolve(fut, None, exc)
-            else:
-                self._resolve(fut, result, None)
-
-    def _resolve(self, fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-        def done() -> None:
-            if fut.done():
-                return
-            if exc is not None:
-                fut.set_exception(exc)
-            else:
-                fut.set_result(result)
-
-        try:
-            self.loop.call_soon_threadsafe(done)
-        except RuntimeError:  # loop closed
-            pass
-
-    def stop(self) -> None:
-        self.q.put(None)
-
-
 class _Lane:
     """A flush connection of the staged dispatcher."""
 
@@ -339,117 +196,6 @@ class _Lane:
         self.busy = False
         self.task: asyncio.Task[None] | None = None
         self.delay = 0.05
-
-
-class _Publisher:
-    """After-commit notifications of one worker run, batched.
-
-    Acknowledgements report the job types they made pending and the chains
-    they completed; the publisher coalesces what arrives within ``linger``
-    seconds (and while a send is in flight) and sends it as one autocommit
-    ``pg_notify`` statement on its own connection (``pg``), and/or through a
-    non-PostgreSQL notifier. Hints only: a crash between the commit and the
-    send loses the hint, never the job (workers and ``wait_for_chain`` poll).
-    """
-
-    linger = 0.002
-
-    def __init__(self, run: _Run, pg: bool, notifier: Notifier | None) -> None:
-        self.run = run
-        self.pg = pg
-        self.notifier = notifier
-        self.ready: set[str] = set()
-        self.chains: list[str] = []
-        self.event = asyncio.Event()
-        self.conn: psycopg.AsyncConnection[Any] | None = None
-        self.closing = False
-        self.sent = 0  # statements sent (for tests and benchmarks)
-        schema = run.schema
-        self.ch_ready = f"{schema}_job_ready"
-        self.ch_chain = f"{schema}_chain_completed"
-        self.task = run.loop.create_task(self.main(), name="queuert-publisher")
-
-    def add(self, ready: Iterable[str], chains: Iterable[str]) -> None:
-        self.ready.update(ready)
-        self.chains.extend(chains)
-        if self.ready or self.chains:
-            self.event.set()
-
-    async def main(self) -> None:
-        while True:
-            await self.event.wait()
-            if not self.closing:
-                await asyncio.sleep(self.linger)
-            self.event.clear()
-            ready, self.ready = self.ready, set()
-            chains, self.chains = self.chains, []
-            if ready or chains:
-                await self.send(sorted(ready), chains)
-            if self.closing and not self.ready and not self.chains:
-                return
-
-    def statement(self, ready: list[str], chains: list[str]) -> str:
-        """One ``pg_notify`` statement for all of them, rendered here (not
-        bound by psycopg, whose text-array dumper runs a regex per element:
-        ~8% of the worker's CPU at 20,000 jobs/s, one chain id per job)."""
-        parts = []
-        if ready:
-            parts.append(f"SELECT {quote(self.ch_ready)} AS c, unnest({literal(ready)}) AS p")
-        if chains:
-            joined = ",".join(chains)
-            # chain ids are UUID texts: safe inside an array literal unquoted
-            arr = f"'{{{joined}}}'::text[]" if UUID_LIST.fullmatch(joined) else literal(chains)
-            parts.append(f"SELECT {quote(self.ch_chain)} AS c, unnest({arr}) AS p")
-        return "SELECT count(pg_notify(c, p)) FROM (" + " UNION ALL ".join(parts) + ") AS t"
-
-    async def send(self, ready: list[str], chains: list[str]) -> None:
-        if self.pg:
-            query = self.statement(ready, chains)
-            for attempt in range(2):
-                try:
-                    if self.conn is None or self.conn.closed:
-                        self.conn = await self.run.connect("notify")
-                    await execute_many(self.conn, [(query, None)])
-                    self.sent += 1
-                    break
-                except Exception as exc:
-                    if self.conn is not None:
-                        try:
-                            await self.conn.close()
-                        except Exception:
-                            pass
-                        self.conn = None
-                    if attempt or self.closing:
-                        logger.warning(
-                            "publishing %d notification(s) failed: %s (hints only: listeners poll)",
-                            len(ready) + len(chains),
-                            exc,
-                            extra={"worker_id": self.run.worker_id},
-                        )
-                        break
-        notifier = self.notifier
-        if notifier is not None:
-            try:
-                if ready:
-                    await notifier.publish_job_ready(ready)
-                if chains:
-                    await notifier.publish_chain_completed(chains)
-            except Exception:
-                logger.exception("publishing notifications failed")
-
-    async def close(self) -> None:
-        """Send what is buffered, then close the connection."""
-        self.closing = True
-        self.event.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self.task), 5.0)
-        except BaseException:
-            self.task.cancel()
-        if self.conn is not None:
-            try:
-                await self.conn.close()
-            except Exception:
-                pass
 
 
 class Worker:
