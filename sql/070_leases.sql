@@ -1,6 +1,31 @@
 -- Leases: heartbeat (renew_leases), giving back jobs that never started
 -- (release_jobs) and recovery of expired ones (reap).
 
+-- Shared by renew_leases and release_jobs: checks the worker id and the job
+-- id array (QU006 naming the caller), then locks the jobs in the order every
+-- writer uses (roots, then the rest, by id; complete_jobs too), so a flush,
+-- a heartbeat and a release never deadlock.
+CREATE OR REPLACE FUNCTION {{ schema }}._lock_worker_jobs(
+    caller text, worker_id text, job_ids uuid []
+)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF worker_id IS NULL OR job_ids IS NULL
+        OR array_ndims(job_ids) > 1
+        OR array_position(job_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('%s needs a worker_id and an array of job ids without NULLs', caller);
+    END IF;
+    PERFORM 1
+    FROM {{ schema }}.job AS j
+    WHERE j.id = ANY(_lock_worker_jobs.job_ids)
+    ORDER BY j.chain_index > 0, j.id
+    FOR NO KEY UPDATE;
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION {{ schema }}.renew_leases(
     worker_id text,
     job_ids uuid [],
@@ -13,12 +38,6 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 BEGIN
-    IF renew_leases.worker_id IS NULL OR renew_leases.job_ids IS NULL
-        OR array_ndims(renew_leases.job_ids) > 1
-        OR array_position(renew_leases.job_ids, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = 'renew_leases needs a worker_id and an array of job ids without NULLs';
-    END IF;
     IF renew_leases.lease <= interval '0' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('lease must be positive, got %s', renew_leases.lease);
@@ -28,12 +47,9 @@ BEGIN
             MESSAGE = format('lease must be at most 1000 years, got %s', renew_leases.lease);
     END IF;
 
-    -- Lock order shared with complete_jobs: roots, then the rest, by id.
-    PERFORM 1
-    FROM {{ schema }}.job AS j
-    WHERE j.id = ANY(renew_leases.job_ids)
-    ORDER BY j.chain_index > 0, j.id
-    FOR NO KEY UPDATE;
+    PERFORM {{ schema }}._lock_worker_jobs(
+        'renew_leases', renew_leases.worker_id, renew_leases.job_ids
+    );
 
     RETURN QUERY
     WITH req AS (
@@ -93,24 +109,13 @@ DECLARE
     v_types text[];
     v_notified integer;
 BEGIN
-    IF release_jobs.worker_id IS NULL OR release_jobs.job_ids IS NULL
-        OR array_ndims(release_jobs.job_ids) > 1
-        OR array_position(release_jobs.job_ids, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = 'release_jobs needs a worker_id and an array of job ids without NULLs';
-    END IF;
     IF cardinality(release_jobs.attempts) <> cardinality(release_jobs.job_ids) THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = 'attempts must have one element per job id';
     END IF;
-
-    -- Lock order shared with complete_jobs and renew_leases: roots, then
-    -- the rest, by id.
-    PERFORM 1
-    FROM {{ schema }}.job AS j
-    WHERE j.id = ANY(release_jobs.job_ids)
-    ORDER BY j.chain_index > 0, j.id
-    FOR NO KEY UPDATE;
+    PERFORM {{ schema }}._lock_worker_jobs(
+        'release_jobs', release_jobs.worker_id, release_jobs.job_ids
+    );
 
     WITH req AS (
         SELECT DISTINCT ON (u.id) u.id, u.attempt
