@@ -356,8 +356,9 @@ def start_chain(
     sql = _sql_start_chain(s)
 
     def op() -> Op[StartedChain]:
-        rows = yield Query(sql, params)
-        started = StartedChain.from_row(rows[0])
+        # StartedChain's fields in order: see _sql_start_chain
+        rows = yield Query(sql, params, tuples=True)
+        started = StartedChain(*rows[0])
         if started.status == "pending" and not started.deduplicated:
             _tell_hooks(ready_types=[started.type_name])
         return started
