@@ -742,24 +742,17 @@ CREATE FUNCTION queuert._notify(kind text, payloads text[]) RETURNS integer
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    v_mode text;
-    v_channel text;
     v_sent integer;
 BEGIN
     -- One call per statement with all its payloads: the setting is read
     -- once, not once per completed chain of a batch. PL/pgSQL, not SQL: a
     -- SQL function called from a statement is planned again on every call.
-    IF cardinality(payloads) > 0 THEN
-        v_mode := coalesce(nullif(current_setting('queuert.notify', true), ''), 'all');
-        v_channel := CASE kind WHEN 'job_ready_unblocked' THEN 'job_ready' ELSE kind END;
-        IF v_mode = 'all'
-            OR kind = ANY(string_to_array(replace(v_mode, ' ', ''), ','))
-            OR v_channel = ANY(string_to_array(replace(v_mode, ' ', ''), ','))
-        THEN
-            SELECT count(pg_notify('queuert_' || v_channel, p)) INTO v_sent
-            FROM unnest(payloads) AS p;
-            RETURN v_sent;
-        END IF;
+    IF cardinality(payloads) > 0 AND queuert._notify_enabled(kind) THEN
+        SELECT count(pg_notify(
+            'queuert_' || CASE kind WHEN 'job_ready_unblocked' THEN 'job_ready' ELSE kind END, p
+        )) INTO v_sent
+        FROM unnest(payloads) AS p;
+        RETURN v_sent;
     END IF;
     RETURN 0;
 END;
@@ -774,6 +767,8 @@ CREATE FUNCTION queuert._notify_enabled(kind text) RETURNS boolean
     AS $$
     SELECT coalesce(nullif(current_setting('queuert.notify', true), ''), 'all') = 'all'
         OR kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
+        OR (kind = 'job_ready_unblocked'
+            AND 'job_ready' = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ',')))
 $$;
 
 --

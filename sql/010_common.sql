@@ -18,29 +18,34 @@
 -- unblocked (fan-in): sent on the job_ready channel, selected by either
 -- name. Such commits are rare, so a batching worker leaves them to the engine
 -- ('job_lost,job_ready_unblocked') instead of looking the dependents up again.
+-- The one place that reads queuert.notify: whether it selects this kind
+-- (job_ready_unblocked also through job_ready). Inlined where it is used.
+CREATE OR REPLACE FUNCTION {{ schema }}._notify_enabled(kind text)
+RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(nullif(current_setting('queuert.notify', true), ''), 'all') = 'all'
+        OR kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
+        OR (kind = 'job_ready_unblocked'
+            AND 'job_ready' = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ',')))
+$$;
+
 CREATE OR REPLACE FUNCTION {{ schema }}._notify(kind text, payloads text [])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-    v_mode text;
-    v_channel text;
     v_sent integer;
 BEGIN
     -- One call per statement with all its payloads: the setting is read
     -- once, not once per completed chain of a batch. PL/pgSQL, not SQL: a
     -- SQL function called from a statement is planned again on every call.
-    IF cardinality(payloads) > 0 THEN
-        v_mode := coalesce(nullif(current_setting('queuert.notify', true), ''), 'all');
-        v_channel := CASE kind WHEN 'job_ready_unblocked' THEN 'job_ready' ELSE kind END;
-        IF v_mode = 'all'
-            OR kind = ANY(string_to_array(replace(v_mode, ' ', ''), ','))
-            OR v_channel = ANY(string_to_array(replace(v_mode, ' ', ''), ','))
-        THEN
-            SELECT count(pg_notify('{{ schema }}_' || v_channel, p)) INTO v_sent
-            FROM unnest(payloads) AS p;
-            RETURN v_sent;
-        END IF;
+    IF cardinality(payloads) > 0 AND {{ schema }}._notify_enabled(kind) THEN
+        SELECT count(pg_notify(
+            '{{ schema }}_' || CASE kind WHEN 'job_ready_unblocked' THEN 'job_ready' ELSE kind END, p
+        )) INTO v_sent
+        FROM unnest(payloads) AS p;
+        RETURN v_sent;
     END IF;
     RETURN 0;
 END;
@@ -91,18 +96,10 @@ AS $$
     LIMIT 1
 $$;
 
--- Whether queuert.notify selects this kind (see _notify), and one
--- notification if so, as SQL expressions that inline into the caller's
--- statement: no PL/pgSQL call, whose expressions would be set up again in
--- every transaction of an autocommit caller.
-CREATE OR REPLACE FUNCTION {{ schema }}._notify_enabled(kind text)
-RETURNS boolean
-LANGUAGE sql STABLE
-AS $$
-    SELECT coalesce(nullif(current_setting('queuert.notify', true), ''), 'all') = 'all'
-        OR kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
-$$;
-
+-- One notification if queuert.notify selects its kind, as an SQL expression
+-- that inlines into the caller's statement: no PL/pgSQL call, whose
+-- expressions would be set up again in every transaction of an autocommit
+-- caller (start_chain's common path).
 CREATE OR REPLACE FUNCTION {{ schema }}._announce(kind text, payload text)
 RETURNS boolean
 LANGUAGE sql VOLATILE
