@@ -144,6 +144,46 @@ def test_bad_input_is_rejected_before_anything_is_written(conn: psycopg.Connecti
     assert count_jobs(conn) == 0
 
 
+def test_start_chain_sends_only_the_arguments_it_was_given(conn: psycopg.Connection) -> None:
+    """Arguments at the engine's defaults are left out of the call (the
+    common start binds two parameters), and every other one arrives."""
+    from queuert import _core
+
+    def sent(**kwargs: object) -> dict[str, object]:
+        args: dict[str, object] = dict(
+            id=None, schedule_at=None, schedule_after=None, blockers=None, dedup_key=None,
+            dedup_scope="incomplete", dedup_window=None, priority=0, trace_context=None,
+        )
+        args.update(kwargs)
+        query = next(_core.start_chain("queuert", "t", {"n": 1}, **args)())  # type: ignore[arg-type]
+        return dict(query.params)
+
+    assert set(sent()) == {"type_name", "input"}
+    assert set(sent(priority=5, dedup_scope="any", dedup_key="k")) == {
+        "type_name", "input", "priority", "dedup_scope", "dedup_key"
+    }
+
+    blocker = queuert.start_chain(conn, "blocker", None)
+    given = uuid.uuid4()
+    started = queuert.start_chain(
+        conn, "every-argument", {"n": 1}, id=given, schedule_after=timedelta(minutes=1),
+        blockers=[blocker.chain_id], dedup_key="k", dedup_scope="any",
+        dedup_window=timedelta(hours=1), priority=7, trace_context="00-t",
+    )
+    assert (started.id, started.status) == (given, "blocked")
+    row = conn.execute(
+        "SELECT priority, dedup_key, trace_context, scheduled_at - created_at"
+        " FROM queuert.job WHERE id = %s",
+        (given,),
+    ).fetchone()
+    assert row == (7, "k", "00-t", timedelta(minutes=1))
+    again = queuert.start_chain(
+        conn, "every-argument", None, dedup_key="k", dedup_scope="any",
+        dedup_window=timedelta(hours=1),
+    )
+    assert again.deduplicated and again.id == given
+
+
 def test_schedule_after_and_schedule_at(conn: psycopg.Connection) -> None:
     now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
     later = queuert.start_chain(conn, "plain", None, schedule_after=timedelta(minutes=5))
@@ -673,13 +713,15 @@ def test_completing_a_running_job_from_outside_reports_it_lost(conn: psycopg.Con
 FLAKY_START_CHAIN = """
 CREATE SCHEMA flaky;
 CREATE SEQUENCE flaky.calls;
--- A start_chain with the engine's signature that fails with a serialization
--- failure on its first call (the sequence survives the rollback), then
--- delegates to the real one.
+-- A start_chain with the engine's signature and defaults that fails with a
+-- serialization failure on its first call (the sequence survives the
+-- rollback), then delegates to the real one.
 CREATE FUNCTION flaky.start_chain(
-    type_name text, input jsonb, id uuid, schedule_at timestamptz, schedule_after interval,
-    blockers uuid[], dedup_key text, dedup_scope text, dedup_window interval,
-    priority int, trace_context text
+    type_name text, input jsonb DEFAULT NULL, id uuid DEFAULT NULL,
+    schedule_at timestamptz DEFAULT NULL, schedule_after interval DEFAULT NULL,
+    blockers uuid[] DEFAULT NULL, dedup_key text DEFAULT NULL,
+    dedup_scope text DEFAULT 'incomplete', dedup_window interval DEFAULT NULL,
+    priority int DEFAULT 0, trace_context text DEFAULT NULL
 ) RETURNS SETOF queuert.start_chain_result LANGUAGE plpgsql AS $$
 BEGIN
     IF nextval('flaky.calls') = 1 THEN

@@ -83,12 +83,19 @@ def compose(statements: Sequence[tuple[str, Any]]) -> bytes:
     return ";\n".join(render(q, p) for q, p in statements).encode()
 
 
+def has_rows(cur: Any) -> bool:
+    """Whether the cursor's current result is a row set. Cheaper than
+    `cur.description is not None`, which builds a Column per column."""
+    res = cur.pgresult
+    return res is not None and res.status == psycopg.pq.ExecStatus.TUPLES_OK
+
+
 def _result_sets_done(cur: Any, n: int) -> list[list[Any]]:
     out: list[list[Any]] = []
     for i in range(n):
         if i:
             cur.nextset()
-        out.append(cur.fetchall() if cur.description is not None else [])
+        out.append(cur.fetchall() if has_rows(cur) else [])
     return out
 
 
@@ -100,7 +107,7 @@ async def execute_many(conn: psycopg.AsyncConnection[Any], statements: Sequence[
     for i in range(len(statements)):
         if i:
             cur.nextset()
-        out.append(await cur.fetchall() if cur.description is not None else [])
+        out.append(await cur.fetchall() if has_rows(cur) else [])
     return out
 
 

@@ -20,6 +20,7 @@ import psycopg
 from psycopg.rows import dict_row, tuple_row
 
 from . import _core
+from ._sqltext import has_rows
 from .client import _can_listen
 from .errors import InvalidArgumentError, is_conflict, translate
 from .types import (
@@ -56,7 +57,7 @@ async def _execute(conn: psycopg.AsyncConnection[Any], query: _core.Query) -> li
     try:
         async with conn.cursor(row_factory=tuple_row if query.tuples else dict_row) as cur:
             await cur.execute(query.sql, query.params)
-            return await cur.fetchall() if cur.description is not None else []
+            return await cur.fetchall() if has_rows(cur) else []
     except psycopg.Error as e:
         new = translate(e)
         if new is e:

@@ -25,6 +25,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 
 from . import _core
+from ._sqltext import has_rows
 from .errors import InvalidArgumentError, is_conflict, translate
 from .types import (
     BaseChainSpec,
@@ -60,7 +61,7 @@ def _execute(conn: psycopg.Connection[Any], query: _core.Query) -> list[Any]:
     try:
         with conn.cursor(row_factory=tuple_row if query.tuples else dict_row) as cur:
             cur.execute(query.sql, query.params)
-            return cur.fetchall() if cur.description is not None else []
+            return cur.fetchall() if has_rows(cur) else []
     except psycopg.Error as e:
         new = translate(e)
         if new is e:
