@@ -5,11 +5,14 @@ create-single: N chains, one start_chain per transaction (autocommit: the
     directly and through the Python client (queuert.client.start_chain).
 create-batch: start_chains with batches of 1,000 (headline), 100 and 5,000,
     one transaction per batch.
+create-single ladder: where start_chain's time goes, against the floor's
+    INSERT in the same database, in alternating blocks (see ladder()).
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
 
 import psycopg
@@ -17,9 +20,31 @@ import psycopg
 from queuert import client
 
 from .common import SCHEMA, Databases, Results, Sizes
+from .floors import FLOOR_DDL, INSERT_ONE
 
 START_ONE = f"SELECT * FROM {SCHEMA}.start_chain(type_name => %s, input => %s::jsonb)"
 START_MANY = f"SELECT * FROM {SCHEMA}.start_chains(%s::jsonb)"
+
+
+# The ladder's rungs: the same root row as start_chain's common path, written
+# by raw SQL (a superuser's INSERT), then with the columns start_chain must
+# return (docs/DESIGN.md), then through start_chain itself.
+_JOB_ROW = (
+    f"INSERT INTO {SCHEMA}.job AS j (id, type_name, chain_id, chain_type_name, chain_index,"
+    " input, status, priority, scheduled_at)"
+    " SELECT n.id, 'bench', n.id, 'bench', 0, %s::jsonb, 'pending', 0, now()"
+    f" FROM (SELECT {SCHEMA}._new_job_id() AS id) AS n"
+)
+LADDER: list[tuple[str, str]] = [
+    ("raw INSERT of the job row", _JOB_ROW),
+    (
+        "raw INSERT of the job row, RETURNING start_chain's columns",
+        _JOB_ROW + " RETURNING j.id, j.chain_id, j.type_name, j.status, j.scheduled_at,"
+        " j.created_at, false",
+    ),
+    ("start_chain", f"SELECT * FROM {SCHEMA}.start_chain(type_name => 'bench', input => %s::jsonb)"),
+]
+LADDER_BLOCK = 250
 
 
 def _count(dsn: str) -> int:
@@ -48,6 +73,35 @@ def single_client(dsn: str, n: int) -> float:
         rate = n / (time.perf_counter() - t)
     assert _count(dsn) == n
     return rate
+
+
+def ladder(dsn: str, n: int) -> dict[str, float]:
+    """Each rung as a ratio to the floor's INSERT, measured in alternating
+    blocks (floor block, rung block, ...) in one database, so that the
+    machine's drift hits both sides of every ratio alike. Returns the median
+    of the per-block ratios per rung; n rows per rung."""
+    block = max(1, min(LADDER_BLOCK, n))
+    payloads = [json.dumps({"n": i}) for i in range(block)]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(FLOOR_DDL)
+        cur = conn.cursor()
+
+        def timed(query: str) -> float:
+            t = time.perf_counter()
+            for p in payloads:
+                cur.execute(query, (p,))
+                if cur.description is not None:
+                    cur.fetchall()
+            return time.perf_counter() - t
+
+        for _, query in [("floor", INSERT_ONE), *LADDER]:
+            timed(query)  # warm-up block: statements prepared, caches loaded
+        ratios: dict[str, list[float]] = {name: [] for name, _ in LADDER}
+        for _ in range(max(1, n // block)):
+            for name, query in LADDER:
+                floor_s = timed(INSERT_ONE)
+                ratios[name].append(floor_s / timed(query))
+    return {name: statistics.median(r) for name, r in ratios.items()}
 
 
 def batch(dsn: str, total: int, size: int) -> float:
@@ -87,6 +141,9 @@ def run_single(dbs: Databases, sizes: Sizes, results: Results) -> None:
         results.add(
             "create-single", "client.start_chain, 1/tx", single_client(dsn, sizes.single_client_n), "chains/s"
         )
+    with dbs.fresh("create-single-ladder") as dsn:
+        for name, ratio in ladder(dsn, sizes.single_n).items():
+            results.add("create-single", f"ladder: {name}", ratio, "x floor, paired")
 
 
 def run_batch(dbs: Databases, sizes: Sizes, results: Results) -> None:
