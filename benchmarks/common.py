@@ -34,12 +34,17 @@ class Sizes:
     reps: int = 3
     single_n: int = 10_000
     single_client_n: int = 3_000
+    ladder_n: int = 5_000  # per rung, in blocks of 250 alternating with the floor
     batch_total: int = 200_000
     batch_total_small: int = 20_000  # batch sizes 100 and 5,000, and the client
+    batch_paired_total: int = 100_000  # per side, in blocks of 10 statements alternating with the floor
     floor_claim1_n: int = 5_000
     floor_claim100_n: int = 50_000
     process_n: int = 50_000
     process_atomic_c1_n: int = 50_000
+    # the labelled prefetch-0 comparison rows (staged): at concurrency 1 they
+    # run near the commit rate, so 50,000 jobs would take a minute per repetition
+    process_prefetch0_n: int = 10_000
     concurrencies: tuple[int, ...] = (1, 10, 50)
     chain3_n: int = 10_000
     fanin_n: int = 10_000
@@ -57,12 +62,15 @@ class Sizes:
             reps=1,
             single_n=200,
             single_client_n=100,
+            ladder_n=250,
             batch_total=5_000,
             batch_total_small=5_000,
+            batch_paired_total=5_000,
             floor_claim1_n=200,
             floor_claim100_n=2_000,
             process_n=500,
             process_atomic_c1_n=300,
+            process_prefetch0_n=300,
             concurrencies=(1, 10),
             chain3_n=200,
             fanin_n=300,

@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable
 
 import psycopg
 
 from queuert import client
 
 from .common import SCHEMA, Databases, Results, Sizes
-from .floors import FLOOR_DDL, INSERT_ONE
+from .floors import FLOOR_DDL, INSERT_ONE, INSERT_UNNEST
 
 START_ONE = f"SELECT * FROM {SCHEMA}.start_chain(type_name => %s, input => %s::jsonb)"
 START_MANY = f"SELECT * FROM {SCHEMA}.start_chains(%s::jsonb)"
@@ -76,7 +77,8 @@ def single_client(dsn: str, n: int) -> float:
 
 
 def ladder(dsn: str, n: int) -> dict[str, float]:
-    """Each rung as a ratio to the floor's INSERT, measured in alternating
+    """Each rung (and the Python client's start_chain) as a ratio to the
+    floor's INSERT, measured in alternating
     blocks (floor block, rung block, ...) in one database, so that the
     machine's drift hits both sides of every ratio alike. Returns the median
     of the per-block ratios per rung; n rows per rung."""
@@ -85,20 +87,26 @@ def ladder(dsn: str, n: int) -> dict[str, float]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(FLOOR_DDL)
         cur = conn.cursor()
+        inputs = [{"n": i} for i in range(block)]
 
-        def timed(query: str) -> float:
+        def timed(query: str | None) -> float:
             t = time.perf_counter()
-            for p in payloads:
-                cur.execute(query, (p,))
-                if cur.description is not None:
-                    cur.fetchall()
+            if query is None:  # the Python client's call
+                for i in inputs:
+                    client.start_chain(conn, "bench", i)
+            else:
+                for p in payloads:
+                    cur.execute(query, (p,))
+                    if cur.description is not None:
+                        cur.fetchall()
             return time.perf_counter() - t
 
-        for _, query in [("floor", INSERT_ONE), *LADDER]:
+        rungs: list[tuple[str, str | None]] = [*LADDER, ("client.start_chain", None)]
+        for _, query in [("floor", INSERT_ONE), *rungs]:
             timed(query)  # warm-up block: statements prepared, caches loaded
-        ratios: dict[str, list[float]] = {name: [] for name, _ in LADDER}
+        ratios: dict[str, list[float]] = {name: [] for name, _ in rungs}
         for _ in range(max(1, n // block)):
-            for name, query in LADDER:
+            for name, query in rungs:
                 floor_s = timed(INSERT_ONE)
                 ratios[name].append(floor_s / timed(query))
     return {name: statistics.median(r) for name, r in ratios.items()}
@@ -116,6 +124,39 @@ def batch(dsn: str, total: int, size: int) -> float:
         rate = (total // size) * size / (time.perf_counter() - t)
     assert _count(dsn) == (total // size) * size
     return rate
+
+
+def batch_paired(dsn: str, total: int, size: int = 1000, block: int = 10) -> float:
+    """start_chains of `size` items against the floor's INSERT ... unnest of
+    `size` rows, in alternating blocks of `block` statements in one database
+    (as the ladder does for single starts); the median per-block ratio."""
+    n_blocks = max(1, total // (size * block))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(FLOOR_DDL)
+
+        def timed(query: str, make: Callable[[int], str | list[str]]) -> float:
+            args = [make(b) for b in range(block)]
+            t = time.perf_counter()
+            for a in args:
+                cur = conn.execute(query, (a,))
+                if cur.description is not None:  # start_chains' rows, as the client reads them
+                    cur.fetchall()
+            return time.perf_counter() - t
+
+        def floor_rows(b: int) -> list[str]:
+            return [json.dumps({"n": b * size + i}) for i in range(size)]
+
+        def items(b: int) -> str:
+            return json.dumps(
+                [{"type_name": "bench", "input": {"n": b * size + i}} for i in range(size)]
+            )
+
+        timed(INSERT_UNNEST, floor_rows)  # warm-up blocks
+        timed(START_MANY, items)
+        ratios = [
+            timed(INSERT_UNNEST, floor_rows) / timed(START_MANY, items) for _ in range(n_blocks)
+        ]
+    return statistics.median(ratios)
 
 
 def batch_client(dsn: str, total: int, size: int) -> float:
@@ -142,7 +183,7 @@ def run_single(dbs: Databases, sizes: Sizes, results: Results) -> None:
             "create-single", "client.start_chain, 1/tx", single_client(dsn, sizes.single_client_n), "chains/s"
         )
     with dbs.fresh("create-single-ladder") as dsn:
-        for name, ratio in ladder(dsn, sizes.single_n).items():
+        for name, ratio in ladder(dsn, sizes.ladder_n).items():
             results.add("create-single", f"ladder: {name}", ratio, "x floor, paired")
 
 
@@ -150,6 +191,13 @@ def run_batch(dbs: Databases, sizes: Sizes, results: Results) -> None:
     with dbs.fresh("create-batch-1000") as dsn:
         results.add(
             "create-batch", "start_chains x1,000", batch(dsn, sizes.batch_total, 1000), "chains/s"
+        )
+    with dbs.fresh("create-batch-paired") as dsn:
+        results.add(
+            "create-batch",
+            "paired: start_chains x1,000",
+            batch_paired(dsn, sizes.batch_paired_total),
+            "x floor, paired",
         )
     with dbs.fresh("create-batch-100") as dsn:
         results.add(

@@ -148,7 +148,12 @@ def process(dbs: Databases, sizes: Sizes, results: Results, mode: str) -> None:
     if mode == "staged":  # for comparison: claims take only the free slots
         runs += [(c, 0) for c in sizes.concurrencies]
     for c, prefetch in runs:
-        n = sizes.process_atomic_c1_n if (mode == "atomic" and c == 1) else sizes.process_n
+        if prefetch == 0:
+            n = sizes.process_prefetch0_n
+        elif mode == "atomic" and c == 1:
+            n = sizes.process_atomic_c1_n
+        else:
+            n = sizes.process_n
         label = f"concurrency {c}" + (f", prefetch {prefetch}" if prefetch != "auto" else "")
         with dbs.fresh(f"process-{mode}-{c}-{prefetch}") as dsn:
             _create(dsn, [{"type_name": "bench", "input": {"n": i}} for i in range(n)])

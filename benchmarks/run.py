@@ -70,9 +70,12 @@ def workloads() -> dict[str, tuple[Workload, bool]]:
 
 # (workload, metric, floor metric, target ratio or None, comparison)
 RATIOS: list[tuple[str, str, str, float | None]] = [
-    ("create-single", "start_chain SQL, 1/tx", "single INSERT+COMMIT", 0.85),
+    # the creation targets are judged on the paired figures (PAIRED below):
+    # the floor and the workload run seconds apart, and this machine's commit
+    # latency drifts by more than the margins in between
+    ("create-single", "start_chain SQL, 1/tx", "single INSERT+COMMIT", None),
     ("create-single", "client.start_chain, 1/tx", "single INSERT+COMMIT", None),
-    ("create-batch", "start_chains x1,000", "INSERT..unnest 1,000/stmt", 0.75),
+    ("create-batch", "start_chains x1,000", "INSERT..unnest 1,000/stmt", None),
     ("create-batch", "start_chains x100", "INSERT..unnest 1,000/stmt", None),
     ("create-batch", "start_chains x5,000", "INSERT..unnest 1,000/stmt", None),
     ("create-batch", "client.start_chains x1,000", "INSERT..unnest 1,000/stmt", None),
@@ -86,6 +89,13 @@ RATIOS: list[tuple[str, str, str, float | None]] = [
     ("process-atomic", "concurrency 1", "claim+complete 1/tx", 0.8),
     ("process-atomic", "concurrency 10", "claim+complete 1/tx", None),
     ("process-atomic", "concurrency 50", "claim+complete 1/tx", None),
+]
+
+# (workload, metric, target) for metrics that are already ratios to a floor,
+# measured in alternating blocks against it
+PAIRED: list[tuple[str, str, float]] = [
+    ("create-single", "ladder: start_chain", 0.85),
+    ("create-batch", "paired: start_chains x1,000", 0.75),
 ]
 
 # (workload, metric, limit, description) for absolute targets
@@ -155,6 +165,7 @@ def table(results: Results) -> tuple[str, list[dict[str, Any]]]:
              "target": target, "met": None if target is None else r >= target}
         )
     limit_of = {(wl, metric): (lim, desc) for wl, metric, lim, desc in LIMITS}
+    paired_target = {(wl, metric): target for wl, metric, target in PAIRED}
     scale_empty = results.get("claim-at-scale", "empty claim p99")
     lines = [
         "| workload | metric | median | min | max | unit | vs floor / target |",
@@ -169,6 +180,11 @@ def table(results: Results) -> tuple[str, list[dict[str, Any]]]:
             extra = f"{r:.2f}x" + (
                 "" if target is None else f" (target >= {target}: {'met' if r >= target else 'MISSED'})"
             )
+        elif (wl, metric) in paired_target:
+            target = paired_target[(wl, metric)]
+            extra = f"paired (target >= {target}: {'met' if m.median >= target else 'MISSED'})"
+            ratio_rows.append({"workload": wl, "metric": metric, "floor": "paired blocks",
+                               "ratio": m.median, "target": target, "met": m.median >= target})
         elif (wl, metric) in limit_of:
             lim, desc = limit_of[(wl, metric)]
             ok = m.median <= lim if "<=" in desc else m.median < lim
