@@ -984,3 +984,22 @@ async def test_auto_claim_ahead_gives_jobs_back_when_handlers_turn_slow(dsn: str
         await eventually(lambda: worker.stats.completed == 91)
     rows = await db.all("SELECT status::text, attempt, count(*) FROM queuert.job GROUP BY 1, 2")
     assert rows == [("completed", 1, 91)]
+
+
+async def test_a_slot_thread_closes_its_connection_after_the_call_in_flight(dsn: str) -> None:
+    """Stopping an atomic slot whose thread is still inside a call (its task
+    was cancelled) must not close the connection under that call: the thread
+    finishes the call, then closes the connection itself."""
+    from queuert._runners import _SlotThread
+
+    loop = asyncio.get_running_loop()
+    slot = _SlotThread(loop, 0)
+    conn = await slot.call(lambda: psycopg.connect(dsn, autocommit=True))
+    in_flight = slot.call(lambda: conn.execute("SELECT pg_sleep(0.3), 42").fetchone())
+    await asyncio.sleep(0.1)  # the statement is on the wire
+    slot.stop(close=conn)
+    assert not conn.closed  # not from this thread
+    assert (await asyncio.wait_for(in_flight, 5))[1] == 42
+    slot.thread.join(5)
+    assert not slot.thread.is_alive()
+    assert conn.closed

@@ -136,9 +136,11 @@ class _SlotThread:
             try:
                 result = fn(*args)
             except BaseException as exc:  # noqa: BLE001 - handed to the loop
-                self._resolve(fut, None, exc)
+                if fut is not None:
+                    self._resolve(fut, None, exc)
             else:
-                self._resolve(fut, result, None)
+                if fut is not None:
+                    self._resolve(fut, result, None)
 
     def _resolve(self, fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
         def done() -> None:
@@ -154,5 +156,11 @@ class _SlotThread:
         except RuntimeError:  # loop closed
             pass
 
-    def stop(self) -> None:
+    def stop(self, close: Any = None) -> None:
+        """End the thread after the call it is running, if any. `close`, the
+        slot's connection, is closed by this thread after that call: a
+        psycopg connection closed from another thread in the middle of a
+        call leaves that call on a freed libpq connection."""
+        if close is not None:
+            self.q.put((None, close.close, ()))
         self.q.put(None)

@@ -1748,12 +1748,12 @@ class _Run:
         finally:
             self.atomic_jobs.pop(key, None)
             if executor is not None:
-                executor.stop()
-            if conn is not None:
+                # this task may have been cancelled while its thread is still
+                # inside a call on conn: the thread closes conn after it
+                executor.stop(close=conn)
+            elif conn is not None:
                 try:
-                    r = conn.close()
-                    if inspect.isawaitable(r):
-                        await r
+                    await conn.close()
                 except Exception:
                     pass
 
