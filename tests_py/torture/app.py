@@ -25,8 +25,10 @@ What the handlers leave behind for the final checks:
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 import random
+import signal
 import threading
 from datetime import datetime, timezone
 from typing import Any
@@ -34,6 +36,10 @@ from typing import Any
 import psycopg
 
 import queuert
+
+# The harness sends SIGUSR1 before it SIGKILLs a worker that did not stop:
+# every thread's stack then lands in this worker's log.
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 MODE = os.environ.get("TORTURE_MODE", "staged")
 P = "a" if MODE == "atomic" else "s"

@@ -216,6 +216,8 @@ class Workers:
             try:
                 w.proc.wait(left)
             except subprocess.TimeoutExpired:
+                w.proc.send_signal(signal.SIGUSR1)  # app.py: stacks into the log
+                time.sleep(1)
                 w.proc.kill()
                 w.proc.wait()
 
