@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
@@ -76,29 +76,36 @@ def single_client(dsn: str, n: int) -> float:
     return rate
 
 
+def _execute_each(conn: psycopg.Connection[Any], query: str, args: list[str] | list[list[str]]) -> float:
+    """Seconds to run `query` once per argument, reading any rows it returns
+    (as a caller of start_chain or start_chains reads them)."""
+    cur = conn.cursor()
+    t = time.perf_counter()
+    for a in args:
+        cur.execute(query, (a,))
+        if cur.description is not None:
+            cur.fetchall()
+    return time.perf_counter() - t
+
+
 def ladder(dsn: str, n: int) -> dict[str, float]:
     """Each rung (and the Python client's start_chain) as a ratio to the
-    floor's INSERT, measured in alternating
-    blocks (floor block, rung block, ...) in one database, so that the
-    machine's drift hits both sides of every ratio alike. Returns the median
-    of the per-block ratios per rung; n rows per rung."""
+    floor's INSERT, measured in alternating blocks (floor block, rung block,
+    ...) in one database, so that the machine's drift hits both sides of
+    every ratio alike. Returns the median of the per-block ratios per rung;
+    n rows per rung."""
     block = max(1, min(LADDER_BLOCK, n))
     payloads = [json.dumps({"n": i}) for i in range(block)]
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(FLOOR_DDL)
-        cur = conn.cursor()
         inputs = [{"n": i} for i in range(block)]
 
         def timed(query: str | None) -> float:
-            t = time.perf_counter()
-            if query is None:  # the Python client's call
-                for i in inputs:
-                    client.start_chain(conn, "bench", i)
-            else:
-                for p in payloads:
-                    cur.execute(query, (p,))
-                    if cur.description is not None:
-                        cur.fetchall()
+            if query is not None:
+                return _execute_each(conn, query, payloads)
+            t = time.perf_counter()  # the Python client's call
+            for i in inputs:
+                client.start_chain(conn, "bench", i)
             return time.perf_counter() - t
 
         rungs: list[tuple[str, str | None]] = [*LADDER, ("client.start_chain", None)]
@@ -134,27 +141,16 @@ def batch_paired(dsn: str, total: int, size: int = 1000, block: int = 10) -> flo
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(FLOOR_DDL)
 
-        def timed(query: str, make: Callable[[int], str | list[str]]) -> float:
-            args = [make(b) for b in range(block)]
-            t = time.perf_counter()
-            for a in args:
-                cur = conn.execute(query, (a,))
-                if cur.description is not None:  # start_chains' rows, as the client reads them
-                    cur.fetchall()
-            return time.perf_counter() - t
-
-        def floor_rows(b: int) -> list[str]:
-            return [json.dumps({"n": b * size + i}) for i in range(size)]
-
-        def items(b: int) -> str:
-            return json.dumps(
-                [{"type_name": "bench", "input": {"n": b * size + i}} for i in range(size)]
-            )
-
-        timed(INSERT_UNNEST, floor_rows)  # warm-up blocks
-        timed(START_MANY, items)
+        floor_rows = [[json.dumps({"n": b * size + i}) for i in range(size)] for b in range(block)]
+        items = [
+            json.dumps([{"type_name": "bench", "input": {"n": b * size + i}} for i in range(size)])
+            for b in range(block)
+        ]
+        _execute_each(conn, INSERT_UNNEST, floor_rows)  # warm-up blocks
+        _execute_each(conn, START_MANY, items)
         ratios = [
-            timed(INSERT_UNNEST, floor_rows) / timed(START_MANY, items) for _ in range(n_blocks)
+            _execute_each(conn, INSERT_UNNEST, floor_rows) / _execute_each(conn, START_MANY, items)
+            for _ in range(n_blocks)
         ]
     return statistics.median(ratios)
 
