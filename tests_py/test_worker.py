@@ -965,21 +965,20 @@ async def test_auto_claim_ahead_gives_jobs_back_when_handlers_turn_slow(dsn: str
             db.conn, [queuert.ChainSpec("mixed", "slow")] + [queuert.ChainSpec("mixed", i) for i in range(40)]
         )
         await asyncio.wait_for(slow_started.wait(), 10)
-        assert worker.stats.largest_claim > 1  # it did claim ahead
-        held = await db.one("SELECT count(*) FROM queuert.job WHERE status = 'running'")
-        # within about 10 x prefetch_window (0.5 s) the held jobs are back
+        # within about 10 x prefetch_window (0.5 s) the held jobs are back;
+        # (not counted before that: on a slow machine the give-back can come
+        # before a count of the running jobs does)
         async def held_back() -> bool:
             row = await db.one("SELECT count(*) FROM queuert.job WHERE status = 'running' AND input <> '\"slow\"'")
-            return row[0] <= 1  # auto may take one ahead again at the new pace
+            return row[0] <= 1 and worker.stats.released > 0  # auto may take one ahead again
 
         await eventually(held_back, timeout=5)
-        assert held[0] > 1
-        assert worker.stats.released >= held[0] - 1
+        released = worker.stats.released  # it had claimed ahead behind the slow job
         given_back = await db.one(
             "SELECT count(*) FROM queuert.job WHERE status = 'pending' AND attempt = 0"
             " AND last_attempt_error IS NULL"
         )
-        assert given_back[0] >= held[0] - 2  # pending again, untouched (no attempt, no error)
+        assert given_back[0] >= released - 1  # pending again, untouched (no attempt, no error)
         gate.set()
         await eventually(lambda: worker.stats.completed == 91)
     rows = await db.all("SELECT status::text, attempt, count(*) FROM queuert.job GROUP BY 1, 2")
