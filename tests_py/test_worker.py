@@ -715,9 +715,11 @@ async def test_prefetched_jobs_released_at_stop_keep_a_single_attempt(dsn: str, 
     await asyncio.sleep(0.2)
     gate.set()
     await asyncio.wait_for(task, 10)
-    assert ran == [0]
+    # one job ran (which one depends on which claim came back first: the
+    # worker claims on more than one connection at once)
+    assert len(ran) == 1
     rows = await db.all("SELECT (input #>> '{}')::int, status::text, attempt FROM queuert.job ORDER BY 1")
-    assert rows == [(0, "completed", 1), (1, "pending", 0), (2, "pending", 0), (3, "pending", 0)]
+    assert rows == [(i, "completed", 1) if i == ran[0] else (i, "pending", 0) for i in range(4)]
 
     second = fast(dsn, concurrency=2)  # ... and the given-back ones run once each elsewhere
 
