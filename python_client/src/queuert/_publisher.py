@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from queuert._sqltext import UUID_LIST, execute_many, literal, quote
+from queuert._sqltext import UUID_LIST, close_quietly, execute_many, literal, quote
 from queuert.notify.base import Notifier
 
 if TYPE_CHECKING:
@@ -90,12 +90,8 @@ class _Publisher:
                     self.sent += 1
                     break
                 except Exception as exc:
-                    if self.conn is not None:
-                        try:
-                            await self.conn.close()
-                        except Exception:
-                            pass
-                        self.conn = None
+                    await close_quietly(self.conn)
+                    self.conn = None
                     if attempt or self.closing:
                         logger.warning(
                             "publishing %d notification(s) failed: %s (hints only: listeners poll)",
@@ -122,8 +118,4 @@ class _Publisher:
             await asyncio.wait_for(asyncio.shield(self.task), 5.0)
         except BaseException:
             self.task.cancel()
-        if self.conn is not None:
-            try:
-                await self.conn.close()
-            except Exception:
-                pass
+        await close_quietly(self.conn)

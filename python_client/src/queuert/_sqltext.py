@@ -5,10 +5,13 @@ simple-protocol query: one message, one round trip, and without explicit
 BEGIN/COMMIT the statements run as one implicit transaction (all or
 nothing). Its parameters are rendered here as SQL literals, which for the
 arrays a flush carries is far cheaper than psycopg's client-side binding.
+Also the small helpers around those round trips: whether a result has rows,
+and closing a connection that may already be broken.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import uuid
 from collections.abc import Sequence
@@ -81,6 +84,19 @@ def compose(statements: Sequence[tuple[str, Any]]) -> bytes:
     message, one round trip; without explicit BEGIN/COMMIT the statements run
     as one implicit transaction (all or nothing)."""
     return ";\n".join(render(q, p) for q, p in statements).encode()
+
+
+async def close_quietly(conn: Any) -> None:
+    """Close a connection (sync or async, or None) that may be broken
+    already: whatever closing it raises changes nothing for the caller."""
+    if conn is None:
+        return
+    try:
+        closed = conn.close()
+        if inspect.isawaitable(closed):
+            await closed
+    except Exception:
+        pass
 
 
 def has_rows(cur: Any) -> bool:

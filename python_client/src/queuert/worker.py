@@ -71,7 +71,7 @@ from psycopg import sql
 
 from queuert._publisher import _Publisher
 from queuert._runners import _resumed, _SlotThread, _ThreadPool
-from queuert._sqltext import execute_many, execute_many_sync
+from queuert._sqltext import close_quietly, execute_many, execute_many_sync
 from queuert.errors import PayloadValidationError, QueuertError, sqlstate_of, translate
 from queuert.job import JobContext
 from queuert.migrate import validate_schema_name
@@ -819,11 +819,7 @@ class _Run:
                 except (asyncio.CancelledError, Exception):
                     pass
             for ln in lanes:
-                if ln.conn is not None:
-                    try:
-                        await ln.conn.close()
-                    except Exception:
-                        pass
+                await close_quietly(ln.conn)
 
     async def run_lane(self, lane: _Lane, acks: list[tuple[JobContext[Any], int, Any]], claim_n: int) -> None:
         """One flush on one lane, reconnecting (with backoff) until it is
@@ -857,11 +853,7 @@ class _Run:
                     for job, _, _ in acks:
                         if job._state == _FLUSHING:
                             job._state = _ACKING
-                    if lane.conn is not None:
-                        try:
-                            await lane.conn.close()
-                        except Exception:
-                            pass
+                    await close_quietly(lane.conn)
                     lane.conn = None
                     if claim_n:
                         # that claim may have committed unseen: such jobs are
@@ -1506,11 +1498,7 @@ class _Run:
                     if job._state == _FLUSHING:
                         job._state = _ACKING
                 logger.warning("releasing jobs at shutdown failed: %s", exc)
-                if conn is not None:
-                    try:
-                        await conn.close()
-                    except Exception:
-                        pass
+                await close_quietly(conn)
                 conn = None
         logger.error(
             "could not release %d job(s); they will be retried after their lease expires",
@@ -1572,12 +1560,8 @@ class _Run:
                 logger.warning(
                     "maintenance connection error: %s; retrying", exc, extra={"worker_id": self.worker_id}
                 )
-                if self.maint_conn is not None:
-                    try:
-                        await self.maint_conn.close()
-                    except Exception:
-                        pass
-                    self.maint_conn = None
+                await close_quietly(self.maint_conn)
+                self.maint_conn = None
                 await self._sleep(delay)
                 delay = min(delay * 2, self.w.reconnect_max)
 
@@ -1729,13 +1713,7 @@ class _Run:
                         )
                     else:
                         logger.exception("atomic slot error", extra={"worker_id": self.worker_id})
-                    if conn is not None:
-                        try:
-                            r = conn.close()
-                            if inspect.isawaitable(r):
-                                await r
-                        except Exception:
-                            pass
+                    await close_quietly(conn)  # the thread's call on it has ended
                     conn = None
                     await self._sleep(delay)
                     delay = min(delay * 2, self.w.reconnect_max)
@@ -1751,11 +1729,8 @@ class _Run:
                 # this task may have been cancelled while its thread is still
                 # inside a call on conn: the thread closes conn after it
                 executor.stop(close=conn)
-            elif conn is not None:
-                try:
-                    await conn.close()
-                except Exception:
-                    pass
+            else:
+                await close_quietly(conn)
 
     async def _flush_carry(self, conn: Any, carry: Any) -> None:
         job, kind, data = carry
@@ -1764,10 +1739,7 @@ class _Run:
         except Exception as exc:
             if not _is_connection_error(exc):
                 logger.exception("acknowledging job %s failed", job.id, extra=self._extra(job))
-            try:
-                await conn.close()
-            except Exception:
-                pass
+            await close_quietly(conn)
 
     def connect_sync(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(
