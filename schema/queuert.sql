@@ -336,20 +336,26 @@ $$;
 -- Name: _chains_completed(uuid[], uuid[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert._chains_completed(chain_ids uuid[], root_ids_to_mark uuid[]) RETURNS void
+CREATE FUNCTION queuert._chains_completed(chain_ids uuid[], root_ids_to_mark uuid[]) RETURNS TABLE(chain_id uuid, type_name text)
     LANGUAGE plpgsql
     AS $$
+#variable_conflict use_column
 DECLARE
     v_notified integer;
+    v_chains uuid[];
+    v_types text[];
 BEGIN
     IF cardinality(root_ids_to_mark) > 0 THEN
         UPDATE queuert.job AS r
         SET chain_completed_at = now()
         WHERE r.id = ANY(root_ids_to_mark);
     END IF;
-    PERFORM queuert._resolve_dependents(chain_ids);
+    SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.type_name), '{}')
+    INTO v_chains, v_types
+    FROM queuert._resolve_dependents(_chains_completed.chain_ids) AS d;
     SELECT queuert._notify('chain_completed', array_agg(c::text)) INTO v_notified
-    FROM unnest(chain_ids) AS c;
+    FROM unnest(_chains_completed.chain_ids) AS c;
+    RETURN QUERY SELECT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
 END;
 $$;
 
@@ -807,16 +813,19 @@ $$;
 -- Name: _resolve_dependents(uuid[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert._resolve_dependents(chain_ids uuid[]) RETURNS void
+CREATE FUNCTION queuert._resolve_dependents(chain_ids uuid[]) RETURNS TABLE(chain_id uuid, type_name text)
     LANGUAGE plpgsql
     AS $$
+#variable_conflict use_column
 DECLARE
+    v_chains uuid[];
+    v_types text[];
     v_notified integer;
 BEGIN
     WITH dec AS (
-        SELECT b.job_id, count(*)::integer AS n
+        SELECT b.job_id, count(*)::integer AS n, min(b.blocker_chain_id::text)::uuid AS by_chain
         FROM queuert.job_blocker AS b
-        WHERE b.blocker_chain_id = ANY(chain_ids)
+        WHERE b.blocker_chain_id = ANY(_resolve_dependents.chain_ids)
         GROUP BY b.job_id
     ),
     unblocked AS (
@@ -835,13 +844,18 @@ BEGIN
             END
         FROM dec
         WHERE j.id = dec.job_id
-        RETURNING j.type_name, j.status, j.open_blockers
+        RETURNING dec.by_chain, j.type_name, j.status, j.open_blockers
     )
-    SELECT queuert._notify('job_ready_unblocked', array_agg(t.type_name)) INTO v_notified
-    FROM (
-        SELECT DISTINCT u.type_name FROM unblocked AS u
-        WHERE u.status = 'pending' AND u.open_blockers = 0
-    ) AS t;
+    SELECT coalesce(array_agg(u.by_chain), '{}'), coalesce(array_agg(u.type_name), '{}')
+    INTO v_chains, v_types
+    FROM unblocked AS u
+    WHERE u.status = 'pending' AND u.open_blockers = 0;
+
+    IF cardinality(v_types) > 0 THEN
+        SELECT queuert._notify('job_ready_unblocked', array_agg(DISTINCT t)) INTO v_notified
+        FROM unnest(v_types) AS t;
+        RETURN QUERY SELECT DISTINCT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
+    END IF;
 END;
 $$;
 
@@ -945,7 +959,7 @@ $$;
 -- Name: claim(text, text[], integer, interval); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert.claim(worker_id text, type_names text[] DEFAULT NULL::text[], max_jobs integer DEFAULT 1, lease interval DEFAULT NULL::interval) RETURNS TABLE(id uuid, type_name text, chain_id uuid, chain_type_name text, chain_index integer, input jsonb, output jsonb, status queuert.job_status, priority integer, attempt integer, scheduled_at timestamp with time zone, created_at timestamp with time zone, completed_at timestamp with time zone, completed_by text, leased_by text, leased_until timestamp with time zone, last_attempt_at timestamp with time zone, last_attempt_error text, continued_to uuid, dedup_key text, trace_context text, blockers jsonb)
+CREATE FUNCTION queuert.claim(worker_id text, type_names text[] DEFAULT NULL::text[], max_jobs integer DEFAULT 1, lease interval DEFAULT NULL::interval) RETURNS TABLE(id uuid, type_name text, chain_id uuid, chain_type_name text, chain_index integer, input jsonb, output jsonb, status queuert.job_status, priority integer, attempt integer, scheduled_at timestamp with time zone, created_at timestamp with time zone, completed_at timestamp with time zone, completed_by text, leased_by text, leased_until timestamp with time zone, last_attempt_at timestamp with time zone, last_attempt_error text, continued_to uuid, dedup_key text, trace_context text, blockers jsonb, seq bigint)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
@@ -1028,7 +1042,8 @@ BEGIN
             JOIN queuert.job AS r ON r.id = b.blocker_chain_id
             CROSS JOIN LATERAL queuert._chain_tail(b.blocker_chain_id) AS tail
             WHERE b.job_id = c.id
-        ), '[]'::jsonb)
+        ), '[]'::jsonb),
+        c.seq
     FROM claimed AS c
     ORDER BY c.priority DESC, c.scheduled_at, c.seq;
 END;
@@ -1091,7 +1106,7 @@ $$;
 -- Name: complete_jobs(text, uuid[], jsonb[], integer[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert.complete_jobs(worker_id text, job_ids uuid[], outputs jsonb[] DEFAULT NULL::jsonb[], attempts integer[] DEFAULT NULL::integer[]) RETURNS TABLE(job_id uuid, outcome text)
+CREATE FUNCTION queuert.complete_jobs(worker_id text, job_ids uuid[], outputs jsonb[] DEFAULT NULL::jsonb[], attempts integer[] DEFAULT NULL::integer[]) RETURNS TABLE(job_id uuid, outcome text, unblocked_types text[])
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
@@ -1101,6 +1116,8 @@ DECLARE
     v_done_chains uuid[];
     v_marks uuid[];
     v_done uuid[];
+    v_unblocked_chains uuid[] := '{}';
+    v_unblocked_types text[] := '{}';
 BEGIN
     IF complete_jobs.worker_id IS NULL OR complete_jobs.job_ids IS NULL
         OR array_ndims(complete_jobs.job_ids) > 1
@@ -1164,11 +1181,24 @@ BEGIN
     FROM done;
 
     IF cardinality(v_done) > 0 THEN
-        PERFORM queuert._chains_completed(v_done_chains, v_marks);
+        SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.type_name), '{}')
+        INTO v_unblocked_chains, v_unblocked_types
+        FROM queuert._chains_completed(v_done_chains, v_marks) AS d;
     END IF;
 
     RETURN QUERY
-    SELECT o.job_id, o.outcome
+    SELECT
+        o.job_id,
+        o.outcome,
+        CASE
+            WHEN cardinality(v_unblocked_types) = 0 OR o.outcome <> 'completed' THEN '{}'::text[]
+            ELSE ARRAY(
+                SELECT DISTINCT u.t
+                FROM unnest(v_unblocked_chains, v_unblocked_types) AS u (c, t)
+                WHERE u.c = v_done_chains[array_position(v_done, o.job_id)]
+                ORDER BY u.t
+            )
+        END
     FROM queuert._batch_outcomes(complete_jobs.job_ids, v_done, 'completed') AS o;
 END;
 $$;
@@ -1209,7 +1239,9 @@ BEGIN
         PERFORM queuert._job_not_found(continue_with.job_id);
     END IF;
 
-    -- A repeated call from whoever made the first one returns the same next job.
+    -- A repeated call from whoever made the first one returns the same next
+    -- job; anyone else (another worker, a stale attempt, an outside caller
+    -- after a worker, a worker after an outside caller) is refused.
     IF j.status = 'completed' AND j.continued_to IS NOT NULL THEN
         IF (continue_with.worker_id IS NOT NULL AND j.completed_by = continue_with.worker_id
                 AND (continue_with.attempt IS NULL OR continue_with.attempt = j.attempt))
@@ -1220,15 +1252,17 @@ BEGIN
             WHERE n.id = j.continued_to;
             RETURN;
         END IF;
-        IF continue_with.worker_id IS NOT NULL THEN
-            RAISE EXCEPTION USING ERRCODE = 'QU004',
-                MESSAGE = format(
-                    'job %s was already continued by %s, not by worker %s at attempt %s',
-                    j.id, coalesce('worker ' || j.completed_by, 'an outside call'),
-                    continue_with.worker_id, coalesce(continue_with.attempt, j.attempt)
-                ),
-                DETAIL = format('job_id=%s', j.id);
-        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'QU004',
+            MESSAGE = format(
+                'job %s was already continued by %s, not by %s',
+                j.id, coalesce('worker ' || j.completed_by, 'an outside call'),
+                CASE
+                    WHEN continue_with.worker_id IS NULL THEN 'an outside call'
+                    ELSE format('worker %s at attempt %s',
+                        continue_with.worker_id, coalesce(continue_with.attempt, j.attempt))
+                END
+            ),
+            DETAIL = format('job_id=%s', j.id);
     END IF;
     PERFORM queuert._check_owner(
         j, continue_with.worker_id, continue_with.attempt,
@@ -1399,6 +1433,103 @@ BEGIN
     END IF;
 
     RETURN QUERY SELECT j.id, v_status, v_scheduled_at, j.attempt;
+END;
+$$;
+
+--
+-- Name: fail_jobs(text, uuid[], text[], timestamp with time zone[], integer[]); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert.fail_jobs(worker_id text, job_ids uuid[], errors text[], retry_ats timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], attempts integer[] DEFAULT NULL::integer[]) RETURNS TABLE(job_id uuid, outcome text, status queuert.job_status, scheduled_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_done uuid[];
+    v_statuses queuert.job_status[];
+    v_scheduled timestamptz[];
+    v_ready text[];
+    v_notified integer;
+BEGIN
+    IF cardinality(fail_jobs.errors) IS DISTINCT FROM cardinality(fail_jobs.job_ids)
+        OR cardinality(fail_jobs.retry_ats) <> cardinality(fail_jobs.job_ids)
+        OR cardinality(fail_jobs.attempts) <> cardinality(fail_jobs.job_ids) THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'errors, retry_ats and attempts must have one element per job id';
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM unnest(fail_jobs.retry_ats) AS r (at)
+        WHERE r.at >= timestamptz '10000-01-01 00:00:00+00'
+    ) THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'retry_ats must be before the year 10000';
+    END IF;
+    PERFORM queuert._lock_worker_jobs('fail_jobs', fail_jobs.worker_id, fail_jobs.job_ids);
+
+    WITH req AS (
+        SELECT DISTINCT ON (u.id) u.id, u.error, u.retry_at, u.attempt
+        FROM unnest(
+            fail_jobs.job_ids,
+            fail_jobs.errors,
+            coalesce(fail_jobs.retry_ats, array_fill(NULL::timestamptz, ARRAY[cardinality(fail_jobs.job_ids)])),
+            coalesce(fail_jobs.attempts, array_fill(NULL::integer, ARRAY[cardinality(fail_jobs.job_ids)]))
+        ) WITH ORDINALITY AS u (id, error, retry_at, attempt, o)
+        ORDER BY u.id, u.o
+    ),
+    -- The jobs are locked above: read each with its type's policy first.
+    owned AS (
+        SELECT
+            x.id,
+            req.error,
+            t.max_attempts IS NOT NULL AND x.attempt >= t.max_attempts AS exhausted,
+            greatest(coalesce(
+                req.retry_at,
+                now() + queuert._backoff(
+                    x.attempt,
+                    coalesce(t.backoff_initial, interval '10 seconds'),
+                    coalesce(t.backoff_multiplier, 2),
+                    coalesce(t.backoff_max, interval '5 minutes')
+                )
+            ), now()) AS retry_at
+        FROM req
+        JOIN queuert.job AS x ON x.id = req.id
+        LEFT JOIN queuert.job_type AS t ON t.type_name = x.type_name
+        WHERE x.status = 'running'
+            AND x.leased_by = fail_jobs.worker_id
+            AND (req.attempt IS NULL OR x.attempt = req.attempt)
+    ),
+    done AS (
+        UPDATE queuert.job AS x
+        SET
+            status = CASE WHEN o.exhausted THEN 'failed' ELSE 'pending' END::queuert.job_status,
+            scheduled_at = CASE WHEN o.exhausted THEN x.scheduled_at ELSE o.retry_at END,
+            last_attempt_error = o.error,
+            last_attempt_at = now(),
+            leased_by = NULL,
+            leased_until = NULL
+        FROM owned AS o
+        WHERE x.id = o.id
+        RETURNING x.id, x.type_name, x.status, x.scheduled_at
+    )
+    SELECT
+        coalesce(array_agg(d.id), '{}'),
+        coalesce(array_agg(d.status), '{}'),
+        coalesce(array_agg(d.scheduled_at), '{}'),
+        coalesce(array_agg(DISTINCT d.type_name) FILTER (WHERE d.status = 'pending'), '{}')
+    INTO v_done, v_statuses, v_scheduled, v_ready
+    FROM done AS d;
+
+    v_notified := queuert._notify('job_ready', v_ready);
+
+    RETURN QUERY
+    SELECT
+        o.job_id,
+        o.outcome,
+        v_statuses[array_position(v_done, o.job_id)],
+        v_scheduled[array_position(v_done, o.job_id)]
+    FROM queuert._batch_outcomes(fail_jobs.job_ids, v_done, 'failed') AS o;
 END;
 $$;
 

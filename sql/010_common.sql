@@ -321,18 +321,23 @@ $$;
 
 -- Chains that just completed: every job waiting on them loses one open
 -- blocker per completed chain; a blocked job with none left becomes pending.
--- Touches only the dependents, through job_blocker_chain_idx.
+-- Touches only the dependents, through job_blocker_chain_idx. Returns the
+-- jobs it made pending (one of their completed blocker chains each, and
+-- their type), so a batching worker can announce them itself.
 CREATE OR REPLACE FUNCTION {{ schema }}._resolve_dependents(chain_ids uuid [])
-RETURNS void
+RETURNS TABLE (chain_id uuid, type_name text)
 LANGUAGE plpgsql VOLATILE
 AS $$
+#variable_conflict use_column
 DECLARE
+    v_chains uuid[];
+    v_types text[];
     v_notified integer;
 BEGIN
     WITH dec AS (
-        SELECT b.job_id, count(*)::integer AS n
+        SELECT b.job_id, count(*)::integer AS n, min(b.blocker_chain_id::text)::uuid AS by_chain
         FROM {{ schema }}.job_blocker AS b
-        WHERE b.blocker_chain_id = ANY(chain_ids)
+        WHERE b.blocker_chain_id = ANY(_resolve_dependents.chain_ids)
         GROUP BY b.job_id
     ),
     unblocked AS (
@@ -351,13 +356,18 @@ BEGIN
             END
         FROM dec
         WHERE j.id = dec.job_id
-        RETURNING j.type_name, j.status, j.open_blockers
+        RETURNING dec.by_chain, j.type_name, j.status, j.open_blockers
     )
-    SELECT {{ schema }}._notify('job_ready_unblocked', array_agg(t.type_name)) INTO v_notified
-    FROM (
-        SELECT DISTINCT u.type_name FROM unblocked AS u
-        WHERE u.status = 'pending' AND u.open_blockers = 0
-    ) AS t;
+    SELECT coalesce(array_agg(u.by_chain), '{}'), coalesce(array_agg(u.type_name), '{}')
+    INTO v_chains, v_types
+    FROM unblocked AS u
+    WHERE u.status = 'pending' AND u.open_blockers = 0;
+
+    IF cardinality(v_types) > 0 THEN
+        SELECT {{ schema }}._notify('job_ready_unblocked', array_agg(DISTINCT t)) INTO v_notified
+        FROM unnest(v_types) AS t;
+        RETURN QUERY SELECT DISTINCT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
+    END IF;
 END;
 $$;
 

@@ -28,7 +28,10 @@ RETURNS TABLE (
     continued_to uuid,
     dedup_key text,
     trace_context text,
-    blockers jsonb
+    blockers jsonb,
+    -- the FIFO tiebreak, so a worker holding jobs from several claims can
+    -- start them in claim order (priority DESC, scheduled_at, seq)
+    seq bigint
 )
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -112,7 +115,8 @@ BEGIN
             JOIN {{ schema }}.job AS r ON r.id = b.blocker_chain_id
             CROSS JOIN LATERAL {{ schema }}._chain_tail(b.blocker_chain_id) AS tail
             WHERE b.job_id = c.id
-        ), '[]'::jsonb)
+        ), '[]'::jsonb),
+        c.seq
     FROM claimed AS c
     ORDER BY c.priority DESC, c.scheduled_at, c.seq;
 END;

@@ -3,23 +3,30 @@
 -- Everything that follows the completion of chains whose roots the caller
 -- holds FOR UPDATE: mark the roots, unblock dependents, tell listeners.
 -- root_ids_to_mark are the roots that were not themselves the completed job.
+-- Returns the dependents made pending (see _resolve_dependents).
 CREATE OR REPLACE FUNCTION {{ schema }}._chains_completed(
     chain_ids uuid [], root_ids_to_mark uuid []
 )
-RETURNS void
+RETURNS TABLE (chain_id uuid, type_name text)
 LANGUAGE plpgsql VOLATILE
 AS $$
+#variable_conflict use_column
 DECLARE
     v_notified integer;
+    v_chains uuid[];
+    v_types text[];
 BEGIN
     IF cardinality(root_ids_to_mark) > 0 THEN
         UPDATE {{ schema }}.job AS r
         SET chain_completed_at = now()
         WHERE r.id = ANY(root_ids_to_mark);
     END IF;
-    PERFORM {{ schema }}._resolve_dependents(chain_ids);
+    SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.type_name), '{}')
+    INTO v_chains, v_types
+    FROM {{ schema }}._resolve_dependents(_chains_completed.chain_ids) AS d;
     SELECT {{ schema }}._notify('chain_completed', array_agg(c::text)) INTO v_notified
-    FROM unnest(chain_ids) AS c;
+    FROM unnest(_chains_completed.chain_ids) AS c;
+    RETURN QUERY SELECT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
 END;
 $$;
 
@@ -82,14 +89,16 @@ $$;
 -- under worker_id at the given attempt, in one transaction, and reports the
 -- others instead of failing the batch. outcome: 'completed', 'taken' (another
 -- worker holds it or the attempt is stale), 'finished' (no longer running),
--- 'not_found'.
+-- 'not_found'. unblocked_types: on a completed row, the types of the jobs
+-- that this completion made pending (dependents whose last blocker it was),
+-- so the worker can announce them without reading job_blocker again.
 CREATE OR REPLACE FUNCTION {{ schema }}.complete_jobs(
     worker_id text,
     job_ids uuid [],
     outputs jsonb [] DEFAULT NULL,
     attempts integer [] DEFAULT NULL
 )
-RETURNS TABLE (job_id uuid, outcome text)
+RETURNS TABLE (job_id uuid, outcome text, unblocked_types text [])
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -99,6 +108,8 @@ DECLARE
     v_done_chains uuid[];
     v_marks uuid[];
     v_done uuid[];
+    v_unblocked_chains uuid[] := '{}';
+    v_unblocked_types text[] := '{}';
 BEGIN
     IF complete_jobs.worker_id IS NULL OR complete_jobs.job_ids IS NULL
         OR array_ndims(complete_jobs.job_ids) > 1
@@ -162,11 +173,24 @@ BEGIN
     FROM done;
 
     IF cardinality(v_done) > 0 THEN
-        PERFORM {{ schema }}._chains_completed(v_done_chains, v_marks);
+        SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.type_name), '{}')
+        INTO v_unblocked_chains, v_unblocked_types
+        FROM {{ schema }}._chains_completed(v_done_chains, v_marks) AS d;
     END IF;
 
     RETURN QUERY
-    SELECT o.job_id, o.outcome
+    SELECT
+        o.job_id,
+        o.outcome,
+        CASE
+            WHEN cardinality(v_unblocked_types) = 0 OR o.outcome <> 'completed' THEN '{}'::text[]
+            ELSE ARRAY(
+                SELECT DISTINCT u.t
+                FROM unnest(v_unblocked_chains, v_unblocked_types) AS u (c, t)
+                WHERE u.c = v_done_chains[array_position(v_done, o.job_id)]
+                ORDER BY u.t
+            )
+        END
     FROM {{ schema }}._batch_outcomes(complete_jobs.job_ids, v_done, 'completed') AS o;
 END;
 $$;

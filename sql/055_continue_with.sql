@@ -45,7 +45,9 @@ BEGIN
         PERFORM {{ schema }}._job_not_found(continue_with.job_id);
     END IF;
 
-    -- A repeated call from whoever made the first one returns the same next job.
+    -- A repeated call from whoever made the first one returns the same next
+    -- job; anyone else (another worker, a stale attempt, an outside caller
+    -- after a worker, a worker after an outside caller) is refused.
     IF j.status = 'completed' AND j.continued_to IS NOT NULL THEN
         IF (continue_with.worker_id IS NOT NULL AND j.completed_by = continue_with.worker_id
                 AND (continue_with.attempt IS NULL OR continue_with.attempt = j.attempt))
@@ -56,15 +58,17 @@ BEGIN
             WHERE n.id = j.continued_to;
             RETURN;
         END IF;
-        IF continue_with.worker_id IS NOT NULL THEN
-            RAISE EXCEPTION USING ERRCODE = 'QU004',
-                MESSAGE = format(
-                    'job %s was already continued by %s, not by worker %s at attempt %s',
-                    j.id, coalesce('worker ' || j.completed_by, 'an outside call'),
-                    continue_with.worker_id, coalesce(continue_with.attempt, j.attempt)
-                ),
-                DETAIL = format('job_id=%s', j.id);
-        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'QU004',
+            MESSAGE = format(
+                'job %s was already continued by %s, not by %s',
+                j.id, coalesce('worker ' || j.completed_by, 'an outside call'),
+                CASE
+                    WHEN continue_with.worker_id IS NULL THEN 'an outside call'
+                    ELSE format('worker %s at attempt %s',
+                        continue_with.worker_id, coalesce(continue_with.attempt, j.attempt))
+                END
+            ),
+            DETAIL = format('job_id=%s', j.id);
     END IF;
     PERFORM {{ schema }}._check_owner(
         j, continue_with.worker_id, continue_with.attempt,

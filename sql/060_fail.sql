@@ -1,4 +1,4 @@
--- fail: record a failed attempt; retry with backoff or give up.
+-- fail and fail_jobs: record failed attempts; retry with backoff or give up.
 
 CREATE OR REPLACE FUNCTION {{ schema }}.fail(
     job_id uuid,
@@ -67,5 +67,116 @@ BEGIN
     END IF;
 
     RETURN QUERY SELECT j.id, v_status, v_scheduled_at, j.attempt;
+END;
+$$;
+
+-- Batched failure for workers: records a failed attempt of each job that is
+-- running under worker_id at the given attempt, in one transaction, and
+-- reports the others instead of failing the batch (as complete_jobs does):
+-- outcome 'failed' for the jobs it changed, else 'taken' (another worker, or
+-- a stale attempt), 'finished' (no longer running) or 'not_found'. A changed
+-- job goes where fail() would send it: 'pending' at retry_at (clamped to
+-- now) or at now + its type's backoff, or 'failed' once its type's
+-- max_attempts is reached; status and scheduled_at say which (NULL on the
+-- other rows).
+CREATE OR REPLACE FUNCTION {{ schema }}.fail_jobs(
+    worker_id text,
+    job_ids uuid [],
+    errors text [],
+    retry_ats timestamptz [] DEFAULT NULL,
+    attempts integer [] DEFAULT NULL
+)
+RETURNS TABLE (
+    job_id uuid, outcome text, status {{ schema }}.job_status, scheduled_at timestamptz
+)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_done uuid[];
+    v_statuses {{ schema }}.job_status[];
+    v_scheduled timestamptz[];
+    v_ready text[];
+    v_notified integer;
+BEGIN
+    IF cardinality(fail_jobs.errors) IS DISTINCT FROM cardinality(fail_jobs.job_ids)
+        OR cardinality(fail_jobs.retry_ats) <> cardinality(fail_jobs.job_ids)
+        OR cardinality(fail_jobs.attempts) <> cardinality(fail_jobs.job_ids) THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'errors, retry_ats and attempts must have one element per job id';
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM unnest(fail_jobs.retry_ats) AS r (at)
+        WHERE r.at >= timestamptz '10000-01-01 00:00:00+00'
+    ) THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'retry_ats must be before the year 10000';
+    END IF;
+    PERFORM {{ schema }}._lock_worker_jobs('fail_jobs', fail_jobs.worker_id, fail_jobs.job_ids);
+
+    WITH req AS (
+        SELECT DISTINCT ON (u.id) u.id, u.error, u.retry_at, u.attempt
+        FROM unnest(
+            fail_jobs.job_ids,
+            fail_jobs.errors,
+            coalesce(fail_jobs.retry_ats, array_fill(NULL::timestamptz, ARRAY[cardinality(fail_jobs.job_ids)])),
+            coalesce(fail_jobs.attempts, array_fill(NULL::integer, ARRAY[cardinality(fail_jobs.job_ids)]))
+        ) WITH ORDINALITY AS u (id, error, retry_at, attempt, o)
+        ORDER BY u.id, u.o
+    ),
+    -- The jobs are locked above: read each with its type's policy first.
+    owned AS (
+        SELECT
+            x.id,
+            req.error,
+            t.max_attempts IS NOT NULL AND x.attempt >= t.max_attempts AS exhausted,
+            greatest(coalesce(
+                req.retry_at,
+                now() + {{ schema }}._backoff(
+                    x.attempt,
+                    coalesce(t.backoff_initial, interval '10 seconds'),
+                    coalesce(t.backoff_multiplier, 2),
+                    coalesce(t.backoff_max, interval '5 minutes')
+                )
+            ), now()) AS retry_at
+        FROM req
+        JOIN {{ schema }}.job AS x ON x.id = req.id
+        LEFT JOIN {{ schema }}.job_type AS t ON t.type_name = x.type_name
+        WHERE x.status = 'running'
+            AND x.leased_by = fail_jobs.worker_id
+            AND (req.attempt IS NULL OR x.attempt = req.attempt)
+    ),
+    done AS (
+        UPDATE {{ schema }}.job AS x
+        SET
+            status = CASE WHEN o.exhausted THEN 'failed' ELSE 'pending' END::{{ schema }}.job_status,
+            scheduled_at = CASE WHEN o.exhausted THEN x.scheduled_at ELSE o.retry_at END,
+            last_attempt_error = o.error,
+            last_attempt_at = now(),
+            leased_by = NULL,
+            leased_until = NULL
+        FROM owned AS o
+        WHERE x.id = o.id
+        RETURNING x.id, x.type_name, x.status, x.scheduled_at
+    )
+    SELECT
+        coalesce(array_agg(d.id), '{}'),
+        coalesce(array_agg(d.status), '{}'),
+        coalesce(array_agg(d.scheduled_at), '{}'),
+        coalesce(array_agg(DISTINCT d.type_name) FILTER (WHERE d.status = 'pending'), '{}')
+    INTO v_done, v_statuses, v_scheduled, v_ready
+    FROM done AS d;
+
+    v_notified := {{ schema }}._notify('job_ready', v_ready);
+
+    RETURN QUERY
+    SELECT
+        o.job_id,
+        o.outcome,
+        v_statuses[array_position(v_done, o.job_id)],
+        v_scheduled[array_position(v_done, o.job_id)]
+    FROM {{ schema }}._batch_outcomes(fail_jobs.job_ids, v_done, 'failed') AS o;
 END;
 $$;

@@ -153,7 +153,7 @@ def test_upgrade_to_0002_keeps_existing_chains_whole(empty_db: str, tmp_path: Pa
         rows = "SELECT id, chain_id, chain_index, type_name, status::text FROM queuert.job ORDER BY id"
         before = conn.execute(rows).fetchall()
 
-    assert migrate(empty_db) == ["0002_root_outside_chain_position"]
+    assert migrate(empty_db)[0] == "0002_root_outside_chain_position"
     with psycopg.connect(empty_db, autocommit=True) as conn:
         assert conn.execute(rows).fetchall() == before
         predicate = conn.execute(
@@ -658,3 +658,37 @@ def test_cli_worker_reports_an_unloadable_target(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["worker", "queuert_no_such_module_xyz:app"])
     assert result.exit_code == 1
     assert "cannot load worker queuert_no_such_module_xyz:app" in result.output
+
+
+def test_upgrade_to_0003_replaces_functions_whose_results_changed(empty_db: str, tmp_path: Path) -> None:
+    """0003 changes the result columns of claim and complete_jobs, which
+    CREATE OR REPLACE cannot do: a database whose functions still have the
+    0002 shapes upgrades, and the functions answer with the new columns."""
+    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    for later in sorted(mig_dir.glob("*.sql"))[2:]:
+        later.unlink()
+    assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)[-1] == "0002_root_outside_chain_position"
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        # the 0002 result shapes (bodies do not matter: they are replaced)
+        conn.execute("DROP FUNCTION queuert.claim(text, text[], integer, interval)")
+        conn.execute(
+            "CREATE FUNCTION queuert.claim(worker_id text, type_names text[] DEFAULT NULL,"
+            " max_jobs integer DEFAULT 1, lease interval DEFAULT NULL)"
+            " RETURNS TABLE (id uuid, blockers jsonb) LANGUAGE sql AS 'SELECT NULL::uuid, NULL::jsonb'"
+        )
+        conn.execute("DROP FUNCTION queuert.complete_jobs(text, uuid[], jsonb[], integer[])")
+        conn.execute(
+            "CREATE FUNCTION queuert.complete_jobs(worker_id text, job_ids uuid[],"
+            " outputs jsonb[] DEFAULT NULL, attempts integer[] DEFAULT NULL)"
+            " RETURNS TABLE (job_id uuid, outcome text) LANGUAGE sql AS 'SELECT NULL::uuid, NULL::text'"
+        )
+        conn.execute("SELECT * FROM queuert.start_chain('up')")
+    assert migrate(empty_db) == ["0003_worker_result_shapes"]
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        claimed = conn.execute("SELECT id, seq FROM queuert.claim('w', ARRAY['up'])").fetchone()
+        assert claimed is not None and claimed[1] == 1
+        done = conn.execute(
+            "SELECT job_id, outcome, unblocked_types FROM queuert.complete_jobs('w', ARRAY[%s]::uuid[])",
+            (claimed[0],),
+        ).fetchall()
+        assert done == [(claimed[0], "completed", [])]

@@ -1,6 +1,6 @@
 -- The data model and the shape of the public SQL API, as DESIGN.md lists them.
 BEGIN;
-SELECT plan(93);
+SELECT plan(95);
 
 -- Output column names of a function: its OUT/TABLE arguments, else the
 -- attributes of the composite type it returns.
@@ -197,6 +197,11 @@ SELECT is(pg_get_function_arguments('queuert.complete_jobs'::regproc),
     'worker_id text, job_ids uuid[], outputs jsonb[] DEFAULT NULL::jsonb[], '
     || 'attempts integer[] DEFAULT NULL::integer[]',
     'complete_jobs arguments');
+SELECT is(pg_get_function_arguments('queuert.fail_jobs'::regproc),
+    'worker_id text, job_ids uuid[], errors text[], '
+    || 'retry_ats timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], '
+    || 'attempts integer[] DEFAULT NULL::integer[]',
+    'fail_jobs arguments');
 SELECT is(pg_get_function_arguments('queuert.release_jobs'::regproc),
     'worker_id text, job_ids uuid[], attempts integer[] DEFAULT NULL::integer[]',
     'release_jobs arguments');
@@ -209,9 +214,9 @@ SELECT is(
          'start_chain', 'start_chains', 'claim', 'complete', 'complete_jobs',
          'continue_with', 'fail', 'renew_leases', 'reap', 'next_due_at',
          'trigger_jobs', 'cancel_chains', 'delete_chains', 'retry_jobs',
-         'set_job_type', 'chain_jobs', 'release_jobs'])),
-    17,
-    'seventeen public functions, one each'
+         'set_job_type', 'chain_jobs', 'release_jobs', 'fail_jobs'])),
+    18,
+    'eighteen public functions, one each'
 );
 
 -- Returned columns.
@@ -232,7 +237,9 @@ SELECT is(pg_temp.result_cols('queuert.fail'::regproc),
 SELECT is(pg_temp.result_cols('queuert.renew_leases'::regproc),
     ARRAY['job_id', 'outcome'], 'renew_leases returns job_id, outcome');
 SELECT is(pg_temp.result_cols('queuert.complete_jobs'::regproc),
-    ARRAY['job_id', 'outcome'], 'complete_jobs returns job_id, outcome');
+    ARRAY['job_id', 'outcome', 'unblocked_types'], 'complete_jobs returns job_id, outcome, unblocked_types');
+SELECT is(pg_temp.result_cols('queuert.fail_jobs'::regproc),
+    ARRAY['job_id', 'outcome', 'status', 'scheduled_at'], 'fail_jobs returns job_id, outcome, status, scheduled_at');
 SELECT is(pg_temp.result_cols('queuert.release_jobs'::regproc),
     ARRAY['job_id', 'outcome'], 'release_jobs returns job_id, outcome');
 SELECT is(pg_temp.result_cols('queuert.reap'::regproc),
@@ -253,9 +260,9 @@ SELECT ok(
     ARRAY['id', 'type_name', 'chain_id', 'chain_type_name', 'chain_index', 'input', 'output',
         'status', 'priority', 'attempt', 'scheduled_at', 'created_at', 'completed_at',
         'completed_by', 'leased_by', 'leased_until', 'last_attempt_at', 'last_attempt_error',
-        'continued_to', 'dedup_key', 'trace_context', 'blockers']
+        'continued_to', 'dedup_key', 'trace_context', 'blockers', 'seq']
     <@ pg_temp.result_cols('queuert.claim'::regproc),
-    'claim returns every listed job column plus blockers'
+    'claim returns every listed job column plus blockers and seq'
 );
 SELECT is(
     (SELECT t.typname::text FROM pg_proc AS p

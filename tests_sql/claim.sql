@@ -71,9 +71,9 @@ SELECT results_eq(
     'max_jobs rows in claim order: priority, then scheduled_at, then insertion order'
 );
 SELECT results_eq(
-    $$SELECT id FROM queuert.claim('w4', ARRAY['o'], 3)$$,
-    $$VALUES (pg_temp.u(12)), (pg_temp.u(14))$$,
-    'the rest, lowest priority last'
+    $$SELECT id, seq FROM queuert.claim('w4', ARRAY['o'], 3)$$,
+    $$SELECT id, seq FROM queuert.job WHERE id IN (pg_temp.u(12), pg_temp.u(14)) ORDER BY priority DESC$$,
+    'the rest, lowest priority last; seq (the FIFO tiebreak) comes back as the last column'
 );
 
 -- attempt counts claims.

@@ -1,6 +1,6 @@
 -- complete_jobs: the batched acknowledgement and its per-job outcomes.
 BEGIN;
-SELECT plan(11);
+SELECT plan(12);
 
 CREATE FUNCTION pg_temp.u(i integer) RETURNS uuid
 LANGUAGE sql IMMUTABLE AS $$ SELECT ('00000000-0000-0000-0000-' || lpad(i::text, 12, '0'))::uuid $$;
@@ -18,14 +18,16 @@ SELECT count(*) AS n FROM queuert.claim('w2', ARRAY['t'], 1) \gset
 SELECT count(*) AS n FROM queuert.start_chain('dep', id => pg_temp.u(6), blockers => ARRAY[pg_temp.u(1)]) \gset
 
 SELECT results_eq(
-    $$SELECT job_id, outcome FROM queuert.complete_jobs(
+    $$SELECT job_id, outcome, unblocked_types FROM queuert.complete_jobs(
         worker_id => 'w1',
         job_ids => ARRAY[pg_temp.u(1), pg_temp.u(4), pg_temp.u(5), pg_temp.u(99), pg_temp.u(2), pg_temp.u(3)],
         outputs => ARRAY['{"r": 1}', '{"r": 4}', '{"r": 5}', 'null', '{"r": 2}', '{"r": 3}']::jsonb [],
         attempts => ARRAY[1, 1, 0, 1, 1, 7])$$,
-    $$VALUES (pg_temp.u(1), 'completed'), (pg_temp.u(4), 'taken'), (pg_temp.u(5), 'finished'),
-        (pg_temp.u(99), 'not_found'), (pg_temp.u(2), 'completed'), (pg_temp.u(3), 'taken')$$,
-    'outcomes in input order: completed, taken (other worker / stale attempt), finished, not_found'
+    $$VALUES (pg_temp.u(1), 'completed', '{dep}'::text[]), (pg_temp.u(4), 'taken', '{}'),
+        (pg_temp.u(5), 'finished', '{}'), (pg_temp.u(99), 'not_found', '{}'),
+        (pg_temp.u(2), 'completed', '{}'), (pg_temp.u(3), 'taken', '{}')$$,
+    'outcomes in input order: completed, taken (other worker / stale attempt), finished, '
+    || 'not_found; the completion of chain 1 reports the type it unblocked'
 );
 SELECT results_eq(
     $$SELECT id, status::text, output, completed_by, completed_at, leased_by FROM queuert.job
@@ -61,6 +63,25 @@ SELECT results_eq(
 );
 SELECT is((SELECT chain_completed_at FROM queuert.job WHERE id = pg_temp.u(5)), now(),
     'its root records the chain completion');
+
+-- A fan-in: 'fan' waits on chains 10 and 11, 'solo' on chain 11 only. One
+-- batch completes both: each unblocked type is reported once, on the row of
+-- a chain it waited on; a dependent still blocked is not reported.
+SELECT count(*) AS n FROM queuert.start_chains(jsonb_build_array(
+    jsonb_build_object('type_name', 'f', 'id', pg_temp.u(10)),
+    jsonb_build_object('type_name', 'f', 'id', pg_temp.u(11)),
+    jsonb_build_object('type_name', 'f', 'id', pg_temp.u(12))
+)) \gset
+SELECT count(*) AS n FROM queuert.start_chain('fan', blockers => ARRAY[pg_temp.u(10), pg_temp.u(11)]) \gset
+SELECT count(*) AS n FROM queuert.start_chain('solo', blockers => ARRAY[pg_temp.u(11)]) \gset
+SELECT count(*) AS n FROM queuert.start_chain('later', blockers => ARRAY[pg_temp.u(11), pg_temp.u(12)]) \gset
+SELECT count(*) AS n FROM queuert.claim('w3', ARRAY['f'], 3) \gset
+SELECT results_eq(
+    $$SELECT job_id, outcome, unblocked_types
+      FROM queuert.complete_jobs('w3', ARRAY[pg_temp.u(11), pg_temp.u(10)])$$,
+    $$VALUES (pg_temp.u(11), 'completed', '{solo}'::text[]), (pg_temp.u(10), 'completed', '{fan}')$$,
+    'fan-in: each unblocked type once, on a completed blocker''s row; still-blocked dependents are not reported'
+);
 
 SELECT throws_ok($$SELECT * FROM queuert.complete_jobs(NULL, ARRAY[pg_temp.u(1)])$$, 'QU006',
     NULL, 'NULL worker: QU006');

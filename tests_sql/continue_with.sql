@@ -84,9 +84,9 @@ SELECT throws_ok(
     'job 00000000-0000-0000-0000-000000000001 was already continued by worker w1, not by worker w1 at attempt 2',
     'a repeat with a stale attempt: QU004');
 SELECT throws_ok(
-    $$SELECT * FROM queuert.continue_with(pg_temp.u(1), NULL, 'pay')$$, 'QU003',
-    'cannot continue job 00000000-0000-0000-0000-000000000001 from outside: it is completed',
-    'an outside repeat of a worker''s continuation: QU003');
+    $$SELECT * FROM queuert.continue_with(pg_temp.u(1), NULL, 'pay')$$, 'QU004',
+    'job 00000000-0000-0000-0000-000000000001 was already continued by worker w1, not by an outside call',
+    'an outside repeat of a worker''s continuation: QU004 (only whoever made the first call may repeat it)');
 SELECT throws_ok(
     $$SELECT * FROM queuert.complete(pg_temp.u(1), 'w1')$$, 'QU003',
     'cannot complete job 00000000-0000-0000-0000-000000000001: it is completed, not running',

@@ -484,7 +484,7 @@ class _Run:
             "worker_id => %s, job_ids => %s::uuid[], attempts => %s::int[])"
         )
         self.q_complete_jobs = (
-            f"SELECT job_id, outcome FROM {s}.complete_jobs("
+            f"SELECT job_id, outcome, unblocked_types FROM {s}.complete_jobs("
             "worker_id => %s, job_ids => %s::uuid[], outputs => %s::text[]::jsonb[], attempts => %s::int[])"
         )
         self.q_continue_batch = (
@@ -923,8 +923,6 @@ class _Run:
                 statements.append(
                     (self.q_complete_jobs, (wid, [j.id for j in completes], outputs, [j.attempt for j in completes]))
                 )
-                if self.lookup_dependents:
-                    statements.append((self.q_dependents, ([j.chain_id for j in completes],)))
             if continues:
                 statements.append((self.q_continue_batch, (self._continue_doc(continues), wid)))
             if fails:
@@ -944,13 +942,10 @@ class _Run:
                         raise
                     await asyncio.sleep(random.uniform(0.002, 0.02) * (conflict_retry + 1))
             i = 0
-            c_rows = k_rows = f_rows = r_rows = claim_rows = d_rows = []
+            c_rows = k_rows = f_rows = r_rows = claim_rows = []
             if completes:
                 c_rows = results[i]
                 i += 1
-                if self.lookup_dependents:
-                    d_rows = results[i]
-                    i += 1
             if continues:
                 k_rows = results[i]
                 i += 1
@@ -978,7 +973,7 @@ class _Run:
             if claim_n:
                 return await self.claim_only(conn, claim_n)
             return []
-        self.after_flush(completes, c_rows, continues, k_rows, fails, f_rows, d_rows)
+        self.after_flush(completes, c_rows, continues, k_rows, fails, f_rows)
         if releases:
             self.after_release(releases, r_rows)
         return claim_rows
@@ -1026,7 +1021,6 @@ class _Run:
         k_rows: list[Any],
         fails: list[tuple[JobContext[Any], Any]],
         f_rows: list[Any],
-        d_rows: list[Any] = (),  # type: ignore[assignment]
     ) -> None:
         """Bookkeeping after a committed flush; hand the notifications it
         implies (chains completed, job types made pending) to the publisher."""
@@ -1037,7 +1031,7 @@ class _Run:
         debug = logger.isEnabledFor(logging.DEBUG)
         if c_rows:
             by_id = {j.id: j for j in completes}
-            for job_id, outcome in c_rows:
+            for job_id, outcome, unblocked in c_rows:
                 job = by_id.get(job_id)
                 if job is None:
                     continue
@@ -1049,6 +1043,8 @@ class _Run:
                         logger.debug("job completed", extra=self._extra(job))
                     if self.collect:
                         chains.add(str(job.chain_id))
+                        if self.lookup_dependents and unblocked:
+                            ready.update(unblocked)
                 else:
                     job._state = _LOST
                     stats.lost += 1
@@ -1069,8 +1065,6 @@ class _Run:
             for row in k_rows:
                 if row[3] == "pending":
                     ready.add(row[2])
-            for row in d_rows:
-                ready.add(row[0])
         for job, _ in fails:
             flights.pop(job.id, None)
             job._state = _DONE
