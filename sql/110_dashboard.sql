@@ -364,7 +364,7 @@ RETURNS TABLE (
     direction text,
     job_id uuid,
     job_chain_index integer,
-    position integer,
+    blocker_position integer,
     other_chain_id uuid,
     other_type_name text,
     other_status {{ schema }}.job_status,
