@@ -503,42 +503,47 @@ def test_mounted_under_a_sub_path_of_a_host_app(db: Conn, dsn: str) -> None:
         assert client.get("/admin/queuert/api/chains/nope").json()["error"]["code"] == "bad_request"
 
 
-def test_a_read_only_database_role_can_browse_but_not_act(
-    db: Conn, dsn: str, base_dsn: str
-) -> None:
-    """The grants docs/security.md lists for a read-only dashboard role."""
+def test_the_dashboard_roles_of_security_md(db: Conn, dsn: str, base_dsn: str) -> None:
+    """Runs the grants docs/security.md gives a read-only and an operator
+    role (under unique role names), then browses and acts as each."""
+    from pathlib import Path
+
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    role = f"queuert_ro_{uuid.uuid4().hex[:8]}"
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text()
+    block = re.search(r"## A role for the dashboard.*?```sql\n(.*?)```", doc, flags=re.S)
+    assert block, "security.md has no SQL block for the dashboard roles"
+    suffix = uuid.uuid4().hex[:8]
+    viewer, operator = f"queuert_viewer_{suffix}", f"queuert_operator_{suffix}"
+    script = block.group(1).replace("queuert_viewer", viewer).replace("queuert_operator", operator)
     chain = start(db, "flaky")
     job = fail_for_good(db, "flaky")
-    with psycopg.connect(base_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-    try:
-        r = sql.Identifier(role)
-        db.execute(sql.SQL("GRANT USAGE ON SCHEMA queuert TO {}").format(r))
-        db.execute(sql.SQL(
-            "GRANT EXECUTE ON FUNCTION queuert.dashboard_chains, queuert.dashboard_chain_estimate,"
-            " queuert.dashboard_stats, queuert.dashboard_failures, queuert.dashboard_workers,"
-            " queuert.dashboard_job, queuert.dashboard_chain_links, queuert.dashboard_dependents,"
-            " queuert.chain_jobs TO {}").format(r))
+
+    def as_role(role: str) -> str:
         params = conninfo_to_dict(dsn)
         params["user"] = role
-        ro_dsn = make_conninfo(**params)  # type: ignore[arg-type]
-        with TestClient(create_dashboard(ro_dsn)) as client:
-            assert client.get("/").status_code == 200
-            assert client.get(f"/chains/{chain}").status_code == 200
-            assert client.get(f"/jobs/{job}").status_code == 200
-            assert client.get("/chains?status=failed").status_code == 200
+        return make_conninfo(**params)  # type: ignore[arg-type]
+
+    try:
+        db.execute(script.encode())  # CREATE ROLE ... and the GRANTs, as written
+        with TestClient(create_dashboard(as_role(viewer))) as client:
+            for path in ("/", f"/chains/{chain}", f"/jobs/{job}", "/chains?status=failed", "/chains"):
+                assert client.get(path).status_code == 200, path
             got = post(client, "/api/jobs/retry", {"job_ids": [str(job)]})
             assert got.status_code == 403 and got.json()["error"]["sqlstate"] == "42501"
         assert status_of(db, chain) == "failed"
+        with TestClient(create_dashboard(as_role(operator))) as client:
+            assert client.get(f"/chains/{chain}").status_code == 200
+            assert post(client, "/api/jobs/retry", {"job_ids": [str(job)]}).status_code == 200
+        assert status_of(db, chain) == "pending"
     finally:
-        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-        with psycopg.connect(base_dsn, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
-            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        for role in (operator, viewer):
+            with psycopg.connect(base_dsn, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+            db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            with psycopg.connect(base_dsn, autocommit=True) as admin:
+                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def test_a_pool_of_your_own_and_bad_settings(dsn: str) -> None:
