@@ -153,7 +153,7 @@ def test_upgrade_to_0002_keeps_existing_chains_whole(empty_db: str, tmp_path: Pa
         rows = "SELECT id, chain_id, chain_index, type_name, status::text FROM queuert.job ORDER BY id"
         before = conn.execute(rows).fetchall()
 
-    assert migrate(empty_db) == ["0002_root_outside_chain_position"]
+    assert migrate(empty_db)[0] == "0002_root_outside_chain_position"  # and any later ones
     with psycopg.connect(empty_db, autocommit=True) as conn:
         assert conn.execute(rows).fetchall() == before
         predicate = conn.execute(
