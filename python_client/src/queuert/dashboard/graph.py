@@ -106,7 +106,7 @@ def layout(
         for i, r in enumerate(seen[:MAX_PER_ROW]):
             x = _row_x(i, SIDE_GAP)
             g.nodes.append(
-                Node(x, row_y, str(r["other_type_name"]), f"chain {str(r['other_chain_id'])[:8]}",
+                Node(x, row_y, str(r["other_type_name"]), str(r["other_chain_id"])[:8],
                      str(r["other_status"]), chain_href(r["other_chain_id"]))
             )
             jx = job_pos.get(r["job_id"]) if kind == "blocker" else _last_x(job_pos, jobs)
