@@ -5,6 +5,7 @@
 #   make test     lint + pgTAP + pytest against a fresh local PostgreSQL
 #   make dev      create .venv and install the package with its dev extra
 #   make migrate  install/upgrade queuert in $(DATABASE_URL)
+#   make dashboard  serve the web dashboard for $(DATABASE_URL) on 127.0.0.1:8787
 #   make schema-dump  regenerate schema/queuert.sql (commit it with schema changes)
 #
 # `make test` and `make demo` work on a fresh Debian machine: they start (or
@@ -21,7 +22,7 @@ DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 SCHEMA ?= queuert
 export PY
 
-.PHONY: help dev migrate lint test pgtap pytest demo demo-sql ensure-postgres ensure-pgtap schema-dump
+.PHONY: help dev migrate lint test pgtap pytest demo demo-sql ensure-postgres ensure-pgtap ensure-chromium schema-dump dashboard
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -50,20 +51,27 @@ ensure-postgres:
 ensure-pgtap: ensure-postgres
 	@scripts/ensure-pgtap.sh
 
+# Debian's Chromium, for the dashboard's browser test (Playwright drives it).
+ensure-chromium:
+	@scripts/ensure-chromium.sh
+
 pgtap: ensure-postgres ensure-pgtap dev
 	@scripts/pgtap.sh
 
-pytest: ensure-postgres dev
+pytest: ensure-postgres ensure-chromium dev
 	$(VENV)/bin/pytest
 
 # Runs every suite even when an earlier one fails, then fails if any did.
-test: ensure-postgres ensure-pgtap dev
+test: ensure-postgres ensure-pgtap ensure-chromium dev
 	@failed=""; \
 	$(MAKE) --no-print-directory lint   || failed="$$failed lint"; \
 	$(MAKE) --no-print-directory pgtap  || failed="$$failed pgtap"; \
 	$(MAKE) --no-print-directory pytest || failed="$$failed pytest"; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
 	echo "make test: lint, pgtap and pytest passed"
+
+dashboard: ensure-postgres dev
+	$(VENV)/bin/queuert dashboard --dsn "$(DATABASE_URL)" --schema "$(SCHEMA)"
 
 demo: ensure-postgres dev
 	DATABASE_URL="$(DATABASE_URL)" $(PY) demo/signup.py

@@ -53,6 +53,8 @@ class Sizes:
     scale_completed: int = 1_000_000
     scale_blocked: int = 1_000_000
     scale_claims: int = 2_000
+    dashboard_jobs: int = 1_000_000
+    dashboard_samples: int = 20  # requests per page and repetition
     # a safety net: every default drain finishes well inside it on 2 cores
     drain_cap_s: float = 60.0
 
@@ -79,6 +81,8 @@ class Sizes:
             scale_completed=10_000,
             scale_blocked=10_000,
             scale_claims=200,
+            dashboard_jobs=20_000,
+            dashboard_samples=3,
             drain_cap_s=3.0,
         )
 

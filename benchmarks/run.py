@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from . import claim_scale, create, fan_in, floors
+from . import claim_scale, create, dashboard, fan_in, floors
 from .common import Databases, Results, Sizes
 
 ROOT = Path(__file__).resolve().parent
@@ -63,6 +63,7 @@ def workloads() -> dict[str, tuple[Workload, bool]]:
         "create-batch": (create.run_batch, True),
         "fan-in": (fan_in.run_all, False),
         "claim-at-scale": (claim_scale.run_all, False),
+        "dashboard": (dashboard.run_all, False),
     }
     w.update(_worker_workloads())
     return w
@@ -103,6 +104,9 @@ LIMITS: list[tuple[str, str, float, str]] = [
     ("wake-up", "p50", 2.0, "<= 2 ms"),
     ("wake-up", "p99", 5.0, "<= 5 ms"),
     ("fan-in", "last blocker -> dependent claimed", 1000.0, "< 1 s"),
+    ("dashboard", "first page: HTTP", 100.0, "< 100 ms"),
+    ("dashboard", "type filter (10%): HTTP", 100.0, "< 100 ms"),
+    ("dashboard", "status failed (1%): HTTP", 100.0, "< 100 ms"),
 ]
 
 

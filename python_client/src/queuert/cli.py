@@ -283,6 +283,43 @@ def worker(
         raise click.ClickException(f"cannot load worker {target}: {exc}") from exc
 
 
+@cli.command(
+    short_help="Serve the web dashboard.",
+    help="Serve the web dashboard (docs/dashboard.md) alone, at the root URL, until "
+    "Ctrl-C. It listens on 127.0.0.1 unless --host says otherwise: it shows job "
+    "inputs and can retry, cancel and delete chains, so put authentication in "
+    "front of it before exposing it (or use --read-only).",
+)
+@_dsn_option
+@_schema_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on.")
+@click.option("--read-only", is_flag=True, help="Hide and refuse every action.")
+@click.option("--base-path", default=None, metavar="PATH",
+              help="URL prefix of every link, behind a proxy that strips it (e.g. /queuert).")
+def dashboard(
+    dsn: str | None, schema: str, host: str, port: int, read_only: bool, base_path: str | None
+) -> None:
+    _check_schema(schema)
+    try:
+        import uvicorn
+
+        from queuert.dashboard import create_dashboard
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the dashboard needs its extra: pip install 'queuert[dashboard]' ({exc})"
+        ) from exc
+    try:
+        app = create_dashboard(
+            dsn or default_dsn(), schema=schema, read_only=read_only, base_path=base_path
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--base-path") from exc
+    click.echo(f"queuert dashboard on http://{host}:{port}{base_path or ''}/ (Ctrl-C stops it)")
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+
+
 def main() -> None:
     cli(prog_name="queuert")
 
