@@ -179,8 +179,10 @@ def test_queuert_dev_embedded_on_a_chosen_port_without_migrating(scratch: Path) 
 
 
 def test_queuert_demo_runs_on_the_embedded_server(scratch: Path) -> None:
-    nowhere = f"postgresql://postgres@127.0.0.1:{closed_port()}/postgres"
+    nowhere = f"postgresql://postgres:s3cret@127.0.0.1:{closed_port()}/postgres"
     out = cli("demo", "--dsn", nowhere, "--pgdata", str(scratch / "pg"), cwd=scratch)
+    assert "no PostgreSQL answers at" in out.stderr
+    assert "s3cret" not in out.stderr and "password=***" in out.stderr  # never echoed
     assert "users: 1, jobs: 1" in out.stdout
     assert "send-welcome-email: completed, output {'message_id': 'msg-1'}" in out.stdout
     assert "signup-report: completed, output 10" in out.stdout

@@ -202,11 +202,15 @@ class EmbeddedPostgres:
                 self._check_version()
                 port = self._choose_port()
                 log = self.pgdata / _LOG_FILE
-                self._pg_ctl(
-                    bin_dir, user,
-                    ["start", "-w", "-t", str(int(timeout)), "-l", str(log), "-o", f"-p {port}"],
-                    on_error=lambda: _tail(log),
-                )
+                start = ["start", "-w", "-t", str(int(timeout)), "-l", str(log)]
+                try:
+                    self._pg_ctl(bin_dir, user, [*start, "-o", f"-p {port}"], on_error=lambda: _tail(log))
+                except EmbeddedPostgresError:
+                    if self._wanted_port:
+                        raise
+                    # the port was taken between the check and the bind: once more elsewhere
+                    port = _free_port()
+                    self._pg_ctl(bin_dir, user, [*start, "-o", f"-p {port}"], on_error=lambda: _tail(log))
                 (self.pgdata / _PORT_FILE).write_text(f"{port}\n")
                 self._started_here = True
         return self.dsn()

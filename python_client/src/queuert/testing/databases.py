@@ -20,7 +20,6 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from queuert.embedded import EmbeddedPostgres, EmbeddedPostgresError, server_answers
 from queuert.migrate import migrate
 
 __all__ = ["DEFAULT_SERVER_DSN", "DatabaseFactory", "TestServer", "dsn_for"]
@@ -50,6 +49,10 @@ class TestServer:
     __test__ = False  # not a test class, whatever pytest thinks of its name
 
     def __init__(self, dsn: str | None = None, *, default_dsn: str = DEFAULT_SERVER_DSN) -> None:
+        # imported here: the plugin loads in every pytest run where queuert is
+        # installed, and queuert.embedded is POSIX-only (pwd, fcntl)
+        from queuert.embedded import EmbeddedPostgres, EmbeddedPostgresError, server_answers
+
         self._embedded: EmbeddedPostgres | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if dsn:
