@@ -1,15 +1,18 @@
 # queuert: the front door.
 #
 #   make demo     the signup story end to end: transactional enqueue, a worker, fan-in
+#                 (on $(DATABASE_URL); when no server answers, on the embedded PostgreSQL 16)
 #   make demo-sql the same signup flow in plain psql
 #   make test     lint + pgTAP + pytest against a fresh local PostgreSQL
+#   make pytest-pg16  the pytest suite again, on the embedded PostgreSQL 16 (CI runs it)
 #   make dev      create .venv and install the package with its dev extra
 #   make migrate  install/upgrade queuert in $(DATABASE_URL)
 #   make dashboard  serve the web dashboard for $(DATABASE_URL) on 127.0.0.1:8787
 #   make schema-dump  regenerate schema/queuert.sql (commit it with schema changes)
 #
-# `make test` and `make demo` work on a fresh Debian machine: they start (or
-# install) PostgreSQL, install pgTAP when missing and create the virtualenv.
+# `make test` works on a fresh Debian machine: it starts (or installs)
+# PostgreSQL, installs pgTAP when missing and creates the virtualenv. `make
+# demo` needs neither root nor apt: without a server it uses the embedded one.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,7 +25,7 @@ DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 SCHEMA ?= queuert
 export PY
 
-.PHONY: help dev migrate lint test pgtap pytest demo demo-sql ensure-postgres ensure-pgtap ensure-chromium schema-dump dashboard
+.PHONY: help dev migrate lint test pgtap pytest pytest-pg16 demo demo-sql ensure-postgres ensure-pgtap ensure-chromium schema-dump dashboard
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -61,6 +64,11 @@ pgtap: ensure-postgres ensure-pgtap dev
 pytest: ensure-postgres ensure-chromium dev
 	$(VENV)/bin/pytest
 
+# The same suite on PostgreSQL 16 (the embedded server, a throwaway data
+# directory on a spare port), so that 15 and 16 are both proven.
+pytest-pg16: ensure-chromium dev
+	@VENV="$(VENV)" scripts/pytest-embedded.sh
+
 # Runs every suite even when an earlier one fails, then fails if any did.
 test: ensure-postgres ensure-pgtap ensure-chromium dev
 	@failed=""; \
@@ -73,8 +81,10 @@ test: ensure-postgres ensure-pgtap ensure-chromium dev
 dashboard: ensure-postgres dev
 	$(VENV)/bin/queuert dashboard --dsn "$(DATABASE_URL)" --schema "$(SCHEMA)"
 
-demo: ensure-postgres dev
-	DATABASE_URL="$(DATABASE_URL)" $(PY) demo/signup.py
+# No ensure-postgres: a server that answers at $(DATABASE_URL) is used as is;
+# otherwise `queuert demo` starts the embedded one in .queuert/pgdata.
+demo: dev
+	$(VENV)/bin/queuert demo --dsn "$(DATABASE_URL)"
 
 demo-sql: ensure-postgres dev
 	@scripts/demo.sh

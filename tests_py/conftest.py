@@ -11,6 +11,10 @@
   autocommit off.
 * ``new_database``: factory for extra empty databases (no queuert), dropped
   after the test.
+
+A test marked ``pg_major(N, reason=...)`` depends on the server's major
+version (say, a committed pg_dump of version N): against another version it
+is deselected, and the session header names it with its reason.
 """
 
 from __future__ import annotations
@@ -29,6 +33,45 @@ from queuert.migrate import migrate
 
 DEFAULT_BASE_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 _counter = itertools.count(1)
+_deselected_for_version: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "pg_major(n, reason): only against PostgreSQL major version n; deselected elsewhere",
+    )
+
+
+def _server_major() -> int | None:
+    dsn = os.environ.get("QUEUERT_TEST_DSN") or DEFAULT_BASE_DSN
+    try:
+        with psycopg.connect(dsn, connect_timeout=3) as conn:
+            return conn.info.server_version // 10000
+    except psycopg.OperationalError:
+        return None  # the fixtures will say so
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    marked = [item for item in items if item.get_closest_marker("pg_major") is not None]
+    major = _server_major() if marked else None
+    if major is None:
+        return
+    drop = []
+    for item in marked:
+        marker = item.get_closest_marker("pg_major")
+        assert marker is not None
+        if marker.args[0] != major:
+            drop.append(item)
+            reason = marker.kwargs.get("reason", "")
+            _deselected_for_version.append(f"{item.nodeid} (PostgreSQL {marker.args[0]} only: {reason})")
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [item for item in items if item not in drop]
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    return [f"deselected for this server's version: {line}" for line in _deselected_for_version]
 
 
 def _reachable(dsn: str) -> bool:

@@ -35,6 +35,11 @@ def regenerated(base_dsn: str) -> str:
     return text
 
 
+@pytest.mark.pg_major(
+    15,
+    reason="schema/queuert.sql is pg_dump output of PostgreSQL 15; 16 prints view "
+    "definitions without the table alias",
+)
 def test_committed_schema_dump_is_up_to_date(regenerated: str) -> None:
     committed = schema_dump.DUMP_PATH.read_text(encoding="utf-8")
     if committed != regenerated:

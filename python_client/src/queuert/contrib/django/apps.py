@@ -1,0 +1,11 @@
+"""The Django app of queuert (label ``queuert``): management commands only, no models."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig  # type: ignore[import-untyped]
+
+
+class QueuertConfig(AppConfig):  # type: ignore[misc]
+    name = "queuert.contrib.django"
+    label = "queuert"
+    verbose_name = "queuert"
