@@ -21,7 +21,7 @@ DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 SCHEMA ?= queuert
 export PY
 
-.PHONY: help dev migrate lint test pgtap pytest demo demo-sql ensure-postgres ensure-pgtap schema-dump
+.PHONY: help dev migrate lint test pgtap pytest demo demo-sql ensure-postgres ensure-postgres-binaries ensure-pgtap schema-dump
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -47,17 +47,20 @@ lint: dev
 ensure-postgres:
 	@scripts/ensure-postgres.sh
 
+ensure-postgres-binaries:
+	@scripts/ensure-postgres-binaries.sh
+
 ensure-pgtap: ensure-postgres
 	@scripts/ensure-pgtap.sh
 
 pgtap: ensure-postgres ensure-pgtap dev
 	@scripts/pgtap.sh
 
-pytest: ensure-postgres dev
+pytest: ensure-postgres ensure-postgres-binaries dev
 	$(VENV)/bin/pytest
 
 # Runs every suite even when an earlier one fails, then fails if any did.
-test: ensure-postgres ensure-pgtap dev
+test: ensure-postgres ensure-postgres-binaries ensure-pgtap dev
 	@failed=""; \
 	$(MAKE) --no-print-directory lint   || failed="$$failed lint"; \
 	$(MAKE) --no-print-directory pgtap  || failed="$$failed pgtap"; \
@@ -72,10 +75,13 @@ demo-sql: ensure-postgres dev
 	@scripts/demo.sh
 
 # The torture run (RELIABILITY.md): 20,000 chains, worker kill -9s, connection
-# kills and one PostgreSQL restart; `make test` runs a short form via pytest.
+# kills and a PostgreSQL crash-restart, on a temporary cluster the run starts
+# for itself (never the shared server); `make test` runs a short form via
+# pytest. TORTURE_ARGS passes options, e.g. TORTURE_ARGS="--seed 42" or, for
+# a server of yours, TORTURE_ARGS="--dsn URL --restart yes" (pg_ctlcluster).
 .PHONY: torture
-torture: ensure-postgres dev
-	$(PY) tests_py/torture/run.py --dsn "$${QUEUERT_TEST_DSN:-$(DATABASE_URL)}"
+torture: ensure-postgres-binaries dev
+	$(PY) tests_py/torture/run.py $(TORTURE_ARGS)
 
 schema-dump: ensure-postgres dev
 	DATABASE_URL="$(DATABASE_URL)" $(PY) scripts/schema_dump.py
