@@ -282,11 +282,19 @@ class FaultProxy:
     def freeze(self) -> None:
         """Every current connection goes half-open: bytes both ways are read
         and dropped, no FIN, no RST. New connections are forwarded."""
-        self._call(lambda: [setattr(link, "frozen", True) for link in self._links])
+        def freeze_all() -> None:
+            for link in self._links:
+                link.frozen = True
+
+        self._call(freeze_all)
 
     def cut_all(self) -> None:
         """Abort every current connection (RST both ways)."""
-        self._call(lambda: [link.abort() for link in list(self._links)])
+        def abort_all() -> None:
+            for link in list(self._links):
+                link.abort()
+
+        self._call(abort_all)
 
     def _arm(self, action: str, pattern: bytes) -> Fault:
         fault = Fault(action, pattern)
