@@ -19,6 +19,7 @@ else ``pg_config --bindir``, else ``initdb`` on PATH.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -70,6 +71,16 @@ def find_bindir() -> Path:
         "no PostgreSQL server binaries (initdb, pg_ctl): install the postgresql package "
         "(scripts/ensure-postgres-binaries.sh does) or set QUEUERT_PG_BINDIR"
     )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def spare_port() -> int:
@@ -128,8 +139,14 @@ class TempCluster:
     # -- life cycle --------------------------------------------------------
 
     def create(self) -> None:
-        """initdb (trust authentication, UTF8) into a new temporary directory."""
+        """initdb (trust authentication, UTF8) into a new temporary directory.
+
+        Clusters of this prefix left by processes that are gone (killed before
+        they could remove theirs, or a failed run kept for inspection) are
+        stopped and removed first."""
+        self.sweep_orphans()
         self.root = Path(tempfile.mkdtemp(prefix=self.prefix))
+        (self.root / "owner.pid").write_text(str(os.getpid()))
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.datadir), "-A", "trust", "-U", "postgres", "-E", "UTF8",
@@ -164,6 +181,22 @@ class TempCluster:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+    def sweep_orphans(self) -> None:
+        for root in Path(tempfile.gettempdir()).glob(f"{self.prefix}*"):
+            try:
+                owner = int((root / "owner.pid").read_text())
+            except (OSError, ValueError):
+                continue
+            if _pid_alive(owner):
+                continue
+            orphan = copy.copy(self)
+            orphan.root = root
+            try:
+                orphan.stop("immediate")
+            except ClusterError:
+                pass
+            shutil.rmtree(root, ignore_errors=True)
 
     def running(self) -> bool:
         if self.root is None or not self.datadir.exists():

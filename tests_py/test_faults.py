@@ -4,9 +4,12 @@ client experienced and what the server did."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -183,3 +186,30 @@ def test_temp_cluster_crash_keeps_committed_rows_and_loses_the_rest() -> None:
         root = pg.root
         assert root is not None and root.exists()
     assert not root.exists()
+
+
+def test_a_cluster_whose_owner_was_killed_is_swept_by_the_next() -> None:
+    """A harness killed with SIGKILL cannot stop its cluster; the next
+    TempCluster of the same prefix stops and removes it."""
+    prefix = f"queuert-orphan-{uuid.uuid4().hex[:8]}-"
+    code = (
+        f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        f"from pgcluster import TempCluster\n"
+        f"pg = TempCluster(prefix={prefix!r}); pg.create(); pg.start()\n"
+        f"print(pg.root, pg.port, flush=True); time.sleep(600)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        root_text, port = child.stdout.readline().split()
+    finally:
+        child.kill()
+        child.wait()
+    root = Path(root_text)
+    orphan_dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=5"
+    with psycopg.connect(orphan_dsn) as c:  # still serving: nobody stopped it
+        assert c.execute("SELECT 1").fetchone() == (1,)
+    TempCluster(prefix=prefix).sweep_orphans()
+    assert not root.exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(orphan_dsn)

@@ -435,6 +435,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM (a test runner giving up) unwinds like an error: workers
+    # stopped, the run's own cluster stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     restart = args.restart == "yes" if args.restart is not None else args.dsn is None
     if args.dsn is not None:
         restarter: Callable[[], float] | None = None
