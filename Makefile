@@ -25,7 +25,7 @@ DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 SCHEMA ?= queuert
 export PY
 
-.PHONY: help dev migrate lint test pgtap pytest pytest-pg16 demo demo-sql ensure-postgres ensure-pgtap ensure-chromium schema-dump dashboard
+.PHONY: help dev migrate lint test pgtap pytest pytest-pg16 demo demo-sql ensure-postgres ensure-postgres-binaries ensure-pgtap ensure-chromium schema-dump dashboard
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -51,6 +51,9 @@ lint: dev
 ensure-postgres:
 	@scripts/ensure-postgres.sh
 
+ensure-postgres-binaries:
+	@scripts/ensure-postgres-binaries.sh
+
 ensure-pgtap: ensure-postgres
 	@scripts/ensure-pgtap.sh
 
@@ -61,16 +64,16 @@ ensure-chromium:
 pgtap: ensure-postgres ensure-pgtap dev
 	@scripts/pgtap.sh
 
-pytest: ensure-postgres ensure-chromium dev
+pytest: ensure-postgres ensure-postgres-binaries ensure-chromium dev
 	$(VENV)/bin/pytest
 
 # The same suite on PostgreSQL 16 (the embedded server, a throwaway data
 # directory on a spare port), so that 15 and 16 are both proven.
-pytest-pg16: ensure-chromium dev
+pytest-pg16: ensure-postgres-binaries ensure-chromium dev
 	@VENV="$(VENV)" scripts/pytest-embedded.sh
 
 # Runs every suite even when an earlier one fails, then fails if any did.
-test: ensure-postgres ensure-pgtap ensure-chromium dev
+test: ensure-postgres ensure-postgres-binaries ensure-pgtap ensure-chromium dev
 	@failed=""; \
 	$(MAKE) --no-print-directory lint   || failed="$$failed lint"; \
 	$(MAKE) --no-print-directory pgtap  || failed="$$failed pgtap"; \
@@ -90,10 +93,13 @@ demo-sql: ensure-postgres dev
 	@scripts/demo.sh
 
 # The torture run (RELIABILITY.md): 20,000 chains, worker kill -9s, connection
-# kills and one PostgreSQL restart; `make test` runs a short form via pytest.
+# kills and a PostgreSQL crash-restart, on a temporary cluster the run starts
+# for itself (never the shared server); `make test` runs a short form via
+# pytest. TORTURE_ARGS passes options, e.g. TORTURE_ARGS="--seed 42" or, for
+# a server of yours, TORTURE_ARGS="--dsn URL --restart yes" (pg_ctlcluster).
 .PHONY: torture
-torture: ensure-postgres dev
-	$(PY) tests_py/torture/run.py --dsn "$${QUEUERT_TEST_DSN:-$(DATABASE_URL)}"
+torture: ensure-postgres-binaries dev
+	$(PY) tests_py/torture/run.py $(TORTURE_ARGS)
 
 schema-dump: ensure-postgres dev
 	DATABASE_URL="$(DATABASE_URL)" $(PY) scripts/schema_dump.py

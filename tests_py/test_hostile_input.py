@@ -270,20 +270,103 @@ def test_start_chains_random(db: Conn, items: Any) -> None:
             assert stored == (True,)
 
 
+def job_states(c: Conn) -> dict[uuid.UUID, tuple[Any, ...]]:
+    """Each job's state and ownership: (status, leased_by, attempt, leased_until, scheduled_at)."""
+    rows = c.execute(
+        "SELECT id, status::text, leased_by, attempt, leased_until, scheduled_at, type_name FROM queuert.job"
+    ).fetchall()
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def clock(c: Conn) -> datetime:
+    row = c.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def lease_ok(lease: timedelta | None) -> bool:
+    """claim's rule: a lease, when given, is positive and at most 1000 years."""
+    return lease is None or timedelta(0) < lease <= timedelta(days=360_000)
+
+
 @settings(max_examples=EXAMPLES)
 @given(
-    worker=st.one_of(st.none(), pg_text),
-    type_names=st.one_of(st.none(), st.lists(st.one_of(st.none(), pg_text), max_size=3)),
-    max_jobs=st.one_of(st.none(), int32),
-    lease=durations,
+    worker=st.one_of(st.none(), st.just(""), pg_text),
+    type_names=st.one_of(
+        st.none(),
+        st.lists(st.one_of(st.none(), st.sampled_from(["claimable", "other", "held"]), pg_text), max_size=3),
+    ),
+    max_jobs=st.one_of(st.none(), st.integers(-2, 3), int32),
+    lease=st.one_of(durations, st.just(timedelta(microseconds=1))),
 )
 def test_claim_and_reap_random(
     db: Conn, worker: str | None, type_names: list[str | None] | None, max_jobs: int | None, lease: timedelta | None
 ) -> None:
-    new_job(db, "claimable")
-    call(db, "SELECT id, attempt FROM queuert.claim(%s, %s, %s, %s)", (worker, type_names, max_jobs, lease))
-    call(db, "SELECT * FROM queuert.reap(%s)", (max_jobs,))
-    call(db, "SELECT queuert.next_due_at(%s) IS NULL", (type_names,))
+    """Invalid arguments are refused with QU006 and no job changes state or
+    owner; valid ones take exactly the due pending jobs they may take, and
+    reap exactly the expired leases, touching nothing else."""
+    db.execute("TRUNCATE queuert.job_blocker, queuert.job")
+    for type_name in ("claimable", "claimable", "other"):
+        new_job(db, type_name)
+    running_job(db, "holder")  # a live lease: never reaped
+    gone, _ = running_job(db, "gone")
+    db.execute("UPDATE queuert.job SET leased_until = now() - interval '1 hour' WHERE id = %s", (gone,))
+
+    # claim
+    before = job_states(db)
+    rows, err = call(db, "SELECT id, attempt, leased_by FROM queuert.claim(%s, %s, %s, %s)",
+                     (worker, type_names, max_jobs, lease))
+    valid = bool(worker) and (max_jobs is None or max_jobs >= 1) and lease_ok(lease)
+    if not valid:
+        assert err is not None and err.sqlstate == "QU006", f"invalid claim accepted: {rows}"
+        assert job_states(db) == before
+    else:
+        assert err is None and rows is not None
+        due = [
+            job for job, (status, *_, type_name) in before.items()
+            if status == "pending" and (type_names is None or type_name in type_names)
+        ]
+        claimed = {r[0] for r in rows}
+        assert claimed <= set(due) and len(claimed) == len(rows) == min(max_jobs or 1, len(due))
+        after = job_states(db)
+        for job, state in after.items():
+            if job in claimed:
+                assert state[:3] == ("running", worker, before[job][2] + 1), state
+            else:
+                assert state == before[job], f"job {job} changed without being claimed"
+
+    # reap
+    before = job_states(db)
+    t0 = clock(db)
+    rows, err = call(db, "SELECT job_id, previous_worker, status FROM queuert.reap(%s)", (max_jobs,))
+    t1 = clock(db)
+    if max_jobs is not None and max_jobs < 1:
+        assert err is not None and err.sqlstate == "QU006", f"invalid reap accepted: {rows}"
+        assert job_states(db) == before
+    else:
+        assert err is None and rows is not None
+        limit = max_jobs or 100
+        running = {job: state for job, state in before.items() if state[0] == "running"}
+        surely = {job for job, state in running.items() if state[3] < t0}
+        maybe = {job for job, state in running.items() if state[3] < t1}  # expired during the call
+        reaped = {r[0] for r in rows}
+        assert gone in surely and reaped <= maybe and len(reaped) <= limit
+        if len(surely) <= limit:
+            assert surely <= reaped
+        assert all(r[1] == before[r[0]][1] and r[2] == "pending" for r in rows)
+        after = job_states(db)
+        for job, state in after.items():
+            if job in reaped:
+                assert state[:4] == ("pending", None, before[job][2], None), state
+            else:
+                assert state == before[job], f"job {job} changed without being reaped"
+
+    # next_due_at: NULL exactly when no pending job of those types exists
+    rows, err = call(db, "SELECT queuert.next_due_at(%s) IS NULL", (type_names,))
+    assert err is None and rows is not None
+    pending = [t for status, *_, t in job_states(db).values()
+               if status == "pending" and (type_names is None or t in type_names)]
+    assert rows == [(not pending,)]
 
 
 @settings(max_examples=EXAMPLES)
@@ -334,19 +417,61 @@ def test_finishing_a_job_random(
 @given(
     ids=st.one_of(
         st.none(),
-        st.lists(st.one_of(st.none(), st.uuids(), st.sampled_from(["existing", "running"])), max_size=5),
+        st.lists(st.one_of(st.none(), st.uuids(), st.sampled_from(["existing", "running", "failed"])), max_size=5),
     ),
     cascade=st.one_of(st.none(), st.booleans()),
     fn=st.sampled_from(["trigger_jobs", "retry_jobs", "cancel_chains", "delete_chains"]),
 )
 def test_id_array_functions_random(db: Conn, ids: list[Any] | None, cascade: bool | None, fn: str) -> None:
+    """A refused call (the QU code predicted from the ids) changes no job's
+    state or owner; an accepted one changes exactly the jobs it names."""
+    db.execute("TRUNCATE queuert.job_blocker, queuert.job")
     existing = new_job(db)
     running, _ = running_job(db)
-    real = None if ids is None else [existing if i == "existing" else running if i == "running" else i for i in ids]
-    if fn in ("cancel_chains", "delete_chains"):
-        call(db, f"SELECT * FROM queuert.{fn}(%s::uuid[], %s)", (real, cascade))
+    db.execute("SELECT queuert.set_job_type('fragile', max_attempts => 1)")
+    failed = new_job(db, "fragile")
+    expect_ok(db, "SELECT * FROM queuert.claim('w', ARRAY['fragile'])")
+    assert expect_ok(db, "SELECT status FROM queuert.fail(%s, 'w', 'boom')", (failed,)) == [("failed",)]
+    bystander = new_job(db)
+    named_as = {"existing": existing, "running": running, "failed": failed}
+    real = None if ids is None else [named_as.get(i, i) if isinstance(i, str) else i for i in ids]
+    before = job_states(db)
+    distinct = list(dict.fromkeys(real or []))
+
+    expected: str | None = None
+    if fn in ("trigger_jobs", "retry_jobs"):
+        allowed = ("pending",) if fn == "trigger_jobs" else ("failed", "cancelled")
+        if real is None or None in real:
+            expected = "QU006"
+        elif any(i not in before for i in distinct):
+            expected = "QU001"
+        elif any(before[i][0] not in allowed for i in distinct):
+            expected = "QU003"
+        rows, err = call(db, f"SELECT * FROM queuert.{fn}(%s::uuid[])", (real,))
     else:
-        call(db, f"SELECT * FROM queuert.{fn}(%s::uuid[])", (real,))
+        # unknown ids and NULL elements are skipped; only a missing array is refused
+        expected = "QU006" if real is None else None
+        rows, err = call(db, f"SELECT * FROM queuert.{fn}(%s::uuid[], %s)", (real, cascade))
+
+    if expected is not None:
+        assert err is not None and err.sqlstate == expected, f"expected {expected}, got {err or rows}"
+        assert job_states(db) == before
+        return
+    assert err is None and rows is not None, err
+    named = [i for i in distinct if i in before]
+    assert [r[0] for r in rows] == named
+    after = job_states(db)
+    assert bystander in after and after[bystander] == before[bystander]
+    for job, state in before.items():
+        if job not in named or fn == "trigger_jobs":
+            # triggering a job that is already due changes nothing
+            assert after[job] == state, f"{fn}: job {job} changed"
+        elif fn == "retry_jobs":
+            assert after[job][:4] == ("pending", None, 0, None)
+        elif fn == "cancel_chains":
+            assert after[job][:4] == ("cancelled", None, state[2], None)
+        else:
+            assert job not in after
 
 
 @settings(max_examples=EXAMPLES)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
+
 import psycopg
 import pytest
 
@@ -31,12 +33,15 @@ async def test_postgres_notifier_delivers_only_after_commit(dsn: str) -> None:
     await notifier.subscribe(events.append)
     await until(lambda: kinds(events, "resync") == [""])
     conn = await psycopg.AsyncConnection.connect(dsn)
+    other = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
     try:
         started = await aio.start_chain(conn, "pg-notified")
-        await asyncio.sleep(0.3)
-        assert kinds(events, "job_ready") == []  # not committed yet
+        # a chain committed after it: its notification arriving proves the
+        # uncommitted one would have arrived by now, had it been sent
+        await aio.start_chain(other, "marker")
+        await until(lambda: kinds(events, "job_ready") == ["marker"])
         await conn.commit()
-        await until(lambda: kinds(events, "job_ready") == ["pg-notified"])
+        await until(lambda: kinds(events, "job_ready") == ["marker", "pg-notified"])
         await aio.start_chain(conn, "rolled-back")
         await conn.rollback()
         # complete from outside: chain_completed
@@ -46,6 +51,7 @@ async def test_postgres_notifier_delivers_only_after_commit(dsn: str) -> None:
         assert "rolled-back" not in kinds(events, "job_ready")
     finally:
         await conn.close()
+        await other.close()
         await notifier.close()
 
 
@@ -95,9 +101,13 @@ async def test_postgres_notifier_publish_is_a_no_op(dsn: str) -> None:
     await notifier.publish_job_ready(["x"])
     await notifier.publish_chain_completed(["y"])
     await notifier.publish_job_lost(["z"])
-    await asyncio.sleep(0.2)
+    # a notification committed after the publish calls: once it is here,
+    # anything they had sent would be here too
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await aio.start_chain(conn, "marker")
+    await until(lambda: kinds(events, "job_ready") == ["marker"])
     await notifier.close()
-    assert [e.kind for e in events] == ["resync"]
+    assert [(e.kind, e.payload) for e in events] == [("resync", ""), ("job_ready", "marker")]
 
 
 async def test_in_process_notifier_delivers_on_the_subscriber_loop() -> None:
@@ -124,9 +134,12 @@ async def test_in_process_notifier_delivers_on_the_subscriber_loop() -> None:
         ("job_lost", "j1"),
     ]
     assert all(th is loop_thread for _, th in events)
+    witness: list[str] = []
+    await notifier.subscribe(lambda e: witness.append(e.payload))
     await sub.close()
     await notifier.publish_job_ready(["after-close"])
-    await asyncio.sleep(0.05)
+    # delivered to the subscriber still open: the closed one was passed over
+    await until(lambda: "after-close" in witness)
     assert len(events) == 4
 
 
@@ -135,15 +148,24 @@ async def test_subscribe_rejects_unknown_kinds() -> None:
         await InProcessNotifier().subscribe(lambda e: None, kinds=("job_readyy",))
 
 
-async def test_a_failing_listener_does_not_break_delivery() -> None:
+async def test_a_failing_listener_does_not_break_delivery(caplog: pytest.LogCaptureFixture) -> None:
     notifier = InProcessNotifier()
     good: list[str] = []
+    bad_calls: list[str] = []
 
     def bad(e: NotifyEvent) -> None:
+        bad_calls.append(e.kind)
         raise RuntimeError("listener bug")
 
-    await notifier.subscribe(bad)
-    await notifier.subscribe(lambda e: good.append(e.kind))
-    await notifier.publish_job_ready(["t"])
-    await until(lambda: "job_ready" in good)
+    with caplog.at_level(logging.ERROR, logger="queuert.notify"):
+        await notifier.subscribe(bad)
+        await notifier.subscribe(lambda e: good.append(e.kind))
+        await notifier.publish_job_ready(["t"])
+        await notifier.publish_job_lost(["j"])
+        await until(lambda: good == ["resync", "job_ready", "job_lost"])
+    # the failing listener was called for every event (it stays subscribed
+    # after raising), and each failure was logged, not swallowed silently
+    assert bad_calls == ["resync", "job_ready", "job_lost"]
+    failures = [r for r in caplog.records if "notify listener" in r.getMessage()]
+    assert len(failures) == 3 and all(r.exc_info and "listener bug" in str(r.exc_info[1]) for r in failures)
     await notifier.close()

@@ -1,6 +1,10 @@
 """Property-based test of the SQL API: random operation sequences from three
 sessions, with the whole table checked against the engine's invariants after
-every step.
+every step. complete, continue_with and fail are called by the owner, by
+another worker, at a stale attempt or from outside; each call's outcome is
+predicted from the job's row before it (fencing, DESIGN.md): a call the
+engine must refuse has to fail with the predicted SQLSTATE and leave every
+row as it was, and a call it must accept has to succeed.
 
 Operations: start_chain / start_chains (blockers on existing chains and on
 earlier batch items, dedup keys), claim, complete, continue_with (loops and
@@ -20,7 +24,7 @@ import uuid
 from typing import Any
 
 import psycopg
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from psycopg.types.json import Jsonb
@@ -36,6 +40,7 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 TYPES = ["a", "b", "c"]
+MAX_ATTEMPTS: dict[str, int | None] = {"a": 2, "b": 3, "c": None}
 WORKERS = ["w1", "w2", "w3"]
 DEDUP_KEYS = [None, None, "k1", "k2"]
 
@@ -67,7 +72,7 @@ class EngineMachine(RuleBasedStateMachine):
             # backoff 0: a failed attempt is due again at once
             admin.execute(
                 "SELECT queuert.set_job_type(%s, max_attempts => %s, backoff_initial => '0', backoff_max => '0')",
-                (t, {"a": 2, "b": 3, "c": None}[t]),
+                (t, MAX_ATTEMPTS[t]),
             )
         self.prev: dict[uuid.UUID, tuple[str, int]] = {}
         self.deleted_ok: set[uuid.UUID] = set()
@@ -77,14 +82,67 @@ class EngineMachine(RuleBasedStateMachine):
 
     def api(self, session: int, query: str, params: Any = ()) -> list[tuple[Any, ...]] | None:
         """Run one call in autocommit on a session; a QU error gives None."""
+        return self.call(session, query, params)[0]
+
+    def call(self, session: int, query: str, params: Any = ()) -> tuple[list[tuple[Any, ...]] | None, str | None]:
+        """Run one call in autocommit on a session: (rows, None) or (None, its QU SQLSTATE)."""
         c = self.sessions[session]
         try:
-            return c.execute(query, params).fetchall()
+            return c.execute(query, params).fetchall(), None
         except psycopg.Error as exc:
             assert exc.sqlstate is not None and exc.sqlstate.startswith("QU"), (
                 f"unexpected {exc.sqlstate}: {exc}\n  {query} {params!r}"
             )
+            return None, exc.sqlstate
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """Every job and blocker row, as text: equal snapshots, nothing changed."""
+        assert self.admin is not None
+        row = self.admin.execute(
+            "SELECT (SELECT coalesce(string_agg(j::text, '|' ORDER BY j.id), '') FROM queuert.job AS j),"
+            " (SELECT coalesce(string_agg(b::text, '|' ORDER BY b.job_id, b.position), '')"
+            "    FROM queuert.job_blocker AS b)"
+        ).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    def job_row(self, job: uuid.UUID) -> dict[str, Any] | None:
+        assert self.admin is not None
+        cur = self.admin.execute(
+            "SELECT status::text, leased_by, attempt, continued_to, completed_by, output, type_name, chain_id"
+            " FROM queuert.job WHERE id = %s",
+            (job,),
+        )
+        row = cur.fetchone()
+        if row is None:
             return None
+        assert cur.description is not None
+        return {d.name: v for d, v in zip(cur.description, row)}
+
+    @staticmethod
+    def fencing_refusal(
+        job: dict[str, Any] | None, worker: str | None, attempt: int | None, outside: tuple[str, ...]
+    ) -> str | None:
+        """The SQLSTATE the engine must refuse this caller with (complete,
+        continue_with, fail), or None where it must accept: a worker only on
+        a job running under it, an outside call only in ``outside``
+        statuses, a given attempt only if it is the job's current one."""
+        if job is None:
+            return "QU001"
+        if worker is not None:
+            if job["status"] != "running":
+                return "QU003"
+            if job["leased_by"] != worker:
+                return "QU004"
+        elif job["status"] not in outside:
+            return "QU003"
+        if attempt is not None and attempt != job["attempt"]:
+            return "QU004"
+        return None
+
+    def assert_refused(self, code: str | None, expected: str, before: tuple[Any, ...], what: str) -> None:
+        assert code == expected, f"{what}: expected {expected}, got {code or 'success'}"
+        assert self.snapshot() == before, f"{what}: refused with {code}, but rows changed"
 
     def ids(self, where: str = "true") -> list[uuid.UUID]:
         assert self.admin is not None
@@ -155,50 +213,99 @@ class EngineMachine(RuleBasedStateMachine):
 
     def _as(self, data: st.DataObject, job: uuid.UUID) -> tuple[str | None, int | None]:
         """Who calls: usually the owner at its attempt, sometimes another
-        worker, a stale attempt or an outside (workerless) call."""
+        worker (never the owner), a stale attempt or an outside (workerless) call."""
         owner, attempt = self._owner(job)
         how = data.draw(st.sampled_from(["owner", "owner", "owner", "other", "stale", "outside"]), label="as")
         if how == "other":
-            return data.draw(st.sampled_from(WORKERS), label="worker"), None
+            return data.draw(st.sampled_from([w for w in WORKERS if w != owner]), label="worker"), None
         if how == "stale" and attempt is not None:
             return owner, attempt - 1
         if how == "outside":
             return None, None
         return owner, attempt
 
+    @precondition(lambda self: bool(self.prev))  # a job to act on (unknown ids: test_hostile_input)
     @rule(data=st.data(), session=st.integers(0, 2))
     def complete(self, data: st.DataObject, session: int) -> None:
         job = self.pick(data, self._running() or self.ids(), "job")
         worker, attempt = self._as(data, job)
-        rows = self.api(session, "SELECT id, status FROM queuert.complete(%s, %s, %s, %s)",
-                        (job, worker, Jsonb({"done": True}), attempt))
-        if rows is not None:
-            assert rows == [(job, "completed")]
+        pre = self.job_row(job)
+        expected = self.fencing_refusal(pre, worker, attempt, ("blocked", "pending", "running"))
+        event(f"complete: {expected or 'accepted'}")
+        before = self.snapshot()
+        rows, code = self.call(session, "SELECT id, status FROM queuert.complete(%s, %s, %s, %s)",
+                               (job, worker, Jsonb({"done": True}), attempt))
+        if expected is not None:
+            self.assert_refused(code, expected, before, f"complete({worker}, attempt {attempt}) of {pre}")
+            return
+        assert code is None, f"complete by {worker} at attempt {attempt} of {pre} refused with {code}"
+        assert rows == [(job, "completed")]
+        post = self.job_row(job)
+        assert post is not None
+        assert (post["status"], post["output"], post["completed_by"], post["leased_by"]) == (
+            "completed", {"done": True}, worker, None,
+        )
 
+    @precondition(lambda self: bool(self.prev))  # a job to act on (unknown ids: test_hostile_input)
     @rule(data=st.data(), session=st.integers(0, 2), loop=st.booleans())
     def continue_with(self, data: st.DataObject, session: int, loop: bool) -> None:
         job = self.pick(data, self._running() or self.ids(), "job")
         worker, attempt = self._as(data, job)
-        assert self.admin is not None
-        row = self.admin.execute("SELECT type_name FROM queuert.job WHERE id = %s", (job,)).fetchone()
-        type_name = row[0] if (row and loop) else data.draw(st.sampled_from(TYPES), label="next type")
+        pre = self.job_row(job)
+        type_name = pre["type_name"] if (pre and loop) else data.draw(st.sampled_from(TYPES), label="next type")
         blockers = self.pick_some(data, self.chains(), "blockers", max_size=2)
-        rows = self.api(
+        repeat = pre is not None and pre["status"] == "completed" and pre["continued_to"] is not None
+        if repeat and (
+            (worker is not None and pre["completed_by"] == worker and attempt in (None, pre["attempt"]))  # type: ignore[index]
+            or (worker is None and pre["completed_by"] is None)  # type: ignore[index]
+        ):
+            expected: str | None = "same next job"
+        elif repeat and worker is not None:
+            expected = "QU004"  # continued by someone else
+        else:
+            expected = self.fencing_refusal(pre, worker, attempt, ("blocked", "pending", "running"))
+            if expected is None and pre is not None and pre["chain_id"] in blockers:
+                expected = "QU006"  # blocked on its own chain
+        event(f"continue_with: {expected or 'accepted'}")
+        before = self.snapshot()
+        rows, code = self.call(
             session,
-            "SELECT id, chain_index, status FROM queuert.continue_with(%s, %s, %s, blockers => %s, attempt => %s)",
+            "SELECT id, chain_index, status, deduplicated FROM queuert.continue_with("
+            "%s, %s, %s, blockers => %s, attempt => %s)",
             (job, worker, type_name, blockers, attempt),
         )
-        if rows is not None:
-            assert len(rows) == 1
+        what = f"continue_with({worker}, attempt {attempt}, blockers {blockers}) of {pre}"
+        if expected == "same next job":
+            assert pre is not None and code is None, f"{what}: refused with {code}"
+            assert rows is not None and [(r[0], r[3]) for r in rows] == [(pre["continued_to"], True)], what
+            assert self.snapshot() == before, f"{what}: a repeated continuation changed rows"
+        elif expected is not None:
+            self.assert_refused(code, expected, before, what)
+        else:
+            assert pre is not None and code is None and rows is not None, f"{what}: refused with {code}"
+            assert len(rows) == 1 and rows[0][3] is False
+            post = self.job_row(job)
+            assert post is not None
+            assert (post["status"], post["continued_to"], post["completed_by"]) == ("completed", rows[0][0], worker)
 
+    @precondition(lambda self: bool(self.prev))  # a job to act on (unknown ids: test_hostile_input)
     @rule(data=st.data(), session=st.integers(0, 2))
     def fail(self, data: st.DataObject, session: int) -> None:
         job = self.pick(data, self._running() or self.ids(), "job")
         worker, attempt = self._as(data, job)
-        rows = self.api(session, "SELECT id, status FROM queuert.fail(%s, %s, 'boom', attempt => %s)",
-                        (job, worker, attempt))
-        if rows is not None:
-            assert rows[0][1] in ("pending", "failed")
+        pre = self.job_row(job)
+        expected = self.fencing_refusal(pre, worker, attempt, ("pending", "running"))
+        event(f"fail: {expected or 'accepted'}")
+        before = self.snapshot()
+        rows, code = self.call(session, "SELECT id, status FROM queuert.fail(%s, %s, 'boom', attempt => %s)",
+                               (job, worker, attempt))
+        if expected is not None:
+            self.assert_refused(code, expected, before, f"fail({worker}, attempt {attempt}) of {pre}")
+            return
+        assert pre is not None and code is None, f"fail by {worker} at attempt {attempt} of {pre} refused with {code}"
+        max_attempts = MAX_ATTEMPTS[pre["type_name"]]
+        spent = max_attempts is not None and pre["attempt"] >= max_attempts
+        assert rows == [(job, "failed" if spent else "pending")]
 
     @rule(data=st.data(), session=st.integers(0, 2))
     def expire_and_reap(self, data: st.DataObject, session: int) -> None:

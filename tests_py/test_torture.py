@@ -1,20 +1,26 @@
 """The torture run (tests_py/torture/run.py) in its shortened form, and a
-proof that its final checks catch what they claim to catch.
+proof that each of its final checks catches the corruption it names, and
+that no other check reports it.
 
-The short run: ~1,500 chains, 4 worker processes (2 staged, 2 atomic),
+The short run: 1,500 chains, 4 worker processes (2 staged, 2 atomic),
 SIGKILLs every ~2.5 s with replacements, pg_terminate_backend of worker
-connections. It restarts PostgreSQL only with QUEUERT_TORTURE_RESTART=1,
-because other tests share the server (``make torture`` always restarts it).
+connections and one PostgreSQL crash-restart, on a temporary cluster the
+run starts for itself (never the shared server).
+
+The check tests build an honest little world first (every kind of chain,
+both modes, run the way the handlers in app.py run them), see that no check
+reports it, then plant one corruption on top and see exactly its check
+report it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,10 +29,11 @@ import psycopg
 import pytest
 
 TORTURE = Path(__file__).resolve().parent / "torture"
+Conn = psycopg.Connection[tuple[Any, ...]]
 
 
-def _load_run() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("queuert_torture_run", TORTURE / "run.py")
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"queuert_torture_{name}", TORTURE / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -34,142 +41,319 @@ def _load_run() -> ModuleType:
     return module
 
 
-torture = _load_run()
+run = _load("run")
+checks = _load("checks")
 
 
 @pytest.mark.timeout(290)
-def test_short_torture_run_loses_nothing(base_dsn: str) -> None:
-    env = dict(os.environ, QUEUERT_TEST_DSN=base_dsn)
-    proc = subprocess.run(
+def test_short_torture_run_loses_nothing() -> None:
+    proc = subprocess.Popen(
         [sys.executable, str(TORTURE / "run.py"), "--short", "--timeout", "200"],
-        env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=280,
     )
-    summary = [line for line in proc.stdout.splitlines() if line.startswith("torture ")]
-    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-6000:]}"
-    assert len(summary) == 1 and summary[0].startswith("torture OK:"), proc.stdout
+    try:
+        stdout, stderr = proc.communicate(timeout=230)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # the run stops its workers and its cluster on SIGTERM
+        stdout, stderr = proc.communicate(timeout=50)
+        pytest.fail(f"the short torture run did not finish in 230 s\n{stdout}\n{stderr[-6000:]}")
+    summary = [line for line in stdout.splitlines() if line.startswith("torture ")]
+    assert proc.returncode == 0, f"{stdout}\n{stderr[-6000:]}"
+    assert len(summary) == 1 and summary[0].startswith("torture OK:"), stdout
     figures = dict(part.split("=", 1) for part in summary[0].split(": ", 1)[1].split())
     assert figures["lost"] == "0" and figures["duplicates"] == "0" and figures["violations"] == "0"
     assert int(figures["chains"]) == 1500
     assert int(figures["kills"]) >= 3
     assert int(figures["conn_terminations"]) >= 1
+    assert figures["restarts"] == "1"
     assert int(figures["failed_as_expected"]) > 0  # capped chains that always fail
     assert int(figures["retries"]) > 0
-    if os.environ.get("QUEUERT_TORTURE_RESTART") == "1":
-        assert figures["restarts"] == "1"
+    # its own cluster is gone with it
+    kept = [line for line in stderr.splitlines() if "own PostgreSQL cluster in " in line]
+    assert len(kept) == 1
+    assert not Path(kept[0].split(" cluster in ", 1)[1].split(",")[0]).exists()
+
+
+def test_worker_exits_are_told_apart_from_kills(tmp_path: Path) -> None:
+    """A worker that exits on its own is a violation; one the chaos loop
+    killed is not."""
+    workers = run.Workers("unused", tmp_path, {"staged": 1, "atomic": 1}, 0.0)
+    died = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed.kill()
+    for proc in (died, killed):
+        proc.wait()
+        workers.procs.append(run.WorkerProc("staged", proc, tmp_path / "w.log"))
+    found = workers.check_crashed({killed.pid})
+    assert len(found) == 1 and f"pid {died.pid}" in found[0] and "exited with 3" in found[0]
 
 
 # -- the checks themselves -------------------------------------------------------
 
 
-@pytest.fixture
-def tdb(dsn: str) -> str:
-    with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute(torture.SIDE_TABLES)
-        c.execute("SELECT queuert.set_job_type('a.capped', max_attempts => 3)")
-    return dsn
+class World:
+    """Chains run the way app.py's handlers run them: atomic jobs write
+    torture_effect in the job's transaction, staged jobs record their run in
+    torture_attempt before completing, final outputs name attempt and worker."""
 
+    def __init__(self, dsn: str, c: Conn) -> None:
+        self.dsn = dsn
+        self.c = c
 
-def _chain(c: psycopg.Connection[Any], type_name: str, kind: str, mode: str, **kw: Any) -> uuid.UUID:
-    row = c.execute(
-        "SELECT chain_id FROM queuert.start_chain(type_name => %s, input => %s::jsonb)",
-        (type_name, json.dumps(kw.get("input"))),
-    ).fetchone()
-    assert row is not None
-    cid: uuid.UUID = row[0]
-    c.execute(
-        "INSERT INTO torture_chain (chain_id, kind, mode, n, always_fail) VALUES (%s, %s, %s, %s, %s)",
-        (cid, kind, mode, kw.get("n"), kw.get("always_fail", False)),
-    )
-    return cid
-
-
-def _run_atomic(c: psycopg.Connection[Any], worker: str, effects: int = 1) -> uuid.UUID:
-    """Claim and complete one a.* job as an honest atomic handler would."""
-    with c.transaction():
-        row = c.execute("SELECT id, attempt FROM queuert.claim(%s, max_jobs => 1)", (worker,)).fetchone()
+    def chain(self, type_name: str, kind: str, *, n: int | None = None, always_fail: bool = False,
+              blockers: list[uuid.UUID] | None = None, register: bool = True) -> uuid.UUID:
+        row = self.c.execute(
+            "SELECT chain_id FROM queuert.start_chain(type_name => %s, input => %s::jsonb, blockers => %s)",
+            (type_name, json.dumps({"always_fail": always_fail}), blockers),
+        ).fetchone()
         assert row is not None
-        job_id, attempt = row
-        for _ in range(effects):
-            c.execute("INSERT INTO torture_effect VALUES (%s, %s, %s)", (job_id, attempt, worker))
-        c.execute(
-            "SELECT queuert.complete(%s, %s, %s::jsonb, %s)",
-            (job_id, worker, json.dumps({"attempt": attempt, "worker": worker}), attempt),
-        )
-    return job_id
+        chain_id: uuid.UUID = row[0]
+        if register:
+            self.c.execute(
+                "INSERT INTO torture_chain (chain_id, kind, mode, n, always_fail) VALUES (%s, %s, %s, %s, %s)",
+                (chain_id, kind, "atomic" if type_name.startswith("a.") else "staged", n, always_fail),
+            )
+        return chain_id
+
+    def claim(self, worker: str, type_name: str, lease: str = "1 hour") -> tuple[uuid.UUID, int]:
+        row = self.c.execute(
+            "SELECT id, attempt FROM queuert.claim(%s, ARRAY[%s], lease => %s::interval)",
+            (worker, type_name, lease),
+        ).fetchone()
+        assert row is not None, f"nothing of {type_name} to claim"
+        return row[0], row[1]
+
+    def run(self, worker: str, type_name: str, *, then: str | None = None, effects: int = 1,
+            record: bool = True, output: dict[str, Any] | None = None) -> uuid.UUID:
+        """Claim one job of ``type_name`` and finish it: continue to ``then``
+        or complete it with the honest output (or ``output``)."""
+        with self.c.transaction():
+            job_id, attempt = self.claim(worker, type_name)
+            if type_name.startswith("a."):
+                for _ in range(effects):
+                    self.effect(job_id, attempt, worker)
+            elif record:
+                self.c.execute("INSERT INTO torture_attempt (job_id, attempt, worker) VALUES (%s, %s, %s)",
+                               (job_id, attempt, worker))
+            if then is not None:
+                self.c.execute("SELECT queuert.continue_with(%s, %s, %s, attempt => %s)",
+                               (job_id, worker, then, attempt))
+            else:
+                result = {"attempt": attempt, "worker": worker} if output is None else output
+                self.c.execute("SELECT queuert.complete(%s, %s, %s::jsonb, %s)",
+                               (job_id, worker, json.dumps(result), attempt))
+        return job_id
+
+    def effect(self, job_id: uuid.UUID, attempt: int, worker: str) -> None:
+        self.c.execute("INSERT INTO torture_effect (job_id, attempt, worker) VALUES (%s, %s, %s)",
+                       (job_id, attempt, worker))
+
+    def fail(self, worker: str, type_name: str, error: str) -> tuple[uuid.UUID, int]:
+        job_id, attempt = self.claim(worker, type_name)
+        self.c.execute("SELECT queuert.fail(%s, %s, %s, retry_at => now(), attempt => %s)",
+                       (job_id, worker, error, attempt))
+        return job_id, attempt
+
+    def honest(self) -> None:
+        """One of everything, finished correctly."""
+        blockers = [self.chain("a.single", "single"), self.chain("s.single", "single")]
+        self.chain("s.join", "join", n=2, blockers=blockers)
+        self.run("w1", "a.single")
+        self.run("w2", "s.single")
+        self.run("w2", "s.join")
+        self.chain("a.step1", "step1")
+        self.run("w1", "a.step1", then="a.step2")
+        self.run("w3", "a.step2", then="a.step3")
+        self.run("w1", "a.step3")
+        self.chain("s.loop", "loop", n=1)
+        self.run("w2", "s.loop", then="s.loop")
+        self.run("w4", "s.loop")
+        self.chain("a.capped", "capped", always_fail=True)
+        for attempt in range(1, 4):
+            self.fail("w1", "a.capped", f"Flaky: capped job always fails (attempt {attempt})")
+        self.chain("s.capped", "capped")
+        self.run("w2", "s.capped")
 
 
-def _violations(dsn: str) -> tuple[dict[str, int], list[str]]:
-    return torture.check(dsn)  # type: ignore[no-any-return]
+@pytest.fixture
+def world(dsn: str) -> Iterator[World]:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(checks.SIDE_TABLES)
+        for p in ("a", "s"):
+            c.execute("SELECT queuert.set_job_type(%s, max_attempts => 3)", (f"{p}.capped",))
+        w = World(dsn, c)
+        w.honest()
+        yield w
 
 
-def test_check_passes_an_honest_run(tdb: str) -> None:
-    with psycopg.connect(tdb, autocommit=True) as c:
-        _chain(c, "a.single", "single", "atomic")
-        _run_atomic(c, "w1")
-    figures, violations = _violations(tdb)
-    assert violations == []
-    assert figures["lost"] == 0 and figures["duplicates"] == 0 and figures["chains"] == 1
+def _check(w: World) -> tuple[dict[str, int], set[str]]:
+    figures, violations = checks.check(w.dsn)
+    return figures, checks.reported(violations)
 
 
-def test_check_reports_an_unfinished_chain_as_lost(tdb: str) -> None:
-    with psycopg.connect(tdb, autocommit=True) as c:
-        _chain(c, "a.single", "single", "atomic")
-    figures, violations = _violations(tdb)
-    assert figures["lost"] == 1
-    assert any(v.startswith("chains not finished (lost)") for v in violations)
+# Each plant adds one corruption to the honest world; the key is the one
+# check that must report it.
 
 
-def test_check_reports_a_duplicate_atomic_effect(tdb: str) -> None:
-    with psycopg.connect(tdb, autocommit=True) as c:
-        _chain(c, "a.single", "single", "atomic")
-        _run_atomic(c, "w1", effects=2)
-    figures, violations = _violations(tdb)
-    assert figures["duplicates"] == 1
-    assert any(v.startswith("atomic jobs with more than one committed effect") for v in violations)
+def _missing_chain(w: World) -> None:
+    w.c.execute("INSERT INTO torture_chain (chain_id, kind, mode) VALUES (gen_random_uuid(), 'single', 'atomic')")
 
 
-def test_check_reports_a_staged_completion_without_a_recorded_run(tdb: str) -> None:
-    with psycopg.connect(tdb, autocommit=True) as c:
-        _chain(c, "s.single", "single", "staged")
-        job_id, attempt = c.execute("SELECT id, attempt FROM queuert.claim('w1')").fetchone()  # type: ignore[misc]
-        c.execute(
-            "SELECT queuert.complete(%s, 'w1', %s::jsonb, %s)",
-            (job_id, json.dumps({"attempt": attempt, "worker": "w1"}), attempt),
-        )
-    figures, violations = _violations(tdb)
-    assert figures["lost"] == 1
-    assert any(v.startswith("staged jobs completed without a recorded run") for v in violations)
+def _stray_chain(w: World) -> None:
+    w.chain("a.single", "single", register=False)
+    w.run("w1", "a.single")
 
 
-def test_check_reports_a_running_job_and_a_wrong_failure(tdb: str) -> None:
-    with psycopg.connect(tdb, autocommit=True) as c:
-        _chain(c, "a.single", "single", "atomic")
-        c.execute("SELECT queuert.claim('w1', lease => '1 millisecond')")
-        capped = _chain(c, "a.capped", "capped", "atomic", input={"always_fail": True}, always_fail=True)
-        # fails once only: max_attempts (3) says it must not be failed yet
-        c.execute("SELECT queuert.claim('w2', type_names => ARRAY['a.capped'])")
-        c.execute("SELECT queuert.fail(%s, 'w2', 'Flaky: boom')", (capped,))
-    _, violations = _violations(tdb)
-    assert any(v.startswith("jobs running without a live lease") for v in violations)
-    assert any(v.startswith("jobs still running after every worker stopped") for v in violations)
-    assert any(v.startswith("chains failed where max_attempts does not say so") for v in violations)
+def _unfinished(w: World) -> None:
+    w.chain("a.single", "single")
 
 
-def test_check_reports_a_stale_output_and_a_stranded_dependent(tdb: str) -> None:
-    with psycopg.connect(tdb, autocommit=True) as c:
-        blocker = _chain(c, "a.single", "single", "atomic")
-        job_id = _run_atomic(c, "w1")
-        # output claiming another worker than completed_by: a fencing breach
-        c.execute("UPDATE queuert.job SET output = '{\"attempt\": 1, \"worker\": \"w9\"}' WHERE id = %s", (job_id,))
-        # a dependent stranded in blocked although its blocker completed
-        c.execute(
-            "SELECT queuert.start_chain(type_name => 'a.join', blockers => ARRAY[%s]::uuid[])", (blocker,)
-        )
-        c.execute("UPDATE queuert.job SET status = 'blocked', open_blockers = 1 WHERE type_name = 'a.join'")
-    _, violations = _violations(tdb)
-    assert any(v.startswith("final outputs written by another attempt") for v in violations)
-    assert any(v.startswith("jobs blocked although every blocker chain completed") for v in violations)
-    assert any(v.startswith("jobs of chains the producer never committed") for v in violations)
+def _failed_without_cause(w: World) -> None:
+    w.c.execute("SELECT queuert.set_job_type('s.single', max_attempts => 1)")
+    w.chain("s.single", "single")
+    w.fail("w1", "s.single", "Flaky: random failure")
+
+
+def _always_failing_chain_completed(w: World) -> None:
+    w.chain("s.capped", "capped", always_fail=True)
+    w.run("w1", "s.capped")
+
+
+def _chain_cut_short(w: World) -> None:
+    w.chain("a.step1", "step1")
+    w.run("w1", "a.step1")  # completes at step 1 instead of continuing
+
+
+def _gap_in_chain_index(w: World) -> None:
+    chain = w.chain("s.step1", "step1")
+    w.run("w1", "s.step1", then="s.step2")
+    w.run("w1", "s.step2")
+    # positions 0 and 2: three jobs by the tail's position, two rows
+    w.c.execute("UPDATE queuert.job SET chain_index = 2 WHERE chain_id = %s AND chain_index = 1", (chain,))
+
+
+def _two_tails(w: World) -> None:
+    chain = w.chain("s.loop", "loop", n=1)
+    first = w.run("w1", "s.loop", then="s.loop")
+    w.run("w1", "s.loop")
+    w.c.execute(
+        "UPDATE queuert.job SET continued_to = NULL, output = jsonb_build_object('attempt', attempt, "
+        "'worker', completed_by) WHERE id = %s AND chain_id = %s",
+        (first, chain),
+    )
+
+
+def _duplicate_effect(w: World) -> None:
+    w.chain("a.single", "single")
+    w.run("w1", "a.single", effects=2)
+
+
+def _missing_effect(w: World) -> None:
+    w.chain("a.single", "single")
+    w.run("w1", "a.single", effects=0)
+
+
+def _rolled_back_effect_committed(w: World) -> None:
+    w.chain("a.capped", "capped", always_fail=True)
+    for attempt in range(1, 4):
+        job_id, _ = w.fail("w1", "a.capped", f"Flaky: capped job always fails (attempt {attempt})")
+    # the failed attempt 2's write survived its rollback
+    w.effect(job_id, 2, "w1")
+
+
+def _effect_of_another_attempt(w: World) -> None:
+    w.chain("a.single", "single")
+    job_id = w.run("w1", "a.single", effects=0)
+    w.effect(job_id, 1, "w9")  # a run of another worker's, not the completing one
+
+
+def _staged_completion_from_nowhere(w: World) -> None:
+    w.chain("s.single", "single")
+    w.run("w1", "s.single", record=False)
+
+
+def _stale_output(w: World) -> None:
+    w.chain("a.single", "single")
+    w.run("w1", "a.single", output={"attempt": 1, "worker": "w9"})
+
+
+def _running_with_expired_lease(w: World) -> None:
+    w.chain("a.single", "single")
+    job_id, _ = w.claim("w1", "a.single")
+    # reap never took it back: its lease ran out an hour ago
+    w.c.execute("UPDATE queuert.job SET leased_until = now() - interval '1 hour' WHERE id = %s", (job_id,))
+
+
+def _running_with_live_lease(w: World) -> None:
+    w.chain("s.single", "single")
+    w.claim("w1", "s.single", lease="1 hour")
+
+
+def _stranded_dependent(w: World) -> None:
+    blocker = w.chain("a.single", "single")
+    w.chain("s.join", "join", n=1, blockers=[blocker])
+    w.run("w1", "a.single")
+    # blocked again (count 0, which agrees with its blockers): nobody will release it
+    w.c.execute("UPDATE queuert.job SET status = 'blocked' WHERE type_name = 's.join' AND status = 'pending'")
+
+
+def _open_blockers_miscounted(w: World) -> None:
+    blocker = w.chain("a.single", "single")
+    w.chain("s.join", "join", n=1, blockers=[blocker])
+    w.run("w1", "a.single")
+    w.c.execute("UPDATE queuert.job SET open_blockers = 1 WHERE type_name = 's.join' AND status = 'pending'")
+
+
+def _handler_reported(w: World) -> None:
+    w.chain("s.sched", "sched")
+    job_id = w.run("w1", "s.sched")
+    w.c.execute("INSERT INTO torture_violation (job_id, what) VALUES (%s, 'scheduled job ran 1.000s early')",
+                (job_id,))
+
+
+PLANTS: list[tuple[str, Callable[[World], None], dict[str, int]]] = [
+    (checks.MISSING_CHAIN, _missing_chain, {"lost": 1}),
+    (checks.STRAY_CHAIN, _stray_chain, {}),
+    (checks.UNFINISHED, _unfinished, {"lost": 1}),
+    (checks.WRONG_FAILURE, _failed_without_cause, {}),
+    (checks.WRONG_FAILURE, _always_failing_chain_completed, {}),
+    (checks.WRONG_SHAPE, _chain_cut_short, {}),
+    (checks.BROKEN_INDEX, _gap_in_chain_index, {}),
+    (checks.BROKEN_INDEX, _two_tails, {}),
+    (checks.DUPLICATE_EFFECT, _duplicate_effect, {"duplicates": 1}),
+    (checks.MISSING_EFFECT, _missing_effect, {"lost": 1}),
+    (checks.PHANTOM_EFFECT, _rolled_back_effect_committed, {}),
+    (checks.FOREIGN_EFFECT, _effect_of_another_attempt, {}),
+    (checks.STAGED_WITHOUT_RUN, _staged_completion_from_nowhere, {"lost": 1}),
+    (checks.STALE_OUTPUT, _stale_output, {}),
+    (checks.RUNNING_EXPIRED, _running_with_expired_lease, {"lost": 1}),
+    (checks.RUNNING_LIVE, _running_with_live_lease, {"lost": 1}),
+    (checks.STRANDED, _stranded_dependent, {"lost": 1}),
+    (checks.OPEN_BLOCKERS, _open_blockers_miscounted, {"lost": 1}),
+    (checks.HANDLER_REPORTED, _handler_reported, {}),
+]
+
+
+def test_every_check_has_a_planted_corruption() -> None:
+    assert {name for name, _, _ in PLANTS} == set(checks.CHECKS)
+    assert len(checks.CHECKS) == len(set(checks.CHECKS)) == 17
+
+
+def test_an_honest_world_passes_every_check(world: World) -> None:
+    figures, found = _check(world)
+    assert found == set()
+    assert figures["lost"] == 0 and figures["duplicates"] == 0
+    assert figures["chains"] == 7 and figures["failed_as_expected"] == 1
+    assert figures["atomic_jobs"] == 5 and figures["staged_jobs"] == 5
+
+
+@pytest.mark.parametrize(("name", "plant", "tally"), PLANTS, ids=[p.__name__.strip("_") for _, p, _ in PLANTS])
+def test_each_check_catches_its_corruption_and_no_other_does(
+    world: World, name: str, plant: Callable[[World], None], tally: dict[str, int]
+) -> None:
+    plant(world)
+    figures, found = _check(world)
+    assert found == {name}
+    assert {k: figures[k] for k in ("lost", "duplicates")} == {"lost": 0, "duplicates": 0, **tally}

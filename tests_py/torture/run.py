@@ -4,12 +4,15 @@ nothing completed twice and every chain finished as its type says.
 
     python tests_py/torture/run.py                 # full: 20,000 chains, 6 workers
     python tests_py/torture/run.py --short         # ~1,500 chains (pytest runs this)
+    python tests_py/torture/run.py --dsn URL       # on your server (restart only with --restart yes)
 
 What it does:
 
-1. creates a database ``queuert_torture_<pid>`` on the server of
-   ``--dsn`` / ``QUEUERT_TEST_DSN`` (default the local one), migrates queuert
-   and creates the side tables the handlers write (see ``app.py``);
+1. starts its own PostgreSQL (``initdb`` into a temporary directory, a spare
+   loopback port: ``tests_py/pgcluster.py``), or uses the server of
+   ``--dsn``; creates a database ``queuert_torture_<pid>``, migrates queuert
+   and creates the side tables the handlers write (see ``checks.py``,
+   ``app.py``);
 2. starts worker processes (``queuert worker app:worker``), half in staged
    mode (types ``s.*``), half in atomic mode (``a.*``), lease 2 s;
 3. a producer creates the chains in batches of ``start_chains`` (each batch
@@ -23,12 +26,16 @@ What it does:
 4. meanwhile the chaos loop SIGKILLs a random worker every ``--kill-every``
    seconds (and starts a replacement in the same mode), terminates random
    worker connections with ``pg_terminate_backend`` every
-   ``--terminate-every`` seconds, and restarts PostgreSQL once
-   (``pg_ctlcluster ... restart``) when ``--restart`` is on;
+   ``--terminate-every`` seconds, and, once 30 % of the chains completed,
+   restarts PostgreSQL (``--restart-mode immediate``, the default: a crash,
+   every backend killed, WAL replayed at start; ``fast``: a clean shutdown).
+   Its own cluster is restarted with ``pg_ctl``; a ``--dsn`` server only
+   with ``--restart yes``, through ``pg_ctlcluster`` (a local Debian cluster);
 5. when no job is pending, running or blocked (and the minimum numbers of
    kills / terminations / restarts happened), stops the workers with SIGTERM
-   and checks the invariants (see ``check``). One summary line; exit status 1
-   on any violation.
+   and checks the invariants (``checks.check``). One summary line; exit
+   status 1 on any violation. Its own cluster is removed afterwards (kept,
+   stopped, after a failure: the log says where).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,8 +62,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-CAPPED_MAX_ATTEMPTS = 3
+# checks.py beside this file; pgcluster.py in tests_py/
+for _path in (str(HERE.parent), str(HERE)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from checks import CAPPED_MAX_ATTEMPTS, SIDE_TABLES, check  # noqa: E402
+from pgcluster import TempCluster  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -71,27 +84,6 @@ def dsn_for(base: str, dbname: str) -> str:
     params["dbname"] = dbname
     return make_conninfo(**params)  # type: ignore[arg-type]
 
-
-SIDE_TABLES = """
-CREATE TABLE torture_chain (
-    chain_id uuid PRIMARY KEY,
-    kind text NOT NULL,
-    mode text NOT NULL,
-    n int,
-    always_fail boolean NOT NULL DEFAULT false
-);
-CREATE TABLE torture_effect (   -- atomic mode: written in the job's transaction
-    job_id uuid NOT NULL, attempt int NOT NULL, worker text NOT NULL,
-    at timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE TABLE torture_attempt (  -- staged mode: written before the handler runs
-    job_id uuid NOT NULL, attempt int NOT NULL, worker text NOT NULL,
-    at timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE TABLE torture_violation (job_id uuid, what text NOT NULL);
-CREATE INDEX ON torture_effect (job_id);
-CREATE INDEX ON torture_attempt (job_id);
-"""
 
 KINDS = ("single", "step1", "step2", "step3", "loop", "sched", "capped", "join")
 
@@ -276,14 +268,6 @@ def make_batch(rng: random.Random, n: int, mode_of: Any) -> tuple[list[dict[str,
     return items, rows
 
 
-def expected_jobs(kind: str, n: int | None) -> int:
-    if kind == "step1":
-        return 3
-    if kind == "loop":
-        return (n or 0) + 1
-    return 1
-
-
 class Producer(threading.Thread):
     """Creates the chains in batches; survives lost connections and restarts.
     A batch (``start_chains`` plus its ``torture_chain`` rows) is one
@@ -385,10 +369,11 @@ def wait_for_server(base: str, timeout: float = 120.0) -> None:
             time.sleep(0.3)
 
 
-def restart_postgres(base: str, cluster: tuple[str, str]) -> float:
+def restart_debian_cluster(base: str, cluster: tuple[str, str], mode: str) -> float:
+    """Restart the local Debian cluster serving ``base`` (``--dsn`` runs)."""
     t0 = time.monotonic()
     subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", cluster[0], cluster[1], "restart", "-m", "fast"],
+        ["pg_ctlcluster", "--skip-systemctl-redirect", cluster[0], cluster[1], "restart", "-m", mode],
         check=True,
         capture_output=True,
     )
@@ -423,170 +408,13 @@ def progress(dsn: str) -> tuple[int, int, int] | None:
 
 
 # ---------------------------------------------------------------------------
-# the checks
-
-
-def check(dsn: str) -> tuple[dict[str, int], list[str]]:
-    """Invariants over the final database. Returns (figures, violations)."""
-    v: list[str] = []
-    f: dict[str, int] = {}
-
-    def bad(name: str, rows: list[Any], limit: int = 5) -> int:
-        if rows:
-            v.append(f"{name}: {len(rows)} (e.g. {rows[:limit]})")
-        return len(rows)
-
-    with psycopg.connect(dsn, autocommit=True) as c:
-        q = c.execute
-        f["chains"] = int(q("SELECT count(*) FROM torture_chain").fetchone()[0])  # type: ignore[index]
-        f["jobs"] = int(q("SELECT count(*) FROM queuert.job").fetchone()[0])  # type: ignore[index]
-        f["retries"] = int(q("SELECT coalesce(sum(greatest(attempt - 1, 0)), 0) FROM queuert.job").fetchone()[0])  # type: ignore[index]
-        # every created chain exists in the engine (and nothing else does)
-        lost_roots = q(
-            "SELECT t.chain_id FROM torture_chain t LEFT JOIN queuert.job j ON j.id = t.chain_id "
-            "WHERE j.id IS NULL"
-        ).fetchall()
-        lost = bad("chain created but missing from queuert.job", lost_roots)
-        stray = q(
-            "SELECT j.chain_id FROM queuert.job j LEFT JOIN torture_chain t ON t.chain_id = j.chain_id "
-            "WHERE t.chain_id IS NULL"
-        ).fetchall()
-        bad("jobs of chains the producer never committed", stray)
-
-        # chain outcome: complete, or failed exactly as max_attempts says
-        rows = q(
-            "SELECT t.chain_id, t.kind, t.n, t.always_fail, c.status::text, c.job_count, "
-            "       tail.attempt, tail.last_attempt_error "
-            "FROM torture_chain t JOIN queuert.chain c ON c.chain_id = t.chain_id "
-            "JOIN queuert.job tail ON tail.id = c.current_job_id"
-        ).fetchall()
-        unfinished: list[tuple[Any, ...]] = []
-        wrong_fail: list[tuple[Any, ...]] = []
-        shape: list[tuple[Any, ...]] = []
-        f["failed_as_expected"] = f["failed_after_crashes"] = 0
-        for chain_id, kind, n, always_fail, status, job_count, attempt, error in rows:
-            if kind == "capped" and always_fail:
-                if status == "failed" and attempt == CAPPED_MAX_ATTEMPTS:
-                    f["failed_as_expected"] += 1
-                else:
-                    wrong_fail.append((str(chain_id), status, attempt))
-                continue
-            if status == "completed":
-                if job_count != expected_jobs(kind, n):
-                    shape.append((str(chain_id), kind, n, job_count))
-                continue
-            if (
-                kind == "capped"
-                and status == "failed"
-                and attempt == CAPPED_MAX_ATTEMPTS
-                and not (error or "").startswith("Flaky")
-            ):
-                # its 3 attempts were spent by killed workers (lease expiry / release)
-                f["failed_after_crashes"] += 1
-                continue
-            if status == "failed":
-                wrong_fail.append((str(chain_id), kind, status, attempt, (error or "")[:80]))
-            else:
-                unfinished.append((str(chain_id), kind, status))
-        lost += bad("chains not finished (lost)", unfinished)
-        bad("chains failed where max_attempts does not say so (or not failed where it does)", wrong_fail)
-        bad("completed chains with a wrong number of jobs", shape)
-
-        # structure: contiguous chain_index, exactly one tail per chain
-        bad(
-            "chains with gaps in chain_index or not exactly one tail",
-            q(
-                "SELECT chain_id FROM queuert.job GROUP BY chain_id "
-                "HAVING max(chain_index) + 1 <> count(*) "
-                "    OR count(*) FILTER (WHERE continued_to IS NULL) <> 1"
-            ).fetchall(),
-        )
-
-        # atomic mode: exactly one effect row per completed job, none otherwise
-        eff = q(
-            "SELECT j.id, j.status::text, count(e.job_id) AS n, "
-            "       count(*) FILTER (WHERE e.attempt = j.attempt AND e.worker = j.completed_by) AS matching "
-            "FROM queuert.job j LEFT JOIN torture_effect e ON e.job_id = j.id "
-            "WHERE j.type_name LIKE 'a.%' GROUP BY j.id, j.status"
-        ).fetchall()
-        dup_atomic = [r for r in eff if r[2] > 1]
-        missing_atomic = [r for r in eff if r[1] == "completed" and r[2] == 0]
-        phantom_atomic = [r for r in eff if r[1] != "completed" and r[2] > 0]
-        wrong_attempt = [r for r in eff if r[1] == "completed" and r[2] == 1 and r[3] != 1]
-        duplicates = bad("atomic jobs with more than one committed effect", dup_atomic)
-        lost += bad("atomic jobs completed without their effect", missing_atomic)
-        bad("atomic effects of attempts that did not complete (rolled-back work committed)", phantom_atomic)
-        bad("atomic effect written by another attempt than the completing one", wrong_attempt)
-        f["atomic_jobs"] = len(eff)
-
-        # staged mode: the completing attempt ran (at-least-once, never from nowhere)
-        st = q(
-            "SELECT j.id, j.attempt, j.completed_by, "
-            "       count(a.job_id) AS runs, "
-            "       count(*) FILTER (WHERE a.attempt = j.attempt AND a.worker = j.completed_by) AS matching "
-            "FROM queuert.job j LEFT JOIN torture_attempt a ON a.job_id = j.id "
-            "WHERE j.type_name LIKE 's.%' AND j.status = 'completed' GROUP BY j.id"
-        ).fetchall()
-        lost += bad("staged jobs completed without a recorded run of that attempt", [r for r in st if r[4] == 0])
-        f["staged_jobs"] = len(st)
-        f["staged_reruns"] = sum(1 for r in st if r[3] > 1)
-
-        # fencing: a final output was produced by the attempt that completed it
-        bad(
-            "final outputs written by another attempt or worker than the completing one",
-            q(
-                "SELECT id, attempt, completed_by, output FROM queuert.job "
-                "WHERE status = 'completed' AND continued_to IS NULL AND ("
-                "  (output->>'attempt')::int IS DISTINCT FROM attempt "
-                "  OR output->>'worker' IS DISTINCT FROM completed_by)"
-            ).fetchall(),
-        )
-
-        # leases: nothing running once the workers stopped, and in particular
-        # nothing running without a live lease
-        bad(
-            "jobs running without a live lease",
-            q(
-                "SELECT id, leased_by, leased_until FROM queuert.job WHERE status = 'running' "
-                "AND (leased_until IS NULL OR leased_until < clock_timestamp())"
-            ).fetchall(),
-        )
-        bad("jobs still running after every worker stopped",
-            q("SELECT id, leased_by FROM queuert.job WHERE status = 'running'").fetchall())
-
-        # fan-in: nothing blocked whose blockers all completed; counters agree
-        bad(
-            "jobs blocked although every blocker chain completed",
-            q(
-                "SELECT j.id FROM queuert.job j WHERE j.status = 'blocked' AND NOT EXISTS ("
-                "  SELECT 1 FROM queuert.job_blocker b JOIN queuert.job r ON r.id = b.blocker_chain_id "
-                "  WHERE b.job_id = j.id AND r.chain_completed_at IS NULL)"
-            ).fetchall(),
-        )
-        bad(
-            "open_blockers disagreeing with the blocker chains' state",
-            q(
-                "SELECT j.id, j.open_blockers, count(*) FILTER (WHERE r.chain_completed_at IS NULL) "
-                "FROM queuert.job j JOIN queuert.job_blocker b ON b.job_id = j.id "
-                "JOIN queuert.job r ON r.id = b.blocker_chain_id "
-                "WHERE j.status IN ('blocked', 'pending') "
-                "GROUP BY j.id HAVING j.open_blockers <> count(*) FILTER (WHERE r.chain_completed_at IS NULL)"
-            ).fetchall(),
-        )
-        bad("handler-detected violations (fan-in, schedule)", q("SELECT job_id, what FROM torture_violation").fetchall())
-
-    f["lost"] = lost
-    f["duplicates"] = duplicates
-    return f, v
-
-
-# ---------------------------------------------------------------------------
 # main
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dsn", default=os.environ.get("QUEUERT_TEST_DSN", DEFAULT_DSN), help="server (any database)")
+    ap.add_argument("--dsn", default=None,
+                    help="run on this server (any database) instead of a temporary cluster of its own")
     ap.add_argument("--short", action="store_true", help="the shortened form run by `make test`")
     ap.add_argument("--chains", type=int)
     ap.add_argument("--workers", type=int, help="worker processes (half staged, half atomic)")
@@ -594,14 +422,53 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--terminate-every", type=float, help="seconds between pg_terminate_backend rounds")
     ap.add_argument("--min-kills", type=int)
     ap.add_argument("--min-terminations", type=int)
-    ap.add_argument("--restart", choices=("yes", "no", "auto"), default="auto",
-                    help="restart PostgreSQL once (auto: yes for the full run, else QUEUERT_TORTURE_RESTART=1)")
+    ap.add_argument("--restart", choices=("yes", "no"), default=None,
+                    help="restart PostgreSQL once (default: yes on the run's own cluster, no with --dsn)")
+    ap.add_argument("--restart-mode", choices=("immediate", "fast"), default="immediate",
+                    help="immediate: a crash (no checkpoint, WAL replay); fast: a clean shutdown")
     ap.add_argument("--fail-rate", type=float, default=0.1)
     ap.add_argument("--timeout", type=float, help="seconds before giving up on convergence")
     ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--keep", action="store_true", help="keep the database and the worker logs")
-    args = ap.parse_args(argv)
+    ap.add_argument("--keep", action="store_true", help="keep the database, its cluster and the worker logs")
+    return ap.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # SIGTERM (a test runner giving up) unwinds like an error: workers
+    # stopped, the run's own cluster stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    restart = args.restart == "yes" if args.restart is not None else args.dsn is None
+    if args.dsn is not None:
+        restarter: Callable[[], float] | None = None
+        if restart:
+            debian = find_cluster(args.dsn)
+            if debian is None:
+                log("cannot restart PostgreSQL: no local pg_ctlcluster cluster serves this DSN")
+                return 2
+            restarter = lambda: restart_debian_cluster(args.dsn, debian, args.restart_mode)  # noqa: E731
+        return run(args, args.dsn, restarter)
+
+    own = TempCluster(prefix="queuert-torture-pg-")
+    ok = False
+    try:
+        own.create()
+        own.start()
+        log(f"own PostgreSQL cluster in {own.root}, port {own.port}")
+        ok = run(args, own.dsn, (lambda: own.restart(args.restart_mode)) if restart else None) == 0
+    finally:
+        if ok and not args.keep:
+            own.remove()
+        else:
+            own.stop()
+            if own.root is not None:
+                log(f"kept the stopped cluster in {own.root} (start: pg_ctl -D {own.datadir} "
+                    f"-o '-p {own.port} -c unix_socket_directories={own.root}' start, as postgres)")
+    return 0 if ok else 1
+
+
+def run(args: argparse.Namespace, base: str, restarter: Callable[[], float] | None) -> int:
+    """One torture run on the server of ``base``; 0 when every check passed."""
     short = args.short
     chains = args.chains or (1500 if short else 20000)
     n_workers = args.workers or (4 if short else 6)
@@ -610,28 +477,20 @@ def main(argv: list[str] | None = None) -> int:
     min_kills = args.min_kills if args.min_kills is not None else (3 if short else 5)
     min_terms = args.min_terminations if args.min_terminations is not None else 1
     timeout = args.timeout or (150.0 if short else 1200.0)
-    if args.restart == "auto":
-        restart = (not short) or os.environ.get("QUEUERT_TORTURE_RESTART") == "1"
-    else:
-        restart = args.restart == "yes"
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
 
-    cluster = find_cluster(args.dsn) if restart else None
-    if restart and cluster is None:
-        log("cannot restart PostgreSQL: no local pg_ctlcluster cluster serves this DSN")
-        return 2
-
     name = f"queuert_torture_{os.getpid()}"
-    log(f"seed {seed}; {chains} chains, {n_workers} workers, restart={'yes' if restart else 'no'}; database {name}")
-    dsn = setup_database(args.dsn, name, fail_backoff_ms=20)
+    restart = restarter is not None
+    log(f"seed {seed}; {chains} chains, {n_workers} workers, "
+        f"restart={args.restart_mode if restart else 'no'}; database {name}")
+    dsn = setup_database(base, name, fail_backoff_ms=20)
     log_dir = Path(tempfile.mkdtemp(prefix="queuert-torture-"))
     counters = Counters()
     workers = Workers(dsn, log_dir, {"staged": 8, "atomic": 4}, args.fail_rate)
     killed: set[int] = set()
     violations: list[str] = []
     t0 = time.monotonic()
-    ok = False
     try:
         for i in range(n_workers):
             workers.start("staged" if i % 2 == 0 else "atomic")
@@ -664,14 +523,15 @@ def main(argv: list[str] | None = None) -> int:
                 next_kill = now + kill_every * rng.uniform(0.5, 1.5)
             if now >= next_term:
                 try:
-                    counters.terminations += terminate_connections(args.dsn, name, rng)
+                    counters.terminations += terminate_connections(base, name, rng)
                 except psycopg.OperationalError as exc:
                     log(f"terminate: {exc}")
                 next_term = now + terminate_every * rng.uniform(0.5, 1.5)
             p = progress(dsn)
-            if not restart_done and p is not None and producer.done.is_set() and p[1] >= 0.3 * chains:
-                log(f"restarting PostgreSQL {cluster[0]}/{cluster[1]} (completed chains {p[1]}/{chains})")  # type: ignore[index]
-                took = restart_postgres(args.dsn, cluster)  # type: ignore[arg-type]
+            if restarter is not None and not restart_done and p is not None and producer.done.is_set() \
+                    and p[1] >= 0.3 * chains:
+                log(f"restarting PostgreSQL ({args.restart_mode}; completed chains {p[1]}/{chains})")
+                took = restarter()
                 counters.restarts += 1
                 restart_done = True
                 log(f"PostgreSQL back after {took:.1f}s")
@@ -699,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         workers.stop_all()
     duration = time.monotonic() - t0
     violations.extend(workers.check_crashed(killed | {w.proc.pid for w in workers.procs if w.proc.returncode in (0, -15)}))
-    wait_for_server(args.dsn)
+    wait_for_server(base)
     figures, found = check(dsn)
     violations.extend(found)
     ok = not violations
@@ -716,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"VIOLATION {line}")
     print(summary, flush=True)
     if ok and not args.keep:
-        drop_database(args.dsn, name)
+        drop_database(base, name)
         shutil.rmtree(log_dir, ignore_errors=True)
     else:
         log(f"kept database {name} and worker logs in {log_dir}")
