@@ -8,7 +8,8 @@
 #   make schema-dump  regenerate schema/queuert.sql (commit it with schema changes)
 #
 # `make test` and `make demo` work on a fresh Debian machine: they start (or
-# install) PostgreSQL, install pgTAP when missing and create the virtualenv.
+# install) PostgreSQL, install pgTAP when missing and create the virtualenv;
+# `make test` also starts (or installs) Redis and NATS and installs pgbouncer.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -21,7 +22,7 @@ DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 SCHEMA ?= queuert
 export PY
 
-.PHONY: help dev migrate lint test pgtap pytest demo demo-sql ensure-postgres ensure-pgtap schema-dump
+.PHONY: help dev migrate lint test pgtap pytest demo demo-sql ensure-postgres ensure-pgtap ensure-services schema-dump
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -50,14 +51,18 @@ ensure-postgres:
 ensure-pgtap: ensure-postgres
 	@scripts/ensure-pgtap.sh
 
+# Redis and NATS (JetStream) for the notify tests, pgbouncer installed.
+ensure-services:
+	@scripts/ensure-services.sh
+
 pgtap: ensure-postgres ensure-pgtap dev
 	@scripts/pgtap.sh
 
-pytest: ensure-postgres dev
+pytest: ensure-postgres ensure-services dev
 	$(VENV)/bin/pytest
 
 # Runs every suite even when an earlier one fails, then fails if any did.
-test: ensure-postgres ensure-pgtap dev
+test: ensure-postgres ensure-pgtap ensure-services dev
 	@failed=""; \
 	$(MAKE) --no-print-directory lint   || failed="$$failed lint"; \
 	$(MAKE) --no-print-directory pgtap  || failed="$$failed pgtap"; \

@@ -41,6 +41,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import nats
+from nats.errors import NoServersError
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
@@ -112,8 +113,10 @@ class NatsNotifier(BrokerNotifier):
                 await _close(nc)
 
             closed = asyncio.Event()
+            errors: list[Exception] = []
 
             async def quiet_error(exc: Exception) -> None:
+                errors.append(exc)
                 logger.debug("NATS notifier: %s", exc)
 
             async def on_closed() -> None:
@@ -126,14 +129,21 @@ class NatsNotifier(BrokerNotifier):
                 "name": f"queuert-{self.prefix}",
                 **self.connect_options,
             }
-            nc = await nats.connect(
-                self.servers,
-                allow_reconnect=False,
-                error_cb=quiet_error,
-                disconnected_cb=on_closed,
-                closed_cb=on_closed,
-                **options,
-            )
+            try:
+                # one round over the servers (nats-py's default retries a
+                # down server forever, even with allow_reconnect off)
+                nc = await nats.connect(
+                    self.servers,
+                    allow_reconnect=False,
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0,
+                    error_cb=quiet_error,
+                    disconnected_cb=on_closed,
+                    closed_cb=on_closed,
+                    **options,
+                )
+            except NoServersError:
+                raise ConnectionError(f"no NATS server reachable ({errors[-1] if errors else 'no server'})") from None
             self._nc, self._closed_event = nc, closed
             self._kv = await self._hint_bucket(nc)
             return nc
