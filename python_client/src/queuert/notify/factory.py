@@ -14,12 +14,16 @@ servers: comma-separated URLs)
 =====================================  ============================================
 
 The Redis and NATS channel prefix defaults to the schema name, so one broker
-can serve several schemas; give producers the same prefix
-(``RedisNotifier(url, prefix=schema)``; the default prefix, ``queuert``, is
-the default schema's name).
+can serve several schemas; a ``prefix`` query parameter sets another
+(``redis://cache:6379/0?prefix=billing``; it is taken out of the URL before
+the client sees it). Producers must use the same prefix
+(``RedisNotifier(url, prefix=...)``; the default, ``queuert``, is the
+default schema's name).
 """
 
 from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from queuert.notify.base import Notifier
 from queuert.notify.null import NullNotifier
@@ -49,6 +53,10 @@ def notifier_from_url(
     text = url.strip()
     lower = text.lower()
     broker_prefix = prefix if prefix is not None else schema
+    if lower.startswith(_REDIS + _REDIS_CLUSTER + _NATS):
+        text, url_prefix = _take_prefix(text)
+        if url_prefix is not None and prefix is None:
+            broker_prefix = url_prefix
     if lower == "none":
         return NullNotifier()
     if lower in ("postgres", "postgresql"):
@@ -76,3 +84,17 @@ def notifier_from_url(
         f"unknown notify setting {url!r}: expected postgres, none, redis://..., "
         "redis+cluster://..., nats://..."
     )
+
+
+def _take_prefix(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``prefix`` query parameter(s), and the last one."""
+    if "?" not in url:
+        return url, None
+    parts = []
+    for one in url.split(","):  # NATS: several servers
+        split = urlsplit(one.strip())
+        query = parse_qsl(split.query, keep_blank_values=True)
+        found = [v for k, v in query if k == "prefix"]
+        parts.append((urlunsplit(split._replace(query=urlencode([(k, v) for k, v in query if k != "prefix"]))), found))
+    values = [v for _, found in parts for v in found]
+    return ",".join(u for u, _ in parts), (values[-1] if values else None)
