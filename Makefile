@@ -89,8 +89,8 @@ schema-dump: ensure-postgres dev
 #   make bench        full benchmark suite vs raw-SQL floors (< 15 min)
 #   make bench-quick  one-minute smoke run of the benchmark harness
 .PHONY: bench bench-quick
-bench: ensure-postgres dev
+bench: ensure-postgres ensure-services dev
 	$(PY) -m benchmarks.run --dsn "$${QUEUERT_BENCH_DSN:-$(DATABASE_URL)}"
 
-bench-quick: ensure-postgres dev
+bench-quick: ensure-postgres ensure-services dev
 	$(PY) -m benchmarks.run --quick --dsn "$${QUEUERT_BENCH_DSN:-$(DATABASE_URL)}"

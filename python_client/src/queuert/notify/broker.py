@@ -538,17 +538,21 @@ class BrokerNotifier(Notifier):
         self._forget_clients()
 
     def _drain_at_exit(self, timeout: float) -> None:
+        """At interpreter exit: send what is buffered, then stop the loop
+        cleanly (a daemon thread killed mid-loop leaves "Task was destroyed"
+        noise behind)."""
         io = self._io
         if io is None or io.loop.is_closed() or io.pid != os.getpid():
             return
         with self._lock:
             seq = self._enqueued
-        if seq == 0:
-            return
         try:
-            io.submit(self._wait_sent(seq)).result(timeout)
+            if seq:
+                io.submit(self._wait_sent(seq)).result(timeout)
+            io.submit(self._shutdown()).result(timeout)
         except Exception:  # exiting: a hint more or less
             pass
+        io.stop(timeout)
 
 
 async def _quietly(aw: Coroutine[Any, Any, Any]) -> None:
