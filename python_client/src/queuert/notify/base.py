@@ -33,12 +33,17 @@ event. The contract for a woken worker, which :meth:`Notifier.take_wake_hint`
 serves:
 
 * on ``job_ready`` events (and only those: never after ``resync`` or its own
-  poll timer), with free slots, call ``await notifier.take_wake_hint(types)``
-  with the types of the events that woke it, once per claim it is about to
-  run;
+  poll timer), when idle with free slots, call
+  ``await notifier.take_wake_hint(types)`` with the types of the events that
+  woke it, once per wake-up (the claims that follow while claims come back
+  full need no more units; a busy worker takes none);
 * ``True``: it took one unit (or the adapter keeps no budgets): claim;
   ``False``: the budget is spent, other workers took those jobs: go back to
-  sleep until the next event or poll.
+  sleep until the next event or poll;
+* publishers that do not know counts publish one unit per type (the hooks and
+  the worker's publisher today), so for a burst a woken worker whose claim
+  came back full passes the word on with ``publish_job_ready({type: 1})``,
+  waking one more idle worker, and so on while there is work.
 
 A budget is a hint like the event itself: a unit lost (expired, broker down,
 a woken worker that crashed) delays a job until some worker's poll; a unit

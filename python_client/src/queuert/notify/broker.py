@@ -464,12 +464,19 @@ class BrokerNotifier(Notifier):
                     logger.info("%s notifier: subscribed again", self.broker_name)
                 self._dispatch(NotifyEvent("resync", ""))
                 self._settle_waiters("connected")
-                missing = self._wanted_kinds() - kinds  # came while connecting
-                if missing:
-                    await session.add(missing)
-                    self._live_kinds |= missing
-                    self._settle_waiters("connected")
-                await session.run()
+                # the session reads while we subscribe to kinds wanted since
+                # (an adapter may wait for confirmations that run() reads)
+                runner = asyncio.ensure_future(session.run())
+                try:
+                    missing = self._wanted_kinds() - kinds  # came while connecting
+                    if missing:
+                        await session.add(missing)
+                        self._live_kinds |= missing
+                        self._settle_waiters("connected")
+                    await runner
+                finally:
+                    runner.cancel()
+                    await asyncio.gather(runner, return_exceptions=True)
                 raise ConnectionError("subscription ended")
             except asyncio.CancelledError:
                 raise
@@ -518,6 +525,8 @@ class BrokerNotifier(Notifier):
             pass
         io.stop(timeout)
         self._init_loop_state()
+        with self._lock:
+            self._kicked = False  # a new loop starts with a new sender
 
     async def _shutdown(self) -> None:
         await self._stop_listening()

@@ -205,7 +205,6 @@ class NatsNotifier(BrokerNotifier):
         assert self._closed_event is not None
         session = _NatsSession(self, nc, self._closed_event, deliver)
         await session.add(kinds)
-        await nc.flush(timeout=max(1, int(self.send_timeout)))  # the server has the interest now
         return session
 
 
@@ -258,6 +257,8 @@ class _NatsSession(ListenSession):
                     self.deliver(kind, msg.data.decode("utf-8", "replace"))
 
                 self.subs[kind] = await self.nc.subscribe(self.n.subjects[kind], cb=on_msg)
+        # live once the server has the interest (a PING / PONG behind the SUBs)
+        await self.nc.flush(timeout=max(1, int(self.n.send_timeout)))
 
     async def remove(self, kinds: Collection[str]) -> None:
         for kind in kinds:

@@ -226,7 +226,8 @@ class _RedisSession(ListenSession):
         self.conn = conn
         self.deliver = deliver
         self.last_read = time.monotonic()
-        self.confirmed = asyncio.Event()
+        # SUBSCRIBE confirmations awaited by add(), by channel name
+        self.confirming: dict[str, asyncio.Future[None]] = {}
 
     async def open(self, kinds: Collection[str]) -> None:
         await self.conn.connect()
@@ -239,8 +240,13 @@ class _RedisSession(ListenSession):
                 raise ConnectionError(f"unexpected reply to SUBSCRIBE: {reply!r}")
 
     async def add(self, kinds: Collection[str]) -> None:
-        # the confirmations arrive through run()'s reads
-        await self.conn.send_command("SUBSCRIBE", *[self.n.channels[k] for k in kinds])
+        # live only once the server confirmed (run() reads the confirmations):
+        # a PUBLISH from elsewhere may otherwise overtake the SUBSCRIBE
+        channels = [self.n.channels[k] for k in kinds]
+        loop = asyncio.get_running_loop()
+        waits = [self.confirming.setdefault(ch, loop.create_future()) for ch in channels]
+        await self.conn.send_command("SUBSCRIBE", *channels)
+        await asyncio.wait_for(asyncio.gather(*waits), self.n.health_timeout)
 
     async def remove(self, kinds: Collection[str]) -> None:
         await self.conn.send_command("UNSUBSCRIBE", *[self.n.channels[k] for k in kinds])
@@ -251,10 +257,15 @@ class _RedisSession(ListenSession):
             while True:
                 reply = cast(list[Any], await self.conn.read_response())
                 self.last_read = time.monotonic()
-                if _text(reply[0]) == "message":
+                what = _text(reply[0])
+                if what == "message":
                     kind = self.n._kind_of.get(_text(reply[1]))
                     if kind is not None:
                         self.deliver(kind, _text(reply[2]))
+                elif what == "subscribe":
+                    waiter = self.confirming.pop(_text(reply[1]), None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
                 if watch.done():
                     watch.result()
         finally:
