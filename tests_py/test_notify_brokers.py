@@ -328,3 +328,42 @@ async def test_a_failing_listener_is_logged_and_others_still_get_events(
         await notifier.publish_job_ready(["t"])
         await until(lambda: "job_ready" in good)
     assert any("listener" in r.getMessage() for r in caplog.records)
+
+
+async def test_eight_idle_listeners_one_job_one_claim(make: Make, dsn: str) -> None:
+    """The wake-hint contract end to end at the notifier level: eight idle
+    "workers" (a notifier each, as eight processes would have) hear the
+    job_ready of one started job; each takes a unit before claiming, so one
+    claim runs, not eight, and it gets the job."""
+    listeners = [make() for _ in range(8)]
+    producer = make()
+    claims: list[tuple[int, Any]] = []
+    woken: list[int] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def wake(i: int, notifier: BrokerNotifier) -> None:
+        woken.append(i)
+        if not await notifier.take_wake_hint(["solo"]):
+            return  # another worker took it: back to sleep
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            cur = await conn.execute("SELECT id FROM queuert.claim(%s, ARRAY['solo'])", (f"w{i}",))
+            claims.append((i, await cur.fetchall()))
+
+    def listener(i: int, notifier: BrokerNotifier) -> Callable[[NotifyEvent], None]:
+        def on_event(e: NotifyEvent) -> None:
+            if e.kind == "job_ready":
+                task = asyncio.get_running_loop().create_task(wake(i, notifier))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+        return on_event
+
+    for i, n in enumerate(listeners):
+        await n.subscribe(listener(i, n), kinds=("job_ready",), type_names=["solo"])
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        async with queuert.transaction_hooks(producer):
+            async with conn.transaction():
+                started = await aio.start_chain(conn, "solo", None)
+    await until(lambda: len(woken) == 8 and not tasks)
+    assert len(claims) == 1  # one claim ran, for the one unit the start published
+    assert [row[0] for row in claims[0][1]] == [started.id]
