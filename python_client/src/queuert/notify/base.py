@@ -197,6 +197,14 @@ class Notifier(abc.ABC):
     async def publish_job_lost(self, job_ids: Iterable[str]) -> None:
         """Announce that these running jobs were taken from their worker."""
 
+    def publish_nowait(self, ready: ReadyTypes, chain_ids: Iterable[str], job_ids: Iterable[str]) -> bool:
+        """Hand the three kinds of events over without awaiting anything, from
+        any thread; False when this notifier cannot (then use the
+        coroutines). For sync callers (:func:`queuert.transaction_hooks` in a
+        thread without an event loop), which would otherwise start an event
+        loop per transaction just to call them. Never raises."""
+        return False
+
     # -- wake hints ------------------------------------------------------------
 
     async def take_wake_hint(self, type_names: Collection[str]) -> bool:

@@ -242,6 +242,16 @@ class BrokerNotifier(Notifier):
         if ids:
             self._buffer({}, (), ids)
 
+    def publish_nowait(self, ready: ReadyTypes, chain_ids: Iterable[str], job_ids: Iterable[str]) -> bool:
+        try:
+            counts = ready_counts(ready)
+            chains, lost = [str(c) for c in chain_ids], [str(j) for j in job_ids]
+            if counts or chains or lost:
+                self._buffer(counts, chains, lost)
+        except Exception:  # a hint, after commit: never the caller's problem
+            logger.exception("%s notifier: buffering hints failed", self.broker_name)
+        return True
+
     def _buffer(self, ready: dict[str, int], chains: Iterable[str], lost: Iterable[str]) -> None:
         overflow = 0
         with self._lock:

@@ -41,6 +41,25 @@ class InProcessNotifier(Notifier):
         self._budget_lock = threading.Lock()  # publishers and takers on any thread
 
     async def publish_job_ready(self, type_names: ReadyTypes) -> None:
+        self._ready(type_names)
+
+    async def publish_chain_completed(self, chain_ids: Iterable[str]) -> None:
+        for cid in dict.fromkeys(chain_ids):
+            self._dispatch(NotifyEvent("chain_completed", str(cid)))
+
+    async def publish_job_lost(self, job_ids: Iterable[str]) -> None:
+        for jid in dict.fromkeys(job_ids):
+            self._dispatch(NotifyEvent("job_lost", str(jid)))
+
+    def publish_nowait(self, ready: ReadyTypes, chain_ids: Iterable[str], job_ids: Iterable[str]) -> bool:
+        self._ready(ready)
+        for cid in dict.fromkeys(chain_ids):
+            self._dispatch(NotifyEvent("chain_completed", str(cid)))
+        for jid in dict.fromkeys(job_ids):
+            self._dispatch(NotifyEvent("job_lost", str(jid)))
+        return True
+
+    def _ready(self, type_names: ReadyTypes) -> None:
         counts = ready_counts(type_names)
         now = time.monotonic()
         with self._budget_lock:
@@ -63,14 +82,6 @@ class InProcessNotifier(Notifier):
                         self._budgets[name] = (units - 1, expires)
                     return True
         return False
-
-    async def publish_chain_completed(self, chain_ids: Iterable[str]) -> None:
-        for cid in dict.fromkeys(chain_ids):
-            self._dispatch(NotifyEvent("chain_completed", str(cid)))
-
-    async def publish_job_lost(self, job_ids: Iterable[str]) -> None:
-        for jid in dict.fromkeys(job_ids):
-            self._dispatch(NotifyEvent("job_lost", str(jid)))
 
     async def _subscribed(self, sub: Subscription) -> None:
         sub.deliver(NotifyEvent("resync", ""))
