@@ -57,7 +57,10 @@ def _worker_workloads() -> dict[str, tuple[Workload, bool]]:
     except ImportError as e:  # no redis / nats client installed
         print(f"(wake-up-notify unavailable: {e})", file=sys.stderr)
         return workloads
+    from . import create_notify
+
     workloads["wake-up-notify"] = (wakeup_notify.run, True)
+    workloads["create-notify"] = (create_notify.run, True)
     return workloads
 
 
@@ -102,6 +105,8 @@ RATIOS: list[tuple[str, str, str, float | None]] = [
 # measured in alternating blocks against it
 PAIRED: list[tuple[str, str, float]] = [
     ("create-single", "ladder: start_chain", 0.85),
+    # a broker notifier with engine NOTIFY off must not cost creation throughput
+    ("create-notify", "client.start_chain + Redis hooks, NOTIFY off", 1.0),
     ("create-batch", "paired: start_chains x1,000", 0.75),
 ]
 
