@@ -367,3 +367,25 @@ async def test_eight_idle_listeners_one_job_one_claim(make: Make, dsn: str) -> N
     await until(lambda: len(woken) == 8 and not tasks)
     assert len(claims) == 1  # one claim ran, for the one unit the start published
     assert [row[0] for row in claims[0][1]] == [started.id]
+
+
+async def test_redis_notifier_takes_a_client_object(cluster_ports: list[int]) -> None:
+    prefix = unique_prefix()
+    clients: list[Any] = [
+        aioredis.Redis.from_url(REDIS_URL, decode_responses=True),  # a caller's settings are kept
+        RedisCluster(host="127.0.0.1", port=cluster_ports[1]),
+    ]
+    for client in clients:
+        notifier = RedisNotifier(client, prefix=prefix)
+        assert notifier.cluster is isinstance(client, RedisCluster)
+        got: list[NotifyEvent] = []
+        try:
+            await notifier.subscribe(got.append)
+            await notifier.publish_job_ready({"from-client": 1})
+            await until(lambda: of(got, "job_ready") == ["from-client"])
+            assert await notifier.take_wake_hint(["from-client"]) is True
+            assert await notifier.take_wake_hint(["from-client"]) is False
+        finally:
+            await notifier.close()
+    with pytest.raises(TypeError, match="needs a URL or a redis.asyncio client"):
+        RedisNotifier(42)  # type: ignore[arg-type]

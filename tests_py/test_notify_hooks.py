@@ -82,3 +82,37 @@ def test_sync_hooks_hand_hints_to_a_broker_without_awaiting(conn: psycopg.Connec
         loop.close()
     finally:
         asyncio.run(publisher.close())
+
+
+async def test_a_script_that_publishes_and_exits_still_sends_its_hint() -> None:
+    """No close(), no flush(): the interpreter's exit sends what is buffered."""
+    import subprocess
+    import sys
+    import textwrap
+
+    prefix = unique_prefix()
+    subscriber = RedisNotifier(REDIS_URL, prefix=prefix)
+    seen: list[NotifyEvent] = []
+    await subscriber.subscribe(seen.append, kinds=("job_ready",))
+    script = textwrap.dedent(
+        f"""
+        import queuert
+        from queuert.notify.redis import RedisNotifier
+
+        notifier = RedisNotifier({REDIS_URL!r}, prefix={prefix!r})
+        with queuert.transaction_hooks(notifier) as hooks:
+            hooks.job_ready("from-a-script")
+        """
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stderr=subprocess.PIPE)
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert b"Task was destroyed" not in err
+    try:
+        for _ in range(500):
+            if [e.payload for e in seen if e.kind == "job_ready"]:
+                break
+            await asyncio.sleep(0.01)
+        assert [e.payload for e in seen if e.kind == "job_ready"] == ["from-a-script"]
+    finally:
+        await subscriber.close()
