@@ -3,10 +3,10 @@ publish buffer that never blocks the caller, and a subscriber that
 reconnects with backoff and sends ``resync``.
 
 Why a thread: a notifier is called from everywhere. Sync code publishes
-after commit through :func:`queuert.transaction_hooks`, which runs the
-publish coroutine on a fresh event loop per transaction (``asyncio.run``);
-workers and async web apps call it from their own loops; workers may live in
-several threads. An asyncio broker client belongs to one loop, so every
+after commit through :func:`queuert.transaction_hooks` (through
+:meth:`BrokerNotifier.publish_nowait`, from threads with no event loop, or
+with ``asyncio.run`` per call from other code); workers and async web apps
+call it from their own loops; workers may live in several threads. An asyncio broker client belongs to one loop, so every
 broker call runs on this notifier's private loop, in a daemon thread started
 on first use (and again in a forked child), and callers only hand work over:
 
@@ -17,34 +17,31 @@ on first use (and again in a forked child), and callers only hand work over:
   caller: when a send fails the hints are dropped with one warning per outage
   (workers fall back to polling). :meth:`BrokerNotifier.flush` waits until
   what was published so far has been sent or dropped.
-* subscribers share one broker subscription per channel (event kind); it
-  follows the union of the kinds the subscribers want. When the connection
-  is lost it is reopened with capped exponential backoff, and every
-  (re)connection delivers ``resync`` to every subscriber (events sent
-  meanwhile are gone; a worker polls once).
+* subscribers share one broker subscription per channel (event kind), kept
+  by :class:`queuert.notify._listener.SharedSubscription`: it follows the
+  union of the kinds the subscribers want; a lost connection is reopened with
+  capped exponential backoff, and every (re)connection delivers ``resync`` to
+  every subscriber (events sent meanwhile are gone; a worker polls once).
 * :meth:`BrokerNotifier.take_wake_hint` runs the adapter's atomic "take one
   unit" and answers True when the broker does not answer in time.
 
 An adapter implements :meth:`_send`, :meth:`_take_hint`, :meth:`_listen`
 (returning a :class:`ListenSession`) and :meth:`_close_clients`; all of them
-run on the notifier's loop.
+run on the notifier's loop (:mod:`queuert.notify._iothread`).
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import atexit
-import concurrent.futures
 import logging
-import os
-import random
 import re
 import threading
-import weakref
-from collections.abc import Callable, Collection, Coroutine, Iterable
+from collections.abc import Collection, Coroutine, Iterable
 from typing import Any, TypeVar
 
+from queuert.notify._iothread import IoThread, quietly, register
+from queuert.notify._listener import Deliver, ListenSession, SharedSubscription
 from queuert.notify.base import Notifier, NotifyEvent, ReadyTypes, Subscription, ready_counts
 
 __all__ = ["BrokerNotifier", "ListenSession", "validate_prefix"]
@@ -55,9 +52,6 @@ _T = TypeVar("_T")
 _KINDS = ("job_ready", "chain_completed", "job_lost")
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
-#: every live broker notifier, to reset in a forked child and flush at exit
-_live: weakref.WeakSet[BrokerNotifier] = weakref.WeakSet()
-
 
 def validate_prefix(prefix: str) -> str:
     """A channel / subject / bucket prefix: letters, digits, ``_``, ``-``
@@ -65,61 +59,6 @@ def validate_prefix(prefix: str) -> str:
     if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
         raise ValueError(f"notify prefix must match [A-Za-z0-9_-]{{1,64}}, not {prefix!r}")
     return prefix
-
-
-class ListenSession(abc.ABC):
-    """One live broker subscription (made by :meth:`BrokerNotifier._listen`)."""
-
-    @abc.abstractmethod
-    async def add(self, kinds: Collection[str]) -> None:
-        """Also subscribe to these kinds' channels, on the live connection."""
-
-    @abc.abstractmethod
-    async def remove(self, kinds: Collection[str]) -> None:
-        """Stop receiving these kinds."""
-
-    @abc.abstractmethod
-    async def run(self) -> None:
-        """Receive until the connection is lost: then raise (never return)."""
-
-    @abc.abstractmethod
-    async def close(self) -> None:
-        """Release the subscription (quietly: the connection may be gone)."""
-
-
-class _IoThread:
-    """A daemon thread running the notifier's event loop."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.pid = os.getpid()
-        self.thread = threading.Thread(target=self._main, name=name, daemon=True)
-        self.thread.start()
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-        finally:
-            pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
-            for task in pending:
-                task.cancel()
-            if pending:
-                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            self.loop.close()
-
-    def submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def stop(self, timeout: float) -> None:
-        if self.loop.is_closed():
-            return
-        try:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        except RuntimeError:  # closed meanwhile
-            return
-        if threading.current_thread() is not self.thread:
-            self.thread.join(timeout)
 
 
 class BrokerNotifier(Notifier):
@@ -166,14 +105,14 @@ class BrokerNotifier(Notifier):
         self.published = 0
         self.dropped = 0
         self._lock = threading.Lock()  # the buffer and _io, from any thread
-        self._io: _IoThread | None = None
+        self._io: IoThread | None = None
         self._ready: dict[str, int] = {}
         self._chains: dict[str, None] = {}
         self._lost: dict[str, None] = {}
         self._enqueued = 0  # publish calls buffered so far
         self._kicked = False  # the sender was woken for the buffer's content
         self._init_loop_state()
-        _live.add(self)
+        register(self)
 
     def _init_loop_state(self) -> None:
         """State that lives on the I/O loop (reset with the thread)."""
@@ -181,12 +120,16 @@ class BrokerNotifier(Notifier):
         self._sent_cond: asyncio.Condition | None = None
         self._send_wake: asyncio.Event | None = None
         self._sender_task: asyncio.Task[None] | None = None
-        self._listen_task: asyncio.Task[None] | None = None
-        self._session: ListenSession | None = None
-        self._live_kinds: frozenset[str] = frozenset()
-        self._waiters: list[tuple[frozenset[str], asyncio.Future[str]]] = []
+        self._listener = SharedSubscription(
+            self.broker_name,
+            self._wanted_kinds,
+            self._listen,
+            self._dispatch,
+            self._count_connection,
+            self.reconnect_initial,
+            self.reconnect_max,
+        )
         self._publish_down = False
-        self._listen_down = False
         self._hint_down = False
 
     # -- adapter interface (all on the I/O loop) -------------------------------
@@ -201,7 +144,7 @@ class BrokerNotifier(Notifier):
         """Atomically take one budget unit of the first type that has one."""
 
     @abc.abstractmethod
-    async def _listen(self, kinds: frozenset[str], deliver: Callable[[str, str], None]) -> ListenSession:
+    async def _listen(self, kinds: frozenset[str], deliver: Deliver) -> ListenSession:
         """Connect and subscribe to ``kinds``; ``deliver(kind, payload)`` for
         each message received."""
 
@@ -214,11 +157,11 @@ class BrokerNotifier(Notifier):
 
     # -- the I/O thread --------------------------------------------------------
 
-    def _io_thread(self) -> _IoThread:
+    def _io_thread(self) -> IoThread:
         with self._lock:
             io = self._io
-            if io is None or io.pid != os.getpid() or io.loop.is_closed():
-                io = self._io = _IoThread(f"queuert-notify-{self.prefix}")
+            if io is None or not io.usable:
+                io = self._io = IoThread(f"queuert-notify-{self.prefix}")
             return io
 
     async def _on_io(self, coro: Coroutine[Any, Any, _T]) -> _T:
@@ -332,7 +275,7 @@ class BrokerNotifier(Notifier):
         with self._lock:
             seq = self._enqueued
             io = self._io
-        if io is None or io.loop.is_closed() or seq == 0:
+        if io is None or not io.usable or seq == 0:
             return True
         try:
             await asyncio.wait_for(asyncio.wrap_future(io.submit(self._wait_sent(seq))), timeout)
@@ -389,8 +332,11 @@ class BrokerNotifier(Notifier):
             kinds |= set(_KINDS) if sub.kinds is None else set(sub.kinds) - {"resync"}
         return frozenset(kinds)
 
+    def _count_connection(self) -> None:
+        self.connections += 1
+
     async def _subscribed(self, sub: Subscription) -> None:
-        state = await self._on_io(self._ensure_listening())
+        state = await self._on_io(self._listener.ensure())
         if state == "already":
             # the channels were live already: no (re)connection resync reached
             # this subscriber, and it may have missed events before it came
@@ -398,124 +344,11 @@ class BrokerNotifier(Notifier):
 
     async def _unsubscribed(self, sub: Subscription) -> None:
         io = self._io
-        if io is not None and not io.loop.is_closed():
+        if io is not None and io.usable:
             try:
-                await asyncio.wrap_future(io.submit(self._follow_kinds()))
+                await asyncio.wrap_future(io.submit(self._listener.follow()))
             except RuntimeError:
                 pass
-
-    async def _ensure_listening(self) -> str:
-        """On the I/O loop: make the subscription cover every subscriber's
-        kinds. Returns "already" (was live, or extended live), "connected"
-        (a new connection just delivered resync) or "failed" (the first
-        attempt failed; the reconnect loop keeps trying)."""
-        kinds = self._wanted_kinds()
-        session = self._session
-        if session is not None:
-            missing = kinds - self._live_kinds
-            if not missing:
-                return "already"
-            try:
-                await session.add(missing)
-                self._live_kinds |= missing
-                return "already"
-            except Exception as exc:  # the connection broke: reconnect with all kinds
-                logger.warning("%s notifier: subscribing failed (%s); reconnecting", self.broker_name, exc)
-                await self._stop_listening()
-        if self._listen_task is None or self._listen_task.done():
-            self._listen_task = asyncio.get_running_loop().create_task(self._listen_main(), name="queuert-notify-listen")
-        waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._waiters.append((kinds, waiter))
-        return await waiter
-
-    async def _follow_kinds(self) -> None:
-        """On the I/O loop: a subscriber left; drop what nobody wants."""
-        kinds = self._wanted_kinds()
-        if not kinds:
-            await self._stop_listening()
-            return
-        extra = self._live_kinds - kinds
-        if self._session is not None and extra:
-            try:
-                await self._session.remove(extra)
-                self._live_kinds -= extra
-            except Exception as exc:
-                logger.debug("%s notifier: unsubscribing failed: %s", self.broker_name, exc)
-
-    def _settle_waiters(self, state: str) -> None:
-        keep = []
-        for kinds, waiter in self._waiters:
-            if waiter.done():
-                continue
-            if state == "failed" or kinds <= self._live_kinds:
-                waiter.set_result(state)
-            else:
-                keep.append((kinds, waiter))
-        self._waiters = keep
-
-    def _deliver(self, kind: str, payload: str) -> None:
-        self._dispatch(NotifyEvent(kind, payload))
-
-    async def _listen_main(self) -> None:
-        delay = self.reconnect_initial
-        while True:
-            kinds = self._wanted_kinds()
-            if not kinds:
-                self._settle_waiters("failed")
-                return
-            session: ListenSession | None = None
-            try:
-                session = await self._listen(kinds, self._deliver)
-                self._session, self._live_kinds = session, kinds
-                self.connections += 1
-                delay = self.reconnect_initial
-                if self._listen_down:
-                    self._listen_down = False
-                    logger.info("%s notifier: subscribed again", self.broker_name)
-                self._dispatch(NotifyEvent("resync", ""))
-                self._settle_waiters("connected")
-                # the session reads while we subscribe to kinds wanted since
-                # (an adapter may wait for confirmations that run() reads)
-                runner = asyncio.ensure_future(session.run())
-                try:
-                    missing = self._wanted_kinds() - kinds  # came while connecting
-                    if missing:
-                        await session.add(missing)
-                        self._live_kinds |= missing
-                        self._settle_waiters("connected")
-                    await runner
-                finally:
-                    runner.cancel()
-                    await asyncio.gather(runner, return_exceptions=True)
-                raise ConnectionError("subscription ended")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not self._listen_down:
-                    self._listen_down = True
-                    logger.warning(
-                        "%s notifier: subscription lost or unavailable (%s: %s); reconnecting "
-                        "with backoff (workers poll meanwhile)",
-                        self.broker_name,
-                        type(exc).__name__,
-                        exc,
-                    )
-                else:
-                    logger.debug("%s notifier: reconnecting failed: %s", self.broker_name, exc)
-                self._settle_waiters("failed")
-            finally:
-                self._session, self._live_kinds = None, frozenset()
-                if session is not None:
-                    await _quietly(session.close())
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self.reconnect_max)
-
-    async def _stop_listening(self) -> None:
-        task, self._listen_task = self._listen_task, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        self._settle_waiters("failed")
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -527,7 +360,7 @@ class BrokerNotifier(Notifier):
         await self.flush(timeout)
         with self._lock:
             io, self._io = self._io, None
-        if io is None or io.loop.is_closed() or io.pid != os.getpid():
+        if io is None or not io.usable:
             return
         try:
             await asyncio.wrap_future(io.submit(self._shutdown()))
@@ -539,11 +372,11 @@ class BrokerNotifier(Notifier):
             self._kicked = False  # a new loop starts with a new sender
 
     async def _shutdown(self) -> None:
-        await self._stop_listening()
+        await self._listener.stop()
         if self._sender_task is not None:
             self._sender_task.cancel()
             await asyncio.gather(self._sender_task, return_exceptions=True)
-        await _quietly(self._close_clients())
+        await quietly(self._close_clients())
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's thread, connections and
@@ -561,7 +394,7 @@ class BrokerNotifier(Notifier):
         cleanly (a daemon thread killed mid-loop leaves "Task was destroyed"
         noise behind)."""
         io = self._io
-        if io is None or io.loop.is_closed() or io.pid != os.getpid():
+        if io is None or not io.usable:
             return
         with self._lock:
             seq = self._enqueued
@@ -573,25 +406,3 @@ class BrokerNotifier(Notifier):
             pass
         io.stop(timeout)
 
-
-async def _quietly(aw: Coroutine[Any, Any, Any]) -> None:
-    try:
-        await aw
-    except Exception as exc:
-        logger.debug("notify cleanup failed: %s", exc)
-
-
-def _reset_in_child() -> None:
-    for notifier in list(_live):
-        notifier._after_fork()
-
-
-def _drain_all() -> None:
-    # A script that starts a chain and exits: its hint still goes out.
-    for notifier in list(_live):
-        notifier._drain_at_exit(1.0)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_in_child)
-atexit.register(_drain_all)
