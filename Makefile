@@ -11,8 +11,9 @@
 #   make schema-dump  regenerate schema/queuert.sql (commit it with schema changes)
 #
 # `make test` works on a fresh Debian machine: it starts (or installs)
-# PostgreSQL, installs pgTAP when missing and creates the virtualenv. `make
-# demo` needs neither root nor apt: without a server it uses the embedded one.
+# PostgreSQL, Redis and NATS, installs pgTAP, pgbouncer and Chromium when
+# missing and creates the virtualenv. `make demo` needs neither root nor
+# apt: without a server it uses the embedded one.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -25,7 +26,7 @@ DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 SCHEMA ?= queuert
 export PY
 
-.PHONY: help dev migrate lint test pgtap pytest pytest-pg16 demo demo-sql ensure-postgres ensure-postgres-binaries ensure-pgtap ensure-chromium schema-dump dashboard
+.PHONY: help dev migrate lint test pgtap pytest pytest-pg16 demo demo-sql ensure-postgres ensure-postgres-binaries ensure-pgtap ensure-chromium ensure-services schema-dump dashboard
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -61,19 +62,23 @@ ensure-pgtap: ensure-postgres
 ensure-chromium:
 	@scripts/ensure-chromium.sh
 
+# Redis and NATS (JetStream) for the notify tests, pgbouncer installed.
+ensure-services:
+	@scripts/ensure-services.sh
+
 pgtap: ensure-postgres ensure-pgtap dev
 	@scripts/pgtap.sh
 
-pytest: ensure-postgres ensure-postgres-binaries ensure-chromium dev
+pytest: ensure-postgres ensure-postgres-binaries ensure-chromium ensure-services dev
 	$(VENV)/bin/pytest
 
 # The same suite on PostgreSQL 16 (the embedded server, a throwaway data
 # directory on a spare port), so that 15 and 16 are both proven.
-pytest-pg16: ensure-postgres-binaries ensure-chromium dev
+pytest-pg16: ensure-postgres-binaries ensure-chromium ensure-services dev
 	@VENV="$(VENV)" scripts/pytest-embedded.sh
 
 # Runs every suite even when an earlier one fails, then fails if any did.
-test: ensure-postgres ensure-postgres-binaries ensure-pgtap ensure-chromium dev
+test: ensure-postgres ensure-postgres-binaries ensure-pgtap ensure-chromium ensure-services dev
 	@failed=""; \
 	$(MAKE) --no-print-directory lint   || failed="$$failed lint"; \
 	$(MAKE) --no-print-directory pgtap  || failed="$$failed pgtap"; \
@@ -108,8 +113,8 @@ schema-dump: ensure-postgres dev
 #   make bench        full benchmark suite vs raw-SQL floors (< 15 min)
 #   make bench-quick  one-minute smoke run of the benchmark harness
 .PHONY: bench bench-quick
-bench: ensure-postgres dev
+bench: ensure-postgres ensure-services dev
 	$(PY) -m benchmarks.run --dsn "$${QUEUERT_BENCH_DSN:-$(DATABASE_URL)}"
 
-bench-quick: ensure-postgres dev
+bench-quick: ensure-postgres ensure-services dev
 	$(PY) -m benchmarks.run --quick --dsn "$${QUEUERT_BENCH_DSN:-$(DATABASE_URL)}"

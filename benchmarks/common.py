@@ -50,6 +50,7 @@ class Sizes:
     fanin_n: int = 10_000
     wakeup_n: int = 500
     wakeup_gap_s: float = 0.020
+    wakeup_notify_n: int = 300  # per notifier, five notifiers per repetition
     scale_completed: int = 1_000_000
     scale_blocked: int = 1_000_000
     scale_claims: int = 2_000
@@ -78,6 +79,7 @@ class Sizes:
             fanin_n=300,
             wakeup_n=30,
             wakeup_gap_s=0.010,
+            wakeup_notify_n=20,
             scale_completed=10_000,
             scale_blocked=10_000,
             scale_claims=200,

@@ -55,11 +55,12 @@ class WorkerProcess:
         times_file: str = "",
         prefetch: int | str = "auto",
         expect: int = 0,
+        env: dict[str, str] | None = None,
     ) -> None:
         args = [sys.executable, "-m", "benchmarks.worker_proc", dsn, mode, str(concurrency), kind]
         if times_file:
             args.append(times_file)
-        env = dict(os.environ)
+        env = {**os.environ, **(env or {})}
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["QUEUERT_BENCH_PREFETCH"] = str(prefetch)
         env["QUEUERT_BENCH_EXPECT"] = str(expect)

@@ -46,12 +46,22 @@ def _worker_workloads() -> dict[str, tuple[Workload, bool]]:
     except ImportError as e:  # the worker is not importable yet
         print(f"(worker workloads unavailable: {e})", file=sys.stderr)
         return {}
-    return {
+    workloads = {
         "process-staged": (processing.run_staged, True),
         "process-atomic": (processing.run_atomic, True),
         "chain-3": (processing.run_chain3, True),
         "wake-up": (processing.run_wakeup, True),
     }
+    try:
+        from . import wakeup_notify
+    except ImportError as e:  # no redis / nats client installed
+        print(f"(wake-up-notify unavailable: {e})", file=sys.stderr)
+        return workloads
+    from . import create_notify
+
+    workloads["wake-up-notify"] = (wakeup_notify.run, True)
+    workloads["create-notify"] = (create_notify.run, True)
+    return workloads
 
 
 def workloads() -> dict[str, tuple[Workload, bool]]:
@@ -96,6 +106,8 @@ RATIOS: list[tuple[str, str, str, float | None]] = [
 # measured in alternating blocks against it
 PAIRED: list[tuple[str, str, float]] = [
     ("create-single", "ladder: start_chain", 0.85),
+    # a broker notifier with engine NOTIFY off must not cost creation throughput
+    ("create-notify", "client.start_chain + Redis hooks, NOTIFY off", 1.0),
     ("create-batch", "paired: start_chains x1,000", 0.75),
 ]
 
@@ -107,6 +119,12 @@ LIMITS: list[tuple[str, str, float, str]] = [
     ("dashboard", "first page: HTTP", 100.0, "< 100 ms"),
     ("dashboard", "type filter (10%): HTTP", 100.0, "< 100 ms"),
     ("dashboard", "status failed (1%): HTTP", 100.0, "< 100 ms"),
+    # wake-up-notify (benchmarks/wakeup_notify.py): each broker's p50 within
+    # 1 ms of LISTEN/NOTIFY's in the same repetition, every p99 <= 5 ms
+    *[("wake-up-notify", f"{label} p50 - LISTEN p50", 1.0, "<= 1 ms")
+      for label in ("Redis", "Redis Cluster", "NATS", "Redis via PgBouncer")],
+    *[("wake-up-notify", f"{label} p99", 5.0, "<= 5 ms")
+      for label in ("LISTEN/NOTIFY", "Redis", "Redis Cluster", "NATS", "Redis via PgBouncer")],
 ]
 
 

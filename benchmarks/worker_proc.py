@@ -17,6 +17,10 @@ QUEUERT_BENCH_PREFETCH_WINDOW / QUEUERT_BENCH_PREFETCH_MAX (the Worker's
 prefetch_window / prefetch_max, when set);
 QUEUERT_BENCH_BATCH_NOTIFICATIONS=0 turns the worker's batched notifications
 off (for comparison runs);
+QUEUERT_BENCH_NOTIFY=URL gives the worker the notifier
+``queuert.notify.notifier_from_url(URL)`` names (``queuert worker --notify``);
+QUEUERT_BENCH_PREPARE_THRESHOLD=none turns server-side prepared statements
+off (PgBouncer in transaction mode);
 QUEUERT_BENCH_EXPECT=N makes the process print "done <CLOCK_MONOTONIC>" once
 its own counters say N acknowledgements (completed + continued) committed, so
 the harness need not poll the database while the worker runs.
@@ -42,6 +46,13 @@ def build(dsn: str, mode: str, concurrency: int, kind: str, times_file: str | No
         extra["prefetch_window"] = float(os.environ["QUEUERT_BENCH_PREFETCH_WINDOW"])
     if os.environ.get("QUEUERT_BENCH_PREFETCH_MAX"):
         extra["prefetch_max"] = int(os.environ["QUEUERT_BENCH_PREFETCH_MAX"])
+    notify = os.environ.get("QUEUERT_BENCH_NOTIFY")
+    if notify:
+        from queuert.notify import notifier_from_url
+
+        extra["notifier"] = notifier_from_url(notify, conninfo=dsn)
+    if os.environ.get("QUEUERT_BENCH_PREPARE_THRESHOLD") == "none":
+        extra["prepare_threshold"] = None
     worker = qw.Worker(
         dsn,
         mode=mode,  # type: ignore[arg-type]

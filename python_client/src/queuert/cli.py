@@ -254,6 +254,11 @@ def _one_line(value: object, limit: int = 80) -> str:
               help="Only process these job types (comma-separated; default: all registered).")
 @click.option("--mode", type=click.Choice(["staged", "atomic"]), default=None,
               help="Processing mode (default: the worker's own, else staged).")
+@click.option("--notify", default=None, envvar="QUEUERT_NOTIFY", metavar="URL",
+              help="Wake-ups: postgres (LISTEN/NOTIFY), redis://HOST:PORT/DB, "
+              "redis+cluster://NODE:PORT, nats://HOST:PORT, or none (poll only); "
+              "?prefix=NAME sets the broker prefix (default: the schema name). "
+              "Env QUEUERT_NOTIFY; default: the worker's own, else postgres. See docs/notify.md.")
 def worker(
     target: str,
     dsn: str | None,
@@ -261,26 +266,50 @@ def worker(
     concurrency: int | None,
     types: str | None,
     mode: str | None,
+    notify: str | None,
 ) -> None:
     if schema is not None:
         _check_schema(schema)
     module, _, attr = target.partition(":")
     if not module or not attr:
         raise click.BadParameter("expected MODULE:ATTR", param_hint="MODULE:ATTR")
-    from queuert.worker import run_worker_cli  # lazy: the worker pulls in more modules
+    from queuert.worker import build_worker, run_worker_cli  # lazy: the worker pulls in more modules
 
     type_list = [t.strip() for t in types.split(",") if t.strip()] if types else None
     try:
-        run_worker_cli(
-            target=target,
-            dsn=dsn,
-            schema=schema,
-            concurrency=concurrency,
-            types=type_list,
+        if notify is None:
+            run_worker_cli(
+                target=target,
+                dsn=dsn,
+                schema=schema,
+                concurrency=concurrency,
+                types=type_list,
+                mode=mode,  # type: ignore[arg-type]
+            )
+            return
+        loaded = build_worker(
+            target, dsn=dsn, schema=schema, concurrency=concurrency, types=type_list,
             mode=mode,  # type: ignore[arg-type]
         )
     except (ImportError, AttributeError) as exc:
         raise click.ClickException(f"cannot load worker {target}: {exc}") from exc
+    _run_with_notifier(loaded, notify)
+
+
+def _run_with_notifier(loaded: Any, notify: str) -> None:
+    """``queuert worker --notify``: the loaded worker with the notifier the
+    URL names, run like run_worker_cli runs it."""
+    import logging
+
+    from queuert.notify import notifier_from_url
+
+    try:
+        loaded.notifier = notifier_from_url(notify, conninfo=loaded.conninfo, schema=loaded.schema)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--notify") from exc
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    loaded.run(handle_signals=True)
 
 
 @cli.command(

@@ -219,8 +219,12 @@ class TransactionHooks:
                     _run_awaitable(result)
             except Exception:
                 logger.exception("after-commit callback %r failed", cb)
-        if self.notifier is not None and (ready or chains or lost):
-            _run_awaitable(self._publish(ready, chains, lost))
+        notifier = self.notifier
+        if notifier is not None and (ready or chains or lost):
+            # a notifier that can take the hints without awaiting spares a
+            # sync caller an event loop per transaction (asyncio.run)
+            if not notifier.publish_nowait(ready, chains, lost):
+                _run_awaitable(self._publish(ready, chains, lost))
 
 
 def _run_awaitable(aw: Awaitable[Any]) -> None:

@@ -22,21 +22,54 @@ after its own acknowledgements); a rolled-back transaction publishes nothing.
 The PostgreSQL notifier ignores publish calls because the engine already calls
 ``pg_notify`` inside the transaction, which PostgreSQL delivers on commit.
 
+Wake hints (the budget of a ``job_ready``). Without one, every idle worker
+of a type wakes on its ``job_ready`` and claims; all but one find nothing
+(SKIP LOCKED makes that correct, only wasteful: N workers, N claims for one
+job). An adapter with wake budgets (Redis, NATS with JetStream, in-process)
+counts, per type, how many jobs the publishers said became ready (a
+``{type: count}`` mapping given to :meth:`Notifier.publish_job_ready`; a plain
+type name counts 1) and stores that budget, with an expiry, before it sends the
+event. The contract for a woken worker, which :meth:`Notifier.take_wake_hint`
+serves:
+
+* on ``job_ready`` events (and only those: never after ``resync`` or its own
+  poll timer), when idle with free slots, call
+  ``await notifier.take_wake_hint(types)`` with the types of the events that
+  woke it, once per wake-up (the claims that follow while claims come back
+  full need no more units; a busy worker takes none);
+* ``True``: it took one unit (or the adapter keeps no budgets): claim;
+  ``False``: the budget is spent, other workers took those jobs: go back to
+  sleep until the next event or poll;
+* publishers that do not know counts publish one unit per type (the hooks and
+  the worker's publisher today), so for a burst a woken worker whose claim
+  came back full passes the word on with ``publish_job_ready({type: 1})``,
+  waking one more idle worker, and so on while there is work.
+
+A budget is a hint like the event itself: a unit lost (expired, broker down,
+a woken worker that crashed) delays a job until some worker's poll; a unit
+too many costs one empty claim. Adapters return ``True`` whenever they cannot
+tell (broker unreachable), so a broker outage degrades to today's behaviour,
+never to workers that sleep on ready jobs.
+
 Writing an adapter (Redis, NATS, ...): subclass :class:`Notifier`, implement
 the three ``publish_*`` coroutines (one message per call is fine: the lists
 are already deduplicated) and :meth:`Notifier.subscribe`, which must call the
 listener on the subscriber's event loop (``loop.call_soon_threadsafe`` from
-foreign threads) and never block it.
+foreign threads) and never block it. Publishing must never raise into the
+caller (log and drop: the caller's transaction has committed). For a broker
+client, :class:`queuert.notify.broker.BrokerNotifier` does the threading,
+reconnection and buffering; an adapter supplies the wire calls.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeAlias, Union
 
-__all__ = ["EVENT_KINDS", "Listener", "Notifier", "NotifyEvent", "Subscription"]
+__all__ = ["EVENT_KINDS", "Listener", "Notifier", "NotifyEvent", "ReadyTypes", "Subscription", "ready_counts"]
 
 EVENT_KINDS = frozenset({"job_ready", "chain_completed", "job_lost", "resync"})
 
@@ -47,6 +80,27 @@ class NotifyEvent:
 
     kind: str
     payload: str
+
+
+#: What :meth:`Notifier.publish_job_ready` takes: type names (each counts one
+#: job) or ``{type name: jobs that became ready}``.
+ReadyTypes: TypeAlias = Union[Iterable[str], Mapping[str, int]]
+
+
+def ready_counts(type_names: ReadyTypes) -> dict[str, int]:
+    """``{type: count}`` from what :meth:`Notifier.publish_job_ready` takes
+    (a repeated name adds up; counts below 1 are left out)."""
+    counts: dict[str, int] = {}
+    if isinstance(type_names, Mapping):
+        for name, n in type_names.items():
+            if n >= 1:
+                counts[str(name)] = counts.get(str(name), 0) + int(n)
+        return counts
+    if isinstance(type_names, str):  # one name, not its characters
+        return {type_names: 1}
+    for name in type_names:
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 #: A listener is a plain callable run on the subscriber's event loop; it must
@@ -126,9 +180,14 @@ class Notifier(abc.ABC):
 
     # -- publishing (after commit) --------------------------------------------
 
+    #: True when :meth:`take_wake_hint` consults a budget (a worker may skip
+    #: the call when False: the answer is always True).
+    wake_budgets: bool = False
+
     @abc.abstractmethod
-    async def publish_job_ready(self, type_names: Iterable[str]) -> None:
-        """Announce that jobs of these types became pending."""
+    async def publish_job_ready(self, type_names: ReadyTypes) -> None:
+        """Announce that jobs of these types became pending: type names (one
+        job each) or ``{type name: count}``, the wake budget (module docs)."""
 
     @abc.abstractmethod
     async def publish_chain_completed(self, chain_ids: Iterable[str]) -> None:
@@ -137,6 +196,23 @@ class Notifier(abc.ABC):
     @abc.abstractmethod
     async def publish_job_lost(self, job_ids: Iterable[str]) -> None:
         """Announce that these running jobs were taken from their worker."""
+
+    def publish_nowait(self, ready: ReadyTypes, chain_ids: Iterable[str], job_ids: Iterable[str]) -> bool:
+        """Hand the three kinds of events over without awaiting anything, from
+        any thread; False when this notifier cannot (then use the
+        coroutines). For sync callers (:func:`queuert.transaction_hooks` in a
+        thread without an event loop), which would otherwise start an event
+        loop per transaction just to call them. Never raises."""
+        return False
+
+    # -- wake hints ------------------------------------------------------------
+
+    async def take_wake_hint(self, type_names: Collection[str]) -> bool:
+        """Take one unit of wake budget of any of ``type_names``; see the
+        module docs for the contract. True: claim now; False: another worker
+        took it, sleep. This default (no budgets) is always True. Never
+        raises: an adapter that cannot reach its store answers True."""
+        return True
 
     # -- subscribing -----------------------------------------------------------
 

@@ -6,6 +6,8 @@ queries (a LISTEN shared with queries delays notifications behind them).
 
 Publishing is a no-op: the engine calls ``pg_notify`` inside its own
 functions, and PostgreSQL delivers those only when the transaction commits.
+It keeps no wake budgets (a NOTIFY carries no count): every listener of a
+type wakes, and SKIP LOCKED gives the job to one claim.
 
 The connection is watched: after ``health_interval`` seconds without traffic it
 runs ``SELECT 1`` and gives it ``health_timeout`` seconds to answer (a
@@ -25,7 +27,7 @@ from collections.abc import Iterable
 import psycopg
 
 from queuert.migrate import validate_schema_name
-from queuert.notify.base import Notifier, NotifyEvent, Subscription
+from queuert.notify.base import Notifier, NotifyEvent, ReadyTypes, Subscription
 
 __all__ = ["PostgresNotifier"]
 
@@ -71,7 +73,7 @@ class PostgresNotifier(Notifier):
         return conn.info.backend_pid
 
     # publishing: the engine's own pg_notify already does it at commit
-    async def publish_job_ready(self, type_names: Iterable[str]) -> None:
+    async def publish_job_ready(self, type_names: ReadyTypes) -> None:
         return None
 
     async def publish_chain_completed(self, chain_ids: Iterable[str]) -> None:

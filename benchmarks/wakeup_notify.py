@@ -1,0 +1,160 @@
+"""Workload 7b, wake-up-notify: wake-up latency per notifier.
+
+The wake-up workload's measurement with each notifier in turn, within one
+repetition (so drift hits them alike): LISTEN/NOTIFY (the engine's NOTIFY,
+the worker's default), Redis, a Redis Cluster of three nodes of our own,
+NATS, and Redis with worker and producer going through a PgBouncer of our own
+in transaction mode. An idle worker process (staged, concurrency 10) with
+that notifier; jobs created one per transaction through the Python client
+(``queuert.start_chain`` in ``queuert.transaction_hooks(notifier)``, as an
+application does), ``wakeup_notify_n`` of them ``wakeup_gap_s`` apart, after
+10 warm-up jobs; latency from ``start_chain``'s commit returning in the
+producer to the handler's first line (both CLOCK_MONOTONIC), so a broker's
+figure includes the publish after commit. With a broker the database runs
+with ``queuert.notify = 'none'`` (no engine NOTIFY at all), as recommended.
+
+Reported: p50 and p99 per notifier, and each broker's p50 minus the
+LISTEN/NOTIFY p50 of the same repetition (target: within 1 ms; p99 target:
+5 ms). Needs redis-server, redis-cli, nats-server (with JetStream) and
+pgbouncer, which ``make bench`` / ``scripts/ensure-services.sh`` provide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+import queuert
+from queuert.notify import Notifier, notifier_from_url
+
+from .common import Databases, Results, Sizes, percentile
+from .processing import IDLE, WorkerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+# the same real servers the notify tests start (a cluster, a pgbouncer)
+sys.path.insert(0, str(ROOT / "tests_py"))
+import notify_brokers  # noqa: E402
+
+WORKLOAD = "wake-up-notify"
+#: (label, notifier kind); LISTEN first: the others are compared with it
+ADAPTERS = [
+    ("LISTEN/NOTIFY", "postgres"),
+    ("Redis", "redis"),
+    ("Redis Cluster", "redis-cluster"),
+    ("NATS", "nats"),
+    ("Redis via PgBouncer", "redis-pgbouncer"),
+]
+BROKER_LABELS = [label for label, kind in ADAPTERS if kind != "postgres"]
+
+_servers = contextlib.ExitStack()
+atexit.register(_servers.close)
+_cluster_ports: list[int] = []
+_bouncer_port: list[int] = []
+
+
+def _cluster() -> int:
+    if not _cluster_ports:
+        _cluster_ports.extend(_servers.enter_context(notify_brokers.redis_cluster()))
+    return _cluster_ports[0]
+
+
+def _bouncer(dsn: str) -> int:
+    if not _bouncer_port:
+        p = conninfo_to_dict(dsn)
+        server = _servers.enter_context(
+            notify_brokers.own_pgbouncer(str(p.get("host") or "127.0.0.1"), int(p.get("port") or 5432))
+        )
+        _bouncer_port.append(server.port)
+    return _bouncer_port[0]
+
+
+def _setup(kind: str, dsn: str, prefix: str) -> tuple[str, str]:
+    """(the DSN worker and producer use, the worker's --notify URL)."""
+    if kind == "postgres":
+        return dsn, "postgres"
+    params = conninfo_to_dict(dsn)
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} SET queuert.notify = 'none'").format(sql.Identifier(params["dbname"]))
+        )
+    if kind == "redis":
+        return dsn, f"{notify_brokers.REDIS_URL}?prefix={prefix}"
+    if kind == "redis-cluster":
+        return dsn, f"redis+cluster://127.0.0.1:{_cluster()}?prefix={prefix}"
+    if kind == "nats":
+        return dsn, f"{notify_brokers.NATS_URL}?prefix={prefix}"
+    assert kind == "redis-pgbouncer"
+    pooled = make_conninfo(**{**params, "host": "127.0.0.1", "port": str(_bouncer(dsn))})  # type: ignore[arg-type]
+    return pooled, f"{notify_brokers.REDIS_URL}?prefix={prefix}"
+
+
+def _measure(dbs: Databases, sizes: Sizes, kind: str) -> list[float]:
+    n, gap, warmup = sizes.wakeup_notify_n, sizes.wakeup_gap_s, 10
+    prefix = f"bench{os.getpid()}{kind.replace('-', '')}"
+    with dbs.fresh(f"wake-up-{kind}") as dsn, tempfile.TemporaryDirectory() as tmp:
+        use_dsn, notify = _setup(kind, dsn, prefix)
+        times_file = os.path.join(tmp, "times")
+        env = {"QUEUERT_BENCH_NOTIFY": notify}
+        if kind == "redis-pgbouncer":
+            env["QUEUERT_BENCH_PREPARE_THRESHOLD"] = "none"
+        worker = WorkerProcess(use_dsn, "staged", 10, "wakeup", times_file, env=env)
+        notifier: Notifier | None = None if kind == "postgres" else notifier_from_url(notify)
+        commits: dict[int, float] = {}
+        try:
+            worker.go()
+            time.sleep(1.0)  # connected, subscribed, idle
+            threshold = None if kind == "redis-pgbouncer" else 5
+            with psycopg.connect(use_dsn, autocommit=True, prepare_threshold=threshold) as conn:
+                next_at = time.monotonic()
+                for i in range(-warmup, n):
+                    next_at += gap
+                    with queuert.transaction_hooks(notifier):
+                        queuert.start_chain(conn, "wake", {"i": i})  # autocommit: committed here
+                        commits[i] = time.monotonic()
+                    worker.check_alive()
+                    delay = next_at - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+            with psycopg.connect(dsn, autocommit=True) as direct:
+                deadline = time.monotonic() + 30
+                while not (direct.execute(IDLE).fetchone() or (False,))[0]:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"wake-up jobs ({kind}) not all processed")
+                    time.sleep(0.01)
+        finally:
+            worker.stop()
+            if notifier is not None:
+                asyncio.run(notifier.close())
+        started: dict[int, float] = {}
+        for line in Path(times_file).read_text().splitlines():
+            key, t = line.split()
+            started.setdefault(int(key), float(t))
+    return sorted((started[i] - commits[i]) * 1000 for i in range(n))
+
+
+def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
+    p50: dict[str, float] = {}
+    for label, kind in ADAPTERS:
+        lat = _measure(dbs, sizes, kind)
+        p50[label] = percentile(lat, 50)
+        results.add(WORKLOAD, f"{label} p50", p50[label], "ms", False)
+        results.add(WORKLOAD, f"{label} p99", percentile(lat, 99), "ms", False)
+    for label in BROKER_LABELS:
+        results.add(WORKLOAD, f"{label} p50 - LISTEN p50", p50[label] - p50["LISTEN/NOTIFY"], "ms", False)
+    results.note(
+        WORKLOAD,
+        f"{sizes.wakeup_notify_n} jobs {sizes.wakeup_gap_s * 1000:.0f} ms apart per notifier (+10 warm-up), "
+        "created with queuert.start_chain inside transaction_hooks(notifier); staged worker, concurrency 10; "
+        "brokers with queuert.notify = 'none' on the database",
+    )
+

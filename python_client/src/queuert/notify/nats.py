@@ -1,0 +1,287 @@
+"""NATS notifier: core NATS subjects for the events, a JetStream key-value
+bucket for wake budgets when JetStream is there.
+
+::
+
+    notifier = NatsNotifier("nats://127.0.0.1:4222")
+
+Wire format (``<p>`` is the prefix, default ``queuert``, one per schema):
+
+* subjects ``<p>.job_ready`` (type name), ``<p>.chain_completed`` (chain
+  id), ``<p>.job_lost`` (job id), core NATS publish / subscribe (no stream:
+  events are hints, kept nowhere);
+* wake budgets: KV bucket ``<p>-wake-hints`` (memory storage, history 1,
+  ``max_age`` = ``hint_ttl``, so a budget expires ``hint_ttl`` after its last
+  change), one key per type (the type name in URL-safe base64, since type
+  names may hold characters KV keys may not). Topping up and taking are
+  compare-and-set loops (``update(..., last=revision)``; ``create`` for a
+  missing key): concurrent publishers and workers never lose or double a
+  unit. The top-up is acknowledged by JetStream before the event is
+  published, so a woken worker finds its unit.
+
+Without JetStream (``nats-server`` without ``-js``) the events still flow and
+:meth:`~queuert.notify.base.Notifier.take_wake_hint` answers True (every
+woken worker claims, as with LISTEN/NOTIFY).
+
+One connection carries both publishing and subscriptions. nats-py's own
+reconnection is off: a lost connection closes, publishing drops its hints
+until a publish reconnects, and the subscriber reconnects with the notifier's
+backoff and sends ``resync`` (nats-py would resubscribe silently, and the
+events lost during the gap would go unnoticed). nats-py's PINGs
+(``health_interval``, two unanswered close the connection) catch a half-open
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Callable, Collection
+from typing import Any
+
+import nats
+from nats.errors import NoServersError
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from queuert.notify.broker import BrokerNotifier, ListenSession
+
+__all__ = ["NatsNotifier"]
+
+logger = logging.getLogger("queuert.notify")
+
+_KINDS = ("job_ready", "chain_completed", "job_lost")
+_CAS_ATTEMPTS = 20
+
+
+def kv_key(type_name: str) -> str:
+    """The KV key of a type's wake budget (URL-safe base64: valid KV key
+    characters whatever the type name holds)."""
+    return base64.urlsafe_b64encode(type_name.encode()).decode().rstrip("=")
+
+
+class NatsNotifier(BrokerNotifier):
+    """Events over core NATS, wake budgets in a JetStream KV bucket.
+
+    ``servers``: a URL or a list of URLs (``nats://``, ``tls://``).
+    ``connect_options``: more keyword arguments for ``nats.connect`` (TLS,
+    credentials, ...). ``health_interval``: seconds between nats-py PINGs.
+    Other options: :class:`~queuert.notify.broker.BrokerNotifier`.
+    """
+
+    broker_name = "NATS"
+
+    def __init__(
+        self,
+        servers: str | list[str] = "nats://127.0.0.1:4222",
+        *,
+        prefix: str = "queuert",
+        connect_options: dict[str, Any] | None = None,
+        health_interval: float = 10.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(prefix=prefix, **options)
+        self.servers = servers
+        self.connect_options = dict(connect_options or {})
+        self.health_interval = health_interval
+        self.subjects = {kind: f"{self.prefix}.{kind}" for kind in _KINDS}
+        self.bucket = f"{self.prefix}-wake-hints"
+        self._nc: Client | None = None
+        self._kv: KeyValue | None = None
+        self._connecting: asyncio.Lock | None = None
+        self._closed_event: asyncio.Event | None = None  # set when _nc closes
+
+    # -- the connection (on the I/O loop) ----------------------------------------
+
+    async def _connection(self) -> Client:
+        nc = self._nc
+        if nc is not None and nc.is_connected:
+            return nc
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            nc = self._nc
+            if nc is not None and nc.is_connected:
+                return nc
+            if nc is not None:
+                self._nc = self._kv = None
+                await _close(nc)
+
+            closed = asyncio.Event()
+            errors: list[Exception] = []
+
+            async def quiet_error(exc: Exception) -> None:
+                errors.append(exc)
+                logger.debug("NATS notifier: %s", exc)
+
+            async def on_closed() -> None:
+                closed.set()
+
+            options: dict[str, Any] = {
+                "connect_timeout": 2,
+                "ping_interval": self.health_interval,
+                "max_outstanding_pings": 2,
+                "name": f"queuert-{self.prefix}",
+                **self.connect_options,
+            }
+            try:
+                # one round over the servers (nats-py's default retries a
+                # down server forever, even with allow_reconnect off)
+                nc = await nats.connect(
+                    self.servers,
+                    allow_reconnect=False,
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0,
+                    error_cb=quiet_error,
+                    disconnected_cb=on_closed,
+                    closed_cb=on_closed,
+                    **options,
+                )
+            except NoServersError:
+                raise ConnectionError(f"no NATS server reachable ({errors[-1] if errors else 'no server'})") from None
+            self._nc, self._closed_event = nc, closed
+            self._kv = await self._hint_bucket(nc)
+            return nc
+
+    async def _hint_bucket(self, nc: Client) -> KeyValue | None:
+        js = nc.jetstream(timeout=2.0)
+        try:
+            return await js.create_key_value(
+                KeyValueConfig(bucket=self.bucket, history=1, ttl=self.hint_ttl, storage=StorageType.MEMORY)
+            )
+        except Exception as exc:
+            try:  # it exists with another configuration: use it as it is
+                return await js.key_value(self.bucket)
+            except Exception:
+                pass
+            if self.wake_budgets:
+                logger.info("NATS notifier: no JetStream KV (%s); wake budgets off, every woken worker claims", exc)
+            self.wake_budgets = False
+            return None
+
+    async def _close_clients(self) -> None:
+        nc, self._nc, self._kv = self._nc, None, None
+        self._connecting = None
+        if nc is not None:
+            await _close(nc)
+
+    def _forget_clients(self) -> None:
+        self._nc = self._kv = None
+        self._connecting = None
+
+    # -- publishing and hints --------------------------------------------------
+
+    async def _send(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
+        nc = await self._connection()
+        kv = self._kv
+        if kv is not None:
+            for name, n in ready.items():
+                await _cas(kv, kv_key(name), _add(n))
+        for kind, payloads in (("job_ready", list(ready)), ("chain_completed", chains), ("job_lost", lost)):
+            subject = self.subjects[kind]
+            for payload in payloads:
+                await nc.publish(subject, payload.encode())
+        await nc.flush(timeout=max(1, int(self.send_timeout)))
+
+    async def _take_hint(self, type_names: list[str]) -> bool:
+        await self._connection()
+        kv = self._kv
+        if kv is None:
+            return True
+        for name in type_names:
+            if await _cas(kv, kv_key(name), _take_one):
+                return True
+        return False
+
+    # -- subscribing -------------------------------------------------------------
+
+    async def _listen(self, kinds: frozenset[str], deliver: Callable[[str, str], None]) -> ListenSession:
+        nc = await self._connection()
+        assert self._closed_event is not None
+        session = _NatsSession(self, nc, self._closed_event, deliver)
+        await session.add(kinds)
+        return session
+
+
+def _add(n: int) -> Callable[[int], int | None]:
+    return lambda units: units + n
+
+
+def _take_one(units: int) -> int | None:
+    return units - 1 if units > 0 else None
+
+
+async def _cas(kv: KeyValue, key: str, change: Callable[[int], int | None]) -> bool:
+    """Apply ``change`` to the integer under ``key`` with compare-and-set;
+    ``change`` returns None to leave it. True when a change was written."""
+    for _ in range(_CAS_ATTEMPTS):
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:
+            entry = None
+        units = int(entry.value or b"0") if entry is not None else 0
+        new = change(units)
+        if new is None:
+            return False
+        try:
+            if entry is None:
+                await kv.create(key, str(new).encode())
+            else:
+                await kv.update(key, str(new).encode(), last=entry.revision)
+            return True
+        except KeyWrongLastSequenceError:
+            continue  # someone else changed it: read again
+    raise RuntimeError(f"wake budget {key!r}: too much contention")
+
+
+class _NatsSession(ListenSession):
+    def __init__(
+        self, notifier: NatsNotifier, nc: Client, closed: asyncio.Event, deliver: Callable[[str, str], None]
+    ) -> None:
+        self.n = notifier
+        self.nc = nc
+        self.closed = closed
+        self.deliver = deliver
+        self.subs: dict[str, NatsSubscription] = {}
+
+    async def add(self, kinds: Collection[str]) -> None:
+        for kind in kinds:
+            if kind not in self.subs:
+
+                async def on_msg(msg: Msg, kind: str = kind) -> None:
+                    self.deliver(kind, msg.data.decode("utf-8", "replace"))
+
+                self.subs[kind] = await self.nc.subscribe(self.n.subjects[kind], cb=on_msg)
+        # live once the server has the interest (a PING / PONG behind the SUBs)
+        await self.nc.flush(timeout=max(1, int(self.n.send_timeout)))
+
+    async def remove(self, kinds: Collection[str]) -> None:
+        for kind in kinds:
+            sub = self.subs.pop(kind, None)
+            if sub is not None:
+                await sub.unsubscribe()
+
+    async def run(self) -> None:
+        # nats-py reads on its own tasks; we only wait for the end
+        await self.closed.wait()
+        raise ConnectionError("NATS connection closed")
+
+    async def close(self) -> None:
+        subs, self.subs = list(self.subs.values()), {}
+        for sub in subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # the connection is gone
+                pass
+
+
+async def _close(nc: Client) -> None:
+    try:
+        await nc.close()
+    except Exception:
+        pass

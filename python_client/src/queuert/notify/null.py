@@ -1,0 +1,33 @@
+"""A notifier that carries nothing: poll-only workers.
+
+``Worker(dsn, notifier=NullNotifier())`` (``queuert worker --notify none``)
+never wakes early: it claims when its poll timer (``next_due_at``, capped by
+``poll_interval``) says so. For setups with no broker and no usable LISTEN
+(PgBouncer in transaction mode without Redis or NATS); pair it with
+``SET queuert.notify = 'none'`` for the role or database so the engine sends
+no NOTIFY either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from queuert.notify.base import Notifier, NotifyEvent, ReadyTypes, Subscription
+
+__all__ = ["NullNotifier"]
+
+
+class NullNotifier(Notifier):
+    """Publishes nothing and delivers only the ``resync`` of a new subscriber."""
+
+    async def publish_job_ready(self, type_names: ReadyTypes) -> None:
+        return None
+
+    async def publish_chain_completed(self, chain_ids: Iterable[str]) -> None:
+        return None
+
+    async def publish_job_lost(self, job_ids: Iterable[str]) -> None:
+        return None
+
+    async def _subscribed(self, sub: Subscription) -> None:
+        sub.deliver(NotifyEvent("resync", ""))

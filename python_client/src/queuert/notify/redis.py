@@ -1,0 +1,299 @@
+"""Redis notifier: pub/sub for the events, a Lua-kept budget for wake hints.
+
+Standalone Redis or Redis Cluster (``cluster=True``, or a
+``redis.asyncio.cluster.RedisCluster`` client)::
+
+    notifier = RedisNotifier("redis://127.0.0.1:6379/0")           # standalone
+    notifier = RedisNotifier("redis://10.0.0.5:7000", cluster=True)  # any node
+
+Wire format (``<p>`` is the prefix, default ``queuert``, one per schema):
+
+* channels ``<p>:job_ready`` (type name), ``<p>:chain_completed`` (chain
+  id), ``<p>:job_lost`` (job id): classic PUBLISH / SUBSCRIBE;
+* wake budgets: keys ``{<p>}:hint:<type>`` (one hash tag, so one cluster
+  slot, so one script may touch several), topped up and published by one Lua
+  script (budget first, then the PUBLISH, atomically: a woken worker always
+  finds its unit) and taken by another (GET, DECR or DEL), with an expiry of
+  ``hint_ttl`` refreshed on every top-up.
+
+Cluster: classic pub/sub, not sharded. A PUBLISH reaches subscribers on any
+node (the cluster bus forwards it), so the subscriber holds one connection to
+one node (picked at random, another one after a failure) and needs no
+resubscription when slots move; the price, every message crossing the bus to
+every node, is small for queuert's traffic (one message per type per batch,
+one per completed chain). Sharded pub/sub (SSUBSCRIBE) would need a
+connection per shard and a resubscription on every slot migration, for
+savings that matter only at far higher message rates.
+
+The subscriber runs on its own connection (not from the client's pool, with
+no socket timeout and no silent reconnect): a lost connection surfaces at
+once, is reopened with backoff, and every reopening sends ``resync``. An idle
+connection is PINGed every ``health_interval`` seconds and dropped when no
+answer comes within ``health_timeout`` (a half-open connection otherwise
+stays silent forever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Collection
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+from queuert.notify.broker import BrokerNotifier, ListenSession
+
+__all__ = ["RedisNotifier"]
+
+_KINDS = ("job_ready", "chain_completed", "job_lost")
+
+# KEYS: budget keys, one per ready type (all in one slot: hash tag {prefix})
+# ARGV: ttl ms, the job_ready channel, (count, type name) per key, then
+# (channel, payload) pairs of the other events.
+_SEND = """
+local n = #KEYS
+for i = 1, n do
+  redis.call('INCRBY', KEYS[i], ARGV[1 + 2 * i])
+  redis.call('PEXPIRE', KEYS[i], ARGV[1])
+end
+for i = 1, n do
+  redis.call('PUBLISH', ARGV[2], ARGV[2 + 2 * i])
+end
+for i = 3 + 2 * n, #ARGV, 2 do
+  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
+return n
+"""
+
+# KEYS: budget keys in the caller's order; returns the 1-based index of the
+# key a unit was taken from, 0 when all are empty.
+_TAKE = """
+for i, key in ipairs(KEYS) do
+  local units = tonumber(redis.call('GET', key) or '0') or 0
+  if units > 0 then
+    if units == 1 then redis.call('DEL', key) else redis.call('DECR', key) end
+    return i
+  end
+end
+return 0
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+class RedisNotifier(BrokerNotifier):
+    """Events over Redis pub/sub, wake budgets in Redis keys.
+
+    ``client``: a URL (``redis://``, ``rediss://``, ``unix://``) or a
+    ``redis.asyncio.Redis`` / ``RedisCluster`` client. A client is used from
+    the notifier's own I/O thread (see :mod:`queuert.notify.broker`): give it
+    one that nothing else uses. ``cluster``: treat a URL as one node of a Redis
+    Cluster. ``health_interval`` / ``health_timeout``: the subscriber's
+    PING watch. Other options: :class:`~queuert.notify.broker.BrokerNotifier`.
+    """
+
+    broker_name = "Redis"
+
+    def __init__(
+        self,
+        client: str | aioredis.Redis | RedisCluster = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "queuert",
+        cluster: bool = False,
+        health_interval: float = 15.0,
+        health_timeout: float = 5.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(prefix=prefix, **options)
+        if isinstance(client, str):
+            self.url: str | None = client
+            self._client: aioredis.Redis | RedisCluster | None = None
+            self.cluster = cluster
+        elif isinstance(client, RedisCluster):
+            self.url, self._client, self.cluster = None, client, True
+        elif isinstance(client, aioredis.Redis):
+            self.url, self._client, self.cluster = None, client, False
+        else:
+            raise TypeError(f"RedisNotifier needs a URL or a redis.asyncio client, not {client!r}")
+        self.health_interval = health_interval
+        self.health_timeout = health_timeout
+        self.channels = {kind: f"{self.prefix}:{kind}" for kind in _KINDS}
+        self._kind_of = {name: kind for kind, name in self.channels.items()}
+        self._scripts: tuple[Any, Any] | None = None  # (send, take), per client
+
+    def budget_key(self, type_name: str) -> str:
+        """The Redis key holding ``type_name``'s wake budget."""
+        return f"{{{self.prefix}}}:hint:{type_name}"
+
+    # -- clients (on the I/O loop) ---------------------------------------------
+
+    def _redis(self) -> aioredis.Redis | RedisCluster:
+        if self._client is None:
+            assert self.url is not None
+            if self.cluster:
+                self._client = RedisCluster.from_url(
+                    self.url, socket_connect_timeout=2.0, socket_timeout=self.send_timeout
+                )
+            else:
+                self._client = aioredis.Redis.from_url(
+                    self.url, socket_connect_timeout=2.0, socket_timeout=self.send_timeout
+                )
+        return self._client
+
+    def _script(self, which: int) -> Any:
+        if self._scripts is None:
+            client = self._redis()
+            self._scripts = (client.register_script(_SEND), client.register_script(_TAKE))
+        return self._scripts[which]
+
+    async def _close_clients(self) -> None:
+        client, self._scripts = self._client, None
+        if client is None:
+            return
+        if self.url is not None:  # ours: closed, and made again on next use
+            self._client = None
+            await client.aclose()
+        elif isinstance(client, RedisCluster):
+            await client.aclose()
+        else:  # the caller's: only its connections, made on our loop
+            await client.connection_pool.disconnect()
+
+    def _forget_clients(self) -> None:
+        self._scripts = None
+        if self.url is not None:
+            self._client = None
+
+    # -- publishing and hints --------------------------------------------------
+
+    async def _send(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
+        keys = [self.budget_key(name) for name in ready]
+        args: list[Any] = [int(self.hint_ttl * 1000), self.channels["job_ready"]]
+        for name, n in ready.items():
+            args += [n, name]
+        for kind, ids in (("chain_completed", chains), ("job_lost", lost)):
+            channel = self.channels[kind]
+            for payload in ids:
+                args += [channel, payload]
+        await self._script(0)(keys=keys, args=args)
+
+    async def _take_hint(self, type_names: list[str]) -> bool:
+        taken = await self._script(1)(keys=[self.budget_key(n) for n in type_names])
+        return int(taken) > 0
+
+    # -- subscribing ---------------------------------------------------------------
+
+    async def _connection_specs(self) -> list[tuple[type[Any], dict[str, Any]]]:
+        """How to open a subscriber connection: (class, kwargs) per candidate
+        node, in the order to try them."""
+        client = self._redis()
+        if isinstance(client, RedisCluster):
+            await client.initialize()
+            nodes = client.get_nodes()
+            random.shuffle(nodes)
+            return [(node.connection_class, dict(node.connection_kwargs)) for node in nodes]
+        pool = client.connection_pool
+        return [(pool.connection_class, dict(pool.connection_kwargs))]
+
+    async def _listen(self, kinds: frozenset[str], deliver: Callable[[str, str], None]) -> ListenSession:
+        errors: list[str] = []
+        for cls, kwargs in await self._connection_specs():
+            # no read timeout (a subscriber waits), RESP2 (messages as
+            # replies, not pushes), and no retries hidden inside redis-py
+            kwargs.update(socket_timeout=None, protocol=2, retry=None, retry_on_timeout=False)
+            for key in ("retry_on_error", "maint_notifications_config", "maint_notifications_pool_handler"):
+                kwargs.pop(key, None)  # the latter: redis-py 7+ for RESP3 pools only
+            conn = cls(**kwargs)
+            try:
+                session = _RedisSession(self, conn, deliver)
+                await session.open(kinds)
+                return session
+            except Exception as exc:
+                errors.append(f"{kwargs.get('host', kwargs.get('path'))}:{kwargs.get('port', '')}: {exc}")
+                await _disconnect(conn)
+        raise ConnectionError("; ".join(errors) or "no Redis node to subscribe on")
+
+
+class _RedisSession(ListenSession):
+    """SUBSCRIBE on one dedicated connection, read by :meth:`run`."""
+
+    def __init__(self, notifier: RedisNotifier, conn: Any, deliver: Callable[[str, str], None]) -> None:
+        self.n = notifier
+        self.conn = conn
+        self.deliver = deliver
+        self.last_read = time.monotonic()
+        # SUBSCRIBE confirmations awaited by add(), by channel name
+        self.confirming: dict[str, asyncio.Future[None]] = {}
+
+    async def open(self, kinds: Collection[str]) -> None:
+        await self.conn.connect()
+        channels = [self.n.channels[k] for k in kinds]
+        await self.conn.send_command("SUBSCRIBE", *channels)
+        # the confirmations, one per channel, before we call it live
+        for _ in channels:
+            reply = await asyncio.wait_for(self.conn.read_response(), self.n.health_timeout)
+            if not (isinstance(reply, list) and _text(reply[0]) == "subscribe"):
+                raise ConnectionError(f"unexpected reply to SUBSCRIBE: {reply!r}")
+
+    async def add(self, kinds: Collection[str]) -> None:
+        # live only once the server confirmed (run() reads the confirmations):
+        # a PUBLISH from elsewhere may otherwise overtake the SUBSCRIBE
+        channels = [self.n.channels[k] for k in kinds]
+        loop = asyncio.get_running_loop()
+        waits = [self.confirming.setdefault(ch, loop.create_future()) for ch in channels]
+        await self.conn.send_command("SUBSCRIBE", *channels)
+        await asyncio.wait_for(asyncio.gather(*waits), self.n.health_timeout)
+
+    async def remove(self, kinds: Collection[str]) -> None:
+        await self.conn.send_command("UNSUBSCRIBE", *[self.n.channels[k] for k in kinds])
+
+    async def run(self) -> None:
+        watch = asyncio.get_running_loop().create_task(self._watch(), name="queuert-redis-ping")
+        try:
+            while True:
+                reply = cast(list[Any], await self.conn.read_response())
+                self.last_read = time.monotonic()
+                what = _text(reply[0])
+                if what == "message":
+                    kind = self.n._kind_of.get(_text(reply[1]))
+                    if kind is not None:
+                        self.deliver(kind, _text(reply[2]))
+                elif what == "subscribe":
+                    waiter = self.confirming.pop(_text(reply[1]), None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
+                if watch.done():
+                    watch.result()
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        """PING when idle; a connection that does not answer is closed, which
+        ends run()'s read with an error."""
+        n = self.n
+        while True:
+            idle = time.monotonic() - self.last_read
+            if idle < n.health_interval:
+                await asyncio.sleep(n.health_interval - idle)
+                continue
+            sent = time.monotonic()
+            await self.conn.send_command("PING")
+            await asyncio.sleep(n.health_timeout)
+            if self.last_read < sent:
+                await _disconnect(self.conn)
+                raise ConnectionError(f"no answer to PING within {n.health_timeout}s (half-open connection?)")
+
+    async def close(self) -> None:
+        await _disconnect(self.conn)
+
+
+async def _disconnect(conn: Any) -> None:
+    try:
+        await conn.disconnect()
+    except Exception:  # already broken
+        pass
