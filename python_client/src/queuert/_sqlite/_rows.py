@@ -1,0 +1,112 @@
+"""Result rows of the SQLite engine, shaped like the PostgreSQL engine's.
+
+Every operation returns rows as dicts with the column names, order and
+Python types psycopg gives for the PostgreSQL function: UUIDs, aware UTC
+datetimes, timedeltas, decoded JSON, status as text. So the client's
+``StartedChain.from_row``, ``Job.from_row`` and ``Chain.from_row`` read
+them unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Dict
+from uuid import UUID
+
+from ._values import from_json, from_us, uuid_of
+
+__all__ = [
+    "CHAIN_COLUMNS",
+    "JOB_COLUMNS",
+    "Row",
+    "chain_row",
+    "job_row",
+]
+
+#: One result row: column name -> value, in the PostgreSQL function's order.
+Row = Dict[str, Any]
+
+#: The columns of queuert.job that claim and chain_jobs return, in order
+#: (sqlite/sql/040_claim.sql, 100_inspection.sql).
+JOB_COLUMNS = (
+    "id",
+    "type_name",
+    "chain_id",
+    "chain_type_name",
+    "chain_index",
+    "input",
+    "output",
+    "status",
+    "priority",
+    "attempt",
+    "scheduled_at",
+    "created_at",
+    "completed_at",
+    "completed_by",
+    "leased_by",
+    "leased_until",
+    "last_attempt_at",
+    "last_attempt_error",
+    "continued_to",
+    "dedup_key",
+    "trace_context",
+)
+_JOB_CONVERT = {
+    "id": uuid_of,
+    "chain_id": uuid_of,
+    "continued_to": uuid_of,
+    "input": from_json,
+    "output": from_json,
+    "scheduled_at": from_us,
+    "created_at": from_us,
+    "completed_at": from_us,
+    "leased_until": from_us,
+    "last_attempt_at": from_us,
+    "chain_completed_at": from_us,
+}
+
+CHAIN_COLUMNS = (
+    "chain_id",
+    "type_name",
+    "status",
+    "current_job_id",
+    "current_type_name",
+    "job_count",
+    "created_at",
+    "completed_at",
+    "output",
+)
+_CHAIN_CONVERT = {
+    "chain_id": uuid_of,
+    "current_job_id": uuid_of,
+    "created_at": from_us,
+    "completed_at": from_us,
+    "output": from_json,
+}
+
+
+def _convert(names: Sequence[str], convert: dict[str, Any], values: Sequence[Any]) -> Row:
+    row: Row = {}
+    for name, value in zip(names, values):
+        fn = convert.get(name)
+        row[name] = value if fn is None or value is None else fn(value)
+    return row
+
+
+def job_row(values: Sequence[Any], extra: Sequence[str] = ()) -> Row:
+    """A job row: JOB_COLUMNS, then the ``extra`` columns that follow them
+    (``blockers`` and ``seq`` for claim; ``seq`` and the engine's internal
+    columns for chain_jobs)."""
+    row = _convert(JOB_COLUMNS + tuple(extra), _JOB_CONVERT, values)
+    if "blockers" in row:
+        blockers = from_json(row["blockers"]) or []
+        row["blockers"] = blockers
+    return row
+
+
+def chain_row(values: Sequence[Any]) -> Row:
+    return _convert(CHAIN_COLUMNS, _CHAIN_CONVERT, values)
+
+
+def uuid_list(values: Sequence[str]) -> list[UUID]:
+    return [UUID(v) for v in values]
