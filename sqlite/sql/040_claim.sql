@@ -5,8 +5,10 @@
 -- simply take turns. One statement per filter shape, like PostgreSQL's, so
 -- each walks the claim index in order and stops after :max_jobs rows.
 -- RETURNING comes back in no particular order: the caller sorts the rows
--- into claim order (priority DESC, scheduled_at, seq). In RETURNING the
--- updated row is named by its table's name, not by the alias.
+-- into claim order (priority DESC, scheduled_at, seq). The blockers of the
+-- claimed jobs come from claim_blockers, a second statement: a subquery in
+-- RETURNING cannot use the updated row as an index key (SQLite scans the
+-- whole table there), a SELECT can.
 
 -- name: claim_any
 -- Any type.
@@ -31,30 +33,6 @@ RETURNING
     output, status, priority, attempt, scheduled_at, created_at,
     completed_at, completed_by, leased_by, leased_until, last_attempt_at,
     last_attempt_error, continued_to, dedup_key, trace_context,
-    (
-        -- the blocker chains in blocker order: chain id, the chain's (root's)
-        -- type and its final output (its last job's)
-        SELECT json_group_array(json_object(
-            'chain_id', bc.blocker_chain_id,
-            'type_name', bc.type_name,
-            'output', json(bc.output)
-        ))
-        FROM (
-            SELECT
-                b.blocker_chain_id,
-                r.type_name,
-                coalesce((
-                    SELECT l.output FROM {{ schema }}_job AS l
-                    WHERE l.chain_id = b.blocker_chain_id AND l.chain_index > 0
-                    ORDER BY l.chain_index DESC
-                    LIMIT 1
-                ), r.output) AS output
-            FROM {{ schema }}_job_blocker AS b
-            INNER JOIN {{ schema }}_job AS r ON b.blocker_chain_id = r.id
-            WHERE b.job_id = {{ schema }}_job.id
-            ORDER BY b.position
-        ) AS bc
-    ) AS blockers,
     seq
 
 -- name: claim_types
@@ -81,9 +59,15 @@ RETURNING
     output, status, priority, attempt, scheduled_at, created_at,
     completed_at, completed_by, leased_by, leased_until, last_attempt_at,
     last_attempt_error, continued_to, dedup_key, trace_context,
+    seq
+
+-- name: claim_blockers
+-- For each claimed job of :job_ids: its blocker chains in blocker order, each
+-- with the chain's id, its (root's) type and its final output (its last
+-- job's), as a JSON array ('[]' when it has none).
+SELECT
+    c.value AS job_id,
     (
-        -- the blocker chains in blocker order: chain id, the chain's (root's)
-        -- type and its final output (its last job's)
         SELECT json_group_array(json_object(
             'chain_id', bc.blocker_chain_id,
             'type_name', bc.type_name,
@@ -101,11 +85,11 @@ RETURNING
                 ), r.output) AS output
             FROM {{ schema }}_job_blocker AS b
             INNER JOIN {{ schema }}_job AS r ON b.blocker_chain_id = r.id
-            WHERE b.job_id = {{ schema }}_job.id
+            WHERE b.job_id = c.value
             ORDER BY b.position
         ) AS bc
-    ) AS blockers,
-    seq
+    ) AS blockers
+FROM json_each(:job_ids) AS c
 
 -- name: next_due_at
 -- When the next pending job of these types (NULL: any) becomes due, NULL if

@@ -95,13 +95,9 @@ def _convert(names: Sequence[str], convert: dict[str, Any], values: Sequence[Any
 
 def job_row(values: Sequence[Any], extra: Sequence[str] = ()) -> Row:
     """A job row: JOB_COLUMNS, then the ``extra`` columns that follow them
-    (``blockers`` and ``seq`` for claim; ``seq`` and the engine's internal
-    columns for chain_jobs)."""
-    row = _convert(JOB_COLUMNS + tuple(extra), _JOB_CONVERT, values)
-    if "blockers" in row:
-        blockers = from_json(row["blockers"]) or []
-        row["blockers"] = blockers
-    return row
+    (``seq`` for claim; ``seq`` and the engine's internal columns for
+    chain_jobs)."""
+    return _convert(JOB_COLUMNS + tuple(extra), _JOB_CONVERT, values)
 
 
 def chain_row(values: Sequence[Any]) -> Row:

@@ -11,7 +11,7 @@ from . import _checks as check
 from ._connection import one, reading, rows, writing
 from ._rows import Row, job_row
 from ._statements import statements
-from ._values import from_us, now_us
+from ._values import from_json, from_us, ids_json, now_us
 
 __all__ = ["claim", "next_due_at"]
 
@@ -63,7 +63,14 @@ def claim(
                 "now": now_us(),
             },
         )
-    claimed = [job_row(r, ("blockers", "seq")) for r in found]
+        blockers = dict(rows(conn, q["claim_blockers"], {"job_ids": ids_json([r[0] for r in found])})) if found else {}
+    claimed = []
+    for r in found:
+        row = job_row(r, ("seq",))
+        # the columns of queuert.job, then blockers and seq (PostgreSQL's order)
+        row["blockers"] = from_json(blockers[r[0]])
+        row["seq"] = row.pop("seq")
+        claimed.append(row)
     claimed.sort(key=lambda r: (-r["priority"], r["scheduled_at"], r["seq"]))
     return claimed
 

@@ -12,6 +12,7 @@ schema for items with ids, blockers or dedup keys.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -52,10 +53,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _uuid_text(value: Any) -> str | None:
+    """The stored form of an id (lower case, hyphens), or None if it is none."""
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, str):
+        if _CANONICAL_UUID.fullmatch(value):
+            return value  # the common case, without building a UUID
+
         try:
             return str(UUID(value))
         except ValueError:
