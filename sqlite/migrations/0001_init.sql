@@ -173,6 +173,10 @@ WHERE r.chain_index = 0;
 -- oldest due pending job has waited, by SQLite's clock (millisecond
 -- precision; queuert._sqlite.stats() uses the engine's clock instead).
 CREATE VIEW {{ schema }}_stats AS
+WITH clock AS (
+    SELECT cast(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000 AS now
+)
+
 SELECT
     j.type_name,
     j.status,
@@ -181,7 +185,5 @@ SELECT
         WHEN j.status = 'pending' AND j.scheduled_at <= c.now THEN j.scheduled_at
     END) AS oldest_due_age
 FROM {{ schema }}_job AS j
-CROSS JOIN (
-    SELECT CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000 AS now
-) AS c
+CROSS JOIN clock AS c
 GROUP BY j.type_name, j.status;

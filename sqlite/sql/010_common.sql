@@ -8,7 +8,9 @@
 -- A write that changes nothing: inside a caller's transaction it takes
 -- SQLite's write lock before the call reads anything, as BEGIN IMMEDIATE
 -- does for the engine's own transactions.
-UPDATE {{ schema }}_job_type SET type_name = type_name WHERE 0
+UPDATE {{ schema }}_job_type
+SET type_name = type_name
+WHERE 0;
 
 -- name: job_for_action
 -- The job that complete, continue_with or fail acts on, with the verdict of
@@ -91,7 +93,7 @@ FROM (
         END AS reason
     FROM {{ schema }}_job AS j
     WHERE j.id = :job_id
-) AS v
+) AS v;
 
 -- name: blocker_state
 -- The blocker chains given to a new job (distinct, in blocker order): the
@@ -109,15 +111,15 @@ SELECT
     ) AS missing,
     (
         SELECT count(*) FROM json_each(:blockers) AS b
-        INNER JOIN {{ schema }}_job AS r ON r.id = b.value AND r.chain_index = 0
+        INNER JOIN {{ schema }}_job AS r ON b.value = r.id AND r.chain_index = 0
         WHERE r.chain_completed_at IS NULL
-    ) AS open_count
+    ) AS open_count;
 
 -- name: insert_blockers
 -- A new job's blocker edges, in blocker order.
 INSERT INTO {{ schema }}_job_blocker (job_id, position, blocker_chain_id)
-SELECT :job_id, b.key + 1, b.value
-FROM json_each(:blockers) AS b
+SELECT :job_id AS job_id, b.key + 1 AS position, b.value AS blocker_chain_id
+FROM json_each(:blockers) AS b;
 
 -- name: batch_outcomes
 -- The per-job answer of a fenced batch call (complete_jobs, fail_jobs,
@@ -134,7 +136,7 @@ SELECT
     END AS outcome
 FROM json_each(:job_ids) AS u
 LEFT JOIN {{ schema }}_job AS x ON u.value = x.id
-ORDER BY u.key
+ORDER BY u.key;
 
 -- name: unblocked_by
 -- After chains completed in this call (the job_chain_completed trigger has
@@ -157,4 +159,4 @@ WHERE
         WHERE b.blocker_chain_id IN (SELECT c.value FROM json_each(:chain_ids) AS c)
     )
     AND j.status = 'pending'
-    AND j.open_blockers = 0
+    AND j.open_blockers = 0;

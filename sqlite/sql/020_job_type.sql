@@ -2,7 +2,7 @@
 
 -- name: set_job_type
 -- The whole policy of a type (arguments already checked and defaulted).
-INSERT INTO {{ schema }}_job_type AS t (
+INSERT INTO {{ schema }}_job_type (
     type_name, max_attempts, backoff_initial, backoff_multiplier,
     backoff_max, lease, updated_at
 )
@@ -19,4 +19,4 @@ ON CONFLICT (type_name) DO UPDATE SET
     updated_at = excluded.updated_at
 RETURNING
     type_name, max_attempts, backoff_initial, backoff_multiplier,
-    backoff_max, lease, updated_at
+    backoff_max, lease, updated_at;

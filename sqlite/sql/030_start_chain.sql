@@ -16,7 +16,7 @@ VALUES (
     :now, :dedup_key, :trace_context, :open_blockers
 )
 ON CONFLICT (id) DO NOTHING
-RETURNING status, scheduled_at
+RETURNING status, scheduled_at;
 
 -- name: find_dedup_match
 -- The chain a start with this dedup key resolves to, if any: the most
@@ -33,4 +33,4 @@ WHERE
     AND (:dedup_window IS NULL OR r.created_at >= :now - :dedup_window)
     AND (:dedup_scope = 'any' OR c.status NOT IN ('completed', 'cancelled'))
 ORDER BY r.created_at DESC, r.seq DESC
-LIMIT 1
+LIMIT 1;

@@ -3,9 +3,9 @@
 --
 -- Plain items (a type, an input, maybe a delay, priority or trace context)
 -- are inserted by one statement from a JSON array. Items with ids, blockers
--- or dedup keys go through a working table in the connection's temp schema
+-- or dedup keys go through working tables in the connection's temp schema
 -- (the PostgreSQL engine's chain_item array): loaded once, resolved by a few
--- statements, inserted, cleared.
+-- statements, inserted, cleared. Unqualified names find temp tables first.
 
 -- name: start_chains_plain
 -- :items is a JSON array of [id, type_name, input JSON text, priority,
@@ -16,25 +16,24 @@ INSERT INTO {{ schema }}_job (
     priority, scheduled_at, created_at, trace_context
 )
 SELECT
-    json_extract(i.value, '$[0]'),
-    json_extract(i.value, '$[1]'),
-    json_extract(i.value, '$[0]'),
-    json_extract(i.value, '$[1]'),
-    0,
-    json_extract(i.value, '$[2]'),
-    'pending',
-    json_extract(i.value, '$[3]'),
+    json_extract(i.value, '$[0]') AS id,
+    json_extract(i.value, '$[1]') AS type_name,
+    json_extract(i.value, '$[0]') AS chain_id,
+    json_extract(i.value, '$[1]') AS chain_type_name,
+    0 AS chain_index,
+    json_extract(i.value, '$[2]') AS input,
+    'pending' AS status,
+    json_extract(i.value, '$[3]') AS priority,
     max(coalesce(
         json_extract(i.value, '$[4]'),
         :now + json_extract(i.value, '$[5]'),
         :now
-    ), :now),
-    :now,
-    json_extract(i.value, '$[6]')
+    ), :now) AS scheduled_at,
+    :now AS created_at,
+    json_extract(i.value, '$[6]') AS trace_context
 FROM json_each(:items) AS i
-WHERE true
 ORDER BY i.key
-RETURNING id, scheduled_at
+RETURNING id, scheduled_at;
 
 -- name: batch_item_table
 CREATE TEMP TABLE IF NOT EXISTS {{ schema }}_batch_item (
@@ -55,15 +54,16 @@ CREATE TEMP TABLE IF NOT EXISTS {{ schema }}_batch_item (
     existing_scheduled_at INTEGER,
     existing_created_at INTEGER,
     open_blockers INTEGER NOT NULL DEFAULT 0
-)
+);
 
 -- name: batch_item_id_index
-CREATE INDEX IF NOT EXISTS temp.{{ schema }}_batch_item_id
-ON {{ schema }}_batch_item (id)
+-- (an index on a temp table is created in the temp schema)
+CREATE INDEX IF NOT EXISTS {{ schema }}_batch_item_id
+ON {{ schema }}_batch_item (id);
 
 -- name: batch_item_resolved_index
-CREATE INDEX IF NOT EXISTS temp.{{ schema }}_batch_item_resolved
-ON {{ schema }}_batch_item (resolved_id)
+CREATE INDEX IF NOT EXISTS {{ schema }}_batch_item_resolved
+ON {{ schema }}_batch_item (resolved_id);
 
 -- name: batch_edge_table
 CREATE TEMP TABLE IF NOT EXISTS {{ schema }}_batch_edge (
@@ -73,16 +73,16 @@ CREATE TEMP TABLE IF NOT EXISTS {{ schema }}_batch_edge (
     chain_id TEXT,
     internal INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (ord, pos)
-) WITHOUT ROWID
+) WITHOUT ROWID;
 
 -- name: batch_clear_items
-DELETE FROM temp.{{ schema }}_batch_item
+DELETE FROM {{ schema }}_batch_item;
 
 -- name: batch_clear_edges
-DELETE FROM temp.{{ schema }}_batch_edge
+DELETE FROM {{ schema }}_batch_edge;
 
 -- name: batch_add_item
-INSERT INTO temp.{{ schema }}_batch_item (
+INSERT INTO {{ schema }}_batch_item (
     ord, id, id_given, type_name, input, scheduled_at, dedup_key, dedup_scope,
     dedup_window, priority, trace_context, resolved_id
 )
@@ -90,20 +90,20 @@ VALUES (
     :ord, :id, :id_given, :type_name, :input,
     max(coalesce(:schedule_at, :now + :schedule_after, :now), :now),
     :dedup_key, :dedup_scope, :dedup_window, :priority, :trace_context, :id
-)
+);
 
 -- name: batch_add_edge
-INSERT INTO temp.{{ schema }}_batch_edge (ord, pos, ref) VALUES (:ord, :pos, :ref)
+INSERT INTO {{ schema }}_batch_edge (ord, pos, ref) VALUES (:ord, :pos, :ref);
 
 -- name: batch_repeated_id
 -- One id given to two items.
 SELECT i.id
-FROM temp.{{ schema }}_batch_item AS i
+FROM {{ schema }}_batch_item AS i
 WHERE i.id_given
 GROUP BY i.id
 HAVING count(*) > 1
 ORDER BY min(i.ord)
-LIMIT 1
+LIMIT 1;
 
 -- name: batch_dedup
 -- The first item of each (type, dedup key) looks for an existing chain (as
@@ -111,7 +111,7 @@ LIMIT 1
 -- first did.
 WITH firsts AS (
     SELECT i.type_name, i.dedup_key, min(i.ord) AS ord
-    FROM temp.{{ schema }}_batch_item AS i
+    FROM {{ schema }}_batch_item AS i
     WHERE i.dedup_key IS NOT NULL
     GROUP BY i.type_name, i.dedup_key
 ),
@@ -136,70 +136,76 @@ resolved AS (
             LIMIT 1
         ) AS match_id
     FROM firsts AS f
-    INNER JOIN temp.{{ schema }}_batch_item AS fi ON f.ord = fi.ord
+    INNER JOIN {{ schema }}_batch_item AS fi ON f.ord = fi.ord
 )
 
-UPDATE temp.{{ schema }}_batch_item AS i
+UPDATE {{ schema }}_batch_item AS i
 SET
     resolved_id = coalesce(r.match_id, r.first_id),
     deduplicated = (r.match_id IS NOT NULL OR i.ord > r.first_ord)
 FROM resolved AS r
-WHERE i.type_name = r.type_name AND i.dedup_key = r.dedup_key
+WHERE i.type_name = r.type_name AND i.dedup_key = r.dedup_key;
 
 -- name: batch_existing
 -- What an item that resolved to an existing chain returns: that chain's
 -- current status, its root's scheduled_at and created_at.
-UPDATE temp.{{ schema }}_batch_item AS i
+UPDATE {{ schema }}_batch_item AS i
 SET
     existing_status = c.status,
     existing_scheduled_at = r.scheduled_at,
     existing_created_at = r.created_at
 FROM {{ schema }}_job AS r
 INNER JOIN {{ schema }}_chain AS c ON r.id = c.chain_id
-WHERE i.deduplicated AND i.resolved_id = r.id
+WHERE i.deduplicated AND i.resolved_id = r.id;
 
 -- name: batch_resolve_edges
 -- A blocker naming an item of the batch by its given id means the chain
 -- that item resolved to.
-UPDATE temp.{{ schema }}_batch_edge AS e
+UPDATE {{ schema }}_batch_edge AS e
 SET chain_id = coalesce((
-    SELECT s.resolved_id FROM temp.{{ schema }}_batch_item AS s
+    SELECT s.resolved_id FROM {{ schema }}_batch_item AS s
     WHERE s.id_given AND s.id = e.ref
-), e.ref)
+), e.ref);
 
 -- name: batch_bad_edge
 -- A blocker naming the item itself or a later one (QU002).
 SELECT e.ord, e.ref
-FROM temp.{{ schema }}_batch_edge AS e
-INNER JOIN temp.{{ schema }}_batch_item AS i ON e.ord = i.ord
-INNER JOIN temp.{{ schema }}_batch_item AS s ON s.id_given AND e.ref = s.id
+FROM {{ schema }}_batch_edge AS e
+INNER JOIN {{ schema }}_batch_item AS i ON e.ord = i.ord
+INNER JOIN {{ schema }}_batch_item AS s ON s.id_given AND e.ref = s.id
 WHERE NOT i.deduplicated AND s.ord >= e.ord
 ORDER BY e.ord, e.pos
-LIMIT 1
+LIMIT 1;
 
 -- name: batch_drop_edges
 -- Edges of items that deduplicated (they insert nothing), and repeats of a
 -- chain in one item's blockers (its first position stays).
-DELETE FROM temp.{{ schema }}_batch_edge AS e
+DELETE FROM {{ schema }}_batch_edge
 WHERE
-    e.ord IN (SELECT i.ord FROM temp.{{ schema }}_batch_item AS i WHERE i.deduplicated)
-    OR EXISTS (
-        SELECT 1 FROM temp.{{ schema }}_batch_edge AS e2
-        WHERE e2.ord = e.ord AND e2.chain_id = e.chain_id AND e2.pos < e.pos
+    ord IN (
+        SELECT i.ord FROM {{ schema }}_batch_item AS i
+        WHERE i.deduplicated
     )
+    OR EXISTS (
+        SELECT 1 FROM {{ schema }}_batch_edge AS e2
+        WHERE
+            e2.ord = {{ schema }}_batch_edge.ord
+            AND e2.chain_id = {{ schema }}_batch_edge.chain_id
+            AND e2.pos < {{ schema }}_batch_edge.pos
+    );
 
 -- name: batch_mark_internal
 -- Edges to chains this batch creates.
-UPDATE temp.{{ schema }}_batch_edge
+UPDATE {{ schema }}_batch_edge
 SET internal = chain_id IN (
-    SELECT i.resolved_id FROM temp.{{ schema }}_batch_item AS i
+    SELECT i.resolved_id FROM {{ schema }}_batch_item AS i
     WHERE NOT i.deduplicated
-)
+);
 
 -- name: batch_missing_blocker
 -- A blocker outside the batch that is not a chain (QU002).
 SELECT e.chain_id
-FROM temp.{{ schema }}_batch_edge AS e
+FROM {{ schema }}_batch_edge AS e
 WHERE
     NOT e.internal
     AND NOT EXISTS (
@@ -207,23 +213,23 @@ WHERE
         WHERE r.id = e.chain_id AND r.chain_index = 0
     )
 ORDER BY e.ord, e.pos
-LIMIT 1
+LIMIT 1;
 
 -- name: batch_existing_id
 -- A given id that a job already has (QU006).
 SELECT i.resolved_id
-FROM temp.{{ schema }}_batch_item AS i
+FROM {{ schema }}_batch_item AS i
 INNER JOIN {{ schema }}_job AS j ON i.resolved_id = j.id
 WHERE i.id_given AND NOT i.deduplicated
 ORDER BY i.ord
-LIMIT 1
+LIMIT 1;
 
 -- name: batch_count_open
 -- Open blockers of each new item: chains of the batch, and chains outside
 -- it that are not complete.
-UPDATE temp.{{ schema }}_batch_item AS i
+UPDATE {{ schema }}_batch_item AS i
 SET open_blockers = (
-    SELECT count(*) FROM temp.{{ schema }}_batch_edge AS e
+    SELECT count(*) FROM {{ schema }}_batch_edge AS e
     WHERE
         e.ord = i.ord
         AND (
@@ -234,7 +240,7 @@ SET open_blockers = (
             )
         )
 )
-WHERE NOT i.deduplicated
+WHERE NOT i.deduplicated;
 
 -- name: batch_insert_jobs
 INSERT INTO {{ schema }}_job (
@@ -242,22 +248,41 @@ INSERT INTO {{ schema }}_job (
     priority, scheduled_at, created_at, dedup_key, trace_context, open_blockers
 )
 SELECT
-    i.resolved_id, i.type_name, i.resolved_id, i.type_name, 0, i.input,
-    CASE WHEN i.open_blockers > 0 THEN 'blocked' ELSE 'pending' END,
-    i.priority, i.scheduled_at, :now, i.dedup_key, i.trace_context, i.open_blockers
-FROM temp.{{ schema }}_batch_item AS i
+    i.resolved_id AS id,
+    i.type_name,
+    i.resolved_id AS chain_id,
+    i.type_name AS chain_type_name,
+    0 AS chain_index,
+    i.input,
+    CASE WHEN i.open_blockers > 0 THEN 'blocked' ELSE 'pending' END AS status,
+    i.priority,
+    i.scheduled_at,
+    :now AS created_at,
+    i.dedup_key,
+    i.trace_context,
+    i.open_blockers
+FROM {{ schema }}_batch_item AS i
 WHERE NOT i.deduplicated
-ORDER BY i.ord
+ORDER BY i.ord;
 
 -- name: batch_insert_edges
 INSERT INTO {{ schema }}_job_blocker (job_id, position, blocker_chain_id)
 SELECT i.resolved_id, e.pos, e.chain_id
-FROM temp.{{ schema }}_batch_edge AS e
-INNER JOIN temp.{{ schema }}_batch_item AS i ON e.ord = i.ord
-ORDER BY e.ord, e.pos
+FROM {{ schema }}_batch_edge AS e
+INNER JOIN {{ schema }}_batch_item AS i ON e.ord = i.ord
+ORDER BY e.ord, e.pos;
 
 -- name: batch_result
 -- One row per item, in input order: the chain it created or resolved to.
+WITH fresh AS (
+    SELECT
+        n.resolved_id,
+        n.scheduled_at,
+        CASE WHEN n.open_blockers > 0 THEN 'blocked' ELSE 'pending' END AS status
+    FROM {{ schema }}_batch_item AS n
+    WHERE NOT n.deduplicated
+)
+
 SELECT
     i.ord,
     i.resolved_id,
@@ -266,13 +291,6 @@ SELECT
     coalesce(f.scheduled_at, i.existing_scheduled_at) AS scheduled_at,
     CASE WHEN f.resolved_id IS NOT NULL THEN :now ELSE i.existing_created_at END AS created_at,
     i.deduplicated
-FROM temp.{{ schema }}_batch_item AS i
-LEFT JOIN (
-    SELECT
-        n.resolved_id,
-        n.scheduled_at,
-        CASE WHEN n.open_blockers > 0 THEN 'blocked' ELSE 'pending' END AS status
-    FROM temp.{{ schema }}_batch_item AS n
-    WHERE NOT n.deduplicated
-) AS f ON i.resolved_id = f.resolved_id
-ORDER BY i.ord
+FROM {{ schema }}_batch_item AS i
+LEFT JOIN fresh AS f ON i.resolved_id = f.resolved_id
+ORDER BY i.ord;

@@ -19,13 +19,16 @@ SET
     leased_by = :worker_id,
     leased_until = :now + coalesce(
         :lease,
-        (SELECT t.lease FROM {{ schema }}_job_type AS t WHERE t.type_name = j.type_name),
+        (
+            SELECT t.lease FROM {{ schema }}_job_type AS t
+            WHERE t.type_name = j.type_name
+        ),
         60000000
     )
 WHERE j.seq IN (
     SELECT c.seq FROM {{ schema }}_job AS c
     WHERE c.status = 'pending' AND c.scheduled_at <= :now
-    ORDER BY c.priority DESC, c.scheduled_at, c.seq
+    ORDER BY c.priority DESC, c.scheduled_at ASC, c.seq ASC
     LIMIT :max_jobs
 )
 RETURNING
@@ -33,7 +36,7 @@ RETURNING
     output, status, priority, attempt, scheduled_at, created_at,
     completed_at, completed_by, leased_by, leased_until, last_attempt_at,
     last_attempt_error, continued_to, dedup_key, trace_context,
-    seq
+    seq;
 
 -- name: claim_types
 -- Only the types in the JSON array :type_names.
@@ -44,14 +47,17 @@ SET
     leased_by = :worker_id,
     leased_until = :now + coalesce(
         :lease,
-        (SELECT t.lease FROM {{ schema }}_job_type AS t WHERE t.type_name = j.type_name),
+        (
+            SELECT t.lease FROM {{ schema }}_job_type AS t
+            WHERE t.type_name = j.type_name
+        ),
         60000000
     )
 WHERE j.seq IN (
     SELECT c.seq FROM {{ schema }}_job AS c
     WHERE c.status = 'pending' AND c.scheduled_at <= :now
         AND c.type_name IN (SELECT t.value FROM json_each(:type_names) AS t)
-    ORDER BY c.priority DESC, c.scheduled_at, c.seq
+    ORDER BY c.priority DESC, c.scheduled_at ASC, c.seq ASC
     LIMIT :max_jobs
 )
 RETURNING
@@ -59,7 +65,7 @@ RETURNING
     output, status, priority, attempt, scheduled_at, created_at,
     completed_at, completed_by, leased_by, leased_until, last_attempt_at,
     last_attempt_error, continued_to, dedup_key, trace_context,
-    seq
+    seq;
 
 -- name: claim_blockers
 -- For each claimed job of :job_ids: its blocker chains in blocker order, each
@@ -89,7 +95,7 @@ SELECT
             ORDER BY b.position
         ) AS bc
     ) AS blockers
-FROM json_each(:job_ids) AS c
+FROM json_each(:job_ids) AS c;
 
 -- name: next_due_at
 -- When the next pending job of these types (NULL: any) becomes due, NULL if
@@ -97,7 +103,10 @@ FROM json_each(:job_ids) AS c
 -- job_claim_idx: for each distinct priority (a few), the first entry in due
 -- order.
 WITH RECURSIVE priorities (priority) AS (
-    SELECT (SELECT max(j.priority) FROM {{ schema }}_job AS j WHERE j.status = 'pending')
+    SELECT (
+        SELECT max(j.priority) FROM {{ schema }}_job AS j
+        WHERE j.status = 'pending'
+    )
     UNION ALL
     SELECT (
         SELECT max(j.priority) FROM {{ schema }}_job AS j
@@ -120,4 +129,4 @@ SELECT min((
     LIMIT 1
 )) AS next_due_at
 FROM priorities AS p
-WHERE p.priority IS NOT NULL
+WHERE p.priority IS NOT NULL;

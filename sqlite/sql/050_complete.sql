@@ -34,4 +34,4 @@ WHERE
             AND (r.attempt IS NULL OR x.attempt = r.attempt)
         )
     )
-RETURNING id, chain_id
+RETURNING id, chain_id;

@@ -9,17 +9,22 @@ INSERT INTO {{ schema }}_job (
     priority, scheduled_at, created_at, trace_context, open_blockers
 )
 SELECT
-    :id, :type_name, c.chain_id, c.chain_type_name, c.chain_index + 1, :input,
-    CASE WHEN :open_blockers > 0 THEN 'blocked' ELSE 'pending' END,
-    coalesce(:priority, c.priority),
-    max(coalesce(:schedule_at, :now + :schedule_after, :now), :now),
-    :now,
-    coalesce(:trace_context, c.trace_context),
-    :open_blockers
+    :id AS id,
+    :type_name AS type_name,
+    c.chain_id,
+    c.chain_type_name,
+    c.chain_index + 1 AS chain_index,
+    :input AS input,
+    CASE WHEN :open_blockers > 0 THEN 'blocked' ELSE 'pending' END AS status,
+    coalesce(:priority, c.priority) AS priority,
+    max(coalesce(:schedule_at, :now + :schedule_after, :now), :now) AS scheduled_at,
+    :now AS created_at,
+    coalesce(:trace_context, c.trace_context) AS trace_context,
+    :open_blockers AS open_blockers
 FROM {{ schema }}_job AS c
 WHERE c.id = :job_id
 ON CONFLICT (id) DO NOTHING
-RETURNING id, chain_id, chain_index, type_name, status, scheduled_at
+RETURNING id, chain_id, chain_index, type_name, status, scheduled_at;
 
 -- name: continue_hand_off
 -- The current job completes as handed off: continued_to set, no output, so
@@ -33,10 +38,10 @@ SET
     completed_by = :worker_id,
     leased_by = NULL,
     leased_until = NULL
-WHERE id = :job_id
+WHERE id = :job_id;
 
 -- name: next_job
 -- A repeated continue_with returns the existing next job.
 SELECT n.id, n.chain_id, n.chain_index, n.type_name, n.status, n.scheduled_at
 FROM {{ schema }}_job AS n
-WHERE n.id = :id
+WHERE n.id = :id;

@@ -22,7 +22,7 @@ SET
                 >= ln(max(p.backoff_max, 1))
                 THEN p.backoff_max
             ELSE min(
-                CAST(round(
+                cast(round(
                     p.backoff_initial * power(p.backoff_multiplier, max(p.attempt - 1, 0))
                 ) AS INTEGER),
                 p.backoff_max
@@ -55,4 +55,4 @@ FROM (
         )
 ) AS p
 WHERE x.id = p.id
-RETURNING id, status, scheduled_at, attempt, type_name
+RETURNING id, status, scheduled_at, attempt, type_name;

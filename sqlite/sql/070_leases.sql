@@ -7,14 +7,17 @@
 UPDATE {{ schema }}_job AS j
 SET leased_until = :now + coalesce(
     :lease,
-    (SELECT t.lease FROM {{ schema }}_job_type AS t WHERE t.type_name = j.type_name),
+    (
+        SELECT t.lease FROM {{ schema }}_job_type AS t
+        WHERE t.type_name = j.type_name
+    ),
     60000000
 )
 WHERE
     j.id IN (SELECT u.value FROM json_each(:job_ids) AS u)
     AND j.status = 'running'
     AND j.leased_by = :worker_id
-RETURNING id
+RETURNING id;
 
 -- name: release_jobs
 -- :requests is a JSON array of [job_id, attempt]. Jobs claimed but never
@@ -38,7 +41,7 @@ WHERE
     AND x.status = 'running'
     AND x.leased_by = :worker_id
     AND (r.attempt IS NULL OR x.attempt = r.attempt)
-RETURNING id, type_name
+RETURNING id, type_name;
 
 -- name: reap_expired
 -- Running jobs whose lease expired, oldest lease first, with the worker
@@ -47,7 +50,7 @@ SELECT j.seq, j.id, j.leased_by
 FROM {{ schema }}_job AS j
 WHERE j.status = 'running' AND j.leased_until < :now
 ORDER BY j.leased_until
-LIMIT :max_jobs
+LIMIT :max_jobs;
 
 -- name: reap
 -- Those jobs go back to pending, keeping their scheduled_at (their place in
@@ -72,4 +75,4 @@ WHERE
     j.seq IN (SELECT s.value FROM json_each(:seqs) AS s)
     AND j.status = 'running'
     AND j.leased_until < :now
-RETURNING id, status, type_name
+RETURNING id, status, type_name;

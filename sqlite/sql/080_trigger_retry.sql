@@ -8,14 +8,14 @@ FROM json_each(:job_ids) AS u
 LEFT JOIN {{ schema }}_job AS x ON u.value = x.id
 WHERE x.id IS NULL OR x.status NOT IN (SELECT a.value FROM json_each(:allowed) AS a)
 ORDER BY x.id IS NOT NULL, u.key
-LIMIT 1
+LIMIT 1;
 
 -- name: trigger_jobs
 -- Pending jobs due now (an overdue one keeps its earlier time).
 UPDATE {{ schema }}_job
 SET scheduled_at = min(scheduled_at, :now)
 WHERE id IN (SELECT u.value FROM json_each(:job_ids) AS u)
-RETURNING type_name
+RETURNING type_name;
 
 -- name: retry_jobs
 -- Failed or cancelled jobs run again: attempt back to 0 so max_attempts
@@ -40,4 +40,4 @@ FROM (
     FROM json_each(:job_ids) AS u
 ) AS o
 WHERE j.id = o.id
-RETURNING type_name, status
+RETURNING type_name, status;

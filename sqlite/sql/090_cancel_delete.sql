@@ -8,7 +8,7 @@
 -- skipped).
 SELECT r.id
 FROM {{ schema }}_job AS r
-WHERE r.id IN (SELECT c.value FROM json_each(:chain_ids) AS c) AND r.chain_index = 0
+WHERE r.id IN (SELECT c.value FROM json_each(:chain_ids) AS c) AND r.chain_index = 0;
 
 -- name: chain_set_cascade
 -- The same, plus, transitively, every chain a job of the set waits on (the
@@ -28,7 +28,7 @@ WITH RECURSIVE closure (id) AS (
     INNER JOIN {{ schema }}_job_blocker AS b ON l.id = b.job_id
 )
 
-SELECT closure.id FROM closure
+SELECT closure.id FROM closure;
 
 -- name: chain_set_dependent
 -- A job outside the set, whatever its status, that has a chain of the set
@@ -40,7 +40,7 @@ WHERE
     b.blocker_chain_id IN (SELECT s.value FROM json_each(:chain_set) AS s)
     AND j.chain_id NOT IN (SELECT s.value FROM json_each(:chain_set) AS s)
 ORDER BY b.blocker_chain_id, b.job_id
-LIMIT 1
+LIMIT 1;
 
 -- name: chain_set_running
 -- The running jobs of the set's chains (their workers lose them).
@@ -51,7 +51,7 @@ WHERE
     AND (
         j.id IN (SELECT s.value FROM json_each(:chain_set) AS s)
         OR (j.chain_id IN (SELECT s.value FROM json_each(:chain_set) AS s) AND j.chain_index > 0)
-    )
+    );
 
 -- name: cancel_chains
 -- Every job of the set's chains that is not completed or cancelled.
@@ -63,7 +63,7 @@ WHERE
         id IN (SELECT s.value FROM json_each(:chain_set) AS s)
         OR (chain_id IN (SELECT s.value FROM json_each(:chain_set) AS s) AND chain_index > 0)
     )
-RETURNING chain_id
+RETURNING chain_id;
 
 -- name: delete_chain_edges
 -- Edges first: the set may wait on itself, and an enforced foreign key on
@@ -74,10 +74,10 @@ WHERE job_id IN (
     WHERE
         j.id IN (SELECT s.value FROM json_each(:chain_set) AS s)
         OR (j.chain_id IN (SELECT s.value FROM json_each(:chain_set) AS s) AND j.chain_index > 0)
-)
+);
 
 -- name: delete_chains
 DELETE FROM {{ schema }}_job
 WHERE
     id IN (SELECT s.value FROM json_each(:chain_set) AS s)
-    OR (chain_id IN (SELECT s.value FROM json_each(:chain_set) AS s) AND chain_index > 0)
+    OR (chain_id IN (SELECT s.value FROM json_each(:chain_set) AS s) AND chain_index > 0);

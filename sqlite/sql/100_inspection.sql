@@ -7,7 +7,7 @@ SELECT
     c.chain_id, c.type_name, c.status, c.current_job_id, c.current_type_name,
     c.job_count, c.created_at, c.completed_at, c.output
 FROM {{ schema }}_chain AS c
-WHERE c.chain_id = :chain_id
+WHERE c.chain_id = :chain_id;
 
 -- name: chain_jobs
 -- The chain's jobs in chain_index order: the root by id, later jobs
@@ -22,7 +22,7 @@ FROM {{ schema }}_job AS j
 WHERE
     (j.chain_index > 0 AND j.chain_id = :chain_id)
     OR (j.chain_index = 0 AND j.id = :chain_id)
-ORDER BY j.chain_index
+ORDER BY j.chain_index;
 
 -- name: list_chains
 -- Chains newest first, optionally of one type and some statuses, after a
@@ -38,7 +38,7 @@ WHERE
     AND (:statuses IS NULL OR c.status IN (SELECT s.value FROM json_each(:statuses) AS s))
     AND (:after_created_at IS NULL OR (r.created_at, r.id) < (:after_created_at, :after_id))
 ORDER BY r.created_at DESC, r.id DESC
-LIMIT :limit
+LIMIT :limit;
 
 -- name: stats
 -- One row per type and status; oldest_due_age (microseconds) is how long
@@ -52,4 +52,4 @@ SELECT
     ) AS oldest_due_age
 FROM {{ schema }}_job AS j
 GROUP BY j.type_name, j.status
-ORDER BY j.type_name, j.status
+ORDER BY j.type_name, j.status;
