@@ -58,6 +58,9 @@ CREATE TABLE {{ schema }}_job (
     -- Blocker chains of this job that are not complete yet (denormalised so
     -- that unblocking is a counter update, never a NOT EXISTS scan).
     open_blockers INTEGER NOT NULL DEFAULT 0 CHECK (open_blockers >= 0),
+    -- Blocker edges of this job, complete or not (SQLite only): claim reads
+    -- job_blocker for the jobs that have some, and only for them.
+    blocker_count INTEGER NOT NULL DEFAULT 0 CHECK (blocker_count >= 0),
     -- Set on the root row only, when the chain's last job completes: the
     -- root never moves, so "is this chain complete" is one lookup by id.
     chain_completed_at INTEGER,
@@ -110,11 +113,14 @@ ON {{ schema }}_job_blocker (blocker_chain_id);
 -- Fan-in, resolved inside the completing statement, whoever writes it.
 --
 -- 1. A job completes without a continuation: its chain is complete, which is
---    recorded on the root (the root itself, when the job is the root). A
---    continuation (continued_to set in the same UPDATE) does not fire it.
+--    recorded on the root. A continuation (continued_to set in the same
+--    UPDATE) does not fire it; nor does a root whose completing UPDATE set
+--    chain_completed_at itself (the engine does, saving a second write).
 CREATE TRIGGER {{ schema }}_job_chain_end
 AFTER UPDATE OF status ON {{ schema }}_job
-WHEN new.status = 'completed' AND old.status <> 'completed' AND new.continued_to IS NULL
+WHEN
+    new.status = 'completed' AND old.status <> 'completed'
+    AND new.continued_to IS NULL AND new.chain_completed_at IS NULL
 BEGIN
     UPDATE {{ schema }}_job
     SET chain_completed_at = new.completed_at

@@ -1,19 +1,29 @@
 -- start_chain: a chain's root job, created in the caller's transaction.
 
+-- name: start_chain_plain
+-- The common start (no id, schedule, blockers or dedup key; priority 0): a
+-- pending root due now. Positional parameters: id, type_name, id again,
+-- type_name again, input, now (due), now (created), trace_context.
+INSERT INTO {{ schema }}_job (
+    id, type_name, chain_id, chain_type_name, chain_index, input, status,
+    scheduled_at, created_at, trace_context
+)
+VALUES (?, ?, ?, ?, 0, ?, 'pending', ?, ?, ?);
+
 -- name: start_chain
 -- The root job. Due at schedule_at (a past one clamped to now) or after
 -- schedule_after from now, else now; blocked while a blocker chain is
 -- incomplete. A given id that exists already inserts nothing (QU006).
 INSERT INTO {{ schema }}_job (
     id, type_name, chain_id, chain_type_name, chain_index, input, status,
-    priority, scheduled_at, created_at, dedup_key, trace_context, open_blockers
+    priority, scheduled_at, created_at, dedup_key, trace_context, open_blockers, blocker_count
 )
 VALUES (
     :id, :type_name, :id, :type_name, 0, :input,
     CASE WHEN :open_blockers > 0 THEN 'blocked' ELSE 'pending' END,
     :priority,
     max(coalesce(:schedule_at, :now + :schedule_after, :now), :now),
-    :now, :dedup_key, :trace_context, :open_blockers
+    :now, :dedup_key, :trace_context, :open_blockers, :blocker_count
 )
 ON CONFLICT (id) DO NOTHING
 RETURNING status, scheduled_at;

@@ -1,11 +1,23 @@
 -- start_chains: many chains from one call, in a fixed number of set-based
 -- statements (never one statement per item).
 --
--- Plain items (a type, an input, maybe a delay, priority or trace context)
--- are inserted by one statement from a JSON array. Items with ids, blockers
+-- Items with a type and an input (maybe a priority or trace context) are
+-- inserted by one prepared INSERT run per item; plain items that also carry
+-- a schedule by one statement from a JSON array. Items with ids, blockers
 -- or dedup keys go through working tables in the connection's temp schema
 -- (the PostgreSQL engine's chain_item array): loaded once, resolved by a few
 -- statements, inserted, cleared. Unqualified names find temp tables first.
+
+-- name: start_chains_fast
+-- Run once per item (executemany): the bulk of real batches, items with a
+-- type, an input, maybe a priority or trace context, due now. Positional
+-- parameters: id, type_name, id again, type_name again, input, priority,
+-- now (due), now (created), trace_context. Rows go in input order.
+INSERT INTO {{ schema }}_job (
+    id, type_name, chain_id, chain_type_name, chain_index, input, status,
+    priority, scheduled_at, created_at, trace_context
+)
+VALUES (?, ?, ?, ?, 0, ?, 'pending', ?, ?, ?, ?);
 
 -- name: start_chains_plain
 -- :items is a JSON array of [id, type_name, input JSON text, priority,
@@ -53,7 +65,8 @@ CREATE TEMP TABLE IF NOT EXISTS {{ schema }}_batch_item (
     existing_status TEXT,
     existing_scheduled_at INTEGER,
     existing_created_at INTEGER,
-    open_blockers INTEGER NOT NULL DEFAULT 0
+    open_blockers INTEGER NOT NULL DEFAULT 0,
+    blocker_count INTEGER NOT NULL DEFAULT 0
 );
 
 -- name: batch_item_id_index
@@ -226,9 +239,13 @@ LIMIT 1;
 
 -- name: batch_count_open
 -- Open blockers of each new item: chains of the batch, and chains outside
--- it that are not complete.
+-- it that are not complete; and all its blockers.
 UPDATE {{ schema }}_batch_item AS i
-SET open_blockers = (
+SET blocker_count = (
+    SELECT count(*) FROM {{ schema }}_batch_edge AS e
+    WHERE e.ord = i.ord
+),
+open_blockers = (
     SELECT count(*) FROM {{ schema }}_batch_edge AS e
     WHERE
         e.ord = i.ord
@@ -245,7 +262,8 @@ WHERE NOT i.deduplicated;
 -- name: batch_insert_jobs
 INSERT INTO {{ schema }}_job (
     id, type_name, chain_id, chain_type_name, chain_index, input, status,
-    priority, scheduled_at, created_at, dedup_key, trace_context, open_blockers
+    priority, scheduled_at, created_at, dedup_key, trace_context, open_blockers,
+    blocker_count
 )
 SELECT
     i.resolved_id AS id,
@@ -260,7 +278,8 @@ SELECT
     :now AS created_at,
     i.dedup_key,
     i.trace_context,
-    i.open_blockers
+    i.open_blockers,
+    i.blocker_count
 FROM {{ schema }}_batch_item AS i
 WHERE NOT i.deduplicated
 ORDER BY i.ord;

@@ -6,9 +6,9 @@
 -- each walks the claim index in order and stops after :max_jobs rows.
 -- RETURNING comes back in no particular order: the caller sorts the rows
 -- into claim order (priority DESC, scheduled_at, seq). The blockers of the
--- claimed jobs come from claim_blockers, a second statement: a subquery in
--- RETURNING cannot use the updated row as an index key (SQLite scans the
--- whole table there), a SELECT can.
+-- claimed jobs that have some (blocker_count > 0) come from claim_blockers,
+-- a second statement: a subquery in RETURNING cannot use the updated row as
+-- an index key (SQLite scans the whole table there), a SELECT can.
 
 -- name: claim_any
 -- Any type.
@@ -36,7 +36,7 @@ RETURNING
     output, status, priority, attempt, scheduled_at, created_at,
     completed_at, completed_by, leased_by, leased_until, last_attempt_at,
     last_attempt_error, continued_to, dedup_key, trace_context,
-    seq;
+    seq, blocker_count;
 
 -- name: claim_types
 -- Only the types in the JSON array :type_names.
@@ -65,7 +65,7 @@ RETURNING
     output, status, priority, attempt, scheduled_at, created_at,
     completed_at, completed_by, leased_by, leased_until, last_attempt_at,
     last_attempt_error, continued_to, dedup_key, trace_context,
-    seq;
+    seq, blocker_count;
 
 -- name: claim_blockers
 -- For each claimed job of :job_ids: its blocker chains in blocker order, each

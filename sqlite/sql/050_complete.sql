@@ -16,7 +16,10 @@ SET
     completed_at = :now,
     completed_by = :worker_id,
     leased_by = NULL,
-    leased_until = NULL
+    leased_until = NULL,
+    -- a root completes its chain right here; a later job's root is marked
+    -- by the job_chain_end trigger
+    chain_completed_at = CASE WHEN x.chain_index = 0 THEN :now END
 FROM (
     SELECT
         json_extract(q.value, '$[0]') AS id,
@@ -34,4 +37,29 @@ WHERE
             AND (r.attempt IS NULL OR x.attempt = r.attempt)
         )
     )
-RETURNING id, chain_id;
+RETURNING id, chain_id, chain_index;
+
+-- name: complete_job
+-- complete_jobs for one job (the common acknowledgement of a worker that
+-- completes each job in its own transaction): the same UPDATE without the
+-- JSON list.
+UPDATE {{ schema }}_job AS x
+SET
+    status = 'completed',
+    output = :output,
+    completed_at = :now,
+    completed_by = :worker_id,
+    leased_by = NULL,
+    leased_until = NULL,
+    chain_completed_at = CASE WHEN x.chain_index = 0 THEN :now END
+WHERE
+    x.id = :id
+    AND (
+        :worker_id IS NULL
+        OR (
+            x.status = 'running'
+            AND x.leased_by = :worker_id
+            AND (:attempt IS NULL OR x.attempt = :attempt)
+        )
+    )
+RETURNING id, chain_id, chain_index;

@@ -6,7 +6,7 @@
 -- already inserts nothing (QU006).
 INSERT INTO {{ schema }}_job (
     id, type_name, chain_id, chain_type_name, chain_index, input, status,
-    priority, scheduled_at, created_at, trace_context, open_blockers
+    priority, scheduled_at, created_at, trace_context, open_blockers, blocker_count
 )
 SELECT
     :id AS id,
@@ -20,7 +20,8 @@ SELECT
     max(coalesce(:schedule_at, :now + :schedule_after, :now), :now) AS scheduled_at,
     :now AS created_at,
     coalesce(:trace_context, c.trace_context) AS trace_context,
-    :open_blockers AS open_blockers
+    :open_blockers AS open_blockers,
+    :blocker_count AS blocker_count
 FROM {{ schema }}_job AS c
 WHERE c.id = :job_id
 ON CONFLICT (id) DO NOTHING

@@ -65,21 +65,24 @@ def job_for_action(
 
 
 def unblocked_types(
-    conn: sqlite3.Connection, q: dict[str, str], chain_ids: Sequence[str], changes: int
+    conn: sqlite3.Connection, q: dict[str, str], completed: Sequence[tuple[Any, ...]], changes: int
 ) -> dict[str, list[str]]:
-    """Types of the dependents that chains completed in this call made
+    """Types of the dependents that the chains completed in this call made
     pending, by the completed chain they are reported on (sorted, distinct).
 
-    ``changes`` is how many rows the completing statement changed, its
-    triggers included (``total_changes`` before and after): each completed
-    job changes itself and its chain's root, so anything beyond two rows a
-    job means the triggers touched dependents, and only then is
-    ``unblocked_by`` worth running.
+    ``completed`` are the (job_id, chain_id, chain_index) rows of the
+    completing statement; ``changes`` how many rows it changed, its triggers
+    included (``total_changes`` before and after). A completed root changes
+    itself, a later job itself and its root (job_chain_end): anything beyond
+    that means the job_chain_completed trigger touched dependents, and only
+    then is ``unblocked_by`` worth running.
     """
-    if not chain_ids or changes <= 2 * len(chain_ids):
+    own = sum(1 if index == 0 else 2 for _job, _chain, index in completed)
+    if not completed or changes <= own:
         return {}
+    chain_ids = [chain for _job, chain, _index in completed]
     found: dict[str, set[str]] = {}
-    for by_chain, type_name in rows(conn, q["unblocked_by"], {"chain_ids": json.dumps(list(chain_ids))}):
+    for by_chain, type_name in rows(conn, q["unblocked_by"], {"chain_ids": json.dumps(chain_ids)}):
         found.setdefault(by_chain, set()).add(type_name)
     return {chain: sorted(types) for chain, types in found.items()}
 

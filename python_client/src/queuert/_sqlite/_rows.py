@@ -9,10 +9,13 @@ them unchanged.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import timedelta as _td
 from typing import Any, Dict
 from uuid import UUID
 
+from ._values import EPOCH as _EPOCH
 from ._values import from_json, from_us, uuid_of
 
 __all__ = [
@@ -22,6 +25,8 @@ __all__ = [
     "chain_row",
     "job_row",
 ]
+
+_loads = json.loads
 
 #: One result row: column name -> value, in the PostgreSQL function's order.
 Row = Dict[str, Any]
@@ -93,11 +98,40 @@ def _convert(names: Sequence[str], convert: dict[str, Any], values: Sequence[Any
     return row
 
 
-def job_row(values: Sequence[Any], extra: Sequence[str] = ()) -> Row:
+def job_row(v: Sequence[Any], extra: Sequence[str] = ()) -> Row:
     """A job row: JOB_COLUMNS, then the ``extra`` columns that follow them
-    (``seq`` for claim; ``seq`` and the engine's internal columns for
-    chain_jobs)."""
-    return _convert(JOB_COLUMNS + tuple(extra), _JOB_CONVERT, values)
+    (``seq`` and the engine's internal columns for chain_jobs).
+
+    Spelled out column by column rather than looped: claim builds one per
+    claimed job, and this is most of its time in Python.
+    """
+    job_id = UUID(v[0])
+    row: Row = {
+        "id": job_id,
+        "type_name": v[1],
+        "chain_id": job_id if v[2] == v[0] else UUID(v[2]),
+        "chain_type_name": v[3],
+        "chain_index": v[4],
+        "input": None if v[5] is None else _loads(v[5]),
+        "output": None if v[6] is None else _loads(v[6]),
+        "status": v[7],
+        "priority": v[8],
+        "attempt": v[9],
+        "scheduled_at": _EPOCH + _td(microseconds=v[10]),
+        "created_at": _EPOCH + _td(microseconds=v[11]),
+        "completed_at": None if v[12] is None else _EPOCH + _td(microseconds=v[12]),
+        "completed_by": v[13],
+        "leased_by": v[14],
+        "leased_until": None if v[15] is None else _EPOCH + _td(microseconds=v[15]),
+        "last_attempt_at": None if v[16] is None else _EPOCH + _td(microseconds=v[16]),
+        "last_attempt_error": v[17],
+        "continued_to": None if v[18] is None else UUID(v[18]),
+        "dedup_key": v[19],
+        "trace_context": v[20],
+    }
+    if extra:
+        row.update(_convert(extra, _JOB_CONVERT, v[len(JOB_COLUMNS):]))
+    return row
 
 
 def chain_row(values: Sequence[Any]) -> Row:

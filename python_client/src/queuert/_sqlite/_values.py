@@ -11,7 +11,7 @@ UUID generator).
 from __future__ import annotations
 
 import json
-import os
+import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +20,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
+from ._errors import engine_error
+
 __all__ = [
     "EPOCH",
     "MAX_DURATION_US",
@@ -27,6 +29,7 @@ __all__ = [
     "from_json",
     "from_us",
     "new_job_id",
+    "new_job_uuid",
     "now_us",
     "to_json",
     "to_us",
@@ -84,7 +87,11 @@ def us_of(value: timedelta) -> int:
 
 
 def uuid_of(value: str | None) -> UUID | None:
+    """A stored id (UUID text) as a UUID."""
     return None if value is None else UUID(value)
+
+
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def to_json(value: Any) -> str | None:
@@ -92,25 +99,36 @@ def to_json(value: Any) -> str | None:
     PostgreSQL client sends no jsonb for None)."""
     if value is None:
         return None
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return _ENCODE(value)
+    except (TypeError, ValueError) as e:
+        raise engine_error("QU006", f"payload is not JSON-serialisable: {e}") from e
 
 
 def from_json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def new_job_id() -> str:
-    """A version 7 UUID as text: 48 bits of Unix milliseconds, then random
-    bits, so new ids are increasing and land at the right edge of the id
-    index instead of on a random page."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | rand
+def new_job_uuid() -> UUID:
+    """A version 7 UUID: 48 bits of Unix milliseconds, then random bits, so
+    new ids are increasing and land at the right edge of the id index
+    instead of on a random page."""
+    # Python's random (reseeded in every forked child), not os.urandom: a
+    # system call per id cost more than the INSERT; ids must be unique, not
+    # secret.
+    value = (time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF) << 80 | _random_bits(80)
     # version 7 in bits 76-79, RFC 4122 variant (10) in bits 62-63
-    value = (value & ~(0xF << 76)) | (0x7 << 76)
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return UUID(int=value & _VERSION_MASK | _VERSION_7)
+
+
+_random_bits = random.getrandbits
+_VERSION_MASK = ~(0xF << 76) & ~(0x3 << 62) & (2**128 - 1)
+_VERSION_7 = 0x7 << 76 | 0x2 << 62
+
+
+def new_job_id() -> str:
+    """A new job id (new_job_uuid) as the stored text."""
+    return str(new_job_uuid())
 
 
 def ids_json(ids: Iterator[str] | list[str]) -> str:

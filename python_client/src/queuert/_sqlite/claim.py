@@ -51,7 +51,7 @@ def claim(
     lease_us = check.check_lease(lease)
     types = _type_filter(type_names)
     q = statements(schema)
-    with writing(conn, schema, "claim jobs"):
+    with writing(conn, schema, "claim jobs", single_write=True):
         found = rows(
             conn,
             q["claim_any"] if types is None else q["claim_types"],
@@ -63,13 +63,15 @@ def claim(
                 "now": now_us(),
             },
         )
-        blockers = dict(rows(conn, q["claim_blockers"], {"job_ids": ids_json([r[0] for r in found])})) if found else {}
+        # RETURNING ends with seq, blocker_count
+        waiting = [r[0] for r in found if r[-1]]
+        blockers = dict(rows(conn, q["claim_blockers"], {"job_ids": ids_json(waiting)})) if waiting else {}
     claimed = []
     for r in found:
-        row = job_row(r, ("seq",))
+        row = job_row(r[:-2])
         # the columns of queuert.job, then blockers and seq (PostgreSQL's order)
-        row["blockers"] = from_json(blockers[r[0]])
-        row["seq"] = row.pop("seq")
+        row["blockers"] = from_json(blockers[r[0]]) if r[-1] else []
+        row["seq"] = r[-2]
         claimed.append(row)
     claimed.sort(key=lambda r: (-r["priority"], r["scheduled_at"], r["seq"]))
     return claimed

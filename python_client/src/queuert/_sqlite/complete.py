@@ -40,16 +40,12 @@ def complete(
     with writing(conn, schema, "complete a job"):
         job = job_for_action(conn, q, jid, worker_id, attempt, "complete", _OUTSIDE)
         before = conn.total_changes
-        rows(
+        completed = rows(
             conn,
-            q["complete_jobs"],
-            {
-                "requests": json.dumps([[jid, to_json(output), attempt]]),
-                "worker_id": worker_id,
-                "now": now_us(),
-            },
+            q["complete_job"],
+            {"id": jid, "output": to_json(output), "attempt": attempt, "worker_id": worker_id, "now": now_us()},
         )
-        unblocked = unblocked_types(conn, q, [job.chain_id], conn.total_changes - before)
+        unblocked = unblocked_types(conn, q, completed, conn.total_changes - before)
     announce(
         ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
         completed_chains=(job.chain_id,),
@@ -58,11 +54,11 @@ def complete(
     return {"id": UUID(jid), "chain_id": UUID(job.chain_id), "status": "completed", "chain_completed": True}
 
 
-def _same_length(what: str, values: Sequence[Any] | None, ids: list[str]) -> list[Any]:
+def _per_job(what: str, values: Sequence[Any] | None, size: int) -> list[Any]:
     if values is None:
-        return [None] * len(ids)
-    if isinstance(values, (str, bytes)) or len(values) != len(ids):
-        check.invalid(f"{what} must have one element per job id")
+        return [None] * size
+    if isinstance(values, (str, bytes)) or len(values) != size:
+        check.invalid("outputs and attempts must have one element per job id")
     return list(values)
 
 
@@ -82,37 +78,41 @@ def complete_jobs(
     a single lost job.
     """
     ids = check.check_batch_worker("complete_jobs", worker_id, job_ids)
-    if outputs is not None and (isinstance(outputs, (str, bytes)) or len(outputs) != len(ids)):
-        check.invalid("outputs and attempts must have one element per job id")
-    if attempts is not None and (isinstance(attempts, (str, bytes)) or len(attempts) != len(ids)):
-        check.invalid("outputs and attempts must have one element per job id")
-    outs = _same_length("outputs", outputs, ids)
-    tries = [check.optional_int(a, "attempts") for a in _same_length("attempts", attempts, ids)]
+    outs = _per_job("outputs", outputs, len(ids))
+    tries = [None if a is None else check.int32(a, "attempts") for a in _per_job("attempts", attempts, len(ids))]
     requests: dict[str, list[Any]] = {}
     for jid, out, tried in zip(ids, outs, tries):
-        requests.setdefault(jid, [jid, to_json(out), tried])  # a repeated id: its first element
+        if jid not in requests:  # a repeated id: its first element
+            requests[jid] = [jid, to_json(out), tried]
     q = statements(schema)
-    with writing(conn, schema, "complete jobs"):
+    with writing(conn, schema, "complete jobs", single_write=True):
         before = conn.total_changes
-        done = dict(
-            rows(
+        if len(requests) == 1:
+            ((jid, output, tried),) = requests.values()
+            completed = rows(
+                conn,
+                q["complete_job"],
+                {"id": jid, "output": output, "attempt": tried, "worker_id": worker_id, "now": now_us()},
+            )
+        else:
+            completed = rows(
                 conn,
                 q["complete_jobs"],
                 {"requests": json.dumps(list(requests.values())), "worker_id": worker_id, "now": now_us()},
             )
-        )
-        unblocked = unblocked_types(conn, q, list(done.values()), conn.total_changes - before)
+        done = {job_id: chain_id for job_id, chain_id, _index in completed}
+        unblocked = unblocked_types(conn, q, completed, conn.total_changes - before)
         outcomes = batch_outcomes(conn, q, ids, done, "completed")
     announce(
         ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
         completed_chains=dict.fromkeys(done.values()),
     )
+    given = job_ids if isinstance(job_ids, (list, tuple)) else ids
     return [
         {
-            "job_id": UUID(jid),
+            "job_id": job_id if isinstance(job_id, UUID) else UUID(jid),
             "outcome": outcome,
             "unblocked_types": unblocked.get(done[jid], []) if outcome == "completed" else [],
         }
-        for jid, outcome in zip(ids, outcomes)
+        for job_id, jid, outcome in zip(given, ids, outcomes)
     ]
-

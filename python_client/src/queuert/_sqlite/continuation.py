@@ -84,6 +84,7 @@ def continue_with(
                 f"chain_id={job.chain_id}",
             )
         params["open_blockers"] = blocker_count(conn, q, wanted)
+        params["blocker_count"] = len(wanted)
         params["now"] = now_us()
         created = one(conn, q["continue_insert"], params)
         if created is None:

@@ -103,7 +103,7 @@ def fail_jobs(
     for jid, err, retry_us, tried in zip(ids, errors, retries, tries):
         requests.setdefault(jid, [jid, check.check_text(err, "errors"), retry_us, tried])
     q = statements(schema)
-    with writing(conn, schema, "fail jobs"):
+    with writing(conn, schema, "fail jobs", single_write=True):
         done = {
             r[0]: r
             for r in _run_fail(

@@ -36,7 +36,7 @@ def renew_leases(
     if not ids:
         return []
     q = statements(schema)
-    with writing(conn, schema, "renew leases"):
+    with writing(conn, schema, "renew leases", single_write=True):
         renewed = {
             r[0]
             for r in rows(
@@ -72,7 +72,7 @@ def release_jobs(
     if not ids:
         return []
     q = statements(schema)
-    with writing(conn, schema, "release jobs"):
+    with writing(conn, schema, "release jobs", single_write=True):
         released = dict(
             rows(conn, q["release_jobs"], {"requests": json.dumps(list(requests.values())), "worker_id": worker_id})
         )

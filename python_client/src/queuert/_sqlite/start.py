@@ -54,6 +54,27 @@ def start_chain(
     Returns ``id, chain_id, type_name, status, scheduled_at, created_at,
     deduplicated``; a dedup hit writes nothing and returns the existing chain.
     """
+    q = statements(schema)
+    if (
+        id is None and schedule_at is None and schedule_after is None and blockers is None
+        and dedup_key is None and dedup_window is None and dedup_scope in ("incomplete", "any", None)
+        and type(type_name) is str and 0 < len(type_name) <= 255
+        and (priority is None or (type(priority) is int and priority == 0)) and (trace_context is None or type(trace_context) is str)
+    ):
+        # The common start: nothing to look up, one INSERT (as PostgreSQL's
+        # start_chain has its own path for it).
+        job_id = new_job_id()
+        with writing(conn, schema, "start a chain", single_write=True):
+            now = now_us()
+            run(conn, q["start_chain_plain"], (job_id, type_name, job_id, type_name, to_json(input), now, now, trace_context))
+        announce(ready_types=(type_name,))
+        chain_id = UUID(job_id)
+        created = from_us(now)
+        return {
+            "id": chain_id, "chain_id": chain_id, "type_name": type_name, "status": "pending",
+            "scheduled_at": created, "created_at": created, "deduplicated": False,
+        }
+
     check.check_type_name(type_name)
     scope, window = check.check_dedup(dedup_key, dedup_scope, dedup_window)
     at, after = check.check_schedule(schedule_at, schedule_after)
@@ -68,8 +89,8 @@ def start_chain(
         "dedup_key": dedup_key,
         "trace_context": check.check_text(trace_context, "trace_context"),
         "open_blockers": 0,
+        "blocker_count": len(wanted),
     }
-    q = statements(schema)
     with writing(conn, schema, "start a chain"):
         now = params["now"] = now_us()
         if dedup_key is not None:
