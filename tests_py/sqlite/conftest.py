@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from sqlite_backends import Engine, PostgresEngine, sqlite_engine_factory
+from .sqlite_backends import Engine, PostgresEngine, sqlite_engine_factory
 
 import queuert._sqlite as qs
 

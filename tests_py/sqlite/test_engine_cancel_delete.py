@@ -5,7 +5,7 @@ refusal, skipped ids."""
 from __future__ import annotations
 
 import pytest
-from sqlite_backends import U, Engine, pick
+from .sqlite_backends import U, Engine, pick
 
 from queuert.errors import ChainHasDependentsError, InvalidArgumentError, InvalidJobStatusError, JobNotFoundError
 

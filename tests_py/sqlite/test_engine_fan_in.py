@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlite_backends import U, Engine, pick
+from .sqlite_backends import U, Engine, pick
 
 
 def test_fan_out_and_fan_in(engine: Engine) -> None:

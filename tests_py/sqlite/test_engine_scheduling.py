@@ -7,7 +7,7 @@ import math
 from datetime import timedelta
 
 import pytest
-from sqlite_backends import U, Engine, pick
+from .sqlite_backends import U, Engine, pick
 
 from queuert.errors import InvalidArgumentError
 

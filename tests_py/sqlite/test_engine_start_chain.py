@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlite_backends import U, Engine, pick
+from .sqlite_backends import U, Engine, pick
 
 from queuert.errors import ChainNotFoundError, InvalidArgumentError
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlite_backends import U, Engine, pick
+from .sqlite_backends import U, Engine, pick
 
 from queuert.errors import ChainNotFoundError, InvalidArgumentError
 

@@ -137,6 +137,3 @@ def job_row(v: Sequence[Any], extra: Sequence[str] = ()) -> Row:
 def chain_row(values: Sequence[Any]) -> Row:
     return _convert(CHAIN_COLUMNS, _CHAIN_CONVERT, values)
 
-
-def uuid_list(values: Sequence[str]) -> list[UUID]:
-    return [UUID(v) for v in values]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
@@ -27,6 +27,7 @@ __all__ = [
     "MAX_DURATION_US",
     "frozen_clock",
     "from_json",
+    "ids_json",
     "from_us",
     "new_job_id",
     "new_job_uuid",
@@ -131,6 +132,6 @@ def new_job_id() -> str:
     return str(new_job_uuid())
 
 
-def ids_json(ids: Iterator[str] | list[str]) -> str:
+def ids_json(ids: Iterable[str]) -> str:
     """A list of id texts as the JSON array the statements read with json_each."""
     return json.dumps(list(ids))
