@@ -259,3 +259,32 @@ def test_a_lease_runs_from_the_claim(conn: sqlite3.Connection) -> None:
     qs.start_chain(conn, "t")
     claimed = qs.claim(conn, "w", lease=timedelta(seconds=30))[0]
     assert timedelta(seconds=29) < claimed["leased_until"] - claimed["scheduled_at"] < timedelta(seconds=60)
+
+
+def test_a_payload_that_is_not_json_is_refused_before_anything_is_written(conn: sqlite3.Connection) -> None:
+    with pytest.raises(InvalidArgumentError, match="JSON"):
+        qs.start_chain(conn, "t", {"when": object()})
+    with pytest.raises(InvalidArgumentError, match="JSON"):
+        qs.start_chains(conn, [{"type_name": "t", "input": float("nan")}])
+    assert not conn.in_transaction
+    assert conn.execute("SELECT count(*) FROM queuert_job").fetchone() == (0,)
+
+
+def test_builds_without_math_functions_get_pythons(conn: sqlite3.Connection) -> None:
+    """The backoff uses ln() and power(), which SQLite builds without
+    SQLITE_ENABLE_MATH_FUNCTIONS lack: the engine registers Python's on the
+    connection when a statement reports them missing."""
+    from queuert._sqlite.fail import _ensure_math
+
+    with pytest.raises(sqlite3.OperationalError):
+        _ensure_math(conn, sqlite3.OperationalError("disk I/O error"))  # anything else is re-raised
+    _ensure_math(conn, sqlite3.OperationalError("no such function: power"))
+    assert conn.execute("SELECT ln(1), power(2, 10)").fetchone() == (0.0, 1024.0)
+    qs.set_job_type(conn, "t", backoff_initial=timedelta(seconds=2), backoff_multiplier=1.5)
+    job = qs.start_chain(conn, "t")["id"]
+    qs.claim(conn, "w")
+    conn.execute("UPDATE queuert_job SET attempt = 3 WHERE id = ?", (str(job),))
+    failed = qs.fail(conn, job, "w", "x")
+    assert failed["status"] == "pending"
+    row = conn.execute("SELECT scheduled_at - last_attempt_at FROM queuert_job WHERE id = ?", (str(job),)).fetchone()
+    assert row == (4_500_000,), "2 s * 1.5^2, in microseconds"

@@ -64,9 +64,10 @@ def start_chain(
         # The common start: nothing to look up, one INSERT (as PostgreSQL's
         # start_chain has its own path for it).
         job_id = new_job_id()
+        payload = to_json(input)
         with writing(conn, schema, "start a chain", single_write=True):
             now = now_us()
-            run(conn, q["start_chain_plain"], (job_id, type_name, job_id, type_name, to_json(input), now, now, trace_context))
+            run(conn, q["start_chain_plain"], (job_id, type_name, job_id, type_name, payload, now, now, trace_context))
         announce(ready_types=(type_name,))
         chain_id = UUID(job_id)
         created = from_us(now)
