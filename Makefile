@@ -47,7 +47,7 @@ migrate: dev
 	$(VENV)/bin/queuert migrate --dsn "$(DATABASE_URL)" --schema "$(SCHEMA)"
 
 lint: dev
-	$(VENV)/bin/sqlfluff lint sql/ migrations/
+	$(VENV)/bin/sqlfluff lint sql/ migrations/ sqlite/
 
 ensure-postgres:
 	@scripts/ensure-postgres.sh

@@ -1,10 +1,12 @@
 """Hatch build hook: ship the engine SQL inside the wheel.
 
 The SQL lives at the repository root (``../sql`` and ``../migrations`` seen
-from this directory). In a wheel it becomes package data ``queuert/_sql`` and
-``queuert/_migrations``, where :mod:`queuert.migrate` looks for it first. When
-the wheel is built from an sdist, the sdist carries the files as ``sql/`` and
-``migrations/`` next to this file, so both locations are tried.
+from this directory, and ``../sqlite`` for the SQLite engine). In a wheel it
+becomes package data ``queuert/_sql``, ``queuert/_migrations`` and
+``queuert/_sqlite/_engine``, where :mod:`queuert.migrate` and
+:mod:`queuert._sqlite` look for it first. When the wheel is built from an
+sdist, the sdist carries the files as ``sql/``, ``migrations/`` and
+``sqlite/`` next to this file, so both locations are tried.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             # edits to the engine take effect without reinstalling.
             return
         root = Path(self.root)
-        for name, target in (("sql", "queuert/_sql"), ("migrations", "queuert/_migrations")):
+        for name, target in (
+            ("sql", "queuert/_sql"),
+            ("migrations", "queuert/_migrations"),
+            ("sqlite", "queuert/_sqlite/_engine"),
+        ):
             for candidate in (root / name, root.parent / name):
                 if candidate.is_dir():
                     build_data["force_include"][str(candidate)] = target

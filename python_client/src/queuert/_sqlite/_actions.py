@@ -1,0 +1,104 @@
+"""The job a single-job call acts on, checked against the shared ownership
+and fencing rule (``job_for_action`` in sqlite/sql/010_common.sql), and what
+a completion unblocked."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from . import _checks as check
+from ._connection import one, rows
+from ._errors import engine_error
+from ._values import ids_json
+
+__all__ = ["ActionJob", "batch_outcomes", "job_for_action", "unblocked_types"]
+
+
+class ActionJob(NamedTuple):
+    id: str
+    chain_id: str
+    chain_type_name: str
+    chain_index: int
+    type_name: str
+    status: str
+    attempt: int
+    priority: int
+    trace_context: str | None
+    continued_to: str | None
+    #: 'repeat' for a continue_with repeated by whoever made the first call
+    code: str | None
+
+
+def job_for_action(
+    conn: sqlite3.Connection,
+    q: dict[str, str],
+    job_id: str,
+    worker_id: Any,
+    attempt: Any,
+    action: str,
+    outside_statuses: Sequence[str],
+) -> ActionJob:
+    """The job, or the refusal: QU001 when it does not exist, QU003/QU004
+    when the rule says no (the message names the job, as in PostgreSQL)."""
+    check.check_text(worker_id, "worker_id")
+    found = one(
+        conn,
+        q["job_for_action"],
+        {
+            "job_id": job_id,
+            "worker_id": worker_id,
+            "attempt": check.optional_int(attempt, "attempt"),
+            "action": action,
+            "outside_statuses": json.dumps(list(outside_statuses)),
+        },
+    )
+    if found is None:
+        raise engine_error("QU001", f"job {job_id} not found", f"job_id={job_id}")
+    job = ActionJob(*found[:11])
+    code, message, detail = found[10:13]
+    if code is not None and code != "repeat":
+        raise engine_error(code, message, detail)
+    return job
+
+
+def unblocked_types(
+    conn: sqlite3.Connection, q: dict[str, str], completed: Sequence[tuple[Any, ...]], changes: int
+) -> dict[str, list[str]]:
+    """Types of the dependents that the chains completed in this call made
+    pending, by the completed chain they are reported on (sorted, distinct).
+
+    ``completed`` are the (job_id, chain_id, chain_index) rows of the
+    completing statement; ``changes`` how many rows it changed, its triggers
+    included (``total_changes`` before and after). A completed root changes
+    itself, a later job itself and its root (job_chain_end): anything beyond
+    that means the job_chain_completed trigger touched dependents, and only
+    then is ``unblocked_by`` worth running.
+    """
+    own = sum(1 if index == 0 else 2 for _job, _chain, index in completed)
+    if not completed or changes <= own:
+        return {}
+    chain_ids = [chain for _job, chain, _index in completed]
+    found: dict[str, set[str]] = {}
+    for by_chain, type_name in rows(conn, q["unblocked_by"], {"chain_ids": json.dumps(chain_ids)}):
+        found.setdefault(by_chain, set()).add(type_name)
+    return {chain: sorted(types) for chain, types in found.items()}
+
+
+def batch_outcomes(
+    conn: sqlite3.Connection, q: dict[str, str], ids: list[str], done: Any, done_outcome: str
+) -> list[str]:
+    """Per input element: ``done_outcome`` for the jobs the call changed,
+    else not_found / taken / finished (batch_outcomes)."""
+    if all(jid in done for jid in ids):
+        return [done_outcome] * len(ids)
+    return [
+        outcome
+        for _jid, outcome in rows(
+            conn,
+            q["batch_outcomes"],
+            {"job_ids": ids_json(ids), "done": ids_json(list(done)), "done_outcome": done_outcome},
+        )
+    ]

@@ -1,0 +1,137 @@
+"""Values at the boundary between Python and the SQLite engine.
+
+The tables store times as integer microseconds since the Unix epoch (UTC),
+durations as integer microseconds, ids as UUID text and payloads as JSON
+text: exact to compare and order in SQL. This module converts them to and
+from aware datetimes, timedeltas, UUIDs and Python values, reads the clock
+and makes new job ids (SQLite has neither a transaction-fixed ``now()`` nor a
+UUID generator).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from uuid import UUID
+
+from ._errors import engine_error
+
+__all__ = [
+    "EPOCH",
+    "MAX_DURATION_US",
+    "frozen_clock",
+    "from_json",
+    "ids_json",
+    "from_us",
+    "new_job_id",
+    "new_job_uuid",
+    "now_us",
+    "to_json",
+    "to_us",
+    "us_of",
+    "uuid_of",
+]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+#: The engine's limit on every duration: 1,000 years as PostgreSQL compares
+#: intervals (12,000 months of 30 days), so both backends refuse the same.
+MAX_DURATION_US = 360_000 * 86_400_000_000
+
+# Tests (and only tests) freeze the engine's clock, the way a PostgreSQL
+# test sees one now() for its whole transaction.
+_frozen: ContextVar[int | None] = ContextVar("queuert_sqlite_frozen_clock", default=None)
+
+
+def now_us() -> int:
+    """The engine's clock in microseconds since the epoch.
+
+    Read once per engine call and used for every statement of that call, as
+    PostgreSQL's ``now()`` is fixed for a transaction.
+    """
+    frozen = _frozen.get()
+    if frozen is not None:
+        return frozen
+    return time.time_ns() // 1000
+
+
+@contextmanager
+def frozen_clock(at: datetime) -> Iterator[None]:
+    """Within the block every engine call in this context sees ``at`` as now."""
+    token = _frozen.set(to_us(at))
+    try:
+        yield
+    finally:
+        _frozen.reset(token)
+
+
+def to_us(value: datetime) -> int:
+    """An aware datetime (a naive one is taken as UTC) as epoch microseconds."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return (value - EPOCH) // _US
+
+
+def from_us(value: int | None) -> datetime | None:
+    return None if value is None else EPOCH + timedelta(microseconds=value)
+
+
+def us_of(value: timedelta) -> int:
+    """A duration in whole microseconds."""
+    return value // _US
+
+
+def uuid_of(value: str | None) -> UUID | None:
+    """A stored id (UUID text) as a UUID."""
+    return None if value is None else UUID(value)
+
+
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def to_json(value: Any) -> str | None:
+    """A payload as compact JSON text; ``None`` stays SQL NULL (as the
+    PostgreSQL client sends no jsonb for None)."""
+    if value is None:
+        return None
+    try:
+        return _ENCODE(value)
+    except (TypeError, ValueError) as e:
+        raise engine_error("QU006", f"payload is not JSON-serialisable: {e}") from e
+
+
+def from_json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def new_job_uuid() -> UUID:
+    """A version 7 UUID: 48 bits of Unix milliseconds, then random bits, so
+    new ids are increasing and land at the right edge of the id index
+    instead of on a random page."""
+    # Python's random (reseeded in every forked child), not os.urandom: a
+    # system call per id cost more than the INSERT; ids must be unique, not
+    # secret.
+    value = (time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF) << 80 | _random_bits(80)
+    # version 7 in bits 76-79, RFC 4122 variant (10) in bits 62-63
+    return UUID(int=value & _VERSION_MASK | _VERSION_7)
+
+
+_random_bits = random.getrandbits
+_VERSION_MASK = ~(0xF << 76) & ~(0x3 << 62) & (2**128 - 1)
+_VERSION_7 = 0x7 << 76 | 0x2 << 62
+
+
+def new_job_id() -> str:
+    """A new job id (new_job_uuid) as the stored text."""
+    return str(new_job_uuid())
+
+
+def ids_json(ids: Iterable[str]) -> str:
+    """A list of id texts as the JSON array the statements read with json_each."""
+    return json.dumps(list(ids))

@@ -1,0 +1,118 @@
+"""complete and complete_jobs (sqlite/sql/050_complete.sql)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from . import _checks as check
+from ._actions import batch_outcomes, job_for_action, unblocked_types
+from ._connection import rows, writing
+from ._notices import announce
+from ._rows import Row
+from ._statements import statements
+from ._values import now_us, to_json
+
+__all__ = ["complete", "complete_jobs"]
+
+_OUTSIDE = ("blocked", "pending", "running")
+
+
+def complete(
+    conn: sqlite3.Connection,
+    job_id: UUID | str,
+    worker_id: str | None,
+    output: Any = None,
+    attempt: int | None = None,
+    *,
+    schema: str = "queuert",
+) -> Row:
+    """Complete a job (DESIGN.md ``complete``): by the worker it is running
+    under (at ``attempt``, when given), or from outside with ``worker_id``
+    None (a blocked, pending or running job). Returns ``id, chain_id,
+    status, chain_completed``; dependents the chain unblocks become pending
+    in the same transaction."""
+    jid = check.job_id_text(job_id)
+    q = statements(schema)
+    with writing(conn, schema, "complete a job"):
+        job = job_for_action(conn, q, jid, worker_id, attempt, "complete", _OUTSIDE)
+        before = conn.total_changes
+        completed = rows(
+            conn,
+            q["complete_job"],
+            {"id": jid, "output": to_json(output), "attempt": attempt, "worker_id": worker_id, "now": now_us()},
+        )
+        unblocked = unblocked_types(conn, q, completed, conn.total_changes - before)
+    announce(
+        ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
+        completed_chains=(job.chain_id,),
+        lost_jobs=(jid,) if worker_id is None and job.status == "running" else (),
+    )
+    return {"id": UUID(jid), "chain_id": UUID(job.chain_id), "status": "completed", "chain_completed": True}
+
+
+def _per_job(what: str, values: Sequence[Any] | None, size: int) -> list[Any]:
+    if values is None:
+        return [None] * size
+    if isinstance(values, (str, bytes)) or len(values) != size:
+        check.invalid("outputs and attempts must have one element per job id")
+    return list(values)
+
+
+def complete_jobs(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    job_ids: Sequence[UUID | str],
+    outputs: Sequence[Any] | None = None,
+    attempts: Sequence[int | None] | None = None,
+    *,
+    schema: str = "queuert",
+) -> list[Row]:
+    """The worker's batched acknowledgement (DESIGN.md Additions).
+
+    One row per input element: ``job_id, outcome, unblocked_types``, outcome
+    ``completed``, ``taken``, ``finished`` or ``not_found``. Never raises for
+    a single lost job.
+    """
+    ids = check.check_batch_worker("complete_jobs", worker_id, job_ids)
+    outs = _per_job("outputs", outputs, len(ids))
+    tries = [None if a is None else check.int32(a, "attempts") for a in _per_job("attempts", attempts, len(ids))]
+    requests: dict[str, list[Any]] = {}
+    for jid, out, tried in zip(ids, outs, tries):
+        if jid not in requests:  # a repeated id: its first element
+            requests[jid] = [jid, to_json(out), tried]
+    q = statements(schema)
+    with writing(conn, schema, "complete jobs", single_write=True):
+        before = conn.total_changes
+        if len(requests) == 1:
+            ((jid, output, tried),) = requests.values()
+            completed = rows(
+                conn,
+                q["complete_job"],
+                {"id": jid, "output": output, "attempt": tried, "worker_id": worker_id, "now": now_us()},
+            )
+        else:
+            completed = rows(
+                conn,
+                q["complete_jobs"],
+                {"requests": json.dumps(list(requests.values())), "worker_id": worker_id, "now": now_us()},
+            )
+        done = {job_id: chain_id for job_id, chain_id, _index in completed}
+        unblocked = unblocked_types(conn, q, completed, conn.total_changes - before)
+        outcomes = batch_outcomes(conn, q, ids, done, "completed")
+    announce(
+        ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
+        completed_chains=dict.fromkeys(done.values()),
+    )
+    given = job_ids if isinstance(job_ids, (list, tuple)) else ids
+    return [
+        {
+            "job_id": job_id if isinstance(job_id, UUID) else UUID(jid),
+            "outcome": outcome,
+            "unblocked_types": unblocked.get(done[jid], []) if outcome == "completed" else [],
+        }
+        for job_id, jid, outcome in zip(given, ids, outcomes)
+    ]

@@ -1,0 +1,132 @@
+-- claim: hand due pending jobs to a worker, in one statement; next_due_at.
+--
+-- No SKIP LOCKED in SQLite: a claim runs under the database's single write
+-- lock, so two claims never overlap and never hand out one job twice; they
+-- simply take turns. One statement per filter shape, like PostgreSQL's, so
+-- each walks the claim index in order and stops after :max_jobs rows.
+-- RETURNING comes back in no particular order: the caller sorts the rows
+-- into claim order (priority DESC, scheduled_at, seq). The blockers of the
+-- claimed jobs that have some (blocker_count > 0) come from claim_blockers,
+-- a second statement: a subquery in RETURNING cannot use the updated row as
+-- an index key (SQLite scans the whole table there), a SELECT can.
+
+-- name: claim_any
+-- Any type.
+UPDATE {{ schema }}_job AS j
+SET
+    status = 'running',
+    attempt = j.attempt + 1,
+    leased_by = :worker_id,
+    leased_until = :now + coalesce(
+        :lease,
+        (
+            SELECT t.lease FROM {{ schema }}_job_type AS t
+            WHERE t.type_name = j.type_name
+        ),
+        60000000
+    )
+WHERE j.seq IN (
+    SELECT c.seq FROM {{ schema }}_job AS c
+    WHERE c.status = 'pending' AND c.scheduled_at <= :now
+    ORDER BY c.priority DESC, c.scheduled_at ASC, c.seq ASC
+    LIMIT :max_jobs
+)
+RETURNING
+    id, type_name, chain_id, chain_type_name, chain_index, input,
+    output, status, priority, attempt, scheduled_at, created_at,
+    completed_at, completed_by, leased_by, leased_until, last_attempt_at,
+    last_attempt_error, continued_to, dedup_key, trace_context,
+    seq, blocker_count;
+
+-- name: claim_types
+-- Only the types in the JSON array :type_names.
+UPDATE {{ schema }}_job AS j
+SET
+    status = 'running',
+    attempt = j.attempt + 1,
+    leased_by = :worker_id,
+    leased_until = :now + coalesce(
+        :lease,
+        (
+            SELECT t.lease FROM {{ schema }}_job_type AS t
+            WHERE t.type_name = j.type_name
+        ),
+        60000000
+    )
+WHERE j.seq IN (
+    SELECT c.seq FROM {{ schema }}_job AS c
+    WHERE c.status = 'pending' AND c.scheduled_at <= :now
+        AND c.type_name IN (SELECT t.value FROM json_each(:type_names) AS t)
+    ORDER BY c.priority DESC, c.scheduled_at ASC, c.seq ASC
+    LIMIT :max_jobs
+)
+RETURNING
+    id, type_name, chain_id, chain_type_name, chain_index, input,
+    output, status, priority, attempt, scheduled_at, created_at,
+    completed_at, completed_by, leased_by, leased_until, last_attempt_at,
+    last_attempt_error, continued_to, dedup_key, trace_context,
+    seq, blocker_count;
+
+-- name: claim_blockers
+-- For each claimed job of :job_ids: its blocker chains in blocker order, each
+-- with the chain's id, its (root's) type and its final output (its last
+-- job's), as a JSON array ('[]' when it has none).
+SELECT
+    c.value AS job_id,
+    (
+        SELECT json_group_array(json_object(
+            'chain_id', bc.blocker_chain_id,
+            'type_name', bc.type_name,
+            'output', json(bc.output)
+        ))
+        FROM (
+            SELECT
+                b.blocker_chain_id,
+                r.type_name,
+                coalesce((
+                    SELECT l.output FROM {{ schema }}_job AS l
+                    WHERE l.chain_id = b.blocker_chain_id AND l.chain_index > 0
+                    ORDER BY l.chain_index DESC
+                    LIMIT 1
+                ), r.output) AS output
+            FROM {{ schema }}_job_blocker AS b
+            INNER JOIN {{ schema }}_job AS r ON b.blocker_chain_id = r.id
+            WHERE b.job_id = c.value
+            ORDER BY b.position
+        ) AS bc
+    ) AS blockers
+FROM json_each(:job_ids) AS c;
+
+-- name: next_due_at
+-- When the next pending job of these types (NULL: any) becomes due, NULL if
+-- none, so an idle worker can sleep exactly that long. A loose index scan of
+-- job_claim_idx: for each distinct priority (a few), the first entry in due
+-- order.
+WITH RECURSIVE priorities (priority) AS (
+    SELECT (
+        SELECT max(j.priority) FROM {{ schema }}_job AS j
+        WHERE j.status = 'pending'
+    )
+    UNION ALL
+    SELECT (
+        SELECT max(j.priority) FROM {{ schema }}_job AS j
+        WHERE j.status = 'pending' AND j.priority < p.priority
+    )
+    FROM priorities AS p
+    WHERE p.priority IS NOT NULL
+)
+
+SELECT min((
+    SELECT j.scheduled_at FROM {{ schema }}_job AS j
+    WHERE
+        j.status = 'pending'
+        AND j.priority = p.priority
+        AND (
+            :type_names IS NULL
+            OR j.type_name IN (SELECT t.value FROM json_each(:type_names) AS t)
+        )
+    ORDER BY j.scheduled_at
+    LIMIT 1
+)) AS next_due_at
+FROM priorities AS p
+WHERE p.priority IS NOT NULL;
