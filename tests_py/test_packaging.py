@@ -137,7 +137,7 @@ def test_the_wheel_carries_every_file_of_the_package(tmp_path: Path) -> None:
     dashboard's assets later): a stray asset in a copy of the tree ships."""
     root = tmp_path / "repo"
     shutil.copytree(CLIENT, root / "python_client", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("sql", "migrations"):
+    for name in ("sql", "migrations", "sqlite"):
         shutil.copytree(REPO / name, root / name)
     assets = root / "python_client" / "src" / "queuert" / "_assets_probe"
     (assets / "css").mkdir(parents=True)
