@@ -1,5 +1,6 @@
 """Every ```python snippet of docs/client.md runs, in order, against a fresh
-database; the snippets' own asserts are the checks."""
+database (Django's default database pointed at it too); the snippets' own
+asserts are the checks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import re
 import sys
 import types
 from pathlib import Path
+
+from django_support import use_database
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "client.md"
 
@@ -18,6 +21,7 @@ def python_blocks(text: str) -> list[str]:
 def test_client_doc_snippets_run(dsn: str) -> None:
     blocks = python_blocks(DOC.read_text())
     assert len(blocks) >= 10
+    use_database(dsn)
     # a real module, so dataclasses and pydantic can resolve the snippets' names
     module = types.ModuleType("queuert_client_doc")
     module.DSN = dsn  # type: ignore[attr-defined]
@@ -28,9 +32,13 @@ def test_client_doc_snippets_run(dsn: str) -> None:
             exec(code, module.__dict__)  # noqa: S102 - the documented snippets are the test
     finally:
         del sys.modules[module.__name__]
-    # the last snippets really wrote: the signup of user 10 and the SQLAlchemy one
+        from django.db import connections
+
+        connections.close_all()
+    # the snippets really wrote: the signup of user 10, the SQLAlchemy, async
+    # SQLAlchemy and Django ones, and none of those rolled back
     import psycopg
 
     with psycopg.connect(dsn) as conn:
         users = [r[0] for r in conn.execute("SELECT id FROM app_user ORDER BY id")]
-    assert users == [7, 10, 20]
+    assert users == [7, 10, 20, 21, 22]

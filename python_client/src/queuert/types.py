@@ -68,6 +68,7 @@ ContinuesWith = Union[
 ]
 
 _MAX_NAME = 255
+_NoneType = type(None)
 
 
 def _check_type_name(name: object) -> str:
@@ -198,6 +199,8 @@ class JobType(Generic[InT, OutT]):
             ) from e
 
     def _dump(self, kind: str, value: Any) -> Any:
+        if value is None and getattr(self, kind + "_type") is _NoneType:
+            return None  # no declared model: nothing to validate or convert
         validated = self._validate(kind, value)
         try:
             return self._adapter(kind).dump_python(validated, mode="json", warnings="error")
@@ -449,20 +452,22 @@ class ChainSpec(BaseChainSpec, Generic[InT]):
     """One item of :func:`queuert.start_chains`; the same options as
     :func:`queuert.start_chain`. Typed like ``start_chain``: with a JobType,
     mypy checks ``input`` and it is validated here, when the spec is built
-    (``input_json`` is what will be stored)."""
+    (``input_json`` is what will be stored). With a type *name* the input is
+    stored as given and serialised once, with the whole batch."""
 
     job_type: JobType[InT, Any] | str
     input: InT
-    id: UUID | None
-    schedule_at: datetime | None
-    schedule_after: timedelta | None
-    blockers: tuple[UUID, ...] | None
-    dedup_key: str | None
-    dedup_scope: str
-    dedup_window: timedelta | None
-    priority: int
-    trace_context: str | None
-    input_json: Any = dataclasses.field(repr=False)
+    # Options at their defaults live on the class, so building the common
+    # spec (a type and an input) stores two attributes, not eleven.
+    id: UUID | None = None
+    schedule_at: datetime | None = None
+    schedule_after: timedelta | None = None
+    blockers: tuple[UUID, ...] | None = None
+    dedup_key: str | None = None
+    dedup_scope: str = "incomplete"
+    dedup_window: timedelta | None = None
+    priority: int = 0
+    trace_context: str | None = None
 
     @overload
     def __init__(
@@ -515,9 +520,35 @@ class ChainSpec(BaseChainSpec, Generic[InT]):
     ) -> None: ...
 
     def __init__(
+        self, job_type: JobType[Any, Any] | str, input: Any = None, **options: Any
+    ) -> None:
+        # start_chains builds thousands of these, so the common spec (a type
+        # name and an input, no option) is made in a few dict stores: fields
+        # go straight into the instance dict (a frozen dataclass would set
+        # each through object.__setattr__), options at their defaults stay on
+        # the class, and the item start_chains sends is built here, once.
+        d = self.__dict__
+        d["job_type"] = job_type
+        d["input"] = input
+        if type(job_type) is str and 0 < len(job_type) <= _MAX_NAME:
+            d["_type_name"] = job_type
+            d["_payload"] = input  # serialised once, with the whole batch
+        else:
+            d["_type_name"] = _type_name_of(job_type)
+            d["_payload"] = d["_input_json"] = dump_payload(job_type, input)
+        if options:
+            self._set_options(**options)
+        else:
+            payload = d["_payload"]
+            # the item in the engine's terms (docs/DESIGN.md, start_chains)
+            d["_item"] = (
+                {"type_name": d["_type_name"]}
+                if payload is None
+                else {"type_name": d["_type_name"], "input": payload}
+            )
+
+    def _set_options(
         self,
-        job_type: JobType[Any, Any] | str,
-        input: Any = None,
         *,
         id: UUID | None = None,
         schedule_at: datetime | None = None,
@@ -530,26 +561,30 @@ class ChainSpec(BaseChainSpec, Generic[InT]):
         trace_context: str | None = None,
     ) -> None:
         _check_delays(schedule_at, schedule_after)
-        values = {
-            "job_type": job_type,
-            "input": input,
-            "id": id,
-            "schedule_at": schedule_at,
-            "schedule_after": schedule_after,
-            "blockers": None if blockers is None else tuple(blockers),
-            "dedup_key": dedup_key,
-            "dedup_scope": dedup_scope,
-            "dedup_window": dedup_window,
-            "priority": priority,
-            "trace_context": trace_context,
-            "input_json": dump_payload(job_type, input),
-        }
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
+        # no "_item": start_chains checks and converts the options
+        self.__dict__.update(
+            id=id,
+            schedule_at=schedule_at,
+            schedule_after=schedule_after,
+            blockers=None if blockers is None else tuple(blockers),
+            dedup_key=dedup_key,
+            dedup_scope=dedup_scope,
+            dedup_window=dedup_window,
+            priority=priority,
+            trace_context=trace_context,
+        )
 
     @property
     def type_name(self) -> str:
-        return _type_name_of(self.job_type)
+        return self.__dict__["_type_name"]  # type: ignore[no-any-return]
+
+    @property
+    def input_json(self) -> Any:
+        """The input's JSON form, as it will be stored."""
+        d = self.__dict__
+        if "_input_json" in d:
+            return d["_input_json"]
+        return to_json_value(self.input)
 
 
 @functools.lru_cache(maxsize=None)
@@ -579,6 +614,29 @@ class StartedChain:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> StartedChain:
         return cls(**_fields_from(cls, row))
+
+
+_new_object = object.__new__
+
+
+def started_chain(values: Sequence[Any]) -> StartedChain:
+    """A :class:`StartedChain` from a row ``(id, type_name, status,
+    scheduled_at, created_at, deduplicated)`` of ``start_chain(s)``, built
+    without the frozen dataclass's ``__init__`` (which sets each field
+    through ``object.__setattr__``): the client builds one per item of a
+    batch, as psycopg's row maker. A chain is its root job, so ``chain_id``
+    is ``id``."""
+    chain: StartedChain = _new_object(StartedChain)
+    chain.__dict__.update(
+        id=values[0],
+        chain_id=values[0],
+        type_name=values[1],
+        status=values[2],
+        scheduled_at=values[3],
+        created_at=values[4],
+        deduplicated=values[5],
+    )
+    return chain
 
 
 @dataclasses.dataclass(frozen=True)

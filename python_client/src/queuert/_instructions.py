@@ -1,0 +1,70 @@
+"""What a client operation asks of the connection it runs on.
+
+Every client call is written once, as an operation: a generator that yields
+instructions and receives each one's result (:mod:`queuert._operations`,
+:mod:`queuert._waiting`). The sync and async drivers in
+:mod:`queuert._execution` perform them: a :class:`Query` is executed and its
+rows sent back; :class:`Sleep`, :class:`WaitNotify` and :class:`Cleanup` are
+what ``wait_for_chain`` needs besides queries. So the statement text,
+parameters, row mapping and hook calls exist once, and the two clients
+differ only in ``conn.execute`` against ``await conn.execute``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+from psycopg.rows import BaseRowFactory, dict_row
+
+__all__ = ["CanListen", "Cleanup", "Op", "OpFactory", "Query", "Sleep", "WaitNotify"]
+
+T = TypeVar("T")
+
+
+class Query(NamedTuple):
+    """One statement. ``row_factory`` says how its rows come back (psycopg's
+    ``tuple_row``, ``dict_row``, or one that builds the result objects
+    directly); the client sets its own, whatever the caller's connection
+    has. A NamedTuple: built on every call, it should cost nothing."""
+
+    sql: str
+    params: Sequence[Any] | Mapping[str, Any]
+    row_factory: BaseRowFactory[Any] = dict_row
+
+
+@dataclasses.dataclass(frozen=True)
+class CanListen:
+    """Whether a LISTEN on this connection would take effect now (an
+    autocommit connection outside a transaction block); the driver answers
+    with a bool."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class WaitNotify:
+    """Wait up to ``timeout`` s for a notification on ``channel`` with
+    ``payload``; the driver sends back True if it came."""
+
+    channel: str
+    payload: str
+    timeout: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Cleanup:
+    """Run ``query`` unless the connection is closed or broken."""
+
+    query: Query
+
+
+#: An operation: yields instructions, receives each one's result (a query's
+#: rows), returns the call's result.
+Op = Generator[Any, Any, T]
+#: Makes a fresh operation; called again when an autocommit call is retried.
+OpFactory = Callable[[], "Op[T]"]
