@@ -17,7 +17,8 @@ from uuid import UUID
 import pydantic_core
 
 from .errors import InvalidArgumentError
-from .types import BaseChainSpec, ChainSpec, to_json_value
+from ._chain_spec import BaseChainSpec, ChainSpec
+from ._job_type import to_json_value
 
 __all__ = [
     "batch_json",

@@ -36,22 +36,10 @@ from ._instructions import Op, OpFactory, Query
 from ._schema_name import validate_schema_name
 from .errors import ChainNotFoundError, InvalidArgumentError
 from .hooks import current_hooks
-from .types import (
-    BaseChainSpec,
-    Chain,
-    ChainPage,
-    CompletedJob,
-    Continuation,
-    ContinuedJob,
-    Job,
-    JobType,
-    StartedChain,
-    _check_delays,
-    _type_name_of,
-    dump_payload,
-    started_chain,
-    to_json_value,
-)
+from ._chain_spec import BaseChainSpec
+from ._continuation import Continuation
+from ._job_type import JobType, _check_delays, _type_name_of, dump_payload, to_json_value
+from ._records import Chain, ChainPage, CompletedJob, ContinuedJob, Job, StartedChain, started_chain
 
 __all__ = [
     "chain_op",

@@ -22,7 +22,7 @@ from .errors import (
     ChainWaitTimeout,
     InvalidArgumentError,
 )
-from .types import Chain
+from ._records import Chain
 
 __all__ = ["wait_for_chain", "wait_verdict"]
 
