@@ -38,7 +38,7 @@ from .errors import ChainNotFoundError, InvalidArgumentError
 from .hooks import current_hooks
 from ._chain_spec import BaseChainSpec
 from ._continuation import Continuation
-from ._job_type import JobType, _check_delays, _type_name_of, dump_payload, to_json_value
+from ._job_type import JobType, _check_delays, _type_name_of, dump_payload
 from ._records import Chain, ChainPage, CompletedJob, ContinuedJob, Job, StartedChain, started_chain
 
 __all__ = [
@@ -204,8 +204,9 @@ def complete_chain(
     if continue_with is not None:
         return _continue_chain(s, cid, jid, expected, output, continue_with, job_type)
 
-    out_json = job_type.dump_output(output) if isinstance(job_type, JobType) else to_json_value(output)
-    params = {"chain_id": cid, "job_id": jid, "expected_type": expected, "output": json_text(out_json)}
+    # validated (typed) and serialised in one pass before anything is sent
+    out_text = json_text(job_type.dump_output(output) if isinstance(job_type, JobType) else output)
+    params = {"chain_id": cid, "job_id": jid, "expected_type": expected, "output": out_text}
     text = sql.complete_chain(s, by_job)
 
     def op_complete() -> Op[CompletedJob]:
