@@ -107,29 +107,27 @@ class ChainSpec(BaseChainSpec, Generic[InT]):
         self, job_type: JobType[Any, Any] | str, input: Any = None, **options: Any
     ) -> None:
         # start_chains builds thousands of these, so the common spec (a type
-        # name and an input, no option) is made in a few dict stores: fields
+        # name and an input, no option) is made in three dict stores: fields
         # go straight into the instance dict (a frozen dataclass would set
         # each through object.__setattr__), options at their defaults stay on
-        # the class, and the item start_chains sends is built here, once.
+        # the class, and the item start_chains sends (the engine's terms,
+        # docs/DESIGN.md) is built here, once. An untyped input goes into it
+        # as given: it is serialised once, with the whole batch.
         d = self.__dict__
         d["job_type"] = job_type
         d["input"] = input
         if type(job_type) is str and 0 < len(job_type) <= _MAX_NAME:
-            d["_type_name"] = job_type
-            d["_payload"] = input  # serialised once, with the whole batch
+            item = {"type_name": job_type} if input is None else {"type_name": job_type, "input": input}
         else:
-            d["_type_name"] = _type_name_of(job_type)
-            d["_payload"] = d["_input_json"] = dump_payload(job_type, input)
+            name = _type_name_of(job_type)
+            payload = d["_input_json"] = dump_payload(job_type, input)
+            item = {"type_name": name} if payload is None else {"type_name": name, "input": payload}
         if options:
+            # "_base" instead of "_item": start_chains adds the options
+            d["_base"] = item
             self._set_options(**options)
         else:
-            payload = d["_payload"]
-            # the item in the engine's terms (docs/DESIGN.md, start_chains)
-            d["_item"] = (
-                {"type_name": d["_type_name"]}
-                if payload is None
-                else {"type_name": d["_type_name"], "input": payload}
-            )
+            d["_item"] = item
 
     def _set_options(
         self,
@@ -160,7 +158,8 @@ class ChainSpec(BaseChainSpec, Generic[InT]):
 
     @property
     def type_name(self) -> str:
-        return self.__dict__["_type_name"]  # type: ignore[no-any-return]
+        d = self.__dict__
+        return (d["_item"] if "_item" in d else d["_base"])["type_name"]  # type: ignore[no-any-return]
 
     @property
     def input_json(self) -> Any:
