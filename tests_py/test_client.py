@@ -271,6 +271,25 @@ def test_start_chains_answers_the_same_on_a_dict_row_connection(conn: psycopg.Co
     assert [(r["id"], r["priority"]) for r in rows] == [(s.id, i) for i, s in enumerate(plain)]
 
 
+def test_start_chains_timestamps_are_the_rows_timestamps(conn: psycopg.Connection) -> None:
+    """The batch's rows share their timestamps and the client reuses the
+    parsed value when the text repeats: what comes back is what is stored,
+    with the connection's time zone, row by row."""
+    conn.execute("SET TIME ZONE 'America/New_York'")
+    specs = [ChainSpec("t", i) for i in range(3)]
+    specs += [ChainSpec("t", 3, schedule_after=timedelta(minutes=1)), ChainSpec("t", 4)]
+    started = queuert.start_chains(conn, specs)
+    rows = {
+        r[0]: (r[1], r[2])
+        for r in conn.execute("SELECT id, scheduled_at, created_at FROM queuert.job")
+    }
+    assert [(s.scheduled_at, s.created_at) for s in started] == [rows[s.id] for s in started]
+    assert [s.scheduled_at.tzinfo for s in started] == [rows[s.id][0].tzinfo for s in started]
+    assert str(started[0].created_at.tzinfo) == "America/New_York"
+    assert started[3].scheduled_at - started[3].created_at == timedelta(minutes=1)
+    assert started[4].scheduled_at == started[4].created_at == started[0].created_at
+
+
 def test_start_chains_rejects_a_bad_item_and_writes_nothing(conn: psycopg.Connection) -> None:
     with pytest.raises(ChainNotFoundError) as info:
         queuert.start_chains(

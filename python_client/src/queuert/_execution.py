@@ -58,6 +58,8 @@ def _execute(conn: psycopg.Connection[Any], query: Query, json_as_text: bool = F
         cur = conn.cursor(row_factory=query.row_factory)
         if json_as_text:  # a Django connection: read JSON as JSON (_connections)
             cur.adapters.register_loader("jsonb", JsonbLoader)
+        if query.prepare is not None:
+            query.prepare(cur)
         cur.execute(query.sql, query.params)
         # a row set or not, from the result status (cheaper than building
         # cur.description)
@@ -134,6 +136,8 @@ def run(conn: object, factory: OpFactory[T]) -> T:
 async def _execute_async(conn: psycopg.AsyncConnection[Any], query: Query) -> list[Any]:
     try:
         cur = conn.cursor(row_factory=query.row_factory)
+        if query.prepare is not None:
+            query.prepare(cur)
         await cur.execute(query.sql, query.params)
         result = cur.pgresult
         if result is not None and result.status == _TUPLES_OK:

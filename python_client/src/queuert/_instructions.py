@@ -27,11 +27,14 @@ class Query(NamedTuple):
     """One statement. ``row_factory`` says how its rows come back (psycopg's
     ``tuple_row``, ``dict_row``, or one that builds the result objects
     directly); the client sets its own, whatever the caller's connection
-    has. A NamedTuple: built on every call, it should cost nothing."""
+    has. ``prepare``, if given, is called with the cursor before the
+    statement runs (to register a loader for this cursor only). A
+    NamedTuple: built on every call, it should cost nothing."""
 
     sql: str
     params: Sequence[Any] | Mapping[str, Any]
     row_factory: BaseRowFactory[Any] = dict_row
+    prepare: Callable[[Any], None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,6 +33,7 @@ from ._arguments import (
     uuids_of,
 )
 from ._instructions import Op, OpFactory, Query
+from ._loaders import repeat_timestamps
 from ._schema_name import validate_schema_name
 from .errors import ChainNotFoundError, InvalidArgumentError
 from .hooks import current_hooks
@@ -130,7 +131,10 @@ def start_chain(
 def start_chains(schema: str, items: Sequence[BaseChainSpec]) -> OpFactory[list[StartedChain]]:
     s = validate_schema_name(schema)
     payload = chain_items(items)
-    query = Query(sql.start_chains(s), (batch_json(payload),), _started_rows) if payload else None
+    query = None
+    if payload:
+        # rows of one batch share their timestamps (_loaders)
+        query = Query(sql.start_chains(s), (batch_json(payload),), _started_rows, repeat_timestamps)
 
     def op() -> Op[list[StartedChain]]:
         if query is None:
