@@ -39,8 +39,8 @@ class Sizes:
     batch_paired_total: int = 100_000  # per side, in blocks of 10 statements alternating with the floor
     # create-client: rounds of one block per form (single: 100 starts a
     # block; batch: 10 calls of 1,000), each block after one of the floor's
-    client_single_rounds: int = 20
-    client_batch_rounds: int = 8
+    client_single_rounds: int = 12
+    client_batch_rounds: int = 6
     floor_claim1_n: int = 5_000
     floor_claim100_n: int = 50_000
     process_n: int = 50_000
