@@ -158,7 +158,7 @@ def test_start_chain_sends_only_the_arguments_it_was_given(conn: psycopg.Connect
             dedup_scope="incomplete", dedup_window=None, priority=0, trace_context=None,
         )
         args.update(kwargs)
-        query = next(_operations.start_chain("queuert", "t", {"n": 1}, **args)())  # type: ignore[arg-type]
+        query = _operations.start_chain("queuert", "t", {"n": 1}, **args).query  # type: ignore[arg-type]
         names = re.findall(r"(\w+) => %s", query.sql)
         assert len(names) == len(query.params)  # one bound parameter per argument
         return set(names)

@@ -10,8 +10,9 @@ written side by side so they stay twins:
 - perform: one instruction (query, sleep, notification wait, cleanup);
 - drive: feed an operation its results until it returns;
 - run: resolve the connection (psycopg, SQLAlchemy, Django:
-  :mod:`queuert._connections`) and drive the operation, again after a
-  serialization failure or deadlock when the call is its own transaction.
+  :mod:`queuert._connections`) and run the operation (a one-statement Call
+  directly, a multi-step one through drive), again after a serialization
+  failure or deadlock when the call was its own transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.types.json import JsonbLoader
 
 from ._connections import async_connection, sync_connection
-from ._instructions import CanListen, Cleanup, Op, OpFactory, Query, Sleep, WaitNotify
+from ._instructions import Call, CanListen, Cleanup, Op, Operation, Query, Sleep, WaitNotify
 from .errors import is_conflict, translate
 
 __all__ = ["can_listen", "run", "run_async"]
@@ -41,8 +42,13 @@ _IDLE = TransactionStatus.IDLE
 
 def can_listen(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
     """True on an autocommit connection outside a transaction block: there
-    each call is its own transaction (so it may be retried), and a LISTEN
-    takes effect at once."""
+    a LISTEN takes effect at once, and each call is its own transaction.
+
+    Also asked after a call failed, to decide whether it may be run again:
+    a failed statement outside a transaction block leaves the connection
+    idle, one inside a block (the caller's transaction) leaves the block
+    failed, and only its owner may run it again. So a call that succeeds
+    pays nothing for the retry rule."""
     return conn.autocommit and conn.pgconn.transaction_status == _IDLE
 
 
@@ -106,28 +112,29 @@ def _drive(conn: psycopg.Connection[Any], op: Op[T], json_as_text: bool) -> T:
         return stop.value  # type: ignore[no-any-return]
 
 
-def _retrying(conn: psycopg.Connection[Any], factory: OpFactory[T], json_as_text: bool = False) -> T:
-    own_tx = can_listen(conn)
+def _retrying(conn: psycopg.Connection[Any], op: Operation[T], json_as_text: bool = False) -> T:
     attempt = 0
     while True:
         try:
-            return _drive(conn, factory(), json_as_text)
+            if isinstance(op, Call):
+                return op.finish(_execute(conn, op.query, json_as_text))
+            return _drive(conn, op(), json_as_text)
         except psycopg.Error as e:
             attempt += 1
-            if not (own_tx and is_conflict(e) and attempt < AUTO_RETRIES):
+            if not (can_listen(conn) and is_conflict(e) and attempt < AUTO_RETRIES):
                 raise
             time.sleep(_backoff(attempt))
 
 
-def run(conn: object, factory: OpFactory[T]) -> T:
+def run(conn: object, op: Operation[T]) -> T:
     """Run an operation on a sync connection (or a framework's handle on one)."""
     if type(conn) is psycopg.Connection:
-        return _retrying(conn, factory)
+        return _retrying(conn, op)
     pg, context, json_as_text = sync_connection(conn)
     if context is None:
-        return _retrying(pg, factory, json_as_text)
+        return _retrying(pg, op, json_as_text)
     with context:
-        return _retrying(pg, factory, json_as_text)
+        return _retrying(pg, op, json_as_text)
 
 
 # ------------------------------------------------------------------- async
@@ -184,21 +191,22 @@ async def _drive_async(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
         return stop.value  # type: ignore[no-any-return]
 
 
-async def _retrying_async(conn: psycopg.AsyncConnection[Any], factory: OpFactory[T]) -> T:
-    own_tx = can_listen(conn)
+async def _retrying_async(conn: psycopg.AsyncConnection[Any], op: Operation[T]) -> T:
     attempt = 0
     while True:
         try:
-            return await _drive_async(conn, factory())
+            if isinstance(op, Call):
+                return op.finish(await _execute_async(conn, op.query))
+            return await _drive_async(conn, op())
         except psycopg.Error as e:
             attempt += 1
-            if not (own_tx and is_conflict(e) and attempt < AUTO_RETRIES):
+            if not (can_listen(conn) and is_conflict(e) and attempt < AUTO_RETRIES):
                 raise
             await asyncio.sleep(_backoff(attempt))
 
 
-async def run_async(conn: object, factory: OpFactory[T]) -> T:
+async def run_async(conn: object, op: Operation[T]) -> T:
     """Run an operation on an async connection (or a framework's handle on one)."""
     if type(conn) is psycopg.AsyncConnection:
-        return await _retrying_async(conn, factory)
-    return await _retrying_async(await async_connection(conn), factory)
+        return await _retrying_async(conn, op)
+    return await _retrying_async(await async_connection(conn), op)

@@ -1,8 +1,9 @@
 """What a client operation asks of the connection it runs on.
 
-Every client call is written once, as an operation: a generator that yields
-instructions and receives each one's result (:mod:`queuert._operations`,
-:mod:`queuert._waiting`). The sync and async drivers in
+Every client call is written once, as an operation (:mod:`queuert._operations`,
+:mod:`queuert._waiting`): a :class:`Call` when it is one statement (its query,
+and what makes the result of the rows), else a generator that yields
+instructions and receives each one's result. The sync and async drivers in
 :mod:`queuert._execution` perform them: a :class:`Query` is executed and its
 rows sent back; :class:`Sleep`, :class:`WaitNotify` and :class:`Cleanup` are
 what ``wait_for_chain`` needs besides queries. So the statement text,
@@ -14,11 +15,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar, Union
 
 from psycopg.rows import BaseRowFactory, dict_row
 
-__all__ = ["CanListen", "Cleanup", "Op", "OpFactory", "Query", "Sleep", "WaitNotify"]
+__all__ = [
+    "Call",
+    "CanListen",
+    "Cleanup",
+    "Op",
+    "OpFactory",
+    "Operation",
+    "Query",
+    "Sleep",
+    "WaitNotify",
+]
 
 T = TypeVar("T")
 
@@ -66,8 +77,23 @@ class Cleanup:
     query: Query
 
 
-#: An operation: yields instructions, receives each one's result (a query's
-#: rows), returns the call's result.
+class Call(Generic[T]):
+    """A one-statement operation: run ``query``, then ``finish(rows)`` is the
+    call's result. No generator to create and step through: the common calls
+    (``start_chain`` above all) pay for nothing but their statement."""
+
+    __slots__ = ("finish", "query")
+
+    def __init__(self, query: Query, finish: Callable[[list[Any]], T]) -> None:
+        self.query = query
+        self.finish = finish
+
+
+#: A multi-step operation: yields instructions, receives each one's result
+#: (a query's rows), returns the call's result.
 Op = Generator[Any, Any, T]
-#: Makes a fresh operation; called again when an autocommit call is retried.
-OpFactory = Callable[[], "Op[T]"]
+#: Makes a fresh multi-step operation; called again when an autocommit call
+#: is retried.
+OpFactory = Callable[[], Op[T]]
+#: What a client call hands to the driver.
+Operation = Union[Call[T], OpFactory[T]]

@@ -1,11 +1,12 @@
 """Every client call except ``wait_for_chain``, written once for both clients.
 
 Each function checks and converts its arguments right away (so a bad one is
-refused before anything is sent), then returns an operation factory: a
-generator function that yields its :class:`~queuert._instructions.Query`,
-receives the rows, maps them to the result and reports to the transaction
-hooks (:mod:`queuert.hooks`). :mod:`queuert._execution` runs it on a sync or
-an async connection.
+refused before anything is sent), then returns the operation: a
+:class:`~queuert._instructions.Call` (one statement and the function that
+maps its rows to the result and reports to the transaction hooks,
+:mod:`queuert.hooks`), or for ``complete_chain``, which may need a second
+statement to say why nothing matched, a generator function.
+:mod:`queuert._execution` runs either on a sync or an async connection.
 
 ``start_chain`` and ``start_chains`` are the hot paths (an application calls
 them per request, or per thousand items): they bind positional parameters,
@@ -32,7 +33,7 @@ from ._arguments import (
     uuid_of,
     uuids_of,
 )
-from ._instructions import Op, OpFactory, Query
+from ._instructions import Call, Op, OpFactory, Query
 from ._loaders import repeat_timestamps
 from ._schema_name import validate_schema_name
 from .errors import ChainNotFoundError, InvalidArgumentError
@@ -74,7 +75,7 @@ def start_chain(
     dedup_window: timedelta | None,
     priority: int,
     trace_context: str | None,
-) -> OpFactory[StartedChain]:
+) -> Call[StartedChain]:
     s = validate_schema_name(schema)
     # validated and serialised (one pass) before anything reaches the database
     if type(job_type) is str:
@@ -114,40 +115,42 @@ def start_chain(
             if value is not None and value != sql.START_CHAIN_OPTIONAL[name][1]
         )
         params.extend(optional[name] for name in given)
-    query = Query(sql.start_chain(s, given), params, _started_rows)
-
-    def op() -> Op[StartedChain]:
-        rows = yield query
-        started: StartedChain = rows[0]
-        if started.status == "pending" and not started.deduplicated:
-            hooks = current_hooks()
-            if hooks is not None:
-                hooks.job_ready(started.type_name)
-        return started
-
-    return op
+    return Call(Query(sql.start_chain(s, given), params, _started_rows), _started_one)
 
 
-def start_chains(schema: str, items: Sequence[BaseChainSpec]) -> OpFactory[list[StartedChain]]:
-    s = validate_schema_name(schema)
-    payload = chain_items(items)
-    query = None
-    if payload:
-        # rows of one batch share their timestamps (_loaders)
-        query = Query(sql.start_chains(s), (batch_json(payload),), _started_rows, repeat_timestamps)
-
-    def op() -> Op[list[StartedChain]]:
-        if query is None:
-            return []
-        started: list[StartedChain] = yield query
+def _started_one(rows: list[StartedChain]) -> StartedChain:
+    started = rows[0]
+    if started.status == "pending" and not started.deduplicated:
         hooks = current_hooks()
         if hooks is not None:
-            for c in started:
-                if c.status == "pending" and not c.deduplicated:
-                    hooks.job_ready(c.type_name)
-        return started
+            hooks.job_ready(started.type_name)
+    return started
 
-    return op
+
+def start_chains(
+    schema: str, items: Sequence[BaseChainSpec]
+) -> Call[list[StartedChain]] | OpFactory[list[StartedChain]]:
+    s = validate_schema_name(schema)
+    payload = chain_items(items)
+    if not payload:
+        return _nothing_started
+    # rows of one batch share their timestamps (_loaders)
+    query = Query(sql.start_chains(s), (batch_json(payload),), _started_rows, repeat_timestamps)
+    return Call(query, _started_many)
+
+
+def _nothing_started() -> Op[list[StartedChain]]:
+    return []
+    yield  # a generator that sends nothing
+
+
+def _started_many(started: list[StartedChain]) -> list[StartedChain]:
+    hooks = current_hooks()
+    if hooks is not None:
+        for c in started:
+            if c.status == "pending" and not c.deduplicated:
+                hooks.job_ready(c.type_name)
+    return started
 
 
 def _explain_missing_current(
@@ -292,41 +295,35 @@ def _continue_chain(
 
 def chain_op(
     schema: str, fn: str, chain_ids: Iterable[UUID | str], cascade: bool
-) -> OpFactory[list[UUID]]:
+) -> Call[list[UUID]]:
     """cancel_chains or delete_chains."""
     s = validate_schema_name(schema)
     params = {"chain_ids": uuids_of(chain_ids, "chain_ids"), "cascade": bool(cascade)}
-    text = sql.chain_op(s, fn)
-
-    def op() -> Op[list[UUID]]:
-        rows = yield Query(text, params)
-        return [r["chain_id"] for r in rows]
-
-    return op
+    return Call(Query(sql.chain_op(s, fn), params), _chain_ids)
 
 
-def job_op(schema: str, fn: str, job_ids: Iterable[UUID | str]) -> OpFactory[list[UUID]]:
+def _chain_ids(rows: list[dict[str, Any]]) -> list[UUID]:
+    return [r["chain_id"] for r in rows]
+
+
+def job_op(schema: str, fn: str, job_ids: Iterable[UUID | str]) -> Call[list[UUID]]:
     """trigger_jobs or retry_jobs."""
     s = validate_schema_name(schema)
     params = {"job_ids": uuids_of(job_ids, "job_ids")}
-    text = sql.job_op(s, fn)
-
-    def op() -> Op[list[UUID]]:
-        rows = yield Query(text, params)
-        # retry_jobs may leave a job blocked; a spurious wake-up is harmless
-        _report(ready_types=[r["type_name"] for r in rows if r["type_name"]])
-        return [r["job_id"] for r in rows]
-
-    return op
+    return Call(Query(sql.job_op(s, fn), params), _job_ids)
 
 
-def get_chain(schema: str, chain_id: UUID | str) -> OpFactory[Chain]:
+def _job_ids(rows: list[dict[str, Any]]) -> list[UUID]:
+    # retry_jobs may leave a job blocked; a spurious wake-up is harmless
+    _report(ready_types=[r["type_name"] for r in rows if r["type_name"]])
+    return [r["job_id"] for r in rows]
+
+
+def get_chain(schema: str, chain_id: UUID | str) -> Call[Chain]:
     s = validate_schema_name(schema)
     cid = uuid_of(chain_id, "chain_id")
-    text = sql.get_chain(s)
 
-    def op() -> Op[Chain]:
-        rows = yield Query(text, {"chain_id": cid})
+    def chain_with_jobs(rows: list[dict[str, Any]]) -> Chain:
         if not rows:
             raise ChainNotFoundError(f"chain {cid} not found", chain_id=cid)
         jobs = [
@@ -337,7 +334,7 @@ def get_chain(schema: str, chain_id: UUID | str) -> OpFactory[Chain]:
         first = rows[0]
         return Chain.from_row({c: first["chain." + c] for c in sql.CHAIN_COLUMNS}, jobs)
 
-    return op
+    return Call(Query(sql.get_chain(s), {"chain_id": cid}), chain_with_jobs)
 
 
 def list_chains(
@@ -347,7 +344,7 @@ def list_chains(
     status: str | Sequence[str] | None,
     limit: int,
     after: str | None,
-) -> OpFactory[ChainPage]:
+) -> Call[ChainPage]:
     s = validate_schema_name(schema)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InvalidArgumentError(f"limit must be a positive int, got {limit!r}")
@@ -361,13 +358,12 @@ def list_chains(
         params["after_created_at"], params["after_id"] = decode_cursor(after)
     text = sql.list_chains(s, type_name is not None, statuses is not None, after is not None)
 
-    def op() -> Op[ChainPage]:
-        rows = yield Query(text, params)
+    def page(rows: list[dict[str, Any]]) -> ChainPage:
         items = [Chain.from_row(r) for r in rows[:limit]]
         cursor = None
         if len(rows) > limit:
             cursor = encode_cursor(items[-1].created_at, items[-1].chain_id)
         return ChainPage(items=items, next_cursor=cursor)
 
-    return op
+    return Call(Query(text, params), page)
 

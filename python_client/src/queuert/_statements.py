@@ -13,11 +13,14 @@ from functools import lru_cache
 from typing import Any
 
 __all__ = [
+    "CHAIN_COLUMNS",
+    "IS_LISTENING",
     "START_CHAIN_OPTIONAL",
     "chain_op",
     "complete_chain",
     "continue_chain",
     "current_job",
+    "current_job_probe",
     "get_chain",
     "job_op",
     "list_chains",
