@@ -40,7 +40,7 @@ from .errors import ChainNotFoundError, InvalidArgumentError
 from .hooks import current_hooks
 from ._chain_spec import BaseChainSpec
 from ._continuation import Continuation
-from ._job_type import JobType, _check_delays, _type_name_of, dump_payload
+from ._job_type import _MAX_NAME, JobType, _check_delays, _type_name_of, dump_payload
 from ._records import Chain, ChainPage, CompletedJob, ContinuedJob, Job, StartedChain, started_chain
 
 __all__ = [
@@ -78,8 +78,8 @@ def start_chain(
 ) -> Call[StartedChain]:
     s = validate_schema_name(schema)
     # validated and serialised (one pass) before anything reaches the database
-    if type(job_type) is str:
-        params: list[Any] = [_type_name_of(job_type), json_text(input)]
+    if type(job_type) is str and 0 < len(job_type) <= _MAX_NAME:  # a valid name, inline
+        params: list[Any] = [job_type, json_text(input)]
     else:
         params = [_type_name_of(job_type), json_text(dump_payload(job_type, input))]
     if (
