@@ -497,6 +497,22 @@ def test_invalid_schema_name_is_refused(conn: psycopg.Connection) -> None:
         queuert.start_chain(conn, "x", None, schema="bad; DROP TABLE x")
 
 
+def test_one_schema_name_rule_for_the_client_and_the_migrator(conn: psycopg.Connection) -> None:
+    """One validator: the client and queuert.migrate refuse a bad name with
+    the same exception (an InvalidArgumentError and a MigrationError) and
+    the same message, before anything is sent."""
+    from queuert.migrate import migrate
+
+    with pytest.raises(queuert.InvalidSchemaNameError) as by_client:
+        queuert.get_chain(conn, uuid.uuid4(), schema="Jobs")
+    with pytest.raises(queuert.InvalidSchemaNameError) as by_migrate:
+        migrate("postgresql://nobody@127.0.0.1:1/none", schema="Jobs")
+    assert str(by_client.value) == str(by_migrate.value)
+    assert isinstance(by_client.value, queuert.MigrationError)
+    assert by_client.value.sqlstate == "QU006"
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
 def test_async_connection_is_refused_by_the_sync_client(conn: psycopg.Connection) -> None:
     with pytest.raises(InvalidArgumentError, match="queuert.aio"):
         queuert.start_chain(object(), "x", None)  # type: ignore[call-overload]
