@@ -33,11 +33,14 @@ class Sizes:
 
     reps: int = 3
     single_n: int = 10_000
-    single_client_n: int = 3_000
     ladder_n: int = 5_000  # per rung, in blocks of 250 alternating with the floor
     batch_total: int = 200_000
     batch_total_small: int = 20_000  # batch sizes 100 and 5,000, and the client
     batch_paired_total: int = 100_000  # per side, in blocks of 10 statements alternating with the floor
+    # create-client: rounds of one block per form (single: 100 starts a
+    # block; batch: 10 calls of 1,000), each block after one of the floor's
+    client_single_rounds: int = 12
+    client_batch_rounds: int = 6
     floor_claim1_n: int = 5_000
     floor_claim100_n: int = 50_000
     process_n: int = 50_000
@@ -64,11 +67,12 @@ class Sizes:
         return cls(
             reps=1,
             single_n=200,
-            single_client_n=100,
             ladder_n=250,
             batch_total=5_000,
             batch_total_small=5_000,
             batch_paired_total=5_000,
+            client_single_rounds=1,
+            client_batch_rounds=1,
             floor_claim1_n=200,
             floor_claim100_n=2_000,
             process_n=500,

@@ -71,6 +71,7 @@ def workloads() -> dict[str, tuple[Workload, bool]]:
         "floor": (floors.run_once, True),
         "create-single": (create.run_single, True),
         "create-batch": (create.run_batch, True),
+        "create-client": (create.run_client_forms, True),
         "fan-in": (fan_in.run_all, False),
         "claim-at-scale": (claim_scale.run_all, False),
         "dashboard": (dashboard.run_all, False),
@@ -85,11 +86,9 @@ RATIOS: list[tuple[str, str, str, float | None]] = [
     # the floor and the workload run seconds apart, and this machine's commit
     # latency drifts by more than the margins in between
     ("create-single", "start_chain SQL, 1/tx", "single INSERT+COMMIT", None),
-    ("create-single", "client.start_chain, 1/tx", "single INSERT+COMMIT", None),
     ("create-batch", "start_chains x1,000", "INSERT..unnest 1,000/stmt", None),
     ("create-batch", "start_chains x100", "INSERT..unnest 1,000/stmt", None),
     ("create-batch", "start_chains x5,000", "INSERT..unnest 1,000/stmt", None),
-    ("create-batch", "client.start_chains x1,000", "INSERT..unnest 1,000/stmt", None),
     ("process-staged", "concurrency 1", "claim+complete 100/tx", 0.4),
     ("process-staged", "concurrency 10", "claim+complete 100/tx", 0.4),
     ("process-staged", "concurrency 50", "claim+complete 100/tx", 0.4),
@@ -109,6 +108,12 @@ PAIRED: list[tuple[str, str, float]] = [
     # a broker notifier with engine NOTIFY off must not cost creation throughput
     ("create-notify", "client.start_chain + Redis hooks, NOTIFY off", 1.0),
     ("create-batch", "paired: start_chains x1,000", 0.75),
+    # the client against the raw SQL call it makes, on the same kind of
+    # connection (issue 16)
+    ("create-client", "start_chain: client / raw sync", 0.95),
+    ("create-client", "start_chain: aio / raw async", 0.95),
+    ("create-client", "start_chains x1,000: client / raw sync", 0.9),
+    ("create-client", "start_chains x1,000: aio / raw async", 0.9),
 ]
 
 # (workload, metric, limit, description) for absolute targets

@@ -147,16 +147,21 @@ def test_bad_input_is_rejected_before_anything_is_written(conn: psycopg.Connecti
 def test_start_chain_sends_only_the_arguments_it_was_given(conn: psycopg.Connection) -> None:
     """Arguments at the engine's defaults are left out of the call (the
     common start binds two parameters), and every other one arrives."""
-    from queuert import _core
+    import re
 
-    def sent(**kwargs: object) -> dict[str, object]:
+    from queuert import _operations
+
+    def sent(**kwargs: object) -> set[str]:
+        """The named arguments of the start_chain call the client sends."""
         args: dict[str, object] = dict(
             id=None, schedule_at=None, schedule_after=None, blockers=None, dedup_key=None,
             dedup_scope="incomplete", dedup_window=None, priority=0, trace_context=None,
         )
         args.update(kwargs)
-        query = next(_core.start_chain("queuert", "t", {"n": 1}, **args)())  # type: ignore[arg-type]
-        return dict(query.params)
+        query = _operations.start_chain("queuert", "t", {"n": 1}, **args).query  # type: ignore[arg-type]
+        names = re.findall(r"(\w+) => %s", query.sql)
+        assert len(names) == len(query.params)  # one bound parameter per argument
+        return set(names)
 
     assert set(sent()) == {"type_name", "input"}
     assert set(sent(priority=5, dedup_scope="any", dedup_key="k")) == {
@@ -264,6 +269,25 @@ def test_start_chains_answers_the_same_on_a_dict_row_connection(conn: psycopg.Co
     assert [s.type_name for s in plain] == ["plain"] * 3
     rows = conn.execute("SELECT id, priority FROM queuert.job ORDER BY seq").fetchall()
     assert [(r["id"], r["priority"]) for r in rows] == [(s.id, i) for i, s in enumerate(plain)]
+
+
+def test_start_chains_timestamps_are_the_rows_timestamps(conn: psycopg.Connection) -> None:
+    """The batch's rows share their timestamps and the client reuses the
+    parsed value when the text repeats: what comes back is what is stored,
+    with the connection's time zone, row by row."""
+    conn.execute("SET TIME ZONE 'America/New_York'")
+    specs = [ChainSpec("t", i) for i in range(3)]
+    specs += [ChainSpec("t", 3, schedule_after=timedelta(minutes=1)), ChainSpec("t", 4)]
+    started = queuert.start_chains(conn, specs)
+    rows = {
+        r[0]: (r[1], r[2])
+        for r in conn.execute("SELECT id, scheduled_at, created_at FROM queuert.job")
+    }
+    assert [(s.scheduled_at, s.created_at) for s in started] == [rows[s.id] for s in started]
+    assert [s.scheduled_at.tzinfo for s in started] == [rows[s.id][0].tzinfo for s in started]
+    assert str(started[0].created_at.tzinfo) == "America/New_York"
+    assert started[3].scheduled_at - started[3].created_at == timedelta(minutes=1)
+    assert started[4].scheduled_at == started[4].created_at == started[0].created_at
 
 
 def test_start_chains_rejects_a_bad_item_and_writes_nothing(conn: psycopg.Connection) -> None:
@@ -471,6 +495,22 @@ def test_translate_leaves_other_errors_alone(conn: psycopg.Connection) -> None:
 def test_invalid_schema_name_is_refused(conn: psycopg.Connection) -> None:
     with pytest.raises(InvalidArgumentError):
         queuert.start_chain(conn, "x", None, schema="bad; DROP TABLE x")
+
+
+def test_one_schema_name_rule_for_the_client_and_the_migrator(conn: psycopg.Connection) -> None:
+    """One validator: the client and queuert.migrate refuse a bad name with
+    the same exception (an InvalidArgumentError and a MigrationError) and
+    the same message, before anything is sent."""
+    from queuert.migrate import migrate
+
+    with pytest.raises(queuert.InvalidSchemaNameError) as by_client:
+        queuert.get_chain(conn, uuid.uuid4(), schema="Jobs")
+    with pytest.raises(queuert.InvalidSchemaNameError) as by_migrate:
+        migrate("postgresql://nobody@127.0.0.1:1/none", schema="Jobs")
+    assert str(by_client.value) == str(by_migrate.value)
+    assert isinstance(by_client.value, queuert.MigrationError)
+    assert by_client.value.sqlstate == "QU006"
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
 def test_async_connection_is_refused_by_the_sync_client(conn: psycopg.Connection) -> None:

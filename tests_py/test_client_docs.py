@@ -1,7 +1,8 @@
 """Every ```python and ```sql snippet of docs/client.md runs, in document
-order, against a fresh database: python in one module namespace, sql through
-psql, as a reader would. The snippets' own asserts are the checks, plus what
-the test reads back afterwards."""
+order, against a fresh database (Django's default database pointed at it
+too): python in one module namespace, sql through psql, as a reader would.
+The snippets' own asserts are the checks, plus what the test reads back
+afterwards."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import types
 from pathlib import Path
 
 import psycopg
+from django_support import use_database
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "client.md"
 
@@ -34,6 +36,7 @@ def test_client_doc_snippets_run(dsn: str) -> None:
     blocks = code_blocks(DOC.read_text())
     assert sum(lang == "python" for lang, _ in blocks) >= 10
     assert sum(lang == "sql" for lang, _ in blocks) >= 1
+    use_database(dsn)
     # a real module, so dataclasses and pydantic can resolve the snippets' names
     module = types.ModuleType("queuert_client_doc")
     module.DSN = dsn  # type: ignore[attr-defined]
@@ -48,13 +51,17 @@ def test_client_doc_snippets_run(dsn: str) -> None:
             exec(code, module.__dict__)  # noqa: S102 - the documented snippets are the test
     finally:
         del sys.modules[module.__name__]
+        from django.db import connections
+
+        connections.close_all()
     with psycopg.connect(dsn) as conn:
-        # the last snippets really wrote: the signup of user 10 and the SQLAlchemy one
+        # the snippets really wrote: the signup of user 10, the SQLAlchemy,
+        # async SQLAlchemy and Django ones, and none of those rolled back
         users = [r[0] for r in conn.execute("SELECT id FROM app_user ORDER BY id")]
         # the psql snippet started its chain, with its dedup key
         from_sql = conn.execute(
             "SELECT type_name, input, status::text FROM queuert.job WHERE dedup_key = 'welcome:7'"
         ).fetchall()
-    assert users == [7, 10, 20]
+    assert users == [7, 10, 20, 21, 22]
     assert from_sql == [("send-welcome-email", {"user_id": 7}, "pending")]
     assert "send-welcome-email" in sql_outputs[0]

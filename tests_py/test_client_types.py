@@ -150,3 +150,81 @@ def test_parse_detail() -> None:
     }
     assert parse_detail(None) == {}
     assert parse_detail("free text without pairs") == {}
+
+
+# ---------------------------------------------------------------- ChainSpec and StartedChain
+
+
+def test_chain_spec_is_an_ordinary_frozen_dataclass() -> None:
+    from queuert import ChainSpec
+
+    typed = JobType("typed", input=SignupData)
+    plain = ChainSpec("plain", {"at": datetime(2024, 1, 1, tzinfo=timezone.utc)})
+    assert (plain.job_type, plain.type_name, plain.priority, plain.dedup_scope) == (
+        "plain", "plain", 0, "incomplete",
+    )
+    # an untyped input is stored as given, in pydantic's JSON form
+    assert plain.input_json == {"at": "2024-01-01T00:00:00Z"}
+    assert plain == ChainSpec("plain", {"at": datetime(2024, 1, 1, tzinfo=timezone.utc)})
+    assert plain != ChainSpec("plain", {"at": datetime(2024, 1, 1, tzinfo=timezone.utc)}, priority=1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plain.priority = 3  # type: ignore[misc]
+    moved = dataclasses.replace(plain, priority=5, dedup_key="k")
+    assert (moved.priority, moved.dedup_key, moved.input) == (5, "k", plain.input)
+    assert [f.name for f in dataclasses.fields(ChainSpec)][:3] == ["job_type", "input", "id"]
+
+    # a typed input is validated (and coerced) when the spec is built
+    spec = ChainSpec(typed, {"user_id": "7"})  # type: ignore[arg-type]
+    assert spec.input_json == {"user_id": 7, "tags": []}
+    with pytest.raises(PayloadValidationError):
+        ChainSpec(typed, {"user_id": "x"})  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        ChainSpec("", None)
+    with pytest.raises(InvalidArgumentError, match="schedule_at or schedule_after"):
+        ChainSpec("x", None, schedule_at=datetime.now(timezone.utc), schedule_after=timedelta(1))
+    with pytest.raises(TypeError):
+        ChainSpec("x", None, colour="red")  # type: ignore[call-overload]
+
+
+def test_chain_spec_items_carry_only_what_differs_from_the_defaults() -> None:
+    from queuert import ChainSpec
+    from queuert._arguments import batch_json, chain_items
+
+    blocker = uuid.uuid4()
+    items = chain_items(
+        [
+            ChainSpec("a", {"n": 1}),
+            ChainSpec("b", None),
+            ChainSpec("c", [1], priority=0),  # given, yet at its default
+            ChainSpec("d", None, blockers=[blocker], priority=2, schedule_after=timedelta(seconds=2)),
+        ]
+    )
+    assert items == [
+        {"type_name": "a", "input": {"n": 1}},
+        {"type_name": "b"},
+        {"type_name": "c", "input": [1]},
+        {"type_name": "d", "blockers": [str(blocker)], "priority": 2, "schedule_after_ms": 2000},
+    ]
+    with pytest.raises(InvalidArgumentError, match="priority"):
+        chain_items([ChainSpec("e", None, priority="high")])  # type: ignore[call-overload]
+    with pytest.raises(InvalidArgumentError, match="ChainSpec items"):
+        chain_items([{"type_name": "f"}])  # type: ignore[list-item]
+    # one serialisation pass; an input that cannot be serialised is named
+    assert batch_json([{"type_name": "a", "input": {"at": uuid.UUID(int=1)}}]) == (
+        '[{"type_name":"a","input":{"at":"00000000-0000-0000-0000-000000000001"}}]'
+    )
+    with pytest.raises(InvalidArgumentError, match="start_chains item 2: payload is not JSON"):
+        batch_json(chain_items([ChainSpec("ok", 1), ChainSpec("bad", object())]))
+
+
+def test_started_chain_rows_are_ordinary_records() -> None:
+    from queuert import StartedChain
+    from queuert.types import started_chain
+
+    cid, now = uuid.uuid4(), datetime.now(timezone.utc)
+    built = started_chain((cid, "t", "pending", now, now, False))
+    assert built == StartedChain(cid, cid, "t", "pending", now, now, False)
+    assert repr(built) == repr(StartedChain(cid, cid, "t", "pending", now, now, False))
+    assert hash(built) == hash(StartedChain(cid, cid, "t", "pending", now, now, False))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.status = "blocked"  # type: ignore[misc]

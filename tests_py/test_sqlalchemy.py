@@ -1,21 +1,24 @@
-"""The SQL API used without the queuert client: SQLAlchemy with named arguments.
-
-The engine's functions are plain SQL, so an application on SQLAlchemy can
-start chains inside its own ``engine.begin()`` transaction with ``text()``.
-"""
+"""queuert from SQLAlchemy: the SQL API with ``text()`` and named arguments,
+and the client called on SQLAlchemy's own Session / Connection, sync and
+async, inside SQLAlchemy's transaction (a rollback leaves no job, a commit
+exactly one)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from psycopg.conninfo import conninfo_to_dict
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
 
 import queuert
-from queuert import InvalidArgumentError, JobNotFoundError
+from queuert import InvalidArgumentError, JobNotFoundError, aio
 
 START_CHAIN = sa.text(
     "SELECT id, chain_id, status::text AS status, deduplicated "
@@ -122,3 +125,119 @@ def test_queuert_client_on_the_sqlalchemy_connection(engine: sa.Engine) -> None:
             sa.text("SELECT status::text FROM queuert.job WHERE id = :id"), {"id": started.id}
         ).scalar_one()
     assert status == "pending"
+
+
+# ---------------------------------------------------------------- the client on SQLAlchemy's own objects
+
+
+def job_count(dsn: str) -> int:
+    """Jobs as another session sees them: only what was committed."""
+    with psycopg.connect(dsn) as other:
+        row = other.execute("SELECT count(*) FROM queuert.job").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_client_calls_join_a_session_transaction(engine: sa.Engine, dsn: str) -> None:
+    with Session(engine) as session:
+        with session.begin():
+            session.execute(sa.text("CREATE TABLE app_user (id int PRIMARY KEY)"))
+
+    # rollback: neither the user nor the job
+    with Session(engine) as session:
+        session.begin()
+        session.execute(sa.text("INSERT INTO app_user VALUES (1)"))
+        queuert.start_chain(session, "from-session", {"user": 1})
+        assert session.execute(sa.text("SELECT count(*) FROM queuert.job")).scalar_one() == 1
+        session.rollback()
+    assert job_count(dsn) == 0
+
+    # commit: exactly one of each
+    with Session(engine) as session, session.begin():
+        session.execute(sa.text("INSERT INTO app_user VALUES (2)"))
+        started = queuert.start_chain(session, "from-session", {"user": 2})
+        assert job_count(dsn) == 0  # not before the commit
+    assert job_count(dsn) == 1
+    with engine.connect() as c:
+        assert c.execute(sa.text("SELECT id FROM app_user")).scalars().all() == [2]
+        row = c.execute(
+            sa.text("SELECT id, input FROM queuert.job"),
+        ).one()
+    assert (row.id, row.input) == (started.id, {"user": 2})
+
+
+def test_client_calls_join_a_connection_transaction(engine: sa.Engine, dsn: str) -> None:
+    with engine.connect() as c:
+        queuert.start_chains(c, [queuert.ChainSpec("batch", i) for i in range(3)])
+        c.rollback()
+    assert job_count(dsn) == 0
+
+    # no begin(): the call begins the transaction as SQLAlchemy's autobegin
+    # would, so the caller's commit() commits the job
+    with engine.connect() as c:
+        started = queuert.start_chain(c, "autobegun", None)
+        assert c.in_transaction()
+        c.commit()
+    assert job_count(dsn) == 1
+
+    with engine.begin() as c:
+        chain = queuert.get_chain(c, started.chain_id)
+        queuert.complete_chain(c, started.chain_id, {"ok": True})
+    assert chain.status == "pending"
+    with engine.connect() as c:
+        assert queuert.get_chain(c, started.chain_id).output == {"ok": True}
+
+
+def test_client_errors_and_refusals_on_sqlalchemy(engine: sa.Engine, dsn: str) -> None:
+    with Session(engine) as session:
+        with pytest.raises(JobNotFoundError):
+            queuert.trigger_jobs(session, [uuid.uuid4()])
+        session.rollback()
+        with pytest.raises(InvalidArgumentError, match="queuert.client"):
+            asyncio.run(aio.start_chain(session, "x", None))  # type: ignore[arg-type]
+    # an AUTOCOMMIT connection: each call is its own transaction
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        queuert.start_chain(c, "autocommitted", None)
+        assert job_count(dsn) == 1
+
+
+async def test_aio_calls_join_an_async_session_transaction(dsn: str) -> None:
+    engine = create_async_engine(sqlalchemy_url(dsn))
+    try:
+        async with AsyncSession(engine) as session:
+            async with session.begin():
+                await session.execute(sa.text("CREATE TABLE app_user (id int PRIMARY KEY)"))
+
+        async with AsyncSession(engine) as session:
+            await session.begin()
+            await session.execute(sa.text("INSERT INTO app_user VALUES (1)"))
+            await aio.start_chain(session, "from-async-session", {"user": 1})
+            await session.rollback()
+        assert job_count(dsn) == 0
+
+        async with AsyncSession(engine) as session, session.begin():
+            await session.execute(sa.text("INSERT INTO app_user VALUES (2)"))
+            started = await aio.start_chains(
+                session, [queuert.ChainSpec("from-async-session", {"user": 2})]
+            )
+            assert job_count(dsn) == 0
+        assert job_count(dsn) == 1
+
+        async with engine.connect() as c:
+            await aio.start_chain(c, "autobegun", None)
+            assert c.in_transaction()
+            await c.commit()
+            chain = await aio.get_chain(c, started[0].chain_id)
+            await c.rollback()
+        assert job_count(dsn) == 2 and chain.status == "pending"
+
+        async with engine.connect() as c:
+            await aio.start_chain(c, "rolled-back", None)
+            await c.rollback()
+        assert job_count(dsn) == 2
+
+        async with AsyncSession(engine) as session:
+            with pytest.raises(InvalidArgumentError, match="queuert.aio"):
+                queuert.start_chain(session, "x", None)  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()

@@ -1,7 +1,9 @@
 """The synchronous client: thin functions over the SQL API on *your* connection.
 
-Every function takes a psycopg 3 ``Connection`` first and runs its statements
-in whatever transaction that connection is in. None of them begins, commits or
+Every function takes your connection first: a psycopg 3 ``Connection``, or a
+SQLAlchemy ``Session`` / ``Connection`` on a psycopg 3 engine, or Django's
+``connection`` (:mod:`queuert._connections`), and runs its statements in
+whatever transaction that connection is in. None of them begins, commits or
 rolls back a transaction: a job started inside your transaction commits or
 rolls back with your own writes. On an autocommit connection outside a
 transaction block each call is its own transaction; there (and only there)
@@ -9,24 +11,23 @@ the client re-runs a call that hit a serialization failure (40001) or a
 deadlock (40P01), because nothing else was in that transaction. Inside your
 transaction, wrap the whole transaction with :func:`queuert.retry_on_conflict`.
 
-The async twins live in :mod:`queuert.aio`; both share :mod:`queuert._core`.
+The async twins live in :mod:`queuert.aio`. Both are only these signatures:
+the calls are written once (:mod:`queuert._operations`,
+:mod:`queuert._waiting`) and run by :mod:`queuert._execution`;
+``tests_py/test_client_surface.py`` fails when the two surfaces drift apart.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 from uuid import UUID
 
-import psycopg
-from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row, tuple_row
-
-from . import _core
-from ._sqltext import has_rows
-from .errors import InvalidArgumentError, is_conflict, translate
+from . import _operations as ops
+from . import _waiting
+from ._connections import ConnectionLike
+from ._execution import run
 from .types import (
     BaseChainSpec,
     Chain,
@@ -50,85 +51,13 @@ __all__ = [
     "wait_for_chain",
 ]
 
-T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
-
-_AUTO_RETRIES = 5
-
-
-def _execute(conn: psycopg.Connection[Any], query: _core.Query) -> list[Any]:
-    try:
-        with conn.cursor(row_factory=tuple_row if query.tuples else dict_row) as cur:
-            cur.execute(query.sql, query.params)
-            return cur.fetchall() if has_rows(cur) else []
-    except psycopg.Error as e:
-        new = translate(e)
-        if new is e:
-            raise
-        raise new from e
-
-
-def _perform(conn: psycopg.Connection[Any], instr: Any) -> Any:
-    if isinstance(instr, _core.Query):
-        return _execute(conn, instr)
-    if isinstance(instr, _core.WaitNotify):
-        for note in conn.notifies(timeout=instr.timeout):
-            if note.channel == instr.channel and note.payload == instr.payload:
-                return True
-        return False
-    if isinstance(instr, _core.Sleep):
-        time.sleep(instr.seconds)
-        return None
-    if isinstance(instr, _core.Cleanup):
-        if not conn.closed and not conn.broken:
-            _execute(conn, instr.query)
-        return None
-    raise TypeError(f"unknown instruction {instr!r}")  # pragma: no cover
-
-
-def _drive(conn: psycopg.Connection[Any], op: _core.Op[T]) -> T:
-    try:
-        instr = next(op)
-        while True:
-            try:
-                result = _perform(conn, instr)
-            except BaseException as e:
-                instr = op.throw(e)  # lets the operation clean up, or re-raises
-            else:
-                instr = op.send(result)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-
-
-def _can_listen(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
-    return conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
-
-
-def _run(conn: psycopg.Connection[Any], factory: _core.OpFactory[T]) -> T:
-    if not isinstance(conn, psycopg.Connection):
-        raise InvalidArgumentError(
-            f"expected a psycopg.Connection, got {type(conn).__name__} "
-            "(use queuert.aio for an AsyncConnection)"
-        )
-    own_tx = _can_listen(conn)
-    attempt = 0
-    while True:
-        try:
-            return _drive(conn, factory())
-        except psycopg.Error as e:
-            attempt += 1
-            if not (own_tx and is_conflict(e) and attempt < _AUTO_RETRIES):
-                raise
-            time.sleep(0.005 * 2**attempt)
-
-
-# --------------------------------------------------------------------------
 
 
 @overload
 def start_chain(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     job_type: JobType[None, Any],
     *,
     id: UUID | str | None = None,
@@ -146,7 +75,7 @@ def start_chain(
 
 @overload
 def start_chain(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     job_type: JobType[I, Any],
     input: I,
     *,
@@ -165,7 +94,7 @@ def start_chain(
 
 @overload
 def start_chain(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     job_type: str,
     input: Any = None,
     *,
@@ -183,7 +112,7 @@ def start_chain(
 
 
 def start_chain(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     job_type: JobType[Any, Any] | str,
     input: Any = None,
     *,
@@ -206,9 +135,9 @@ def start_chain(
     chain waits for (fan-in); ``dedup_key`` returns an existing matching chain
     instead of creating one (``deduplicated=True``).
     """
-    return _run(
+    return run(
         conn,
-        _core.start_chain(
+        ops.start_chain(
             schema,
             job_type,
             input,
@@ -226,19 +155,19 @@ def start_chain(
 
 
 def start_chains(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     items: Sequence[BaseChainSpec],
     *,
     schema: str = "queuert",
 ) -> list[StartedChain]:
     """Start many chains with one ``start_chains(items jsonb)`` call; results
     in input order. A blocker may name the ``id`` of an earlier item."""
-    return _run(conn, _core.start_chains(schema, items))
+    return run(conn, ops.start_chains(schema, items))
 
 
 @overload
 def complete_chain(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     chain_id: UUID | str,
     output: O,
     *,
@@ -250,7 +179,7 @@ def complete_chain(
 
 @overload
 def complete_chain(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     chain_id: UUID | str,
     output: Any = None,
     *,
@@ -262,7 +191,7 @@ def complete_chain(
 
 @overload
 def complete_chain(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     chain_id: UUID | str,
     output: None = None,
     *,
@@ -274,7 +203,7 @@ def complete_chain(
 
 
 def complete_chain(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     chain_id: UUID | str,
     output: Any = None,
     *,
@@ -294,9 +223,9 @@ def complete_chain(
     the chain instead of the current one (so a repeated continuation is
     idempotent). A job that is already completed: :class:`~queuert.InvalidJobStatusError`.
     """
-    return _run(
+    return run(
         conn,
-        _core.complete_chain(
+        ops.complete_chain(
             schema,
             chain_id,
             output,
@@ -308,7 +237,7 @@ def complete_chain(
 
 
 def cancel_chains(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     chain_ids: Iterable[UUID | str],
     *,
     cascade: bool = False,
@@ -317,49 +246,49 @@ def cancel_chains(
     """Cancel chains; returns the ids of chains that had a job cancelled.
     Refused with :class:`~queuert.ChainHasDependentsError` when a chain outside
     the set waits on one of them, unless ``cascade`` adds those blockers."""
-    return _run(conn, _core.chain_op(schema, "cancel_chains", chain_ids, cascade))
+    return run(conn, ops.chain_op(schema, "cancel_chains", chain_ids, cascade))
 
 
 def delete_chains(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     chain_ids: Iterable[UUID | str],
     *,
     cascade: bool = False,
     schema: str = "queuert",
 ) -> list[UUID]:
     """Delete chains (jobs and blocker rows); same refusal rule as cancel."""
-    return _run(conn, _core.chain_op(schema, "delete_chains", chain_ids, cascade))
+    return run(conn, ops.chain_op(schema, "delete_chains", chain_ids, cascade))
 
 
 def trigger_jobs(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     job_ids: Iterable[UUID | str],
     *,
     schema: str = "queuert",
 ) -> list[UUID]:
     """Make pending jobs due now (all or nothing)."""
-    return _run(conn, _core.job_op(schema, "trigger_jobs", job_ids))
+    return run(conn, ops.job_op(schema, "trigger_jobs", job_ids))
 
 
 def retry_jobs(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     job_ids: Iterable[UUID | str],
     *,
     schema: str = "queuert",
 ) -> list[UUID]:
     """Make failed or cancelled jobs pending again, attempts reset (all or nothing)."""
-    return _run(conn, _core.job_op(schema, "retry_jobs", job_ids))
+    return run(conn, ops.job_op(schema, "retry_jobs", job_ids))
 
 
 def get_chain(
-    conn: psycopg.Connection[Any], chain_id: UUID | str, *, schema: str = "queuert"
+    conn: ConnectionLike, chain_id: UUID | str, *, schema: str = "queuert"
 ) -> Chain:
     """The chain (view ``chain``) with its jobs in order; :class:`~queuert.ChainNotFoundError`."""
-    return _run(conn, _core.get_chain(schema, chain_id))
+    return run(conn, ops.get_chain(schema, chain_id))
 
 
 def list_chains(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     *,
     type_name: str | JobType[Any, Any] | None = None,
     status: str | Sequence[str] | None = None,
@@ -369,14 +298,14 @@ def list_chains(
 ) -> ChainPage:
     """Chains newest first, filtered by the chain's type and/or status, keyset
     paginated on (created_at, chain_id): pass ``page.next_cursor`` as ``after``."""
-    return _run(
+    return run(
         conn,
-        _core.list_chains(schema, type_name=type_name, status=status, limit=limit, after=after),
+        ops.list_chains(schema, type_name=type_name, status=status, limit=limit, after=after),
     )
 
 
 def wait_for_chain(
-    conn: psycopg.Connection[Any],
+    conn: ConnectionLike,
     chain_id: UUID | str,
     timeout: float,
     *,
@@ -403,14 +332,13 @@ def wait_for_chain(
     (unless ``raise_on_failure=False``: then it waits for a retry), and
     :class:`~queuert.ChainNotFoundError`.
     """
-    return _run(
+    return run(
         conn,
-        _core.wait_for_chain(
+        _waiting.wait_for_chain(
             schema,
             chain_id,
             timeout,
             poll_interval=poll_interval,
             raise_on_failure=raise_on_failure,
-            can_listen=isinstance(conn, psycopg.Connection) and _can_listen(conn),
         ),
     )

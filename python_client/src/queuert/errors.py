@@ -35,7 +35,9 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidJobStatusError",
     "JobNotFoundError",
+    "InvalidSchemaNameError",
     "JobTakenError",
+    "MigrationError",
     "PayloadValidationError",
     "QueuertError",
     "is_conflict",
@@ -116,6 +118,18 @@ class InvalidArgumentError(QueuertError, ValueError):
     """QU006: an invalid argument (raised by the engine or by the client)."""
 
     default_sqlstate = "QU006"
+
+
+class MigrationError(Exception):
+    """The database could not be migrated; nothing was changed
+    (:func:`queuert.migrate.migrate`)."""
+
+
+class InvalidSchemaNameError(MigrationError, InvalidArgumentError):
+    """A schema name that does not match ``[a-z_][a-z0-9_]{0,39}``. The one
+    validator (``queuert._schema_name``) raises it for the client, the
+    worker, the notifiers and the migrator alike, before anything is sent:
+    catch it as an ``InvalidArgumentError`` or as a ``MigrationError``."""
 
 
 class PayloadValidationError(QueuertError, ValueError):

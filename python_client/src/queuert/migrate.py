@@ -34,11 +34,15 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from ._schema_name import SCHEMA_NAME_RE, validate_schema_name
+from .errors import InvalidSchemaNameError, MigrationError
+
 __all__ = [
     "ChecksumMismatchError",
     "InvalidSchemaNameError",
     "Migration",
     "MigrationError",
+    "SCHEMA_NAME_RE",
     "SchemaCollisionError",
     "created_objects",
     "load_engine_files",
@@ -49,7 +53,6 @@ __all__ = [
     "validate_schema_name",
 ]
 
-SCHEMA_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 PLACEHOLDER_RE = re.compile(r"\{\{\s*schema\s*\}\}")
 MIGRATION_FILE_RE = re.compile(r"(\d{4})_([A-Za-z0-9_]+)\.sql")
 TRACKING_TABLE = "schema_migration"
@@ -59,12 +62,9 @@ TRACKING_TABLE = "schema_migration"
 _LOCK_CLASS = 0x71756575  # "queu"
 
 
-class MigrationError(Exception):
-    """The database could not be migrated; nothing was changed."""
-
-
-class InvalidSchemaNameError(MigrationError, ValueError):
-    """The schema name does not match ``[a-z_][a-z0-9_]{0,39}``."""
+# MigrationError and InvalidSchemaNameError live in queuert.errors (the
+# client refuses a bad schema name with the same exception); both are
+# exported from here too.
 
 
 class SchemaCollisionError(MigrationError):
@@ -100,16 +100,6 @@ class Migration:
     path: Path
     text: str
     checksum: str
-
-
-def validate_schema_name(schema: str) -> str:
-    if not isinstance(schema, str) or not SCHEMA_NAME_RE.fullmatch(schema):
-        raise InvalidSchemaNameError(
-            f"invalid schema name {schema!r}: it must match [a-z_][a-z0-9_]{{0,39}} "
-            "(lower-case letters, digits and underscores, at most 40 characters, "
-            "not starting with a digit)"
-        )
-    return schema
 
 
 def resource_dirs() -> tuple[Path, Path]:

@@ -1,0 +1,209 @@
+"""The client's statements, as SQL text built once per schema (and shape).
+
+Every function takes a schema name that has already passed
+``validate_schema_name``, so splicing it into the text is safe. The hot
+statements (``start_chain``, ``start_chains``) take positional parameters,
+which psycopg binds with less work than named ones; the others take named
+parameters for readability.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+__all__ = [
+    "CHAIN_COLUMNS",
+    "IS_LISTENING",
+    "START_CHAIN_OPTIONAL",
+    "chain_op",
+    "complete_chain",
+    "continue_chain",
+    "current_job",
+    "current_job_probe",
+    "get_chain",
+    "job_op",
+    "list_chains",
+    "start_chain",
+    "start_chains",
+    "wait_probe",
+]
+
+#: start_chain's optional arguments: their SQL types and the engine's
+#: defaults (docs/DESIGN.md). One at its default is left out of the call, so
+#: the common start binds two parameters instead of eleven.
+START_CHAIN_OPTIONAL: dict[str, tuple[str, Any]] = {
+    "id": ("uuid", None),
+    "schedule_at": ("timestamptz", None),
+    "schedule_after": ("interval", None),
+    "blockers": ("uuid[]", None),
+    "dedup_key": ("text", None),
+    "dedup_scope": ("text", "incomplete"),
+    "dedup_window": ("interval", None),
+    "priority": ("int", 0),
+    "trace_context": ("text", None),
+}
+
+# The columns of a StartedChain, in queuert.types.started_chain's order; a
+# chain is its root job, so chain_id (= id) is not fetched twice.
+_STARTED_COLUMNS = "id, type_name, status::text, scheduled_at, created_at, deduplicated"
+
+
+@lru_cache(maxsize=256)
+def start_chain(s: str, given: tuple[str, ...]) -> str:
+    """Parameters: type_name, input (JSON text), then one per name in
+    ``given``, in that order."""
+    args = "".join(f", {name} => %s::{START_CHAIN_OPTIONAL[name][0]}" for name in given)
+    return (
+        f"SELECT {_STARTED_COLUMNS} FROM {s}.start_chain("
+        f"type_name => %s::text, input => %s::jsonb{args})"
+    )
+
+
+@lru_cache(maxsize=64)
+def start_chains(s: str) -> str:
+    """One parameter: the items as JSON text. The engine returns the rows in
+    input order (docs/DESIGN.md), so no ORDER BY and no ``ord`` column."""
+    return f"SELECT {_STARTED_COLUMNS} FROM {s}.start_chains(items => %s::jsonb)"
+
+
+def current_job(s: str, by_job_id: bool) -> str:
+    # A chain's current job is its last one (highest chain_index): a later
+    # job through the unique index (chain_id, chain_index), which holds
+    # positions > 0 only, or else the root, read by its id.
+    if by_job_id:
+        return f"""SELECT j.id, j.type_name, j.status::text AS status FROM {s}.job j
+    WHERE j.chain_id = %(chain_id)s::uuid AND j.id = %(job_id)s::uuid"""
+    return f"""SELECT u.id, u.type_name, u.status FROM (
+    (SELECT j.id, j.type_name, j.status::text AS status, j.chain_index FROM {s}.job j
+    WHERE j.chain_id = %(chain_id)s::uuid AND j.chain_index > 0
+    ORDER BY j.chain_index DESC LIMIT 1)
+    UNION ALL
+    SELECT j.id, j.type_name, j.status::text, j.chain_index FROM {s}.job j
+    WHERE j.id = %(chain_id)s::uuid AND j.chain_index = 0
+) u ORDER BY u.chain_index DESC LIMIT 1"""
+
+
+@lru_cache(maxsize=64)
+def current_job_probe(s: str, by_job_id: bool) -> str:
+    return current_job(s, by_job_id)
+
+
+@lru_cache(maxsize=64)
+def complete_chain(s: str, by_job_id: bool) -> str:
+    return f"""WITH cur AS MATERIALIZED (
+    {current_job(s, by_job_id)}
+)
+SELECT r.id, r.chain_id, r.status::text AS status, r.chain_completed,
+       cur.status AS previous_status
+FROM cur
+CROSS JOIN LATERAL {s}.complete(
+    job_id => cur.id,
+    worker_id => NULL::text,
+    output => %(output)s::jsonb
+) r
+WHERE %(expected_type)s::text IS NULL OR cur.type_name = %(expected_type)s::text"""
+
+
+@lru_cache(maxsize=64)
+def continue_chain(s: str, by_job_id: bool) -> str:
+    return f"""WITH cur AS MATERIALIZED (
+    {current_job(s, by_job_id)}
+)
+SELECT cur.id AS previous_job_id, cur.status AS previous_status, r.id, r.chain_id,
+       r.chain_index, r.type_name, r.status::text AS status, r.scheduled_at, r.deduplicated
+FROM cur
+CROSS JOIN LATERAL {s}.continue_with(
+    job_id => cur.id,
+    worker_id => NULL::text,
+    type_name => %(type_name)s::text,
+    input => %(input)s::jsonb,
+    id => %(id)s::uuid,
+    schedule_at => %(schedule_at)s::timestamptz,
+    schedule_after => %(schedule_after)s::interval,
+    blockers => %(blockers)s::uuid[],
+    priority => %(priority)s::int,
+    trace_context => %(trace_context)s::text
+) r
+WHERE %(expected_type)s::text IS NULL OR cur.type_name = %(expected_type)s::text"""
+
+
+@lru_cache(maxsize=64)
+def chain_op(s: str, fn: str) -> str:
+    return f"""SELECT r.chain_id
+FROM {s}.{fn}(chain_ids => %(chain_ids)s::uuid[], "cascade" => %(cascade)s::boolean) r"""
+
+
+@lru_cache(maxsize=64)
+def job_op(s: str, fn: str) -> str:
+    # type_name never changes, so reading it from the statement's snapshot
+    # (taken before the function ran) is correct.
+    return f"""SELECT r.job_id, j.type_name
+FROM {s}.{fn}(job_ids => %(job_ids)s::uuid[]) WITH ORDINALITY AS r(job_id, ord)
+LEFT JOIN {s}.job j ON j.id = r.job_id
+ORDER BY r.ord"""
+
+
+CHAIN_COLUMNS = (
+    "chain_id",
+    "type_name",
+    "status",
+    "current_job_id",
+    "current_type_name",
+    "job_count",
+    "created_at",
+    "completed_at",
+    "output",
+)
+
+
+def _chain_select(alias: str, prefix: str = "") -> str:
+    cols = []
+    for c in CHAIN_COLUMNS:
+        expr = f"{alias}.{c}::text" if c == "status" else f"{alias}.{c}"
+        cols.append(f'{expr} AS "{prefix}{c}"')
+    return ", ".join(cols)
+
+
+@lru_cache(maxsize=64)
+def get_chain(s: str) -> str:
+    """The chain's columns prefixed with ``chain.``, then its jobs' columns."""
+    return f"""SELECT {_chain_select("c", "chain.")}, j.*
+FROM {s}.chain c
+LEFT JOIN LATERAL {s}.chain_jobs(c.chain_id) j ON true
+WHERE c.chain_id = %(chain_id)s::uuid
+ORDER BY j.chain_index"""
+
+
+@lru_cache(maxsize=256)
+def list_chains(s: str, by_type: bool, by_status: bool, after: bool) -> str:
+    where = ["r.chain_index = 0"]
+    if by_type:
+        where.append("r.type_name = %(type_name)s::text")
+    if by_status:
+        where.append("c.status::text = ANY(%(statuses)s::text[])")
+    if after:
+        where.append(
+            "(r.created_at, r.id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid)"
+        )
+    # Walk chain roots newest first through their (created_at, id) index and
+    # look each one up in the chain view.
+    return f"""SELECT {_chain_select("c")}
+FROM {s}.job r
+CROSS JOIN LATERAL (SELECT * FROM {s}.chain v WHERE v.chain_id = r.id) c
+WHERE {" AND ".join(where)}
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT %(limit)s::int"""
+
+
+@lru_cache(maxsize=64)
+def wait_probe(s: str) -> str:
+    return f"""SELECT {_chain_select("c")},
+       (SELECT j.last_attempt_error FROM {s}.job j WHERE j.id = c.current_job_id)
+           AS last_attempt_error,
+       current_setting('transaction_isolation') AS isolation
+FROM {s}.chain c
+WHERE c.chain_id = %(chain_id)s::uuid"""
+
+
+IS_LISTENING = "SELECT %(ch)s::text = ANY(ARRAY(SELECT pg_listening_channels())) AS listening"
