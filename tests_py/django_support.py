@@ -1,10 +1,14 @@
-"""Django for the tests, without a settings module: settings are configured
-once per process (Django allows no second time), and ``use_database(dsn)``
-points Django's ``default`` database at a test's database (closing the
-connection to the previous one), so ``django.db.connection`` is the real
-PostgreSQL connection of that test."""
+"""Django for the tests, without a settings module: ``configure()`` sets
+Django up once per process (Django allows no second time) with everything
+any test needs (a database, a URLconf answering "django home" at /, hosts,
+a secret), and ``use_database(dsn)`` points Django's ``default`` database at
+a test's database (closing the connection to the previous one), so
+``django.db.connection`` is the real PostgreSQL connection of that test."""
 
 from __future__ import annotations
+
+import sys
+import types
 
 import django
 from django.conf import settings
@@ -24,10 +28,30 @@ def _database(dsn: str) -> dict[str, str]:
     }
 
 
+URLCONF = "queuert_test_django_urls"
+
+
+def configure(database: dict[str, str] | None = None) -> None:
+    """Django's settings for this test process, once; later calls do nothing."""
+    if settings.configured:
+        return
+    from django.http import HttpResponse
+    from django.urls import path
+
+    urls = types.ModuleType(URLCONF)
+    urls.urlpatterns = [path("", lambda request: HttpResponse("django home"))]  # type: ignore[attr-defined]
+    sys.modules[URLCONF] = urls
+    settings.configure(
+        DATABASES={"default": database or {"ENGINE": "django.db.backends.postgresql", "NAME": "postgres"}},
+        USE_TZ=True, INSTALLED_APPS=[], ROOT_URLCONF=URLCONF, ALLOWED_HOSTS=["testserver"],
+        SECRET_KEY="queuert-tests", MIDDLEWARE=[], DEBUG=False,
+    )
+    django.setup()
+
+
 def use_database(dsn: str) -> None:
     if not settings.configured:
-        settings.configure(DATABASES={"default": _database(dsn)}, USE_TZ=True, INSTALLED_APPS=[])
-        django.setup()
+        configure(_database(dsn))
         return
     connections["default"].close()
     try:

@@ -37,19 +37,10 @@ def blocks(kind: str) -> list[tuple[str, list[str]]]:
 
 def _django_settings() -> None:
     """What a Django project's settings module would hold (the docs' asgi.py
-    names it; the test configures Django directly)."""
-    from django.conf import settings
+    names it; the test configures Django directly, once per process)."""
+    from django_support import configure
 
-    if settings.configured:
-        return
-    urls = types.ModuleType("docs_django_urls")
-    from django.http import HttpResponse
-    from django.urls import path
-
-    urls.urlpatterns = [path("", lambda request: HttpResponse("django home"))]  # type: ignore[attr-defined]
-    sys.modules["docs_django_urls"] = urls
-    settings.configure(DEBUG=False, ROOT_URLCONF="docs_django_urls", ALLOWED_HOSTS=["testserver"],
-                       SECRET_KEY="docs-test", MIDDLEWARE=[], INSTALLED_APPS=[])
+    configure()
 
 
 PY_BLOCKS = blocks("python")
@@ -62,7 +53,12 @@ def test_python_block(index: int, dsn: str) -> None:
     if "django" in code:
         _django_settings()
     namespace: dict[str, object] = {"DSN": dsn, "__name__": f"docs_block_{index}"}
-    exec(compile(code, f"{DOC}:python block {index}", "exec"), namespace)
+    environ = dict(os.environ)  # a block may set DJANGO_SETTINGS_MODULE, as a project's asgi.py does
+    try:
+        exec(compile(code, f"{DOC}:python block {index}", "exec"), namespace)
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
     with TestClient(namespace["app"]) as client:  # type: ignore[arg-type]
         for line in requests:
             method, path, *rest = line.split()

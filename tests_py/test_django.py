@@ -25,7 +25,8 @@ PROJECT = Path(__file__).resolve().parents[1] / "examples" / "django_project"
 
 
 def manage(dsn: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": dsn, "PYTHONPATH": str(PROJECT)}
+    env = {**os.environ, "DATABASE_URL": dsn, "PYTHONPATH": str(PROJECT),
+           "DJANGO_SETTINGS_MODULE": "shop.settings"}
     proc = subprocess.run(
         [sys.executable, str(PROJECT / "manage.py"), *args],
         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout,
@@ -80,7 +81,8 @@ def test_commit_leaves_exactly_one_job_and_rollback_none(shop: str) -> None:
 def test_queuert_worker_runs_the_handlers_on_the_django_database(shop: str) -> None:
     manage(shop, "queuert_migrate")
     manage(shop, "signup", "cy@example.com")
-    env = {**os.environ, "DATABASE_URL": shop, "PYTHONPATH": str(PROJECT)}
+    env = {**os.environ, "DATABASE_URL": shop, "PYTHONPATH": str(PROJECT),
+           "DJANGO_SETTINGS_MODULE": "shop.settings"}
     worker = subprocess.Popen(
         [sys.executable, str(PROJECT / "manage.py"), "queuert_worker", "--concurrency", "2"],
         cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

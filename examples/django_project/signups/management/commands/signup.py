@@ -18,9 +18,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         with transaction.atomic():
             member = Member.objects.create(email=options["email"])
-            # Django's own connection, in the atomic() block's transaction
-            # (Django 4.2+ on psycopg 3: connection.connection is psycopg's).
-            chain = queuert.start_chain(connection.connection, welcome, Welcome(member_id=member.id))
+            # Django's own connection (4.2+ on psycopg 3): the chain joins
+            # the atomic() block's transaction
+            chain = queuert.start_chain(connection, welcome, Welcome(member_id=member.id))
             if options["fail"]:
                 raise CommandError("payment declined: rolled back, no member and no job")
         self.stdout.write(f"member {member.id} chain {chain.chain_id}")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.apps import AppConfig  # type: ignore[import-untyped]
+from django.apps import AppConfig
 
 
-class QueuertConfig(AppConfig):  # type: ignore[misc]
+class QueuertConfig(AppConfig):
     name = "queuert.contrib.django"
     label = "queuert"
     verbose_name = "queuert"

@@ -18,14 +18,14 @@ _FIELDS = {"NAME": "dbname", "USER": "user", "PASSWORD": "password", "HOST": "ho
 
 
 def _improperly_configured(message: str) -> Exception:
-    from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
+    from django.core.exceptions import ImproperlyConfigured
 
-    return ImproperlyConfigured(message)  # type: ignore[no-any-return]
+    return ImproperlyConfigured(message)
 
 
 def queuert_settings() -> Mapping[str, Any]:
     """``settings.QUEUERT``, checked: an unknown key is an error, not a no-op."""
-    from django.conf import settings  # type: ignore[import-untyped]
+    from django.conf import settings
 
     values = getattr(settings, "QUEUERT", {}) or {}
     if not isinstance(values, Mapping):
@@ -66,7 +66,7 @@ def conninfo(alias: str | None = None) -> str:
     values = queuert_settings()
     if values.get("DSN") and alias is None:
         return str(values["DSN"])
-    from django.db import connections  # type: ignore[import-untyped]
+    from django.db import connections
 
     alias = alias or str(values.get("DATABASE") or "default")
     if alias not in connections.databases:

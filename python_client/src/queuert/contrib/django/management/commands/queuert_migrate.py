@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from django.core.management.base import BaseCommand, CommandError, CommandParser  # type: ignore[import-untyped]
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from queuert.contrib.django.conf import conninfo, schema
 from queuert.migrate import MigrationError, migrate
 
 
-class Command(BaseCommand):  # type: ignore[misc]
+class Command(BaseCommand):
     help = (
         "Install or upgrade queuert (tables, functions, views) in the database of "
         "settings.QUEUERT['DATABASE'] (default: 'default'), in one transaction. "

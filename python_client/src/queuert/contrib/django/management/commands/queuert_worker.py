@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser  # type: ignore[import-untyped]
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from queuert.contrib.django.conf import conninfo, schema, worker_target
 from queuert.worker import run_worker_cli
 
 
-class Command(BaseCommand):  # type: ignore[misc]
+class Command(BaseCommand):
     help = (
         "Run a queuert worker for the handlers registered on MODULE:ATTR (default: "
         "settings.QUEUERT['WORKER']) on the Django database, until SIGTERM or SIGINT "
