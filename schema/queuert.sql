@@ -541,9 +541,12 @@ BEGIN
     IF cardinality(chain_ids) = 0 THEN
         RETURN '{}';
     END IF;
+    -- "A root" spelled chain_id = id (job_root_is_chain makes it the same as
+    -- chain_index = 0): chain_index = 0 let the planner answer the id lookup
+    -- from job_chain_root_created_idx, every root, when it had no statistics.
     PERFORM 1
     FROM queuert.job AS r
-    WHERE r.id = ANY(chain_ids) AND r.chain_index = 0
+    WHERE r.id = ANY(chain_ids) AND r.chain_id = r.id
     ORDER BY r.id
     FOR KEY SHARE;
     GET DIAGNOSTICS v_locked = ROW_COUNT;
@@ -552,7 +555,7 @@ BEGIN
         FROM unnest(chain_ids) WITH ORDINALITY AS u (b, o)
         WHERE NOT EXISTS (
             SELECT 1 FROM queuert.job AS r
-            WHERE r.id = u.b AND r.chain_index = 0
+            WHERE r.id = u.b AND r.chain_id = r.id
         )
         ORDER BY u.o
         LIMIT 1;
@@ -589,7 +592,7 @@ BEGIN
     END IF;
     v_set := ARRAY(
         SELECT r.id FROM queuert.job AS r
-        WHERE r.id = ANY(chain_ids) AND r.chain_index = 0
+        WHERE r.id = ANY(chain_ids) AND r.chain_id = r.id  -- roots (see _lock_blocker_chains)
         ORDER BY r.id
     );
     IF NOT coalesce(cascade, false) THEN
@@ -815,18 +818,28 @@ $$;
 
 CREATE FUNCTION queuert._resolve_dependents(chain_ids uuid[]) RETURNS TABLE(chain_id uuid, type_name text)
     LANGUAGE plpgsql
+    SET enable_indexonlyscan TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
+    v_dependents uuid[];
+    v_by_chains uuid[];
     v_chains uuid[];
     v_types text[];
     v_notified integer;
 BEGIN
+    SELECT coalesce(array_agg(b.job_id), '{}'), coalesce(array_agg(b.blocker_chain_id), '{}')
+    INTO v_dependents, v_by_chains
+    FROM queuert.job_blocker AS b
+    WHERE b.blocker_chain_id = ANY(_resolve_dependents.chain_ids);
+    IF cardinality(v_dependents) = 0 THEN
+        RETURN;
+    END IF;
+
     WITH dec AS (
-        SELECT b.job_id, count(*)::integer AS n, min(b.blocker_chain_id::text)::uuid AS by_chain
-        FROM queuert.job_blocker AS b
-        WHERE b.blocker_chain_id = ANY(_resolve_dependents.chain_ids)
-        GROUP BY b.job_id
+        SELECT e.job_id, count(*)::integer AS n, min(e.by_chain::text)::uuid AS by_chain
+        FROM unnest(v_dependents, v_by_chains) AS e (job_id, by_chain)
+        GROUP BY e.job_id
     ),
     unblocked AS (
         UPDATE queuert.job AS j
@@ -843,7 +856,7 @@ BEGIN
                 ELSE j.scheduled_at
             END
         FROM dec
-        WHERE j.id = dec.job_id
+        WHERE j.id = ANY(v_dependents) AND j.id = dec.job_id
         RETURNING dec.by_chain, j.type_name, j.status, j.open_blockers
     )
     SELECT coalesce(array_agg(u.by_chain), '{}'), coalesce(array_agg(u.type_name), '{}')
@@ -900,6 +913,8 @@ $$;
 CREATE FUNCTION queuert.cancel_chains(chain_ids uuid[], cascade boolean DEFAULT false) RETURNS TABLE(chain_id uuid)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -963,6 +978,9 @@ CREATE FUNCTION queuert.claim(worker_id text, type_names text[] DEFAULT NULL::te
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_sort TO 'off'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1033,13 +1051,16 @@ BEGIN
         c.leased_until, c.last_attempt_at, c.last_attempt_error,
         c.continued_to, c.dedup_key, c.trace_context,
         coalesce((
+            -- job_blocker by job_id and one lateral tail lookup per edge: no
+            -- join the planner could serve with another index in blocker
+            -- order (it did, for a job_blocker it believed tiny). A chain's
+            -- type is every job's chain_type_name.
             SELECT jsonb_agg(jsonb_build_object(
                 'chain_id', b.blocker_chain_id,
-                'type_name', r.type_name,
+                'type_name', tail.chain_type_name,
                 'output', tail.output
             ) ORDER BY b.position)
             FROM queuert.job_blocker AS b
-            JOIN queuert.job AS r ON r.id = b.blocker_chain_id
             CROSS JOIN LATERAL queuert._chain_tail(b.blocker_chain_id) AS tail
             WHERE b.job_id = c.id
         ), '[]'::jsonb),
@@ -1057,6 +1078,8 @@ CREATE FUNCTION queuert.complete(job_id uuid, worker_id text, output jsonb DEFAU
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1110,6 +1133,8 @@ CREATE FUNCTION queuert.complete_jobs(worker_id text, job_ids uuid[], outputs js
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1211,6 +1236,8 @@ CREATE FUNCTION queuert.continue_with(job_id uuid, worker_id text, type_name tex
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1333,6 +1360,8 @@ $$;
 CREATE FUNCTION queuert.delete_chains(chain_ids uuid[], cascade boolean DEFAULT false) RETURNS TABLE(chain_id uuid)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1377,6 +1406,8 @@ CREATE FUNCTION queuert.fail(job_id uuid, worker_id text, error text, retry_at t
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1444,6 +1475,8 @@ CREATE FUNCTION queuert.fail_jobs(worker_id text, job_ids uuid[], errors text[],
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1540,6 +1573,8 @@ $$;
 CREATE FUNCTION queuert.next_due_at(type_names text[] DEFAULT NULL::text[]) RETURNS timestamp with time zone
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
     WITH RECURSIVE priorities (priority) AS (
         (
@@ -1577,12 +1612,16 @@ CREATE FUNCTION queuert.reap(max_jobs integer DEFAULT 100) RETURNS TABLE(job_id 
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_sort TO 'off'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
     v_ids uuid[];
     v_workers text[];
     v_statuses queuert.job_status[];
+    v_ready text[];
     v_notified integer;
 BEGIN
     IF reap.max_jobs < 1 THEN
@@ -1624,8 +1663,9 @@ BEGIN
     SELECT
         coalesce(array_agg(r.id), '{}'),
         coalesce(array_agg(r.leased_by), '{}'),
-        coalesce(array_agg(r.status), '{}')
-    INTO v_ids, v_workers, v_statuses
+        coalesce(array_agg(r.status), '{}'),
+        coalesce(array_agg(DISTINCT r.type_name) FILTER (WHERE r.status = 'pending'), '{}')
+    INTO v_ids, v_workers, v_statuses, v_ready
     FROM reaped AS r;
 
     IF cardinality(v_ids) = 0 THEN
@@ -1634,12 +1674,7 @@ BEGIN
 
     SELECT queuert._notify('job_lost', array_agg(i::text)) INTO v_notified
     FROM unnest(v_ids) AS i;
-    SELECT queuert._notify('job_ready', array_agg(d.type_name)) INTO v_notified
-    FROM (
-        SELECT DISTINCT j.type_name
-        FROM queuert.job AS j
-        WHERE j.id = ANY(v_ids) AND j.status = 'pending'
-    ) AS d;
+    v_notified := queuert._notify('job_ready', v_ready);
 
     RETURN QUERY
     SELECT x.id, x.w, x.s FROM unnest(v_ids, v_workers, v_statuses) AS x (id, w, s);
@@ -1654,6 +1689,8 @@ CREATE FUNCTION queuert.release_jobs(worker_id text, job_ids uuid[], attempts in
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1711,6 +1748,8 @@ CREATE FUNCTION queuert.renew_leases(worker_id text, job_ids uuid[], lease inter
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 BEGIN
@@ -1768,6 +1807,8 @@ $$;
 CREATE FUNCTION queuert.retry_jobs(job_ids uuid[]) RETURNS TABLE(job_id uuid)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1891,6 +1932,8 @@ $$;
 CREATE FUNCTION queuert.start_chain(type_name text, input jsonb DEFAULT NULL::jsonb, id uuid DEFAULT NULL::uuid, schedule_at timestamp with time zone DEFAULT NULL::timestamp with time zone, schedule_after interval DEFAULT NULL::interval, blockers uuid[] DEFAULT NULL::uuid[], dedup_key text DEFAULT NULL::text, dedup_scope text DEFAULT 'incomplete'::text, dedup_window interval DEFAULT NULL::interval, priority integer DEFAULT 0, trace_context text DEFAULT NULL::text) RETURNS SETOF queuert.start_chain_result
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -2014,6 +2057,7 @@ CREATE FUNCTION queuert.start_chains(items jsonb) RETURNS TABLE(ord integer, id 
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
+    SET enable_seqscan TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -2351,6 +2395,8 @@ $$;
 CREATE FUNCTION queuert.trigger_jobs(job_ids uuid[]) RETURNS TABLE(job_id uuid)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE

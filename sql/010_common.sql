@@ -225,9 +225,12 @@ BEGIN
     IF cardinality(chain_ids) = 0 THEN
         RETURN '{}';
     END IF;
+    -- "A root" spelled chain_id = id (job_root_is_chain makes it the same as
+    -- chain_index = 0): chain_index = 0 let the planner answer the id lookup
+    -- from job_chain_root_created_idx, every root, when it had no statistics.
     PERFORM 1
     FROM {{ schema }}.job AS r
-    WHERE r.id = ANY(chain_ids) AND r.chain_index = 0
+    WHERE r.id = ANY(chain_ids) AND r.chain_id = r.id
     ORDER BY r.id
     FOR KEY SHARE;
     GET DIAGNOSTICS v_locked = ROW_COUNT;
@@ -236,7 +239,7 @@ BEGIN
         FROM unnest(chain_ids) WITH ORDINALITY AS u (b, o)
         WHERE NOT EXISTS (
             SELECT 1 FROM {{ schema }}.job AS r
-            WHERE r.id = u.b AND r.chain_index = 0
+            WHERE r.id = u.b AND r.chain_id = r.id
         )
         ORDER BY u.o
         LIMIT 1;
@@ -321,24 +324,42 @@ $$;
 
 -- Chains that just completed: every job waiting on them loses one open
 -- blocker per completed chain; a blocked job with none left becomes pending.
--- Touches only the dependents, through job_blocker_chain_idx. Returns the
--- jobs it made pending (one of their completed blocker chains each, and
--- their type), so a batching worker can announce them itself.
+-- Returns the jobs it made pending (one of their completed blocker chains
+-- each, and their type), so a batching worker can announce them itself.
+--
+-- The edges are read first, in a statement of their own (one probe of
+-- job_blocker_chain_idx; most completed chains have no dependents and end
+-- here), and the dependents are then updated by id. One statement joining
+-- job_blocker to job let the planner choose a hash join over the whole job
+-- table, or a full scan of another job_blocker index, whenever it believed
+-- a table tiny or had no statistics (docs/engine.md, "Plans"). No
+-- index-only scans: a full one of the unique (job_id, blocker_chain_id)
+-- index, every edge, is what such a planner chose for the edge lookup.
 CREATE OR REPLACE FUNCTION {{ schema }}._resolve_dependents(chain_ids uuid [])
 RETURNS TABLE (chain_id uuid, type_name text)
 LANGUAGE plpgsql VOLATILE
+SET enable_indexonlyscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
+    v_dependents uuid[];
+    v_by_chains uuid[];
     v_chains uuid[];
     v_types text[];
     v_notified integer;
 BEGIN
+    SELECT coalesce(array_agg(b.job_id), '{}'), coalesce(array_agg(b.blocker_chain_id), '{}')
+    INTO v_dependents, v_by_chains
+    FROM {{ schema }}.job_blocker AS b
+    WHERE b.blocker_chain_id = ANY(_resolve_dependents.chain_ids);
+    IF cardinality(v_dependents) = 0 THEN
+        RETURN;
+    END IF;
+
     WITH dec AS (
-        SELECT b.job_id, count(*)::integer AS n, min(b.blocker_chain_id::text)::uuid AS by_chain
-        FROM {{ schema }}.job_blocker AS b
-        WHERE b.blocker_chain_id = ANY(_resolve_dependents.chain_ids)
-        GROUP BY b.job_id
+        SELECT e.job_id, count(*)::integer AS n, min(e.by_chain::text)::uuid AS by_chain
+        FROM unnest(v_dependents, v_by_chains) AS e (job_id, by_chain)
+        GROUP BY e.job_id
     ),
     unblocked AS (
         UPDATE {{ schema }}.job AS j
@@ -355,7 +376,7 @@ BEGIN
                 ELSE j.scheduled_at
             END
         FROM dec
-        WHERE j.id = dec.job_id
+        WHERE j.id = ANY(v_dependents) AND j.id = dec.job_id
         RETURNING dec.by_chain, j.type_name, j.status, j.open_blockers
     )
     SELECT coalesce(array_agg(u.by_chain), '{}'), coalesce(array_agg(u.type_name), '{}')

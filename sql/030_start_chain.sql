@@ -16,6 +16,8 @@ CREATE OR REPLACE FUNCTION {{ schema }}.start_chain(
 RETURNS SETOF {{ schema }}.start_chain_result
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -35,6 +35,8 @@ RETURNS TABLE (job_id uuid, outcome text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -102,6 +104,8 @@ RETURNS TABLE (job_id uuid, outcome text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -160,12 +164,16 @@ RETURNS TABLE (job_id uuid, previous_worker text, status {{ schema }}.job_status
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET enable_sort = off
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
     v_ids uuid[];
     v_workers text[];
     v_statuses {{ schema }}.job_status[];
+    v_ready text[];
     v_notified integer;
 BEGIN
     IF reap.max_jobs < 1 THEN
@@ -207,8 +215,9 @@ BEGIN
     SELECT
         coalesce(array_agg(r.id), '{}'),
         coalesce(array_agg(r.leased_by), '{}'),
-        coalesce(array_agg(r.status), '{}')
-    INTO v_ids, v_workers, v_statuses
+        coalesce(array_agg(r.status), '{}'),
+        coalesce(array_agg(DISTINCT r.type_name) FILTER (WHERE r.status = 'pending'), '{}')
+    INTO v_ids, v_workers, v_statuses, v_ready
     FROM reaped AS r;
 
     IF cardinality(v_ids) = 0 THEN
@@ -217,12 +226,7 @@ BEGIN
 
     SELECT {{ schema }}._notify('job_lost', array_agg(i::text)) INTO v_notified
     FROM unnest(v_ids) AS i;
-    SELECT {{ schema }}._notify('job_ready', array_agg(d.type_name)) INTO v_notified
-    FROM (
-        SELECT DISTINCT j.type_name
-        FROM {{ schema }}.job AS j
-        WHERE j.id = ANY(v_ids) AND j.status = 'pending'
-    ) AS d;
+    v_notified := {{ schema }}._notify('job_ready', v_ready);
 
     RETURN QUERY
     SELECT x.id, x.w, x.s FROM unnest(v_ids, v_workers, v_statuses) AS x (id, w, s);

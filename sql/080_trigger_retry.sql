@@ -50,6 +50,8 @@ CREATE OR REPLACE FUNCTION {{ schema }}.trigger_jobs(job_ids uuid [])
 RETURNS TABLE (job_id uuid)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -77,6 +79,8 @@ CREATE OR REPLACE FUNCTION {{ schema }}.retry_jobs(job_ids uuid [])
 RETURNS TABLE (job_id uuid)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -36,7 +36,7 @@ BEGIN
     END IF;
     v_set := ARRAY(
         SELECT r.id FROM {{ schema }}.job AS r
-        WHERE r.id = ANY(chain_ids) AND r.chain_index = 0
+        WHERE r.id = ANY(chain_ids) AND r.chain_id = r.id  -- roots (see _lock_blocker_chains)
         ORDER BY r.id
     );
     IF NOT coalesce(cascade, false) THEN
@@ -107,6 +107,8 @@ CREATE OR REPLACE FUNCTION {{ schema }}.cancel_chains(
 RETURNS TABLE (chain_id uuid)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -152,6 +154,8 @@ CREATE OR REPLACE FUNCTION {{ schema }}.delete_chains(
 RETURNS TABLE (chain_id uuid)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -73,13 +73,14 @@ FROM priorities AS p
 WHERE p.priority IS NOT NULL
 """
 
-# sql/010_common.sql, _resolve_dependents(): the dependents of completed chains.
-DEPENDENTS = """
-SELECT b.job_id, count(*)::integer AS n, min(b.blocker_chain_id::text)::uuid AS by_chain
+# sql/010_common.sql, _resolve_dependents(): the edges to completed chains
+# (the function reads them INTO arrays; the copy checked against the source
+# starts at FROM).
+DEPENDENTS_FROM = """
 FROM queuert.job_blocker AS b
-WHERE b.blocker_chain_id = ANY({chain_ids})
-GROUP BY b.job_id
+WHERE b.blocker_chain_id = ANY({chain_ids});
 """
+DEPENDENTS = "SELECT b.job_id, b.blocker_chain_id " + DEPENDENTS_FROM.rstrip().rstrip(";")
 
 # sql/070_leases.sql, reap(): expired leases.
 EXPIRED = """
@@ -323,7 +324,7 @@ def test_plan_queries_match_the_engine_source() -> None:
         (claim_src, CLAIM_ANY.format(max_jobs="claim.max_jobs")),
         (claim_src, CLAIM_TYPED.format(types="claim.type_names", max_jobs="claim.max_jobs")),
         (claim_src, NEXT_DUE.format(types="next_due_at.type_names")),
-        (common_src, DEPENDENTS.format(chain_ids="_resolve_dependents.chain_ids")),
+        (common_src, DEPENDENTS_FROM.format(chain_ids="_resolve_dependents.chain_ids")),
         (leases_src, EXPIRED.format(max_jobs="reap.max_jobs")),
     ]
     for src, query in expected:
