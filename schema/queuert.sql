@@ -84,20 +84,6 @@ CREATE TYPE queuert.start_chain_result AS (
 );
 
 --
--- Name: _announce(text, text); Type: FUNCTION; Schema: queuert; Owner: -
---
-
-CREATE FUNCTION queuert._announce(kind text, payload text) RETURNS boolean
-    LANGUAGE sql
-    AS $$
-    SELECT CASE
-        WHEN queuert._notify_enabled(kind)
-            THEN pg_notify('queuert_' || kind, payload) IS NOT NULL
-        ELSE false
-    END
-$$;
-
---
 -- Name: _backoff(integer, interval, double precision, interval); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
@@ -138,38 +124,72 @@ CREATE FUNCTION queuert._batch_outcomes(job_ids uuid[], done uuid[], done_outcom
 $$;
 
 --
--- Name: _chain_item_ok(jsonb); Type: FUNCTION; Schema: queuert; Owner: -
+-- Name: _chain_item_edges(queuert.chain_item[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert._chain_item_ok(item jsonb) RETURNS boolean
+CREATE FUNCTION queuert._chain_item_edges(items queuert.chain_item[], OUT job_ids uuid[], OUT positions integer[], OUT chain_ids uuid[], OUT is_internal boolean[]) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_bad record;
+BEGIN
+    SELECT e.ord, e.ref INTO v_bad
+    FROM (
+        SELECT i.ord, b.ref, src.ord AS src_ord
+        FROM unnest(items) AS i
+        CROSS JOIN LATERAL unnest(i.blockers) AS b (ref)
+        JOIN unnest(items) AS src ON src.id_given AND src.id = b.ref
+        WHERE NOT i.deduplicated
+    ) AS e
+    WHERE e.src_ord >= e.ord
+    ORDER BY e.ord
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU002',
+            MESSAGE = format(
+                'start_chains item %s names blocker %s, which is that item itself or a later one',
+                v_bad.ord, v_bad.ref
+            ),
+            DETAIL = format('chain_id=%s', v_bad.ref);
+    END IF;
+
+    WITH raw AS (
+        SELECT
+            i.resolved_id AS job_id,
+            b.pos,
+            coalesce(src.resolved_id, b.ref) AS chain_id
+        FROM unnest(items) AS i
+        CROSS JOIN LATERAL unnest(i.blockers) WITH ORDINALITY AS b (ref, pos)
+        LEFT JOIN unnest(items) AS src ON src.id_given AND src.id = b.ref
+        WHERE NOT i.deduplicated
+    ),
+    edges AS (
+        SELECT raw.job_id, min(raw.pos)::integer AS pos, raw.chain_id
+        FROM raw
+        GROUP BY raw.job_id, raw.chain_id
+    ),
+    new_ids AS (
+        SELECT i.resolved_id AS id FROM unnest(items) AS i WHERE NOT i.deduplicated
+    )
+    SELECT
+        coalesce(array_agg(e.job_id ORDER BY e.job_id, e.pos), '{}'),
+        coalesce(array_agg(e.pos ORDER BY e.job_id, e.pos), '{}'),
+        coalesce(array_agg(e.chain_id ORDER BY e.job_id, e.pos), '{}'),
+        coalesce(array_agg(n.id IS NOT NULL ORDER BY e.job_id, e.pos), '{}')
+    INTO job_ids, positions, chain_ids, is_internal
+    FROM edges AS e
+    LEFT JOIN new_ids AS n ON n.id = e.chain_id;
+END;
+$$;
+
+--
+-- Name: _chain_item_keys(); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._chain_item_keys() RETURNS text[]
     LANGUAGE sql IMMUTABLE
     AS $$
-    SELECT CASE
-        WHEN jsonb_typeof(item) IS DISTINCT FROM 'object' THEN false
-        WHEN jsonb_typeof(item -> 'type_name') IS DISTINCT FROM 'string' THEN false
-        WHEN length(item ->> 'type_name') NOT BETWEEN 1 AND 255 THEN false
-        -- The usual item (a type and an input): nothing else to look at.
-        WHEN item - '{type_name,input}'::text [] = '{}'::jsonb THEN true
-        WHEN item - '{type_name,input,id,schedule_at,schedule_after_ms,blockers,dedup_key,dedup_scope,dedup_window_ms,priority,trace_context}'::text [] <> '{}'::jsonb THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'id'), 'null') NOT IN ('string', 'null') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') NOT IN ('string', 'null') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'blockers'), 'null') NOT IN ('array', 'null') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'dedup_key'), 'null') NOT IN ('string', 'null') THEN false
-        WHEN octet_length(item ->> 'dedup_key') > 1024 THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'trace_context'), 'null') NOT IN ('string', 'null') THEN false
-        WHEN coalesce(item ->> 'dedup_scope', 'incomplete') NOT IN ('incomplete', 'any') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'dedup_scope'), 'null') NOT IN ('string', 'null') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'schedule_after_ms'), 'null') NOT IN ('number', 'null') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'dedup_window_ms'), 'null') NOT IN ('number', 'null') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'priority'), 'null') NOT IN ('number', 'null') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') <> 'null'
-            AND coalesce(jsonb_typeof(item -> 'schedule_after_ms'), 'null') <> 'null' THEN false
-        WHEN (item ->> 'schedule_after_ms')::numeric NOT BETWEEN 0 AND 3.15e13 THEN false
-        WHEN (item ->> 'dedup_window_ms')::numeric NOT BETWEEN 0 AND 3.15e15 THEN false
-        WHEN (item ->> 'priority')::numeric NOT BETWEEN -2147483648 AND 2147483647 THEN false
-        WHEN (item ->> 'priority')::numeric <> trunc((item ->> 'priority')::numeric) THEN false
-        ELSE true
-    END;
+    SELECT '{type_name,input,id,schedule_at,schedule_after_ms,blockers,dedup_key,dedup_scope,dedup_window_ms,priority,trace_context}'::text []
 $$;
 
 --
@@ -179,83 +199,55 @@ $$;
 CREATE FUNCTION queuert._chain_item_problem(item jsonb) RETURNS text
     LANGUAGE sql IMMUTABLE
     AS $_$
-    WITH v AS (
-        SELECT
-            nullif(item -> 'type_name', 'null') AS type_name,
-            nullif(item -> 'id', 'null') AS id,
-            nullif(item -> 'schedule_at', 'null') AS schedule_at,
-            nullif(item -> 'schedule_after_ms', 'null') AS schedule_after_ms,
-            nullif(item -> 'blockers', 'null') AS blockers,
-            nullif(item -> 'dedup_key', 'null') AS dedup_key,
-            nullif(item -> 'dedup_scope', 'null') AS dedup_scope,
-            nullif(item -> 'dedup_window_ms', 'null') AS dedup_window_ms,
-            nullif(item -> 'priority', 'null') AS priority,
-            nullif(item -> 'trace_context', 'null') AS trace_context
-    ),
-    uuid_re AS (
-        SELECT '^([0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}|\{[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\})$'::text AS re
-    )
     SELECT CASE
         WHEN jsonb_typeof(item) IS DISTINCT FROM 'object' THEN 'is not a JSON object'
-        WHEN EXISTS (
-            SELECT 1 FROM jsonb_object_keys(item) AS k
-            WHERE k NOT IN (
-                'type_name', 'input', 'id', 'schedule_at', 'schedule_after_ms',
-                'blockers', 'dedup_key', 'dedup_scope', 'dedup_window_ms',
-                'priority', 'trace_context'
-            )
-        ) THEN format('has unknown key(s) %s', (
-            SELECT string_agg(quote_literal(k), ', ' ORDER BY k)
-            FROM jsonb_object_keys(item) AS k
-            WHERE k NOT IN (
-                'type_name', 'input', 'id', 'schedule_at', 'schedule_after_ms',
-                'blockers', 'dedup_key', 'dedup_scope', 'dedup_window_ms',
-                'priority', 'trace_context'
-            )
-        ))
-        WHEN v.type_name IS NULL THEN 'has no type_name'
-        WHEN jsonb_typeof(v.type_name) <> 'string' THEN 'type_name is not a string'
-        WHEN length(v.type_name #>> '{}') NOT BETWEEN 1 AND 255
+        WHEN coalesce(jsonb_typeof(item -> 'type_name'), 'null') = 'null' THEN 'has no type_name'
+        WHEN jsonb_typeof(item -> 'type_name') <> 'string' THEN 'type_name is not a string'
+        WHEN length(item ->> 'type_name') NOT BETWEEN 1 AND 255
             THEN 'type_name must be 1 to 255 characters'
-        WHEN v.id IS NOT NULL AND (jsonb_typeof(v.id) <> 'string'
-            OR (v.id #>> '{}') !~* (SELECT re FROM uuid_re)) THEN 'id is not a UUID'
-        WHEN v.schedule_at IS NOT NULL AND jsonb_typeof(v.schedule_at) <> 'string'
+        WHEN item - '{type_name,input}'::text [] = '{}'::jsonb THEN NULL
+        WHEN item - queuert._chain_item_keys() <> '{}'::jsonb
+            THEN 'has unknown key(s) ' || jsonb_path_query_array(
+                item - queuert._chain_item_keys(), '$.keyvalue().key'
+            )::text
+        WHEN coalesce(jsonb_typeof(item -> 'id'), 'null') NOT IN ('string', 'null')
+            THEN 'id is not a UUID string'
+        WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') NOT IN ('string', 'null')
             THEN 'schedule_at is not a timestamp string'
-        WHEN v.schedule_after_ms IS NOT NULL AND jsonb_typeof(v.schedule_after_ms) <> 'number'
+        WHEN coalesce(jsonb_typeof(item -> 'schedule_after_ms'), 'null') NOT IN ('number', 'null')
             THEN 'schedule_after_ms is not a number'
-        WHEN (v.schedule_after_ms #>> '{}')::numeric < 0
+        WHEN (item ->> 'schedule_after_ms')::numeric < 0
             THEN 'schedule_after_ms must not be negative'
-        WHEN (v.schedule_after_ms #>> '{}')::numeric > 3.15e13
-            THEN 'schedule_after_ms is too large'
-        WHEN v.schedule_at IS NOT NULL AND v.schedule_after_ms IS NOT NULL
+        WHEN (item ->> 'schedule_after_ms')::numeric > 3.15e13
+            THEN 'schedule_after_ms must be at most 3.15e13 (about 1,000 years)'
+        WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') <> 'null'
+            AND coalesce(jsonb_typeof(item -> 'schedule_after_ms'), 'null') <> 'null'
             THEN 'gives both schedule_at and schedule_after_ms'
-        WHEN v.blockers IS NOT NULL AND jsonb_typeof(v.blockers) <> 'array'
+        WHEN coalesce(jsonb_typeof(item -> 'blockers'), 'null') NOT IN ('array', 'null')
             THEN 'blockers is not an array'
-        WHEN v.blockers IS NOT NULL AND EXISTS (
-            SELECT 1 FROM jsonb_array_elements(v.blockers) AS b
-            WHERE jsonb_typeof(b) <> 'string' OR (b #>> '{}') !~* (SELECT re FROM uuid_re)
-        ) THEN 'blockers must be an array of UUID strings'
-        WHEN v.dedup_key IS NOT NULL AND jsonb_typeof(v.dedup_key) <> 'string'
+        WHEN jsonb_typeof(item -> 'blockers') = 'array'
+            AND jsonb_path_exists(item -> 'blockers', '$[*] ? (@.type() != "string")')
+            THEN 'blockers must be an array of UUID strings'
+        WHEN coalesce(jsonb_typeof(item -> 'dedup_key'), 'null') NOT IN ('string', 'null')
             THEN 'dedup_key is not a string'
-        WHEN octet_length(v.dedup_key #>> '{}') > 1024
+        WHEN octet_length(item ->> 'dedup_key') > 1024
             THEN 'dedup_key must be at most 1024 bytes'
-        WHEN v.dedup_scope IS NOT NULL AND (jsonb_typeof(v.dedup_scope) <> 'string'
-            OR (v.dedup_scope #>> '{}') NOT IN ('incomplete', 'any'))
+        WHEN coalesce(jsonb_typeof(item -> 'dedup_scope'), 'null') NOT IN ('string', 'null')
+            OR coalesce(item ->> 'dedup_scope', 'incomplete') NOT IN ('incomplete', 'any')
             THEN 'dedup_scope must be ''incomplete'' or ''any'''
-        WHEN v.dedup_window_ms IS NOT NULL AND jsonb_typeof(v.dedup_window_ms) <> 'number'
+        WHEN coalesce(jsonb_typeof(item -> 'dedup_window_ms'), 'null') NOT IN ('number', 'null')
             THEN 'dedup_window_ms is not a number'
-        WHEN (v.dedup_window_ms #>> '{}')::numeric < 0
+        WHEN (item ->> 'dedup_window_ms')::numeric < 0
             THEN 'dedup_window_ms must not be negative'
-        WHEN (v.dedup_window_ms #>> '{}')::numeric > 3.15e15
-            THEN 'dedup_window_ms is too large'
-        WHEN v.priority IS NOT NULL AND (jsonb_typeof(v.priority) <> 'number'
-            OR (v.priority #>> '{}')::numeric <> trunc((v.priority #>> '{}')::numeric)
-            OR (v.priority #>> '{}')::numeric NOT BETWEEN -2147483648 AND 2147483647)
+        WHEN (item ->> 'dedup_window_ms')::numeric > 3.15e15
+            THEN 'dedup_window_ms must be at most 3.15e15 (about 100,000 years)'
+        WHEN coalesce(jsonb_typeof(item -> 'priority'), 'null') NOT IN ('number', 'null')
+            OR (item ->> 'priority')::numeric NOT BETWEEN -2147483648 AND 2147483647
+            OR (item ->> 'priority')::numeric <> trunc((item ->> 'priority')::numeric)
             THEN 'priority is not a 32-bit integer'
-        WHEN v.trace_context IS NOT NULL AND jsonb_typeof(v.trace_context) <> 'string'
+        WHEN coalesce(jsonb_typeof(item -> 'trace_context'), 'null') NOT IN ('string', 'null')
             THEN 'trace_context is not a string'
     END
-    FROM v;
 $_$;
 
 --
@@ -353,7 +345,7 @@ BEGIN
     SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.type_name), '{}')
     INTO v_chains, v_types
     FROM queuert._resolve_dependents(_chains_completed.chain_ids) AS d;
-    SELECT queuert._notify('chain_completed', array_agg(c::text)) INTO v_notified
+    SELECT queuert._notify_batch('chain_completed', array_agg(c::text)) INTO v_notified
     FROM unnest(_chains_completed.chain_ids) AS c;
     RETURN QUERY SELECT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
 END;
@@ -440,6 +432,66 @@ BEGIN
                 coalesce(length(type_name)::text || ' characters', 'NULL')
             );
     END IF;
+END;
+$$;
+
+--
+-- Name: _dedup_chain_items(queuert.chain_item[]); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._dedup_chain_items(items queuert.chain_item[]) RETURNS queuert.chain_item[]
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM unnest(items) AS i WHERE i.dedup_key IS NOT NULL) THEN
+        RETURN ARRAY(
+            SELECT ROW(
+                i.ord, i.id, i.id_given, i.type_name, i.input, i.scheduled_at,
+                i.blockers, i.dedup_key, i.dedup_scope, i.dedup_window,
+                i.priority, i.trace_context, i.id, false, NULL, NULL, NULL
+            )::queuert.chain_item
+            FROM unnest(items) AS i
+            ORDER BY i.ord
+        );
+    END IF;
+    PERFORM queuert._guard_dedup_keys(
+        ARRAY(SELECT i.type_name FROM unnest(items) AS i),
+        ARRAY(SELECT i.dedup_key FROM unnest(items) AS i)
+    );
+    -- A later statement than the guards: sees a start that committed while
+    -- we waited for them.
+    RETURN ARRAY(
+        WITH it AS (SELECT * FROM unnest(items)),
+        firsts AS (
+            SELECT DISTINCT ON (it.type_name, it.dedup_key) it.*
+            FROM it
+            WHERE it.dedup_key IS NOT NULL
+            ORDER BY it.type_name, it.dedup_key, it.ord
+        ),
+        resolved AS (
+            SELECT
+                f.type_name, f.dedup_key, f.ord AS first_ord,
+                coalesce(m.id, f.id) AS resolved_id,
+                m.id IS NOT NULL AS hit,
+                m.status, m.scheduled_at, m.created_at
+            FROM firsts AS f
+            LEFT JOIN LATERAL queuert._find_dedup_match(
+                f.type_name, f.dedup_key, f.dedup_scope, f.dedup_window
+            ) AS m ON true
+        )
+        SELECT ROW(
+            it.ord, it.id, it.id_given, it.type_name, it.input, it.scheduled_at,
+            it.blockers, it.dedup_key, it.dedup_scope, it.dedup_window,
+            it.priority, it.trace_context,
+            coalesce(r.resolved_id, it.id),
+            coalesce(r.hit OR it.ord > r.first_ord, false),
+            r.status, r.scheduled_at, r.created_at
+        )::queuert.chain_item
+        FROM it
+        LEFT JOIN resolved AS r
+            ON r.type_name = it.type_name AND r.dedup_key = it.dedup_key
+        ORDER BY it.ord
+    );
 END;
 $$;
 
@@ -744,10 +796,10 @@ CREATE FUNCTION queuert._new_job_id() RETURNS uuid
 $$;
 
 --
--- Name: _notify(text, text[]); Type: FUNCTION; Schema: queuert; Owner: -
+-- Name: _notify_batch(text, text[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert._notify(kind text, payloads text[]) RETURNS integer
+CREATE FUNCTION queuert._notify_batch(kind text, payloads text[]) RETURNS integer
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -778,6 +830,20 @@ CREATE FUNCTION queuert._notify_enabled(kind text) RETURNS boolean
         OR kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
         OR (kind = 'job_ready_unblocked'
             AND 'job_ready' = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ',')))
+$$;
+
+--
+-- Name: _notify_inline(text, text); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._notify_inline(kind text, payload text) RETURNS boolean
+    LANGUAGE sql
+    AS $$
+    SELECT CASE
+        WHEN queuert._notify_enabled(kind)
+            THEN pg_notify('queuert_' || kind, payload) IS NOT NULL
+        ELSE false
+    END
 $$;
 
 --
@@ -865,7 +931,7 @@ BEGIN
     WHERE u.status = 'pending' AND u.open_blockers = 0;
 
     IF cardinality(v_types) > 0 THEN
-        SELECT queuert._notify('job_ready_unblocked', array_agg(DISTINCT t)) INTO v_notified
+        SELECT queuert._notify_batch('job_ready_unblocked', array_agg(DISTINCT t)) INTO v_notified
         FROM unnest(v_types) AS t;
         RETURN QUERY SELECT DISTINCT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
     END IF;
@@ -903,6 +969,66 @@ BEGIN
             MESSAGE = format('schedule_at must be before the year 10000, got %s', schedule_at);
     END IF;
     RETURN greatest(coalesce(schedule_at, now() + schedule_after, now()), now());
+END;
+$$;
+
+--
+-- Name: _typed_chain_items(jsonb); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._typed_chain_items(items jsonb) RETURNS queuert.chain_item[]
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_items queuert.chain_item[];
+    v_bad_ord bigint;
+    v_error text;
+    v_dup uuid;
+BEGIN
+    BEGIN
+        v_items := queuert._parse_chain_items(items);
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow
+        OR invalid_text_representation OR numeric_value_out_of_range
+        OR invalid_parameter_value OR interval_field_overflow THEN
+        -- Errors only: parse the items one by one to name the first bad one.
+        v_error := SQLERRM;
+        FOR v_bad_ord IN
+            SELECT a.o FROM jsonb_array_elements(items) WITH ORDINALITY AS a (item, o)
+        LOOP
+            BEGIN
+                PERFORM queuert._parse_chain_items(
+                    jsonb_build_array(items -> (v_bad_ord::integer - 1))
+                );
+            EXCEPTION WHEN OTHERS THEN
+                EXIT;
+            END;
+        END LOOP;
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('start_chains item %s is malformed: %s', v_bad_ord, v_error);
+    END;
+
+    SELECT i.ord INTO v_bad_ord
+    FROM unnest(v_items) AS i
+    WHERE i.scheduled_at >= timestamptz '10000-01-01 00:00:00+00'
+    ORDER BY i.ord
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('start_chains item %s schedule_at must be before the year 10000', v_bad_ord);
+    END IF;
+
+    SELECT i.id INTO v_dup
+    FROM unnest(v_items) AS i
+    WHERE i.id_given
+    GROUP BY i.id
+    HAVING count(*) > 1
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('start_chains gives id %s to more than one item', v_dup),
+            DETAIL = format('job_id=%s', v_dup);
+    END IF;
+    RETURN v_items;
 END;
 $$;
 
@@ -945,7 +1071,7 @@ BEGIN
     INTO v_chains, v_lost
     FROM cancelled AS c;
 
-    SELECT queuert._notify('job_lost', array_agg(l::text)) INTO v_notified
+    SELECT queuert._notify_batch('job_lost', array_agg(l::text)) INTO v_notified
     FROM unnest(v_lost) AS l;
 
     RETURN QUERY
@@ -1118,7 +1244,7 @@ BEGIN
         CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END
     );
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM queuert._notify('job_lost', ARRAY[j.id::text]);
+        PERFORM queuert._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
     RETURN QUERY SELECT j.id, j.chain_id, 'completed'::queuert.job_status, true;
@@ -1341,10 +1467,10 @@ BEGIN
     WHERE x.id = j.id;
 
     IF v_status = 'pending' THEN
-        PERFORM queuert._notify('job_ready', ARRAY[continue_with.type_name]);
+        PERFORM queuert._notify_batch('job_ready', ARRAY[continue_with.type_name]);
     END IF;
     IF continue_with.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM queuert._notify('job_lost', ARRAY[j.id::text]);
+        PERFORM queuert._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
     RETURN QUERY SELECT
@@ -1389,7 +1515,7 @@ BEGIN
     INTO v_lost
     FROM deleted AS d;
 
-    SELECT queuert._notify('job_lost', array_agg(l::text)) INTO v_notified
+    SELECT queuert._notify_batch('job_lost', array_agg(l::text)) INTO v_notified
     FROM unnest(v_lost) AS l;
 
     RETURN QUERY
@@ -1457,10 +1583,10 @@ BEGIN
     WHERE x.id = j.id;
 
     IF v_status = 'pending' THEN
-        PERFORM queuert._notify('job_ready', ARRAY[j.type_name]);
+        PERFORM queuert._notify_batch('job_ready', ARRAY[j.type_name]);
     END IF;
     IF fail.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM queuert._notify('job_lost', ARRAY[j.id::text]);
+        PERFORM queuert._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
     RETURN QUERY SELECT j.id, v_status, v_scheduled_at, j.attempt;
@@ -1554,7 +1680,7 @@ BEGIN
     INTO v_done, v_statuses, v_scheduled, v_ready
     FROM done AS d;
 
-    v_notified := queuert._notify('job_ready', v_ready);
+    v_notified := queuert._notify_batch('job_ready', v_ready);
 
     RETURN QUERY
     SELECT
@@ -1672,9 +1798,9 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT queuert._notify('job_lost', array_agg(i::text)) INTO v_notified
+    SELECT queuert._notify_batch('job_lost', array_agg(i::text)) INTO v_notified
     FROM unnest(v_ids) AS i;
-    v_notified := queuert._notify('job_ready', v_ready);
+    v_notified := queuert._notify_batch('job_ready', v_ready);
 
     RETURN QUERY
     SELECT x.id, x.w, x.s FROM unnest(v_ids, v_workers, v_statuses) AS x (id, w, s);
@@ -1732,7 +1858,7 @@ BEGIN
     INTO v_released, v_types
     FROM released AS r;
 
-    v_notified := queuert._notify('job_ready', v_types);
+    v_notified := queuert._notify_batch('job_ready', v_types);
 
     RETURN QUERY
     SELECT o.job_id, o.outcome
@@ -1842,7 +1968,7 @@ BEGIN
         WHERE j.id = u.id
         RETURNING j.type_name, j.status
     )
-    SELECT queuert._notify('job_ready', array_agg(d.type_name)) INTO v_notified
+    SELECT queuert._notify_batch('job_ready', array_agg(d.type_name)) INTO v_notified
     FROM (SELECT DISTINCT r.type_name FROM retried AS r WHERE r.status = 'pending') AS d;
     RETURN QUERY SELECT u.id FROM unnest(v_ids) AS u (id);
 END;
@@ -1968,7 +2094,7 @@ BEGIN
         FROM (SELECT queuert._new_job_id() AS id) AS n
         RETURNING
             j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
-            queuert._announce('job_ready', j.type_name)
+            queuert._notify_inline('job_ready', j.type_name)
         INTO
             v_result.id, v_result.chain_id, v_result.type_name, v_result.status,
             v_result.scheduled_at, v_result.created_at, v_result.deduplicated, v_announced;
@@ -2039,7 +2165,7 @@ BEGIN
     END IF;
 
     IF v_status = 'pending' THEN
-        v_notified := queuert._notify('job_ready', ARRAY[start_chain.type_name]);
+        v_notified := queuert._notify_batch('job_ready', ARRAY[start_chain.type_name]);
     END IF;
 
     v_result := ROW(
@@ -2061,24 +2187,20 @@ CREATE FUNCTION queuert.start_chains(items jsonb) RETURNS TABLE(ord integer, id 
     AS $$
 #variable_conflict use_column
 DECLARE
-    v_items queuert.chain_item[];
     v_bad_ord bigint;
-    v_error text;
-    v_dup uuid;
-    v_has_dedup boolean;
+    v_general boolean;
+    v_types text[];
+    v_items queuert.chain_item[];
     v_edge_job uuid[];
     v_edge_pos integer[];
     v_edge_chain uuid[];
     v_edge_internal boolean[];
-    v_bad record;
     v_external uuid[];
     v_open uuid[];
+    v_existing uuid;
     v_blocked_job uuid[];
     v_blocked_n integer[];
-    v_existing uuid;
     v_notified integer;
-    v_general boolean;
-    v_types text[];
 BEGIN
     IF start_chains.items IS NULL OR jsonb_typeof(start_chains.items) <> 'array' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
@@ -2089,23 +2211,24 @@ BEGIN
     -- path below (a given id, blockers, a dedup key or a timestamp to parse),
     -- and the types to announce.
     SELECT
-        min(a.o) FILTER (WHERE NOT queuert._chain_item_ok(a.item)),
+        min(a.o) FILTER (WHERE queuert._chain_item_problem(a.item) IS NOT NULL),
         coalesce(bool_or(a.item ?| '{id,blockers,dedup_key,schedule_at}'::text []), false),
         array_agg(DISTINCT a.item ->> 'type_name')
     INTO v_bad_ord, v_general, v_types
     FROM jsonb_array_elements(start_chains.items) WITH ORDINALITY AS a (item, o);
     IF v_bad_ord IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('start_chains item %s %s', v_bad_ord, coalesce(
-                queuert._chain_item_problem(start_chains.items -> (v_bad_ord::integer - 1)),
-                'is malformed'
-            ));
+            MESSAGE = format('start_chains item %s %s', v_bad_ord,
+                queuert._chain_item_problem(start_chains.items -> (v_bad_ord::integer - 1)));
     END IF;
 
     IF NOT v_general THEN
         -- Plain items (the bulk of real batches): every value is already
         -- validated, nothing can be blocked, deduplicated or collide, so one
-        -- statement inserts and answers. Rows go in input order (a function
+        -- statement inserts and answers. Kept here, not in a helper, and
+        -- apart from the general path below, which takes several more
+        -- statements: this path is what makes a batch of 1,000 run at 0.8x
+        -- of a raw INSERT .. unnest (benchmarks/README.md, create-batch). Rows go in input order (a function
         -- scan with ordinality, materialised once), so seq keeps FIFO.
         RETURN QUERY
         WITH src AS MATERIALIZED (
@@ -2137,167 +2260,16 @@ BEGIN
             s.scheduled_at, now(), false
         FROM src AS s
         ORDER BY s.ord;
-        v_notified := queuert._notify('job_ready', v_types);
+        v_notified := queuert._notify_batch('job_ready', v_types);
         RETURN;
     END IF;
 
-    BEGIN
-        v_items := queuert._parse_chain_items(start_chains.items);
-    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow
-        OR invalid_text_representation OR numeric_value_out_of_range
-        OR invalid_parameter_value OR interval_field_overflow THEN
-        -- Slow path, errors only: find the first item that does not parse.
-        v_error := SQLERRM;
-        FOR v_bad_ord IN
-            SELECT a.o FROM jsonb_array_elements(start_chains.items) WITH ORDINALITY AS a (item, o)
-        LOOP
-            BEGIN
-                PERFORM queuert._parse_chain_items(
-                    jsonb_build_array(start_chains.items -> (v_bad_ord::integer - 1))
-                );
-            EXCEPTION WHEN OTHERS THEN
-                EXIT;
-            END;
-        END LOOP;
-        RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format(
-                'start_chains item %s is malformed: %s',
-                v_bad_ord,
-                coalesce(
-                    queuert._chain_item_problem(start_chains.items -> (v_bad_ord::integer - 1)),
-                    v_error
-                )
-            );
-    END;
-
-    -- As in start_chain: nothing is scheduled in or after the year 10000.
-    SELECT i.ord INTO v_bad_ord
-    FROM unnest(v_items) AS i
-    WHERE i.scheduled_at >= timestamptz '10000-01-01 00:00:00+00'
-    ORDER BY i.ord
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('start_chains item %s schedule_at must be before the year 10000', v_bad_ord);
-    END IF;
-
-    IF cardinality(v_items) = 0 THEN
-        RETURN;
-    END IF;
-
-    SELECT i.id INTO v_dup
-    FROM unnest(v_items) AS i
-    WHERE i.id_given
-    GROUP BY i.id
-    HAVING count(*) > 1
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('start_chains gives id %s to more than one item', v_dup),
-            DETAIL = format('job_id=%s', v_dup);
-    END IF;
-
-    -- Deduplication: the first item of each (type, key) looks for an existing
-    -- chain; later items with that key resolve to whatever the first did.
-    SELECT bool_or(i.dedup_key IS NOT NULL) INTO v_has_dedup FROM unnest(v_items) AS i;
-    IF v_has_dedup THEN
-        PERFORM queuert._guard_dedup_keys(
-            ARRAY(SELECT i.type_name FROM unnest(v_items) AS i),
-            ARRAY(SELECT i.dedup_key FROM unnest(v_items) AS i)
-        );
-        v_items := ARRAY(
-            WITH it AS (SELECT * FROM unnest(v_items)),
-            firsts AS (
-                SELECT DISTINCT ON (it.type_name, it.dedup_key) it.*
-                FROM it
-                WHERE it.dedup_key IS NOT NULL
-                ORDER BY it.type_name, it.dedup_key, it.ord
-            ),
-            resolved AS (
-                SELECT
-                    f.type_name, f.dedup_key, f.ord AS first_ord,
-                    coalesce(m.id, f.id) AS resolved_id,
-                    m.id IS NOT NULL AS hit,
-                    m.status, m.scheduled_at, m.created_at
-                FROM firsts AS f
-                LEFT JOIN LATERAL queuert._find_dedup_match(
-                    f.type_name, f.dedup_key, f.dedup_scope, f.dedup_window
-                ) AS m ON true
-            )
-            SELECT ROW(
-                it.ord, it.id, it.id_given, it.type_name, it.input, it.scheduled_at,
-                it.blockers, it.dedup_key, it.dedup_scope, it.dedup_window,
-                it.priority, it.trace_context,
-                coalesce(r.resolved_id, it.id),
-                coalesce(r.hit OR it.ord > r.first_ord, false),
-                r.status, r.scheduled_at, r.created_at
-            )::queuert.chain_item
-            FROM it
-            LEFT JOIN resolved AS r
-                ON r.type_name = it.type_name AND r.dedup_key = it.dedup_key
-            ORDER BY it.ord
-        );
-    ELSE
-        v_items := ARRAY(
-            SELECT ROW(
-                i.ord, i.id, i.id_given, i.type_name, i.input, i.scheduled_at,
-                i.blockers, i.dedup_key, i.dedup_scope, i.dedup_window,
-                i.priority, i.trace_context, i.id, false, NULL, NULL, NULL
-            )::queuert.chain_item
-            FROM unnest(v_items) AS i
-            ORDER BY i.ord
-        );
-    END IF;
-
-    -- Blocker edges of the items that will be inserted. A blocker may name an
-    -- earlier item by its given id (then it means the chain that item
-    -- resolved to); naming the item itself or a later one is QU002.
-    SELECT e.ord, e.ref INTO v_bad
-    FROM (
-        SELECT i.ord, b.ref, src.ord AS src_ord
-        FROM unnest(v_items) AS i
-        CROSS JOIN LATERAL unnest(i.blockers) AS b (ref)
-        JOIN unnest(v_items) AS src ON src.id_given AND src.id = b.ref
-        WHERE NOT i.deduplicated
-    ) AS e
-    WHERE e.src_ord >= e.ord
-    ORDER BY e.ord
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'QU002',
-            MESSAGE = format(
-                'start_chains item %s names blocker %s, which is that item itself or a later one',
-                v_bad.ord, v_bad.ref
-            ),
-            DETAIL = format('chain_id=%s', v_bad.ref);
-    END IF;
-
-    WITH raw AS (
-        SELECT
-            i.resolved_id AS job_id,
-            b.pos,
-            coalesce(src.resolved_id, b.ref) AS chain_id
-        FROM unnest(v_items) AS i
-        CROSS JOIN LATERAL unnest(i.blockers) WITH ORDINALITY AS b (ref, pos)
-        LEFT JOIN unnest(v_items) AS src ON src.id_given AND src.id = b.ref
-        WHERE NOT i.deduplicated
-    ),
-    edges AS (
-        SELECT raw.job_id, min(raw.pos)::integer AS pos, raw.chain_id
-        FROM raw
-        GROUP BY raw.job_id, raw.chain_id
-    ),
-    new_ids AS (
-        SELECT i.resolved_id AS id FROM unnest(v_items) AS i WHERE NOT i.deduplicated
-    )
-    SELECT
-        coalesce(array_agg(e.job_id ORDER BY e.job_id, e.pos), '{}'),
-        coalesce(array_agg(e.pos ORDER BY e.job_id, e.pos), '{}'),
-        coalesce(array_agg(e.chain_id ORDER BY e.job_id, e.pos), '{}'),
-        coalesce(array_agg(n.id IS NOT NULL ORDER BY e.job_id, e.pos), '{}')
+    -- The general path: typed rows, deduplication, blocker edges, then the
+    -- inserts.
+    v_items := queuert._dedup_chain_items(queuert._typed_chain_items(start_chains.items));
+    SELECT e.job_ids, e.positions, e.chain_ids, e.is_internal
     INTO v_edge_job, v_edge_pos, v_edge_chain, v_edge_internal
-    FROM edges AS e
-    LEFT JOIN new_ids AS n ON n.id = e.chain_id;
+    FROM queuert._chain_item_edges(v_items) AS e;
 
     v_external := ARRAY(
         SELECT DISTINCT c
@@ -2355,7 +2327,7 @@ BEGIN
     END IF;
 
     -- One notification per type per statement, not per row.
-    SELECT queuert._notify('job_ready', array_agg(t.type_name)) INTO v_notified
+    SELECT queuert._notify_batch('job_ready', array_agg(t.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT i.type_name
         FROM unnest(v_items) AS i
@@ -2412,7 +2384,7 @@ BEGIN
         WHERE j.id = ANY(v_ids)
         RETURNING j.type_name
     )
-    SELECT queuert._notify('job_ready', array_agg(d.type_name)) INTO v_notified
+    SELECT queuert._notify_batch('job_ready', array_agg(d.type_name)) INTO v_notified
     FROM (SELECT DISTINCT t.type_name FROM triggered AS t) AS d;
     RETURN QUERY SELECT u.id FROM unnest(v_ids) AS u (id);
 END;

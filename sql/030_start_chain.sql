@@ -52,7 +52,7 @@ BEGIN
         FROM (SELECT {{ schema }}._new_job_id() AS id) AS n
         RETURNING
             j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
-            {{ schema }}._announce('job_ready', j.type_name)
+            {{ schema }}._notify_inline('job_ready', j.type_name)
         INTO
             v_result.id, v_result.chain_id, v_result.type_name, v_result.status,
             v_result.scheduled_at, v_result.created_at, v_result.deduplicated, v_announced;
@@ -123,7 +123,7 @@ BEGIN
     END IF;
 
     IF v_status = 'pending' THEN
-        v_notified := {{ schema }}._notify('job_ready', ARRAY[start_chain.type_name]);
+        v_notified := {{ schema }}._notify_batch('job_ready', ARRAY[start_chain.type_name]);
     END IF;
 
     v_result := ROW(

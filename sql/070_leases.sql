@@ -1,31 +1,6 @@
 -- Leases: heartbeat (renew_leases), giving back jobs that never started
 -- (release_jobs) and recovery of expired ones (reap).
 
--- Shared by renew_leases and release_jobs: checks the worker id and the job
--- id array (QU006 naming the caller), then locks the jobs in the order every
--- writer uses (roots, then the rest, by id; complete_jobs too), so a flush,
--- a heartbeat and a release never deadlock.
-CREATE OR REPLACE FUNCTION {{ schema }}._lock_worker_jobs(
-    caller text, worker_id text, job_ids uuid []
-)
-RETURNS void
-LANGUAGE plpgsql VOLATILE
-AS $$
-BEGIN
-    IF worker_id IS NULL OR job_ids IS NULL
-        OR array_ndims(job_ids) > 1
-        OR array_position(job_ids, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('%s needs a worker_id and an array of job ids without NULLs', caller);
-    END IF;
-    PERFORM 1
-    FROM {{ schema }}.job AS j
-    WHERE j.id = ANY(_lock_worker_jobs.job_ids)
-    ORDER BY j.chain_index > 0, j.id
-    FOR NO KEY UPDATE;
-END;
-$$;
-
 CREATE OR REPLACE FUNCTION {{ schema }}.renew_leases(
     worker_id text,
     job_ids uuid [],
@@ -147,7 +122,7 @@ BEGIN
     INTO v_released, v_types
     FROM released AS r;
 
-    v_notified := {{ schema }}._notify('job_ready', v_types);
+    v_notified := {{ schema }}._notify_batch('job_ready', v_types);
 
     RETURN QUERY
     SELECT o.job_id, o.outcome
@@ -224,9 +199,9 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT {{ schema }}._notify('job_lost', array_agg(i::text)) INTO v_notified
+    SELECT {{ schema }}._notify_batch('job_lost', array_agg(i::text)) INTO v_notified
     FROM unnest(v_ids) AS i;
-    v_notified := {{ schema }}._notify('job_ready', v_ready);
+    v_notified := {{ schema }}._notify_batch('job_ready', v_ready);
 
     RETURN QUERY
     SELECT x.id, x.w, x.s FROM unnest(v_ids, v_workers, v_statuses) AS x (id, w, s);
