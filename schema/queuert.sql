@@ -2075,9 +2075,14 @@ DECLARE
     v_result queuert.start_chain_result;
     v_inserted integer;
     v_notified integer;
-    v_announced boolean;
+    v_ready_sent boolean;
 BEGIN
     -- The common start: a valid type, no id, schedule, blockers or dedup.
+    -- One condition and one INSERT .. RETURNING that also sends job_ready
+    -- (_notify_inline), apart from the general path below on purpose: in
+    -- autocommit use every PL/pgSQL expression is set up again in each
+    -- transaction, and this path took start_chain from 0.71x to about 0.8x
+    -- of a raw INSERT (benchmarks/README.md, create-single).
     IF start_chain.id IS NULL AND start_chain.schedule_at IS NULL
         AND start_chain.schedule_after IS NULL AND start_chain.blockers IS NULL
         AND start_chain.dedup_key IS NULL AND start_chain.dedup_window IS NULL
@@ -2097,7 +2102,7 @@ BEGIN
             queuert._notify_inline('job_ready', j.type_name)
         INTO
             v_result.id, v_result.chain_id, v_result.type_name, v_result.status,
-            v_result.scheduled_at, v_result.created_at, v_result.deduplicated, v_announced;
+            v_result.scheduled_at, v_result.created_at, v_result.deduplicated, v_ready_sent;
         RETURN NEXT v_result;
         RETURN;
     END IF;
@@ -2225,11 +2230,12 @@ BEGIN
     IF NOT v_general THEN
         -- Plain items (the bulk of real batches): every value is already
         -- validated, nothing can be blocked, deduplicated or collide, so one
-        -- statement inserts and answers. Kept here, not in a helper, and
-        -- apart from the general path below, which takes several more
-        -- statements: this path is what makes a batch of 1,000 run at 0.8x
-        -- of a raw INSERT .. unnest (benchmarks/README.md, create-batch). Rows go in input order (a function
-        -- scan with ordinality, materialised once), so seq keeps FIFO.
+        -- statement inserts and answers. It repeats a little of
+        -- _parse_chain_items on purpose: this path, not the general one
+        -- below (several more statements), is what makes a batch of 1,000
+        -- run at about 0.8x of a raw INSERT .. unnest (benchmarks/README.md,
+        -- create-batch). Rows go in input order (a function scan with
+        -- ordinality, materialised once), so seq keeps FIFO.
         RETURN QUERY
         WITH src AS MATERIALIZED (
             SELECT

@@ -13,11 +13,12 @@ $$;
 -- Why an item is malformed, or NULL when it is fine: every rule an item
 -- obeys, in one place. JSON null means "take the default", exactly like an
 -- absent key. start_chains runs it on every item of a batch, so it is one
--- inlinable expression (a subquery or a non-immutable call such as format()
--- would make it a function call per item) of C-level jsonb operators, in an order that keeps every cast behind its
--- type check, and the usual item (a type and an input) is settled after the
--- first five tests. Values PostgreSQL parses itself (a UUID's digits, a
--- timestamp) are checked by parsing them (_typed_chain_items).
+-- inlinable expression (a subquery, or a non-immutable call such as
+-- format(), would make it a function call per item) of C-level jsonb
+-- operators, in an order that keeps every cast behind its type check, and
+-- the usual item (a type and an input) is settled after the first five
+-- tests. Values PostgreSQL parses itself (a UUID's digits, a timestamp) are
+-- checked by parsing them (_typed_chain_items).
 CREATE OR REPLACE FUNCTION {{ schema }}._chain_item_problem(item jsonb)
 RETURNS text
 LANGUAGE sql IMMUTABLE

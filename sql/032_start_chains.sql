@@ -185,11 +185,12 @@ BEGIN
     IF NOT v_general THEN
         -- Plain items (the bulk of real batches): every value is already
         -- validated, nothing can be blocked, deduplicated or collide, so one
-        -- statement inserts and answers. Kept here, not in a helper, and
-        -- apart from the general path below, which takes several more
-        -- statements: this path is what makes a batch of 1,000 run at 0.8x
-        -- of a raw INSERT .. unnest (benchmarks/README.md, create-batch). Rows go in input order (a function
-        -- scan with ordinality, materialised once), so seq keeps FIFO.
+        -- statement inserts and answers. It repeats a little of
+        -- _parse_chain_items on purpose: this path, not the general one
+        -- below (several more statements), is what makes a batch of 1,000
+        -- run at about 0.8x of a raw INSERT .. unnest (benchmarks/README.md,
+        -- create-batch). Rows go in input order (a function scan with
+        -- ordinality, materialised once), so seq keeps FIFO.
         RETURN QUERY
         WITH src AS MATERIALIZED (
             SELECT

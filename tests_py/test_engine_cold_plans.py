@@ -289,15 +289,27 @@ def check_all(conn: Conn, state: State) -> list[str]:
     return failures
 
 
-def warm_up(conn: Conn, state: State) -> None:
+def warm_up(conn: Conn, state: State) -> dict[str, list[dict[str, Any]]]:
     """Every call once, on the few rows the table holds now: the session
-    plans (and PL/pgSQL caches) each statement as it first runs."""
+    plans (and PL/pgSQL caches) each statement as it first runs. Returns
+    each call's plans."""
+    plans = {}
     for name, make in CALLS:
         query, params = make(state)
         try:
-            run_with_plans(conn, query, params)
+            plans[name] = run_with_plans(conn, query, params)
         except psycopg.Error as e:  # a call that cannot run on so few rows
             raise AssertionError(f"{name} failed on a small table: {e}") from e
+    return plans
+
+
+def candidate_scan(plans: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """The plan nodes of claim's candidate scan (its ordered SKIP LOCKED query)."""
+    for plan in plans:
+        text = plan["Query Text"]
+        if "SKIP LOCKED" in text and "ORDER BY j.priority DESC, j.scheduled_at, j.seq" in text:
+            return [(n["Node Type"], n.get("Index Name")) for n in nodes(plan["Plan"])]
+    raise AssertionError("no candidate scan among the plans")
 
 
 def statistics_of(conn: Conn) -> dict[str, Any]:
@@ -345,11 +357,16 @@ def test_session_that_planned_before_the_backlog_keeps_no_bad_plan(
         db.execute("VACUUM ANALYZE queuert.job_blocker")
         assert statistics_of(db)["reltuples"] < 100
     enable_auto_explain(db)
-    warm_up(db, few)
+    before = candidate_scan(warm_up(db, few)["claim one of a type"])
     pid = db.execute("SELECT pg_backend_pid()").fetchone()
     with psycopg.connect(db.info.dsn, autocommit=True) as producer:
         state = load(producer, BACKLOG)
     assert db.execute("SELECT pg_backend_pid()").fetchone() == pid  # the same session
+    after = candidate_scan(run_with_plans(db, "SELECT id FROM queuert.claim('c', '{t1}', 1)"))
+    # the plan cached on the small table is the one that runs on the backlog,
+    # and it is the ordered walk of job_claim_idx
+    assert before == after, (before, after)
+    assert ("Index Scan", "job_claim_idx") in after and ("Sort", None) not in after, after
     failures = check_all(db, state)
     assert failures == [], "\n".join(failures)
 
