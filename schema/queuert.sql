@@ -201,8 +201,9 @@ CREATE FUNCTION queuert._chain_item_problem(item jsonb) RETURNS text
     AS $_$
     SELECT CASE
         WHEN jsonb_typeof(item) IS DISTINCT FROM 'object' THEN 'is not a JSON object'
-        WHEN coalesce(jsonb_typeof(item -> 'type_name'), 'null') = 'null' THEN 'has no type_name'
-        WHEN jsonb_typeof(item -> 'type_name') <> 'string' THEN 'type_name is not a string'
+        WHEN jsonb_typeof(item -> 'type_name') IS DISTINCT FROM 'string' THEN
+            CASE WHEN coalesce(jsonb_typeof(item -> 'type_name'), 'null') = 'null'
+                THEN 'has no type_name' ELSE 'type_name is not a string' END
         WHEN length(item ->> 'type_name') NOT BETWEEN 1 AND 255
             THEN 'type_name must be 1 to 255 characters'
         WHEN item - '{type_name,input}'::text [] = '{}'::jsonb THEN NULL

@@ -16,7 +16,7 @@ $$;
 -- inlinable expression (a subquery, or a non-immutable call such as
 -- format(), would make it a function call per item) of C-level jsonb
 -- operators, in an order that keeps every cast behind its type check, and
--- the usual item (a type and an input) is settled after the first five
+-- the usual item (a type and an input) is settled after the first four
 -- tests. Values PostgreSQL parses itself (a UUID's digits, a timestamp) are
 -- checked by parsing them (_typed_chain_items).
 CREATE OR REPLACE FUNCTION {{ schema }}._chain_item_problem(item jsonb)
@@ -25,8 +25,9 @@ LANGUAGE sql IMMUTABLE
 AS $$
     SELECT CASE
         WHEN jsonb_typeof(item) IS DISTINCT FROM 'object' THEN 'is not a JSON object'
-        WHEN coalesce(jsonb_typeof(item -> 'type_name'), 'null') = 'null' THEN 'has no type_name'
-        WHEN jsonb_typeof(item -> 'type_name') <> 'string' THEN 'type_name is not a string'
+        WHEN jsonb_typeof(item -> 'type_name') IS DISTINCT FROM 'string' THEN
+            CASE WHEN coalesce(jsonb_typeof(item -> 'type_name'), 'null') = 'null'
+                THEN 'has no type_name' ELSE 'type_name is not a string' END
         WHEN length(item ->> 'type_name') NOT BETWEEN 1 AND 255
             THEN 'type_name must be 1 to 255 characters'
         WHEN item - '{type_name,input}'::text [] = '{}'::jsonb THEN NULL
