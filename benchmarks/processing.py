@@ -1,12 +1,14 @@
 """Workloads 3, 4, 5 and 7: the worker (queuert.Worker) in its own process.
 
 process-staged / process-atomic: N pre-created no-op jobs (start_chains,
-    not timed; CHECKPOINT before the clock starts), one worker process at
-    concurrency 1, 10 and 50, with default settings (staged: prefetch
-    "auto"). The clock runs from the moment the already imported worker
-    process is told to start (it then connects, LISTENs, claims ...) until
-    a poller sees no pending or running job; then the database must hold
-    exactly N completed jobs. Staged also runs with prefetch 0 (a claim
+    not timed; VACUUM ANALYZE and CHECKPOINT before the clock starts), one
+    worker process at concurrency 1, 10 and 50, with default settings
+    (staged: prefetch "auto"). Cold rows (staged at concurrency 10, atomic at
+    1): the same jobs drained at once on a fresh install, never analyzed.
+    The clock runs from the moment the already imported worker process is
+    told to start (it then connects, LISTENs, claims ...) until it reports N
+    committed acknowledgements; then the database must hold exactly N
+    completed jobs. Staged also runs with prefetch 0 (a claim
     takes only the free slots), labelled, for comparison.
 chain-3: N chains step1 -> step2 -> step3 (continue_with twice), staged,
     concurrency 10: from worker start until every chain is complete.
@@ -34,15 +36,40 @@ from .common import SCHEMA, Databases, Results, Sizes, percentile
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _create(dsn: str, items: list[dict[str, object]]) -> None:
+def _create(dsn: str, items: list[dict[str, object]], analyze: bool = True) -> None:
+    """Creates the jobs (not timed). analyze=False is the cold case: the jobs
+    arrive on a fresh install and are drained at once, with no statistics on
+    the tables. Autovacuum keeps vacuuming them, as in the analyzed runs, but
+    its ANALYZE is put out of reach (threshold 2^31-1) so no statistics
+    arrive mid-run; the caller checks with _statistics afterwards."""
     with psycopg.connect(dsn, autocommit=True) as conn:
+        if not analyze:
+            for table in ("job", "job_blocker"):
+                conn.execute(
+                    f"ALTER TABLE {SCHEMA}.{table} SET (autovacuum_analyze_threshold = 2147483647)"
+                )
+            before = _statistics(conn)
+            assert before == (0, None), f"cold run starts with statistics: {before}"
         for start in range(0, len(items), 5000):
             conn.execute(
                 f"SELECT count(*) FROM {SCHEMA}.start_chains(%s::jsonb)",
                 (json.dumps(items[start : start + 5000]),),
             )
-        conn.execute("VACUUM ANALYZE " + f"{SCHEMA}.job")
+        if analyze:
+            conn.execute("VACUUM ANALYZE " + f"{SCHEMA}.job")
         conn.execute("CHECKPOINT")
+
+
+def _statistics(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[int, object]:
+    """(rows of pg_statistic about queuert.job, its last (auto)analyze): (0,
+    None) means the planner has no statistics for it."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM pg_statistic WHERE starelid = s.relid),"
+        " greatest(s.last_analyze, s.last_autoanalyze)"
+        f" FROM pg_stat_user_tables AS s WHERE s.relid = '{SCHEMA}.job'::regclass"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), row[1]
 
 
 class WorkerProcess:
@@ -145,10 +172,14 @@ def _status_counts(dsn: str) -> dict[str, int]:
 
 
 def process(dbs: Databases, sizes: Sizes, results: Results, mode: str) -> None:
-    runs: list[tuple[int, int | str]] = [(c, "auto") for c in sizes.concurrencies]
-    if mode == "staged":  # for comparison: claims take only the free slots
-        runs += [(c, 0) for c in sizes.concurrencies]
-    for c, prefetch in runs:
+    # (concurrency, prefetch, cold): the analyzed rows, then for comparison
+    # claims of the free slots only (staged), and the cold rows: jobs
+    # created on a fresh install and drained at once, never analyzed
+    runs: list[tuple[int, int | str, bool]] = [(c, "auto", False) for c in sizes.concurrencies]
+    if mode == "staged":
+        runs += [(c, 0, False) for c in sizes.concurrencies]
+    runs.append((10 if mode == "staged" else 1, "auto", True))
+    for c, prefetch, cold in runs:
         if prefetch == 0:
             n = sizes.process_prefetch0_n
         elif mode == "atomic" and c == 1:
@@ -156,8 +187,9 @@ def process(dbs: Databases, sizes: Sizes, results: Results, mode: str) -> None:
         else:
             n = sizes.process_n
         label = f"concurrency {c}" + (f", prefetch {prefetch}" if prefetch != "auto" else "")
+        label += ", cold" if cold else ""
         with dbs.fresh(f"process-{mode}-{c}-{prefetch}") as dsn:
-            _create(dsn, [{"type_name": "bench", "input": {"n": i}} for i in range(n)])
+            _create(dsn, [{"type_name": "bench", "input": {"n": i}} for i in range(n)], analyze=not cold)
             seconds, done = _drain(dsn, mode, c, "noop", sizes.drain_cap_s, n, prefetch)
             counts = _status_counts(dsn)
             if done is None:
@@ -166,12 +198,22 @@ def process(dbs: Databases, sizes: Sizes, results: Results, mode: str) -> None:
                 # capped: after the graceful stop nothing may be running or lost
                 assert counts.get("running", 0) == 0, counts
                 assert sum(counts.values()) == n and counts["completed"] >= done, counts
+            if cold:
+                with psycopg.connect(dsn) as conn:
+                    after = _statistics(conn)
+                assert after == (0, None), f"statistics arrived during the cold run: {after}"
         rate = (n if done is None else done) / seconds
         results.add(f"process-{mode}", label, rate, "jobs/s")
         results.note(
             f"process-{mode}",
             f"{label}: {n:,} no-op jobs"
-            + (" (prefetch 0: a claim takes only the free slots)" if prefetch == 0 else ""),
+            + (" (prefetch 0: a claim takes only the free slots)" if prefetch == 0 else "")
+            + (
+                " created on a fresh install and drained at once: no VACUUM or ANALYZE in"
+                " between, autovacuum's ANALYZE out of reach (threshold 2^31-1), pg_statistic"
+                " checked empty and no analyze recorded for queuert.job before and after"
+                if cold else ""
+            ),
         )
         if done is not None:
             results.note(

@@ -84,20 +84,6 @@ CREATE TYPE queuert.start_chain_result AS (
 );
 
 --
--- Name: _announce(text, text); Type: FUNCTION; Schema: queuert; Owner: -
---
-
-CREATE FUNCTION queuert._announce(kind text, payload text) RETURNS boolean
-    LANGUAGE sql
-    AS $$
-    SELECT CASE
-        WHEN queuert._notify_enabled(kind)
-            THEN pg_notify('queuert_' || kind, payload) IS NOT NULL
-        ELSE false
-    END
-$$;
-
---
 -- Name: _backoff(integer, interval, double precision, interval); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
@@ -138,38 +124,72 @@ CREATE FUNCTION queuert._batch_outcomes(job_ids uuid[], done uuid[], done_outcom
 $$;
 
 --
--- Name: _chain_item_ok(jsonb); Type: FUNCTION; Schema: queuert; Owner: -
+-- Name: _chain_item_edges(queuert.chain_item[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert._chain_item_ok(item jsonb) RETURNS boolean
+CREATE FUNCTION queuert._chain_item_edges(items queuert.chain_item[], OUT job_ids uuid[], OUT positions integer[], OUT chain_ids uuid[], OUT is_internal boolean[]) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_bad record;
+BEGIN
+    SELECT e.ord, e.ref INTO v_bad
+    FROM (
+        SELECT i.ord, b.ref, src.ord AS src_ord
+        FROM unnest(items) AS i
+        CROSS JOIN LATERAL unnest(i.blockers) AS b (ref)
+        JOIN unnest(items) AS src ON src.id_given AND src.id = b.ref
+        WHERE NOT i.deduplicated
+    ) AS e
+    WHERE e.src_ord >= e.ord
+    ORDER BY e.ord
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU002',
+            MESSAGE = format(
+                'start_chains item %s names blocker %s, which is that item itself or a later one',
+                v_bad.ord, v_bad.ref
+            ),
+            DETAIL = format('chain_id=%s', v_bad.ref);
+    END IF;
+
+    WITH raw AS (
+        SELECT
+            i.resolved_id AS job_id,
+            b.pos,
+            coalesce(src.resolved_id, b.ref) AS chain_id
+        FROM unnest(items) AS i
+        CROSS JOIN LATERAL unnest(i.blockers) WITH ORDINALITY AS b (ref, pos)
+        LEFT JOIN unnest(items) AS src ON src.id_given AND src.id = b.ref
+        WHERE NOT i.deduplicated
+    ),
+    edges AS (
+        SELECT raw.job_id, min(raw.pos)::integer AS pos, raw.chain_id
+        FROM raw
+        GROUP BY raw.job_id, raw.chain_id
+    ),
+    new_ids AS (
+        SELECT i.resolved_id AS id FROM unnest(items) AS i WHERE NOT i.deduplicated
+    )
+    SELECT
+        coalesce(array_agg(e.job_id ORDER BY e.job_id, e.pos), '{}'),
+        coalesce(array_agg(e.pos ORDER BY e.job_id, e.pos), '{}'),
+        coalesce(array_agg(e.chain_id ORDER BY e.job_id, e.pos), '{}'),
+        coalesce(array_agg(n.id IS NOT NULL ORDER BY e.job_id, e.pos), '{}')
+    INTO job_ids, positions, chain_ids, is_internal
+    FROM edges AS e
+    LEFT JOIN new_ids AS n ON n.id = e.chain_id;
+END;
+$$;
+
+--
+-- Name: _chain_item_keys(); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._chain_item_keys() RETURNS text[]
     LANGUAGE sql IMMUTABLE
     AS $$
-    SELECT CASE
-        WHEN jsonb_typeof(item) IS DISTINCT FROM 'object' THEN false
-        WHEN jsonb_typeof(item -> 'type_name') IS DISTINCT FROM 'string' THEN false
-        WHEN length(item ->> 'type_name') NOT BETWEEN 1 AND 255 THEN false
-        -- The usual item (a type and an input): nothing else to look at.
-        WHEN item - '{type_name,input}'::text [] = '{}'::jsonb THEN true
-        WHEN item - '{type_name,input,id,schedule_at,schedule_after_ms,blockers,dedup_key,dedup_scope,dedup_window_ms,priority,trace_context}'::text [] <> '{}'::jsonb THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'id'), 'null') NOT IN ('string', 'null') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') NOT IN ('string', 'null') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'blockers'), 'null') NOT IN ('array', 'null') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'dedup_key'), 'null') NOT IN ('string', 'null') THEN false
-        WHEN octet_length(item ->> 'dedup_key') > 1024 THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'trace_context'), 'null') NOT IN ('string', 'null') THEN false
-        WHEN coalesce(item ->> 'dedup_scope', 'incomplete') NOT IN ('incomplete', 'any') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'dedup_scope'), 'null') NOT IN ('string', 'null') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'schedule_after_ms'), 'null') NOT IN ('number', 'null') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'dedup_window_ms'), 'null') NOT IN ('number', 'null') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'priority'), 'null') NOT IN ('number', 'null') THEN false
-        WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') <> 'null'
-            AND coalesce(jsonb_typeof(item -> 'schedule_after_ms'), 'null') <> 'null' THEN false
-        WHEN (item ->> 'schedule_after_ms')::numeric NOT BETWEEN 0 AND 3.15e13 THEN false
-        WHEN (item ->> 'dedup_window_ms')::numeric NOT BETWEEN 0 AND 3.15e15 THEN false
-        WHEN (item ->> 'priority')::numeric NOT BETWEEN -2147483648 AND 2147483647 THEN false
-        WHEN (item ->> 'priority')::numeric <> trunc((item ->> 'priority')::numeric) THEN false
-        ELSE true
-    END;
+    SELECT '{type_name,input,id,schedule_at,schedule_after_ms,blockers,dedup_key,dedup_scope,dedup_window_ms,priority,trace_context}'::text []
 $$;
 
 --
@@ -179,83 +199,56 @@ $$;
 CREATE FUNCTION queuert._chain_item_problem(item jsonb) RETURNS text
     LANGUAGE sql IMMUTABLE
     AS $_$
-    WITH v AS (
-        SELECT
-            nullif(item -> 'type_name', 'null') AS type_name,
-            nullif(item -> 'id', 'null') AS id,
-            nullif(item -> 'schedule_at', 'null') AS schedule_at,
-            nullif(item -> 'schedule_after_ms', 'null') AS schedule_after_ms,
-            nullif(item -> 'blockers', 'null') AS blockers,
-            nullif(item -> 'dedup_key', 'null') AS dedup_key,
-            nullif(item -> 'dedup_scope', 'null') AS dedup_scope,
-            nullif(item -> 'dedup_window_ms', 'null') AS dedup_window_ms,
-            nullif(item -> 'priority', 'null') AS priority,
-            nullif(item -> 'trace_context', 'null') AS trace_context
-    ),
-    uuid_re AS (
-        SELECT '^([0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}|\{[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\})$'::text AS re
-    )
     SELECT CASE
         WHEN jsonb_typeof(item) IS DISTINCT FROM 'object' THEN 'is not a JSON object'
-        WHEN EXISTS (
-            SELECT 1 FROM jsonb_object_keys(item) AS k
-            WHERE k NOT IN (
-                'type_name', 'input', 'id', 'schedule_at', 'schedule_after_ms',
-                'blockers', 'dedup_key', 'dedup_scope', 'dedup_window_ms',
-                'priority', 'trace_context'
-            )
-        ) THEN format('has unknown key(s) %s', (
-            SELECT string_agg(quote_literal(k), ', ' ORDER BY k)
-            FROM jsonb_object_keys(item) AS k
-            WHERE k NOT IN (
-                'type_name', 'input', 'id', 'schedule_at', 'schedule_after_ms',
-                'blockers', 'dedup_key', 'dedup_scope', 'dedup_window_ms',
-                'priority', 'trace_context'
-            )
-        ))
-        WHEN v.type_name IS NULL THEN 'has no type_name'
-        WHEN jsonb_typeof(v.type_name) <> 'string' THEN 'type_name is not a string'
-        WHEN length(v.type_name #>> '{}') NOT BETWEEN 1 AND 255
+        WHEN jsonb_typeof(item -> 'type_name') IS DISTINCT FROM 'string' THEN
+            CASE WHEN coalesce(jsonb_typeof(item -> 'type_name'), 'null') = 'null'
+                THEN 'has no type_name' ELSE 'type_name is not a string' END
+        WHEN length(item ->> 'type_name') NOT BETWEEN 1 AND 255
             THEN 'type_name must be 1 to 255 characters'
-        WHEN v.id IS NOT NULL AND (jsonb_typeof(v.id) <> 'string'
-            OR (v.id #>> '{}') !~* (SELECT re FROM uuid_re)) THEN 'id is not a UUID'
-        WHEN v.schedule_at IS NOT NULL AND jsonb_typeof(v.schedule_at) <> 'string'
+        WHEN item - '{type_name,input}'::text [] = '{}'::jsonb THEN NULL
+        WHEN item - queuert._chain_item_keys() <> '{}'::jsonb
+            THEN 'has unknown key(s) ' || jsonb_path_query_array(
+                item - queuert._chain_item_keys(), '$.keyvalue().key'
+            )::text
+        WHEN coalesce(jsonb_typeof(item -> 'id'), 'null') NOT IN ('string', 'null')
+            THEN 'id is not a UUID string'
+        WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') NOT IN ('string', 'null')
             THEN 'schedule_at is not a timestamp string'
-        WHEN v.schedule_after_ms IS NOT NULL AND jsonb_typeof(v.schedule_after_ms) <> 'number'
+        WHEN coalesce(jsonb_typeof(item -> 'schedule_after_ms'), 'null') NOT IN ('number', 'null')
             THEN 'schedule_after_ms is not a number'
-        WHEN (v.schedule_after_ms #>> '{}')::numeric < 0
+        WHEN (item ->> 'schedule_after_ms')::numeric < 0
             THEN 'schedule_after_ms must not be negative'
-        WHEN (v.schedule_after_ms #>> '{}')::numeric > 3.15e13
-            THEN 'schedule_after_ms is too large'
-        WHEN v.schedule_at IS NOT NULL AND v.schedule_after_ms IS NOT NULL
+        WHEN (item ->> 'schedule_after_ms')::numeric > 3.15e13
+            THEN 'schedule_after_ms must be at most 3.15e13 (about 1,000 years)'
+        WHEN coalesce(jsonb_typeof(item -> 'schedule_at'), 'null') <> 'null'
+            AND coalesce(jsonb_typeof(item -> 'schedule_after_ms'), 'null') <> 'null'
             THEN 'gives both schedule_at and schedule_after_ms'
-        WHEN v.blockers IS NOT NULL AND jsonb_typeof(v.blockers) <> 'array'
+        WHEN coalesce(jsonb_typeof(item -> 'blockers'), 'null') NOT IN ('array', 'null')
             THEN 'blockers is not an array'
-        WHEN v.blockers IS NOT NULL AND EXISTS (
-            SELECT 1 FROM jsonb_array_elements(v.blockers) AS b
-            WHERE jsonb_typeof(b) <> 'string' OR (b #>> '{}') !~* (SELECT re FROM uuid_re)
-        ) THEN 'blockers must be an array of UUID strings'
-        WHEN v.dedup_key IS NOT NULL AND jsonb_typeof(v.dedup_key) <> 'string'
+        WHEN jsonb_typeof(item -> 'blockers') = 'array'
+            AND jsonb_path_exists(item -> 'blockers', '$[*] ? (@.type() != "string")')
+            THEN 'blockers must be an array of UUID strings'
+        WHEN coalesce(jsonb_typeof(item -> 'dedup_key'), 'null') NOT IN ('string', 'null')
             THEN 'dedup_key is not a string'
-        WHEN octet_length(v.dedup_key #>> '{}') > 1024
+        WHEN octet_length(item ->> 'dedup_key') > 1024
             THEN 'dedup_key must be at most 1024 bytes'
-        WHEN v.dedup_scope IS NOT NULL AND (jsonb_typeof(v.dedup_scope) <> 'string'
-            OR (v.dedup_scope #>> '{}') NOT IN ('incomplete', 'any'))
+        WHEN coalesce(jsonb_typeof(item -> 'dedup_scope'), 'null') NOT IN ('string', 'null')
+            OR coalesce(item ->> 'dedup_scope', 'incomplete') NOT IN ('incomplete', 'any')
             THEN 'dedup_scope must be ''incomplete'' or ''any'''
-        WHEN v.dedup_window_ms IS NOT NULL AND jsonb_typeof(v.dedup_window_ms) <> 'number'
+        WHEN coalesce(jsonb_typeof(item -> 'dedup_window_ms'), 'null') NOT IN ('number', 'null')
             THEN 'dedup_window_ms is not a number'
-        WHEN (v.dedup_window_ms #>> '{}')::numeric < 0
+        WHEN (item ->> 'dedup_window_ms')::numeric < 0
             THEN 'dedup_window_ms must not be negative'
-        WHEN (v.dedup_window_ms #>> '{}')::numeric > 3.15e15
-            THEN 'dedup_window_ms is too large'
-        WHEN v.priority IS NOT NULL AND (jsonb_typeof(v.priority) <> 'number'
-            OR (v.priority #>> '{}')::numeric <> trunc((v.priority #>> '{}')::numeric)
-            OR (v.priority #>> '{}')::numeric NOT BETWEEN -2147483648 AND 2147483647)
+        WHEN (item ->> 'dedup_window_ms')::numeric > 3.15e15
+            THEN 'dedup_window_ms must be at most 3.15e15 (about 100,000 years)'
+        WHEN coalesce(jsonb_typeof(item -> 'priority'), 'null') NOT IN ('number', 'null')
+            OR (item ->> 'priority')::numeric NOT BETWEEN -2147483648 AND 2147483647
+            OR (item ->> 'priority')::numeric <> trunc((item ->> 'priority')::numeric)
             THEN 'priority is not a 32-bit integer'
-        WHEN v.trace_context IS NOT NULL AND jsonb_typeof(v.trace_context) <> 'string'
+        WHEN coalesce(jsonb_typeof(item -> 'trace_context'), 'null') NOT IN ('string', 'null')
             THEN 'trace_context is not a string'
     END
-    FROM v;
 $_$;
 
 --
@@ -353,7 +346,7 @@ BEGIN
     SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.type_name), '{}')
     INTO v_chains, v_types
     FROM queuert._resolve_dependents(_chains_completed.chain_ids) AS d;
-    SELECT queuert._notify('chain_completed', array_agg(c::text)) INTO v_notified
+    SELECT queuert._notify_batch('chain_completed', array_agg(c::text)) INTO v_notified
     FROM unnest(_chains_completed.chain_ids) AS c;
     RETURN QUERY SELECT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
 END;
@@ -440,6 +433,66 @@ BEGIN
                 coalesce(length(type_name)::text || ' characters', 'NULL')
             );
     END IF;
+END;
+$$;
+
+--
+-- Name: _dedup_chain_items(queuert.chain_item[]); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._dedup_chain_items(items queuert.chain_item[]) RETURNS queuert.chain_item[]
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM unnest(items) AS i WHERE i.dedup_key IS NOT NULL) THEN
+        RETURN ARRAY(
+            SELECT ROW(
+                i.ord, i.id, i.id_given, i.type_name, i.input, i.scheduled_at,
+                i.blockers, i.dedup_key, i.dedup_scope, i.dedup_window,
+                i.priority, i.trace_context, i.id, false, NULL, NULL, NULL
+            )::queuert.chain_item
+            FROM unnest(items) AS i
+            ORDER BY i.ord
+        );
+    END IF;
+    PERFORM queuert._guard_dedup_keys(
+        ARRAY(SELECT i.type_name FROM unnest(items) AS i),
+        ARRAY(SELECT i.dedup_key FROM unnest(items) AS i)
+    );
+    -- A later statement than the guards: sees a start that committed while
+    -- we waited for them.
+    RETURN ARRAY(
+        WITH it AS (SELECT * FROM unnest(items)),
+        firsts AS (
+            SELECT DISTINCT ON (it.type_name, it.dedup_key) it.*
+            FROM it
+            WHERE it.dedup_key IS NOT NULL
+            ORDER BY it.type_name, it.dedup_key, it.ord
+        ),
+        resolved AS (
+            SELECT
+                f.type_name, f.dedup_key, f.ord AS first_ord,
+                coalesce(m.id, f.id) AS resolved_id,
+                m.id IS NOT NULL AS hit,
+                m.status, m.scheduled_at, m.created_at
+            FROM firsts AS f
+            LEFT JOIN LATERAL queuert._find_dedup_match(
+                f.type_name, f.dedup_key, f.dedup_scope, f.dedup_window
+            ) AS m ON true
+        )
+        SELECT ROW(
+            it.ord, it.id, it.id_given, it.type_name, it.input, it.scheduled_at,
+            it.blockers, it.dedup_key, it.dedup_scope, it.dedup_window,
+            it.priority, it.trace_context,
+            coalesce(r.resolved_id, it.id),
+            coalesce(r.hit OR it.ord > r.first_ord, false),
+            r.status, r.scheduled_at, r.created_at
+        )::queuert.chain_item
+        FROM it
+        LEFT JOIN resolved AS r
+            ON r.type_name = it.type_name AND r.dedup_key = it.dedup_key
+        ORDER BY it.ord
+    );
 END;
 $$;
 
@@ -541,9 +594,12 @@ BEGIN
     IF cardinality(chain_ids) = 0 THEN
         RETURN '{}';
     END IF;
+    -- "A root" spelled chain_id = id (job_root_is_chain makes it the same as
+    -- chain_index = 0): chain_index = 0 let the planner answer the id lookup
+    -- from job_chain_root_created_idx, every root, when it had no statistics.
     PERFORM 1
     FROM queuert.job AS r
-    WHERE r.id = ANY(chain_ids) AND r.chain_index = 0
+    WHERE r.id = ANY(chain_ids) AND r.chain_id = r.id
     ORDER BY r.id
     FOR KEY SHARE;
     GET DIAGNOSTICS v_locked = ROW_COUNT;
@@ -552,7 +608,7 @@ BEGIN
         FROM unnest(chain_ids) WITH ORDINALITY AS u (b, o)
         WHERE NOT EXISTS (
             SELECT 1 FROM queuert.job AS r
-            WHERE r.id = u.b AND r.chain_index = 0
+            WHERE r.id = u.b AND r.chain_id = r.id
         )
         ORDER BY u.o
         LIMIT 1;
@@ -589,7 +645,7 @@ BEGIN
     END IF;
     v_set := ARRAY(
         SELECT r.id FROM queuert.job AS r
-        WHERE r.id = ANY(chain_ids) AND r.chain_index = 0
+        WHERE r.id = ANY(chain_ids) AND r.chain_id = r.id  -- roots (see _lock_blocker_chains)
         ORDER BY r.id
     );
     IF NOT coalesce(cascade, false) THEN
@@ -741,10 +797,10 @@ CREATE FUNCTION queuert._new_job_id() RETURNS uuid
 $$;
 
 --
--- Name: _notify(text, text[]); Type: FUNCTION; Schema: queuert; Owner: -
+-- Name: _notify_batch(text, text[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert._notify(kind text, payloads text[]) RETURNS integer
+CREATE FUNCTION queuert._notify_batch(kind text, payloads text[]) RETURNS integer
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -775,6 +831,20 @@ CREATE FUNCTION queuert._notify_enabled(kind text) RETURNS boolean
         OR kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
         OR (kind = 'job_ready_unblocked'
             AND 'job_ready' = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ',')))
+$$;
+
+--
+-- Name: _notify_inline(text, text); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._notify_inline(kind text, payload text) RETURNS boolean
+    LANGUAGE sql
+    AS $$
+    SELECT CASE
+        WHEN queuert._notify_enabled(kind)
+            THEN pg_notify('queuert_' || kind, payload) IS NOT NULL
+        ELSE false
+    END
 $$;
 
 --
@@ -815,18 +885,28 @@ $$;
 
 CREATE FUNCTION queuert._resolve_dependents(chain_ids uuid[]) RETURNS TABLE(chain_id uuid, type_name text)
     LANGUAGE plpgsql
+    SET enable_indexonlyscan TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
+    v_dependents uuid[];
+    v_by_chains uuid[];
     v_chains uuid[];
     v_types text[];
     v_notified integer;
 BEGIN
+    SELECT coalesce(array_agg(b.job_id), '{}'), coalesce(array_agg(b.blocker_chain_id), '{}')
+    INTO v_dependents, v_by_chains
+    FROM queuert.job_blocker AS b
+    WHERE b.blocker_chain_id = ANY(_resolve_dependents.chain_ids);
+    IF cardinality(v_dependents) = 0 THEN
+        RETURN;
+    END IF;
+
     WITH dec AS (
-        SELECT b.job_id, count(*)::integer AS n, min(b.blocker_chain_id::text)::uuid AS by_chain
-        FROM queuert.job_blocker AS b
-        WHERE b.blocker_chain_id = ANY(_resolve_dependents.chain_ids)
-        GROUP BY b.job_id
+        SELECT e.job_id, count(*)::integer AS n, min(e.by_chain::text)::uuid AS by_chain
+        FROM unnest(v_dependents, v_by_chains) AS e (job_id, by_chain)
+        GROUP BY e.job_id
     ),
     unblocked AS (
         UPDATE queuert.job AS j
@@ -843,7 +923,7 @@ BEGIN
                 ELSE j.scheduled_at
             END
         FROM dec
-        WHERE j.id = dec.job_id
+        WHERE j.id = ANY(v_dependents) AND j.id = dec.job_id
         RETURNING dec.by_chain, j.type_name, j.status, j.open_blockers
     )
     SELECT coalesce(array_agg(u.by_chain), '{}'), coalesce(array_agg(u.type_name), '{}')
@@ -852,7 +932,7 @@ BEGIN
     WHERE u.status = 'pending' AND u.open_blockers = 0;
 
     IF cardinality(v_types) > 0 THEN
-        SELECT queuert._notify('job_ready_unblocked', array_agg(DISTINCT t)) INTO v_notified
+        SELECT queuert._notify_batch('job_ready_unblocked', array_agg(DISTINCT t)) INTO v_notified
         FROM unnest(v_types) AS t;
         RETURN QUERY SELECT DISTINCT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
     END IF;
@@ -894,12 +974,74 @@ END;
 $$;
 
 --
+-- Name: _typed_chain_items(jsonb); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._typed_chain_items(items jsonb) RETURNS queuert.chain_item[]
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_items queuert.chain_item[];
+    v_bad_ord bigint;
+    v_error text;
+    v_dup uuid;
+BEGIN
+    BEGIN
+        v_items := queuert._parse_chain_items(items);
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow
+        OR invalid_text_representation OR numeric_value_out_of_range
+        OR invalid_parameter_value OR interval_field_overflow THEN
+        -- Errors only: parse the items one by one to name the first bad one.
+        v_error := SQLERRM;
+        FOR v_bad_ord IN
+            SELECT a.o FROM jsonb_array_elements(items) WITH ORDINALITY AS a (item, o)
+        LOOP
+            BEGIN
+                PERFORM queuert._parse_chain_items(
+                    jsonb_build_array(items -> (v_bad_ord::integer - 1))
+                );
+            EXCEPTION WHEN OTHERS THEN
+                EXIT;
+            END;
+        END LOOP;
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('start_chains item %s is malformed: %s', v_bad_ord, v_error);
+    END;
+
+    SELECT i.ord INTO v_bad_ord
+    FROM unnest(v_items) AS i
+    WHERE i.scheduled_at >= timestamptz '10000-01-01 00:00:00+00'
+    ORDER BY i.ord
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('start_chains item %s schedule_at must be before the year 10000', v_bad_ord);
+    END IF;
+
+    SELECT i.id INTO v_dup
+    FROM unnest(v_items) AS i
+    WHERE i.id_given
+    GROUP BY i.id
+    HAVING count(*) > 1
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('start_chains gives id %s to more than one item', v_dup),
+            DETAIL = format('job_id=%s', v_dup);
+    END IF;
+    RETURN v_items;
+END;
+$$;
+
+--
 -- Name: cancel_chains(uuid[], boolean); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
 CREATE FUNCTION queuert.cancel_chains(chain_ids uuid[], cascade boolean DEFAULT false) RETURNS TABLE(chain_id uuid)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -930,7 +1072,7 @@ BEGIN
     INTO v_chains, v_lost
     FROM cancelled AS c;
 
-    SELECT queuert._notify('job_lost', array_agg(l::text)) INTO v_notified
+    SELECT queuert._notify_batch('job_lost', array_agg(l::text)) INTO v_notified
     FROM unnest(v_lost) AS l;
 
     RETURN QUERY
@@ -963,6 +1105,9 @@ CREATE FUNCTION queuert.claim(worker_id text, type_names text[] DEFAULT NULL::te
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_sort TO 'off'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1033,13 +1178,16 @@ BEGIN
         c.leased_until, c.last_attempt_at, c.last_attempt_error,
         c.continued_to, c.dedup_key, c.trace_context,
         coalesce((
+            -- job_blocker by job_id and one lateral tail lookup per edge: no
+            -- join the planner could serve with another index in blocker
+            -- order (it did, for a job_blocker it believed tiny). A chain's
+            -- type is every job's chain_type_name.
             SELECT jsonb_agg(jsonb_build_object(
                 'chain_id', b.blocker_chain_id,
-                'type_name', r.type_name,
+                'type_name', tail.chain_type_name,
                 'output', tail.output
             ) ORDER BY b.position)
             FROM queuert.job_blocker AS b
-            JOIN queuert.job AS r ON r.id = b.blocker_chain_id
             CROSS JOIN LATERAL queuert._chain_tail(b.blocker_chain_id) AS tail
             WHERE b.job_id = c.id
         ), '[]'::jsonb),
@@ -1057,6 +1205,8 @@ CREATE FUNCTION queuert.complete(job_id uuid, worker_id text, output jsonb DEFAU
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1095,7 +1245,7 @@ BEGIN
         CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END
     );
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM queuert._notify('job_lost', ARRAY[j.id::text]);
+        PERFORM queuert._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
     RETURN QUERY SELECT j.id, j.chain_id, 'completed'::queuert.job_status, true;
@@ -1110,6 +1260,8 @@ CREATE FUNCTION queuert.complete_jobs(worker_id text, job_ids uuid[], outputs js
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1211,6 +1363,8 @@ CREATE FUNCTION queuert.continue_with(job_id uuid, worker_id text, type_name tex
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1314,10 +1468,10 @@ BEGIN
     WHERE x.id = j.id;
 
     IF v_status = 'pending' THEN
-        PERFORM queuert._notify('job_ready', ARRAY[continue_with.type_name]);
+        PERFORM queuert._notify_batch('job_ready', ARRAY[continue_with.type_name]);
     END IF;
     IF continue_with.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM queuert._notify('job_lost', ARRAY[j.id::text]);
+        PERFORM queuert._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
     RETURN QUERY SELECT
@@ -1691,6 +1845,8 @@ $$;
 CREATE FUNCTION queuert.delete_chains(chain_ids uuid[], cascade boolean DEFAULT false) RETURNS TABLE(chain_id uuid)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1718,7 +1874,7 @@ BEGIN
     INTO v_lost
     FROM deleted AS d;
 
-    SELECT queuert._notify('job_lost', array_agg(l::text)) INTO v_notified
+    SELECT queuert._notify_batch('job_lost', array_agg(l::text)) INTO v_notified
     FROM unnest(v_lost) AS l;
 
     RETURN QUERY
@@ -1735,6 +1891,8 @@ CREATE FUNCTION queuert.fail(job_id uuid, worker_id text, error text, retry_at t
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1784,10 +1942,10 @@ BEGIN
     WHERE x.id = j.id;
 
     IF v_status = 'pending' THEN
-        PERFORM queuert._notify('job_ready', ARRAY[j.type_name]);
+        PERFORM queuert._notify_batch('job_ready', ARRAY[j.type_name]);
     END IF;
     IF fail.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM queuert._notify('job_lost', ARRAY[j.id::text]);
+        PERFORM queuert._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
     RETURN QUERY SELECT j.id, v_status, v_scheduled_at, j.attempt;
@@ -1802,6 +1960,8 @@ CREATE FUNCTION queuert.fail_jobs(worker_id text, job_ids uuid[], errors text[],
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1879,7 +2039,7 @@ BEGIN
     INTO v_done, v_statuses, v_scheduled, v_ready
     FROM done AS d;
 
-    v_notified := queuert._notify('job_ready', v_ready);
+    v_notified := queuert._notify_batch('job_ready', v_ready);
 
     RETURN QUERY
     SELECT
@@ -1898,6 +2058,8 @@ $$;
 CREATE FUNCTION queuert.next_due_at(type_names text[] DEFAULT NULL::text[]) RETURNS timestamp with time zone
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
     WITH RECURSIVE priorities (priority) AS (
         (
@@ -1935,12 +2097,16 @@ CREATE FUNCTION queuert.reap(max_jobs integer DEFAULT 100) RETURNS TABLE(job_id 
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_sort TO 'off'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
     v_ids uuid[];
     v_workers text[];
     v_statuses queuert.job_status[];
+    v_ready text[];
     v_notified integer;
 BEGIN
     IF reap.max_jobs < 1 THEN
@@ -1982,22 +2148,18 @@ BEGIN
     SELECT
         coalesce(array_agg(r.id), '{}'),
         coalesce(array_agg(r.leased_by), '{}'),
-        coalesce(array_agg(r.status), '{}')
-    INTO v_ids, v_workers, v_statuses
+        coalesce(array_agg(r.status), '{}'),
+        coalesce(array_agg(DISTINCT r.type_name) FILTER (WHERE r.status = 'pending'), '{}')
+    INTO v_ids, v_workers, v_statuses, v_ready
     FROM reaped AS r;
 
     IF cardinality(v_ids) = 0 THEN
         RETURN;
     END IF;
 
-    SELECT queuert._notify('job_lost', array_agg(i::text)) INTO v_notified
+    SELECT queuert._notify_batch('job_lost', array_agg(i::text)) INTO v_notified
     FROM unnest(v_ids) AS i;
-    SELECT queuert._notify('job_ready', array_agg(d.type_name)) INTO v_notified
-    FROM (
-        SELECT DISTINCT j.type_name
-        FROM queuert.job AS j
-        WHERE j.id = ANY(v_ids) AND j.status = 'pending'
-    ) AS d;
+    v_notified := queuert._notify_batch('job_ready', v_ready);
 
     RETURN QUERY
     SELECT x.id, x.w, x.s FROM unnest(v_ids, v_workers, v_statuses) AS x (id, w, s);
@@ -2012,6 +2174,8 @@ CREATE FUNCTION queuert.release_jobs(worker_id text, job_ids uuid[], attempts in
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -2053,7 +2217,7 @@ BEGIN
     INTO v_released, v_types
     FROM released AS r;
 
-    v_notified := queuert._notify('job_ready', v_types);
+    v_notified := queuert._notify_batch('job_ready', v_types);
 
     RETURN QUERY
     SELECT o.job_id, o.outcome
@@ -2069,6 +2233,8 @@ CREATE FUNCTION queuert.renew_leases(worker_id text, job_ids uuid[], lease inter
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 BEGIN
@@ -2126,6 +2292,8 @@ $$;
 CREATE FUNCTION queuert.retry_jobs(job_ids uuid[]) RETURNS TABLE(job_id uuid)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -2159,7 +2327,7 @@ BEGIN
         WHERE j.id = u.id
         RETURNING j.type_name, j.status
     )
-    SELECT queuert._notify('job_ready', array_agg(d.type_name)) INTO v_notified
+    SELECT queuert._notify_batch('job_ready', array_agg(d.type_name)) INTO v_notified
     FROM (SELECT DISTINCT r.type_name FROM retried AS r WHERE r.status = 'pending') AS d;
     RETURN QUERY SELECT u.id FROM unnest(v_ids) AS u (id);
 END;
@@ -2249,6 +2417,8 @@ $$;
 CREATE FUNCTION queuert.start_chain(type_name text, input jsonb DEFAULT NULL::jsonb, id uuid DEFAULT NULL::uuid, schedule_at timestamp with time zone DEFAULT NULL::timestamp with time zone, schedule_after interval DEFAULT NULL::interval, blockers uuid[] DEFAULT NULL::uuid[], dedup_key text DEFAULT NULL::text, dedup_scope text DEFAULT 'incomplete'::text, dedup_window interval DEFAULT NULL::interval, priority integer DEFAULT 0, trace_context text DEFAULT NULL::text) RETURNS SETOF queuert.start_chain_result
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -2264,9 +2434,14 @@ DECLARE
     v_result queuert.start_chain_result;
     v_inserted integer;
     v_notified integer;
-    v_announced boolean;
+    v_ready_sent boolean;
 BEGIN
     -- The common start: a valid type, no id, schedule, blockers or dedup.
+    -- One condition and one INSERT .. RETURNING that also sends job_ready
+    -- (_notify_inline), apart from the general path below on purpose: in
+    -- autocommit use every PL/pgSQL expression is set up again in each
+    -- transaction, and this path took start_chain from 0.71x to about 0.8x
+    -- of a raw INSERT (benchmarks/README.md, create-single).
     IF start_chain.id IS NULL AND start_chain.schedule_at IS NULL
         AND start_chain.schedule_after IS NULL AND start_chain.blockers IS NULL
         AND start_chain.dedup_key IS NULL AND start_chain.dedup_window IS NULL
@@ -2283,10 +2458,10 @@ BEGIN
         FROM (SELECT queuert._new_job_id() AS id) AS n
         RETURNING
             j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
-            queuert._announce('job_ready', j.type_name)
+            queuert._notify_inline('job_ready', j.type_name)
         INTO
             v_result.id, v_result.chain_id, v_result.type_name, v_result.status,
-            v_result.scheduled_at, v_result.created_at, v_result.deduplicated, v_announced;
+            v_result.scheduled_at, v_result.created_at, v_result.deduplicated, v_ready_sent;
         RETURN NEXT v_result;
         RETURN;
     END IF;
@@ -2354,7 +2529,7 @@ BEGIN
     END IF;
 
     IF v_status = 'pending' THEN
-        v_notified := queuert._notify('job_ready', ARRAY[start_chain.type_name]);
+        v_notified := queuert._notify_batch('job_ready', ARRAY[start_chain.type_name]);
     END IF;
 
     v_result := ROW(
@@ -2372,27 +2547,24 @@ CREATE FUNCTION queuert.start_chains(items jsonb) RETURNS TABLE(ord integer, id 
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
+    SET enable_seqscan TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
-    v_items queuert.chain_item[];
     v_bad_ord bigint;
-    v_error text;
-    v_dup uuid;
-    v_has_dedup boolean;
+    v_general boolean;
+    v_types text[];
+    v_items queuert.chain_item[];
     v_edge_job uuid[];
     v_edge_pos integer[];
     v_edge_chain uuid[];
     v_edge_internal boolean[];
-    v_bad record;
     v_external uuid[];
     v_open uuid[];
+    v_existing uuid;
     v_blocked_job uuid[];
     v_blocked_n integer[];
-    v_existing uuid;
     v_notified integer;
-    v_general boolean;
-    v_types text[];
 BEGIN
     IF start_chains.items IS NULL OR jsonb_typeof(start_chains.items) <> 'array' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
@@ -2403,24 +2575,26 @@ BEGIN
     -- path below (a given id, blockers, a dedup key or a timestamp to parse),
     -- and the types to announce.
     SELECT
-        min(a.o) FILTER (WHERE NOT queuert._chain_item_ok(a.item)),
+        min(a.o) FILTER (WHERE queuert._chain_item_problem(a.item) IS NOT NULL),
         coalesce(bool_or(a.item ?| '{id,blockers,dedup_key,schedule_at}'::text []), false),
         array_agg(DISTINCT a.item ->> 'type_name')
     INTO v_bad_ord, v_general, v_types
     FROM jsonb_array_elements(start_chains.items) WITH ORDINALITY AS a (item, o);
     IF v_bad_ord IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('start_chains item %s %s', v_bad_ord, coalesce(
-                queuert._chain_item_problem(start_chains.items -> (v_bad_ord::integer - 1)),
-                'is malformed'
-            ));
+            MESSAGE = format('start_chains item %s %s', v_bad_ord,
+                queuert._chain_item_problem(start_chains.items -> (v_bad_ord::integer - 1)));
     END IF;
 
     IF NOT v_general THEN
         -- Plain items (the bulk of real batches): every value is already
         -- validated, nothing can be blocked, deduplicated or collide, so one
-        -- statement inserts and answers. Rows go in input order (a function
-        -- scan with ordinality, materialised once), so seq keeps FIFO.
+        -- statement inserts and answers. It repeats a little of
+        -- _parse_chain_items on purpose: this path, not the general one
+        -- below (several more statements), is what makes a batch of 1,000
+        -- run at about 0.8x of a raw INSERT .. unnest (benchmarks/README.md,
+        -- create-batch). Rows go in input order (a function scan with
+        -- ordinality, materialised once), so seq keeps FIFO.
         RETURN QUERY
         WITH src AS MATERIALIZED (
             SELECT
@@ -2451,167 +2625,16 @@ BEGIN
             s.scheduled_at, now(), false
         FROM src AS s
         ORDER BY s.ord;
-        v_notified := queuert._notify('job_ready', v_types);
+        v_notified := queuert._notify_batch('job_ready', v_types);
         RETURN;
     END IF;
 
-    BEGIN
-        v_items := queuert._parse_chain_items(start_chains.items);
-    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow
-        OR invalid_text_representation OR numeric_value_out_of_range
-        OR invalid_parameter_value OR interval_field_overflow THEN
-        -- Slow path, errors only: find the first item that does not parse.
-        v_error := SQLERRM;
-        FOR v_bad_ord IN
-            SELECT a.o FROM jsonb_array_elements(start_chains.items) WITH ORDINALITY AS a (item, o)
-        LOOP
-            BEGIN
-                PERFORM queuert._parse_chain_items(
-                    jsonb_build_array(start_chains.items -> (v_bad_ord::integer - 1))
-                );
-            EXCEPTION WHEN OTHERS THEN
-                EXIT;
-            END;
-        END LOOP;
-        RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format(
-                'start_chains item %s is malformed: %s',
-                v_bad_ord,
-                coalesce(
-                    queuert._chain_item_problem(start_chains.items -> (v_bad_ord::integer - 1)),
-                    v_error
-                )
-            );
-    END;
-
-    -- As in start_chain: nothing is scheduled in or after the year 10000.
-    SELECT i.ord INTO v_bad_ord
-    FROM unnest(v_items) AS i
-    WHERE i.scheduled_at >= timestamptz '10000-01-01 00:00:00+00'
-    ORDER BY i.ord
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('start_chains item %s schedule_at must be before the year 10000', v_bad_ord);
-    END IF;
-
-    IF cardinality(v_items) = 0 THEN
-        RETURN;
-    END IF;
-
-    SELECT i.id INTO v_dup
-    FROM unnest(v_items) AS i
-    WHERE i.id_given
-    GROUP BY i.id
-    HAVING count(*) > 1
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('start_chains gives id %s to more than one item', v_dup),
-            DETAIL = format('job_id=%s', v_dup);
-    END IF;
-
-    -- Deduplication: the first item of each (type, key) looks for an existing
-    -- chain; later items with that key resolve to whatever the first did.
-    SELECT bool_or(i.dedup_key IS NOT NULL) INTO v_has_dedup FROM unnest(v_items) AS i;
-    IF v_has_dedup THEN
-        PERFORM queuert._guard_dedup_keys(
-            ARRAY(SELECT i.type_name FROM unnest(v_items) AS i),
-            ARRAY(SELECT i.dedup_key FROM unnest(v_items) AS i)
-        );
-        v_items := ARRAY(
-            WITH it AS (SELECT * FROM unnest(v_items)),
-            firsts AS (
-                SELECT DISTINCT ON (it.type_name, it.dedup_key) it.*
-                FROM it
-                WHERE it.dedup_key IS NOT NULL
-                ORDER BY it.type_name, it.dedup_key, it.ord
-            ),
-            resolved AS (
-                SELECT
-                    f.type_name, f.dedup_key, f.ord AS first_ord,
-                    coalesce(m.id, f.id) AS resolved_id,
-                    m.id IS NOT NULL AS hit,
-                    m.status, m.scheduled_at, m.created_at
-                FROM firsts AS f
-                LEFT JOIN LATERAL queuert._find_dedup_match(
-                    f.type_name, f.dedup_key, f.dedup_scope, f.dedup_window
-                ) AS m ON true
-            )
-            SELECT ROW(
-                it.ord, it.id, it.id_given, it.type_name, it.input, it.scheduled_at,
-                it.blockers, it.dedup_key, it.dedup_scope, it.dedup_window,
-                it.priority, it.trace_context,
-                coalesce(r.resolved_id, it.id),
-                coalesce(r.hit OR it.ord > r.first_ord, false),
-                r.status, r.scheduled_at, r.created_at
-            )::queuert.chain_item
-            FROM it
-            LEFT JOIN resolved AS r
-                ON r.type_name = it.type_name AND r.dedup_key = it.dedup_key
-            ORDER BY it.ord
-        );
-    ELSE
-        v_items := ARRAY(
-            SELECT ROW(
-                i.ord, i.id, i.id_given, i.type_name, i.input, i.scheduled_at,
-                i.blockers, i.dedup_key, i.dedup_scope, i.dedup_window,
-                i.priority, i.trace_context, i.id, false, NULL, NULL, NULL
-            )::queuert.chain_item
-            FROM unnest(v_items) AS i
-            ORDER BY i.ord
-        );
-    END IF;
-
-    -- Blocker edges of the items that will be inserted. A blocker may name an
-    -- earlier item by its given id (then it means the chain that item
-    -- resolved to); naming the item itself or a later one is QU002.
-    SELECT e.ord, e.ref INTO v_bad
-    FROM (
-        SELECT i.ord, b.ref, src.ord AS src_ord
-        FROM unnest(v_items) AS i
-        CROSS JOIN LATERAL unnest(i.blockers) AS b (ref)
-        JOIN unnest(v_items) AS src ON src.id_given AND src.id = b.ref
-        WHERE NOT i.deduplicated
-    ) AS e
-    WHERE e.src_ord >= e.ord
-    ORDER BY e.ord
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'QU002',
-            MESSAGE = format(
-                'start_chains item %s names blocker %s, which is that item itself or a later one',
-                v_bad.ord, v_bad.ref
-            ),
-            DETAIL = format('chain_id=%s', v_bad.ref);
-    END IF;
-
-    WITH raw AS (
-        SELECT
-            i.resolved_id AS job_id,
-            b.pos,
-            coalesce(src.resolved_id, b.ref) AS chain_id
-        FROM unnest(v_items) AS i
-        CROSS JOIN LATERAL unnest(i.blockers) WITH ORDINALITY AS b (ref, pos)
-        LEFT JOIN unnest(v_items) AS src ON src.id_given AND src.id = b.ref
-        WHERE NOT i.deduplicated
-    ),
-    edges AS (
-        SELECT raw.job_id, min(raw.pos)::integer AS pos, raw.chain_id
-        FROM raw
-        GROUP BY raw.job_id, raw.chain_id
-    ),
-    new_ids AS (
-        SELECT i.resolved_id AS id FROM unnest(v_items) AS i WHERE NOT i.deduplicated
-    )
-    SELECT
-        coalesce(array_agg(e.job_id ORDER BY e.job_id, e.pos), '{}'),
-        coalesce(array_agg(e.pos ORDER BY e.job_id, e.pos), '{}'),
-        coalesce(array_agg(e.chain_id ORDER BY e.job_id, e.pos), '{}'),
-        coalesce(array_agg(n.id IS NOT NULL ORDER BY e.job_id, e.pos), '{}')
+    -- The general path: typed rows, deduplication, blocker edges, then the
+    -- inserts.
+    v_items := queuert._dedup_chain_items(queuert._typed_chain_items(start_chains.items));
+    SELECT e.job_ids, e.positions, e.chain_ids, e.is_internal
     INTO v_edge_job, v_edge_pos, v_edge_chain, v_edge_internal
-    FROM edges AS e
-    LEFT JOIN new_ids AS n ON n.id = e.chain_id;
+    FROM queuert._chain_item_edges(v_items) AS e;
 
     v_external := ARRAY(
         SELECT DISTINCT c
@@ -2669,7 +2692,7 @@ BEGIN
     END IF;
 
     -- One notification per type per statement, not per row.
-    SELECT queuert._notify('job_ready', array_agg(t.type_name)) INTO v_notified
+    SELECT queuert._notify_batch('job_ready', array_agg(t.type_name)) INTO v_notified
     FROM (
         SELECT DISTINCT i.type_name
         FROM unnest(v_items) AS i
@@ -2709,6 +2732,8 @@ $$;
 CREATE FUNCTION queuert.trigger_jobs(job_ids uuid[]) RETURNS TABLE(job_id uuid)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -2724,7 +2749,7 @@ BEGIN
         WHERE j.id = ANY(v_ids)
         RETURNING j.type_name
     )
-    SELECT queuert._notify('job_ready', array_agg(d.type_name)) INTO v_notified
+    SELECT queuert._notify_batch('job_ready', array_agg(d.type_name)) INTO v_notified
     FROM (SELECT DISTINCT t.type_name FROM triggered AS t) AS d;
     RETURN QUERY SELECT u.id FROM unnest(v_ids) AS u (id);
 END;

@@ -36,6 +36,12 @@ RETURNS TABLE (
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+-- The candidate scan must walk job_claim_idx in claim order and stop after
+-- max_jobs rows, whatever the statistics say: with sorting off, that walk is
+-- the only plan left (docs/engine.md, "Plans").
+SET enable_sort = off
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -106,13 +112,16 @@ BEGIN
         c.leased_until, c.last_attempt_at, c.last_attempt_error,
         c.continued_to, c.dedup_key, c.trace_context,
         coalesce((
+            -- job_blocker by job_id and one lateral tail lookup per edge: no
+            -- join the planner could serve with another index in blocker
+            -- order (it did, for a job_blocker it believed tiny). A chain's
+            -- type is every job's chain_type_name.
             SELECT jsonb_agg(jsonb_build_object(
                 'chain_id', b.blocker_chain_id,
-                'type_name', r.type_name,
+                'type_name', tail.chain_type_name,
                 'output', tail.output
             ) ORDER BY b.position)
             FROM {{ schema }}.job_blocker AS b
-            JOIN {{ schema }}.job AS r ON r.id = b.blocker_chain_id
             CROSS JOIN LATERAL {{ schema }}._chain_tail(b.blocker_chain_id) AS tail
             WHERE b.job_id = c.id
         ), '[]'::jsonb),
@@ -130,6 +139,8 @@ CREATE OR REPLACE FUNCTION {{ schema }}.next_due_at(type_names text [] DEFAULT N
 RETURNS timestamptz
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
     WITH RECURSIVE priorities (priority) AS (
         (

@@ -24,7 +24,7 @@ BEGIN
     SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.type_name), '{}')
     INTO v_chains, v_types
     FROM {{ schema }}._resolve_dependents(_chains_completed.chain_ids) AS d;
-    SELECT {{ schema }}._notify('chain_completed', array_agg(c::text)) INTO v_notified
+    SELECT {{ schema }}._notify_batch('chain_completed', array_agg(c::text)) INTO v_notified
     FROM unnest(_chains_completed.chain_ids) AS c;
     RETURN QUERY SELECT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
 END;
@@ -40,6 +40,8 @@ RETURNS TABLE (id uuid, chain_id uuid, status {{ schema }}.job_status, chain_com
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -78,7 +80,7 @@ BEGIN
         CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END
     );
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM {{ schema }}._notify('job_lost', ARRAY[j.id::text]);
+        PERFORM {{ schema }}._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
     RETURN QUERY SELECT j.id, j.chain_id, 'completed'::{{ schema }}.job_status, true;
@@ -102,6 +104,8 @@ RETURNS TABLE (job_id uuid, outcome text, unblocked_types text [])
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -17,6 +17,8 @@ RETURNS SETOF {{ schema }}.continue_with_result
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -120,10 +122,10 @@ BEGIN
     WHERE x.id = j.id;
 
     IF v_status = 'pending' THEN
-        PERFORM {{ schema }}._notify('job_ready', ARRAY[continue_with.type_name]);
+        PERFORM {{ schema }}._notify_batch('job_ready', ARRAY[continue_with.type_name]);
     END IF;
     IF continue_with.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM {{ schema }}._notify('job_lost', ARRAY[j.id::text]);
+        PERFORM {{ schema }}._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
     RETURN QUERY SELECT

@@ -1,5 +1,29 @@
 -- fail and fail_jobs: record failed attempts; retry with backoff or give up.
 
+-- Backoff before the next attempt, computed in log space so that a large
+-- attempt count saturates at backoff_max instead of overflowing.
+CREATE OR REPLACE FUNCTION {{ schema }}._backoff(
+    attempt integer,
+    backoff_initial interval,
+    backoff_multiplier float8,
+    backoff_max interval
+)
+RETURNS interval
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE
+        WHEN extract(epoch FROM backoff_initial) <= 0 THEN interval '0'
+        WHEN greatest(attempt - 1, 0) * ln(backoff_multiplier)
+            + ln(extract(epoch FROM backoff_initial)::float8)
+            >= ln(greatest(extract(epoch FROM backoff_max)::float8, 1e-6))
+            THEN backoff_max
+        ELSE least(
+            backoff_initial * power(backoff_multiplier, greatest(attempt - 1, 0)),
+            backoff_max
+        )
+    END;
+$$;
+
 CREATE OR REPLACE FUNCTION {{ schema }}.fail(
     job_id uuid,
     worker_id text,
@@ -11,6 +35,8 @@ RETURNS SETOF {{ schema }}.fail_result
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -60,10 +86,10 @@ BEGIN
     WHERE x.id = j.id;
 
     IF v_status = 'pending' THEN
-        PERFORM {{ schema }}._notify('job_ready', ARRAY[j.type_name]);
+        PERFORM {{ schema }}._notify_batch('job_ready', ARRAY[j.type_name]);
     END IF;
     IF fail.worker_id IS NULL AND j.status = 'running' THEN
-        PERFORM {{ schema }}._notify('job_lost', ARRAY[j.id::text]);
+        PERFORM {{ schema }}._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
     RETURN QUERY SELECT j.id, v_status, v_scheduled_at, j.attempt;
@@ -92,6 +118,8 @@ RETURNS TABLE (
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -169,7 +197,7 @@ BEGIN
     INTO v_done, v_statuses, v_scheduled, v_ready
     FROM done AS d;
 
-    v_notified := {{ schema }}._notify('job_ready', v_ready);
+    v_notified := {{ schema }}._notify_batch('job_ready', v_ready);
 
     RETURN QUERY
     SELECT

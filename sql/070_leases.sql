@@ -1,31 +1,6 @@
 -- Leases: heartbeat (renew_leases), giving back jobs that never started
 -- (release_jobs) and recovery of expired ones (reap).
 
--- Shared by renew_leases and release_jobs: checks the worker id and the job
--- id array (QU006 naming the caller), then locks the jobs in the order every
--- writer uses (roots, then the rest, by id; complete_jobs too), so a flush,
--- a heartbeat and a release never deadlock.
-CREATE OR REPLACE FUNCTION {{ schema }}._lock_worker_jobs(
-    caller text, worker_id text, job_ids uuid []
-)
-RETURNS void
-LANGUAGE plpgsql VOLATILE
-AS $$
-BEGIN
-    IF worker_id IS NULL OR job_ids IS NULL
-        OR array_ndims(job_ids) > 1
-        OR array_position(job_ids, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('%s needs a worker_id and an array of job ids without NULLs', caller);
-    END IF;
-    PERFORM 1
-    FROM {{ schema }}.job AS j
-    WHERE j.id = ANY(_lock_worker_jobs.job_ids)
-    ORDER BY j.chain_index > 0, j.id
-    FOR NO KEY UPDATE;
-END;
-$$;
-
 CREATE OR REPLACE FUNCTION {{ schema }}.renew_leases(
     worker_id text,
     job_ids uuid [],
@@ -35,6 +10,8 @@ RETURNS TABLE (job_id uuid, outcome text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -102,6 +79,8 @@ RETURNS TABLE (job_id uuid, outcome text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -143,7 +122,7 @@ BEGIN
     INTO v_released, v_types
     FROM released AS r;
 
-    v_notified := {{ schema }}._notify('job_ready', v_types);
+    v_notified := {{ schema }}._notify_batch('job_ready', v_types);
 
     RETURN QUERY
     SELECT o.job_id, o.outcome
@@ -160,12 +139,16 @@ RETURNS TABLE (job_id uuid, previous_worker text, status {{ schema }}.job_status
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET enable_sort = off
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
     v_ids uuid[];
     v_workers text[];
     v_statuses {{ schema }}.job_status[];
+    v_ready text[];
     v_notified integer;
 BEGIN
     IF reap.max_jobs < 1 THEN
@@ -207,22 +190,18 @@ BEGIN
     SELECT
         coalesce(array_agg(r.id), '{}'),
         coalesce(array_agg(r.leased_by), '{}'),
-        coalesce(array_agg(r.status), '{}')
-    INTO v_ids, v_workers, v_statuses
+        coalesce(array_agg(r.status), '{}'),
+        coalesce(array_agg(DISTINCT r.type_name) FILTER (WHERE r.status = 'pending'), '{}')
+    INTO v_ids, v_workers, v_statuses, v_ready
     FROM reaped AS r;
 
     IF cardinality(v_ids) = 0 THEN
         RETURN;
     END IF;
 
-    SELECT {{ schema }}._notify('job_lost', array_agg(i::text)) INTO v_notified
+    SELECT {{ schema }}._notify_batch('job_lost', array_agg(i::text)) INTO v_notified
     FROM unnest(v_ids) AS i;
-    SELECT {{ schema }}._notify('job_ready', array_agg(d.type_name)) INTO v_notified
-    FROM (
-        SELECT DISTINCT j.type_name
-        FROM {{ schema }}.job AS j
-        WHERE j.id = ANY(v_ids) AND j.status = 'pending'
-    ) AS d;
+    v_notified := {{ schema }}._notify_batch('job_ready', v_ready);
 
     RETURN QUERY
     SELECT x.id, x.w, x.s FROM unnest(v_ids, v_workers, v_statuses) AS x (id, w, s);

@@ -50,6 +50,8 @@ CREATE OR REPLACE FUNCTION {{ schema }}.trigger_jobs(job_ids uuid [])
 RETURNS TABLE (job_id uuid)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -65,7 +67,7 @@ BEGIN
         WHERE j.id = ANY(v_ids)
         RETURNING j.type_name
     )
-    SELECT {{ schema }}._notify('job_ready', array_agg(d.type_name)) INTO v_notified
+    SELECT {{ schema }}._notify_batch('job_ready', array_agg(d.type_name)) INTO v_notified
     FROM (SELECT DISTINCT t.type_name FROM triggered AS t) AS d;
     RETURN QUERY SELECT u.id FROM unnest(v_ids) AS u (id);
 END;
@@ -77,6 +79,8 @@ CREATE OR REPLACE FUNCTION {{ schema }}.retry_jobs(job_ids uuid [])
 RETURNS TABLE (job_id uuid)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -110,7 +114,7 @@ BEGIN
         WHERE j.id = u.id
         RETURNING j.type_name, j.status
     )
-    SELECT {{ schema }}._notify('job_ready', array_agg(d.type_name)) INTO v_notified
+    SELECT {{ schema }}._notify_batch('job_ready', array_agg(d.type_name)) INTO v_notified
     FROM (SELECT DISTINCT r.type_name FROM retried AS r WHERE r.status = 'pending') AS d;
     RETURN QUERY SELECT u.id FROM unnest(v_ids) AS u (id);
 END;

@@ -5,19 +5,6 @@
 -- id order. Non-root ids, unknown ids and NULL elements are skipped. With
 -- cascade, adds transitively every chain that a job of the set waits on.
 -- Raises QU005 if a job outside the set has one of them as a blocker.
--- Ids of a chain's jobs: the root (its id is the chain id) and the later
--- jobs, found through job_chain_position_idx (positions > 0 only).
-CREATE OR REPLACE FUNCTION {{ schema }}._chain_job_ids(chain_id uuid)
-RETURNS SETOF uuid
-LANGUAGE sql STABLE
-AS $$
-    SELECT _chain_job_ids.chain_id
-    UNION ALL
-    SELECT l.id
-    FROM {{ schema }}.job AS l
-    WHERE l.chain_id = _chain_job_ids.chain_id AND l.chain_index > 0
-$$;
-
 CREATE OR REPLACE FUNCTION {{ schema }}._lock_chain_set(
     chain_ids uuid [], cascade boolean, action text
 )
@@ -36,7 +23,7 @@ BEGIN
     END IF;
     v_set := ARRAY(
         SELECT r.id FROM {{ schema }}.job AS r
-        WHERE r.id = ANY(chain_ids) AND r.chain_index = 0
+        WHERE r.id = ANY(chain_ids) AND r.chain_id = r.id  -- roots (see _lock_blocker_chains)
         ORDER BY r.id
     );
     IF NOT coalesce(cascade, false) THEN
@@ -107,6 +94,8 @@ CREATE OR REPLACE FUNCTION {{ schema }}.cancel_chains(
 RETURNS TABLE (chain_id uuid)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -137,7 +126,7 @@ BEGIN
     INTO v_chains, v_lost
     FROM cancelled AS c;
 
-    SELECT {{ schema }}._notify('job_lost', array_agg(l::text)) INTO v_notified
+    SELECT {{ schema }}._notify_batch('job_lost', array_agg(l::text)) INTO v_notified
     FROM unnest(v_lost) AS l;
 
     RETURN QUERY
@@ -152,6 +141,8 @@ CREATE OR REPLACE FUNCTION {{ schema }}.delete_chains(
 RETURNS TABLE (chain_id uuid)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -179,7 +170,7 @@ BEGIN
     INTO v_lost
     FROM deleted AS d;
 
-    SELECT {{ schema }}._notify('job_lost', array_agg(l::text)) INTO v_notified
+    SELECT {{ schema }}._notify_batch('job_lost', array_agg(l::text)) INTO v_notified
     FROM unnest(v_lost) AS l;
 
     RETURN QUERY

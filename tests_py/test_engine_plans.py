@@ -2,7 +2,7 @@
 full of finished and blocked rows.
 
 The statements below are copied from the engine (sql/040_claim.sql,
-sql/010_common.sql, sql/070_leases.sql). Each is checked twice: with literal
+sql/016_blockers.sql, sql/070_leases.sql). Each is checked twice: with literal
 arguments (a custom plan) and as a prepared statement with a forced generic
 plan, which is what PL/pgSQL ends up caching for a function called often.
 """
@@ -73,13 +73,14 @@ FROM priorities AS p
 WHERE p.priority IS NOT NULL
 """
 
-# sql/010_common.sql, _resolve_dependents(): the dependents of completed chains.
-DEPENDENTS = """
-SELECT b.job_id, count(*)::integer AS n, min(b.blocker_chain_id::text)::uuid AS by_chain
+# sql/016_blockers.sql, _resolve_dependents(): the edges to completed chains
+# (the function reads them INTO arrays; the copy checked against the source
+# starts at FROM).
+DEPENDENTS_FROM = """
 FROM queuert.job_blocker AS b
-WHERE b.blocker_chain_id = ANY({chain_ids})
-GROUP BY b.job_id
+WHERE b.blocker_chain_id = ANY({chain_ids});
 """
+DEPENDENTS = "SELECT b.job_id, b.blocker_chain_id " + DEPENDENTS_FROM.rstrip().rstrip(";")
 
 # sql/070_leases.sql, reap(): expired leases.
 EXPIRED = """
@@ -316,21 +317,21 @@ def test_plan_queries_match_the_engine_source() -> None:
         return " ".join(text.split())
 
     claim_src = norm((root / "040_claim.sql").read_text())
-    common_src = norm((root / "010_common.sql").read_text())
+    blockers_src = norm((root / "016_blockers.sql").read_text())
     leases_src = norm((root / "070_leases.sql").read_text())
     schema = "{{ schema }}"
     expected = [
         (claim_src, CLAIM_ANY.format(max_jobs="claim.max_jobs")),
         (claim_src, CLAIM_TYPED.format(types="claim.type_names", max_jobs="claim.max_jobs")),
         (claim_src, NEXT_DUE.format(types="next_due_at.type_names")),
-        (common_src, DEPENDENTS.format(chain_ids="_resolve_dependents.chain_ids")),
+        (blockers_src, DEPENDENTS_FROM.format(chain_ids="_resolve_dependents.chain_ids")),
         (leases_src, EXPIRED.format(max_jobs="reap.max_jobs")),
     ]
     for src, query in expected:
         assert norm(query.replace("queuert.", f"{schema}.")) in src, query
 
 
-# sql/100_inspection.sql and sql/010_common.sql (_chain_tail): a chain's last
+# sql/100_inspection.sql and sql/012_chains.sql (_chain_tail): a chain's last
 # job. Roots are not in job_chain_position_idx (migration 0002), so the tail
 # is the root (by id) or the highest later position (that index, backwards).
 CHAIN_TAIL = "SELECT * FROM queuert.chain WHERE chain_id = {chain_id}"

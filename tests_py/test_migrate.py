@@ -692,3 +692,31 @@ def test_upgrade_to_0003_replaces_functions_whose_results_changed(empty_db: str,
             (claimed[0],),
         ).fetchall()
         assert done == [(claimed[0], "completed", [])]
+
+
+def test_upgrade_to_0005_drops_the_retired_internal_functions(empty_db: str, tmp_path: Path) -> None:
+    """sql/ renamed _notify and _announce and folded _chain_item_ok into
+    _chain_item_problem; a database at 0004 still holds the old functions,
+    and 0005 drops them while the engine keeps working."""
+    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    for later in sorted(mig_dir.glob("*.sql"))[4:]:
+        later.unlink()
+    assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)[-1] == "0004_failed_jobs_idx"
+    retired = ["_notify(text, text[])", "_announce(text, text)", "_chain_item_ok(jsonb)"]
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        # what the 0003-era sql/ left behind (bodies do not matter)
+        conn.execute("CREATE FUNCTION queuert._notify(kind text, payloads text[]) RETURNS integer"
+                     " LANGUAGE sql AS 'SELECT 0'")
+        conn.execute("CREATE FUNCTION queuert._announce(kind text, payload text) RETURNS boolean"
+                     " LANGUAGE sql AS 'SELECT true'")
+        conn.execute("CREATE FUNCTION queuert._chain_item_ok(item jsonb) RETURNS boolean"
+                     " LANGUAGE sql AS 'SELECT true'")
+    assert migrate(empty_db)[0] == "0005_retired_internals"
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        for signature in retired:
+            found = conn.execute("SELECT to_regprocedure(%s)", (f"queuert.{signature}",)).fetchone()
+            assert found == (None,), signature
+        conn.execute("LISTEN queuert_job_ready")
+        conn.execute("SELECT * FROM queuert.start_chain('after-0005')")
+        conn.execute("SELECT * FROM queuert.start_chains('[{\"type_name\": \"after-0005\"}]')")
+        assert [n.payload for n in conn.notifies(timeout=2, stop_after=2)] == ["after-0005"] * 2
