@@ -1487,6 +1487,8 @@ $$;
 CREATE FUNCTION queuert.dashboard_chain_estimate() RETURNS bigint
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
     SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint END
     FROM pg_catalog.pg_class AS c
@@ -1500,6 +1502,8 @@ $$;
 CREATE FUNCTION queuert.dashboard_chain_links(chain_id uuid, max_rows integer DEFAULT 100) RETURNS TABLE(direction text, job_id uuid, job_chain_index integer, blocker_position integer, other_chain_id uuid, other_type_name text, other_status queuert.job_status, total bigint)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
     (
         SELECT 'waits_on', b.job_id, j.chain_index, b.position, b.blocker_chain_id,
@@ -1539,6 +1543,8 @@ $$;
 CREATE FUNCTION queuert.dashboard_chains(chain_type text DEFAULT NULL::text, statuses queuert.job_status[] DEFAULT NULL::queuert.job_status[], created_from timestamp with time zone DEFAULT NULL::timestamp with time zone, created_before timestamp with time zone DEFAULT NULL::timestamp with time zone, hide_blockers boolean DEFAULT false, chain_or_job_id uuid DEFAULT NULL::uuid, after_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, after_id uuid DEFAULT NULL::uuid, max_rows integer DEFAULT 50, scan_limit integer DEFAULT 10000) RETURNS TABLE(chain_id uuid, type_name text, status queuert.job_status, current_job_id uuid, current_type_name text, job_count integer, created_at timestamp with time zone, completed_at timestamp with time zone, attempt integer, scheduled_at timestamp with time zone, last_attempt_at timestamp with time zone, waited_on boolean, is_cursor boolean)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1727,6 +1733,8 @@ $$;
 CREATE FUNCTION queuert.dashboard_dependents(chain_ids uuid[], cascade boolean DEFAULT false, max_rows integer DEFAULT 100) RETURNS TABLE(chain_id uuid, type_name text, status queuert.job_status, job_id uuid, blocker_chain_id uuid)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
     WITH RECURSIVE closure (id) AS (
         SELECT r.id FROM queuert.job AS r
@@ -1760,6 +1768,8 @@ $$;
 CREATE FUNCTION queuert.dashboard_failures(chain_type text DEFAULT NULL::text, created_from timestamp with time zone DEFAULT NULL::timestamp with time zone, created_before timestamp with time zone DEFAULT NULL::timestamp with time zone, max_rows integer DEFAULT 10) RETURNS TABLE(job_id uuid, chain_id uuid, type_name text, chain_type_name text, attempt integer, last_attempt_at timestamp with time zone, last_attempt_error text, chain_created_at timestamp with time zone)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
     SELECT
         f.id, f.chain_id, f.type_name, f.chain_type_name, f.attempt,
@@ -1787,6 +1797,8 @@ $$;
 CREATE FUNCTION queuert.dashboard_job(job_id uuid) RETURNS SETOF queuert.job
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
     SELECT j.* FROM queuert.job AS j WHERE j.id = dashboard_job.job_id;
 $$;
@@ -1824,6 +1836,8 @@ $$;
 CREATE FUNCTION queuert.dashboard_workers() RETURNS TABLE(worker_id text, running bigint, expired bigint, type_names text[], oldest_claim_at timestamp with time zone, lease_ends_at timestamp with time zone)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
     SELECT
         j.leased_by,

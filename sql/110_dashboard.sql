@@ -50,6 +50,8 @@ RETURNS TABLE (
 )
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -237,6 +239,8 @@ CREATE OR REPLACE FUNCTION {{ schema }}.dashboard_chain_estimate()
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
     SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint END
     FROM pg_catalog.pg_class AS c
@@ -296,6 +300,8 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
     SELECT
         f.id, f.chain_id, f.type_name, f.chain_type_name, f.attempt,
@@ -329,6 +335,8 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
     SELECT
         j.leased_by,
@@ -348,6 +356,8 @@ CREATE OR REPLACE FUNCTION {{ schema }}.dashboard_job(job_id uuid)
 RETURNS SETOF {{ schema }}.job
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
     SELECT j.* FROM {{ schema }}.job AS j WHERE j.id = dashboard_job.job_id;
 $$;
@@ -372,6 +382,8 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
     (
         SELECT 'waits_on', b.job_id, j.chain_index, b.position, b.blocker_chain_id,
@@ -419,6 +431,8 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
     WITH RECURSIVE closure (id) AS (
         SELECT r.id FROM {{ schema }}.job AS r
