@@ -46,21 +46,28 @@ def test_jobs_commit_and_roll_back_with_the_applications_rows(app_db: str) -> No
 
 
 def test_pythons_default_transactions(app_db: str) -> None:
-    """A connection in Python's default mode: a call outside a transaction is
-    its own transaction; after the application's INSERT (Python has begun a
-    transaction) it joins that one and commits with conn.commit()."""
+    """A connection in Python's default mode: sqlite3 begins a transaction
+    before the application's writes, and a writing call begins one too and
+    leaves it open, so the caller's commit() or rollback() settles jobs and
+    rows together, whichever came first; reads commit nothing."""
     conn = sqlite3.connect(app_db)
-    qs.start_chain(conn, "alone")
-    assert count(app_db, "queuert_job") == 1, "committed at once"
+    started = qs.start_chain(conn, "first")
+    assert conn.in_transaction
+    assert count(app_db, "queuert_job") == 0, "not committed by the call"
     conn.execute("INSERT INTO users (email) VALUES ('ada@example.com')")
-    qs.start_chain(conn, "joined")
-    assert count(app_db, "queuert_job") == 1, "not yet committed"
     conn.rollback()
-    assert (count(app_db, "users"), count(app_db, "queuert_job")) == (0, 1)
+    assert (count(app_db, "users"), count(app_db, "queuert_job")) == (0, 0)
+
     conn.execute("INSERT INTO users (email) VALUES ('ada@example.com')")
     qs.start_chain(conn, "joined")
+    assert count(app_db, "queuert_job") == 0, "not yet committed"
     conn.commit()
-    assert (count(app_db, "users"), count(app_db, "queuert_job")) == (1, 2)
+    assert (count(app_db, "users"), count(app_db, "queuert_job")) == (1, 1)
+
+    assert qs.chain(conn, started["id"]) is None and not conn.in_transaction
+    with pytest.raises(ChainNotFoundError):
+        qs.start_chain(conn, "refused", blockers=["00000000-0000-0000-0000-000000000999"])
+    assert not conn.in_transaction, "a refused call rolls back the transaction it began"
     conn.close()
 
 

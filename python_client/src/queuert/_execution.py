@@ -13,11 +13,15 @@ written side by side so they stay twins:
   :mod:`queuert._connections`) and run the operation (a one-statement Call
   directly, a multi-step one through drive), again after a serialization
   failure or deadlock when the call was its own transaction.
+
+A connection that resolves to SQLite's runs the operation's SQLite twin
+instead (:mod:`queuert._lite_execution`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from typing import Any, TypeVar
 
@@ -27,6 +31,7 @@ from psycopg.types.json import JsonbLoader
 
 from ._connections import async_connection, sync_connection
 from ._instructions import Call, CanListen, Cleanup, Op, Operation, Query, Sleep, WaitNotify
+from ._lite_execution import run_aiosqlite, run_sqlite
 from .errors import is_conflict, translate
 
 __all__ = ["can_listen", "run", "run_async"]
@@ -118,7 +123,7 @@ def _retrying(conn: psycopg.Connection[Any], op: Operation[T], json_as_text: boo
         try:
             if isinstance(op, Call):
                 return op.finish(_execute(conn, op.query, json_as_text))
-            return _drive(conn, op(), json_as_text)
+            return _drive(conn, op.start(), json_as_text)
         except psycopg.Error as e:
             attempt += 1
             if not (can_listen(conn) and is_conflict(e) and attempt < AUTO_RETRIES):
@@ -130,11 +135,16 @@ def run(conn: object, op: Operation[T]) -> T:
     """Run an operation on a sync connection (or a framework's handle on one)."""
     if type(conn) is psycopg.Connection:
         return _retrying(conn, op)
-    pg, context, json_as_text = sync_connection(conn)
+    driver, context, json_as_text = sync_connection(conn)
+    if isinstance(driver, sqlite3.Connection):
+        if context is None:
+            return run_sqlite(driver, op)
+        with context:
+            return run_sqlite(driver, op)
     if context is None:
-        return _retrying(pg, op, json_as_text)
+        return _retrying(driver, op, json_as_text)
     with context:
-        return _retrying(pg, op, json_as_text)
+        return _retrying(driver, op, json_as_text)
 
 
 # ------------------------------------------------------------------- async
@@ -197,7 +207,7 @@ async def _retrying_async(conn: psycopg.AsyncConnection[Any], op: Operation[T]) 
         try:
             if isinstance(op, Call):
                 return op.finish(await _execute_async(conn, op.query))
-            return await _drive_async(conn, op())
+            return await _drive_async(conn, op.start())
         except psycopg.Error as e:
             attempt += 1
             if not (can_listen(conn) and is_conflict(e) and attempt < AUTO_RETRIES):
@@ -209,4 +219,7 @@ async def run_async(conn: object, op: Operation[T]) -> T:
     """Run an operation on an async connection (or a framework's handle on one)."""
     if type(conn) is psycopg.AsyncConnection:
         return await _retrying_async(conn, op)
-    return await _retrying_async(await async_connection(conn), op)
+    driver = await async_connection(conn)
+    if isinstance(driver, psycopg.AsyncConnection):
+        return await _retrying_async(driver, op)
+    return await run_aiosqlite(driver, op)

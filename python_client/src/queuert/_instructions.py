@@ -14,6 +14,7 @@ differ only in ``conn.execute`` against ``await conn.execute``.
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, Union
 
@@ -28,6 +29,7 @@ __all__ = [
     "Operation",
     "Query",
     "Sleep",
+    "Steps",
     "WaitNotify",
 ]
 
@@ -93,13 +95,23 @@ class Cleanup:
 class Call(Generic[T]):
     """A one-statement operation: run ``query``, then ``finish(rows)`` is the
     call's result. No generator to create and step through: the common calls
-    (``start_chain`` above all) pay for nothing but their statement."""
+    (``start_chain`` above all) pay for nothing but their statement.
 
-    __slots__ = ("finish", "query")
+    ``lite`` is the same call on SQLite: a function of the
+    ``sqlite3.Connection`` (:mod:`queuert._sqlite.client_calls`, its other
+    arguments bound) that returns the call's result."""
 
-    def __init__(self, query: Query, finish: Callable[[list[Any]], T]) -> None:
+    __slots__ = ("finish", "lite", "query")
+
+    def __init__(
+        self,
+        query: Query,
+        finish: Callable[[list[Any]], T],
+        lite: Callable[[sqlite3.Connection], T],
+    ) -> None:
         self.query = query
         self.finish = finish
+        self.lite = lite
 
 
 #: A multi-step operation: yields instructions, receives each one's result
@@ -108,5 +120,21 @@ Op = Generator[Any, Any, T]
 #: Makes a fresh multi-step operation; called again when an autocommit call
 #: is retried.
 OpFactory = Callable[[], Op[T]]
+
+
+class Steps(Generic[T]):
+    """A multi-step operation: ``start()`` makes a fresh generator of
+    instructions (:class:`Query`, :class:`Sleep` ...) for PostgreSQL;
+    ``lite()`` the SQLite one, whose instructions are :class:`Sleep` and
+    functions of the ``sqlite3.Connection`` (the driver sends back what each
+    returns)."""
+
+    __slots__ = ("lite", "start")
+
+    def __init__(self, start: OpFactory[T], lite: OpFactory[T]) -> None:
+        self.start = start
+        self.lite = lite
+
+
 #: What a client call hands to the driver.
-Operation = Union[Call[T], OpFactory[T]]
+Operation = Union[Call[T], Steps[T]]

@@ -5,7 +5,9 @@ refused before anything is sent), then returns the operation: a
 :class:`~queuert._instructions.Call` (one statement and the function that
 maps its rows to the result and reports to the transaction hooks,
 :mod:`queuert.hooks`), or for ``complete_chain``, which may need a second
-statement to say why nothing matched, a generator function.
+statement to say why nothing matched, :class:`~queuert._instructions.Steps`.
+Either carries its SQLite twin, the matching function of
+:mod:`queuert._sqlite.client_calls` with the checked arguments bound.
 :mod:`queuert._execution` runs either on a sync or an async connection.
 
 ``start_chain`` and ``start_chains`` are the hot paths (an application calls
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -33,7 +36,7 @@ from ._arguments import (
     uuid_of,
     uuids_of,
 )
-from ._instructions import Call, Op, OpFactory, Query
+from ._instructions import Call, Op, Query, Steps
 from ._loaders import repeat_timestamps
 from ._schema_name import validate_schema_name
 from .errors import ChainNotFoundError, InvalidArgumentError
@@ -42,6 +45,7 @@ from ._chain_spec import BaseChainSpec
 from ._continuation import Continuation
 from ._job_type import _MAX_NAME, JobType, _check_delays, _type_name_of, dump_payload
 from ._records import Chain, ChainPage, CompletedJob, ContinuedJob, Job, StartedChain, started_chain
+from ._sqlite import client_calls as lite
 
 __all__ = [
     "chain_op",
@@ -115,7 +119,11 @@ def start_chain(
             if value is not None and value != sql.START_CHAIN_OPTIONAL[name][1]
         )
         params.extend(optional[name] for name in given)
-    return Call(Query(sql.start_chain(s, given), params, _started_rows), _started_one)
+    return Call(
+        Query(sql.start_chain(s, given), params, _started_rows),
+        _started_one,
+        partial(lite.start_chain_call, s, params, given),
+    )
 
 
 def _started_one(rows: list[StartedChain]) -> StartedChain:
@@ -129,14 +137,14 @@ def _started_one(rows: list[StartedChain]) -> StartedChain:
 
 def start_chains(
     schema: str, items: Sequence[BaseChainSpec]
-) -> Call[list[StartedChain]] | OpFactory[list[StartedChain]]:
+) -> Call[list[StartedChain]] | Steps[list[StartedChain]]:
     s = validate_schema_name(schema)
     payload = chain_items(items)
     if not payload:
-        return _nothing_started
+        return Steps(_nothing_started, _nothing_started)
     # rows of one batch share their timestamps (_loaders)
     query = Query(sql.start_chains(s), (batch_json(payload),), _started_rows, repeat_timestamps)
-    return Call(query, _started_many)
+    return Call(query, _started_many, partial(lite.start_chains_call, s, payload))
 
 
 def _nothing_started() -> Op[list[StartedChain]]:
@@ -201,7 +209,7 @@ def complete_chain(
     continue_with: Continuation | None,
     job_type: JobType[Any, Any] | str | None,
     job_id: UUID | str | None,
-) -> OpFactory[CompletedJob]:
+) -> Steps[CompletedJob]:
     s = validate_schema_name(schema)
     cid = uuid_of(chain_id, "chain_id")
     jid = None if job_id is None else uuid_of(job_id, "job_id")
@@ -215,6 +223,7 @@ def complete_chain(
     out_text = json_text(job_type.dump_output(output) if isinstance(job_type, JobType) else output)
     params = {"chain_id": cid, "job_id": jid, "expected_type": expected, "output": out_text}
     text = sql.complete_chain(s, by_job)
+    on_sqlite = partial(lite.complete_chain, s, cid, jid, expected, out_text)
 
     def op_complete() -> Op[CompletedJob]:
         rows = yield Query(text, params)
@@ -233,7 +242,11 @@ def complete_chain(
         )
         return done
 
-    return op_complete
+    def lite_complete() -> Op[CompletedJob]:
+        done: CompletedJob = yield on_sqlite
+        return done
+
+    return Steps(op_complete, lite_complete)
 
 
 def _continue_chain(
@@ -244,7 +257,7 @@ def _continue_chain(
     output: Any,
     cont: Continuation,
     job_type: JobType[Any, Any] | str | None,
-) -> OpFactory[CompletedJob]:
+) -> Steps[CompletedJob]:
     if output is not None:
         raise InvalidArgumentError("give an output or a continuation, not both")
     if not isinstance(cont, Continuation):
@@ -267,6 +280,7 @@ def _continue_chain(
         "trace_context": cont.trace_context,
     }
     text = sql.continue_chain(s, jid is not None)
+    on_sqlite = partial(lite.continue_chain, s, cid, jid, expected, params)
 
     def op_continue() -> Op[CompletedJob]:
         rows = yield Query(text, params)
@@ -290,7 +304,11 @@ def _continue_chain(
             continued_to=nxt,
         )
 
-    return op_continue
+    def lite_continue() -> Op[CompletedJob]:
+        done: CompletedJob = yield on_sqlite
+        return done
+
+    return Steps(op_continue, lite_continue)
 
 
 def chain_op(
@@ -298,8 +316,11 @@ def chain_op(
 ) -> Call[list[UUID]]:
     """cancel_chains or delete_chains."""
     s = validate_schema_name(schema)
-    params = {"chain_ids": uuids_of(chain_ids, "chain_ids"), "cascade": bool(cascade)}
-    return Call(Query(sql.chain_op(s, fn), params), _chain_ids)
+    ids = uuids_of(chain_ids, "chain_ids")
+    params = {"chain_ids": ids, "cascade": bool(cascade)}
+    return Call(
+        Query(sql.chain_op(s, fn), params), _chain_ids, partial(lite.chain_op, s, fn, ids, bool(cascade))
+    )
 
 
 def _chain_ids(rows: list[dict[str, Any]]) -> list[UUID]:
@@ -309,8 +330,8 @@ def _chain_ids(rows: list[dict[str, Any]]) -> list[UUID]:
 def job_op(schema: str, fn: str, job_ids: Iterable[UUID | str]) -> Call[list[UUID]]:
     """trigger_jobs or retry_jobs."""
     s = validate_schema_name(schema)
-    params = {"job_ids": uuids_of(job_ids, "job_ids")}
-    return Call(Query(sql.job_op(s, fn), params), _job_ids)
+    ids = uuids_of(job_ids, "job_ids")
+    return Call(Query(sql.job_op(s, fn), {"job_ids": ids}), _job_ids, partial(lite.job_op, s, fn, ids))
 
 
 def _job_ids(rows: list[dict[str, Any]]) -> list[UUID]:
@@ -334,7 +355,9 @@ def get_chain(schema: str, chain_id: UUID | str) -> Call[Chain]:
         first = rows[0]
         return Chain.from_row({c: first["chain." + c] for c in sql.CHAIN_COLUMNS}, jobs)
 
-    return Call(Query(sql.get_chain(s), {"chain_id": cid}), chain_with_jobs)
+    return Call(
+        Query(sql.get_chain(s), {"chain_id": cid}), chain_with_jobs, partial(lite.get_chain, s, cid)
+    )
 
 
 def list_chains(
@@ -354,9 +377,11 @@ def list_chains(
         "statuses": statuses,
         "limit": limit + 1,
     }
-    if after is not None:
-        params["after_created_at"], params["after_id"] = decode_cursor(after)
+    cursor = None if after is None else decode_cursor(after)
+    if cursor is not None:
+        params["after_created_at"], params["after_id"] = cursor
     text = sql.list_chains(s, type_name is not None, statuses is not None, after is not None)
+    rows_on_sqlite = partial(lite.list_chain_rows, s, params["type_name"], statuses, limit + 1, cursor)
 
     def page(rows: list[dict[str, Any]]) -> ChainPage:
         items = [Chain.from_row(r) for r in rows[:limit]]
@@ -365,5 +390,5 @@ def list_chains(
             cursor = encode_cursor(items[-1].created_at, items[-1].chain_id)
         return ChainPage(items=items, next_cursor=cursor)
 
-    return Call(Query(text, params), page)
+    return Call(Query(text, params), page, lambda conn: page(rows_on_sqlite(conn)))
 

@@ -7,13 +7,15 @@ drivers in :mod:`queuert._execution` perform them.
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 from . import _statements as sql
 from ._arguments import uuid_of
-from ._instructions import CanListen, Cleanup, Op, OpFactory, Query, Sleep, WaitNotify
+from ._instructions import CanListen, Cleanup, Op, Query, Sleep, Steps, WaitNotify
 from ._schema_name import validate_schema_name
 from .errors import (
     ChainCancelledError,
@@ -23,6 +25,7 @@ from .errors import (
     InvalidArgumentError,
 )
 from ._records import Chain
+from ._sqlite import client_calls as lite
 
 __all__ = ["wait_for_chain", "wait_verdict"]
 
@@ -69,10 +72,11 @@ def wait_for_chain(
     *,
     poll_interval: float,
     raise_on_failure: bool,
-) -> OpFactory[Chain]:
+) -> Steps[Chain]:
     """Poll inside the caller's transaction, or, on an autocommit connection
     outside a transaction block, LISTEN and re-check on each matching
-    notification, falling back to polling."""
+    notification, falling back to polling. On SQLite (no LISTEN) poll, each
+    poll a read of its own, outside any transaction."""
     s = validate_schema_name(schema)
     cid = uuid_of(chain_id, "chain_id")
     if timeout < 0 or poll_interval <= 0:
@@ -125,4 +129,30 @@ def wait_for_chain(
             return (yield from listening())
         return (yield from poll_only())
 
-    return op
+    lite_probe = partial(lite.wait_probe, s, cid)
+
+    def lite_polling() -> Op[Chain]:
+        if (yield _in_transaction):
+            # SQLite reads one snapshot per transaction (and a transaction
+            # that wrote holds the write lock the chain's completion needs)
+            raise InvalidArgumentError(
+                "wait_for_chain inside an SQLite transaction would never see the chain "
+                "complete; call it outside a transaction (commit first)",
+                chain_id=cid,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = yield lite_probe
+            chain = wait_verdict(rows, cid, in_transaction=False, raise_on_failure=raise_on_failure)
+            if chain is not None:
+                return chain
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise timed_out()
+            yield Sleep(min(poll_interval, remaining))
+
+    return Steps(op, lite_polling)
+
+
+def _in_transaction(conn: sqlite3.Connection) -> bool:
+    return conn.in_transaction

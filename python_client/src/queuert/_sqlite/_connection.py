@@ -7,10 +7,17 @@ Every engine call runs in the caller's ``sqlite3.Connection``:
   and the caller's own writes stay; a writing call first takes SQLite's write
   lock (a write that changes nothing), so its reads and writes see one state
   even when other processes write the same file. The caller commits.
-* outside a transaction (an autocommit connection, or Python's default mode
-  between transactions): the call is its own transaction, begun with
-  ``BEGIN IMMEDIATE`` (writers take the write lock up front: no SKIP LOCKED
-  in SQLite, writers simply take turns) and committed before it returns.
+* outside a transaction on an autocommit connection (``isolation_level=None``,
+  or ``autocommit=True`` on Python 3.12+): the call is its own transaction,
+  begun with ``BEGIN IMMEDIATE`` (writers take the write lock up front: no
+  SKIP LOCKED in SQLite, writers simply take turns) and committed before it
+  returns.
+* outside a transaction on a connection in Python's default mode (where
+  sqlite3 itself begins a transaction before an INSERT, UPDATE or DELETE): a
+  writing call begins it (``BEGIN IMMEDIATE``) and leaves it open, as such a
+  statement would: the caller's ``commit()`` or ``rollback()`` settles the
+  jobs with the caller's own rows, as on a psycopg connection that is not in
+  autocommit mode. A refused call rolls back the transaction it began.
 
 ``database is locked`` is waited out for the connection's busy timeout
 (``sqlite3.connect(timeout=...)``, 5 s by default) and then raised as
@@ -32,7 +39,7 @@ from ..errors import InvalidArgumentError
 from ._errors import DatabaseBusyError, is_locked, locked_error
 from ._statements import statements
 
-__all__ = ["connect", "one", "reading", "rows", "run", "transaction", "writing"]
+__all__ = ["begins_implicitly", "connect", "one", "reading", "rows", "run", "transaction", "writing"]
 
 Params = Union[Mapping[str, Any], Sequence[Any]]
 #: Python's own default busy timeout (sqlite3.connect(timeout=5.0)).
@@ -105,6 +112,20 @@ def one(conn: sqlite3.Connection, sql: str, params: Params = ()) -> tuple[Any, .
     return found[0] if found else None
 
 
+#: sqlite3.LEGACY_TRANSACTION_CONTROL (Python 3.12+): ``autocommit`` left
+#: to ``isolation_level``.
+_LEGACY_TRANSACTION_CONTROL = -1
+
+
+def begins_implicitly(conn: sqlite3.Connection) -> bool:
+    """True when sqlite3 itself would begin a transaction before a write on
+    this connection (Python's default mode), which the caller then commits;
+    False on an autocommit connection."""
+    if getattr(conn, "autocommit", _LEGACY_TRANSACTION_CONTROL) != _LEGACY_TRANSACTION_CONTROL:
+        return False  # autocommit=True; with False, sqlite3 is always in a transaction
+    return conn.isolation_level is not None
+
+
 def _busy_timeout(conn: sqlite3.Connection) -> float:
     row = conn.execute("PRAGMA busy_timeout").fetchone()
     return float(row[0]) / 1000.0 if row else 0.0
@@ -160,7 +181,7 @@ class writing:
     errors leave as DatabaseBusyError / SnapshotConflictError.
     """
 
-    __slots__ = ("conn", "schema", "doing", "single_write", "own", "savepoint", "factory")
+    __slots__ = ("conn", "schema", "doing", "single_write", "own", "leave_open", "savepoint", "factory")
 
     def __init__(self, conn: sqlite3.Connection, schema: str, doing: str, *, single_write: bool = False) -> None:
         if not isinstance(conn, sqlite3.Connection):
@@ -170,6 +191,7 @@ class writing:
         self.doing = doing
         self.single_write = single_write
         self.own = False
+        self.leave_open = False
         self.savepoint = False
         self.factory: Any = None
 
@@ -182,6 +204,9 @@ class writing:
             if not conn.in_transaction:
                 retry_locked(conn, "BEGIN IMMEDIATE", self.doing)
                 self.own = True
+                # Python's default mode: the transaction is the caller's to
+                # commit, as the one sqlite3 begins before a DML statement.
+                self.leave_open = begins_implicitly(conn)
             elif not self.single_write:
                 conn.execute("SAVEPOINT queuert")
                 self.savepoint = True
@@ -201,7 +226,7 @@ class writing:
     ) -> None:
         try:
             if exc is None:
-                if self.own:
+                if self.own and not self.leave_open:
                     try:
                         retry_locked(self.conn, "COMMIT", self.doing)
                     except BaseException:

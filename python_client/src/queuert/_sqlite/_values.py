@@ -20,10 +20,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
+import pydantic_core
+
 from ._errors import engine_error
 
 __all__ = [
     "EPOCH",
+    "Json",
     "MAX_DURATION_US",
     "frozen_clock",
     "from_json",
@@ -95,14 +98,31 @@ def uuid_of(value: str | None) -> UUID | None:
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
+class Json(str):
+    """JSON text that the caller has serialised already (the client does,
+    with pydantic's rules, as for PostgreSQL): stored as it is."""
+
+    __slots__ = ()
+
+
 def to_json(value: Any) -> str | None:
     """A payload as compact JSON text; ``None`` stays SQL NULL (as the
-    PostgreSQL client sends no jsonb for None)."""
+    PostgreSQL client sends no jsonb for None). Values the json module
+    cannot write (datetimes, UUIDs, dataclasses, pydantic models) are
+    written by pydantic's rules, as the PostgreSQL client writes them."""
     if value is None:
         return None
+    if type(value) is Json:
+        return value
     try:
         return _ENCODE(value)
-    except (TypeError, ValueError) as e:
+    except TypeError:
+        pass
+    except ValueError as e:
+        raise engine_error("QU006", f"payload is not JSON-serialisable: {e}") from e
+    try:
+        return pydantic_core.to_json(value).decode()
+    except pydantic_core.PydanticSerializationError as e:
         raise engine_error("QU006", f"payload is not JSON-serialisable: {e}") from e
 
 
