@@ -15,6 +15,11 @@
 A test marked ``pg_major(N, reason=...)`` depends on the server's major
 version (say, a committed pg_dump of version N): against another version it
 is deselected, and the session header names it with its reason.
+
+* ``db``: the client behaviour suite's database, once per backend
+  (``postgres``, ``sqlite``: backends.py). A test that only one backend can
+  pass is marked ``backend(name, reason=...)``; its other case is
+  deselected and named in the session header with the reason.
 """
 
 from __future__ import annotations
@@ -23,17 +28,21 @@ import itertools
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from backends import Db, PostgresDb, SqliteDb
 from queuert.migrate import migrate
 
 DEFAULT_BASE_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 _counter = itertools.count(1)
 _deselected_for_version: list[str] = []
+_deselected_for_backend: list[str] = []
+BACKENDS = ("postgres", "sqlite")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,6 +50,28 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "pg_major(n, reason): only against PostgreSQL major version n; deselected elsewhere",
     )
+    config.addinivalue_line(
+        "markers",
+        "backend(name, reason): only the db fixture's backend NAME can pass this test; "
+        "its other cases are deselected",
+    )
+
+
+def _deselect_other_backends(config: pytest.Config, items: list[pytest.Item]) -> None:
+    drop = []
+    for item in items:
+        marker = item.get_closest_marker("backend")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None or "db" not in callspec.params:
+            continue
+        if callspec.params["db"] != marker.args[0]:
+            drop.append(item)
+            _deselected_for_backend.append(
+                f"{item.nodeid} ({marker.args[0]} only: {marker.kwargs.get('reason', '')})"
+            )
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [item for item in items if item not in drop]
 
 
 def _server_major() -> int | None:
@@ -53,6 +84,7 @@ def _server_major() -> int | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _deselect_other_backends(config, items)
     marked = [item for item in items if item.get_closest_marker("pg_major") is not None]
     major = _server_major() if marked else None
     if major is None:
@@ -71,7 +103,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
-    return [f"deselected for this server's version: {line}" for line in _deselected_for_version]
+    return [f"deselected for this server's version: {line}" for line in _deselected_for_version] + [
+        f"deselected for its backend: {line}" for line in _deselected_for_backend
+    ]
 
 
 def _reachable(dsn: str) -> bool:
@@ -237,3 +271,11 @@ async def aconn(dsn: str) -> AsyncIterator[psycopg.AsyncConnection[tuple[object,
         yield connection
     finally:
         await connection.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Db:
+    """A fresh, migrated database of each backend (backends.py)."""
+    if request.param == "postgres":
+        return PostgresDb(request.getfixturevalue("dsn"))
+    return SqliteDb(str(tmp_path / "app.db"))
