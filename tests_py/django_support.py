@@ -3,7 +3,8 @@ Django up once per process (Django allows no second time) with everything
 any test needs (a database, a URLconf answering "django home" at /, hosts,
 a secret), and ``use_database(dsn)`` points Django's ``default`` database at
 a test's database (closing the connection to the previous one), so
-``django.db.connection`` is the real PostgreSQL connection of that test."""
+``django.db.connection`` is the real PostgreSQL connection of that test;
+``use_sqlite_database(path)`` points it at a test's SQLite file instead."""
 
 from __future__ import annotations
 
@@ -50,8 +51,16 @@ def configure(database: dict[str, str] | None = None) -> None:
 
 
 def use_database(dsn: str) -> None:
+    _use(_database(dsn))
+
+
+def use_sqlite_database(path: str) -> None:
+    _use({"ENGINE": "django.db.backends.sqlite3", "NAME": path})
+
+
+def _use(database: dict[str, str]) -> None:
     if not settings.configured:
-        configure(_database(dsn))
+        configure(database)
         return
     connections["default"].close()
     try:
@@ -59,5 +68,5 @@ def use_database(dsn: str) -> None:
     except AttributeError:
         pass
     connections.settings["default"] = connections.configure_settings(
-        {"default": _database(dsn)}
+        {"default": database}
     )["default"]

@@ -1,14 +1,21 @@
-"""The asyncio client (queuert.aio) against a real PostgreSQL (fixtures: dsn, aconn)."""
+"""The asyncio client (queuert.aio), one behaviour suite for both backends:
+a psycopg AsyncConnection on PostgreSQL and an aiosqlite Connection on
+SQLite (the ``db`` fixture, backends.py); a test only one of them can pass
+is marked ``backend(name, reason=...)``."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+import aiosqlite
 import psycopg
 import pytest
+from backends import Db
 
 from queuert import (
     ChainHasDependentsError,
@@ -36,41 +43,63 @@ class Order:
 charge = JobType("charge", input=Order, output=int, continues_with=lambda: [ship])
 ship = JobType("ship", input=Order, output=str)
 
+AConn = Any  # a psycopg.AsyncConnection or an aiosqlite.Connection
 
-async def count_jobs(conn: psycopg.AsyncConnection) -> int:
-    cur = await conn.execute("SELECT count(*) FROM queuert.job")
+
+async def connect(db: Db, autocommit: bool = False) -> AConn:
+    if db.name == "postgres":
+        return await psycopg.AsyncConnection.connect(db.target, autocommit=autocommit)
+    return await aiosqlite.connect(db.target, isolation_level=None if autocommit else "")
+
+
+@pytest.fixture
+async def aconn(db: Db) -> AsyncIterator[AConn]:
+    connection = await connect(db)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def count_jobs(db: Db, conn: AConn) -> int:
+    """Jobs as ``conn`` sees them (its own uncommitted ones too)."""
+    table = "queuert.job" if db.name == "postgres" else "queuert_job"
+    cur = await conn.execute(f"SELECT count(*) FROM {table}")
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])
 
 
-async def test_transactional_enqueue(aconn: psycopg.AsyncConnection, dsn: str) -> None:
-    async with aconn.transaction():
-        kept = await aio.start_chain(aconn, charge, Order(1))
-    with pytest.raises(RuntimeError):
-        async with aconn.transaction():
-            await aio.start_chain(aconn, charge, Order(2))
-            raise RuntimeError("rolled back")
-    async with await psycopg.AsyncConnection.connect(dsn) as other:
-        cur = await other.execute("SELECT id FROM queuert.job")
-        assert [r[0] for r in await cur.fetchall()] == [kept.id]
+def in_transaction(db: Db, conn: AConn) -> bool:
+    if db.name == "postgres":
+        return bool(conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE)
+    return bool(conn.in_transaction)
 
 
-async def test_async_client_never_commits(aconn: psycopg.AsyncConnection) -> None:
-    await aio.start_chain(aconn, "x", None)
-    assert aconn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+async def test_transactional_enqueue(db: Db, aconn: AConn) -> None:
+    kept = await aio.start_chain(aconn, charge, Order(1))
+    await aconn.commit()
+    await aio.start_chain(aconn, charge, Order(2))
     await aconn.rollback()
-    assert await count_jobs(aconn) == 0
+    assert [j["id"] for j in db.jobs()] == [kept.id]
 
 
-async def test_validation_before_write(aconn: psycopg.AsyncConnection) -> None:
+async def test_async_client_never_commits(db: Db, aconn: AConn) -> None:
+    await aio.start_chain(aconn, "x", None)
+    assert in_transaction(db, aconn)
+    assert db.count_jobs() == 0
+    await aconn.rollback()
+    assert await count_jobs(db, aconn) == 0
+
+
+async def test_validation_before_write(db: Db, aconn: AConn) -> None:
     with pytest.raises(PayloadValidationError):
         await aio.start_chain(aconn, charge, {"order_id": "abc"})  # type: ignore[arg-type]
-    assert aconn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    assert await count_jobs(aconn) == 0
+    assert not in_transaction(db, aconn)
+    assert await count_jobs(db, aconn) == 0
 
 
-async def test_chain_lifecycle(aconn: psycopg.AsyncConnection) -> None:
+async def test_chain_lifecycle(aconn: AConn) -> None:
     started = await aio.start_chain(aconn, charge, Order(1), dedup_key="o1")
     again = await aio.start_chain(aconn, charge, Order(1), dedup_key="o1")
     assert again.deduplicated and again.chain_id == started.chain_id
@@ -93,7 +122,7 @@ async def test_chain_lifecycle(aconn: psycopg.AsyncConnection) -> None:
         await aio.get_chain(aconn, uuid.uuid4())
 
 
-async def test_start_chains_cancel_delete(aconn: psycopg.AsyncConnection) -> None:
+async def test_start_chains_cancel_delete(db: Db, aconn: AConn) -> None:
     kids = [uuid.uuid4(), uuid.uuid4()]
     started = await aio.start_chains(
         aconn,
@@ -115,10 +144,10 @@ async def test_start_chains_cancel_delete(aconn: psycopg.AsyncConnection) -> Non
     assert set(await aio.cancel_chains(aconn, [parent], cascade=True)) == {parent, *kids}
     assert await aio.retry_jobs(aconn, [parent]) == [parent]
     assert set(await aio.delete_chains(aconn, [parent], cascade=True)) == {parent, *kids}
-    assert await count_jobs(aconn) == 0
+    assert await count_jobs(db, aconn) == 0
 
 
-async def test_trigger_and_errors(aconn: psycopg.AsyncConnection) -> None:
+async def test_trigger_and_errors(aconn: AConn) -> None:
     later = await aio.start_chain(aconn, "later", None, schedule_after=timedelta(hours=2))
     assert await aio.trigger_jobs(aconn, [later.id]) == [later.id]
     missing = uuid.uuid4()
@@ -130,9 +159,12 @@ async def test_trigger_and_errors(aconn: psycopg.AsyncConnection) -> None:
         await aio.start_chain(object(), "x", None)  # type: ignore[call-overload]
 
 
-async def test_list_chains_pages(aconn: psycopg.AsyncConnection) -> None:
-    await aconn.set_autocommit(True)
-    ids = [(await aio.start_chain(aconn, "t", {"i": i})).chain_id for i in range(5)]
+async def test_list_chains_pages(aconn: AConn) -> None:
+    ids = []
+    for i in range(5):
+        ids.append((await aio.start_chain(aconn, "t", {"i": i})).chain_id)
+        await aconn.commit()
+        await asyncio.sleep(0.002)  # distinct created_at per chain
     seen: list[uuid.UUID] = []
     after = None
     while True:
@@ -144,7 +176,9 @@ async def test_list_chains_pages(aconn: psycopg.AsyncConnection) -> None:
     assert seen == list(reversed(ids))
 
 
-async def test_wait_for_chain_notification_and_timeout(dsn: str) -> None:
+@pytest.mark.backend("postgres", reason="LISTEN/NOTIFY is PostgreSQL's; on SQLite wait_for_chain polls")
+async def test_wait_for_chain_notification_and_timeout(db: Db) -> None:
+    dsn = db.target
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as ac, \
             await psycopg.AsyncConnection.connect(dsn, autocommit=True) as other:
         started = await aio.start_chain(ac, "x", None)
@@ -165,8 +199,31 @@ async def test_wait_for_chain_notification_and_timeout(dsn: str) -> None:
             await aio.wait_for_chain(ac, pending.chain_id, timeout=0.3, poll_interval=0.1)
 
 
-async def test_wait_for_chain_polls_inside_a_transaction(aconn: psycopg.AsyncConnection, dsn: str) -> None:
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as other:
+async def test_wait_for_chain_polls_and_times_out(db: Db) -> None:
+    ac, other = await connect(db, autocommit=True), await connect(db, autocommit=True)
+    try:
+        started = await aio.start_chain(ac, "x", None)
+
+        async def finish() -> None:
+            await asyncio.sleep(0.2)
+            await aio.complete_chain(other, started.chain_id, {"ok": True})
+
+        task = asyncio.create_task(finish())
+        chain = await aio.wait_for_chain(ac, started.chain_id, timeout=30, poll_interval=0.05)
+        await task
+        assert chain.output == {"ok": True}
+
+        pending = await aio.start_chain(ac, "x", None)
+        with pytest.raises(ChainWaitTimeout):
+            await aio.wait_for_chain(ac, pending.chain_id, timeout=0.3, poll_interval=0.1)
+    finally:
+        await ac.close()
+        await other.close()
+
+
+@pytest.mark.backend("postgres", reason="a READ COMMITTED transaction sees each commit; SQLite reads one snapshot")
+async def test_wait_for_chain_polls_inside_a_transaction(db: Db, aconn: AConn) -> None:
+    async with await psycopg.AsyncConnection.connect(db.target, autocommit=True) as other:
         started = await aio.start_chain(other, "x", None)
         await aconn.execute("SELECT 1")
 
@@ -180,7 +237,9 @@ async def test_wait_for_chain_polls_inside_a_transaction(aconn: psycopg.AsyncCon
         assert chain.output == 5
 
 
-async def test_async_retry_on_conflict(dsn: str) -> None:
+@pytest.mark.backend("postgres", reason="a dedup race under REPEATABLE READ is PostgreSQL's 40001")
+async def test_async_retry_on_conflict(db: Db) -> None:
+    dsn = db.target
     attempts = []
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as mine, \
             await psycopg.AsyncConnection.connect(dsn, autocommit=True) as rival:
@@ -199,9 +258,30 @@ async def test_async_retry_on_conflict(dsn: str) -> None:
         assert len(attempts) == 2 and result.deduplicated
 
 
-async def test_async_hooks(aconn: psycopg.AsyncConnection) -> None:
+async def test_async_hooks(aconn: AConn) -> None:
     async with transaction_hooks() as hooks:
-        async with aconn.transaction():
-            await aio.start_chain(aconn, charge, Order(9))
-            _, ready, _, _ = hooks.pending
-    assert ready == ["charge"]
+        await aio.start_chain(aconn, charge, Order(9))
+        child = await aio.start_chain(aconn, "child", None)
+        await aio.complete_chain(aconn, child.chain_id, None)
+        _, ready, chains, _ = hooks.pending
+        await aconn.commit()
+    assert ready == ["charge", "child"]
+    assert chains == [str(child.chain_id)]
+
+
+@pytest.mark.backend("sqlite", reason="aiosqlite's thread, where a call runs")
+async def test_a_call_joins_the_statements_of_its_aiosqlite_connection(db: Db, aconn: AConn) -> None:
+    """The call runs in aiosqlite's thread, after the application's
+    statements on that connection and in their transaction; concurrent
+    calls on one connection take turns there."""
+    await aconn.execute("CREATE TABLE app_user (id INTEGER PRIMARY KEY)")
+    await aconn.commit()
+    await aconn.execute("INSERT INTO app_user VALUES (1)")
+    started = await asyncio.gather(*(aio.start_chain(aconn, "t", {"i": i}) for i in range(20)))
+    assert len({s.id for s in started}) == 20
+    await aconn.rollback()
+    assert await count_jobs(db, aconn) == 0
+    with pytest.raises(InvalidArgumentError, match="aiosqlite"):
+        import sqlite3
+
+        await aio.start_chain(sqlite3.connect(db.target), "t", None)  # type: ignore[call-overload]
