@@ -53,3 +53,14 @@ SELECT
 FROM {{ schema }}_job AS j
 GROUP BY j.type_name, j.status
 ORDER BY j.type_name, j.status;
+
+-- name: chain_blockers
+-- The blocker chains of the chain's jobs, by job and position (queuert
+-- chain shows them).
+SELECT b.job_id, b.blocker_chain_id
+FROM {{ schema }}_job_blocker AS b
+INNER JOIN {{ schema }}_job AS j ON b.job_id = j.id
+WHERE
+    (j.chain_index > 0 AND j.chain_id = :chain_id)
+    OR (j.chain_index = 0 AND j.id = :chain_id)
+ORDER BY b.job_id, b.position;

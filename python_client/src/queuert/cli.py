@@ -12,6 +12,7 @@ import click
 import psycopg
 from psycopg import sql
 
+from queuert import _cli_sqlite
 from queuert.migrate import MigrationError, validate_schema_name
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -39,8 +40,8 @@ def _dsn_option(f: _F) -> _F:
         "--dsn",
         default=None,
         metavar="DSN",
-        help="PostgreSQL connection string (default: $DATABASE_URL, then $QUEUERT_DSN, "
-        f"then {DEFAULT_DSN}).",
+        help="PostgreSQL connection string, or sqlite:///PATH for an SQLite file "
+        f"(default: $DATABASE_URL, then $QUEUERT_DSN, then {DEFAULT_DSN}).",
     )(f)
 
 
@@ -122,18 +123,27 @@ def migrate(dsn: str | None, schema: str, grant_to: str | None) -> None:
     from queuert.migrate import migrate as run_migrate
 
     _check_schema(schema)
+    dsn = dsn or default_dsn()
+    if _cli_sqlite.is_sqlite(dsn):
+        _report_applied(_cli_sqlite.migrate(dsn, schema, grant_to))
+        click.echo(f"engine tables up to date in {dsn} (prefix {schema}_)")
+        return
     try:
-        applied = run_migrate(dsn or default_dsn(), schema=schema, grant_to=grant_to)
+        applied = run_migrate(dsn, schema=schema, grant_to=grant_to)
     except MigrationError as exc:
         raise click.ClickException(str(exc)) from exc
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"cannot connect to PostgreSQL: {exc}") from exc
+    _report_applied(applied)
+    click.echo(f"engine SQL up to date in schema {schema}")
+
+
+def _report_applied(applied: list[str]) -> None:
     if applied:
         for name in applied:
             click.echo(f"applied {name}")
     else:
         click.echo("no new migrations")
-    click.echo(f"engine SQL up to date in schema {schema}")
 
 
 @cli.command(
@@ -144,6 +154,9 @@ def migrate(dsn: str | None, schema: str, grant_to: str | None) -> None:
 @_schema_option
 def status(dsn: str | None, schema: str) -> None:
     _check_schema(schema)
+    if _cli_sqlite.is_sqlite(dsn or default_dsn()):
+        _show_status(_cli_sqlite.status_rows(dsn or default_dsn(), schema), schema)
+        return
     with _connect(dsn) as conn:
         try:
             rows = conn.execute(
@@ -156,6 +169,10 @@ def status(dsn: str | None, schema: str) -> None:
             raise click.ClickException(
                 f"queuert is not installed in schema {schema!r}: run `queuert migrate`"
             ) from exc
+    _show_status(rows, schema)
+
+
+def _show_status(rows: Sequence[Sequence[Any]], schema: str) -> None:
     if not rows:
         click.echo(f"no jobs in schema {schema}")
         return
@@ -176,6 +193,9 @@ def status(dsn: str | None, schema: str) -> None:
 @_schema_option
 def chain(chain_id: uuid.UUID, dsn: str | None, schema: str) -> None:
     _check_schema(schema)
+    if _cli_sqlite.is_sqlite(dsn or default_dsn()):
+        _show_chain(_cli_sqlite.chain_rows(dsn or default_dsn(), schema, chain_id), chain_id)
+        return
     s = sql.Identifier(schema)
     with _connect(dsn) as conn:
         try:
@@ -197,6 +217,10 @@ def chain(chain_id: uuid.UUID, dsn: str | None, schema: str) -> None:
             raise click.ClickException(
                 f"queuert is not installed in schema {schema!r}: run `queuert migrate`"
             ) from exc
+    _show_chain(rows, chain_id)
+
+
+def _show_chain(rows: Sequence[Sequence[Any]], chain_id: uuid.UUID) -> None:
     if not rows:
         raise click.ClickException(f"chain {chain_id} not found")
     click.echo(

@@ -10,13 +10,14 @@ transaction. Every function takes the connection first, never commits a
 transaction it did not begin, and raises the exceptions of
 :mod:`queuert.errors` for the engine's QU001..QU006 refusals.
 
-Private for now: the client functions and the worker will accept a
-``sqlite3.Connection`` and call these (docs/sqlite.md).
+Private: applications call the public client functions with their
+``sqlite3.Connection`` (:mod:`queuert._sqlite.client_calls` runs them on
+this engine) and ``queuert migrate --dsn sqlite:///...`` (docs/sqlite.md).
 """
 
 from __future__ import annotations
 
-from ._connection import connect, transaction
+from ._connection import connect, reading, transaction
 from ._errors import DatabaseBusyError, SnapshotConflictError
 from ._rows import Row
 from ._values import frozen_clock, new_job_id
@@ -25,7 +26,7 @@ from .claim import claim, next_due_at
 from .complete import complete, complete_jobs
 from .continuation import continue_with
 from .fail import fail, fail_jobs
-from .inspection import chain, chain_jobs, list_chains, stats
+from .inspection import chain, chain_blockers, chain_jobs, list_chains, stats
 from .leases import reap, release_jobs, renew_leases
 from .migrate import migrate
 from .start import start_chain
@@ -37,6 +38,7 @@ __all__ = [
     "SnapshotConflictError",
     "cancel_chains",
     "chain",
+    "chain_blockers",
     "chain_jobs",
     "claim",
     "complete",
@@ -51,6 +53,7 @@ __all__ = [
     "migrate",
     "new_job_id",
     "next_due_at",
+    "reading",
     "reap",
     "release_jobs",
     "renew_leases",

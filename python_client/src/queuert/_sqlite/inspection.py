@@ -15,7 +15,7 @@ from ._rows import Row, chain_row, job_row
 from ._statements import statements
 from ._values import now_us, to_us
 
-__all__ = ["chain", "chain_jobs", "list_chains", "stats"]
+__all__ = ["chain", "chain_blockers", "chain_jobs", "list_chains", "stats"]
 
 
 def chain(conn: sqlite3.Connection, chain_id: UUID | str, *, schema: str = "queuert") -> Row | None:
@@ -33,6 +33,17 @@ def chain_jobs(conn: sqlite3.Connection, chain_id: UUID | str, *, schema: str = 
     with reading(conn, "read a chain's jobs"):
         found = rows(conn, statements(schema)["chain_jobs"], {"chain_id": check.job_id_text(chain_id, "chain_id")})
     return [job_row(r, ("seq", "open_blockers", "chain_completed_at")) for r in found]
+
+
+def chain_blockers(conn: sqlite3.Connection, chain_id: UUID | str, *, schema: str = "queuert") -> dict[UUID, list[UUID]]:
+    """The blocker chains of the chain's jobs, in position order, by job id
+    (jobs without blockers are left out)."""
+    with reading(conn, "read a chain's blockers"):
+        found = rows(conn, statements(schema)["chain_blockers"], {"chain_id": check.job_id_text(chain_id, "chain_id")})
+    blockers: dict[UUID, list[UUID]] = {}
+    for job_id, blocker in found:
+        blockers.setdefault(UUID(job_id), []).append(UUID(blocker))
+    return blockers
 
 
 def list_chains(
