@@ -1,5 +1,6 @@
-"""SQLite engine benchmark (draft, not yet in `make bench`): queuert._sqlite
-against raw-sqlite3 floors on the same WAL file, in the same run.
+"""SQLite benchmark: queuert on an SQLite file against raw-sqlite3 floors on
+the same WAL file, in the same run (`make bench` runs it as the workload
+``sqlite``; alone:)
 
     .venv/bin/python -m benchmarks.sqlite                 # synchronous=FULL
     .venv/bin/python -m benchmarks.sqlite --synchronous NORMAL --blocks 20
@@ -12,9 +13,14 @@ same connection settings, Python's sqlite3):
   input) into a plain table shaped like queuert_job; COMMIT. Engine =
   ``start_chain(conn, type, input)`` on an autocommit connection (its own
   BEGIN IMMEDIATE ... COMMIT).
+* create-single, client: the same floor; ``queuert.start_chain(conn,
+  type, input)``, the public client as an application calls it, on the same
+  autocommit sqlite3 connection.
 * create-batch x1,000: floor = one transaction, executemany INSERT of 1,000
   rows. Engine = ``start_chains(conn, 1,000 items)``, one call per
   transaction. Rates in rows (chains) per second.
+* create-batch x1,000, client: the same floor; ``queuert.start_chains(conn,
+  [ChainSpec(type, input), ...])``, building the specs.
 * claim+complete 1/tx: floor = BEGIN IMMEDIATE; UPDATE ... WHERE seq IN
   (the first pending row in claim order) RETURNING; UPDATE it completed;
   COMMIT. Engine = ``with transaction(conn): claim(conn, w)`` then
@@ -43,7 +49,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import queuert
 import queuert._sqlite as qs
+from queuert import ChainSpec
 from queuert._sqlite._values import new_job_id, now_us
 
 FLOOR_DDL = """
@@ -92,7 +100,9 @@ _clock = time.perf_counter
 
 PUBLISHED = {
     "create-single": 21_700,
+    "create-single, client": 21_700,
     "create-batch x1,000": 51_600,
+    "create-batch x1,000, client": 51_600,
     "claim+complete 1/tx": 10_200,  # its atomic worker
     "claim+complete 100/tx": 6_800,  # its staged worker (the nearest shape)
 }
@@ -133,6 +143,13 @@ class Bench:
             qs.start_chain(conn, "bench", {"n": self.next_n()})
         return k / (_clock() - t)
 
+    def client_single(self, k: int) -> float:
+        conn = self.conn
+        t = _clock()
+        for _ in range(k):
+            queuert.start_chain(conn, "bench", {"n": self.next_n()})
+        return k / (_clock() - t)
+
     # -- create-batch -------------------------------------------------------
 
     def floor_batch(self, k: int, size: int = 1000) -> float:
@@ -151,6 +168,13 @@ class Bench:
         t = _clock()
         for _ in range(k):
             qs.start_chains(conn, [{"type_name": "bench", "input": {"n": self.next_n()}} for _ in range(size)])
+        return k * size / (_clock() - t)
+
+    def client_batch(self, k: int, size: int = 1000) -> float:
+        conn = self.conn
+        t = _clock()
+        for _ in range(k):
+            queuert.start_chains(conn, [ChainSpec("bench", {"n": self.next_n()}) for _ in range(size)])
         return k * size / (_clock() - t)
 
     # -- claim+complete -----------------------------------------------------
@@ -242,7 +266,9 @@ def main() -> None:
     bench = Bench(str(workdir / "bench.db"), args.synchronous)
     results = {
         "create-single": paired(bench, bench.floor_single, bench.engine_single, blocks, single_k),
+        "create-single, client": paired(bench, bench.floor_single, bench.client_single, blocks, single_k),
         "create-batch x1,000": paired(bench, bench.floor_batch, bench.engine_batch, blocks, batch_k),
+        "create-batch x1,000, client": paired(bench, bench.floor_batch, bench.client_batch, blocks, batch_k),
     }
     # claim+complete: enough pending jobs for warm-up and every block, both sides
     bench.fill((blocks + 1) * claim_k + claim_k)

@@ -135,6 +135,8 @@ def run(conn: object, op: Operation[T]) -> T:
     """Run an operation on a sync connection (or a framework's handle on one)."""
     if type(conn) is psycopg.Connection:
         return _retrying(conn, op)
+    if type(conn) is sqlite3.Connection:
+        return run_sqlite(conn, op)
     driver, context, json_as_text = sync_connection(conn)
     if isinstance(driver, sqlite3.Connection):
         if context is None:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 import pydantic_core
 
@@ -33,6 +33,7 @@ __all__ = [
     "ids_json",
     "from_us",
     "new_job_id",
+    "new_job_ids",
     "new_job_uuid",
     "now_us",
     "to_json",
@@ -95,9 +96,6 @@ def uuid_of(value: str | None) -> UUID | None:
     return None if value is None else UUID(value)
 
 
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
 class Json(str):
     """JSON text that the caller has serialised already (the client does,
     with pydantic's rules, as for PostgreSQL): stored as it is."""
@@ -105,51 +103,68 @@ class Json(str):
     __slots__ = ()
 
 
+_to_json = pydantic_core.to_json
+
+
+def _non_finite(constant: str) -> None:
+    raise engine_error("QU006", f"payload is not JSON-serialisable: {constant} is not a JSON number")
+
+
 def to_json(value: Any) -> str | None:
-    """A payload as compact JSON text; ``None`` stays SQL NULL (as the
-    PostgreSQL client sends no jsonb for None). Values the json module
-    cannot write (datetimes, UUIDs, dataclasses, pydantic models) are
-    written by pydantic's rules, as the PostgreSQL client writes them."""
+    """A payload as compact JSON text, written by pydantic's rules as the
+    PostgreSQL client writes it (datetimes, UUIDs, dataclasses and models
+    too); ``None`` stays SQL NULL (as the PostgreSQL client sends no jsonb
+    for None). NaN and infinities are refused: JSON has no such numbers."""
     if value is None:
         return None
     if type(value) is Json:
         return value
     try:
-        return _ENCODE(value)
-    except TypeError:
-        pass
-    except ValueError as e:
-        raise engine_error("QU006", f"payload is not JSON-serialisable: {e}") from e
-    try:
-        return pydantic_core.to_json(value).decode()
+        out = _to_json(value)
     except pydantic_core.PydanticSerializationError as e:
         raise engine_error("QU006", f"payload is not JSON-serialisable: {e}") from e
+    if b"NaN" in out or b"Infinity" in out:  # as a number, or only inside a string?
+        json.loads(out, parse_constant=_non_finite)
+    return out.decode()
 
 
 def from_json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def new_job_uuid() -> UUID:
-    """A version 7 UUID: 48 bits of Unix milliseconds, then random bits, so
-    new ids are increasing and land at the right edge of the id index
-    instead of on a random page."""
+def new_job_ids() -> tuple[UUID, str]:
+    """A new job id as a UUID and as the stored text: version 7, 48 bits of
+    Unix milliseconds, then random bits, so new ids are increasing and land
+    at the right edge of the id index instead of on a random page."""
     # Python's random (reseeded in every forked child), not os.urandom: a
     # system call per id cost more than the INSERT; ids must be unique, not
-    # secret.
-    value = (time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF) << 80 | _random_bits(80)
-    # version 7 in bits 76-79, RFC 4122 variant (10) in bits 62-63
-    return UUID(int=value & _VERSION_MASK | _VERSION_7)
+    # secret. Version 7 in bits 76-79, RFC 4122 variant (10) in bits 62-63.
+    value = ((time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF) << 80 | _random_bits(80)) & _VERSION_MASK | _VERSION_7
+    # Built without UUID(int=...)'s checks and str()'s formatting: a batch
+    # makes one per item, and those were a third of its Python time.
+    job_id: UUID = _new_object(UUID)
+    _set_slot(job_id, "int", value)
+    _set_slot(job_id, "is_safe", _SAFE_UNKNOWN)
+    h = "%032x" % value
+    return job_id, f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def new_job_uuid() -> UUID:
+    """A new job id (new_job_ids) as a UUID."""
+    return new_job_ids()[0]
 
 
 _random_bits = random.getrandbits
+_new_object = object.__new__
+_set_slot = object.__setattr__
+_SAFE_UNKNOWN = SafeUUID.unknown
 _VERSION_MASK = ~(0xF << 76) & ~(0x3 << 62) & (2**128 - 1)
 _VERSION_7 = 0x7 << 76 | 0x2 << 62
 
 
 def new_job_id() -> str:
-    """A new job id (new_job_uuid) as the stored text."""
-    return str(new_job_uuid())
+    """A new job id (new_job_ids) as the stored text."""
+    return new_job_ids()[1]
 
 
 def ids_json(ids: Iterable[str]) -> str:

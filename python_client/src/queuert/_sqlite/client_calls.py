@@ -28,8 +28,8 @@ from .admin import cancel_chains, delete_chains, retry_jobs, trigger_jobs
 from .complete import complete
 from .continuation import continue_with
 from .inspection import chain, chain_jobs, list_chains
-from .start import start_chain
-from .start_batch import start_chains
+from .start import start_chain, start_plain
+from .start_batch import start_chains, start_usual_items
 
 __all__ = [
     "chain_op",
@@ -54,6 +54,9 @@ def start_chain_call(
     """``params`` and ``given`` as the PostgreSQL call binds them: the type
     name, the input's JSON text, then one value per optional argument named
     in ``given``."""
+    if not given:  # the common start (queuert._operations checked the name)
+        chain_id, created = start_plain(conn, params[0], params[1], None, schema)
+        return started_chain((chain_id, params[0], "pending", created, created, False))
     options = dict(zip(given, params[2:]))
     row = start_chain(conn, params[0], _json(params[1]), schema=schema, **options)
     return started_chain(
@@ -63,6 +66,13 @@ def start_chain_call(
 
 def start_chains_call(schema: str, items: list[dict[str, Any]], conn: sqlite3.Connection) -> list[StartedChain]:
     """``items`` in the engine's JSON shape (queuert._arguments.chain_items)."""
+    usual = start_usual_items(conn, items, schema)
+    if usual is not None:  # straight into the results, without the engine's rows
+        ids, type_names, created = usual
+        return [
+            started_chain((job_id, type_name, "pending", created, created, False))
+            for job_id, type_name in zip(ids, type_names)
+        ]
     return [
         started_chain((r["id"], r["type_name"], r["status"], r["scheduled_at"], r["created_at"], r["deduplicated"]))
         for r in start_chains(conn, items, schema=schema)

@@ -15,9 +15,10 @@ from ._errors import engine_error
 from ._notices import announce
 from ._rows import Row
 from ._statements import statements
-from ._values import from_us, new_job_id, now_us, to_json
+from ._values import EPOCH as _EPOCH
+from ._values import from_us, new_job_id, new_job_ids, now_us, to_json
 
-__all__ = ["blocker_count", "start_chain"]
+__all__ = ["blocker_count", "start_chain", "start_plain"]
 
 
 def blocker_count(conn: sqlite3.Connection, q: dict[str, str], blockers: list[str]) -> int:
@@ -31,6 +32,20 @@ def blocker_count(conn: sqlite3.Connection, q: dict[str, str], blockers: list[st
     if missing is not None:
         raise engine_error("QU002", f"blocker chain {missing} not found", f"chain_id={missing}")
     return int(open_count)
+
+
+def start_plain(
+    conn: sqlite3.Connection, type_name: str, payload: str | None, trace_context: str | None, schema: str
+) -> tuple[UUID, datetime]:
+    """The common start: a checked type name and JSON text, nothing to look
+    up, one INSERT (as PostgreSQL's start_chain has its own path for it).
+    The new chain's id and its creation time (it is pending, due then)."""
+    chain_id, job_id = new_job_ids()
+    with writing(conn, schema, "start a chain", single_write=True):
+        now = now_us()
+        run(conn, statements(schema)["start_chain_plain"], (job_id, type_name, job_id, type_name, payload, now, now, trace_context))
+    announce(ready_types=(type_name,))
+    return chain_id, _EPOCH + timedelta(microseconds=now)
 
 
 def start_chain(
@@ -61,16 +76,7 @@ def start_chain(
         and type(type_name) is str and 0 < len(type_name) <= 255
         and (priority is None or (type(priority) is int and priority == 0)) and (trace_context is None or type(trace_context) is str)
     ):
-        # The common start: nothing to look up, one INSERT (as PostgreSQL's
-        # start_chain has its own path for it).
-        job_id = new_job_id()
-        payload = to_json(input)
-        with writing(conn, schema, "start a chain", single_write=True):
-            now = now_us()
-            run(conn, q["start_chain_plain"], (job_id, type_name, job_id, type_name, payload, now, now, trace_context))
-        announce(ready_types=(type_name,))
-        chain_id = UUID(job_id)
-        created = from_us(now)
+        chain_id, created = start_plain(conn, type_name, to_json(input), trace_context, schema)
         return {
             "id": chain_id, "chain_id": chain_id, "type_name": type_name, "status": "pending",
             "scheduled_at": created, "created_at": created, "deduplicated": False,

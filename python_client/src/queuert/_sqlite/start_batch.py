@@ -25,9 +25,9 @@ from ._errors import engine_error
 from ._notices import announce
 from ._rows import Row
 from ._statements import statements
-from ._values import MAX_DURATION_US, from_us, new_job_id, new_job_uuid, now_us, to_json, to_us
+from ._values import MAX_DURATION_US, from_us, new_job_id, new_job_ids, now_us, to_json, to_us
 
-__all__ = ["start_chains"]
+__all__ = ["start_chains", "start_usual_items"]
 
 _KEYS = frozenset(
     {
@@ -192,22 +192,29 @@ def _fast_rows(items: list[Any], now: int) -> tuple[list[tuple[Any, ...]], list[
     PostgreSQL engine's _chain_item_ok)."""
     rows: list[tuple[Any, ...]] = []
     ids: list[UUID] = []
+    add_row, add_id = rows.append, ids.append
     for item in items:
-        if type(item) is not dict or not item.keys() <= _FAST_KEYS:
+        if type(item) is not dict:
             return None
-        type_name = item.get("type_name")
-        priority = item.get("priority")
-        trace = item.get("trace_context")
-        if (
-            type(type_name) is not str or not 0 < len(type_name) <= 255
-            or not (priority is None or (type(priority) is int and _INT32[0] <= priority <= _INT32[1]))
-            or not (trace is None or type(trace) is str)
-        ):
+        if len(item) == 2 and "input" in item:  # a type and an input: the usual item
+            type_name = item.get("type_name")
+            priority = trace = None
+        elif item.keys() <= _FAST_KEYS:
+            type_name = item.get("type_name")
+            priority = item.get("priority")
+            trace = item.get("trace_context")
+            if not (
+                (priority is None or (type(priority) is int and _INT32[0] <= priority <= _INT32[1]))
+                and (trace is None or type(trace) is str)
+            ):
+                return None
+        else:
             return None
-        job_id = new_job_uuid()
-        text = str(job_id)
-        rows.append((text, type_name, text, type_name, to_json(item.get("input")), priority or 0, now, now, trace))
-        ids.append(job_id)
+        if type(type_name) is not str or not 0 < len(type_name) <= 255:
+            return None
+        job_id, text = new_job_ids()
+        add_row((text, type_name, text, type_name, to_json(item.get("input")), priority or 0, now, now, trace))
+        add_id(job_id)
     return rows, ids
 
 
@@ -226,22 +233,17 @@ def start_chains(
         check.invalid("start_chains expects a JSON array of objects")
     if not items:
         return []
-    q = statements(schema)
-    now = now_us()
-    fast = _fast_rows(list(items), now)
+    fast = start_usual_items(conn, items, schema)
     if fast is not None:
-        rows_, ids = fast
-        with writing(conn, schema, "start chains", single_write=True):
-            conn.executemany(q["start_chains_fast"], rows_)
-        created = from_us(now)
-        announce(ready_types=dict.fromkeys(r[1] for r in rows_))
+        ids, type_names, created = fast
         return [
             {
-                "ord": n, "id": job_id, "chain_id": job_id, "type_name": row[1], "status": "pending",
+                "ord": n, "id": job_id, "chain_id": job_id, "type_name": type_name, "status": "pending",
                 "scheduled_at": created, "created_at": created, "deduplicated": False,
             }
-            for n, (job_id, row) in enumerate(zip(ids, rows_), start=1)
+            for n, (job_id, type_name) in enumerate(zip(ids, type_names), start=1)
         ]
+    q = statements(schema)
     parsed = _parse(items)
     work = [_item_row(n, item) for n, item in enumerate(parsed, start=1)]
     general = any(item.get(k) is not None for item in parsed for k in _GENERAL)
@@ -252,6 +254,26 @@ def start_chains(
         r["type_name"] for r in result if r["status"] == "pending" and not r["deduplicated"]
     ))
     return result
+
+
+def start_usual_items(
+    conn: sqlite3.Connection, items: Sequence[Any], schema: str
+) -> tuple[list[UUID], list[str], datetime] | None:
+    """Start a batch whose every item is a type, an input and maybe a
+    priority or trace context (the bulk of real batches) with one prepared
+    INSERT per item: the new chains' ids and types, in input order, and
+    their creation time (every one pending, due then). None, having written
+    nothing, when any item needs more (start_chains takes it then)."""
+    now = now_us()
+    fast = _fast_rows(items if isinstance(items, list) else list(items), now)
+    if fast is None:
+        return None
+    rows_, ids = fast
+    with writing(conn, schema, "start chains", single_write=True):
+        conn.executemany(statements(schema)["start_chains_fast"], rows_)
+    type_names = [r[1] for r in rows_]
+    announce(ready_types=dict.fromkeys(type_names))
+    return ids, type_names, from_us(now)  # type: ignore[return-value]
 
 
 def _plain(conn: sqlite3.Connection, q: dict[str, str], work: list[dict[str, Any]], now: int) -> list[Row]:
