@@ -139,8 +139,8 @@ LEFT JOIN {{ schema }}_job AS x ON u.value = x.id
 ORDER BY u.key;
 
 -- name: unblocked_by
--- After chains completed in this call (the job_chain_completed trigger has
--- resolved their dependents): the dependents that became pending, each with
+-- After chains completed in this call (resolve_dependents has resolved
+-- their dependents): the dependents that became pending, each with
 -- the first of those chains it waited on. A dependent of a chain that was
 -- incomplete until now was blocked on it, so "pending with no open blocker
 -- left" means "unblocked by this call".

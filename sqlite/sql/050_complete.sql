@@ -1,8 +1,10 @@
 -- complete and complete_jobs: finish a chain's last job with an output.
 --
--- Completing the chain's last job completes the chain: the triggers of
--- migration 0001 record it on the root and unblock the dependents whose
--- blockers are now all complete, in this same statement.
+-- Completing the chain's last job completes the chain: in the same call
+-- (the same transaction), complete_chain_roots records it on the roots of
+-- the later jobs completed (a root records its own in the completing
+-- UPDATE), and resolve_dependents unblocks the dependents whose blockers
+-- are now all complete: two statements per call, whatever its size.
 
 -- name: complete_jobs
 -- :requests is a JSON array of [job_id, output JSON text, attempt]. With a
@@ -18,7 +20,7 @@ SET
     leased_by = NULL,
     leased_until = NULL,
     -- a root completes its chain right here; a later job's root is marked
-    -- by the job_chain_end trigger
+    -- by complete_chain_roots
     chain_completed_at = CASE WHEN x.chain_index = 0 THEN :now END
 FROM (
     SELECT
@@ -63,3 +65,42 @@ WHERE
         )
     )
 RETURNING id, chain_id, chain_index;
+
+-- name: complete_chain_roots
+-- The chains of the later jobs (chain_index > 0) just completed, :chain_ids
+-- a JSON array, are complete: recorded on their roots.
+UPDATE {{ schema }}_job
+SET chain_completed_at = :now
+WHERE
+    id IN (SELECT c.value FROM json_each(:chain_ids) AS c)
+    AND chain_completed_at IS NULL;
+
+-- name: resolve_dependents
+-- The chains of :chain_ids (a JSON array, distinct) completed now: every
+-- job waiting on them has as many open blockers less; a blocked job with
+-- none left becomes pending, due no earlier than now. Through
+-- job_blocker_chain_idx: nothing to do costs one index probe per chain.
+-- Returns the status of each dependent touched ('pending' with no open
+-- blocker: unblocked by this call).
+UPDATE {{ schema }}_job AS j
+SET
+    open_blockers = j.open_blockers - d.done,
+    status = CASE
+        WHEN j.status = 'blocked' AND j.open_blockers = d.done THEN 'pending'
+        ELSE j.status
+    END,
+    scheduled_at = CASE
+        WHEN j.status = 'blocked' AND j.open_blockers = d.done
+            THEN max(j.scheduled_at, :now)
+        ELSE j.scheduled_at
+    END
+FROM (
+    SELECT
+        b.job_id,
+        count(*) AS done
+    FROM json_each(:chain_ids) AS c
+    INNER JOIN {{ schema }}_job_blocker AS b ON c.value = b.blocker_chain_id
+    GROUP BY b.job_id
+) AS d
+WHERE j.id = d.job_id
+RETURNING status, open_blockers;

@@ -37,7 +37,9 @@ def test_a_first_migrate_applies_everything_a_second_nothing(tmp_path: Path) -> 
         landed = conn.execute("SELECT version, name, length(checksum) FROM queuert_schema_migration").fetchall()
     assert landed == [(int(m[:4]), m, 64) for m in MIGRATIONS]
     assert {"queuert_job", "queuert_job_blocker", "queuert_job_type", "queuert_chain", "queuert_stats",
-            "queuert_job_claim_idx", "queuert_job_chain_completed"} <= names(path)
+            "queuert_job_claim_idx", "queuert_job_blocker_chain_idx"} <= names(path)
+    # 0002 resolves fan-in in the completing call's statements, not in triggers
+    assert not {"queuert_job_chain_completed", "queuert_job_chain_end"} & names(path)
 
 
 def test_another_prefix_installs_beside_the_first(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """The job a single-job call acts on, checked against the shared ownership
-and fencing rule (``job_for_action`` in sqlite/sql/010_common.sql), and what
-a completion unblocked."""
+and fencing rule (``job_for_action`` in sqlite/sql/010_common.sql), and the
+chains a completion finished."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from . import _checks as check
-from ._connection import one, rows
+from ._connection import one, rows, run
 from ._errors import engine_error
 from ._values import ids_json
 
-__all__ = ["ActionJob", "batch_outcomes", "job_for_action", "unblocked_types"]
+__all__ = ["ActionJob", "batch_outcomes", "finish_chains", "job_for_action"]
 
 
 class ActionJob(NamedTuple):
@@ -64,25 +64,29 @@ def job_for_action(
     return job
 
 
-def unblocked_types(
-    conn: sqlite3.Connection, q: dict[str, str], completed: Sequence[tuple[Any, ...]], changes: int
+def finish_chains(
+    conn: sqlite3.Connection, q: dict[str, str], completed: Sequence[tuple[Any, ...]], now: int
 ) -> dict[str, list[str]]:
-    """Types of the dependents that the chains completed in this call made
-    pending, by the completed chain they are reported on (sorted, distinct).
+    """Resolve the chains that the completing statement just completed:
+    record their completion on the roots of later jobs, unblock their
+    dependents, and return the types of the dependents made pending, by the
+    completed chain they are reported on (sorted, distinct).
 
     ``completed`` are the (job_id, chain_id, chain_index) rows of the
-    completing statement; ``changes`` how many rows it changed, its triggers
-    included (``total_changes`` before and after). A completed root changes
-    itself, a later job itself and its root (job_chain_end): anything beyond
-    that means the job_chain_completed trigger touched dependents, and only
-    then is ``unblocked_by`` worth running.
+    completing statement; every one completed its chain (only a chain's
+    last job can be completed).
     """
-    own = sum(1 if index == 0 else 2 for _job, _chain, index in completed)
-    if not completed or changes <= own:
+    if not completed:
         return {}
-    chain_ids = [chain for _job, chain, _index in completed]
+    later = [chain for _job, chain, index in completed if index > 0]
+    if later:
+        run(conn, q["complete_chain_roots"], {"chain_ids": json.dumps(later), "now": now})
+    chain_ids = json.dumps(list(dict.fromkeys(chain for _job, chain, _index in completed)))
+    touched = rows(conn, q["resolve_dependents"], {"chain_ids": chain_ids, "now": now})
+    if not any(status == "pending" and left == 0 for status, left in touched):
+        return {}
     found: dict[str, set[str]] = {}
-    for by_chain, type_name in rows(conn, q["unblocked_by"], {"chain_ids": json.dumps(chain_ids)}):
+    for by_chain, type_name in rows(conn, q["unblocked_by"], {"chain_ids": chain_ids}):
         found.setdefault(by_chain, set()).add(type_name)
     return {chain: sorted(types) for chain, types in found.items()}
 

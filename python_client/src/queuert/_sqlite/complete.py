@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from . import _checks as check
-from ._actions import batch_outcomes, job_for_action, unblocked_types
+from ._actions import batch_outcomes, finish_chains, job_for_action
 from ._connection import rows, writing
 from ._notices import announce
 from ._rows import Row
@@ -39,13 +39,13 @@ def complete(
     q = statements(schema)
     with writing(conn, schema, "complete a job"):
         job = job_for_action(conn, q, jid, worker_id, attempt, "complete", _OUTSIDE)
-        before = conn.total_changes
+        now = now_us()
         completed = rows(
             conn,
             q["complete_job"],
-            {"id": jid, "output": to_json(output), "attempt": attempt, "worker_id": worker_id, "now": now_us()},
+            {"id": jid, "output": to_json(output), "attempt": attempt, "worker_id": worker_id, "now": now},
         )
-        unblocked = unblocked_types(conn, q, completed, conn.total_changes - before)
+        unblocked = finish_chains(conn, q, completed, now)
     announce(
         ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
         completed_chains=(job.chain_id,),
@@ -85,23 +85,23 @@ def complete_jobs(
         if jid not in requests:  # a repeated id: its first element
             requests[jid] = [jid, to_json(out), tried]
     q = statements(schema)
-    with writing(conn, schema, "complete jobs", single_write=True):
-        before = conn.total_changes
+    with writing(conn, schema, "complete jobs"):
+        now = now_us()
         if len(requests) == 1:
             ((jid, output, tried),) = requests.values()
             completed = rows(
                 conn,
                 q["complete_job"],
-                {"id": jid, "output": output, "attempt": tried, "worker_id": worker_id, "now": now_us()},
+                {"id": jid, "output": output, "attempt": tried, "worker_id": worker_id, "now": now},
             )
         else:
             completed = rows(
                 conn,
                 q["complete_jobs"],
-                {"requests": json.dumps(list(requests.values())), "worker_id": worker_id, "now": now_us()},
+                {"requests": json.dumps(list(requests.values())), "worker_id": worker_id, "now": now},
             )
         done = {job_id: chain_id for job_id, chain_id, _index in completed}
-        unblocked = unblocked_types(conn, q, completed, conn.total_changes - before)
+        unblocked = finish_chains(conn, q, completed, now)
         outcomes = batch_outcomes(conn, q, ids, done, "completed")
     announce(
         ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
