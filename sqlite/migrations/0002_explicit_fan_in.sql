@@ -8,3 +8,23 @@
 DROP TRIGGER {{ schema }}_job_chain_completed;
 
 DROP TRIGGER {{ schema }}_job_chain_end;
+
+-- A root that some job waits on (a blocker edge names its chain) says so,
+-- so that completing a chain nothing waits on (most chains) skips
+-- resolve_dependents altogether. Set by the trigger below when an edge is
+-- written; never cleared (a stale 1 after its dependents were deleted
+-- costs one resolve_dependents that finds nothing).
+ALTER TABLE {{ schema }}_job ADD COLUMN has_dependents INTEGER NOT NULL DEFAULT 0
+CHECK (has_dependents IN (0, 1));
+
+UPDATE {{ schema }}_job
+SET has_dependents = 1
+WHERE id IN (SELECT b.blocker_chain_id FROM {{ schema }}_job_blocker AS b);
+
+CREATE TRIGGER {{ schema }}_job_blocker_marks_chain
+AFTER INSERT ON {{ schema }}_job_blocker
+BEGIN
+    UPDATE {{ schema }}_job
+    SET has_dependents = 1
+    WHERE id = new.blocker_chain_id AND has_dependents = 0;
+END;

@@ -4,7 +4,8 @@
 -- (the same transaction), complete_chain_roots records it on the roots of
 -- the later jobs completed (a root records its own in the completing
 -- UPDATE), and resolve_dependents unblocks the dependents whose blockers
--- are now all complete: two statements per call, whatever its size.
+-- are now all complete: at most two statements per call, whatever its
+-- size, and none for chains that nothing waits on (has_dependents).
 
 -- name: complete_jobs
 -- :requests is a JSON array of [job_id, output JSON text, attempt]. With a
@@ -39,7 +40,7 @@ WHERE
             AND (r.attempt IS NULL OR x.attempt = r.attempt)
         )
     )
-RETURNING id, chain_id, chain_index;
+RETURNING id, chain_id, chain_index, has_dependents;
 
 -- name: complete_job
 -- complete_jobs for one job (the common acknowledgement of a worker that
@@ -64,16 +65,18 @@ WHERE
             AND (:attempt IS NULL OR x.attempt = :attempt)
         )
     )
-RETURNING id, chain_id, chain_index;
+RETURNING id, chain_id, chain_index, has_dependents;
 
 -- name: complete_chain_roots
 -- The chains of the later jobs (chain_index > 0) just completed, :chain_ids
--- a JSON array, are complete: recorded on their roots.
+-- a JSON array, are complete: recorded on their roots, which say whether
+-- anything waits on them.
 UPDATE {{ schema }}_job
 SET chain_completed_at = :now
 WHERE
     id IN (SELECT c.value FROM json_each(:chain_ids) AS c)
-    AND chain_completed_at IS NULL;
+    AND chain_completed_at IS NULL
+RETURNING id, has_dependents;
 
 -- name: resolve_dependents
 -- The chains of :chain_ids (a JSON array, distinct) completed now: every

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from . import _checks as check
-from ._connection import one, rows, run
+from ._connection import one, rows
 from ._errors import engine_error
 from ._values import ids_json
 
@@ -72,16 +72,18 @@ def finish_chains(
     dependents, and return the types of the dependents made pending, by the
     completed chain they are reported on (sorted, distinct).
 
-    ``completed`` are the (job_id, chain_id, chain_index) rows of the
-    completing statement; every one completed its chain (only a chain's
-    last job can be completed).
+    ``completed`` are the (job_id, chain_id, chain_index, has_dependents)
+    rows of the completing statement; every one completed its chain (only
+    a chain's last job can be completed).
     """
-    if not completed:
-        return {}
-    later = [chain for _job, chain, index in completed if index > 0]
+    waited_on = [chain for _job, chain, index, flagged in completed if index == 0 and flagged]
+    later = [chain for _job, chain, index, _flagged in completed if index > 0]
     if later:
-        run(conn, q["complete_chain_roots"], {"chain_ids": json.dumps(later), "now": now})
-    chain_ids = json.dumps(list(dict.fromkeys(chain for _job, chain, _index in completed)))
+        roots = rows(conn, q["complete_chain_roots"], {"chain_ids": json.dumps(later), "now": now})
+        waited_on += [chain for chain, flagged in roots if flagged]
+    if not waited_on:  # most chains: nothing waits on them
+        return {}
+    chain_ids = json.dumps(list(dict.fromkeys(waited_on)))
     touched = rows(conn, q["resolve_dependents"], {"chain_ids": chain_ids, "now": now})
     if not any(status == "pending" and left == 0 for status, left in touched):
         return {}

@@ -173,12 +173,15 @@ class writing:
     write lock.
 
     In the caller's transaction the block runs in a SAVEPOINT that first
-    takes the write lock; a call whose only write is one statement, checked
-    before it runs and followed by reads only (claim, complete_jobs, a plain
-    start_chain ...), passes ``single_write=True`` and runs without either
-    (the statement is atomic and takes the lock itself). Outside a
-    transaction the block is its own BEGIN IMMEDIATE ... COMMIT. Locked
-    errors leave as DatabaseBusyError / SnapshotConflictError.
+    takes the write lock; a call that writes before it reads anything and
+    refuses nothing once it wrote (claim, complete_jobs, a plain start_chain
+    ...) passes ``single_write=True`` and runs without either: its first
+    statement takes the lock itself, and a refusal has nothing to undo.
+    (A statement failing later for another reason, say a full disk, fails
+    the caller's transaction as a failed statement does in PostgreSQL: the
+    caller rolls it back.) Outside a transaction the block is its own BEGIN
+    IMMEDIATE ... COMMIT. Locked errors leave as DatabaseBusyError /
+    SnapshotConflictError.
     """
 
     __slots__ = ("conn", "schema", "doing", "single_write", "own", "leave_open", "savepoint", "factory")

@@ -85,7 +85,7 @@ def complete_jobs(
         if jid not in requests:  # a repeated id: its first element
             requests[jid] = [jid, to_json(out), tried]
     q = statements(schema)
-    with writing(conn, schema, "complete jobs"):
+    with writing(conn, schema, "complete jobs", single_write=True):
         now = now_us()
         if len(requests) == 1:
             ((jid, output, tried),) = requests.values()
@@ -100,7 +100,7 @@ def complete_jobs(
                 q["complete_jobs"],
                 {"requests": json.dumps(list(requests.values())), "worker_id": worker_id, "now": now},
             )
-        done = {job_id: chain_id for job_id, chain_id, _index in completed}
+        done = {row[0]: row[1] for row in completed}
         unblocked = finish_chains(conn, q, completed, now)
         outcomes = batch_outcomes(conn, q, ids, done, "completed")
     announce(
