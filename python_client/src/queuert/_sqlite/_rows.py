@@ -9,14 +9,12 @@ them unchanged.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import timedelta as _td
 from typing import Any, Dict
-from uuid import UUID
 
 from ._values import EPOCH as _EPOCH
-from ._values import from_json, from_us, uuid_of
+from ._values import from_json, from_us, uuid_from_text, uuid_of
 
 __all__ = [
     "CHAIN_COLUMNS",
@@ -26,7 +24,8 @@ __all__ = [
     "job_row",
 ]
 
-_loads = json.loads
+_loads = from_json
+_uuid = uuid_from_text
 
 #: One result row: column name -> value, in the PostgreSQL function's order.
 Row = Dict[str, Any]
@@ -105,11 +104,11 @@ def job_row(v: Sequence[Any], extra: Sequence[str] = ()) -> Row:
     Spelled out column by column rather than looped: claim builds one per
     claimed job, and this is most of its time in Python.
     """
-    job_id = UUID(v[0])
+    job_id = _uuid(v[0])
     row: Row = {
         "id": job_id,
         "type_name": v[1],
-        "chain_id": job_id if v[2] == v[0] else UUID(v[2]),
+        "chain_id": job_id if v[2] == v[0] else _uuid(v[2]),
         "chain_type_name": v[3],
         "chain_index": v[4],
         "input": None if v[5] is None else _loads(v[5]),
@@ -125,7 +124,7 @@ def job_row(v: Sequence[Any], extra: Sequence[str] = ()) -> Row:
         "leased_until": None if v[15] is None else _EPOCH + _td(microseconds=v[15]),
         "last_attempt_at": None if v[16] is None else _EPOCH + _td(microseconds=v[16]),
         "last_attempt_error": v[17],
-        "continued_to": None if v[18] is None else UUID(v[18]),
+        "continued_to": None if v[18] is None else _uuid(v[18]),
         "dedup_key": v[19],
         "trace_context": v[20],
     }

@@ -39,6 +39,7 @@ __all__ = [
     "to_json",
     "to_us",
     "us_of",
+    "uuid_from_text",
     "uuid_of",
 ]
 
@@ -93,7 +94,16 @@ def us_of(value: timedelta) -> int:
 
 def uuid_of(value: str | None) -> UUID | None:
     """A stored id (UUID text) as a UUID."""
-    return None if value is None else UUID(value)
+    return None if value is None else uuid_from_text(value)
+
+
+def uuid_from_text(value: str) -> UUID:
+    """A stored id, which the engine always writes in the canonical form,
+    as a UUID without UUID()'s parsing (claim makes two per job)."""
+    job_id: UUID = _new_object(UUID)
+    _set_slot(job_id, "int", int(value.replace("-", ""), 16))
+    _set_slot(job_id, "is_safe", _SAFE_UNKNOWN)
+    return job_id
 
 
 class Json(str):
@@ -128,8 +138,13 @@ def to_json(value: Any) -> str | None:
     return out.decode()
 
 
+_from_json = pydantic_core.from_json
+
+
 def from_json(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    """Stored JSON text as Python values (pydantic_core's parser: a third
+    of json.loads' time)."""
+    return None if text is None else _from_json(text)
 
 
 def new_job_ids() -> tuple[UUID, str]:
