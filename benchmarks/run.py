@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg
 
-from . import claim_scale, create, dashboard, fan_in, floors
+from . import claim_scale, create, dashboard, fan_in, floors, sqlite
 from .common import Databases, Results, Sizes
 
 ROOT = Path(__file__).resolve().parent
@@ -76,6 +76,7 @@ def workloads() -> dict[str, tuple[Workload, bool]]:
         "fan-in": (fan_in.run_all, False),
         "claim-at-scale": (claim_scale.run_all, False),
         "dashboard": (dashboard.run_all, False),
+        "sqlite": (sqlite.run_all, False),
     }
     w.update(_worker_workloads())
     return w
@@ -116,6 +117,11 @@ PAIRED: list[tuple[str, str, float]] = [
     ("create-client", "start_chain: aio / raw async", 0.95),
     ("create-client", "start_chains x1,000: client / raw sync", 0.9),
     ("create-client", "start_chains x1,000: aio / raw async", 0.9),
+    # SQLite (issue 14): the client against raw sqlite3 on the same WAL file
+    # (the claim+complete pairs are the engine calls a worker makes, shown
+    # as ratios without a target: the targets are the worker's)
+    ("sqlite", "create-single, client: queuert / floor", 0.5),
+    ("sqlite", "create-batch x1,000, client: queuert / floor", 0.5),
 ]
 
 # (workload, cold metric, analyzed metric, target): jobs drained on a fresh

@@ -244,6 +244,45 @@ def paired(bench: Bench, floor: Callable[[int], float], engine: Callable[[int], 
     }
 
 
+def run_pairs(workdir: Path, synchronous: str, blocks: int, quick: bool) -> dict[str, dict[str, float]]:
+    """Every pair on a fresh WAL file in ``workdir``: name -> floor, engine,
+    ratio (median of the blocks' ratios), ratio_min, ratio_max."""
+    single_k, batch_k, claim_k, claim100_k = (20, 1, 20, 1) if quick else (250, 5, 250, 5)
+    bench = Bench(str(workdir / "bench.db"), synchronous)
+    results = {
+        "create-single": paired(bench, bench.floor_single, bench.engine_single, blocks, single_k),
+        "create-single, client": paired(bench, bench.floor_single, bench.client_single, blocks, single_k),
+        "create-batch x1,000": paired(bench, bench.floor_batch, bench.engine_batch, blocks, batch_k),
+        "create-batch x1,000, client": paired(bench, bench.floor_batch, bench.client_batch, blocks, batch_k),
+    }
+    # claim+complete: enough pending jobs for warm-up and every block, both sides
+    bench.fill((blocks + 1) * claim_k + claim_k)
+    results["claim+complete 1/tx"] = paired(bench, bench.floor_claim, bench.engine_claim, blocks, claim_k)
+    # the batched shape a worker uses: 100 claimed and acknowledged per transaction
+    bench.fill((blocks + 1) * claim100_k * 100 + claim100_k * 100)
+    results["claim+complete 100/tx"] = paired(bench, bench.floor_claim100, bench.engine_claim100, blocks, claim100_k)
+    bench.conn.close()
+    return results
+
+
+def run_all(dbs: object, sizes: object, results: object) -> None:
+    """``make bench``'s workload ``sqlite`` (benchmarks/run.py): the pairs on a
+    WAL file with synchronous=FULL (as PostgreSQL runs with fsync on),
+    wall-clock time; each pair's ratio is recorded as a paired metric."""
+    quick = getattr(sizes, "reps", 3) == 1 and getattr(sizes, "single_n", 0) < 1000
+    with tempfile.TemporaryDirectory(prefix="queuert-sqlite-bench-") as workdir:
+        pairs = run_pairs(Path(workdir), "FULL", 2 if quick else 10, quick)
+    for name, r in pairs.items():
+        results.add("sqlite", f"{name}: queuert / floor", r["ratio"], "x floor, paired")  # type: ignore[attr-defined]
+        results.add("sqlite", f"{name}: queuert", r["engine"], "/s")  # type: ignore[attr-defined]
+        results.add("sqlite", f"{name}: floor", r["floor"], "/s")  # type: ignore[attr-defined]
+    results.note(  # type: ignore[attr-defined]
+        "sqlite",
+        f"SQLite {sqlite3.sqlite_version}, WAL, synchronous=FULL; published for the design's SQLite "
+        f"adapter: {', '.join(f'{k} {v:,}/s' for k, v in PUBLISHED.items())}",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--synchronous", default="FULL", choices=["OFF", "NORMAL", "FULL"])
@@ -260,22 +299,8 @@ def main() -> None:
     global _clock
     _clock = time.process_time if args.cpu else time.perf_counter
     blocks = 2 if args.quick else args.blocks
-    single_k, batch_k, claim_k, claim100_k = (20, 1, 20, 1) if args.quick else (250, 5, 250, 5)
-
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="queuert-sqlite-bench-"))
-    bench = Bench(str(workdir / "bench.db"), args.synchronous)
-    results = {
-        "create-single": paired(bench, bench.floor_single, bench.engine_single, blocks, single_k),
-        "create-single, client": paired(bench, bench.floor_single, bench.client_single, blocks, single_k),
-        "create-batch x1,000": paired(bench, bench.floor_batch, bench.engine_batch, blocks, batch_k),
-        "create-batch x1,000, client": paired(bench, bench.floor_batch, bench.client_batch, blocks, batch_k),
-    }
-    # claim+complete: enough pending jobs for warm-up and every block, both sides
-    bench.fill((blocks + 1) * claim_k + claim_k)
-    results["claim+complete 1/tx"] = paired(bench, bench.floor_claim, bench.engine_claim, blocks, claim_k)
-    # the batched shape a worker uses: 100 claimed and acknowledged per transaction
-    bench.fill((blocks + 1) * claim100_k * 100 + claim100_k * 100)
-    results["claim+complete 100/tx"] = paired(bench, bench.floor_claim100, bench.engine_claim100, blocks, claim100_k)
+    results = run_pairs(workdir, args.synchronous, blocks, args.quick)
 
     print(f"SQLite {sqlite3.sqlite_version}, synchronous={args.synchronous}, WAL, {blocks} blocks per pair,"
           f" {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, {'CPU' if args.cpu else 'wall'} time")
