@@ -260,8 +260,8 @@ class EngineMachine(RuleBasedStateMachine):
             or (worker is None and pre["completed_by"] is None)  # type: ignore[index]
         ):
             expected: str | None = "same next job"
-        elif repeat and worker is not None:
-            expected = "QU004"  # continued by someone else
+        elif repeat:
+            expected = "QU004"  # continued by someone else (a worker, or the outside)
         else:
             expected = self.fencing_refusal(pre, worker, attempt, ("blocked", "pending", "running"))
             if expected is None and pre is not None and pre["chain_id"] in blockers:
