@@ -33,6 +33,9 @@ from test_worker import DB, db, fast, running  # noqa: F401 - fixture
 
 
 def test_notifier_from_url_picks_the_adapter() -> None:
+    # also exported from the package root, with the notifier it may return
+    assert queuert.notifier_from_url is notifier_from_url and queuert.NullNotifier is NullNotifier
+    assert {"notifier_from_url", "NullNotifier"} <= set(queuert.__all__)
     assert isinstance(notifier_from_url("none"), NullNotifier)
     pg = notifier_from_url("postgres", conninfo="dbname=app", schema="billing")
     assert isinstance(pg, PostgresNotifier) and pg.conninfo == "dbname=app" and pg.schema == "billing"
