@@ -184,6 +184,16 @@ class Notifier(abc.ABC):
     #: the call when False: the answer is always True).
     wake_budgets: bool = False
 
+    #: Whether a worker using this notifier keeps PostgreSQL's own NOTIFY
+    #: (the engine's, and its batched ``pg_notify`` after commit) for
+    #: LISTENers on the database, such as ``wait_for_chain``. False (the
+    #: brokers, :class:`~queuert.notify.NullNotifier`): the worker turns the
+    #: engine's notifications off in each of its transactions (``SET LOCAL
+    #: queuert.notify = 'none'``, which works behind PgBouncer in transaction
+    #: mode) and publishes only through this notifier; no NOTIFY, so no
+    #: commit serialisation.
+    database_notify: bool = True
+
     @abc.abstractmethod
     async def publish_job_ready(self, type_names: ReadyTypes) -> None:
         """Announce that jobs of these types became pending: type names (one
