@@ -110,6 +110,7 @@ PAIRED: list[tuple[str, str, float]] = [
     ("create-single", "ladder: start_chain", 0.85),
     # a broker notifier with engine NOTIFY off must not cost creation throughput
     ("create-notify", "client.start_chain + Redis hooks, NOTIFY off", 1.0),
+    ("create-notify", "client.start_chain + NATS hooks, NOTIFY off", 1.0),
     ("create-batch", "paired: start_chains x1,000", 0.75),
     # the client against the raw SQL call it makes, on the same kind of
     # connection (issue 16)
