@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from queuert._worker.notify_policy import NotifyPolicy
+from queuert._worker.pg_sql import Texts
 from queuert.notify import InProcessNotifier, NullNotifier, PostgresNotifier
 from queuert.notify.nats import NatsNotifier
 from queuert.notify.redis import RedisNotifier
@@ -33,7 +34,7 @@ def test_the_policy_per_notifier() -> None:
             assert policy == NotifyPolicy("none", False, True)
             assert policy.reap_setting == "none" and policy.publishes
     assert NotifyPolicy.of(None, True).reap_setting is None  # the engine announces reaped jobs
-    assert NotifyPolicy.of(pg, False).publishes is False and NotifyPolicy.of(pg, False).set_local() is None
+    assert NotifyPolicy.of(pg, False).publishes is False
 
 
 @pytest.mark.parametrize("setting", ["none", "job_lost", "job_lost,job_ready_unblocked"])
@@ -41,9 +42,12 @@ def test_set_local_is_what_the_engine_reads_in_a_one_round_trip_transaction(
     conn: psycopg.Connection[Any], setting: str
 ) -> None:
     """The worker's flush is one multi-statement query (an implicit
-    transaction): SET LOCAL holds for the statements after it and is gone after."""
-    statement = NotifyPolicy(setting, False, True).set_local()
+    transaction) that begins with the policy's SET LOCAL: it holds for the
+    statements after it and is gone after."""
+    texts = Texts.for_schema("queuert", setting, NotifyPolicy(setting, False, True).reap_setting)
+    statement = texts.notify_setting_local
     assert statement is not None
+    assert texts.reap_setting_local == (statement if setting == "none" else None)
     conn.autocommit = True
     cur = psycopg.ClientCursor(conn)
     cur.execute(

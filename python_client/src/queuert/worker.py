@@ -61,7 +61,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal, TypeVar, overload
 
@@ -71,10 +71,12 @@ from queuert._worker.due_poll import DuePoll
 from queuert._worker.maintenance import Maintenance, Service
 from queuert._worker.outcomes import SHUTDOWN_RELEASE, Ack, Completed, Continued, Failed, Outcome, Released
 from queuert._worker.pg_store import PgStore
+from queuert._worker.notify_policy import NotifyPolicy
 from queuert._worker.publisher import Publisher
 from queuert._worker.reaping import Reaper
 from queuert._worker.renewal import Renewal
 from queuert._worker.stats import WorkerStats
+from queuert._worker.wake_budget import WakeBudget
 from queuert._worker.wakeup import Wakeup, listen
 from queuert._worker.store import (
     AtomicSession,
@@ -91,6 +93,7 @@ from queuert.errors import PayloadValidationError, QueuertError
 from queuert.job import JobContext
 from queuert.migrate import validate_schema_name
 from queuert.notify.base import Notifier, Subscription
+from queuert.notify.factory import notifier_from_url
 from queuert.notify.postgres import PostgresNotifier
 from queuert.types import Continuation, JobType, RetryAt, to_json_value
 
@@ -184,6 +187,11 @@ class Worker:
     engine); the worker publishes them itself after the commit, several
     commits' worth in one statement (a NOTIFY serialises commits in
     PostgreSQL). False keeps the engine's per-transaction notifications.
+    With a broker ``notifier`` (Redis, NATS) or ``NullNotifier`` the worker
+    sends no NOTIFY at all, batched or not: its transactions run with
+    ``SET LOCAL queuert.notify = 'none'`` and everything (reaped jobs too)
+    goes through the notifier. An idle worker woken by ``job_ready`` takes a
+    unit of the type's wake budget first (docs/notify.md).
     """
 
     def __init__(
@@ -407,19 +415,19 @@ class _Run:
         self.subscription: Subscription | None = None
         self.own_notifier = False
         self.notifier: Notifier | None = worker.notifier
-        self.publish = self.notifier is not None and not isinstance(self.notifier, PostgresNotifier)
-        # batch: our acknowledgements send no job_ready / chain_completed
-        # NOTIFY; the publisher sends them after commit (see _Publisher)
-        self.batch = worker.batch_notifications
+        # what our transactions leave to the engine's NOTIFY and what the
+        # publisher sends after commit (see _worker/notify_policy.py)
+        self.policy = NotifyPolicy.of(self.notifier, worker.batch_notifications)
         self.publisher: Publisher | None = None
-        self.collect = self.batch or self.publish
+        self.collect = self.policy.publishes
         # Dependents a completion made pending: the engine announces them
-        # inside its completion (job_ready_unblocked stays on in our
-        # sessions: such commits are rare, a fan-in's last blocker). Only a
-        # non-PostgreSQL notifier needs the worker to publish them itself,
-        # from what complete_jobs reports.
-        self.publish_unblocked = self.publish
-        notify_setting = "job_lost" if self.publish else "job_lost,job_ready_unblocked"
+        # inside its completion (job_ready_unblocked stays on for a
+        # PostgreSQL notifier: such commits are rare, a fan-in's last
+        # blocker). Another notifier needs the worker to publish them
+        # itself, from what complete_jobs reports.
+        self.publish_unblocked = self.policy.notifier_publish
+        self.wake_budget: WakeBudget | None = None
+        self.reserved = 0  # staged: jobs that claims in flight may bring
         self.store = PgStore(
             worker.conninfo or "",
             schema=self.schema,
@@ -427,7 +435,8 @@ class _Run:
             type_names=self.type_names,
             lease=self.lease,
             prepare_threshold=worker.prepare_threshold,
-            notify_setting=notify_setting if self.batch else None,
+            notify_setting=self.policy.setting,
+            reap_notify_setting=self.policy.reap_setting,
         )
 
     # -- logging -----------------------------------------------------------
@@ -554,6 +563,24 @@ class _Run:
         )
         return None
 
+    # -- wake budgets ------------------------------------------------------
+
+    def idle(self) -> bool:
+        """Asleep with room for a job: the last claim came back short, no
+        hint since, and a slot free (a job_ready then costs a unit of the
+        type's wake budget; a busy worker's next claim sees the job anyway)."""
+        if not self.claiming or self.wakeup.claim_wanted():
+            return False
+        if self.w.mode == "staged":
+            return self.concurrency + self.claim_ahead() - self.running - len(self.queued) - self.reserved > 0
+        return len(self.atomic_jobs) < self.concurrency
+
+    def _hint_taken(self) -> None:
+        self.stats.wake_hints_taken += 1
+
+    def _hint_declined(self) -> None:
+        self.stats.wake_hints_declined += 1
+
     # -- main --------------------------------------------------------------
 
     async def main(self) -> None:
@@ -567,13 +594,16 @@ class _Run:
         if self.collect:
             store = self.store
             self.publisher = Publisher(
-                (lambda: self.reconnecting("notify", store.open_announcer)) if self.batch else None,
-                notifier if self.publish else None,
+                (lambda: self.reconnecting("notify", store.open_announcer)) if self.policy.pg_notify else None,
+                notifier if self.policy.notifier_publish else None,
                 worker_id=self.worker_id,
             )
             self.publisher.start()
+        budget = self.wake_budget = WakeBudget(notifier, self.wakeup.hint, self._hint_taken, self._hint_declined)
         try:
-            self.subscription = await listen(notifier, self.type_names, self.wakeup, self.renewal.check)
+            self.subscription = await listen(
+                notifier, self.type_names, self.wakeup, self.renewal.check, budget, self.idle
+            )
             logger.info(
                 "worker %s starting (%s mode, concurrency %d, types %s)",
                 self.worker_id,
@@ -584,7 +614,14 @@ class _Run:
             )
             services: list[Service] = [
                 DuePoll(self.wakeup, lambda: self.claiming, poll_interval=w.poll_interval),
-                Reaper(self.flights, self.lose, self.stats, interval=w.reap_interval, worker_id=self.worker_id),
+                Reaper(
+                    self.flights,
+                    self.lose,
+                    self.stats,
+                    interval=w.reap_interval,
+                    worker_id=self.worker_id,
+                    publish=self.publisher.add_reaped if self.publisher is not None else None,
+                ),
             ]
             if w.mode == "staged":
                 services.insert(0, self.renewal)
@@ -605,6 +642,7 @@ class _Run:
             self.stop_event.set()
             if maint is not None:
                 await maint.stop()
+            await budget.close()
             if self.publisher is not None:
                 await self.publisher.stop()
             if self.subscription is not None:
@@ -779,6 +817,8 @@ class _Run:
         if not live and not claim_n:
             return []
         self.stats.flushes += 1
+        if claim_n:
+            self.stats.claim_calls += 1
         try:
             for conflict_retry in range(3):
                 try:
@@ -803,6 +843,7 @@ class _Run:
                 )
             await self.flush_one_by_one(session, live)
             if claim_n:
+                self.stats.claim_calls += 1
                 return await session.claim(claim_n)
             return []
         self.after_write(written)
@@ -846,13 +887,20 @@ class _Run:
                 extra=self._extra(job),
             )
         if self.collect:
-            ready = written.ready
-            if self.publish_unblocked and written.unblocked:
-                ready = ready | written.unblocked
-            if ready or written.chains:
-                self.publish_after(ready, written.chains)
+            self.publish_written(written)
 
-    def publish_after(self, ready: Iterable[str], chains: Iterable[str]) -> None:
+    def publish_written(self, written: Written) -> None:
+        """Hand what a committed acknowledgement made ready (with how many
+        jobs of each type) and the chains it completed to the publisher."""
+        ready = written.ready
+        if self.publish_unblocked and written.unblocked:
+            ready = dict(ready)
+            for type_name, n in written.unblocked.items():
+                ready[type_name] = ready.get(type_name, 0) + n
+        if ready or written.chains:
+            self.publish_after(ready, written.chains)
+
+    def publish_after(self, ready: Mapping[str, int] | Iterable[str], chains: Iterable[str]) -> None:
         """Notifications implied by a committed acknowledgement (loop thread)."""
         if self.publisher is not None:
             self.publisher.add(ready, chains)
@@ -918,7 +966,7 @@ class _Run:
                 extra={"job_id": str(job_id), "worker_id": self.worker_id},
             )
         if released:
-            self.publish_after({type_name for _, type_name in released}, ())
+            self.publish_after([type_name for _, type_name in released], ())
 
     # -- dispatch ------------------------------------------------------------
 
@@ -1322,6 +1370,7 @@ class _Run:
                 carry = None
             else:
                 plan = self._atomic_plan(carry.job, carry.outcome, state)
+        self.stats.claim_calls += 1
         try:
             written, row = await session.open_attempt(type_names, plan)
         except ConnectionLost:
@@ -1380,11 +1429,7 @@ class _Run:
                 extra=self._extra(ack.job),
             )
         if self.collect:
-            ready = written.ready
-            if self.publish_unblocked and written.unblocked:
-                ready = ready | written.unblocked
-            if ready or written.chains:
-                self.publish_after(ready, written.chains)
+            self.publish_written(written)
 
     async def _carry_failed(self, session: AtomicSession, carry: Ack, exc: StoreError) -> None:
         """The combined acknowledgement + claim failed. If the savepoint still
@@ -1466,6 +1511,7 @@ class _Run:
     def atomic_attempt_sync(self, session: SyncAtomicSession, type_names: list[str], key: int) -> bool:
         """The whole attempt in a worker thread, on a sync session."""
         row = session.open_attempt(type_names)
+        self.loop.call_soon_threadsafe(self._count_claim_call)
         if row is None:
             return False
         job = self.make_job(row)
@@ -1508,6 +1554,9 @@ class _Run:
     def _count_claim(self) -> None:
         self.stats.claimed += 1
 
+    def _count_claim_call(self) -> None:
+        self.stats.claim_calls += 1
+
 
 # ---------------------------------------------------------------------------
 # CLI entry point
@@ -1534,10 +1583,14 @@ def build_worker(
     concurrency: int | None = None,
     types: Sequence[str] | None = None,
     mode: Mode | None = None,
+    notifier: Notifier | str | None = None,
 ) -> Worker:
     """The :class:`Worker` named by ``target`` (``module:attr``), with CLI
     overrides applied. The attribute may be a Worker, a zero-argument factory
-    returning one, or a mapping / list of ``(job type, handler)`` pairs."""
+    returning one, or a mapping / list of ``(job type, handler)`` pairs.
+    ``notifier``: a :class:`~queuert.notify.Notifier`, or a string for
+    :func:`~queuert.notify.notifier_from_url` (``queuert worker --notify``;
+    ValueError when it names none)."""
     obj = _load_target(target) if isinstance(target, str) else target
     if not isinstance(obj, Worker) and callable(obj) and not isinstance(obj, (dict, list, tuple)):
         obj = obj()
@@ -1567,6 +1620,10 @@ def build_worker(
             or os.environ.get("QUEUERT_DSN")
             or "postgresql://postgres@127.0.0.1:5432/postgres"
         )
+    if isinstance(notifier, str):
+        notifier = notifier_from_url(notifier, conninfo=worker.conninfo, schema=worker.schema)
+    if notifier is not None:
+        worker.notifier = notifier
     return worker
 
 
@@ -1577,10 +1634,15 @@ def run_worker_cli(
     concurrency: int | None = None,
     types: Sequence[str] | None = None,
     mode: Mode | None = None,
+    notifier: Notifier | str | None = None,
 ) -> None:
-    """Load the worker named by ``target`` and run it until SIGTERM/SIGINT."""
+    """Load the worker named by ``target`` and run it until SIGTERM/SIGINT.
+    ``notifier`` (an object, or a ``--notify`` string) replaces the worker's
+    own; see :func:`build_worker`."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    worker = build_worker(target, dsn=dsn, schema=schema, concurrency=concurrency, types=types, mode=mode)
+    worker = build_worker(
+        target, dsn=dsn, schema=schema, concurrency=concurrency, types=types, mode=mode, notifier=notifier
+    )
     worker.run(handle_signals=True)
 

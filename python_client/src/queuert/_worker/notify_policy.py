@@ -67,10 +67,3 @@ class NotifyPolicy:
         """``queuert.notify`` for reaping: ``none`` when the notifier
         carries reaped jobs' events instead of the database."""
         return "none" if self.setting == "none" else None
-
-    def set_local(self, setting: str | None = None) -> str | None:
-        """The ``SET LOCAL`` statement for a transaction (None: none needed)."""
-        value = self.setting if setting is None else setting
-        if value is None:
-            return None
-        return f"SET LOCAL queuert.notify = '{value}'"

@@ -45,10 +45,13 @@ class Texts:
     reap: str
     next_due: str
     orphans: str
+    #: SET LOCAL queuert.notify for acknowledging / reaping transactions
+    #: (None: the session's setting)
     notify_setting_local: str | None
+    reap_setting_local: str | None
 
     @classmethod
-    def for_schema(cls, schema: str, notify_setting: str | None) -> Texts:
+    def for_schema(cls, schema: str, notify_setting: str | None, reap_setting: str | None = None) -> Texts:
         s = sql.Identifier(schema).as_string(None)
         return cls(
             claim=(
@@ -82,13 +85,21 @@ class Texts:
                 "worker_id => %s, job_ids => %s::uuid[], attempts => %s::int[])"
             ),
             renew=f"SELECT job_id, outcome FROM {s}.renew_leases(worker_id => %s, job_ids => %s::uuid[], lease => %s)",
-            reap=f"SELECT job_id, previous_worker, status FROM {s}.reap(max_jobs => %s)",
+            # the type of each reaped job, read by primary key (it never
+            # changes), for the worker's job_ready of the ones back to pending
+            reap=(
+                f"SELECT r.job_id, r.previous_worker, r.status, j.type_name FROM {s}.reap(max_jobs => %s) AS r "
+                f"JOIN {s}.job AS j ON j.id = r.job_id"
+            ),
             next_due=f"SELECT {s}.next_due_at(%s::text[]), clock_timestamp()",
             orphans=f"SELECT id, attempt, type_name FROM {s}.job WHERE status = 'running' AND leased_by = %s",
-            notify_setting_local=(
-                None if notify_setting is None else f"SET LOCAL queuert.notify = '{notify_setting}'"
-            ),
+            notify_setting_local=_set_local(notify_setting),
+            reap_setting_local=_set_local(reap_setting),
         )
+
+
+def _set_local(setting: str | None) -> str | None:
+    return None if setting is None else f"SET LOCAL queuert.notify = '{setting}'"
 
 
 def _interval_text(td: timedelta | None) -> str | None:
@@ -191,7 +202,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
             done.append(acks[0])
             for _, type_name, status in rows:
                 if status == "pending":
-                    into.ready.add(type_name)
+                    count(into.ready, type_name)
             continue
         by_id = {a.job.id: a for a in acks} if len(acks) > 1 else {acks[0].job.id: acks[0]}
         if kind is Completed:
@@ -203,8 +214,8 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                 if outcome == "completed":
                     done.append(found)
                     chains.append(str(found.job.chain_id))
-                    if unblocked:
-                        into.unblocked.update(unblocked)
+                    for type_name in unblocked or ():
+                        count(into.unblocked, type_name)
                 else:
                     lost.append((found, outcome))
         elif kind is Failed:
@@ -215,7 +226,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                 if outcome == "failed":
                     done.append(found)
                     if status == "pending":
-                        into.ready.add(found.job.type_name)
+                        count(into.ready, found.job.type_name)
                 else:
                     lost.append((found, outcome))
         else:
@@ -225,9 +236,13 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                     continue
                 if outcome == "released":
                     done.append(found)
-                    into.ready.add(found.job.type_name)
+                    count(into.ready, found.job.type_name)
                 else:
                     lost.append((found, outcome))
+
+
+def count(counts: dict[str, int], type_name: str) -> None:
+    counts[type_name] = counts.get(type_name, 0) + 1
 
 
 def atomic_ack_statements(t: Texts, worker_id: str, ack: Ack, rollback: bool) -> tuple[list[tuple[str, Any]], AckPlan]:

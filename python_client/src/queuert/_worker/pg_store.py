@@ -82,6 +82,7 @@ class PgStore:
         lease: timedelta | None,
         prepare_threshold: int | None,
         notify_setting: str | None,
+        reap_notify_setting: str | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.worker_id = worker_id
@@ -89,10 +90,13 @@ class PgStore:
         self.lease = lease
         self.prepare_threshold = prepare_threshold
         # None: the engine's notifications as usual; else the worker's
-        # acknowledging sessions set queuert.notify to this
+        # acknowledging (reaping) transactions SET LOCAL queuert.notify to
+        # this: per transaction, never per session, which behind PgBouncer
+        # in transaction mode would stay on one server connection for
+        # whoever gets it next while our next transaction runs elsewhere
         self.notify_setting = notify_setting
         self.schema = schema
-        self.texts = pg_sql.Texts.for_schema(schema, notify_setting)
+        self.texts = pg_sql.Texts.for_schema(schema, notify_setting, reap_notify_setting)
 
     async def connect(self, purpose: str) -> psycopg.AsyncConnection[Any]:
         try:
@@ -104,9 +108,6 @@ class PgStore:
             )
             if conn.info.parameter_status("standard_conforming_strings") != "on":
                 await conn.execute("SET standard_conforming_strings = on")  # see _sqltext.quote
-            if purpose == "main" and self.notify_setting is not None:
-                # flush connections: only the worker's statements run there
-                await conn.execute(f"SET queuert.notify = '{self.notify_setting}'")
             return conn
         except Exception as exc:
             raise ConnectionLost(str(exc)) from exc
@@ -174,12 +175,20 @@ class PgSession:
         except Exception as exc:
             raise _typed(exc) from exc
 
+    async def _in_setting(self, setting: str | None, statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
+        """``statements`` in one transaction (one round trip) that begins
+        with ``setting`` (a SET LOCAL, or None); their rows."""
+        if setting is None:
+            return await self._run(statements)
+        return (await self._run([(setting, None), *statements]))[1:]
+
     async def flush(self, acks: Sequence[Ack], claim_n: int) -> Written:
         plan = pg_sql.plan_acks(self.t, self.worker_id, acks)
         statements = plan.statements
         if claim_n:
             statements.append(self.store.claim_statement(claim_n))
-        results = await self._run(statements)
+        # a claim alone notifies nothing: the setting only with acknowledgements
+        results = await self._in_setting(self.t.notify_setting_local if acks else None, statements)
         written = Written()
         pg_sql.read_acks(plan, results, written)
         if claim_n:
@@ -200,7 +209,9 @@ class PgSession:
         for job_id, attempt, type_name in await self._rows(self.t.orphans, (self.worker_id,)):
             if job_id in known_ids:
                 continue
-            rows = await self._rows(self.t.release_jobs, (self.worker_id, [job_id], [attempt]))
+            (rows,) = await self._in_setting(
+                self.t.notify_setting_local, [(self.t.release_jobs, (self.worker_id, [job_id], [attempt]))]
+            )
             if any(row[1] == "released" for row in rows):
                 released.append((job_id, type_name))
         return released
@@ -210,7 +221,8 @@ class PgSession:
         return [(job_id, outcome) for job_id, outcome in rows if outcome != "renewed"]
 
     async def reap(self, max_jobs: int) -> list[Reaped]:
-        return [Reaped(*row) for row in await self._rows(self.t.reap, (max_jobs,))]
+        (rows,) = await self._in_setting(self.t.reap_setting_local, [(self.t.reap, (max_jobs,))])
+        return [Reaped(*row) for row in rows]
 
     async def seconds_until_due(self) -> float | None:
         rows = await self._rows(self.t.next_due, (self.store.type_names,))

@@ -71,7 +71,8 @@ class Written:
     ``done``: acknowledgements written as asked. ``lost``: refused because the
     job is no longer ours, with the engine's reason ('taken', 'finished',
     'not_found'). ``ready``: job types the acknowledgements made pending
-    (continuations, retries, releases). ``unblocked``: job types of
+    (continuations, retries, releases), with how many jobs of each (the
+    wake budget published). ``unblocked``: job types of
     dependents that completions made pending (the engine announces those
     itself unless the worker publishes through another notifier).
     ``chains``: chains completed. ``claimed``: the rows of the claim sent
@@ -80,8 +81,8 @@ class Written:
 
     done: list[Ack] = dataclasses.field(default_factory=list)
     lost: list[tuple[Ack, str]] = dataclasses.field(default_factory=list)
-    ready: set[str] = dataclasses.field(default_factory=set)
-    unblocked: set[str] = dataclasses.field(default_factory=set)
+    ready: dict[str, int] = dataclasses.field(default_factory=dict)
+    unblocked: dict[str, int] = dataclasses.field(default_factory=dict)
     chains: list[str] = dataclasses.field(default_factory=list)
     claimed: list[ClaimRow] = dataclasses.field(default_factory=list)
 
@@ -91,6 +92,8 @@ class Reaped:
     job_id: uuid.UUID
     previous_worker: str | None
     status: str
+    #: its type (a reaped job back to pending is announced as job_ready)
+    type_name: str
 
 
 class Session(Protocol):
