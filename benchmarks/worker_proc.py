@@ -19,6 +19,8 @@ QUEUERT_BENCH_BATCH_NOTIFICATIONS=0 turns the worker's batched notifications
 off (for comparison runs);
 QUEUERT_BENCH_NOTIFY=URL gives the worker the notifier
 ``queuert.notify.notifier_from_url(URL)`` names (``queuert worker --notify``);
+QUEUERT_BENCH_WAKE_BUDGETS=0 makes that notifier's wake-ups skip the budget
+(every job_ready claims at once, as without budgets: for comparison runs);
 QUEUERT_BENCH_PREPARE_THRESHOLD=none turns server-side prepared statements
 off (PgBouncer in transaction mode);
 QUEUERT_BENCH_EXPECT=N makes the process print "done <CLOCK_MONOTONIC>" once
@@ -51,6 +53,8 @@ def build(dsn: str, mode: str, concurrency: int, kind: str, times_file: str | No
         from queuert.notify import notifier_from_url
 
         extra["notifier"] = notifier_from_url(notify, conninfo=dsn)
+        if os.environ.get("QUEUERT_BENCH_WAKE_BUDGETS") == "0":
+            extra["notifier"].wake_budgets = False
     if os.environ.get("QUEUERT_BENCH_PREPARE_THRESHOLD") == "none":
         extra["prepare_threshold"] = None
     worker = qw.Worker(
