@@ -44,7 +44,7 @@ class Texts:
     renew: str
     reap: str
     next_due: str
-    orphans: str
+    release_unknown: str
     #: SET LOCAL queuert.notify for acknowledging / reaping transactions
     #: (None: the session's setting)
     notify_setting_local: str | None
@@ -92,7 +92,9 @@ class Texts:
                 f"JOIN {s}.job AS j ON j.id = r.job_id"
             ),
             next_due=f"SELECT {s}.next_due_at(%s::text[]), clock_timestamp()",
-            orphans=f"SELECT id, attempt, type_name FROM {s}.job WHERE status = 'running' AND leased_by = %s",
+            release_unknown=(
+                f"SELECT job_id, type_name FROM {s}.release_unknown_jobs(worker_id => %s, known_ids => %s::uuid[])"
+            ),
             notify_setting_local=_set_local(notify_setting),
             reap_setting_local=_set_local(reap_setting),
         )
