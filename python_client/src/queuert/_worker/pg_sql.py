@@ -85,12 +85,9 @@ class Texts:
                 "worker_id => %s, job_ids => %s::uuid[], attempts => %s::int[])"
             ),
             renew=f"SELECT job_id, outcome FROM {s}.renew_leases(worker_id => %s, job_ids => %s::uuid[], lease => %s)",
-            # the type of each reaped job, read by primary key (it never
-            # changes), for the worker's job_ready of the ones back to pending
-            reap=(
-                f"SELECT r.job_id, r.previous_worker, r.status, j.type_name FROM {s}.reap(max_jobs => %s) AS r "
-                f"JOIN {s}.job AS j ON j.id = r.job_id"
-            ),
+            # reap with each job's type: the worker announces the ones back
+            # to pending (job_ready per type) through its notifier
+            reap=f"SELECT job_id, previous_worker, status, type_name FROM {s}.reap_jobs(max_jobs => %s)",
             next_due=f"SELECT {s}.next_due_at(%s::text[]), clock_timestamp()",
             release_unknown=(
                 f"SELECT job_id, type_name FROM {s}.release_unknown_jobs(worker_id => %s, known_ids => %s::uuid[])"
