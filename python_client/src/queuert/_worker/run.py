@@ -21,6 +21,7 @@ from typing import Any
 
 from queuert._worker.acks import Acknowledger
 from queuert._worker.atomic import AtomicSlots
+from queuert._worker.backends import store_for
 from queuert._worker.claim_ahead import ClaimAhead
 from queuert._worker.due_poll import DuePoll
 from queuert._worker.execution import Dispatch, Execution
@@ -28,7 +29,6 @@ from queuert._worker.handlers import Handler
 from queuert._worker.lifecycle import Lifecycle
 from queuert._worker.maintenance import Maintenance, Service
 from queuert._worker.notify_policy import NotifyPolicy
-from queuert._worker.pg_store import PgStore
 from queuert._worker.publisher import Publisher
 from queuert._worker.reaping import Reaper
 from queuert._worker.renewal import Renewal
@@ -69,15 +69,11 @@ class Run:
         # (the engine's notifications reach only PostgreSQL listeners); with
         # a broker the engine sends none at all
         policy = NotifyPolicy.of(s.notifier, s.batch_notifications)
-        self.store = PgStore(
-            s.conninfo,
-            schema=s.schema,
-            worker_id=s.worker_id,
-            type_names=s.type_names,
-            lease=s.lease,
-            prepare_threshold=s.prepare_threshold,
+        self.store = store_for(
+            s,
             notify_setting=policy.setting,
             reap_notify_setting=policy.reap_setting,
+            unblocked_wanted=policy.notifier_publish,
         )
         self.publisher: Publisher | None = None
         if policy.publishes:
