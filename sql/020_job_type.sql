@@ -83,7 +83,7 @@ BEGIN
         updated_at = excluded.updated_at
     RETURNING t.* INTO v_row;
 
-    -- One token row per unit of each limit (sql/041_claim_limits.sql).
+    -- One token row per unit of each limit (sql/018_claim_limits.sql).
     -- Lowering a limit drops the highest slots; their jobs run on, so the
     -- lower limit holds once enough of them finish.
     DELETE FROM {{ schema }}.job_running_slot AS s
@@ -96,6 +96,30 @@ BEGIN
     INSERT INTO {{ schema }}.job_rate_slot (type_name, slot)
     SELECT v_row.type_name, g FROM generate_series(1, coalesce(v_row.rate_limit, 0)) AS g
     ON CONFLICT DO NOTHING;
+    -- Jobs of the type that run without a slot (claimed before the limit
+    -- was set, or whose slot a lower limit dropped) take the free ones, so
+    -- a new or raised limit counts them.
+    UPDATE {{ schema }}.job_running_slot AS s
+    SET job_id = o.id, attempt = o.attempt
+    FROM (
+        SELECT f.slot, row_number() OVER (ORDER BY f.slot) AS n
+        FROM {{ schema }}.job_running_slot AS f
+        WHERE f.type_name = v_row.type_name
+            AND NOT EXISTS (
+                SELECT 1 FROM {{ schema }}.job AS j
+                WHERE j.id = f.job_id AND j.status = 'running' AND j.attempt = f.attempt
+            )
+    ) AS free
+    JOIN (
+        SELECT j.id, j.attempt, row_number() OVER (ORDER BY j.id) AS n
+        FROM {{ schema }}.job AS j
+        WHERE j.status = 'running' AND j.leased_until IS NOT NULL AND j.type_name = v_row.type_name
+            AND NOT EXISTS (
+                SELECT 1 FROM {{ schema }}.job_running_slot AS h
+                WHERE h.type_name = v_row.type_name AND h.job_id = j.id AND h.attempt = j.attempt
+            )
+    ) AS o ON o.n = free.n
+    WHERE s.type_name = v_row.type_name AND s.slot = free.slot;
     RETURN v_row;
 END;
 $$;

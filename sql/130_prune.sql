@@ -48,7 +48,7 @@ BEGIN
     v_roots := ARRAY(
         SELECT r.id FROM {{ schema }}.job AS r
         WHERE r.chain_index = 0 AND r.chain_completed_at IS NOT NULL
-            AND r.chain_completed_at < v_done
+            AND r.chain_completed_at <= v_done
             AND NOT EXISTS (SELECT 1 FROM {{ schema }}.job_blocker AS b WHERE b.blocker_chain_id = r.id)
         LIMIT prune.batch_size
         FOR UPDATE OF r SKIP LOCKED
@@ -56,7 +56,7 @@ BEGIN
     IF cardinality(v_roots) < prune.batch_size THEN
         v_more := ARRAY(
             SELECT DISTINCT j.chain_id FROM {{ schema }}.job AS j
-            WHERE j.status = 'cancelled' AND j.created_at < v_done
+            WHERE j.status = 'cancelled' AND j.created_at <= v_done
                 AND NOT EXISTS (SELECT 1 FROM {{ schema }}.job_blocker AS b WHERE b.blocker_chain_id = j.chain_id)
             LIMIT prune.batch_size - cardinality(v_roots)
         );
@@ -65,7 +65,7 @@ BEGIN
     IF v_failed IS NOT NULL AND cardinality(v_roots) < prune.batch_size THEN
         v_more := ARRAY(
             SELECT DISTINCT j.chain_id FROM {{ schema }}.job AS j
-            WHERE j.status = 'failed' AND j.last_attempt_at < v_failed
+            WHERE j.status = 'failed' AND j.last_attempt_at <= v_failed
                 AND NOT EXISTS (SELECT 1 FROM {{ schema }}.job_blocker AS b WHERE b.blocker_chain_id = j.chain_id)
             LIMIT prune.batch_size - cardinality(v_roots)
         );
@@ -94,9 +94,9 @@ BEGIN
         CROSS JOIN LATERAL {{ schema }}._chain_tail(r.id) AS t
         WHERE r.id = ANY(v_roots) AND r.chain_id = r.id
             AND (
-                (r.chain_completed_at IS NOT NULL AND r.chain_completed_at < v_done)
-                OR (t.status = 'cancelled' AND t.created_at < v_done)
-                OR (t.status = 'failed' AND t.last_attempt_at < v_failed)
+                (r.chain_completed_at IS NOT NULL AND r.chain_completed_at <= v_done)
+                OR (t.status = 'cancelled' AND t.created_at <= v_done)
+                OR (t.status = 'failed' AND t.last_attempt_at <= v_failed)
             )
             AND NOT EXISTS (SELECT 1 FROM {{ schema }}.job_blocker AS b WHERE b.blocker_chain_id = r.id)
             AND NOT EXISTS (

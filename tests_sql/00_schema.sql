@@ -189,8 +189,10 @@ SELECT is(pg_get_function_arguments('queuert.set_job_type'::regproc),
     || 'backoff_initial interval DEFAULT ''00:00:10''::interval, '
     || 'backoff_multiplier double precision DEFAULT 2, '
     || 'backoff_max interval DEFAULT ''00:05:00''::interval, '
-    || 'lease interval DEFAULT ''00:01:00''::interval',
-    'set_job_type arguments');
+    || 'lease interval DEFAULT ''00:01:00''::interval, '
+    || 'max_running integer DEFAULT NULL::integer, rate_limit integer DEFAULT NULL::integer, '
+    || 'rate_interval interval DEFAULT NULL::interval',
+    'set_job_type arguments (limits since migration 0006)');
 SELECT is(pg_get_function_arguments('queuert.chain_jobs'::regproc),
     'chain_id uuid', 'chain_jobs arguments');
 SELECT is(pg_get_function_arguments('queuert.complete_jobs'::regproc),
