@@ -2598,12 +2598,21 @@ BEGIN
     -- (job_cancelled_idx, aged by creation: cancelling stamps no time) and,
     -- when asked, failed jobs (job_failed_idx, aged by their last attempt).
     -- A chain another chain has as a blocker stays (its edge would dangle);
-    -- it goes in a later call, after its dependents.
+    -- it goes in a later call, after its dependents. That test is a probe of
+    -- job_blocker_chain_idx per candidate: OFFSET 0 keeps each NOT EXISTS a
+    -- subplan, where the planner, misled by a tiny table's statistics, made
+    -- it an anti-join reading the whole index.
     v_roots := ARRAY(
         SELECT r.id FROM queuert.job AS r
         WHERE r.chain_index = 0 AND r.chain_completed_at IS NOT NULL
             AND r.chain_completed_at <= v_done
-            AND NOT EXISTS (SELECT 1 FROM queuert.job_blocker AS b WHERE b.blocker_chain_id = r.id)
+            AND NOT EXISTS (
+                SELECT 1 FROM queuert.job_blocker AS b
+                WHERE b.blocker_chain_id = r.id OFFSET 0
+            )
+        -- oldest first: the walk of job_completed_chain_idx (without the
+        -- order a plan may walk job_pkey instead, every root)
+        ORDER BY r.chain_completed_at
         LIMIT prune.batch_size
         FOR UPDATE OF r SKIP LOCKED
     );
@@ -2611,7 +2620,10 @@ BEGIN
         v_more := ARRAY(
             SELECT DISTINCT j.chain_id FROM queuert.job AS j
             WHERE j.status = 'cancelled' AND j.created_at <= v_done
-                AND NOT EXISTS (SELECT 1 FROM queuert.job_blocker AS b WHERE b.blocker_chain_id = j.chain_id)
+                AND NOT EXISTS (
+                    SELECT 1 FROM queuert.job_blocker AS b
+                    WHERE b.blocker_chain_id = j.chain_id OFFSET 0
+                )
             LIMIT prune.batch_size - cardinality(v_roots)
         );
         v_roots := v_roots || v_more;
@@ -2620,7 +2632,10 @@ BEGIN
         v_more := ARRAY(
             SELECT DISTINCT j.chain_id FROM queuert.job AS j
             WHERE j.status = 'failed' AND j.last_attempt_at <= v_failed
-                AND NOT EXISTS (SELECT 1 FROM queuert.job_blocker AS b WHERE b.blocker_chain_id = j.chain_id)
+                AND NOT EXISTS (
+                    SELECT 1 FROM queuert.job_blocker AS b
+                    WHERE b.blocker_chain_id = j.chain_id OFFSET 0
+                )
             LIMIT prune.batch_size - cardinality(v_roots)
         );
         v_roots := v_roots || v_more;
@@ -2652,7 +2667,10 @@ BEGIN
                 OR (t.status = 'cancelled' AND t.created_at <= v_done)
                 OR (t.status = 'failed' AND t.last_attempt_at <= v_failed)
             )
-            AND NOT EXISTS (SELECT 1 FROM queuert.job_blocker AS b WHERE b.blocker_chain_id = r.id)
+            AND NOT EXISTS (
+                SELECT 1 FROM queuert.job_blocker AS b
+                WHERE b.blocker_chain_id = r.id OFFSET 0
+            )
             AND NOT EXISTS (
                 SELECT 1 FROM queuert._chain_job_ids(r.id) AS m (id)
                 WHERE NOT (m.id = ANY(v_locked))
