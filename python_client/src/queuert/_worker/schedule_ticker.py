@@ -95,7 +95,8 @@ class ScheduleTicker:
         if row is None or row[0] is None:
             return self._max_sleep
         at, now = row
-        return max(0.0, min((at - now).total_seconds(), self._max_sleep))
+        seconds: float = (at - now).total_seconds()
+        return max(0.0, min(seconds, self._max_sleep))
 
     async def _run(self) -> None:
         delay = 0.05
