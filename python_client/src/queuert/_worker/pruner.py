@@ -1,5 +1,6 @@
 """The pruner: a worker-side service that runs ``prune`` every ``interval``
-seconds, one batch per transaction until a batch comes back short.
+seconds, one batch per transaction until a batch comes back short, with
+``pause`` seconds between batches.
 
 Each batch first takes a transaction-scoped advisory lock without waiting
 (``pg_try_advisory_xact_lock``): with many workers pruning, one batch runs
@@ -42,6 +43,7 @@ class Pruner:
         interval: float = 300.0,
         batch_size: int = 1000,
         failed_older_than: timedelta | None = None,
+        pause: float = 0.05,
         reconnect_max: float = 5.0,
     ) -> None:
         if interval <= 0:
@@ -56,6 +58,7 @@ class Pruner:
         self._params = {"older_than": older_than, "batch_size": batch_size,
                         "failed_older_than": failed_older_than}
         self._batch_size = batch_size
+        self._pause = pause
         self._q_prune = sql.prune(s)
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -107,6 +110,7 @@ class Pruner:
             jobs += batch.jobs
             if batch.chains < self._batch_size:
                 break
+            await asyncio.sleep(self._pause)  # room for the worker's own commits
         return PruneResult(chains=chains, jobs=jobs)
 
     async def _run(self) -> None:
