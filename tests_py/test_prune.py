@@ -121,3 +121,24 @@ def test_cli_prune_runs_batches_until_done(dsn: str) -> None:
     assert out.exit_code == 2 and "not an age" in out.output
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM queuert.job").fetchone() == (1,)
+
+
+async def test_a_worker_with_prune_after_prunes_what_it_finished(
+    dsn: str, admin: psycopg.AsyncConnection[Any]
+) -> None:
+    worker = queuert.Worker(dsn, concurrency=4, poll_interval=0.2, grace_period=5,
+                            prune_after=timedelta(0), prune_interval=0.05)
+    worker.handler("t", lambda job: job.input)
+    await aio.start_chains(admin, [queuert.ChainSpec("t", i) for i in range(50)])
+    task = asyncio.create_task(worker.run_async())
+    try:
+        deadline = time.monotonic() + 60
+        while await scalar(admin, "SELECT count(*) FROM queuert.job") > 0:
+            assert time.monotonic() < deadline, "the worker never pruned"
+            await asyncio.sleep(0.05)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+    assert worker.stats.completed == 50
+    with pytest.raises(ValueError, match="prune_after"):
+        queuert.Worker(dsn, prune_after=timedelta(days=-1))

@@ -89,8 +89,13 @@ async def test_tickers_running_in_the_background_fire_each_tick_once(
     chains = await chains_of(admin, "bg")
     assert [n for _k, n in chains] == [1, 1, 1]
     assert await chains_of(admin, "not-mine") == [], "a ticker fires only its worker's types"
-    row = await (await admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")).fetchone()
-    assert row == (1,), "stop() closed the tickers' connections"
+    # stop() closed the tickers' connections (a backend leaves the view a moment after)
+    deadline = time.monotonic() + 10
+    while (await (await admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    )).fetchone()) != (1,):
+        assert time.monotonic() < deadline, "a ticker's connection is still open"
+        await asyncio.sleep(0.02)
 
 
 async def test_ticker_survives_a_lost_connection(dsn: str, admin: psycopg.AsyncConnection[Any]) -> None:
@@ -133,3 +138,30 @@ def test_client_and_cli_round_trip(dsn: str) -> None:
     assert runner.invoke(cli, ["schedules", "delete", "hourly", "--dsn", dsn]).exit_code == 0
     out = runner.invoke(cli, ["schedules", "delete", "hourly", "--dsn", dsn])
     assert out.exit_code == 1 and "no schedule named" in out.output
+
+
+async def test_workers_fire_their_schedules_once_per_tick_and_run_the_chains(
+    dsn: str, admin: psycopg.AsyncConnection[Any]
+) -> None:
+    """Three workers (schedule tickers on by default) started together on a
+    due tick, three times: one chain per tick, each run once."""
+    await aio.set_schedule(admin, "reports", "*/10 * * * *", "scheduled-report", {"k": 1})
+    ran: list[Any] = []
+    for round_ in range(1, 4):
+        await make_due(admin, "reports", 100 - 10 * round_)
+        workers = [queuert.Worker(dsn, concurrency=2, poll_interval=0.2, grace_period=5) for _ in range(3)]
+        for w in workers:
+            w.handler("scheduled-report", lambda job: ran.append(job.input))
+        tasks = [asyncio.create_task(w.run_async()) for w in workers]
+        try:
+            deadline = time.monotonic() + 30
+            while len(ran) < round_:
+                assert time.monotonic() < deadline, "the schedule never ran"
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # every worker has had its turn at the tick
+        finally:
+            for w in workers:
+                w.stop()
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    assert ran == [{"k": 1}] * 3
+    assert [n for _k, n in await chains_of(admin, "scheduled-report")] == [1, 1, 1]

@@ -68,12 +68,15 @@ from typing import Any, Literal, TypeVar, overload
 from queuert._runners import _resumed, _SlotThread, _ThreadPool
 from queuert._worker import job_state as st
 from queuert._worker.due_poll import DuePoll
+from queuert._worker.looper import Looper
 from queuert._worker.maintenance import Maintenance, Service
 from queuert._worker.outcomes import SHUTDOWN_RELEASE, Ack, Completed, Continued, Failed, Outcome, Released
 from queuert._worker.pg_store import PgStore
+from queuert._worker.pruner import Pruner
 from queuert._worker.publisher import Publisher
 from queuert._worker.reaping import Reaper
 from queuert._worker.renewal import Renewal
+from queuert._worker.schedule_ticker import ScheduleTicker
 from queuert._worker.stats import WorkerStats
 from queuert._worker.wakeup import Wakeup, listen
 from queuert._worker.store import (
@@ -184,6 +187,13 @@ class Worker:
     engine); the worker publishes them itself after the commit, several
     commits' worth in one statement (a NOTIFY serialises commits in
     PostgreSQL). False keeps the engine's per-transaction notifications.
+    ``schedules`` (default True): the worker starts the chains of due
+    schedule ticks of the types it handles (docs/recurring.md).
+    ``prune_after`` (a timedelta; default None, off): every
+    ``prune_interval`` seconds (300) the worker deletes completed and
+    cancelled chains older than that (failed ones too past
+    ``prune_failed_after``), in batches, one worker at a time
+    (docs/engine.md, "Running at scale").
     """
 
     def __init__(
@@ -208,6 +218,10 @@ class Worker:
         prefetch_window: float = 0.05,
         prefetch_max: int | None = None,
         batch_notifications: bool = True,
+        schedules: bool = True,
+        prune_after: timedelta | None = None,
+        prune_failed_after: timedelta | None = None,
+        prune_interval: float = 300.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -238,6 +252,15 @@ class Worker:
         self.prefetch_window = float(prefetch_window)
         self.prefetch_max = prefetch_max
         self.batch_notifications = batch_notifications
+        # background services (docs/recurring.md, docs/engine.md "Running at scale")
+        self.schedules = schedules
+        if prune_after is not None and (not isinstance(prune_after, timedelta) or prune_after < timedelta(0)):
+            raise ValueError("prune_after must be a timedelta of at least 0, or None")
+        if not prune_interval > 0:
+            raise ValueError("prune_interval must be positive")
+        self.prune_after = prune_after
+        self.prune_failed_after = prune_failed_after
+        self.prune_interval = float(prune_interval)
         self.stats = WorkerStats()
         self._handlers: dict[str, _Handler] = {}
         self._run: _Run | None = None
@@ -412,6 +435,7 @@ class _Run:
         # NOTIFY; the publisher sends them after commit (see _Publisher)
         self.batch = worker.batch_notifications
         self.publisher: Publisher | None = None
+        self.started_loopers: list[Looper] = []
         self.collect = self.batch or self.publish
         # Dependents a completion made pending: the engine announces them
         # inside its completion (job_ready_unblocked stays on in our
@@ -556,6 +580,21 @@ class _Run:
 
     # -- main --------------------------------------------------------------
 
+    def loopers(self) -> list[Looper]:
+        """The worker's own-connection services: the schedule ticker for
+        the types it handles, and the pruner when asked for."""
+        w = self.w
+        made: list[Looper] = []
+        if w.schedules:
+            made.append(ScheduleTicker(lambda: self.connect("schedules"), schema=self.schema,
+                                       type_names=self.type_names, reconnect_max=w.reconnect_max))
+        if w.prune_after is not None:
+            made.append(Pruner(lambda: self.connect("prune"), schema=self.schema, older_than=w.prune_after,
+                               failed_older_than=w.prune_failed_after, interval=w.prune_interval,
+                               reconnect_max=w.reconnect_max))
+        self.started_loopers = made
+        return made
+
     async def main(self) -> None:
         w = self.w
         notifier = self.notifier
@@ -596,6 +635,8 @@ class _Run:
                 worker_id=self.worker_id,
             )
             maint.start()
+            for looper in self.loopers():
+                looper.start()
             if w.mode == "staged":
                 await self.staged_main()
             else:
@@ -605,6 +646,8 @@ class _Run:
             self.stop_event.set()
             if maint is not None:
                 await maint.stop()
+            for looper in self.started_loopers:
+                await looper.stop()
             if self.publisher is not None:
                 await self.publisher.stop()
             if self.subscription is not None:
