@@ -254,3 +254,22 @@ async def test_client_refuses_bad_limits_before_writing(dsn: str, admin: psycopg
         await aio.set_job_type(admin, "x", max_running="3")  # type: ignore[arg-type]
     cur = await admin.execute("SELECT count(*) FROM queuert.job_type")
     assert await cur.fetchone() == (0,)
+
+
+def test_on_sqlite_set_job_type_works_without_limits_and_refuses_them(tmp_path: Any) -> None:
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from queuert.cli import cli
+
+    path = tmp_path / "app.db"
+    assert CliRunner().invoke(cli, ["migrate", "--dsn", f"sqlite:///{path}"]).exit_code == 0
+    conn = sqlite3.connect(path)
+    policy = queuert.set_job_type(conn, "t", max_attempts=3)
+    assert (policy.max_attempts, policy.max_running) == (3, None)
+    with pytest.raises(queuert.InvalidArgumentError, match="needs PostgreSQL"):
+        queuert.set_job_type(conn, "t", max_running=2)
+    with pytest.raises(queuert.InvalidArgumentError, match="needs PostgreSQL"):
+        queuert.set_schedule(conn, "s", "@daily", "t")
+    conn.close()

@@ -3,7 +3,8 @@ both clients (as :mod:`queuert._operations` does for chains): set_job_type
 with its limits, set_schedule, delete_schedule, list_schedules, prune.
 
 They are PostgreSQL's: the SQLite engine has no limits, schedules or prune,
-so their SQLite twin refuses with a clear error before anything is written.
+so their SQLite twin refuses with a clear error before anything is written
+(``set_job_type`` without limits runs SQLite's own).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ._admin_records import JobTypePolicy, PruneResult, Schedule
 from ._instructions import Call, Query
 from ._job_type import JobType, _type_name_of, dump_payload
 from ._schema_name import validate_schema_name
+from ._sqlite import admin as lite_admin
 from .errors import InvalidArgumentError
 
 __all__ = ["delete_schedule", "list_schedules", "prune", "set_job_type", "set_schedule"]
@@ -72,11 +74,21 @@ def set_job_type(
         "rate_limit": rate_limit,
         "rate_interval": rate_interval,
     }
+    limited = max_running is not None or rate_limit is not None or rate_interval is not None
     return Call(
         Query(sql.set_job_type(s), params),
         lambda rows: JobTypePolicy.from_row(rows[0]),
-        partial(_postgres_only, "set_job_type"),
+        partial(_postgres_only, "set_job_type with limits") if limited else partial(_lite_set_job_type, s, params),
     )
+
+
+def _lite_set_job_type(schema: str, params: dict[str, Any], conn: sqlite3.Connection) -> JobTypePolicy:
+    """SQLite's set_job_type (retries and lease; it has no limits)."""
+    row = lite_admin.set_job_type(
+        conn, params["type_name"], params["max_attempts"], params["backoff_initial"],
+        params["backoff_multiplier"], params["backoff_max"], params["lease"], schema=schema,
+    )
+    return JobTypePolicy.from_row({**row, "max_running": None, "rate_limit": None, "rate_interval": None})
 
 
 def set_schedule(
