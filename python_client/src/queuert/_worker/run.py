@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from queuert._worker.acks import Acknowledger
 from queuert._worker.atomic import AtomicSlots
+from queuert._worker.backends import store_for
 from queuert._worker.claim_ahead import ClaimAhead
 from queuert._worker.due_poll import DuePoll
 from queuert._worker.execution import Dispatch, Execution
@@ -28,12 +29,10 @@ from queuert._worker.handlers import Handler
 from queuert._worker.lifecycle import Lifecycle
 from queuert._worker.looper import Looper
 from queuert._worker.maintenance import Maintenance, Service
-from queuert._worker.pg_store import PgStore
-from queuert._worker.pruner import Pruner
+from queuert._worker.pg_services import own_connection_services
 from queuert._worker.publisher import Publisher
 from queuert._worker.reaping import Reaper
 from queuert._worker.renewal import Renewal
-from queuert._worker.schedule_ticker import ScheduleTicker
 from queuert._worker.settings import Settings
 from queuert._worker.staged import StagedDispatcher
 from queuert._worker.stats import WorkerStats
@@ -73,14 +72,8 @@ class Run:
         # of dependents a completion unblocked (a fan-in's last blocker)
         # stays with the engine unless the worker publishes everything.
         notify_setting = "job_lost" if publish_all else "job_lost,job_ready_unblocked"
-        self.store = PgStore(
-            s.conninfo,
-            schema=s.schema,
-            worker_id=s.worker_id,
-            type_names=s.type_names,
-            lease=s.lease,
-            prepare_threshold=s.prepare_threshold,
-            notify_setting=notify_setting if s.batch_notifications else None,
+        self.store = store_for(
+            s, notify_setting=notify_setting if s.batch_notifications else None, unblocked_wanted=publish_all
         )
         self.publisher: Publisher | None = None
         if s.batch_notifications or publish_all:
@@ -134,21 +127,9 @@ class Run:
     # -- main --------------------------------------------------------------
 
     def own_connection_services(self) -> list[Looper]:
-        """The schedule ticker for the handled types (``schedules``) and the
-        pruner (``prune_after``): each on a connection of its own, beside
-        maintenance's shared session."""
-        s = self.settings
-
-        def connect(purpose: str) -> Callable[[], Awaitable[Any]]:
-            return lambda: self.lifecycle.reconnecting(purpose, lambda: self.store.connect(purpose))
-
-        if s.schedules:
-            self.loopers.append(ScheduleTicker(connect("schedules"), schema=s.schema, type_names=s.type_names,
-                                               reconnect_max=s.reconnect_max))
-        if s.prune_after is not None:
-            self.loopers.append(Pruner(connect("prune"), schema=s.schema, older_than=s.prune_after,
-                                       failed_older_than=s.prune_failed_after, interval=s.prune_interval,
-                                       reconnect_max=s.reconnect_max))
+        """Services on connections of their own (pg_services.py): the
+        schedule ticker, the pruner."""
+        self.loopers = own_connection_services(self.settings)
         return self.loopers
 
     async def main(self) -> None:
