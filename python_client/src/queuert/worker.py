@@ -63,6 +63,7 @@ from queuert._worker.settings import (
     check_concurrency,
     check_mode,
     check_prefetch,
+    check_prune,
     new_worker_id,
 )
 from queuert._worker.stats import WorkerStats
@@ -114,6 +115,13 @@ class Worker:
     ``SET LOCAL queuert.notify = 'none'`` and everything (reaped jobs too)
     goes through the notifier. An idle worker woken by ``job_ready`` takes a
     unit of the type's wake budget first (docs/notify.md).
+    ``schedules`` (default True): the worker starts the chains of due
+    schedule ticks of the types it handles (docs/recurring.md).
+    ``prune_after`` (a timedelta; default None, off): every
+    ``prune_interval`` seconds (300) the worker deletes completed and
+    cancelled chains older than that (failed ones too past
+    ``prune_failed_after``), in batches, one worker at a time
+    (docs/engine.md, "Running at scale").
     """
 
     def __init__(
@@ -138,8 +146,13 @@ class Worker:
         prefetch_window: float = 0.05,
         prefetch_max: int | None = None,
         batch_notifications: bool = True,
+        schedules: bool = True,
+        prune_after: timedelta | None = None,
+        prune_failed_after: timedelta | None = None,
+        prune_interval: float = 300.0,
     ) -> None:
         check_prefetch(prefetch, prefetch_window, prefetch_max)
+        check_prune(prune_after, prune_failed_after, prune_interval)
         self.conninfo = conninfo
         self.schema = validate_schema_name(schema)
         self.concurrency = check_concurrency(concurrency)
@@ -159,6 +172,10 @@ class Worker:
         self.prefetch_window = float(prefetch_window)
         self.prefetch_max = prefetch_max
         self.batch_notifications = batch_notifications
+        self.schedules = schedules
+        self.prune_after = prune_after
+        self.prune_failed_after = prune_failed_after
+        self.prune_interval = float(prune_interval)
         self.stats = WorkerStats()
         self._handlers: dict[str, Handler] = {}
         self._run: Run | None = None
@@ -291,6 +308,10 @@ class Worker:
             prefetch_window=self.prefetch_window,
             prefetch_max=self.prefetch_max,
             batch_notifications=self.batch_notifications,
+            schedules=self.schedules,
+            prune_after=self.prune_after,
+            prune_failed_after=self.prune_failed_after,
+            prune_interval=self.prune_interval,
         )
 
 
