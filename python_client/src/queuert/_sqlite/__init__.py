@@ -22,9 +22,9 @@ from ._errors import DatabaseBusyError, SnapshotConflictError
 from ._rows import Row
 from ._values import frozen_clock, new_job_id
 from .admin import cancel_chains, delete_chains, retry_jobs, set_job_type, trigger_jobs
-from .claim import claim, next_due_at
+from .claim import claim, claim_for_worker, next_due_at
 from .complete import complete, complete_jobs
-from .continuation import continue_with
+from .continuation import continue_jobs, continue_with
 from .fail import fail, fail_jobs
 from .inspection import chain, chain_blockers, chain_jobs, list_chains, stats
 from .leases import reap, release_jobs, renew_leases
@@ -41,9 +41,11 @@ __all__ = [
     "chain_blockers",
     "chain_jobs",
     "claim",
+    "claim_for_worker",
     "complete",
     "complete_jobs",
     "connect",
+    "continue_jobs",
     "continue_with",
     "delete_chains",
     "fail",
