@@ -17,7 +17,8 @@ as in ``app.py``:
 * staged mode: every attempt records ``(job_id, attempt, worker)`` in
   ``torture_attempt`` on a separate autocommit connection before it runs.
 * both: a final job's output carries its attempt and worker id (fencing);
-  fan-in and schedule breaches go to ``torture_violation``.
+  fan-in and schedule breaches go to ``torture_violation`` in a file of
+  their own beside the database (``<db>.violations``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,17 @@ def _side(query: str, params: tuple[Any, ...]) -> None:
     conn.execute(query, params)
 
 
+def _violations() -> sqlite3.Connection:
+    """Breaches go to a file of their own (``<db>.violations``): in atomic
+    mode the job's transaction holds the database's write lock, which a
+    second connection of this process would wait for in vain."""
+    conn = getattr(_tls, "violations", None)
+    if conn is None:
+        conn = _tls.violations = sqlite3.connect(f"{DB}.violations", timeout=30, isolation_level=None)
+        conn.execute("CREATE TABLE IF NOT EXISTS torture_violation (job_id TEXT, what TEXT NOT NULL)")
+    return conn
+
+
 _RECORD = "INSERT INTO torture_attempt (job_id, attempt, worker) VALUES (?, ?, ?)"
 _EFFECT = "INSERT INTO torture_effect (job_id, attempt, worker) VALUES (?, ?, ?)"
 _VIOLATION = "INSERT INTO torture_violation (job_id, what) VALUES (?, ?)"
@@ -99,8 +111,12 @@ def result(job: queuert.JobContext[Any], **extra: Any) -> dict[str, Any]:
     return {"attempt": job.attempt, "worker": job.worker_id, **extra}
 
 
+def _violation(job_id: str, what: str) -> None:
+    _violations().execute(_VIOLATION, (job_id, what))
+
+
 async def violation(job: queuert.JobContext[Any], what: str) -> None:
-    await asyncio.to_thread(_side, _VIOLATION, (str(job.id), what))
+    await asyncio.to_thread(_violation, str(job.id), what)
 
 
 @worker.handler(f"{P}.single")
