@@ -23,7 +23,7 @@ def test_claim_for_worker_returns_the_worker_columns_in_claim_order(db_path: str
     claimed = qs.claim_for_worker(conn, "w1", ["t"], 10, timedelta(seconds=30))
     assert [c[0] for c in claimed] == [urgent["id"], first["id"], waiting["id"]], "priority, then FIFO"
     (job_id, type_name, chain_id, chain_type, index, input_, priority, attempt,
-     scheduled_at, created_at, leased_until, error, trace, blockers, now, seq) = claimed[0]
+     scheduled_at, created_at, leased_until, error, trace, blockers, seq, now) = claimed[0]
     assert isinstance(job_id, UUID) and chain_id == job_id and type_name == chain_type == "t"
     assert (index, input_, priority, attempt, error, trace) == (0, {"n": 2}, 5, 1, None, None)
     assert leased_until - now == timedelta(seconds=30), "the claim's clock comes back with the lease"
@@ -71,3 +71,16 @@ def test_continue_jobs_continues_each_and_reports_the_lost_and_the_refused(db_pa
         "a repeated flush returns the existing next job"
     )
     assert again[0]["next"]["deduplicated"] is True
+
+
+def test_running_jobs_lists_what_runs_under_a_worker(db_path: str) -> None:
+    conn = qs.connect(db_path)
+    for n in range(3):
+        qs.start_chain(conn, "t", {"n": n})
+    mine = qs.claim_for_worker(conn, "w1", ["t"], 2)
+    qs.claim_for_worker(conn, "w2", ["t"], 1)
+    found = sorted(qs.running_jobs(conn, "w1"), key=lambda r: r["id"])
+    assert found == sorted(({"id": j[0], "attempt": 1, "type_name": "t"} for j in mine), key=lambda r: r["id"])
+    qs.complete_jobs(conn, "w1", [mine[0][0]], attempts=[1])
+    assert [r["id"] for r in qs.running_jobs(conn, "w1")] == [mine[1][0]]
+    assert qs.running_jobs(conn, "w3") == []

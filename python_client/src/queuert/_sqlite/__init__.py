@@ -27,7 +27,7 @@ from .complete import complete, complete_jobs
 from .continuation import continue_jobs, continue_with
 from .fail import fail, fail_jobs
 from .inspection import chain, chain_blockers, chain_jobs, list_chains, stats
-from .leases import reap, release_jobs, renew_leases
+from .leases import reap, release_jobs, renew_leases, running_jobs
 from .migrate import migrate
 from .start import start_chain
 from .start_batch import start_chains
@@ -60,6 +60,7 @@ __all__ = [
     "release_jobs",
     "renew_leases",
     "retry_jobs",
+    "running_jobs",
     "set_job_type",
     "start_chain",
     "start_chains",

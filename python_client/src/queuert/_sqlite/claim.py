@@ -108,9 +108,9 @@ def claim_for_worker(
     """claim, shaped for the worker: per job, in claim order, the tuple
     ``id, type_name, chain_id, chain_type_name, chain_index, input,
     priority, attempt, scheduled_at, created_at, leased_until,
-    last_attempt_error, trace_context, blockers (JSON text), now, seq``
-    (the PostgreSQL worker's claim columns, then the claim's clock and
-    seq). Builds no dict per job: a claim that takes one job per
+    last_attempt_error, trace_context, blockers (JSON text), seq, now``
+    (the PostgreSQL worker's claim columns: seq, the claim order, and the
+    claim's clock last). Builds no dict per job: a claim that takes one job per
     transaction (atomic mode) spends most of its Python time there."""
     found, blockers, now_at = _claim_rows(conn, worker_id, type_names, max_jobs, lease, schema)
     if not found:
@@ -135,13 +135,13 @@ def claim_for_worker(
                 r[17],
                 r[20],
                 blockers[r[0]] if r[-1] else "[]",
-                now,
                 r[-2],
+                now,
             )
         )
     if len(claimed) > 1:
         # RETURNING comes back in no particular order
-        claimed.sort(key=lambda c: (-c[6], c[8], c[15]))
+        claimed.sort(key=lambda c: (-c[6], c[8], c[14]))
     return claimed
 
 
