@@ -7,7 +7,8 @@ atomic slot's open transaction) may hold for as long as its busy timeout:
 the loop would stall, and with it renewals and async handlers. So each call
 first runs with a busy timeout of zero; if the lock is taken it is run
 again, from the start, in the connection's own thread with the full busy
-timeout. The first try wrote nothing: a locked ``BEGIN IMMEDIATE`` is where
+timeout (which the connection keeps between calls, for a handler's own
+statements on ``job.conn``). The first try wrote nothing: a locked ``BEGIN IMMEDIATE`` is where
 every engine call meets the lock (in WAL mode nothing after it waits), and
 the engine rolls back whatever a refused call began.
 
@@ -78,12 +79,16 @@ class WorkerConnection:
     """One connection of a worker: calls run on the loop, and in the
     connection's thread only while they wait for the write lock."""
 
-    __slots__ = ("conn", "target", "_thread", "_busy_ms", "_waiting")
+    __slots__ = ("conn", "target", "_thread", "_busy_ms", "_resting", "_waiting")
 
     def __init__(self, target: SqliteTarget) -> None:
         self.target = target
         self.conn = open_connection(target)
         self._busy_ms = round(target.busy_timeout * 1000)
+        # between calls (a handler's own statements on job.conn included)
+        # the connection waits for the lock as any other would
+        self._resting = f"PRAGMA busy_timeout = {self._busy_ms}"
+        self.conn.execute(self._resting)
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._waiting: asyncio.Future[Any] | None = None
 
@@ -93,31 +98,27 @@ class WorkerConnection:
         if self._waiting is not None and not self._waiting.done():
             # a call cancelled while its thread waited: let it end first
             await asyncio.wait([self._waiting])
+        conn = self.conn
+        conn.execute("PRAGMA busy_timeout = 0")
         try:
-            return fn(self.conn, *args)
+            return fn(conn, *args)
         except SnapshotConflictError:
             raise
         except DatabaseBusyError:
             if self._busy_ms == 0:
                 raise
+        finally:
+            conn.execute(self._resting)
         if self._thread is None:
             self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="queuert-sqlite-wait")
-        waiting = asyncio.get_running_loop().run_in_executor(self._thread, self._patiently, fn, args)
+        waiting = asyncio.get_running_loop().run_in_executor(self._thread, fn, conn, *args)
         self._waiting = waiting
         return await waiting
 
     def call_here(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` in the calling thread (a sync handler's slot),
         waiting for the lock within the busy timeout."""
-        return self._patiently(fn, args)
-
-    def _patiently(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        conn = self.conn
-        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-        try:
-            return fn(conn, *args)
-        finally:
-            conn.execute("PRAGMA busy_timeout = 0")
+        return fn(self.conn, *args)
 
     def close(self) -> None:
         """Roll back what is open and close; the waiting thread ends after
@@ -134,8 +135,7 @@ class WorkerConnection:
 
 
 def open_connection(target: SqliteTarget) -> sqlite3.Connection:
-    """An autocommit connection to an installed queuert file in WAL mode,
-    busy timeout zero (WorkerConnection sets it per waiting call)."""
+    """An autocommit connection to an installed queuert file in WAL mode."""
     if not os.path.isfile(target.path):  # never create it (sqlite3 would)
         raise MigrationError(
             f"no SQLite database at {target.path!r}: create and install it with "
