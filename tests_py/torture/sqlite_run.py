@@ -21,8 +21,10 @@ What it does (``run.py`` for SQLite; the same workload and checks):
    were never committed (atomic);
 5. when no job is pending, running or blocked, stops the workers with
    SIGTERM and runs ``sqlite_checks.check``. One summary line; exit status
-   1 on any violation (a worker that exited on its own, ``database is
-   locked`` in its log, or a failed check).
+   1 on any violation (a worker that exited on its own, a bare sqlite3
+   error or a traceback in its log, or a failed check). The engine's typed
+   "locked for longer than the busy timeout" warning is no violation: the
+   worker says so and goes on.
 """
 
 from __future__ import annotations
@@ -113,16 +115,18 @@ class Workers:
         self.start(mode)
 
     def defects(self) -> list[str]:
-        """Workers that exited on their own, and any ``database is locked``
-        that reached a worker's log."""
+        """Workers that exited on their own, and any bare sqlite3 error (a
+        ``database is locked`` that escaped the engine's typed errors) or
+        traceback in a worker's log."""
         out = []
         for mode, proc, log_path in self.procs:
             rc = proc.poll()
             if rc is not None and proc.pid not in self.killed and rc not in (0, -signal.SIGTERM):
                 out.append(f"worker pid {proc.pid} ({mode}) exited with {rc}; log {log_path}")
             text = log_path.read_text(errors="replace")
-            if "database is locked" in text:
-                out.append(f"'database is locked' in the log of worker pid {proc.pid} ({log_path})")
+            for bare in ("OperationalError", "Traceback"):
+                if bare in text:
+                    out.append(f"{bare!r} in the log of worker pid {proc.pid} ({log_path})")
         return out
 
     def stop_all(self, timeout: float = 20.0) -> None:
@@ -219,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     path = str(work / "torture.db")
     log(f"seed {seed}; {chains} chains, {n_workers} workers; {path}")
     setup_database(path, timedelta(milliseconds=20))
-    workers = Workers(path, work, {"staged": 8, "atomic": 4}, args.fail_rate)
+    # atomic jobs of one file run one at a time (each transaction holds the
+    # write lock through its handler): two slots are enough to overlap them
+    workers = Workers(path, work, {"staged": 8, "atomic": 2}, args.fail_rate)
     violations: list[str] = []
     kills = 0
     t0 = time.monotonic()

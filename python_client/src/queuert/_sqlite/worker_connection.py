@@ -24,14 +24,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import random
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from ..errors import InvalidArgumentError, MigrationError
 from ._connection import DEFAULT_TIMEOUT, connect, database_path
-from ._errors import DatabaseBusyError, SnapshotConflictError
+from ._errors import DatabaseBusyError, SnapshotConflictError, is_locked, locked_error
 
 __all__ = ["SqliteTarget", "WorkerConnection", "is_sqlite_dsn"]
 
@@ -98,6 +100,12 @@ class WorkerConnection:
         if self._waiting is not None and not self._waiting.done():
             # a call cancelled while its thread waited: let it end first
             await asyncio.wait([self._waiting])
+        else:
+            # A database call is a point where the loop's other tasks run,
+            # as they do while PostgreSQL answers: without it a busy slot
+            # or lane would run claim after claim and never let the others
+            # (a woken slot of other types, the publisher) take their turn.
+            await asyncio.sleep(0)
         conn = self.conn
         conn.execute("PRAGMA busy_timeout = 0")
         try:
@@ -111,14 +119,37 @@ class WorkerConnection:
             conn.execute(self._resting)
         if self._thread is None:
             self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="queuert-sqlite-wait")
-        waiting = asyncio.get_running_loop().run_in_executor(self._thread, fn, conn, *args)
+        waiting = asyncio.get_running_loop().run_in_executor(self._thread, self._patiently, fn, args)
         self._waiting = waiting
         return await waiting
 
     def call_here(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` in the calling thread (a sync handler's slot),
         waiting for the lock within the busy timeout."""
-        return fn(self.conn, *args)
+        return self._patiently(fn, args)
+
+    def _patiently(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """Try ``fn`` until it gets the lock or the busy timeout has passed.
+
+        Not SQLite's own busy handler: that one sleeps up to 100 ms between
+        looks, so a writer that commits and begins again at once (an atomic
+        worker, back to back) keeps the lock from it for seconds. Looking
+        every millisecond or two, at random, finds the short gaps."""
+        conn = self.conn
+        deadline = time.monotonic() + self.target.busy_timeout
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    return fn(conn, *args)
+                except SnapshotConflictError:
+                    raise
+                except DatabaseBusyError:
+                    if time.monotonic() >= deadline:
+                        raise
+                time.sleep(random.uniform(0.0002, 0.002))
+        finally:
+            conn.execute(self._resting)
 
     def close(self) -> None:
         """Roll back what is open and close; the waiting thread ends after
@@ -141,7 +172,16 @@ def open_connection(target: SqliteTarget) -> sqlite3.Connection:
             f"no SQLite database at {target.path!r}: create and install it with "
             f"`queuert migrate --dsn sqlite:///{target.path}`"
         )
-    conn = connect(target.path, timeout=0, synchronous=target.synchronous, check_same_thread=False)
+    # opening reads the WAL index, which a checkpoint of another process
+    # may hold for a moment: waited out within the busy timeout
+    try:
+        conn = connect(
+            target.path, timeout=target.busy_timeout, synchronous=target.synchronous, check_same_thread=False
+        )
+    except sqlite3.OperationalError as e:
+        if is_locked(e):
+            raise locked_error(e, "open the database") from e
+        raise
     try:
         mode = conn.execute("PRAGMA journal_mode").fetchone()
         if mode is None or str(mode[0]).lower() != "wal":

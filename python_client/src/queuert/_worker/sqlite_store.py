@@ -58,7 +58,8 @@ def _typed(exc: BaseException) -> BaseException:
     if isinstance(exc, StoreError):
         return exc
     if isinstance(exc, qs.DatabaseBusyError):
-        return Conflict(str(exc))
+        # the engine names the client's knob; a worker's is in its DSN
+        return Conflict(str(exc).replace("sqlite3.connect(timeout=...)", "sqlite:///PATH?busy_timeout=SECONDS"))
     if isinstance(exc, QueuertError) and not isinstance(exc, MigrationError):
         if exc.sqlstate in _LOST_SQLSTATES:
             return JobLost(str(exc))
