@@ -70,7 +70,9 @@ from queuert._publisher import _Publisher
 from queuert._runners import _resumed, _SlotThread, _ThreadPool
 from queuert._worker import job_state as st
 from queuert._worker.outcomes import SHUTDOWN_RELEASE, Ack, Completed, Continued, Failed, Outcome, Released
+from queuert._sqlite.worker_connection import is_sqlite_dsn
 from queuert._worker.pg_store import PgStore
+from queuert._worker.sqlite_store import SqliteStore
 from queuert._worker.store import (
     AtomicSession,
     Conflict,
@@ -78,6 +80,7 @@ from queuert._worker.store import (
     JobLost,
     Rejected,
     Session,
+    Store,
     StoreError,
     SyncAtomicSession,
     Written,
@@ -86,6 +89,7 @@ from queuert.errors import PayloadValidationError, QueuertError
 from queuert.job import JobContext
 from queuert.migrate import validate_schema_name
 from queuert.notify.base import Notifier, NotifyEvent, Subscription
+from queuert.notify.inprocess import InProcessNotifier
 from queuert.notify.postgres import PostgresNotifier
 from queuert.types import Continuation, JobType, RetryAt, to_json_value
 
@@ -431,10 +435,18 @@ class _Run:
         self.subscription: Subscription | None = None
         self.own_notifier = False
         self.notifier: Notifier | None = worker.notifier
+        self.sqlite = is_sqlite_dsn(worker.conninfo)
+        if self.sqlite and isinstance(self.notifier, PostgresNotifier):
+            raise ValueError("a worker on SQLite cannot LISTEN: give it an in-process, Redis or NATS notifier")
+        if self.sqlite and self.notifier is None:
+            # SQLite has no LISTEN: the worker's own acknowledgements wake
+            # it through an in-process notifier; others' jobs by polling
+            self.notifier = InProcessNotifier()
+            self.own_notifier = True
         self.publish = self.notifier is not None and not isinstance(self.notifier, PostgresNotifier)
         # batch: our acknowledgements send no job_ready / chain_completed
         # NOTIFY; the publisher sends them after commit (see _Publisher)
-        self.batch = worker.batch_notifications
+        self.batch = worker.batch_notifications and not self.sqlite
         self.publisher: _Publisher | None = None
         self.collect = self.batch or self.publish
         # Dependents a completion made pending: the engine announces them
@@ -444,14 +456,24 @@ class _Run:
         # from what complete_jobs reports.
         self.publish_unblocked = self.publish
         notify_setting = "job_lost" if self.publish else "job_lost,job_ready_unblocked"
-        self.store = PgStore(
-            worker.conninfo or "",
-            schema=self.schema,
-            worker_id=self.worker_id,
-            type_names=self.type_names,
-            lease=self.lease,
-            prepare_threshold=worker.prepare_threshold,
-            notify_setting=notify_setting if self.batch else None,
+        self.store: Store = (
+            SqliteStore(
+                worker.conninfo or "",
+                schema=self.schema,
+                worker_id=self.worker_id,
+                type_names=self.type_names,
+                lease=self.lease,
+            )
+            if self.sqlite
+            else PgStore(
+                worker.conninfo or "",
+                schema=self.schema,
+                worker_id=self.worker_id,
+                type_names=self.type_names,
+                lease=self.lease,
+                prepare_threshold=worker.prepare_threshold,
+                notify_setting=notify_setting if self.batch else None,
+            )
         )
         self.maint_session: Session | None = None
 
