@@ -552,8 +552,11 @@ class _Run:
                 delay = min(delay * 2, self.w.reconnect_max)
 
     async def connect(self, purpose: str) -> Any:
-        """A connection for the publisher (reconnecting)."""
-        return await self.reconnecting(purpose, lambda: self.store.connect(purpose))
+        """A connection for the publisher (reconnecting): PostgreSQL only
+        (a worker on SQLite publishes through its notifier)."""
+        store = self.store
+        assert isinstance(store, PgStore), "NOTIFY batching is off on SQLite"
+        return await self.reconnecting(purpose, lambda: store.connect(purpose))
 
     async def open_session(self, purpose: Literal["main", "maintenance"]) -> Session:
         return await self.reconnecting(purpose, lambda: self.store.open(purpose))
