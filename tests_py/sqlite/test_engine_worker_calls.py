@@ -84,3 +84,17 @@ def test_running_jobs_lists_what_runs_under_a_worker(db_path: str) -> None:
     qs.complete_jobs(conn, "w1", [mine[0][0]], attempts=[1])
     assert [r["id"] for r in qs.running_jobs(conn, "w1")] == [mine[1][0]]
     assert qs.running_jobs(conn, "w3") == []
+
+
+def test_complete_one_completes_resolves_fan_in_and_reports_a_lost_job(db_path: str) -> None:
+    conn = qs.connect(db_path)
+    blocker = qs.start_chain(conn, "t", None)
+    waiting = qs.start_chain(conn, "after", None, blockers=[blocker["chain_id"]])
+    other = qs.start_chain(conn, "t", None)
+    jobs = qs.claim_for_worker(conn, "w1", ["t"], 2)
+    assert qs.complete_one(conn, "w1", jobs[0][0], '{"ok": true}', 1) == ("completed", ["after"])
+    row = conn.execute("SELECT status, output, completed_by FROM queuert_job WHERE id = ?", (str(blocker["id"]),))
+    assert row.fetchone() == ("completed", '{"ok": true}', "w1"), "the output stored as the JSON text given"
+    assert conn.execute("SELECT status FROM queuert_job WHERE id = ?", (str(waiting["id"]),)).fetchone() == ("pending",)
+    assert qs.complete_one(conn, "w1", other["id"], None, 2) == ("taken", []), "a stale attempt is fenced"
+    assert qs.complete_one(conn, "w1", blocker["id"], None, 1) == ("finished", [])

@@ -112,7 +112,18 @@ def write_acks(
             fails.append(ack)
         else:
             releases.append(ack)
-    if completes:
+    if len(completes) == 1:  # atomic mode's every acknowledgement
+        ack = completes[0]
+        outcome, unblocked = qs.complete_one(
+            conn, worker_id, ack.job.id, ack.outcome.output_json, ack.job.attempt, schema=schema  # type: ignore[union-attr]
+        )
+        if outcome == "completed":
+            written.done.append(ack)
+            written.chains.append(str(ack.job.chain_id))
+            written.unblocked.update(unblocked)
+        else:
+            written.lost.append((ack, outcome))
+    elif completes:
         rows = qs.complete_jobs(
             conn,
             worker_id,
