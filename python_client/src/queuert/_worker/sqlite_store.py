@@ -222,6 +222,11 @@ class SqliteStore:
     async def open_atomic(self) -> SqliteAtomicSession:
         return SqliteAtomicSession(self, self.connect())
 
+    async def open_announcer(self) -> SilentAnnouncer:
+        """SQLite has no NOTIFY: a worker on SQLite announces through its
+        notifier (in-process by default), never through the database."""
+        return SilentAnnouncer()
+
     def open_atomic_sync(self) -> SqliteSyncAtomicSession:
         session = SqliteSyncAtomicSession(self, self.connect())
         self._sync_sessions[session.backend_id] = session
@@ -293,6 +298,18 @@ class SqliteStore:
                 raise StoreError("no attempt is open: its transaction has ended")
             return
         conn.execute(_ROLLBACK_TO if to_savepoint else "ROLLBACK")
+
+
+class SilentAnnouncer:
+    """The database's announcements on SQLite: none (see open_announcer)."""
+
+    closed = False
+
+    async def close(self) -> None:
+        return None
+
+    async def announce(self, ready: Sequence[str], chains: Sequence[str]) -> None:
+        return None
 
 
 async def _run(wc: WorkerConnection, fn: Callable[..., T], *args: Any) -> T:
