@@ -97,16 +97,21 @@ class WorkerConnection:
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)``: now, else (the write lock is taken) in the
         connection's thread once the lock is free, within the busy timeout."""
+        conn = self.conn
         if self._waiting is not None and not self._waiting.done():
             # a call cancelled while its thread waited: let it end first
             await asyncio.wait([self._waiting])
+        elif conn.in_transaction:
+            # an atomic attempt's transaction holds the lock already: its
+            # acknowledgement waits for nothing (and the claim after it
+            # lets the other tasks run)
+            return fn(conn, *args)
         else:
             # A database call is a point where the loop's other tasks run,
             # as they do while PostgreSQL answers: without it a busy slot
             # or lane would run claim after claim and never let the others
             # (a woken slot of other types, the publisher) take their turn.
             await asyncio.sleep(0)
-        conn = self.conn
         conn.execute("PRAGMA busy_timeout = 0")
         try:
             return fn(conn, *args)
