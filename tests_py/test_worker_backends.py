@@ -26,10 +26,12 @@ from uuid import UUID
 
 import pytest
 from backends import Db
+from notify_brokers import NATS_URL, REDIS_URL, unique_prefix
 
 import queuert
 import queuert._sqlite as qs
 from queuert.job import JobContext
+from queuert.notify import notifier_from_url
 from queuert.notify.inprocess import InProcessNotifier
 
 pytestmark = pytest.mark.timeout(120)
@@ -477,6 +479,45 @@ async def test_the_in_process_notifier_wakes_the_worker_after_commit_only(db: Db
         await asyncio.to_thread(start_in_hooks, True)
         await asyncio.wait_for(ran.wait(), 10)
     assert worker.stats.completed == 1 and db.count_jobs() == 1, "the rolled-back job never existed"
+
+
+@pytest.mark.parametrize("broker", ["redis", "nats"])
+async def test_a_broker_carries_another_connections_job_to_an_idle_worker(db: Db, side: Side, broker: str) -> None:
+    """The application (another connection, in another thread: another
+    process as far as the worker can tell) starts a chain inside
+    transaction_hooks with its own notifier on the broker; the idle worker,
+    polling only every 30 s, runs it at once. On SQLite this is how workers
+    of other processes learn of new jobs without polling."""
+    prefix = unique_prefix()
+    url = REDIS_URL if broker == "redis" else NATS_URL
+    worker_notifier = notifier_from_url(url, prefix=prefix)
+    app_notifier = notifier_from_url(url, prefix=prefix)
+    worker = fast(db, notifier=worker_notifier, poll_interval=30)
+    ran = asyncio.Event()
+
+    @worker.handler("ping")
+    async def ping(job: JobContext[Any]) -> None:
+        ran.set()
+
+    def start_in_hooks() -> None:
+        conn = db.connect()
+        try:
+            with queuert.transaction_hooks(app_notifier):
+                queuert.start_chain(conn, "ping", None)
+                conn.commit()
+        finally:
+            conn.close()
+
+    try:
+        async with running(worker):
+            await eventually(lambda: worker.stats.claimed == 0 and worker.running)
+            await asyncio.sleep(0.3)  # past its first, empty claim: asleep until its poll
+            await asyncio.to_thread(start_in_hooks)
+            await asyncio.wait_for(ran.wait(), 10)
+    finally:
+        await app_notifier.close()
+        await worker_notifier.close()
+    assert worker.stats.completed == 1
 
 
 # ---------------------------------------------------------------- stop
