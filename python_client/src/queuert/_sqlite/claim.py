@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -22,12 +23,19 @@ __all__ = ["claim", "claim_for_worker", "next_due_at"]
 def _type_filter(type_names: Sequence[str] | None) -> str | None:
     if type_names is None:
         return None
+    if type(type_names) is tuple:  # a worker's types, the same every claim
+        return _types_json(type_names)
     if isinstance(type_names, (str, bytes)):
         check.invalid(f"type_names must be a sequence of type names, got {type_names!r}")
     names = list(type_names)
     if any(not isinstance(n, str) for n in names):
         check.invalid("type_names must be a one-dimensional array of text")
     return json.dumps(names)
+
+
+@functools.lru_cache(maxsize=64)
+def _types_json(type_names: tuple[Any, ...]) -> str | None:
+    return _type_filter(list(type_names))
 
 
 def claim(

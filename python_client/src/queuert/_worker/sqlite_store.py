@@ -84,7 +84,7 @@ class SqliteStore:
         self.target = SqliteTarget(dsn)
         self.schema = schema
         self.worker_id = worker_id
-        self.type_names = list(type_names)
+        self.type_names = tuple(type_names)  # a tuple: the claim caches its JSON
         self.lease = lease
         self._sync_sessions: dict[int, SqliteSyncAtomicSession] = {}
 
@@ -308,7 +308,7 @@ class SqliteAtomicSession:
             # the previous attempt's transaction holds the lock: no wait
             written = await _run(self.wc, self.store.ack_tx, carry[0], carry[1])
         try:
-            row = await _run(self.wc, self.store.begin_attempt_tx, list(type_names))
+            row = await _run(self.wc, self.store.begin_attempt_tx, tuple(type_names))
         except Conflict:
             # another writer held the file longer than the busy timeout:
             # as if nothing were due; the due-time poll looks again soon
@@ -360,7 +360,7 @@ class SqliteSyncAtomicSession:
 
     def open_attempt(self, type_names: Sequence[str]) -> ClaimRow | None:
         try:
-            return _run_here(self.wc, self.store.begin_attempt_tx, list(type_names))
+            return _run_here(self.wc, self.store.begin_attempt_tx, tuple(type_names))
         except Conflict:
             return None  # as SqliteAtomicSession.open_attempt
 
