@@ -21,6 +21,7 @@ from typing import Any
 
 from queuert._worker.acks import Acknowledger
 from queuert._worker.atomic import AtomicSlots
+from queuert._worker.backends import store_for
 from queuert._worker.claim_ahead import ClaimAhead
 from queuert._worker.due_poll import DuePoll
 from queuert._worker.execution import Dispatch, Execution
@@ -28,12 +29,10 @@ from queuert._worker.handlers import Handler
 from queuert._worker.lifecycle import Lifecycle
 from queuert._worker.maintenance import Maintenance, Service
 from queuert._sqlite.worker_connection import is_sqlite_dsn
-from queuert._worker.pg_store import PgStore
 from queuert._worker.publisher import Publisher
 from queuert._worker.reaping import Reaper
 from queuert._worker.renewal import Renewal
 from queuert._worker.settings import Settings
-from queuert._worker.sqlite_store import SqliteStore
 from queuert._worker.staged import StagedDispatcher
 from queuert._worker.stats import WorkerStats
 from queuert._worker.store import Session, Store
@@ -84,21 +83,7 @@ class Run:
         # of dependents a completion unblocked (a fan-in's last blocker)
         # stays with the engine unless the worker publishes everything.
         notify_setting = "job_lost" if publish_all else "job_lost,job_ready_unblocked"
-        self.store: Store
-        if sqlite:
-            self.store = SqliteStore(
-                s.conninfo, schema=s.schema, worker_id=s.worker_id, type_names=s.type_names, lease=s.lease
-            )
-        else:
-            self.store = PgStore(
-                s.conninfo,
-                schema=s.schema,
-                worker_id=s.worker_id,
-                type_names=s.type_names,
-                lease=s.lease,
-                prepare_threshold=s.prepare_threshold,
-                notify_setting=notify_setting if batch else None,
-            )
+        self.store: Store = store_for(s, notify_setting=notify_setting if batch else None, unblocked_wanted=publish_all)
         self.publisher: Publisher | None = None
         if batch or publish_all:
             store = self.store
