@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from queuert._sqlite.worker_connection import is_sqlite_dsn
 from queuert._worker.acks import Acknowledger
 from queuert._worker.atomic import AtomicSlots
 from queuert._worker.backends import store_for
@@ -27,8 +28,9 @@ from queuert._worker.due_poll import DuePoll
 from queuert._worker.execution import Dispatch, Execution
 from queuert._worker.handlers import Handler
 from queuert._worker.lifecycle import Lifecycle
+from queuert._worker.looper import Looper
 from queuert._worker.maintenance import Maintenance, Service
-from queuert._sqlite.worker_connection import is_sqlite_dsn
+from queuert._worker.pg_services import own_connection_services
 from queuert._worker.publisher import Publisher
 from queuert._worker.reaping import Reaper
 from queuert._worker.renewal import Renewal
@@ -53,6 +55,7 @@ class Run:
         self.loop = asyncio.get_running_loop()
         self.started = asyncio.Event()
         self.finished = False
+        self.loopers: list[Looper] = []
         self.wakeup = Wakeup()
         self.lifecycle = Lifecycle(
             self.loop,
@@ -63,7 +66,9 @@ class Run:
         )
         self.flights: dict[uuid.UUID, JobContext[Any]] = {}
         self.notifier = s.notifier
-        sqlite = is_sqlite_dsn(s.conninfo)
+        self.sqlite = sqlite = is_sqlite_dsn(s.conninfo)
+        if sqlite and s.prune_after is not None:
+            raise ValueError("prune_after: the SQLite engine has no prune (PostgreSQL only, for now)")
         # no NOTIFY on SQLite: nothing to batch, the notifier carries it all
         batch = s.batch_notifications and not sqlite
         self.own_notifier = False
@@ -135,6 +140,13 @@ class Run:
 
     # -- main --------------------------------------------------------------
 
+    def own_connection_services(self) -> list[Looper]:
+        """Services on connections of their own (pg_services.py): the
+        schedule ticker, the pruner. PostgreSQL only: the SQLite engine has
+        no schedules (the ticker has nothing to tick) and no prune."""
+        self.loopers = [] if self.sqlite else own_connection_services(self.settings)
+        return self.loopers
+
     async def main(self) -> None:
         s = self.settings
         notifier = self.notifier
@@ -168,6 +180,8 @@ class Run:
                 worker_id=self.worker_id,
             )
             maintenance.start()
+            for looper in self.own_connection_services():
+                looper.start()
             if s.mode == "staged":
                 await self._staged()
             else:
@@ -188,6 +202,8 @@ class Run:
             self.lifecycle.stop_event.set()
             if maintenance is not None:
                 await maintenance.stop()
+            for looper in self.loopers:
+                await looper.stop()
             if self.publisher is not None:
                 await self.publisher.stop()
             if self.subscription is not None:
