@@ -669,3 +669,27 @@ async def test_a_writer_holding_the_file_delays_the_worker_and_nothing_escapes(
         holder.close()
     assert "OperationalError" not in caplog.text and "Traceback" not in caplog.text, "no bare sqlite3 error"
     assert (await side.chain(chain)).output == "ran"
+
+
+@pytest.mark.backend("sqlite", reason="the SQLite engine has no schedules and no prune (PostgreSQL only, for now)")
+async def test_a_worker_on_sqlite_runs_no_postgresql_only_service(
+    db: Db, side: Side, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Schedules are on by default: on SQLite the worker simply has none to
+    tick (no connection attempts, no warnings); prune_after is refused
+    before the run starts, with the reason."""
+    worker = fast(db)
+
+    @worker.handler("plain")
+    async def plain(job: JobContext[Any]) -> Any:
+        return "ok"
+
+    chain = await side.start("plain")
+    async with running(worker):
+        await eventually(lambda: side.done(chain))
+        await asyncio.sleep(0.5)  # a ticker would have tried (and failed) to connect by now
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == []
+    pruning = fast(db, prune_after=timedelta(days=7))
+    pruning.handler("plain", plain)
+    with pytest.raises(ValueError, match="no prune"):
+        await pruning.run_async()
