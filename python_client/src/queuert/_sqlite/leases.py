@@ -11,13 +11,13 @@ from uuid import UUID
 
 from . import _checks as check
 from ._actions import batch_outcomes
-from ._connection import rows, writing
+from ._connection import reading, rows, writing
 from ._notices import announce
 from ._rows import Row
 from ._statements import statements
 from ._values import ids_json, now_us
 
-__all__ = ["reap", "release_jobs", "renew_leases"]
+__all__ = ["reap", "release_jobs", "renew_leases", "running_jobs"]
 
 
 def renew_leases(
@@ -84,7 +84,8 @@ def release_jobs(
 def reap(conn: sqlite3.Connection, max_jobs: int | None = 100, *, schema: str = "queuert") -> list[Row]:
     """Running jobs whose lease expired go back to pending (keeping their
     place) or to failed when attempts are exhausted (DESIGN.md ``reap``).
-    Rows ``job_id, previous_worker, status``, oldest lease first."""
+    Rows ``job_id, previous_worker, status, type_name`` (PostgreSQL's
+    ``reap_jobs``), oldest lease first."""
     limit = 100 if max_jobs is None else check.int32(max_jobs, "max_jobs")
     if limit < 1:
         check.invalid(f"max_jobs must be at least 1, got {max_jobs}")
@@ -99,7 +100,12 @@ def reap(conn: sqlite3.Connection, max_jobs: int | None = 100, *, schema: str = 
             for r in rows(conn, q["reap"], {"seqs": json.dumps([e[0] for e in expired]), "now": now})
         }
     result = [
-        {"job_id": UUID(job_id), "previous_worker": worker, "status": reaped[job_id][1]}
+        {
+            "job_id": UUID(job_id),
+            "previous_worker": worker,
+            "status": reaped[job_id][1],
+            "type_name": reaped[job_id][2],
+        }
         for _seq, job_id, worker in expired
         if job_id in reaped
     ]
@@ -108,3 +114,12 @@ def reap(conn: sqlite3.Connection, max_jobs: int | None = 100, *, schema: str = 
         lost_jobs=list(reaped),
     )
     return result
+
+
+def running_jobs(conn: sqlite3.Connection, worker_id: str, *, schema: str = "queuert") -> list[Row]:
+    """The jobs running under ``worker_id``: rows ``id, attempt, type_name``
+    (a worker releases the ones it does not know of)."""
+    check.check_text(worker_id, "worker_id")
+    with reading(conn, "read running jobs"):
+        found = rows(conn, statements(schema)["running_jobs"], {"worker_id": worker_id})
+    return [{"id": UUID(job_id), "attempt": attempt, "type_name": type_name} for job_id, attempt, type_name in found]

@@ -239,7 +239,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
             done.append(acks[0])
             for _, type_name, status in rows:
                 if status == "pending":
-                    count(into.ready, type_name)
+                    into.count_ready(type_name)
             continue
         if kind is _CompletedAlone:  # complete raises when the job is not ours
             done.append(acks[0])
@@ -248,7 +248,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
         if kind is _FailedAlone:  # fail raises when the job is not ours
             done.append(acks[0])
             if any(status == "pending" for _, status in rows):
-                count(into.ready, acks[0].job.type_name)
+                into.count_ready(acks[0].job.type_name)
             continue
         by_id = {a.job.id: a for a in acks} if len(acks) > 1 else {acks[0].job.id: acks[0]}
         if kind is Completed:
@@ -260,8 +260,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                 if outcome == "completed":
                     done.append(found)
                     chains.append(str(found.job.chain_id))
-                    for type_name in unblocked or ():
-                        count(into.unblocked, type_name)
+                    into.count_unblocked(unblocked or ())
                 else:
                     lost.append((found, outcome))
         elif kind is Failed:
@@ -272,7 +271,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                 if outcome == "failed":
                     done.append(found)
                     if status == "pending":
-                        count(into.ready, found.job.type_name)
+                        into.count_ready(found.job.type_name)
                 else:
                     lost.append((found, outcome))
         else:
@@ -282,13 +281,9 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                     continue
                 if outcome == "released":
                     done.append(found)
-                    count(into.ready, found.job.type_name)
+                    into.count_ready(found.job.type_name)
                 else:
                     lost.append((found, outcome))
-
-
-def count(counts: dict[str, int], type_name: str) -> None:
-    counts[type_name] = counts.get(type_name, 0) + 1
 
 
 def atomic_ack_statements(

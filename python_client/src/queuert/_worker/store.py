@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, Protocol
 
 from queuert._worker.outcomes import Ack
@@ -85,6 +85,15 @@ class Written:
     unblocked: dict[str, int] = dataclasses.field(default_factory=dict)
     chains: list[str] = dataclasses.field(default_factory=list)
     claimed: list[ClaimRow] = dataclasses.field(default_factory=list)
+
+    def count_ready(self, type_name: str) -> None:
+        """One more job of ``type_name`` made pending."""
+        self.ready[type_name] = self.ready.get(type_name, 0) + 1
+
+    def count_unblocked(self, type_names: Iterable[str]) -> None:
+        """Dependents of these types made pending by a completion."""
+        for type_name in type_names:
+            self.unblocked[type_name] = self.unblocked.get(type_name, 0) + 1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
