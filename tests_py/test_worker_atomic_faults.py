@@ -8,6 +8,7 @@ one that completed it. Only public API, database reads, logs and faults.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
@@ -65,15 +66,14 @@ async def test_a_deadlock_on_the_completion_statement_undoes_the_attempts_writes
     worker = fast(dsn, mode="atomic", concurrency=1)
     ran: list[int] = []
     inside = asyncio.Event()
-    gate = asyncio.Event()
+    gates = [asyncio.Event(), asyncio.Event()]  # one per run: the retry waits until the test let go
 
     @worker.handler("atom")
     async def atom(job: JobContext[Any]) -> Any:
         ran.append(job.attempt)
         await job.conn.execute("INSERT INTO side VALUES (%s, %s, %s)", (job.id, job.attempt, job.worker_id))
-        if len(ran) == 1:
-            inside.set()
-            await gate.wait()
+        inside.set()
+        await gates[min(len(ran), 2) - 1].wait()
         return "done"
 
     before = await deadlocks(db)
@@ -84,13 +84,20 @@ async def test_a_deadlock_on_the_completion_statement_undoes_the_attempts_writes
             await other.execute("SET deadlock_timeout = '20s'")  # the worker's backend detects it
             await other.execute("BEGIN")
             await other.execute("SELECT 1 FROM queuert.job WHERE id = %s FOR UPDATE", (root,))
-            gate.set()  # the handler returns; its completion waits for the root
+            gates[0].set()  # the handler returns; its completion waits for the root
             await wait_for_lock_wait(db, "queuert-atomic")
-            # the job's row: held by the claim until the worker's transaction ends
-            await asyncio.wait_for(
-                other.execute("SELECT 1 FROM queuert.job WHERE id = %s FOR UPDATE", (job_id,)), 60
+            # the job's row, held by the claim: the cycle closes
+            lock_job = asyncio.create_task(
+                other.execute("SELECT 1 FROM queuert.job WHERE id = %s FOR UPDATE", (job_id,))
             )
+            await eventually(lambda: _failed_by_deadlock(db, job_id), timeout=60)
+            # the retry may have claimed the row before our request got it:
+            # give up the request, then the root
+            await db.conn.execute("SELECT pg_cancel_backend(%s)", (other.info.backend_pid,))
+            with contextlib.suppress(psycopg.errors.QueryCanceled):
+                await asyncio.wait_for(lock_job, 30)
             await other.execute("ROLLBACK")
+            gates[1].set()
             await eventually(lambda: _completed(db, job_id), timeout=30)
     finally:
         await other.close()
@@ -101,6 +108,11 @@ async def test_a_deadlock_on_the_completion_statement_undoes_the_attempts_writes
     assert (job["attempt"], job["completed_by"], job["output"]) == (2, worker.worker_id, "done")
     assert "deadlock detected" in job["last_attempt_error"].splitlines()[0]  # the conflict is the error
     assert worker.stats.completed == 1 and worker.stats.failed == 1
+
+
+async def _failed_by_deadlock(db: DB, job_id: UUID) -> bool:
+    error = (await db.job(job_id))["last_attempt_error"]
+    return error is not None and "deadlock detected" in error
 
 
 async def _completed(db: DB, job_id: UUID) -> bool:
