@@ -21,13 +21,15 @@ from typing import Any
 
 from queuert._worker.acks import Acknowledger
 from queuert._worker.atomic import AtomicSlots
+from queuert._worker.backends import store_for
 from queuert._worker.claim_ahead import ClaimAhead
 from queuert._worker.due_poll import DuePoll
 from queuert._worker.execution import Dispatch, Execution
 from queuert._worker.handlers import Handler
 from queuert._worker.lifecycle import Lifecycle
+from queuert._worker.looper import Looper
 from queuert._worker.maintenance import Maintenance, Service
-from queuert._worker.pg_store import PgStore
+from queuert._worker.pg_services import own_connection_services
 from queuert._worker.publisher import Publisher
 from queuert._worker.reaping import Reaper
 from queuert._worker.renewal import Renewal
@@ -51,6 +53,7 @@ class Run:
         self.loop = asyncio.get_running_loop()
         self.started = asyncio.Event()
         self.finished = False
+        self.loopers: list[Looper] = []
         self.wakeup = Wakeup()
         self.lifecycle = Lifecycle(
             self.loop,
@@ -69,14 +72,8 @@ class Run:
         # of dependents a completion unblocked (a fan-in's last blocker)
         # stays with the engine unless the worker publishes everything.
         notify_setting = "job_lost" if publish_all else "job_lost,job_ready_unblocked"
-        self.store = PgStore(
-            s.conninfo,
-            schema=s.schema,
-            worker_id=s.worker_id,
-            type_names=s.type_names,
-            lease=s.lease,
-            prepare_threshold=s.prepare_threshold,
-            notify_setting=notify_setting if s.batch_notifications else None,
+        self.store = store_for(
+            s, notify_setting=notify_setting if s.batch_notifications else None, unblocked_wanted=publish_all
         )
         self.publisher: Publisher | None = None
         if s.batch_notifications or publish_all:
@@ -129,6 +126,12 @@ class Run:
 
     # -- main --------------------------------------------------------------
 
+    def own_connection_services(self) -> list[Looper]:
+        """Services on connections of their own (pg_services.py): the
+        schedule ticker, the pruner."""
+        self.loopers = own_connection_services(self.settings)
+        return self.loopers
+
     async def main(self) -> None:
         s = self.settings
         notifier = self.notifier
@@ -162,6 +165,8 @@ class Run:
                 worker_id=self.worker_id,
             )
             maintenance.start()
+            for looper in self.own_connection_services():
+                looper.start()
             if s.mode == "staged":
                 await self._staged()
             else:
@@ -182,6 +187,8 @@ class Run:
             self.lifecycle.stop_event.set()
             if maintenance is not None:
                 await maintenance.stop()
+            for looper in self.loopers:
+                await looper.stop()
             if self.publisher is not None:
                 await self.publisher.stop()
             if self.subscription is not None:
