@@ -123,6 +123,11 @@ PAIRED: list[tuple[str, str, float]] = [
     # as ratios without a target: the targets are the worker's)
     ("sqlite", "create-single, client: queuert / floor", 0.5),
     ("sqlite", "create-batch x1,000, client: queuert / floor", 0.5),
+    # the worker on SQLite (a process draining no-op jobs) against the
+    # claim+complete 1/tx floor, in alternating blocks (benchmarks/sqlite_worker.py)
+    ("sqlite", "worker staged c1: queuert / floor", 0.5),
+    ("sqlite", "worker staged c10: queuert / floor", 0.5),
+    ("sqlite", "worker atomic c1: queuert / floor", 0.5),
 ]
 
 # (workload, cold metric, analyzed metric, target): jobs drained on a fresh
