@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from queuert._worker import job_state as st
 from queuert._worker.acks import Acknowledger
 from queuert._worker.claim_ahead import ClaimAhead, HeldJobs
-from queuert._worker.execution import Dispatch, Execution, claim_order
+from queuert._worker.execution import Dispatch, Execution
 from queuert._worker.lifecycle import Lifecycle
 from queuert._worker.outcomes import SHUTDOWN_RELEASE, Ack, Released
 from queuert._worker.stats import WorkerStats
@@ -207,12 +207,15 @@ class StagedDispatcher:
     def take_claimed(self, rows: list[ClaimRow]) -> None:
         """Claimed rows: held in claim order with any held before, then
         started as far as slots are free."""
-        execution = self.execution
+        make_job = self.execution.make_job
+        flights = self.flights
+        held = []
         for row in rows:
-            job = execution.make_job(row)
-            self.stats.claimed += 1
-            self.flights[job.id] = job
-            self.held.push(job, claim_order(row))
+            job = make_job(row)
+            flights[job.id] = job
+            held.append((row, job))
+        self.stats.claimed += len(held)
+        self.held.push_claim(held)
         self.start_held()
 
     def start_held(self) -> None:
