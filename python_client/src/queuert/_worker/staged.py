@@ -205,18 +205,29 @@ class StagedDispatcher:
             self.wakeup.dispatcher.set()
 
     def take_claimed(self, rows: list[ClaimRow]) -> None:
-        """Claimed rows: held in claim order with any held before, then
+        """Claimed rows (in claim order): with nothing held, started at once
+        while a slot is free (a no-op handler frees its slot before the next
+        row); the rest held in claim order with any held before, then
         started as far as slots are free."""
         make_job = self.execution.make_job
         flights = self.flights
-        held = []
-        for row in rows:
-            job = make_job(row)
-            flights[job.id] = job
-            held.append((row, job))
-        self.stats.claimed += len(held)
-        self.held.push_claim(held)
-        self.start_held()
+        dispatch = self.dispatch
+        self.stats.claimed += len(rows)
+        i = 0
+        if not self.held:
+            while i < len(rows) and dispatch.has_free_slot():
+                job = make_job(rows[i])
+                flights[job.id] = job
+                dispatch.run(job)
+                i += 1
+        if i < len(rows):
+            held = []
+            for row in rows[i:]:
+                job = make_job(row)
+                flights[job.id] = job
+                held.append((row, job))
+            self.held.push_claim(held)
+            self.start_held()
 
     def start_held(self) -> None:
         held = self.held
