@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg
 
-from . import claim_scale, create, dashboard, fan_in, floors, sqlite
+from . import claim_scale, create, dashboard, fan_in, floors, retention, sqlite
 from .common import Databases, Results, Sizes
 
 ROOT = Path(__file__).resolve().parent
@@ -75,6 +75,7 @@ def workloads() -> dict[str, tuple[Workload, bool]]:
         "create-client": (create.run_client_forms, True),
         "fan-in": (fan_in.run_all, False),
         "claim-at-scale": (claim_scale.run_all, False),
+        "retention": (retention.run_all, False),
         "dashboard": (dashboard.run_all, False),
         "sqlite": (sqlite.run_all, False),
     }

@@ -27,7 +27,9 @@ from queuert._worker.due_poll import DuePoll
 from queuert._worker.execution import Dispatch, Execution
 from queuert._worker.handlers import Handler
 from queuert._worker.lifecycle import Lifecycle
+from queuert._worker.looper import Looper
 from queuert._worker.maintenance import Maintenance, Service
+from queuert._worker.pg_services import own_connection_services
 from queuert._worker.publisher import Publisher
 from queuert._worker.reaping import Reaper
 from queuert._worker.renewal import Renewal
@@ -51,6 +53,7 @@ class Run:
         self.loop = asyncio.get_running_loop()
         self.started = asyncio.Event()
         self.finished = False
+        self.loopers: list[Looper] = []
         self.wakeup = Wakeup()
         self.lifecycle = Lifecycle(
             self.loop,
@@ -123,6 +126,12 @@ class Run:
 
     # -- main --------------------------------------------------------------
 
+    def own_connection_services(self) -> list[Looper]:
+        """Services on connections of their own (pg_services.py): the
+        schedule ticker, the pruner."""
+        self.loopers = own_connection_services(self.settings)
+        return self.loopers
+
     async def main(self) -> None:
         s = self.settings
         notifier = self.notifier
@@ -156,6 +165,8 @@ class Run:
                 worker_id=self.worker_id,
             )
             maintenance.start()
+            for looper in self.own_connection_services():
+                looper.start()
             if s.mode == "staged":
                 await self._staged()
             else:
@@ -176,6 +187,8 @@ class Run:
             self.lifecycle.stop_event.set()
             if maintenance is not None:
                 await maintenance.stop()
+            for looper in self.loopers:
+                await looper.stop()
             if self.publisher is not None:
                 await self.publisher.stop()
             if self.subscription is not None:
