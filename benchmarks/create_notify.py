@@ -84,6 +84,20 @@ def paired(dsn: str, n: int) -> tuple[dict[str, float], int]:
     finally:
         for notifier in notifiers.values():
             asyncio.run(notifier.close())
+        asyncio.run(drop_nats_bucket(f"{prefix}-wake-hints"))  # ours: leave the shared NATS as found
+
+
+async def drop_nats_bucket(bucket: str) -> None:
+    """Delete a wake-budget KV bucket this run made (nothing if it made none)."""
+    import nats
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        await nc.jetstream().delete_key_value(bucket)
+    except Exception:  # never created
+        pass
+    finally:
+        await nc.close()
 
 
 def run(dbs: Databases, sizes: Sizes, results: Results) -> None:

@@ -39,6 +39,7 @@ import queuert
 from queuert.notify import Notifier, notifier_from_url
 
 from .common import Databases, Results, Sizes, percentile
+from .create_notify import drop_nats_bucket
 from .processing import IDLE, WorkerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,6 +142,8 @@ def _measure(dbs: Databases, sizes: Sizes, kind: str) -> list[float]:
             worker.stop()
             if notifier is not None:
                 asyncio.run(notifier.close())
+            if kind == "nats":  # ours: leave the shared NATS as found
+                asyncio.run(drop_nats_bucket(f"{prefix}-wake-hints"))
         started: dict[int, float] = {}
         for line in Path(times_file).read_text().splitlines():
             key, t = line.split()
