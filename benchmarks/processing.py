@@ -215,7 +215,8 @@ def process(dbs: Databases, sizes: Sizes, results: Results, mode: str) -> None:
     per_tx = 100 if mode == "staged" else 1
     floor_n = sizes.floor_claim100_n if per_tx == 100 else sizes.floor_claim1_n
     floor_label = f"floor {per_tx}/tx"
-    rep = len(results.get(wl, f"concurrency {paired_c}").values) if results.get(wl, f"concurrency {paired_c}") else 0
+    done_before = results.get(wl, f"concurrency {paired_c}")
+    rep = len(done_before.values) if done_before is not None else 0
     trio = ["floor", "analyzed", "cold"]
     trio = trio[rep % 3 :] + trio[: rep % 3]
     rate: dict[str, float] = {}
