@@ -21,13 +21,13 @@ from typing import Any
 
 from queuert._worker.acks import Acknowledger
 from queuert._worker.atomic import AtomicSlots
+from queuert._worker.backends import store_for
 from queuert._worker.claim_ahead import ClaimAhead
 from queuert._worker.due_poll import DuePoll
 from queuert._worker.execution import Dispatch, Execution
 from queuert._worker.handlers import Handler
 from queuert._worker.lifecycle import Lifecycle
 from queuert._worker.maintenance import Maintenance, Service
-from queuert._worker.pg_store import PgStore
 from queuert._worker.publisher import Publisher
 from queuert._worker.reaping import Reaper
 from queuert._worker.renewal import Renewal
@@ -69,14 +69,8 @@ class Run:
         # of dependents a completion unblocked (a fan-in's last blocker)
         # stays with the engine unless the worker publishes everything.
         notify_setting = "job_lost" if publish_all else "job_lost,job_ready_unblocked"
-        self.store = PgStore(
-            s.conninfo,
-            schema=s.schema,
-            worker_id=s.worker_id,
-            type_names=s.type_names,
-            lease=s.lease,
-            prepare_threshold=s.prepare_threshold,
-            notify_setting=notify_setting if s.batch_notifications else None,
+        self.store = store_for(
+            s, notify_setting=notify_setting if s.batch_notifications else None, unblocked_wanted=publish_all
         )
         self.publisher: Publisher | None = None
         if s.batch_notifications or publish_all:
