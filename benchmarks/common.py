@@ -65,6 +65,13 @@ class Sizes:
     # and 100, and the long drain whose RSS must not grow
     memory_inflight_n: int = 10_000
     memory_drain_n: int = 100_000
+    # retention (issue 17): completed rows retained, a pending backlog for
+    # the busy worker, claims sampled, create blocks beside the pruner
+    retention_completed: int = 10_000_000
+    retention_backlog: int = 1_000_000
+    retention_claims: int = 2_000
+    retention_rounds: int = 10
+    retention_block: int = 300
     # a safety net: every default drain finishes well inside it on 2 cores
     drain_cap_s: float = 60.0
 
@@ -97,6 +104,11 @@ class Sizes:
             dashboard_samples=3,
             memory_inflight_n=300,
             memory_drain_n=2_000,
+            retention_completed=50_000,
+            retention_backlog=20_000,
+            retention_claims=200,
+            retention_rounds=2,
+            retention_block=50,
             drain_cap_s=3.0,
         )
 

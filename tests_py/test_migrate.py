@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import uuid
+from typing import Any
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -68,6 +69,30 @@ def copy_sql_tree(tmp_path: Path) -> tuple[Path, Path]:
     shutil.copytree(SQL_DIR, sql_dir)
     shutil.copytree(MIGRATIONS_DIR, mig_dir)
     return sql_dir, mig_dir
+
+
+def keep_migrations(sql_dir: Path, mig_dir: Path, n: int) -> None:
+    """The first ``n`` migrations only, and without the sql/ files that
+    cannot even be created before a later migration (a function returning
+    a table's row type), so today's engine installs on that older schema.
+    Today's claim reads migration 0006's limit columns: on a database
+    before 0006, a test takes jobs by hand (``take_by_hand``)."""
+    for later in sorted(mig_dir.glob("*.sql"))[n:]:
+        later.unlink()
+    if n < 6:
+        (sql_dir / "120_schedules.sql").unlink()  # RETURNS queuert.schedule (0006)
+
+
+def take_by_hand(conn: psycopg.Connection[Any], type_name: str, worker: str) -> uuid.UUID | None:
+    """What claim('w', ARRAY[type_name]) did before migration 0006."""
+    row = conn.execute(
+        "UPDATE queuert.job SET status = 'running', attempt = attempt + 1, leased_by = %s,"
+        " leased_until = clock_timestamp() + interval '1 minute'"
+        " WHERE id = (SELECT id FROM queuert.job WHERE status = 'pending' AND type_name = %s"
+        " ORDER BY priority DESC, scheduled_at, seq LIMIT 1) RETURNING id",
+        (worker, type_name),
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 # --------------------------------------------------------------------- basics
@@ -130,17 +155,21 @@ def test_upgrade_to_0002_keeps_existing_chains_whole(empty_db: str, tmp_path: Pa
     index, version 4 ids) upgrades to 0002: rows untouched, the index
     partial, every chain's tail still found, later positions still unique."""
     sql_dir, mig_dir = copy_sql_tree(tmp_path)
-    for later in sorted(mig_dir.glob("*.sql"))[1:]:
-        later.unlink()
+    keep_migrations(sql_dir, mig_dir, 1)
     assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir) == ["0001_init"]
+    upgraded = False
 
     def step(conn: psycopg.Connection, type_name: str, then: str | None) -> None:
-        job = conn.execute("SELECT id FROM queuert.claim('w', ARRAY[%s])", (type_name,)).fetchone()
+        if upgraded:
+            row = conn.execute("SELECT id FROM queuert.claim('w', ARRAY[%s])", (type_name,)).fetchone()
+            job = None if row is None else row[0]
+        else:
+            job = take_by_hand(conn, type_name, "w")
         assert job is not None
         if then is None:
-            conn.execute("SELECT * FROM queuert.complete(%s, 'w')", (job[0],))
+            conn.execute("SELECT * FROM queuert.complete(%s, 'w')", (job,))
         else:
-            conn.execute("SELECT * FROM queuert.continue_with(%s, 'w', %s)", (job[0], then))
+            conn.execute("SELECT * FROM queuert.continue_with(%s, 'w', %s)", (job, then))
 
     a, b, c = (uuid.uuid4() for _ in range(3))  # version 4, as before 0002
     with psycopg.connect(empty_db, autocommit=True) as conn:
@@ -154,6 +183,7 @@ def test_upgrade_to_0002_keeps_existing_chains_whole(empty_db: str, tmp_path: Pa
         before = conn.execute(rows).fetchall()
 
     assert migrate(empty_db)[0] == "0002_root_outside_chain_position"  # and any later ones
+    upgraded = True
     with psycopg.connect(empty_db, autocommit=True) as conn:
         assert conn.execute(rows).fetchall() == before
         predicate = conn.execute(
@@ -665,8 +695,7 @@ def test_upgrade_to_0003_replaces_functions_whose_results_changed(empty_db: str,
     CREATE OR REPLACE cannot do: a database whose functions still have the
     0002 shapes upgrades, and the functions answer with the new columns."""
     sql_dir, mig_dir = copy_sql_tree(tmp_path)
-    for later in sorted(mig_dir.glob("*.sql"))[2:]:
-        later.unlink()
+    keep_migrations(sql_dir, mig_dir, 2)
     assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)[-1] == "0002_root_outside_chain_position"
     with psycopg.connect(empty_db, autocommit=True) as conn:
         # the 0002 result shapes (bodies do not matter: they are replaced)
@@ -699,8 +728,7 @@ def test_upgrade_to_0005_drops_the_retired_internal_functions(empty_db: str, tmp
     _chain_item_problem; a database at 0004 still holds the old functions,
     and 0005 drops them while the engine keeps working."""
     sql_dir, mig_dir = copy_sql_tree(tmp_path)
-    for later in sorted(mig_dir.glob("*.sql"))[4:]:
-        later.unlink()
+    keep_migrations(sql_dir, mig_dir, 4)
     assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)[-1] == "0004_failed_jobs_idx"
     retired = ["_notify(text, text[])", "_announce(text, text)", "_chain_item_ok(jsonb)"]
     with psycopg.connect(empty_db, autocommit=True) as conn:
@@ -720,3 +748,34 @@ def test_upgrade_to_0005_drops_the_retired_internal_functions(empty_db: str, tmp
         conn.execute("SELECT * FROM queuert.start_chain('after-0005')")
         conn.execute("SELECT * FROM queuert.start_chains('[{\"type_name\": \"after-0005\"}]')")
         assert [n.payload for n in conn.notifies(timeout=2, stop_after=2)] == ["after-0005"] * 2
+
+
+def test_upgrade_to_0006_replaces_set_job_type_and_keeps_policies(empty_db: str, tmp_path: Path) -> None:
+    """A database at 0005 has the six-argument set_job_type and job_type
+    rows; 0006 drops that signature (no ambiguous overload is left), keeps
+    the rows, and claim enforces the new limits."""
+    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    keep_migrations(sql_dir, mig_dir, 5)
+    assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)[-1] == "0005_retired_internals"
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        # the 0005-era set_job_type (its body does not matter) and a policy set with it
+        conn.execute("DROP FUNCTION queuert.set_job_type(text, integer, interval, float8, interval, interval,"
+                     " integer, integer, interval)")
+        conn.execute("CREATE FUNCTION queuert.set_job_type(type_name text, max_attempts integer DEFAULT NULL,"
+                     " backoff_initial interval DEFAULT '10 seconds', backoff_multiplier float8 DEFAULT 2,"
+                     " backoff_max interval DEFAULT '5 minutes', lease interval DEFAULT '60 seconds')"
+                     " RETURNS queuert.job_type LANGUAGE sql AS 'SELECT NULL::queuert.job_type'")
+        conn.execute("INSERT INTO queuert.job_type (type_name, max_attempts) VALUES ('kept', 3)")
+    assert migrate(empty_db) == ["0006_limits_schedules_retention"]
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        signatures = conn.execute(
+            "SELECT count(*) FROM pg_proc WHERE proname = 'set_job_type'"
+            " AND pronamespace = 'queuert'::regnamespace"
+        ).fetchone()
+        assert signatures == (1,)
+        assert conn.execute("SELECT max_attempts, max_running FROM queuert.job_type"
+                            " WHERE type_name = 'kept'").fetchone() == (3, None)
+        conn.execute("SELECT queuert.set_job_type('kept', max_attempts => 3, max_running => 1)")
+        conn.execute("SELECT count(*) FROM queuert.start_chains('[{\"type_name\": \"kept\"},"
+                     " {\"type_name\": \"kept\"}]')")
+        assert len(conn.execute("SELECT id FROM queuert.claim('w', NULL, 5)").fetchall()) == 1

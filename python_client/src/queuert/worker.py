@@ -63,6 +63,7 @@ from queuert._worker.settings import (
     check_concurrency,
     check_mode,
     check_prefetch,
+    check_prune,
     new_worker_id,
 )
 from queuert._worker.stats import WorkerStats
@@ -108,6 +109,13 @@ class Worker:
     engine); the worker publishes them itself after the commit, several
     commits' worth in one statement (a NOTIFY serialises commits in
     PostgreSQL). False keeps the engine's per-transaction notifications.
+    ``schedules`` (default True): the worker starts the chains of due
+    schedule ticks of the types it handles (docs/recurring.md).
+    ``prune_after`` (a timedelta; default None, off): every
+    ``prune_interval`` seconds (300) the worker deletes completed and
+    cancelled chains older than that (failed ones too past
+    ``prune_failed_after``), in batches, one worker at a time
+    (docs/engine.md, "Running at scale").
     """
 
     def __init__(
@@ -132,8 +140,13 @@ class Worker:
         prefetch_window: float = 0.05,
         prefetch_max: int | None = None,
         batch_notifications: bool = True,
+        schedules: bool = True,
+        prune_after: timedelta | None = None,
+        prune_failed_after: timedelta | None = None,
+        prune_interval: float = 300.0,
     ) -> None:
         check_prefetch(prefetch, prefetch_window, prefetch_max)
+        check_prune(prune_after, prune_failed_after, prune_interval)
         self.conninfo = conninfo
         self.schema = validate_schema_name(schema)
         self.concurrency = check_concurrency(concurrency)
@@ -153,6 +166,10 @@ class Worker:
         self.prefetch_window = float(prefetch_window)
         self.prefetch_max = prefetch_max
         self.batch_notifications = batch_notifications
+        self.schedules = schedules
+        self.prune_after = prune_after
+        self.prune_failed_after = prune_failed_after
+        self.prune_interval = float(prune_interval)
         self.stats = WorkerStats()
         self._handlers: dict[str, Handler] = {}
         self._run: Run | None = None
@@ -285,6 +302,10 @@ class Worker:
             prefetch_window=self.prefetch_window,
             prefetch_max=self.prefetch_max,
             batch_notifications=self.batch_notifications,
+            schedules=self.schedules,
+            prune_after=self.prune_after,
+            prune_failed_after=self.prune_failed_after,
+            prune_interval=self.prune_interval,
         )
 
 

@@ -351,7 +351,8 @@ class PgSyncAtomicSession:
         if not rows:
             self._run((("ROLLBACK", None),))
             return None
-        return rows[0]
+        row: ClaimRow = rows[0]
+        return row
 
     def acknowledge(self, ack: Ack, rollback: bool) -> Written:
         stmts, plan = pg_sql.atomic_ack_statements(
