@@ -77,6 +77,11 @@ class StagedDispatcher:
         self.held = HeldJobs()
         self.reserved = 0
         self.need_reconcile = False
+        # claims in flight, and whether the last one that came back was
+        # full: after a short claim (the queue looked drained) one claim at
+        # a time, so a hint for one job sends one claim, not one per lane
+        self.claiming_lanes = 0
+        self.last_claim_full = True
 
     async def main(self, started: asyncio.Event) -> None:
         """Start a flush on a free lane whenever there are outcomes to
@@ -114,11 +119,15 @@ class StagedDispatcher:
                 else:
                     capacity = free = 0
                 want = free > 0 and self.wakeup.claim_wanted()
+                if self.claiming_lanes and not self.last_claim_full:
+                    want = False  # that claim's answer says whether more are waiting
                 if self.need_reconcile:
                     want = want and not busy  # reconcile first, with no claim in flight
                 if idle is not None and (self.acks.pending or want):
                     claim_n = min(free, -(-capacity // self.n_lanes)) if want else 0
                     self.reserved += claim_n
+                    if claim_n:
+                        self.claiming_lanes += 1
                     idle.busy = True
                     idle.task = asyncio.get_running_loop().create_task(self.run_lane(idle, self.acks.take(), claim_n))
                     tasks.add(idle.task)
@@ -155,6 +164,7 @@ class StagedDispatcher:
         lost, never written twice)."""
         gen = self.wakeup.hint_gen
         reserved = claim_n
+        claiming = claim_n > 0
         rows: list[ClaimRow] = []
         try:
             while True:
@@ -193,6 +203,7 @@ class StagedDispatcher:
             self.reserved -= reserved
             reserved = 0
             if claim_n:
+                self.last_claim_full = len(rows) >= claim_n
                 if len(rows) < claim_n:
                     self.wakeup.mark_drained(gen)
                 if len(rows) > self.stats.largest_claim:
@@ -200,6 +211,8 @@ class StagedDispatcher:
                 self.take_claimed(rows)
         finally:
             self.reserved -= reserved
+            if claiming:
+                self.claiming_lanes -= 1
             lane.busy = False
             lane.task = None
             self.wakeup.dispatcher.set()
