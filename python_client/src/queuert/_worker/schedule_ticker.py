@@ -11,27 +11,26 @@ schema name and its settings; ``start()`` / ``await stop()``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
-import psycopg
 from psycopg.rows import dict_row
 
 from .. import _statements as sql
 from .._admin_records import FiredTick
 from .._schema_name import validate_schema_name
+from .periodic import Connect, PeriodicService
 
 __all__ = ["ScheduleTicker"]
 
 logger = logging.getLogger("queuert.schedules")
 
-#: An async connection factory; the ticker puts what it gets in autocommit.
-Connect = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
 
+class ScheduleTicker(PeriodicService):
+    task_name = "queuert-schedule-ticker"
+    label = "schedule ticker"
+    logger = logger
 
-class ScheduleTicker:
     def __init__(
         self,
         connect: Connect,
@@ -45,35 +44,17 @@ class ScheduleTicker:
         if max_sleep <= 0:
             raise ValueError("max_sleep must be positive")
         s = validate_schema_name(schema)
-        self._connect = connect
+        super().__init__(connect, reconnect_max=reconnect_max)
         self._type_names = None if type_names is None else list(type_names)
         self._max_sleep = max_sleep
-        self._reconnect_max = reconnect_max
         self._on_fired = on_fired
         self._q_fire = sql.fire_schedules(s)
         self._q_next = sql.next_schedule_at(s) + ", clock_timestamp() AS now"
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self.fired = 0  # chains started by this ticker
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="queuert-schedule-ticker")
 
     def wake(self) -> None:
         """Look at the schedules now (e.g. after set_schedule)."""
         self._wake.set()
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-        await self._close()
 
     async def tick_once(self) -> list[FiredTick]:
         """Start the chains of every due tick now; returns them."""
@@ -98,39 +79,7 @@ class ScheduleTicker:
         seconds: float = (at - now).total_seconds()
         return max(0.0, min(seconds, self._max_sleep))
 
-    async def _run(self) -> None:
-        delay = 0.05
-        while True:
-            try:
-                await self.tick_once()
-                wait = await self.seconds_to_next_tick()
-                # a tick due but not fired is another worker's, mid-commit
-                wait = max(wait, 0.05)
-                delay = 0.05
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("schedule ticker: %s; retrying in %.2fs", exc, delay)
-                await self._close()
-                wait = delay
-                delay = min(delay * 2, self._reconnect_max)
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
-
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed:
-            conn = await self._connect()
-            await conn.set_autocommit(True)
-            self._conn = conn
-        return self._conn
-
-    async def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
-            try:
-                await conn.close()
-            except Exception:  # a broken connection: nothing to give back
-                pass
+    async def _round(self) -> float:
+        await self.tick_once()
+        # a tick due but not fired is another worker's, mid-commit
+        return max(await self.seconds_to_next_tick(), 0.05)
