@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import traceback
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Union
 
@@ -64,6 +65,31 @@ class Ack(NamedTuple):
 
     job: JobContext[Any]
     outcome: Outcome
+
+
+class AcksByKind(NamedTuple):
+    """Acknowledgements sorted by what their attempts came to, each list in
+    the order given: both stores write one engine call per kind."""
+
+    completes: list[Ack]
+    continues: list[Ack]
+    fails: list[Ack]
+    releases: list[Ack]
+
+
+def by_kind(acks: Sequence[Ack]) -> AcksByKind:
+    sorted_acks = AcksByKind([], [], [], [])
+    for ack in acks:
+        kind = type(ack.outcome)
+        if kind is Completed:
+            sorted_acks.completes.append(ack)
+        elif kind is Continued:
+            sorted_acks.continues.append(ack)
+        elif kind is Failed:
+            sorted_acks.fails.append(ack)
+        else:
+            sorted_acks.releases.append(ack)
+    return sorted_acks
 
 
 _MAX_ERROR_TEXT = 8000

@@ -17,7 +17,7 @@ from typing import Any
 from psycopg import sql
 
 from queuert._worker.pg_text import UUID_LIST, literal, quote
-from queuert._worker.outcomes import Ack, Completed, Continued, Failed, Released
+from queuert._worker.outcomes import Ack, Completed, Continued, Failed, Released, by_kind
 from queuert._worker.store import Written
 
 SAVEPOINT = "SAVEPOINT queuert_handler"
@@ -156,20 +156,7 @@ def plan_acks(t: Texts, worker_id: str, acks: Sequence[Ack], *, alone: bool = Fa
         if type(outcome) is Failed:
             params = (job.id, worker_id, outcome.error, outcome.retry_at, outcome.retry_after, job.attempt)
             return AckPlan([(t.fail, params)], [(_FailedAlone, [ack])])
-    completes: list[Ack] = []
-    continues: list[Ack] = []
-    fails: list[Ack] = []
-    releases: list[Ack] = []
-    for ack in acks:
-        o = type(ack.outcome)
-        if o is Completed:
-            completes.append(ack)
-        elif o is Failed:
-            fails.append(ack)
-        elif o is Continued:
-            continues.append(ack)
-        else:
-            releases.append(ack)
+    completes, continues, fails, releases = by_kind(acks)
     statements: list[tuple[str, Any]] = []
     parts: list[tuple[type, list[Ack]]] = []
     if completes:

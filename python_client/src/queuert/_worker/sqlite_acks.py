@@ -11,7 +11,7 @@ from typing import Any
 
 import queuert._sqlite as qs
 from queuert._sqlite._values import Json
-from queuert._worker.outcomes import Ack, Completed, Continued, Failed
+from queuert._worker.outcomes import Ack, Failed, by_kind
 from queuert._worker.store import JobLost, Rejected, Written
 
 
@@ -44,20 +44,7 @@ def write_acks(
     outcome per job into ``written``. A continuation the engine refuses
     (not for being lost) raises Rejected; with ``single`` a lost
     continuation raises JobLost (acknowledge's contract)."""
-    completes: list[Ack] = []
-    continues: list[Ack] = []
-    fails: list[Ack] = []
-    releases: list[Ack] = []
-    for ack in acks:
-        kind = type(ack.outcome)
-        if kind is Completed:
-            completes.append(ack)
-        elif kind is Continued:
-            continues.append(ack)
-        elif kind is Failed:
-            fails.append(ack)
-        else:
-            releases.append(ack)
+    completes, continues, fails, releases = by_kind(acks)
     if len(completes) == 1:  # atomic mode's every acknowledgement
         ack = completes[0]
         outcome, unblocked = qs.complete_one(
