@@ -293,6 +293,15 @@ def atomic_ack_statements(
     return stmts, plan
 
 
+def read_atomic_acks(plan: AckPlan, results: Sequence[list[Any]], statement_count: int) -> Written:
+    """What ``atomic_ack_statements``' ``statement_count`` statements, the
+    first of ``results``, wrote: the plan's are the last before COMMIT."""
+    written = Written()
+    first = statement_count - 1 - len(plan.statements)
+    read_acks(plan, results[first : first + len(plan.statements)], written)
+    return written
+
+
 def notify_statement(schema: str, ready: Sequence[str], chains: Sequence[str]) -> str:
     """One ``pg_notify`` statement for all of them, rendered here (not bound
     by psycopg, whose text-array dumper runs a regex per element: ~8% of the

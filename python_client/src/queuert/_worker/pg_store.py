@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import psycopg
 
@@ -252,10 +252,14 @@ class PgAnnouncer:
             raise _typed(exc) from exc
 
 
-class PgAtomicSession:
-    """An atomic slot's connection, async handlers."""
+_SlotConn = TypeVar("_SlotConn", bound="psycopg.BaseConnection[Any]")
 
-    def __init__(self, store: PgStore, conn: psycopg.AsyncConnection[Any]) -> None:
+
+class _SlotSession(Generic[_SlotConn]):
+    """What the async and the sync atomic session share: the slot's own
+    connection and its state."""
+
+    def __init__(self, store: PgStore, conn: _SlotConn) -> None:
         self.store = store
         self.conn = conn
         self.t = store.texts
@@ -270,6 +274,10 @@ class PgAtomicSession:
 
     def transaction_state(self) -> TransactionState:
         return _TX_STATE.get(self.conn.info.transaction_status, "aborted")
+
+
+class PgAtomicSession(_SlotSession[psycopg.AsyncConnection[Any]]):
+    """An atomic slot's connection, async handlers."""
 
     async def close(self) -> None:
         await close_quietly(self.conn)
@@ -292,11 +300,7 @@ class PgAtomicSession:
         results = await self._run(
             (*prefix, ("BEGIN", None), self.store.claim_statement(1, type_names), (pg_sql.SAVEPOINT, None))
         )
-        written = None
-        if plan is not None:
-            written = Written()
-            first = len(prefix) - 1 - len(plan.statements)
-            pg_sql.read_acks(plan, results[first : first + len(plan.statements)], written)
+        written = None if plan is None else pg_sql.read_atomic_acks(plan, results, len(prefix))
         rows = results[len(prefix) + 1]
         if not rows:
             await self.rollback()
@@ -307,11 +311,7 @@ class PgAtomicSession:
         stmts, plan = pg_sql.atomic_ack_statements(
             self.t, self.store.worker_id, ack, rollback, unblocked_wanted=self.store.unblocked_wanted
         )
-        results = await self._run(stmts)
-        written = Written()
-        first = len(stmts) - 1 - len(plan.statements)
-        pg_sql.read_acks(plan, results[first : first + len(plan.statements)], written)
-        return written
+        return pg_sql.read_atomic_acks(plan, await self._run(stmts), len(stmts))
 
     async def restart_transaction(self) -> None:
         await self._run((("BEGIN", None), (pg_sql.SAVEPOINT, None)))
@@ -323,28 +323,12 @@ class PgAtomicSession:
         await self._run((("ROLLBACK", None),))
 
 
-class PgSyncAtomicSession:
+class PgSyncAtomicSession(_SlotSession[psycopg.Connection[Any]]):
     """An atomic slot's connection, sync handlers (used from the slot's thread)."""
-
-    def __init__(self, store: PgStore, conn: psycopg.Connection[Any]) -> None:
-        self.store = store
-        self.conn = conn
-        self.t = store.texts
-
-    @property
-    def closed(self) -> bool:
-        return self.conn.closed
-
-    @property
-    def handle(self) -> Any:
-        return self.conn
 
     @property
     def backend_id(self) -> int:
         return self.conn.info.backend_pid
-
-    def transaction_state(self) -> TransactionState:
-        return _TX_STATE.get(self.conn.info.transaction_status, "aborted")
 
     def close(self) -> None:
         try:
@@ -370,11 +354,7 @@ class PgSyncAtomicSession:
         stmts, plan = pg_sql.atomic_ack_statements(
             self.t, self.store.worker_id, ack, rollback, unblocked_wanted=self.store.unblocked_wanted
         )
-        results = self._run(stmts)
-        written = Written()
-        first = len(stmts) - 1 - len(plan.statements)
-        pg_sql.read_acks(plan, results[first : first + len(plan.statements)], written)
-        return written
+        return pg_sql.read_atomic_acks(plan, self._run(stmts), len(stmts))
 
     def restart_transaction(self) -> None:
         self._run((("BEGIN", None), (pg_sql.SAVEPOINT, None)))
