@@ -1,16 +1,19 @@
 """The worker against a real PostgreSQL, run as an asyncio task in the test.
 
-Process-level behaviour (signals, kill -9, several processes) is in
-test_worker_process.py.
+Behaviour the worker shows on both backends (retries, max_attempts, RetryAt,
+refused continuations, scheduled jobs, stop with jobs in flight, ...) is
+stated once, in test_worker_backends.py; this file keeps what only
+PostgreSQL shows or what it asserts beyond that suite (typed job types,
+LISTEN, terminated backends, deadlocks, prefetch details). Process-level behaviour (signals, kill -9, several
+processes) is in test_worker_process.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,34 +26,10 @@ import pytest
 import queuert
 from queuert import aio
 from queuert.job import JobContext
+from worker_helpers import eventually, running
 
 
 # ---------------------------------------------------------------- helpers
-
-
-@contextlib.asynccontextmanager
-async def running(worker: queuert.Worker) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(worker.run_async())
-    try:
-        await worker.wait_started()
-        yield task
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 30)
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
-    """Await until ``check()`` (sync or async) returns a truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 class DB:
@@ -209,84 +188,11 @@ async def _chain_done(db: DB, chain_id: UUID) -> bool:
     return await db.chain_status(chain_id) == "completed"
 
 
-# ---------------------------------------------------------------- retries
-
-
-async def test_retries_with_backoff_then_success(dsn: str, db: DB) -> None:
-    await db.set_type("flaky", backoff_initial=timedelta(milliseconds=20), backoff_multiplier=1.0)
-    worker = fast(dsn)
-    errors_seen: list[str | None] = []
-
-    @worker.handler("flaky")
-    async def flaky(job: JobContext[Any]) -> Any:
-        errors_seen.append(job.last_attempt_error)
-        if job.attempt < 3:
-            raise RuntimeError(f"boom {job.attempt}")
-        return {"ok": job.attempt}
-
-    chain = await db.start("flaky", {"x": 1})
-    async with running(worker):
-        await eventually(lambda: _chain_done(db, chain))
-    job = await db.job(chain)
-    assert job["attempt"] == 3
-    assert job["output"] == {"ok": 3}
-    assert errors_seen[0] is None
-    assert errors_seen[1] is not None and errors_seen[1].startswith("RuntimeError: boom 1")
-    assert "Traceback" in errors_seen[2] and "boom 2" in errors_seen[2]
-    assert worker.stats.failed == 2 and worker.stats.completed == 1
-
-
-async def test_max_attempts_then_failed(dsn: str, db: DB) -> None:
-    await db.set_type("doomed", max_attempts=2, backoff_initial=timedelta(milliseconds=10))
-    worker = fast(dsn)
-    calls = 0
-
-    @worker.handler("doomed")
-    def doomed(job: JobContext[Any]) -> None:
-        nonlocal calls
-        calls += 1
-        raise ValueError("never works")
-
-    @worker.handler("sentinel")
-    async def sentinel(job: JobContext[Any]) -> None:
-        return None
-
-    chain = await db.start("doomed")
-    async with running(worker):
-        await eventually(lambda: _status_is(db, chain, "failed"))
-        # no further attempt happens: a job started after the failure is
-        # claimed and run, and the failed one was not claimed with it
-        after = await db.start("sentinel")
-        await eventually(lambda: _chain_done(db, after))
-    job = await db.job(chain)
-    assert job["attempt"] == 2 and calls == 2
-    assert job["last_attempt_error"].startswith("ValueError: never works")
+# ---------------------------------------------------------------- failed attempts
 
 
 async def _status_is(db: DB, job_id: UUID, status: str) -> bool:
     return (await db.job(job_id))["status"] == status
-
-
-async def test_retry_at_requested_by_handler(dsn: str, db: DB) -> None:
-    worker = fast(dsn)
-    attempts: list[float] = []
-
-    @worker.handler("later")
-    async def later(job: JobContext[Any]) -> Any:
-        attempts.append(time.monotonic())
-        if job.attempt == 1:
-            return queuert.RetryAt(timedelta(milliseconds=400), "not yet")
-        if job.attempt == 2:
-            raise queuert.RetryAt(timedelta(0), "again now")
-        return "done"
-
-    chain = await db.start("later")
-    async with running(worker):
-        await eventually(lambda: _chain_done(db, chain))
-    job = await db.job(chain)
-    assert job["attempt"] == 3 and job["output"] == "done"
-    assert job["last_attempt_error"] == "again now"
-    assert attempts[1] - attempts[0] >= 0.35
 
 
 async def test_unparsable_stored_input_fails_the_attempt_clearly(dsn: str, db: DB) -> None:
@@ -322,33 +228,6 @@ async def test_continuation_not_declared_fails_the_attempt(dsn: str, db: DB) -> 
     job = await db.job(t)
     assert "may not continue with 'child'" in job["last_attempt_error"]
     assert job["continued_to"] is None
-
-
-@pytest.mark.parametrize("mode", ["staged", "atomic"])
-async def test_continuation_with_missing_blocker_fails_only_that_job(dsn: str, db: DB, mode: str) -> None:
-    """An engine error on one acknowledgement (QU002) must not sink the
-    other acknowledgements of the same batch (staged) or the next claim
-    sent in the same round trip (atomic)."""
-    await db.set_type("bad-cont", max_attempts=1)
-    worker = fast(dsn, concurrency=20 if mode == "staged" else 1, mode=mode)
-
-    @worker.handler("bad-cont")
-    async def bad(job: JobContext[Any]) -> Any:
-        return job.continue_with("child", 1, blockers=[UUID(int=7)])
-
-    @worker.handler("fine")
-    async def fine(job: JobContext[Any]) -> Any:
-        return job.input
-
-    bad_id = await db.start("bad-cont")
-    fine_ids = [await db.start("fine", i) for i in range(10)]
-    async with running(worker):
-        await eventually(lambda: _status_is(db, bad_id, "failed"))
-        for f in fine_ids:
-            await eventually(lambda f=f: _chain_done(db, f))
-    bad = await db.job(bad_id)
-    assert "not found" in bad["last_attempt_error"] and bad["continued_to"] is None
-    assert worker.stats.failed == 1 and worker.stats.completed == 10
 
 
 # ---------------------------------------------------------------- atomic mode
@@ -531,21 +410,6 @@ async def wait_idle(db: DB) -> None:
     )
 
 
-async def test_idle_worker_sleeps_until_next_due_at(dsn: str, db: DB) -> None:
-    worker = fast(dsn, poll_interval=60)
-    done = asyncio.Event()
-
-    @worker.handler("scheduled")
-    async def scheduled(job: JobContext[Any]) -> None:
-        done.set()
-
-    t0 = time.monotonic()  # before the job exists: it is due 0.7 s after this, at the earliest
-    await db.start("scheduled", schedule_after=timedelta(milliseconds=700))
-    async with running(worker):
-        await asyncio.wait_for(done.wait(), 30)  # long before poll_interval
-        assert time.monotonic() - t0 >= 0.7
-
-
 async def test_in_process_notifier_wakes_worker_after_commit_only(dsn: str, conn: psycopg.Connection[Any]) -> None:
     notifier = queuert.InProcessNotifier()
     worker = fast(dsn, poll_interval=60, notifier=notifier)
@@ -620,24 +484,6 @@ async def _count_completed(db: DB, n: int) -> bool:
 
 
 # ---------------------------------------------------------------- shutdown
-
-
-async def test_stop_lets_in_flight_jobs_finish(dsn: str, db: DB) -> None:
-    worker = fast(dsn, grace_period=5, concurrency=2)
-    started = asyncio.Event()
-
-    @worker.handler("finish-me")
-    async def finish_me(job: JobContext[Any]) -> Any:
-        started.set()
-        await asyncio.sleep(0.3)
-        return "finished"
-
-    chain = await db.start("finish-me")
-    task = asyncio.create_task(worker.run_async())
-    await asyncio.wait_for(started.wait(), 10)
-    worker.stop()
-    await asyncio.wait_for(task, 10)
-    assert (await db.job(chain))["output"] == "finished"
 
 
 @pytest.mark.parametrize("mode", ["staged", "atomic"])
