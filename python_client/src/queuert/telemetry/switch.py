@@ -1,0 +1,114 @@
+"""On/off, and the lazily imported OpenTelemetry API.
+
+Instrumentation is active when it is enabled (the default; off with
+:func:`set_enabled` or ``QUEUERT_TELEMETRY=off``), ``opentelemetry-api`` is
+installed and the application configured a provider: the API's defaults (a
+proxy that was never given a provider, or a no-op one) mean "no SDK", and
+then nothing is built at all, not even no-op spans.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any
+
+__all__ = ["is_enabled", "meter", "set_enabled", "tracer"]
+
+_OFF_WORDS = frozenset({"0", "off", "false", "no", "disabled"})
+
+_enabled = os.environ.get("QUEUERT_TELEMETRY", "").strip().lower() not in _OFF_WORDS
+
+# the API modules, imported on first use; False: not installed
+_trace: ModuleType | None | bool = None
+_metrics: ModuleType | None | bool = None
+_default_tracer_providers: tuple[type, ...] = ()
+_default_meter_providers: tuple[type, ...] = ()
+# (provider, tracer or meter) of the last lookup: one per provider
+_tracer_cache: tuple[Any, Any] = (None, None)
+_meter_cache: tuple[Any, Any] = (None, None)
+
+_SCOPE = "queuert"
+
+
+def set_enabled(enabled: bool) -> None:
+    """Turn queuert's instrumentation on or off for this process."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def is_enabled() -> bool:
+    """Whether instrumentation is switched on (an SDK must still be configured)."""
+    return _enabled
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("queuert")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _load_trace() -> ModuleType | None:
+    global _trace, _default_tracer_providers
+    if _trace is None:
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            _trace = False
+            return None
+        _trace = trace
+        _default_tracer_providers = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+    return _trace or None
+
+
+def _load_metrics() -> ModuleType | None:
+    global _metrics, _default_meter_providers
+    if _metrics is None:
+        try:
+            from opentelemetry import metrics
+            from opentelemetry.metrics import _internal
+        except ImportError:
+            _metrics = False
+            return None
+        _metrics = metrics
+        _default_meter_providers = (_internal._ProxyMeterProvider, metrics.NoOpMeterProvider)
+    return _metrics or None
+
+
+def tracer() -> Any:
+    """queuert's Tracer, or None when tracing is off or no SDK is configured."""
+    global _tracer_cache
+    if not _enabled:
+        return None
+    trace = _trace if _trace else _load_trace()
+    if trace is None:
+        return None
+    provider = trace.get_tracer_provider()
+    if type(provider) in _default_tracer_providers:
+        return None
+    cached_provider, cached = _tracer_cache
+    if cached_provider is not provider:
+        cached = provider.get_tracer(_SCOPE, _version())
+        _tracer_cache = (provider, cached)
+    return cached
+
+
+def meter() -> Any:
+    """queuert's Meter, or None when metrics are off or no SDK is configured."""
+    global _meter_cache
+    if not _enabled:
+        return None
+    metrics = _metrics if _metrics else _load_metrics()
+    if metrics is None:
+        return None
+    provider = metrics.get_meter_provider()
+    if type(provider) in _default_meter_providers:
+        return None
+    cached_provider, cached = _meter_cache
+    if cached_provider is not provider:
+        cached = provider.get_meter(_SCOPE, _version())
+        _meter_cache = (provider, cached)
+    return cached
