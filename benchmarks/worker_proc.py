@@ -21,6 +21,8 @@ QUEUERT_BENCH_NOTIFY=URL gives the worker the notifier
 ``queuert.notify.notifier_from_url(URL)`` names (``queuert worker --notify``);
 QUEUERT_BENCH_PREPARE_THRESHOLD=none turns server-side prepared statements
 off (PgBouncer in transaction mode);
+QUEUERT_BENCH_OTEL=1 configures OpenTelemetry's SDK (tracer and meter
+providers) with exporters that drop everything (benchmarks/telemetry.py);
 QUEUERT_BENCH_EXPECT=N makes the process print "done <CLOCK_MONOTONIC>" once
 its own counters say N acknowledgements (completed + continued) committed, so
 the harness need not poll the database while the worker runs.
@@ -95,7 +97,45 @@ def build(dsn: str, mode: str, concurrency: int, kind: str, times_file: str | No
     return worker
 
 
+def _install_otel_sdk() -> None:
+    """SDK providers whose exporters drop everything: the instrumentation's
+    and the SDK's own cost, no network."""
+    from collections.abc import Sequence
+
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        MetricExporter,
+        MetricExportResult,
+        PeriodicExportingMetricReader,
+    )
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class DropSpans(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    class DropMetrics(MetricExporter):
+        def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+            pass
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(DropSpans()))
+    trace.set_tracer_provider(provider)
+    reader = PeriodicExportingMetricReader(DropMetrics(), export_interval_millis=5_000)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+
 def main() -> None:
+    if os.environ.get("QUEUERT_BENCH_OTEL") == "1":
+        _install_otel_sdk()
     dsn, mode, concurrency, kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     times_file = sys.argv[5] if len(sys.argv) > 5 else None
     worker = build(dsn, mode, concurrency, kind, times_file)

@@ -53,6 +53,12 @@ class _NoAttempt:
     def active(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
+    def attach(self) -> None:
+        pass
+
+    def handler_error(self, exc: BaseException) -> None:
+        pass
+
     def continuing(self, type_name: str, trace_context: str | None) -> str | None:
         return trace_context
 
@@ -81,6 +87,7 @@ class Attempt:
     __slots__ = (
         "_continuation",
         "_done",
+        "_error",
         "chain_id",
         "chain_type",
         "created_at",
@@ -100,6 +107,7 @@ class Attempt:
         self.started = time.monotonic()
         self._continuation: Creation | None = None
         self._done = False
+        self._error: BaseException | None = None
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -113,10 +121,26 @@ class Attempt:
         with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
             yield
 
+    def attach(self) -> None:
+        """Make the span current in the running context for good: for a
+        context of the attempt's own (the worker runs an async handler in a
+        copied context, one per task)."""
+        if self.span is not None:
+            from opentelemetry import context, trace
+
+            context.attach(trace.set_span_in_context(self.span))
+
+    def handler_error(self, exc: BaseException) -> None:
+        """The handler raised: keep the exception for :meth:`failed`."""
+        self._error = exc
+
     def continuing(self, type_name: str, trace_context: str | None) -> str | None:
         """Start the continuation's creation span (a child of this attempt's,
         linked to the job it continues); returns the traceparent for
-        ``continue_with`` (the handler's own when there is no span)."""
+        ``continue_with`` (the handler's own when there is no span). Asked
+        again (an acknowledgement retried), the same span's."""
+        if self._continuation is not None:
+            return self._continuation.traceparent
         creation = creating(
             type_name,
             traceparent_of(self.span) if self.span is not None else trace_context,
@@ -177,6 +201,7 @@ class Attempt:
         seconds = self._finish("failed")
         if seconds is None:
             return
+        exc = exc if exc is not None else self._error
         error_type = error_type_of(exc) if exc is not None else "queuert.HandlerError"
         span = self.span
         if span is not None:
