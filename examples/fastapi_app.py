@@ -8,7 +8,8 @@ POST /signups {"email": ...} inserts the member and starts its welcome chain
 in one transaction on a pooled connection; the worker, running in the app's
 own event loop, sends the mail and marks the member. An email that ends in
 "@declined.example" fails after the chain was started: the rollback leaves
-neither a member nor a job.
+neither a member nor a job. The dashboard is mounted at /queuert on the same
+pool, read-only.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pydantic import BaseModel
 
 import queuert
 from queuert import JobContext, JobType, aio
-from queuert.contrib.starlette import running_worker
+from queuert.contrib.starlette import mounted_dashboard, running_worker
+from queuert.dashboard import create_dashboard
 
 
 @dataclasses.dataclass
@@ -63,7 +65,8 @@ def create_app(dsn: str) -> FastAPI:
                 " email text NOT NULL UNIQUE, welcomed boolean NOT NULL DEFAULT false)"
             )
         try:
-            async with running_worker(worker):
+            dashboard = create_dashboard(pool, read_only=True)  # the app's pool: the app closes it
+            async with mounted_dashboard(app, "/queuert", dashboard, close=False), running_worker(worker):
                 yield
         finally:
             await pool.close()

@@ -58,6 +58,14 @@ def test_signup_commits_its_job_and_the_worker_beside_the_app_runs_it(dsn: str) 
         assert chain.status == "completed" and chain.output == "welcomed ada@example.com"
 
 
+def test_the_example_mounts_a_read_only_dashboard_on_its_pool(dsn: str) -> None:
+    with TestClient(example.create_app(dsn)) as client:
+        chain_id = client.post("/signups", json={"email": "eve@example.com"}).json()["chain_id"]
+        page = client.get(f"/queuert/chains/{chain_id}")
+        assert page.status_code == 200 and "send-welcome-email" in page.text
+        assert "read-only" in page.text
+
+
 def test_worker_lifespan_starts_and_stops_the_worker(dsn: str) -> None:
     worker = queuert.Worker(dsn, poll_interval=0.2)
     seen: list[str] = []
@@ -103,4 +111,59 @@ async def test_running_worker_inside_a_lifespan_of_ones_own(dsn: str) -> None:
 
     async with running_worker(worker) as running:
         assert running is worker and worker.running
+    assert not worker.running
+
+
+def test_worker_lifespan_mounts_the_dashboard_and_closes_its_pool(dsn: str) -> None:
+    worker = queuert.Worker(dsn, poll_interval=0.2)
+    done: list[str] = []
+
+    @worker.handler("ping")
+    async def ping(job: queuert.JobContext[str]) -> str:
+        done.append(job.input)
+        return f"pong {job.input}"
+
+    lifespan = worker_lifespan(worker, dashboard_path="/ops/queuert", dashboard_options={"read_only": True})
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/")
+    async def home() -> dict[str, str]:
+        return {"app": "own"}
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        chain = queuert.start_chain(conn, "ping", "dashboard")
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 30
+        while not done:
+            assert time.monotonic() < deadline, "the worker beside the app never ran the job"
+            time.sleep(0.05)
+        assert client.get("/").json() == {"app": "own"}  # the app's own routes are untouched
+        page = client.get(f"/ops/queuert/chains/{chain.chain_id}")
+        assert page.status_code == 200, page.text
+        assert "ping" in page.text and 'href="/ops/queuert/' in page.text
+        # dashboard_options reached create_dashboard: the page is read-only
+        assert "read-only" in page.text and "data-action=" not in page.text
+        mounts = [r for r in app.router.routes if getattr(r, "name", None) == "queuert-dashboard"]
+        board = mounts[0].app
+        assert board._pool is not None  # opened by the first request
+    assert board._pool is None  # closed with the app: a mounted app gets no lifespan of its own
+    assert not worker.running
+    with TestClient(app) as client:  # a second start mounts it once, not twice
+        assert client.get("/ops/queuert/").status_code == 200
+    assert len([r for r in app.router.routes if getattr(r, "name", None) == "queuert-dashboard"]) == 1
+
+
+def test_worker_lifespan_refuses_dashboard_settings_without_a_path(dsn: str) -> None:
+    worker = queuert.Worker(dsn)
+    with pytest.raises(ValueError, match="need dashboard_path"):
+        worker_lifespan(worker, dashboard_options={"read_only": True})
+    app = FastAPI(lifespan=worker_lifespan(worker, dashboard_path="/queuert/"))
+
+    @worker.handler("noop")
+    async def noop(job: queuert.JobContext[None]) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="leading slash, no trailing one"):
+        with TestClient(app):
+            pass
     assert not worker.running

@@ -34,7 +34,7 @@ def test_django_blocks_are_the_example_projects_code() -> None:
 
 def test_integration_snippets_run(dsn: str) -> None:
     runnable = [b for b in python_blocks() if not b.startswith("# examples/")]
-    assert len(runnable) == 3
+    assert len(runnable) == 4
     module = types.ModuleType("queuert_integrations_doc")
     module.DSN = dsn  # type: ignore[attr-defined]
     sys.modules[module.__name__] = module
