@@ -5,7 +5,9 @@ metrics; and without an SDK, or switched off, nothing at all."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -13,7 +15,8 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 import queuert
-from queuert import telemetry
+from queuert import aio, telemetry
+from queuert._sqlite.migrate import migrate as sqlite_migrate
 from queuert.telemetry import switch
 from otel_support import Sdk, installed_sdk
 
@@ -194,3 +197,43 @@ def test_no_sdk_configured_the_paths_run_and_emit_nothing(conn: psycopg.Connecti
     assert _row(conn, started.id) == ("tc-app", "tc-app")
     assert _row(conn, many[0].id) == ("tc-2", "tc-2")
     assert switch.tracer() is None and switch.meter() is None
+
+
+async def test_async_client_rollback_and_commit(aconn: psycopg.AsyncConnection[Any], sdk: Sdk) -> None:
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort):
+        async with queuert.transaction_hooks():
+            async with aconn.transaction():
+                await aio.start_chain(aconn, "async-gone")
+                raise Abort
+    async with queuert.transaction_hooks():
+        async with aconn.transaction():
+            kept = await aio.start_chain(aconn, "async-kept")
+    (gone,) = sdk.named("create async-gone")
+    (span,) = sdk.named("create async-kept")
+    assert gone.status.status_code == StatusCode.ERROR
+    assert span.status.status_code == StatusCode.UNSET
+    cur = await aconn.execute("SELECT trace_context FROM queuert.job WHERE id = %s", (kept.id,))
+    assert await cur.fetchone() == (_tp(span),)
+    assert sdk.counter("queuert.chains.created") == 1
+
+
+def test_sqlite_client_calls_are_traced_too(tmp_path: Path, sdk: Sdk) -> None:
+    path = str(tmp_path / "app.db")
+    sqlite_migrate(path)
+    conn = sqlite3.connect(path)
+    try:
+        started = queuert.start_chain(conn, "lite", {"n": 1})
+        many = queuert.start_chains(conn, [queuert.ChainSpec("lite", 2)])
+        conn.commit()
+        stored = [row[0] for row in conn.execute("SELECT trace_context FROM queuert_job ORDER BY seq")]
+    finally:
+        conn.close()
+    spans = sdk.named("create lite")
+    assert [s.attributes["messaging.message.id"] for s in spans if s.attributes] == [
+        str(started.id),
+        str(many[0].id),
+    ]
+    assert stored == [_tp(s) for s in spans]

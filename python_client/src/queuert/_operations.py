@@ -17,7 +17,7 @@ send their JSON as text and build their result objects in the row factory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -156,7 +156,7 @@ def start_chains(
     payload = chain_items(items)
     if not payload:
         return Steps(_nothing_started, _nothing_started)
-    finish = _started_many
+    finish: Callable[[list[StartedChain]], list[StartedChain]] = _started_many
     with_creations = traced.items_with_creations(payload) if tracing.active() else None
     if with_creations is not None:
         payload, creations = with_creations

@@ -215,7 +215,7 @@ class Attempt:
             span.set_status(Status(StatusCode.ERROR, (error_text or str(exc or ""))[:200]))
             span.end()
         self._drop_continuation()
-        metrics.attempt_failed(self.type_name, error_type, seconds)
+        metrics.attempt_failed(self.type_name, error_type, seconds, retry_at is not None)
 
     def lost(self, reason: str) -> None:
         """The job is no longer this worker's (lease taken, finished elsewhere)."""
@@ -225,7 +225,7 @@ class Attempt:
         if span is not None:
             from opentelemetry.trace import Status, StatusCode
 
-            span.set_attribute("queuert.lost.reason", reason)
+            span.set_attribute(a.LOST_REASON, reason)
             span.set_attribute(a.ERROR_TYPE, "queuert.LeaseLost")
             span.set_status(Status(StatusCode.ERROR, f"lost: {reason}"))
             span.end()
@@ -296,6 +296,9 @@ def attempt_started(job: Any, worker_id: str | None, mode: str) -> Attempt | _No
         },
         links=links,
     )
+    if job.attempt > 1 and job.last_attempt_error:
+        # why the previous attempt ended: a failure, or a lease reap took it back
+        span.set_attribute(a.LAST_ATTEMPT_ERROR, str(job.last_attempt_error)[:500])
     for chain_id, at_ns in resolved:
         span.add_event("queuert.blocker.resolved", {a.BLOCKER_CHAIN_ID: chain_id}, timestamp=at_ns)
     metrics.attempt_started(job.type_name)

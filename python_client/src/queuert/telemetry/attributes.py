@@ -15,7 +15,9 @@ __all__ = [
     "DESTINATION",
     "ERROR_TYPE",
     "JOB_STATUS",
+    "LAST_ATTEMPT_ERROR",
     "LINK_KIND",
+    "LOST_REASON",
     "MESSAGE_ID",
     "OPERATION_NAME",
     "OPERATION_TYPE",
@@ -25,6 +27,7 @@ __all__ = [
     "SYSTEM",
     "SYSTEM_NAME",
     "WORKER_ID",
+    "WILL_RETRY",
     "WORKER_MODE",
 ]
 
@@ -44,6 +47,9 @@ WORKER_MODE = "queuert.worker.mode"  # staged | atomic
 JOB_STATUS = "queuert.job.status"  # the created job's status: pending | blocked
 OUTCOME = "queuert.outcome"  # completed | continued | failed | lost
 RETRY_AT = "queuert.retry_at"  # ISO time of the next attempt after a failure
+WILL_RETRY = "queuert.will_retry"  # a failed attempt's job is pending again
+LAST_ATTEMPT_ERROR = "queuert.last_attempt_error"  # a retried attempt: why the previous one ended
+LOST_REASON = "queuert.lost.reason"
 CHAIN_COMPLETED = "queuert.chain.completed"
 DEDUPLICATED = "queuert.deduplicated"
 BLOCKERS = "queuert.blockers"  # chain ids a created job waits on

@@ -10,7 +10,8 @@ Names:
 
 - ``queuert.jobs.created``, ``queuert.chains.created`` (commit of the creating transaction)
 - ``queuert.attempts.started``, ``queuert.attempts.completed`` (completed or
-  continued: ``queuert.outcome``), ``queuert.attempts.failed``
+  continued: ``queuert.outcome``), ``queuert.attempts.failed`` (``error.type``;
+  ``queuert.will_retry``: a retry is scheduled, or the job failed for good)
 - ``queuert.continuations``
 - ``queuert.leases.renewed``, ``queuert.leases.expired`` (a worker lost a job)
 - ``queuert.jobs.reaped`` (expired leases taken back by ``reap``)
@@ -120,14 +121,17 @@ def attempt_finished(type_name: str, outcome: str, seconds: float) -> None:
     ins["attempt_duration"].record(seconds, attrs)
 
 
-def attempt_failed(type_name: str, error_type: str, seconds: float) -> None:
+def attempt_failed(type_name: str, error_type: str, seconds: float, will_retry: bool) -> None:
+    """A failed attempt; ``will_retry``: the job is pending again (a retry),
+    else it failed for good."""
     ins = instruments()
     if ins is None:
         return
     attrs = _attrs(type_name)
     attrs[a.ERROR_TYPE] = error_type
+    attrs[a.WILL_RETRY] = will_retry
     ins["attempts_failed"].add(1, attrs)
-    ins["attempt_duration"].record(seconds, {**attrs, a.OUTCOME: "failed"})
+    ins["attempt_duration"].record(seconds, {**_attrs(type_name), a.OUTCOME: "failed"})
 
 
 def job_completed(type_name: str, created_at: datetime, completed_at: datetime) -> None:
@@ -168,7 +172,7 @@ def leases_renewed(count: int) -> None:
 def lease_expired(type_name: str, reason: str) -> None:
     ins = instruments()
     if ins is not None:
-        ins["leases_expired"].add(1, {**_attrs(type_name), "queuert.lost.reason": reason})
+        ins["leases_expired"].add(1, {**_attrs(type_name), a.LOST_REASON: reason})
 
 
 def reaped(count: int) -> None:

@@ -19,9 +19,11 @@ _OFF_WORDS = frozenset({"0", "off", "false", "no", "disabled"})
 
 _enabled = os.environ.get("QUEUERT_TELEMETRY", "").strip().lower() not in _OFF_WORDS
 
-# the API modules, imported on first use; False: not installed
-_trace: ModuleType | None | bool = None
-_metrics: ModuleType | None | bool = None
+# the API modules, imported on first use (None after a look: not installed)
+_trace: ModuleType | None = None
+_metrics: ModuleType | None = None
+_trace_looked = False
+_metrics_looked = False
 _default_tracer_providers: tuple[type, ...] = ()
 _default_meter_providers: tuple[type, ...] = ()
 # (provider, tracer or meter) of the last lookup: one per provider
@@ -52,30 +54,30 @@ def _version() -> str:
 
 
 def _load_trace() -> ModuleType | None:
-    global _trace, _default_tracer_providers
-    if _trace is None:
+    global _trace, _trace_looked, _default_tracer_providers
+    if not _trace_looked:
+        _trace_looked = True
         try:
             from opentelemetry import trace
         except ImportError:
-            _trace = False
             return None
         _trace = trace
         _default_tracer_providers = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
-    return _trace or None
+    return _trace
 
 
 def _load_metrics() -> ModuleType | None:
-    global _metrics, _default_meter_providers
-    if _metrics is None:
+    global _metrics, _metrics_looked, _default_meter_providers
+    if not _metrics_looked:
+        _metrics_looked = True
         try:
             from opentelemetry import metrics
             from opentelemetry.metrics import _internal
         except ImportError:
-            _metrics = False
             return None
         _metrics = metrics
         _default_meter_providers = (_internal._ProxyMeterProvider, metrics.NoOpMeterProvider)
-    return _metrics or None
+    return _metrics
 
 
 def tracer() -> Any:
@@ -83,7 +85,7 @@ def tracer() -> Any:
     global _tracer_cache
     if not _enabled:
         return None
-    trace = _trace if _trace else _load_trace()
+    trace = _trace if _trace is not None else _load_trace()
     if trace is None:
         return None
     provider = trace.get_tracer_provider()
@@ -101,7 +103,7 @@ def meter() -> Any:
     global _meter_cache
     if not _enabled:
         return None
-    metrics = _metrics if _metrics else _load_metrics()
+    metrics = _metrics if _metrics is not None else _load_metrics()
     if metrics is None:
         return None
     provider = metrics.get_meter_provider()

@@ -193,8 +193,10 @@ def settling(
 
     links = []
     caller = trace.get_current_span().get_span_context()
+    job_span = span_context_of(job_trace_context)
     parent = context_of(job_trace_context)
-    if caller.is_valid and parent is not None:
+    if caller.is_valid and job_span is not None and caller.trace_id != job_span.trace_id:
+        # the request that settled it lives in another trace: point at it
         links.append(Link(caller, {a.LINK_KIND: "caller"}))
     span = t.start_span(
         f"settle {type_name}",
