@@ -70,6 +70,35 @@ def copy_sql_tree(tmp_path: Path) -> tuple[Path, Path]:
     return sql_dir, mig_dir
 
 
+# The newest migration today's sql/ depends on: sql/ reads and writes
+# job.chain_trace_context, so it cannot run on a database at an older
+# migration. The upgrade tests below build their older database with the
+# engine of that time: sql/ as committed just before this migration landed.
+SQL_NEEDS = "0007_trace_context"
+
+
+def sql_tree_before(tmp_path: Path, migration: str = SQL_NEEDS) -> Path:
+    """sql/ as committed just before ``migration`` was added (the git
+    history of this checkout)."""
+    root = SQL_DIR.parent
+    log = subprocess.run(
+        ["git", "-C", str(root), "log", "--diff-filter=A", "--format=%H", "--", f"migrations/{migration}.sql"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert log, f"no commit adds migrations/{migration}.sql in {root}: the upgrade tests need git history"
+    old = tmp_path / "old-engine"
+    old.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", f"{log[-1]}^", "sql"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    return old / "sql"
+
+
 # --------------------------------------------------------------------- basics
 
 
@@ -129,10 +158,11 @@ def test_upgrade_to_0002_keeps_existing_chains_whole(empty_db: str, tmp_path: Pa
     """A database at 0001 with chains (roots in the full chain-position
     index, version 4 ids) upgrades to 0002: rows untouched, the index
     partial, every chain's tail still found, later positions still unique."""
-    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    _, mig_dir = copy_sql_tree(tmp_path)
     for later in sorted(mig_dir.glob("*.sql"))[1:]:
         later.unlink()
-    assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir) == ["0001_init"]
+    old_sql = sql_tree_before(tmp_path)
+    assert migrate(empty_db, sql_dir=old_sql, migrations_dir=mig_dir) == ["0001_init"]
 
     def step(conn: psycopg.Connection, type_name: str, then: str | None) -> None:
         job = conn.execute("SELECT id FROM queuert.claim('w', ARRAY[%s])", (type_name,)).fetchone()
@@ -664,10 +694,11 @@ def test_upgrade_to_0003_replaces_functions_whose_results_changed(empty_db: str,
     """0003 changes the result columns of claim and complete_jobs, which
     CREATE OR REPLACE cannot do: a database whose functions still have the
     0002 shapes upgrades, and the functions answer with the new columns."""
-    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    _, mig_dir = copy_sql_tree(tmp_path)
     for later in sorted(mig_dir.glob("*.sql"))[2:]:
         later.unlink()
-    assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)[-1] == "0002_root_outside_chain_position"
+    old_sql = sql_tree_before(tmp_path)
+    assert migrate(empty_db, sql_dir=old_sql, migrations_dir=mig_dir)[-1] == "0002_root_outside_chain_position"
     with psycopg.connect(empty_db, autocommit=True) as conn:
         # the 0002 result shapes (bodies do not matter: they are replaced)
         conn.execute("DROP FUNCTION queuert.claim(text, text[], integer, interval)")
@@ -698,10 +729,11 @@ def test_upgrade_to_0005_drops_the_retired_internal_functions(empty_db: str, tmp
     """sql/ renamed _notify and _announce and folded _chain_item_ok into
     _chain_item_problem; a database at 0004 still holds the old functions,
     and 0005 drops them while the engine keeps working."""
-    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    _, mig_dir = copy_sql_tree(tmp_path)
     for later in sorted(mig_dir.glob("*.sql"))[4:]:
         later.unlink()
-    assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)[-1] == "0004_failed_jobs_idx"
+    old_sql = sql_tree_before(tmp_path)
+    assert migrate(empty_db, sql_dir=old_sql, migrations_dir=mig_dir)[-1] == "0004_failed_jobs_idx"
     retired = ["_notify(text, text[])", "_announce(text, text)", "_chain_item_ok(jsonb)"]
     with psycopg.connect(empty_db, autocommit=True) as conn:
         # what the 0003-era sql/ left behind (bodies do not matter)
