@@ -18,8 +18,8 @@ How it works (asyncio inside; sync handlers run in worker threads):
   commits; handlers run outside any transaction; their outcomes are
   acknowledged in batches: every flush is *one* round trip carrying one
   implicit transaction with ``complete_jobs`` for all completed jobs, one
-  statement for all continuations, one for all failures and the next
-  ``claim`` for the free slots and, by default, for jobs held ahead
+  ``continue_with`` per continuation, ``fail_jobs`` for all failures and the
+  next ``claim`` for the free slots and, by default, for jobs held ahead
   (``prefetch="auto"``: about 50 ms of expected work). A crash before
   that commit leaves the jobs running until their lease expires; ``reap``
   then hands them to another worker. Nothing is lost; a job may run twice (at-least-once).
@@ -62,17 +62,27 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Literal, TypeVar, overload
 
-import psycopg
-from psycopg import sql
-
 from queuert._publisher import _Publisher
 from queuert._runners import _resumed, _SlotThread, _ThreadPool
-from queuert._sqltext import close_quietly, execute_many, execute_many_sync
-from queuert.errors import PayloadValidationError, QueuertError, sqlstate_of, translate
+from queuert._worker import job_state as st
+from queuert._worker.outcomes import SHUTDOWN_RELEASE, Ack, Completed, Continued, Failed, Outcome, Released
+from queuert._worker.pg_store import PgStore
+from queuert._worker.store import (
+    AtomicSession,
+    Conflict,
+    ConnectionLost,
+    JobLost,
+    Rejected,
+    Session,
+    StoreError,
+    SyncAtomicSession,
+    Written,
+)
+from queuert.errors import PayloadValidationError, QueuertError
 from queuert.job import JobContext
 from queuert.migrate import validate_schema_name
 from queuert.notify.base import Notifier, NotifyEvent, Subscription
@@ -85,49 +95,11 @@ logger = logging.getLogger("queuert.worker")
 
 Mode = Literal["staged", "atomic"]
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
-# job states (JobContext._state)
-_QUEUED = -1  # claimed (prefetched), waiting for a free slot
-_RUNNING = 0  # handler running
-_ACKING = 1  # outcome buffered, not yet sent
-_FLUSHING = 2  # outcome being written
-_LOST = 3  # no longer ours (lease lost / finished from outside)
-_RELEASED = 4  # released at shutdown
-_DONE = 5  # acknowledged
-
-# outcome kinds
-_COMPLETE = 0
-_CONTINUE = 1
-_FAIL = 2
-_RELEASE = 3  # claimed but never started: give it back, attempt restored
-
-_SAVEPOINT = "SAVEPOINT queuert_handler"
-_ROLLBACK_TO = "ROLLBACK TO SAVEPOINT queuert_handler"
-
-_LOST_SQLSTATES = frozenset({"QU001", "QU003", "QU004"})
-_CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
 _MAX_ERROR_TEXT = 8000
-
-_CLAIM_COLUMNS = (
-    "id, type_name, chain_id, chain_type_name, chain_index, input, priority, "
-    "attempt, scheduled_at, created_at, leased_until, last_attempt_error, "
-    "trace_context, blockers::text"
-)
-
-
-class _ConnectionLost(Exception):
-    """The connection broke; the commit state of the last transaction is unknown."""
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    """The connection is gone (or its state unknown), as opposed to an error
-    the server reported on a live connection. psycopg files deadlocks and
-    serialization failures (class 40) under OperationalError too: those are
-    not connection errors, the transaction is simply rolled back."""
-    state = sqlstate_of(exc)
-    if state is not None:
-        return state.startswith(("08", "57P"))  # connection exception, admin shutdown
-    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, OSError))
+_COMPLETED_EMPTY = Completed(None)
+_ABORTED = "the handler left its transaction in an aborted state"
 
 
 def _error_text(exc: BaseException) -> str:
@@ -188,11 +160,11 @@ class WorkerStats:
 class _Lane:
     """A flush connection of the staged dispatcher."""
 
-    __slots__ = ("index", "conn", "busy", "task", "delay")
+    __slots__ = ("index", "session", "busy", "task", "delay")
 
     def __init__(self, index: int) -> None:
         self.index = index
-        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.session: Session | None = None
         self.busy = False
         self.task: asyncio.Task[None] | None = None
         self.delay = 0.05
@@ -425,7 +397,7 @@ class _Run:
         self.poll_at: float | None = None
 
         self.flights: dict[uuid.UUID, JobContext[Any]] = {}
-        self.acks: list[tuple[JobContext[Any], int, Any]] = []
+        self.acks: list[Ack] = []
         self.running = 0  # handlers executing (slots in use)
         self.queued: collections.deque[JobContext[Any]] = collections.deque()  # prefetched
         # claim-ahead (staged mode): how many jobs a claim may take beyond
@@ -465,70 +437,23 @@ class _Run:
         self.batch = worker.batch_notifications
         self.publisher: _Publisher | None = None
         self.collect = self.batch or self.publish
-        # Dependents a completion made pending: the engine knows them inside
-        # its completion (job_ready_unblocked stays on in our sessions:
-        # such commits are rare, a fan-in's last blocker). Only a
-        # non-PostgreSQL notifier needs the worker to look them up (a join
-        # per acknowledging transaction) and publish them itself.
-        self.lookup_dependents = self.publish
-        self.notify_setting = "job_lost" if self.publish else "job_lost,job_ready_unblocked"
-        self.maint_conn: psycopg.AsyncConnection[Any] | None = None
-
-        s = sql.Identifier(self.schema).as_string(None)
-        self.q_claim = (
-            f"SELECT {_CLAIM_COLUMNS}, clock_timestamp() FROM {s}.claim("
-            "worker_id => %s, type_names => %s, max_jobs => %s, lease => %s)"
+        # Dependents a completion made pending: the engine announces them
+        # inside its completion (job_ready_unblocked stays on in our
+        # sessions: such commits are rare, a fan-in's last blocker). Only a
+        # non-PostgreSQL notifier needs the worker to publish them itself,
+        # from what complete_jobs reports.
+        self.publish_unblocked = self.publish
+        notify_setting = "job_lost" if self.publish else "job_lost,job_ready_unblocked"
+        self.store = PgStore(
+            worker.conninfo or "",
+            schema=self.schema,
+            worker_id=self.worker_id,
+            type_names=self.type_names,
+            lease=self.lease,
+            prepare_threshold=worker.prepare_threshold,
+            notify_setting=notify_setting if self.batch else None,
         )
-        self.q_release_jobs = (
-            f"SELECT job_id, outcome FROM {s}.release_jobs("
-            "worker_id => %s, job_ids => %s::uuid[], attempts => %s::int[])"
-        )
-        self.q_complete_jobs = (
-            f"SELECT job_id, outcome, unblocked_types FROM {s}.complete_jobs("
-            "worker_id => %s, job_ids => %s::uuid[], outputs => %s::text[]::jsonb[], attempts => %s::int[])"
-        )
-        self.q_continue_batch = (
-            "SELECT a.job_id, r.id, r.type_name, r.status FROM jsonb_to_recordset(%s::jsonb) AS a("
-            "job_id uuid, type_name text, input jsonb, id uuid, schedule_at timestamptz, "
-            "schedule_after interval, blockers uuid[], priority int, trace_context text, attempt int) "
-            f"CROSS JOIN LATERAL {s}.continue_with(job_id => a.job_id, worker_id => %s, "
-            "type_name => a.type_name, input => a.input, id => a.id, schedule_at => a.schedule_at, "
-            "schedule_after => a.schedule_after, blockers => a.blockers, priority => a.priority, "
-            "trace_context => a.trace_context, attempt => a.attempt) AS r"
-        )
-        self.q_fail_batch = (
-            "SELECT a.job_id, r.status FROM jsonb_to_recordset(%s::jsonb) AS a("
-            "job_id uuid, error text, retry_at timestamptz, retry_after interval, attempt int) "
-            f"CROSS JOIN LATERAL {s}.fail(job_id => a.job_id, worker_id => %s, error => a.error, "
-            "retry_at => coalesce(a.retry_at, now() + a.retry_after), attempt => a.attempt) AS r"
-        )
-        self.q_complete_one = (
-            f"SELECT id, chain_id, status, chain_completed FROM {s}.complete("
-            "job_id => %s, worker_id => %s, output => %s::jsonb, attempt => %s)"
-        )
-        self.q_continue_one = (
-            f"SELECT id, type_name, status FROM {s}.continue_with(job_id => %s, worker_id => %s, "
-            "type_name => %s, input => %s::jsonb, id => %s, schedule_at => %s, "
-            "schedule_after => %s::interval, blockers => %s::uuid[], priority => %s, "
-            "trace_context => %s, attempt => %s)"
-        )
-        self.q_fail_one = (
-            f"SELECT id, status FROM {s}.fail(job_id => %s, worker_id => %s, error => %s, "
-            "retry_at => coalesce(%s::timestamptz, now() + %s::interval), attempt => %s)"
-        )
-        self.q_renew = f"SELECT job_id, outcome FROM {s}.renew_leases(worker_id => %s, job_ids => %s::uuid[], lease => %s)"
-        self.q_reap = f"SELECT job_id, previous_worker, status FROM {s}.reap(max_jobs => %s)"
-        self.q_next_due = f"SELECT {s}.next_due_at(%s::text[]), clock_timestamp()"
-        self.q_orphans = (
-            f"SELECT id, attempt, type_name FROM {s}.job WHERE status = 'running' AND leased_by = %s"
-        )
-        # in the acknowledging transaction, after completions: the types of
-        # dependents those completions made pending (the engine's job_ready
-        # for them is off on our connections)
-        self.q_dependents = (
-            f"SELECT DISTINCT d.type_name FROM {s}.job_blocker AS b JOIN {s}.job AS d ON d.id = b.job_id "
-            "WHERE b.blocker_chain_id = ANY(%s::uuid[]) AND d.status = 'pending'"
-        )
+        self.maint_session: Session | None = None
 
     # -- logging -----------------------------------------------------------
 
@@ -578,26 +503,17 @@ class _Run:
 
     # -- connections -------------------------------------------------------
 
-    async def connect(self, purpose: str) -> psycopg.AsyncConnection[Any]:
+    async def reconnecting(self, purpose: str, opener: Callable[[], Awaitable[T]]) -> T:
+        """``opener()`` until it succeeds, with capped exponential backoff.
+        Gives up (ConnectionLost) at an immediate stop, or once stopping
+        for connections other than the flush lanes' and the publisher's."""
         delay = 0.05
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.w.conninfo or "",
-                    autocommit=True,
-                    prepare_threshold=self.w.prepare_threshold,
-                    application_name=f"queuert-{purpose}",
-                )
-                if conn.info.parameter_status("standard_conforming_strings") != "on":
-                    await conn.execute("SET standard_conforming_strings = on")  # see _sqltext.quote
-                if purpose == "main" and self.batch:
-                    # flush connections: only the worker's statements run
-                    # there; the publisher sends job_ready / chain_completed
-                    await conn.execute(f"SET queuert.notify = '{self.notify_setting}'")
-                return conn
-            except Exception as exc:
+                return await opener()
+            except ConnectionLost as exc:
                 if self.immediate or (self.stop_requested and purpose not in ("main", "notify")):
-                    raise _ConnectionLost(str(exc)) from exc
+                    raise
                 logger.warning(
                     "cannot connect (%s): %s; retrying in %.2fs",
                     purpose,
@@ -610,8 +526,15 @@ class _Run:
                 except asyncio.TimeoutError:
                     pass
                 if self.immediate:
-                    raise _ConnectionLost(str(exc)) from exc
+                    raise
                 delay = min(delay * 2, self.w.reconnect_max)
+
+    async def connect(self, purpose: str) -> Any:
+        """A connection for the publisher (reconnecting)."""
+        return await self.reconnecting(purpose, lambda: self.store.connect(purpose))
+
+    async def open_session(self, purpose: Literal["main", "maintenance"]) -> Session:
+        return await self.reconnecting(purpose, lambda: self.store.open(purpose))
 
     # -- hints -------------------------------------------------------------
 
@@ -728,8 +651,8 @@ class _Run:
                     pass
             if self.publisher is not None:
                 await self.publisher.close()
-            if self.maint_conn is not None:
-                await self.maint_conn.close()
+            if self.maint_session is not None:
+                await self.maint_session.close()
             if self.subscription is not None:
                 await self.subscription.close()
             if self.own_notifier:
@@ -760,7 +683,7 @@ class _Run:
         tasks: set[asyncio.Task[None]] = set()
         try:
             # connect the first lane up front: "started" means connected
-            lanes[0].conn = await self.connect("main")
+            lanes[0].session = await self.open_session("main")
             self.started.set()
             while True:
                 busy = [ln for ln in lanes if ln.busy]
@@ -770,7 +693,7 @@ class _Run:
                     ):
                         if busy:
                             await asyncio.wait({ln.task for ln in busy if ln.task is not None}, timeout=10)
-                        await self.release_all(lanes[0].conn)
+                        await self.release_all(lanes[0].session)
                         return
                     if not self.flights and not self.acks and not busy:
                         return
@@ -819,42 +742,44 @@ class _Run:
                 except (asyncio.CancelledError, Exception):
                     pass
             for ln in lanes:
-                await close_quietly(ln.conn)
+                if ln.session is not None:
+                    await ln.session.close()
 
-    async def run_lane(self, lane: _Lane, acks: list[tuple[JobContext[Any], int, Any]], claim_n: int) -> None:
+    async def run_lane(self, lane: _Lane, acks: list[Ack], claim_n: int) -> None:
         """One flush on one lane, reconnecting (with backoff) until it is
         written. Acks are retried after a connection loss: they were not
-        committed, or they were and the engine now refuses them (QU003 or
-        QU004: logged as lost, never written twice)."""
+        committed, or they were and the engine now refuses them (logged as
+        lost, never written twice)."""
         gen = self.hint_gen
         reserved = claim_n
         rows: list[Any] = []
         try:
             while True:
                 try:
-                    if lane.conn is None or lane.conn.closed:
-                        lane.conn = await self.connect("main")
+                    if lane.session is None or lane.session.closed:
+                        lane.session = await self.open_session("main")
                     if self.need_reconcile and self.reserved == reserved:
                         # no claim in flight on another lane, and ours is
                         # sent only after this: any job leased by us that we
                         # do not know is an orphan of a lost claim
                         self.need_reconcile = False
-                        await self.reconcile(lane.conn)
-                    rows = await self.flush(lane.conn, acks, claim_n)
+                        await self.reconcile(lane.session)
+                    rows = await self.flush(lane.session, acks, claim_n)
                     lane.delay = 0.05
                     break
-                except _ConnectionLost as exc:
+                except ConnectionLost as exc:
                     self.stats.reconnects += 1
                     logger.warning(
                         "database connection lost (%s); reconnecting",
                         exc,
                         extra={"worker_id": self.worker_id},
                     )
-                    for job, _, _ in acks:
-                        if job._state == _FLUSHING:
-                            job._state = _ACKING
-                    await close_quietly(lane.conn)
-                    lane.conn = None
+                    for ack in acks:
+                        if ack.job._state == st.FLUSHING:
+                            ack.job._state = st.ACKING
+                    if lane.session is not None:
+                        await lane.session.close()
+                    lane.session = None
                     if claim_n:
                         # that claim may have committed unseen: such jobs are
                         # released before the next claim
@@ -888,370 +813,158 @@ class _Run:
         except asyncio.TimeoutError:
             pass
 
-    async def flush(
-        self, conn: psycopg.AsyncConnection[Any], acks: list[tuple[JobContext[Any], int, Any]], claim_n: int
-    ) -> list[Any]:
-        """One round trip, one implicit transaction: acks, then claim."""
-        completes: list[JobContext[Any]] = []
-        outputs: list[str | None] = []
-        continues: list[tuple[JobContext[Any], Continuation]] = []
-        fails: list[tuple[JobContext[Any], Any]] = []
-        releases: list[JobContext[Any]] = []
-        live: list[tuple[JobContext[Any], int, Any]] = []
-        for item in acks:
-            job, kind, data = item
-            if job._state != _ACKING and job._state != _FLUSHING:
+    async def flush(self, session: Session, acks: list[Ack], claim_n: int) -> list[Any]:
+        """One round trip, one transaction: acks, then claim."""
+        live: list[Ack] = []
+        for ack in acks:
+            job = ack.job
+            if job._state != st.ACKING and job._state != st.FLUSHING:
                 continue  # lost or released meanwhile
-            job._state = _FLUSHING
-            live.append(item)
-            if kind == _COMPLETE:
-                completes.append(job)
-                outputs.append(data)
-            elif kind == _CONTINUE:
-                continues.append((job, data))
-            elif kind == _RELEASE:
-                releases.append(job)
-            else:
-                fails.append((job, data))
+            job._state = st.FLUSHING
+            live.append(ack)
         if not live and not claim_n:
             return []
         self.stats.flushes += 1
-        wid = self.worker_id
         try:
-            statements: list[tuple[str, Any]] = []
-            if completes:
-                statements.append(
-                    (self.q_complete_jobs, (wid, [j.id for j in completes], outputs, [j.attempt for j in completes]))
-                )
-            if continues:
-                statements.append((self.q_continue_batch, (self._continue_doc(continues), wid)))
-            if fails:
-                statements.append((self.q_fail_batch, (self._fail_doc(fails), wid)))
-            if releases:
-                statements.append((self.q_release_jobs, (wid, [j.id for j in releases], [j.attempt for j in releases])))
-            if claim_n:
-                statements.append((self.q_claim, (wid, self.type_names, claim_n, self.lease)))
             for conflict_retry in range(3):
                 try:
-                    results = await execute_many(conn, statements)
+                    written = await session.flush(live, claim_n)
                     break
-                except Exception as exc:
+                except Conflict:
                     # a deadlock or serialization failure rolled the whole
                     # transaction back: the same batch is simply sent again
-                    if sqlstate_of(exc) not in _CONFLICT_SQLSTATES or conflict_retry == 2:
+                    if conflict_retry == 2:
                         raise
                     await asyncio.sleep(random.uniform(0.002, 0.02) * (conflict_retry + 1))
-            i = 0
-            c_rows = k_rows = f_rows = r_rows = claim_rows = []
-            if completes:
-                c_rows = results[i]
-                i += 1
-            if continues:
-                k_rows = results[i]
-                i += 1
-            if fails:
-                f_rows = results[i]
-                i += 1
-            if releases:
-                r_rows = results[i]
-                i += 1
-            if claim_n:
-                claim_rows = results[i]
-        except Exception as exc:
-            if _is_connection_error(exc):
-                raise _ConnectionLost(str(exc)) from exc
-            # The implicit transaction rolled back as a whole: nothing of it
+        except ConnectionLost:
+            raise
+        except StoreError as exc:
+            # The transaction rolled back as a whole: nothing of it
             # happened. Redo each ack on its own to isolate the culprit.
-            state = sqlstate_of(exc)
-            if state not in _CONFLICT_SQLSTATES and not (state or "").startswith("QU"):
+            if isinstance(exc, Rejected) and not isinstance(exc.error, QueuertError):
                 logger.error(
                     "batched acknowledgement failed (%s); retrying one by one",
                     exc,
-                    extra={"worker_id": wid},
+                    extra={"worker_id": self.worker_id},
                 )
-            await self.flush_one_by_one(conn, live)
+            await self.flush_one_by_one(session, live)
             if claim_n:
-                return await self.claim_only(conn, claim_n)
+                return await session.claim(claim_n)
             return []
-        self.after_flush(completes, c_rows, continues, k_rows, fails, f_rows)
-        if releases:
-            self.after_release(releases, r_rows)
-        return claim_rows
+        self.after_write(written)
+        return written.claimed
 
-    def _continue_doc(self, continues: list[tuple[JobContext[Any], Continuation]]) -> str:
-        items = []
-        for job, cont in continues:
-            items.append(
-                {
-                    "job_id": str(job.id),
-                    "type_name": cont.type_name,
-                    "input": cont.input_json,
-                    "id": str(cont.id) if cont.id is not None else None,
-                    "schedule_at": cont.schedule_at.isoformat() if cont.schedule_at is not None else None,
-                    "schedule_after": f"{cont.schedule_after.total_seconds()} seconds"
-                    if cont.schedule_after is not None
-                    else None,
-                    "blockers": [str(b) for b in cont.blockers] if cont.blockers is not None else None,
-                    "priority": cont.priority,
-                    "trace_context": cont.trace_context,
-                    "attempt": job.attempt,
-                }
-            )
-        return json.dumps(items)
-
-    def _fail_doc(self, fails: list[tuple[JobContext[Any], Any]]) -> str:
-        items = []
-        for job, (error, retry_at, retry_after) in fails:
-            items.append(
-                {
-                    "job_id": str(job.id),
-                    "error": error,
-                    "retry_at": retry_at.isoformat() if retry_at is not None else None,
-                    "retry_after": f"{retry_after.total_seconds()} seconds" if retry_after is not None else None,
-                    "attempt": job.attempt,
-                }
-            )
-        return json.dumps(items)
-
-    def after_flush(
-        self,
-        completes: list[JobContext[Any]],
-        c_rows: list[Any],
-        continues: list[tuple[JobContext[Any], Continuation]],
-        k_rows: list[Any],
-        fails: list[tuple[JobContext[Any], Any]],
-        f_rows: list[Any],
-    ) -> None:
-        """Bookkeeping after a committed flush; hand the notifications it
-        implies (chains completed, job types made pending) to the publisher."""
+    def after_write(self, written: Written) -> None:
+        """Bookkeeping after a committed acknowledgement; hand the
+        notifications it implies (chains completed, job types made pending)
+        to the publisher."""
         flights = self.flights
         stats = self.stats
-        ready: set[str] = set()
-        chains: set[str] = set()
         debug = logger.isEnabledFor(logging.DEBUG)
-        if c_rows:
-            by_id = {j.id: j for j in completes}
-            for job_id, outcome, unblocked in c_rows:
-                job = by_id.get(job_id)
-                if job is None:
-                    continue
-                flights.pop(job_id, None)
-                if outcome == "completed":
-                    job._state = _DONE
-                    stats.completed += 1
-                    if debug:
-                        logger.debug("job completed", extra=self._extra(job))
-                    if self.collect:
-                        chains.add(str(job.chain_id))
-                        if self.lookup_dependents and unblocked:
-                            ready.update(unblocked)
-                else:
-                    job._state = _LOST
-                    stats.lost += 1
-                    logger.warning(
-                        "job %s was lost before its completion was written (%s); "
-                        "its outcome is discarded",
-                        job_id,
-                        outcome,
-                        extra=self._extra(job),
-                    )
-        for job, _ in continues:
+        for ack in written.done:
+            job = ack.job
             flights.pop(job.id, None)
-            job._state = _DONE
-            stats.continued += 1
-            if debug:
-                logger.debug("job continued", extra=self._extra(job))
-        if self.collect:
-            for row in k_rows:
-                if row[3] == "pending":
-                    ready.add(row[2])
-        for job, _ in fails:
+            job._state = st.DONE
+            kind = type(ack.outcome)
+            if kind is Completed:
+                stats.completed += 1
+                if debug:
+                    logger.debug("job completed", extra=self._extra(job))
+            elif kind is Failed:
+                stats.failed += 1
+            elif kind is Continued:
+                stats.continued += 1
+                if debug:
+                    logger.debug("job continued", extra=self._extra(job))
+        for ack, outcome in written.lost:
+            job = ack.job
             flights.pop(job.id, None)
-            job._state = _DONE
-            stats.failed += 1
-        if self.collect and f_rows:
-            types = {job.id: job.type_name for job, _ in fails}
-            for row in f_rows:
-                if row[1] == "pending" and row[0] in types:
-                    ready.add(types[row[0]])
-        if ready or chains:
-            self.publish_after(ready, chains)
-
-    def after_release(self, releases: list[JobContext[Any]], rows: list[Any]) -> None:
-        """Bookkeeping after committed releases (release_jobs outcomes)."""
-        by_id = {j.id: j for j in releases}
-        ready: set[str] = set()
-        for job_id, outcome in rows:
-            job = by_id.pop(job_id, None)
-            if job is None:
+            if type(ack.outcome) is Released:
+                job._state = st.DONE
+                logger.info("job %s was no longer ours to release (%s)", job.id, outcome, extra=self._extra(job))
                 continue
-            self.flights.pop(job_id, None)
-            job._state = _DONE
-            if outcome == "released":
-                ready.add(job.type_name)
-            else:
-                logger.info(
-                    "job %s was no longer ours to release (%s)", job_id, outcome, extra=self._extra(job)
-                )
-        if ready and self.collect:
-            self.publish_after(ready, ())
+            job._state = st.LOST
+            stats.lost += 1
+            logger.warning(
+                "job %s was lost before its outcome was written (%s); its outcome is discarded",
+                job.id,
+                outcome,
+                extra=self._extra(job),
+            )
+        if self.collect:
+            ready = written.ready
+            if self.publish_unblocked and written.unblocked:
+                ready = ready | written.unblocked
+            if ready or written.chains:
+                self.publish_after(ready, written.chains)
 
     def publish_after(self, ready: Iterable[str], chains: Iterable[str]) -> None:
         """Notifications implied by a committed acknowledgement (loop thread)."""
         if self.publisher is not None:
             self.publisher.add(ready, chains)
 
-    async def flush_one_by_one(
-        self, conn: psycopg.AsyncConnection[Any], acks: list[tuple[JobContext[Any], int, Any]]
-    ) -> None:
+    async def flush_one_by_one(self, session: Session, acks: list[Ack]) -> None:
         """Slow path after a failed batch: each ack in its own transaction.
-        QU001/QU003/QU004 mean the job is no longer ours: logged, dropped
-        (never retried). Another engine error on a continuation (a bad
-        blocker, an invalid argument) fails the attempt with that error."""
-        for job, kind, data in acks:
+        A job no longer ours is logged and dropped (never retried). Another
+        engine error on a continuation (a bad blocker, an invalid argument)
+        fails the attempt with that error."""
+        for ack in acks:
+            job = ack.job
             try:
-                for _ in range(5):
+                for retry in range(5):
                     try:
-                        await self.ack_one(conn, job, kind, data)
+                        self.after_write(await session.acknowledge(ack))
                         break
-                    except Exception as exc:
-                        if sqlstate_of(exc) in _CONFLICT_SQLSTATES:
-                            await asyncio.sleep(random.uniform(0.005, 0.05))
-                            continue
-                        raise
-            except Exception as exc:
-                if _is_connection_error(exc):
-                    raise _ConnectionLost(str(exc)) from exc
-                state = sqlstate_of(exc)
-                if state in _LOST_SQLSTATES:
-                    self.flights.pop(job.id, None)
-                    job._state = _LOST
-                    self.stats.lost += 1
+                    except Conflict:
+                        if retry == 4:
+                            raise
+                        await asyncio.sleep(random.uniform(0.005, 0.05))
+            except ConnectionLost:
+                raise
+            except JobLost as exc:
+                self.flights.pop(job.id, None)
+                job._state = st.LOST
+                self.stats.lost += 1
+                logger.warning("job %s is no longer ours (%s); outcome discarded", job.id, exc, extra=self._extra(job))
+            except StoreError as exc:
+                err = exc.error if isinstance(exc, Rejected) else exc
+                if not isinstance(ack.outcome, Failed):
                     logger.warning(
-                        "job %s is no longer ours (%s); outcome discarded",
-                        job.id,
-                        translate(exc),
-                        extra=self._extra(job),
-                    )
-                    continue
-                if kind != _FAIL:
-                    err = translate(exc)
-                    logger.warning(
-                        "acknowledging job %s failed (%s); failing the attempt",
-                        job.id,
-                        err,
-                        extra=self._extra(job),
+                        "acknowledging job %s failed (%s); failing the attempt", job.id, err, extra=self._extra(job)
                     )
                     try:
-                        await self.ack_one(conn, job, _FAIL, (_error_text(err), None, None))
-                    except Exception as exc2:
-                        if _is_connection_error(exc2):
-                            raise _ConnectionLost(str(exc2)) from exc2
-                        logger.error(
-                            "cannot record failure of job %s: %s; it will be reaped",
-                            job.id,
-                            exc2,
-                            extra=self._extra(job),
-                        )
-                        self.flights.pop(job.id, None)
-                        job._state = _LOST
-                else:
-                    logger.error(
-                        "cannot record failure of job %s: %s; it will be reaped",
-                        job.id,
-                        exc,
-                        extra=self._extra(job),
-                    )
-                    self.flights.pop(job.id, None)
-                    job._state = _LOST
-
-    async def ack_one(self, conn: psycopg.AsyncConnection[Any], job: JobContext[Any], kind: int, data: Any) -> None:
-        wid = self.worker_id
-        if kind == _RELEASE:
-            cur = await conn.execute(self.q_release_jobs, (wid, [job.id], [job.attempt]))
-            self.after_release([job], await cur.fetchall())
-            return
-        if kind == _COMPLETE:
-            if self.lookup_dependents:
-                res = await execute_many(
-                    conn,
-                    ((self.q_complete_one, (job.id, wid, data, job.attempt)), (self.q_dependents, ([job.chain_id],))),
+                        self.after_write(await session.acknowledge(Ack(job, Failed(_error_text(err)))))
+                        continue
+                    except ConnectionLost:
+                        raise
+                    except StoreError as exc2:
+                        err = exc2
+                logger.error(
+                    "cannot record failure of job %s: %s; it will be reaped", job.id, err, extra=self._extra(job)
                 )
-                self.publish_after([r[0] for r in res[1]], [str(job.chain_id)])
-            elif self.collect:
-                await conn.execute(self.q_complete_one, (job.id, wid, data, job.attempt))
-                self.publish_after((), [str(job.chain_id)])
-            else:
-                await conn.execute(self.q_complete_one, (job.id, wid, data, job.attempt))
-            self.stats.completed += 1
-        elif kind == _CONTINUE:
-            cur = await conn.execute(self.q_continue_one, self._continue_params(job, data))
-            row = await cur.fetchone()
-            self.stats.continued += 1
-            if self.collect and row is not None and row[2] == "pending":
-                self.publish_after({row[1]}, set())
-        else:
-            error, retry_at, retry_after = data
-            cur = await conn.execute(self.q_fail_one, (job.id, wid, error, retry_at, retry_after, job.attempt))
-            row = await cur.fetchone()
-            self.stats.failed += 1
-            if self.collect and row is not None and row[1] == "pending":
-                self.publish_after({job.type_name}, set())
-        self.flights.pop(job.id, None)
-        job._state = _DONE
+                self.flights.pop(job.id, None)
+                job._state = st.LOST
 
-    def _continue_params(self, job: JobContext[Any], cont: Continuation) -> tuple[Any, ...]:
-        return (
-            job.id,
-            self.worker_id,
-            cont.type_name,
-            json.dumps(cont.input_json),
-            cont.id,
-            cont.schedule_at,
-            cont.schedule_after,
-            list(cont.blockers) if cont.blockers is not None else None,
-            cont.priority,
-            cont.trace_context,
-            job.attempt,
-        )
-
-    async def claim_only(self, conn: psycopg.AsyncConnection[Any], n: int) -> list[Any]:
-        try:
-            cur = await conn.execute(self.q_claim, (self.worker_id, self.type_names, n, self.lease))
-            return await cur.fetchall()
-        except Exception as exc:
-            if _is_connection_error(exc):
-                raise _ConnectionLost(str(exc)) from exc
-            raise
-
-    async def reconcile(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    async def reconcile(self, session: Session) -> None:
         """After a connection loss during a claim: jobs running under this
         worker that it does not know about were claimed by a transaction
         whose answer never arrived. Release them now (retry now) rather than
         letting them wait for their lease to expire."""
         try:
-            cur = await conn.execute(self.q_orphans, (self.worker_id,))
-            rows = await cur.fetchall()
-            for job_id, attempt, type_name in rows:
-                if job_id in self.flights:
-                    continue
-                try:
-                    cur = await conn.execute(self.q_release_jobs, (self.worker_id, [job_id], [attempt]))
-                    if any(row[1] == "released" for row in await cur.fetchall()):
-                        self.publish_after([type_name], ())
-                    logger.info(
-                        "released job %s claimed before a lost connection",
-                        job_id,
-                        extra={"job_id": str(job_id), "attempt": attempt, "worker_id": self.worker_id},
-                    )
-                except Exception as exc:
-                    if _is_connection_error(exc):
-                        raise
-                    logger.info("could not release job %s: %s", job_id, exc)
-        except Exception as exc:
-            if _is_connection_error(exc):
-                raise _ConnectionLost(str(exc)) from exc
+            released = await session.release_orphans(list(self.flights))
+        except ConnectionLost:
+            raise
+        except StoreError as exc:
             logger.warning("reconciling claimed jobs failed: %s", exc)
+            return
+        for job_id, type_name in released:
+            logger.info(
+                "released job %s claimed before a lost connection",
+                job_id,
+                extra={"job_id": str(job_id), "worker_id": self.worker_id},
+            )
+        if released:
+            self.publish_after({type_name for _, type_name in released}, ())
 
     # -- dispatch ------------------------------------------------------------
 
@@ -1272,6 +985,7 @@ class _Run:
             job.last_attempt_error,
             job.trace_context,
             job._blockers_json,
+            _seq,
             now,
         ) = row
         job.worker_id = self.worker_id
@@ -1288,7 +1002,7 @@ class _Run:
         was queued)."""
         h = self.handlers.get(job.type_name)
         if h is None:  # claim is filtered by our types; defensive
-            self.queue_ack(job, _FAIL, (f"no handler for job type {job.type_name!r}", None, None))
+            self.queue_ack(job, Failed(f"no handler for job type {job.type_name!r}"))
             return None
         job.job_type = h.job_type
         if h.job_type is None:
@@ -1298,7 +1012,7 @@ class _Run:
                 job.input = h.job_type.parse_input(job.raw_input, job_id=job.id, chain_id=job.chain_id)
             except PayloadValidationError as exc:
                 logger.error("%s", exc, extra=self._extra(job))
-                self.queue_ack(job, _FAIL, (_error_text(exc), None, None))
+                self.queue_ack(job, Failed(_error_text(exc)))
                 return None
         return h
 
@@ -1309,7 +1023,7 @@ class _Run:
         self.stats.claimed += 1
         self.flights[job.id] = job
         if self.running >= self.concurrency:
-            job._state = _QUEUED
+            job._state = st.QUEUED
             self.queued.append(job)
             return
         self.run_job(job)
@@ -1318,18 +1032,18 @@ class _Run:
         queued = self.queued
         while queued and self.running < self.concurrency:
             job = queued.popleft()
-            if job._state == _QUEUED:
+            if job._state == st.QUEUED:
                 self.run_job(job)
 
     def release_queued(self) -> None:
         while self.queued:
             job = self.queued.popleft()
-            if job._state == _QUEUED:
+            if job._state == st.QUEUED:
                 self.stats.released += 1
-                self.queue_ack(job, _RELEASE, None)
+                self.queue_ack(job, Released())
 
     def run_job(self, job: JobContext[Any]) -> None:
-        job._state = _RUNNING
+        job._state = st.RUNNING
         self.last_progress = time.monotonic()
         h = self.prepare(job)
         if h is None:
@@ -1378,14 +1092,13 @@ class _Run:
         self.wake.set()
         d = self.duration
         self.duration = took if d is None else d + 0.1 * (took - d)
-        if job._state != _RUNNING:
+        if job._state != st.RUNNING:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("discarding outcome of a job no longer ours", extra=self._extra(job))
             return
-        kind, data = self.outcome(job, h, result, exc)
-        self.queue_ack(job, kind, data)
+        self.queue_ack(job, self.outcome(job, h, result, exc))
 
-    def outcome(self, job: JobContext[Any], h: _Handler, result: Any, exc: BaseException | None) -> tuple[int, Any]:
+    def outcome(self, job: JobContext[Any], h: _Handler, result: Any, exc: BaseException | None) -> Outcome:
         if exc is not None:
             if isinstance(exc, RetryAt):
                 return self.retry_outcome(job, exc)
@@ -1401,17 +1114,17 @@ class _Run:
                 exc,
                 extra=self._extra(job),
             )
-            return _FAIL, (err, None, None)
+            return Failed(err)
         if result is None and h.output_none:
-            return _COMPLETE, None
+            return _COMPLETED_EMPTY
         if isinstance(result, Continuation):
             try:
                 if h.job_type is not None:
                     h.job_type.check_continuation(result)
             except QueuertError as e:
                 logger.warning("%s", e, extra=self._extra(job))
-                return _FAIL, (_error_text(e), None, None)
-            return _CONTINUE, result
+                return Failed(_error_text(e))
+            return Continued(result)
         if isinstance(result, RetryAt):
             return self.retry_outcome(job, result)
         try:
@@ -1419,29 +1132,29 @@ class _Run:
                 value = h.job_type.dump_output(result)
             else:
                 value = to_json_value(result)
-            return _COMPLETE, (None if value is None else json.dumps(value))
+            return _COMPLETED_EMPTY if value is None else Completed(json.dumps(value))
         except Exception as e:
             logger.warning("invalid output of job %s: %s", job.id, e, extra=self._extra(job))
-            return _FAIL, (_error_text(e), None, None)
+            return Failed(_error_text(e))
 
-    def retry_outcome(self, job: JobContext[Any], r: RetryAt) -> tuple[int, Any]:
+    def retry_outcome(self, job: JobContext[Any], r: RetryAt) -> Failed:
         reason = r.reason or f"retry requested ({r.when})"
         if isinstance(r.when, timedelta):
-            return _FAIL, (reason, None, max(r.when, timedelta(0)))
-        return _FAIL, (reason, r.at(), None)
+            return Failed(reason, None, max(r.when, timedelta(0)))
+        return Failed(reason, r.at(), None)
 
-    def queue_ack(self, job: JobContext[Any], kind: int, data: Any) -> None:
-        job._state = _ACKING
-        self.acks.append((job, kind, data))
+    def queue_ack(self, job: JobContext[Any], outcome: Outcome) -> None:
+        job._state = st.ACKING
+        self.acks.append(Ack(job, outcome))
         self.wake.set()
 
     # -- lease loss ------------------------------------------------------------
 
     def lose(self, job: JobContext[Any], reason: str) -> None:
         state = job._state
-        if state == _FLUSHING or state >= _LOST:
+        if state == st.FLUSHING or state >= st.LOST:
             return  # the in-flight acknowledgement decides
-        job._state = _LOST
+        job._state = st.LOST
         self.flights.pop(job.id, None)
         self.stats.lost += 1
         job.lease_lost._set(reason)
@@ -1452,33 +1165,33 @@ class _Run:
 
     # -- shutdown -------------------------------------------------------------
 
-    async def release_all(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
+    async def release_all(self, session: Session | None) -> None:
         """Grace period over: flush finished outcomes, release running jobs
         (fail with retry now, fenced), stop their handlers."""
-        release: list[tuple[JobContext[Any], int, Any]] = []
+        release: list[Ack] = []
         self.queued.clear()
         for job in list(self.flights.values()):
-            if job._state == _QUEUED:  # never started: give it back, attempt restored
-                job._state = _RELEASED
-                release.append((job, _RELEASE, None))
-            elif job._state == _RUNNING:
-                job._state = _RELEASED
+            if job._state == st.QUEUED:  # never started: give it back, attempt restored
+                job._state = st.RELEASED
+                release.append(Ack(job, Released()))
+            elif job._state == st.RUNNING:
+                job._state = st.RELEASED
                 job.lease_lost._set("released: worker shutting down")
                 if job._task is not None:
                     job._task.cancel()
-                release.append((job, _FAIL, ("released: worker shutting down", None, timedelta(0))))
+                release.append(Ack(job, SHUTDOWN_RELEASE))
         acks, self.acks = self.acks, []
-        for job, _, _ in release:
-            job._state = _ACKING
+        for ack in release:
+            ack.job._state = st.ACKING
         todo = acks + release
         if not todo:
             return
         tries, limit = (1, 2.0) if self.immediate else (3, 10.0)
         for _attempt in range(tries):
             try:
-                if conn is None or conn.closed:
-                    conn = await asyncio.wait_for(self.connect("main"), limit / 2)
-                await asyncio.wait_for(self.flush(conn, todo, 0), limit)
+                if session is None or session.closed:
+                    session = await asyncio.wait_for(self.open_session("main"), limit / 2)
+                await asyncio.wait_for(self.flush(session, todo, 0), limit)
                 self.stats.released += len(release)
                 if release:
                     logger.info(
@@ -1488,12 +1201,13 @@ class _Run:
                     )
                 return
             except Exception as exc:
-                for job, _, _ in todo:
-                    if job._state == _FLUSHING:
-                        job._state = _ACKING
+                for ack in todo:
+                    if ack.job._state == st.FLUSHING:
+                        ack.job._state = st.ACKING
                 logger.warning("releasing jobs at shutdown failed: %s", exc)
-                await close_quietly(conn)
-                conn = None
+                if session is not None:
+                    await session.close()
+                session = None
         logger.error(
             "could not release %d job(s); they will be retried after their lease expires",
             len(todo),
@@ -1528,22 +1242,20 @@ class _Run:
                 if self.finished:
                     return
             try:
-                conn = self.maint_conn
-                if conn is None or conn.closed:
-                    conn = self.maint_conn = await self.connect("maintenance")
+                session = self.maint_session
+                if session is None or session.closed:
+                    session = self.maint_session = await self.open_session("maintenance")
                 now = time.monotonic()
                 if staged and self.flights and (now >= self.last_renew + self.renew_every or self.check_ids):
-                    await self.renew(conn)
+                    await self.renew(session)
                 if self.claiming and not self.claim_wanted():
                     if self.poll_at is None:
-                        cur = await conn.execute(self.q_next_due, (self.type_names,))
-                        row = await cur.fetchone()
-                        self.set_poll(row)
+                        self.set_poll(await session.seconds_until_due())
                     elif now >= self.poll_at:
                         self.poll_at = None
                         self.hint()
                 if now >= next_reap:
-                    await self.reap(conn)
+                    await self.reap(session)
                     next_reap = time.monotonic() + self.w.reap_interval * random.uniform(0.8, 1.2)
                 delay = 0.05
             except asyncio.CancelledError:
@@ -1554,51 +1266,46 @@ class _Run:
                 logger.warning(
                     "maintenance connection error: %s; retrying", exc, extra={"worker_id": self.worker_id}
                 )
-                await close_quietly(self.maint_conn)
-                self.maint_conn = None
+                if self.maint_session is not None:
+                    await self.maint_session.close()
+                self.maint_session = None
                 await self._sleep(delay)
                 delay = min(delay * 2, self.w.reconnect_max)
 
-    def set_poll(self, row: Any) -> None:
+    def set_poll(self, due_in: float | None) -> None:
         cap = self.w.poll_interval
-        if row is None or row[0] is None:
+        if due_in is None:
             wait = cap
         else:
-            due, now = row
-            wait = (due - now).total_seconds()
             # a due job we did not get is locked by someone else: look again soon
-            wait = min(max(wait, min(0.05, cap)), cap)
+            wait = min(max(due_in, min(0.05, cap)), cap)
         self.poll_at = time.monotonic() + wait
 
-    async def renew(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    async def renew(self, session: Session) -> None:
         self.check_ids.clear()
-        ids = [jid for jid, job in self.flights.items() if job._state < _LOST]
+        ids = [jid for jid, job in self.flights.items() if job._state < st.LOST]
         self.last_renew = time.monotonic()
         if not ids:
             return
-        cur = await conn.execute(self.q_renew, (self.worker_id, ids, self.lease))
-        rows = await cur.fetchall()
-        for job_id, outcome in rows:
-            if outcome != "renewed":
-                job = self.flights.get(job_id)
-                if job is not None:
-                    self.lose(job, f"lease renewal: {outcome}")
+        for job_id, outcome in await session.renew(ids):
+            job = self.flights.get(job_id)
+            if job is not None:
+                self.lose(job, f"lease renewal: {outcome}")
 
-    async def reap(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    async def reap(self, session: Session) -> None:
         while True:
-            cur = await conn.execute(self.q_reap, (100,))
-            rows = await cur.fetchall()
+            rows = await session.reap(100)
             self.stats.reaped += len(rows)
-            for job_id, previous, status in rows:
+            for r in rows:
                 logger.info(
                     "reaped job %s (lease of %s expired), now %s",
-                    job_id,
-                    previous,
-                    status,
-                    extra={"job_id": str(job_id), "worker_id": self.worker_id},
+                    r.job_id,
+                    r.previous_worker,
+                    r.status,
+                    extra={"job_id": str(r.job_id), "worker_id": self.worker_id},
                 )
-                if job_id in self.flights:
-                    self.lose(self.flights[job_id], "lease expired and was reaped")
+                if r.job_id in self.flights:
+                    self.lose(self.flights[r.job_id], "lease expired and was reaped")
             if len(rows) < 100:
                 return
 
@@ -1639,20 +1346,19 @@ class _Run:
     async def abort_atomic(self) -> None:
         """Past the grace period: roll back in-flight attempts. Async slots are
         cancelled; sync slots (a thread we cannot interrupt) have their
-        backend terminated, which rolls their transaction back."""
-        pids = []
+        transaction ended by the store, which rolls it back."""
+        backends = []
         for job, holder in list(self.atomic_jobs.values()):
             job.lease_lost._set("released: worker shutting down")
             if isinstance(holder, asyncio.Task):
                 holder.cancel()
             elif holder is not None:
-                pids.append(holder)
+                backends.append(holder)
             self.stats.released += 1
-        if pids:
+        if backends:
             try:
-                async with await psycopg.AsyncConnection.connect(self.w.conninfo or "", autocommit=True) as c:
-                    await c.execute("SELECT pg_terminate_backend(p) FROM unnest(%s::int[]) AS p", (pids,))
-            except Exception as exc:
+                await self.store.interrupt(backends)
+            except StoreError as exc:
                 logger.warning("could not terminate in-flight transactions: %s", exc)
         if self.atomic_jobs:
             logger.info(
@@ -1662,15 +1368,15 @@ class _Run:
             )
 
     async def atomic_slot(self, index: int, type_names: list[str], executor: Any) -> None:
-        conn: Any = None
+        session: Any = None
         delay = 0.05
         key = id(asyncio.current_task())
-        carry: Any = None  # async slots: the last job's acknowledgement, sent with the next claim
+        carry: Ack | None = None  # async slots: the last job's acknowledgement, sent with the next claim
         try:
             while self.claiming:
                 if not self.claim_wanted():
                     if carry is not None:
-                        await self._flush_carry(conn, carry)
+                        await self._flush_carry(session, carry)
                         carry = None
                         continue
                     evt = self.hint_event
@@ -1679,26 +1385,26 @@ class _Run:
                     continue
                 gen = self.hint_gen
                 try:
-                    if conn is not None and conn.closed:
+                    if session is not None and session.closed:
                         # lost inside the attempt (e.g. under the handler's own
                         # statement): the rollback already happened server-side
                         self.stats.reconnects += 1
-                        conn = None
+                        session = None
                         carry = None  # its transaction died with the connection
                     if executor is None:
-                        if conn is None:
-                            conn = await self.connect("atomic")
-                        got, carry = await self.atomic_attempt_async(conn, type_names, key, carry)
+                        if session is None:
+                            session = await self.reconnecting("atomic", self.store.open_atomic)
+                        got, carry = await self.atomic_attempt_async(session, type_names, key, carry)
                     else:
-                        if conn is None:
-                            conn = await executor.call(self.connect_sync)
-                        got = await executor.call(self.atomic_attempt_sync, conn, type_names, key)
+                        if session is None:
+                            session = await executor.call(self.store.open_atomic_sync)
+                        got = await executor.call(self.atomic_attempt_sync, session, type_names, key)
                     delay = 0.05
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     carry = None  # its transaction committed or rolled back with the connection
-                    if _is_connection_error(exc) or isinstance(exc, _ConnectionLost):
+                    if isinstance(exc, ConnectionLost):
                         self.stats.reconnects += 1
                         logger.warning(
                             "database connection lost (%s); reconnecting",
@@ -1707,93 +1413,81 @@ class _Run:
                         )
                     else:
                         logger.exception("atomic slot error", extra={"worker_id": self.worker_id})
-                    await close_quietly(conn)  # the thread's call on it has ended
-                    conn = None
+                    if session is not None:
+                        if executor is not None:
+                            await executor.call(session.close)  # in its thread: its call has ended
+                        else:
+                            await session.close()
+                    session = None
                     await self._sleep(delay)
                     delay = min(delay * 2, self.w.reconnect_max)
                     continue
                 if not got:
                     self.mark_drained(gen)
             if carry is not None:
-                await self._flush_carry(conn, carry)
+                await self._flush_carry(session, carry)
                 carry = None
         finally:
             self.atomic_jobs.pop(key, None)
             if executor is not None:
                 # this task may have been cancelled while its thread is still
-                # inside a call on conn: the thread closes conn after it
-                executor.stop(close=conn)
-            else:
-                await close_quietly(conn)
+                # inside a call on the session: the thread closes it after that
+                executor.stop(close=session)
+            elif session is not None:
+                await session.close()
 
-    async def _flush_carry(self, conn: Any, carry: Any) -> None:
-        job, kind, data = carry
+    async def _flush_carry(self, session: AtomicSession, carry: Ack) -> None:
         try:
-            await self._atomic_ack_async(conn, job, kind, data)
+            await self._atomic_ack_async(session, carry)
         except Exception as exc:
-            if not _is_connection_error(exc):
-                logger.exception("acknowledging job %s failed", job.id, extra=self._extra(job))
-            await close_quietly(conn)
+            if not isinstance(exc, ConnectionLost):
+                logger.exception("acknowledging job %s failed", carry.job.id, extra=self._extra(carry.job))
+            await session.close()
 
-    def connect_sync(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(
-            self.w.conninfo or "",
-            autocommit=True,
-            prepare_threshold=self.w.prepare_threshold,
-            application_name="queuert-atomic",
-        )
-        if conn.info.parameter_status("standard_conforming_strings") != "on":
-            conn.execute("SET standard_conforming_strings = on")  # see _sqltext.quote
-        return conn
+    def _atomic_plan(self, job: JobContext[Any], outcome: Outcome, state: str) -> tuple[Ack, bool]:
+        """The acknowledgement to write in an open transaction, and whether to
+        roll back to the savepoint first (a failure undoes the handler's
+        writes; an aborted transaction can only record a failure)."""
+        if not isinstance(outcome, Failed) and state == "aborted":
+            outcome = Failed(_ABORTED)
+        return Ack(job, outcome), isinstance(outcome, Failed)
 
     async def atomic_attempt_async(
-        self, conn: psycopg.AsyncConnection[Any], type_names: list[str], key: int, carry: Any
-    ) -> tuple[bool, Any]:
+        self, session: AtomicSession, type_names: list[str], key: int, carry: Ack | None
+    ) -> tuple[bool, Ack | None]:
         """Claim one job and run its handler in one transaction.
 
-        ``carry`` is the previous job's acknowledgement (job, kind, data): its
-        statements and COMMIT go in the same round trip as this claim, so a
-        busy slot needs one round trip per job. Returns (claimed, carry for
-        the next call)."""
-        prefix: list[tuple[str, Any]] = []
-        plan: Any = None
+        ``carry`` is the previous job's acknowledgement: it is committed in
+        the same round trip as this claim, so a busy slot needs one round
+        trip per job. Returns (claimed, carry for the next call)."""
+        plan: tuple[Ack, bool] | None = None
         if carry is not None:
-            plan = self._carry_statements(conn, *carry)
-            if plan is None:  # the handler ended the transaction itself: slow path
-                await self._atomic_ack_async(conn, *carry)
+            state = session.transaction_state()
+            if state == "idle":  # the handler ended the transaction itself: slow path
+                await self._atomic_ack_async(session, carry)
                 carry = None
             else:
-                prefix = plan[0]
+                plan = self._atomic_plan(carry.job, carry.outcome, state)
         try:
-            results = await execute_many(
-                conn,
-                (
-                    *prefix,
-                    ("BEGIN", None),
-                    (self.q_claim, (self.worker_id, type_names, 1, self.lease)),
-                    (_SAVEPOINT, None),
-                ),
-            )
-        except Exception as exc:
-            if _is_connection_error(exc) or carry is None:
+            written, row = await session.open_attempt(type_names, plan)
+        except ConnectionLost:
+            raise
+        except StoreError as exc:
+            if plan is None:
                 raise
-            await self._carry_failed(conn, carry, exc)
+            await self._carry_failed(session, plan[0], exc)
             return True, None  # claim again at once
-        if carry is not None:
-            _, ack_i, dep_i, ckind = plan
-            self._count(ckind)
-            self._ack_notes(carry[0], ckind, results, ack_i, dep_i)
-        rows = results[len(prefix) + 1]
-        if not rows:
-            await conn.execute("ROLLBACK")
+        if written is not None:
+            self._atomic_written(written)
+        if row is None:
             return False, None
-        job = self.make_job(rows[0])
-        job.conn = conn
+        job = self.make_job(row)
+        job.conn = session.handle
         self.stats.claimed += 1
-        job._state = _RUNNING
+        job._state = st.RUNNING
         h = self.handlers[job.type_name]
-        kind, data = await self._atomic_prepare(job, h)
-        if kind < 0:
+        outcome: Outcome | None = self._atomic_prepare(job, h)
+        if outcome is None:
             self.atomic_jobs[key] = (job, asyncio.current_task())
             exc2: BaseException | None
             try:
@@ -1802,121 +1496,90 @@ class _Run:
             except asyncio.CancelledError:
                 if self.immediate:
                     # shutdown: roll back, the job is pending again
-                    await self._rollback_quietly(conn)
+                    await self._rollback_quietly(session)
                     raise
                 result, exc2 = None, asyncio.CancelledError()
             except Exception as e:
                 result, exc2 = None, e
             finally:
                 self.atomic_jobs.pop(key, None)
-            kind, data = self.outcome(job, h, result, exc2)
-        return True, (job, kind, data)
+            outcome = self.outcome(job, h, result, exc2)
+        return True, Ack(job, outcome)
 
-    def _carry_statements(
-        self, conn: psycopg.AsyncConnection[Any], job: JobContext[Any], kind: int, data: Any
-    ) -> tuple[list[tuple[str, Any]], int, int, int] | None:
-        status = conn.info.transaction_status
-        if status == psycopg.pq.TransactionStatus.IDLE:
-            return None
-        if kind != _FAIL and status == psycopg.pq.TransactionStatus.INERROR:
-            kind, data = _FAIL, ("the handler left its transaction in an aborted state", None, None)
-        stmts, ack_i, dep_i = self._ack_plan(job, kind, data, rollback=kind == _FAIL)
-        return stmts, ack_i, dep_i, kind
+    def _atomic_written(self, written: Written) -> None:
+        """After the COMMIT of an atomic acknowledgement (loop thread)."""
+        stats = self.stats
+        for ack in written.done:
+            kind = type(ack.outcome)
+            if kind is Completed:
+                stats.completed += 1
+            elif kind is Continued:
+                stats.continued += 1
+            else:
+                stats.failed += 1
+        for ack, outcome in written.lost:
+            stats.lost += 1
+            logger.warning(
+                "job %s was lost before its outcome was written (%s); its outcome is discarded",
+                ack.job.id,
+                outcome,
+                extra=self._extra(ack.job),
+            )
+        if self.collect:
+            ready = written.ready
+            if self.publish_unblocked and written.unblocked:
+                ready = ready | written.unblocked
+            if ready or written.chains:
+                self.publish_after(ready, written.chains)
 
-    def _ack_plan(
-        self, job: JobContext[Any], kind: int, data: Any, rollback: bool
-    ) -> tuple[list[tuple[str, Any]], int, int]:
-        """The statements that acknowledge an atomic job in its open
-        transaction, ending with COMMIT; the index of the acknowledgement's
-        result and of the dependents query's (-1: none). With batched
-        notifications, the engine sends no job_ready / chain_completed from
-        here on in this transaction (the handler's own SQL before it keeps
-        the engine's notifications); the worker publishes them after commit."""
-        stmts: list[tuple[str, Any]] = []
-        if rollback:
-            stmts.append((_ROLLBACK_TO, None))
-        if self.batch:
-            stmts.append((f"SET LOCAL queuert.notify = '{self.notify_setting}'", None))
-        ack_i = len(stmts)
-        stmts.append(self._ack_statement(job, kind, data))
-        dep_i = -1
-        if kind == _COMPLETE and self.lookup_dependents:
-            dep_i = len(stmts)
-            stmts.append((self.q_dependents, ([job.chain_id],)))
-        stmts.append(("COMMIT", None))
-        return stmts, ack_i, dep_i
-
-    def _ack_notes(self, job: JobContext[Any], kind: int, results: list[list[Any]], ack_i: int, dep_i: int) -> None:
-        """After the COMMIT of an atomic acknowledgement: what to publish
-        (any thread)."""
-        if not self.collect:
-            return
-        ready: list[str] = []
-        chains: list[str] = []
-        if kind == _COMPLETE:
-            chains.append(str(job.chain_id))
-            if dep_i >= 0:
-                ready.extend(r[0] for r in results[dep_i])
-        elif kind == _CONTINUE:
-            ready.extend(r[1] for r in results[ack_i] if r[2] == "pending")
-        elif any(r[1] == "pending" for r in results[ack_i]):
-            ready.append(job.type_name)
-        if not ready and not chains:
-            return
-        if threading.get_ident() == self.loop_thread:
-            self.publish_after(ready, chains)
-        else:
-            self.loop.call_soon_threadsafe(self.publish_after, ready, chains)
-
-    async def _carry_failed(self, conn: psycopg.AsyncConnection[Any], carry: Any, exc: BaseException) -> None:
+    async def _carry_failed(self, session: AtomicSession, carry: Ack, exc: StoreError) -> None:
         """The combined acknowledgement + claim failed. If the savepoint still
         exists, the acknowledgement failed (e.g. a continuation naming a
         missing blocker): undo the handler, record the failure. Otherwise the
         acknowledgement committed and the claim failed: roll that back."""
-        job, kind, _ = carry
+        job = carry.job
         try:
-            await conn.execute(_ROLLBACK_TO)
-        except Exception as exc2:
-            if _is_connection_error(exc2):
-                raise
-            await conn.execute("ROLLBACK")
-            self._count(kind)
+            await session.rollback_to_savepoint()
+        except ConnectionLost:
+            raise
+        except StoreError:
+            await session.rollback()
+            self.stats_only(carry)
             logger.warning("claim failed: %s", exc, extra={"worker_id": self.worker_id})
             return
-        err = translate(exc)
+        err = exc.error if isinstance(exc, Rejected) else exc
         logger.warning("acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
-        stmts, ack_i, dep_i = self._ack_plan(job, _FAIL, (_error_text(err), None, None), rollback=False)
-        results = await execute_many(conn, stmts)
-        self._count(_FAIL)
-        self._ack_notes(job, _FAIL, results, ack_i, dep_i)
+        self._atomic_written(await session.acknowledge(Ack(job, Failed(_error_text(err))), False))
 
-    async def _atomic_prepare(self, job: JobContext[Any], h: _Handler) -> tuple[int, Any]:
+    def stats_only(self, ack: Ack) -> None:
+        kind = type(ack.outcome)
+        if kind is Completed:
+            self.stats.completed += 1
+        elif kind is Continued:
+            self.stats.continued += 1
+        else:
+            self.stats.failed += 1
+
+    def _atomic_prepare(self, job: JobContext[Any], h: _Handler) -> Failed | None:
+        """Parse the input; a Failed outcome when it is invalid."""
         job.job_type = h.job_type
         if h.job_type is None:
             job.input = job.raw_input
-            return -1, None
+            return None
         try:
             job.input = h.job_type.parse_input(job.raw_input, job_id=job.id, chain_id=job.chain_id)
-            return -1, None
+            return None
         except PayloadValidationError as exc:
             logger.error("%s", exc, extra=self._extra(job))
-            return _FAIL, (_error_text(exc), None, None)
+            return Failed(_error_text(exc))
 
-    async def _rollback_quietly(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    async def _rollback_quietly(self, session: AtomicSession) -> None:
         try:
-            await asyncio.shield(conn.execute("ROLLBACK"))
+            await asyncio.shield(session.rollback())
         except BaseException:
             pass
 
-    def _ack_statement(self, job: JobContext[Any], kind: int, data: Any) -> tuple[str, tuple[Any, ...]]:
-        if kind == _COMPLETE:
-            return self.q_complete_one, (job.id, self.worker_id, data, job.attempt)
-        if kind == _CONTINUE:
-            return self.q_continue_one, self._continue_params(job, data)
-        error, retry_at, retry_after = data
-        return self.q_fail_one, (job.id, self.worker_id, error, retry_at, retry_after, job.attempt)
-
-    def _ended_transaction(self, job: JobContext[Any], status: int) -> None:
+    def _ended_transaction(self, job: JobContext[Any]) -> None:
         logger.warning(
             "the handler of job %s ended the transaction itself (atomic mode owns it); "
             "acknowledging in a new transaction",
@@ -1924,74 +1587,41 @@ class _Run:
             extra=self._extra(job),
         )
 
-    async def _atomic_ack_async(
-        self, conn: psycopg.AsyncConnection[Any], job: JobContext[Any], kind: int, data: Any
-    ) -> None:
-        status = conn.info.transaction_status
-        if status == psycopg.pq.TransactionStatus.IDLE:
-            self._ended_transaction(job, status)
-            await execute_many(conn, (("BEGIN", None), (_SAVEPOINT, None)))
-        if kind == _FAIL or status == psycopg.pq.TransactionStatus.INERROR:
-            if kind != _FAIL:
-                kind, data = _FAIL, ("the handler left its transaction in an aborted state", None, None)
-            stmts, ack_i, dep_i = self._ack_plan(job, kind, data, rollback=True)
-            results = await execute_many(conn, stmts)
-            self._count(kind)
-            self._ack_notes(job, kind, results, ack_i, dep_i)
+    async def _atomic_ack_async(self, session: AtomicSession, ack: Ack) -> None:
+        job = ack.job
+        state = session.transaction_state()
+        if state == "idle":
+            self._ended_transaction(job)
+            await session.restart_transaction()
+        ack, rollback = self._atomic_plan(job, ack.outcome, state)
+        if rollback:
+            self._atomic_written(await session.acknowledge(ack, True))
             return
-        stmts, ack_i, dep_i = self._ack_plan(job, kind, data, rollback=False)
         try:
-            results = await execute_many(conn, stmts)
-        except Exception as exc:
-            if _is_connection_error(exc):
-                raise
+            written = await session.acknowledge(ack, False)
+        except ConnectionLost:
+            raise
+        except StoreError as exc:
             # e.g. a continuation naming a missing blocker: undo the handler,
             # record the failure in the same transaction
-            err = translate(exc)
+            err = exc.error if isinstance(exc, Rejected) else exc
             logger.warning("acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
-            stmts, ack_i, dep_i = self._ack_plan(job, _FAIL, (_error_text(err), None, None), rollback=True)
-            results = await execute_many(conn, stmts)
-            self._count(_FAIL)
-            self._ack_notes(job, _FAIL, results, ack_i, dep_i)
-            return
-        self._count(kind)
-        self._ack_notes(job, kind, results, ack_i, dep_i)
+            written = await session.acknowledge(Ack(job, Failed(_error_text(err))), True)
+        self._atomic_written(written)
 
-    def _count(self, kind: int) -> None:
-        if kind == _COMPLETE:
-            self.stats.completed += 1
-        elif kind == _CONTINUE:
-            self.stats.continued += 1
-        else:
-            self.stats.failed += 1
-
-    def atomic_attempt_sync(self, conn: psycopg.Connection[Any], type_names: list[str], key: int) -> bool:
-        """The whole attempt in a worker thread, on a sync connection."""
-        rows = execute_many_sync(
-            conn, (("BEGIN", None), (self.q_claim, (self.worker_id, type_names, 1, self.lease)), (_SAVEPOINT, None))
-        )[1]
-        if not rows:
-            conn.execute("ROLLBACK")
+    def atomic_attempt_sync(self, session: SyncAtomicSession, type_names: list[str], key: int) -> bool:
+        """The whole attempt in a worker thread, on a sync session."""
+        row = session.open_attempt(type_names)
+        if row is None:
             return False
-        row = rows[0]
         job = self.make_job(row)
-        job.conn = conn
-        job._state = _RUNNING
+        job.conn = session.handle
+        job._state = st.RUNNING
         h = self.handlers[job.type_name]
-        job.job_type = h.job_type
-        kind = -1
-        data: Any = None
-        if h.job_type is None:
-            job.input = job.raw_input
-        else:
-            try:
-                job.input = h.job_type.parse_input(job.raw_input, job_id=job.id, chain_id=job.chain_id)
-            except PayloadValidationError as exc:
-                logger.error("%s", exc, extra=self._extra(job))
-                kind, data = _FAIL, (_error_text(exc), None, None)
+        outcome: Outcome | None = self._atomic_prepare(job, h)
         self.loop.call_soon_threadsafe(self._count_claim)
-        if kind < 0:
-            self.atomic_jobs[key] = (job, conn.info.backend_pid)
+        if outcome is None:
+            self.atomic_jobs[key] = (job, session.backend_id)
             try:
                 result = h.fn(job)
                 exc2: BaseException | None = None
@@ -2001,30 +1631,24 @@ class _Run:
                 self.atomic_jobs.pop(key, None)
             if job.lease_lost.is_set():
                 # shutdown terminated our backend; the transaction is gone
-                raise _ConnectionLost("released at shutdown")
-            kind, data = self.outcome(job, h, result, exc2)
-        status = conn.info.transaction_status
-        if status == psycopg.pq.TransactionStatus.IDLE:
-            self._ended_transaction(job, status)
-            execute_many_sync(conn, (("BEGIN", None), (_SAVEPOINT, None)))
-        if kind != _FAIL and status == psycopg.pq.TransactionStatus.INERROR:
-            kind, data = _FAIL, ("the handler left its transaction in an aborted state", None, None)
-        stmts, ack_i, dep_i = self._ack_plan(job, kind, data, rollback=kind == _FAIL)
-        if kind == _FAIL:
-            results = execute_many_sync(conn, stmts)
-        else:
-            try:
-                results = execute_many_sync(conn, stmts)
-            except Exception as exc:
-                if _is_connection_error(exc):
-                    raise
-                err = translate(exc)
-                logger.warning("acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
-                kind = _FAIL
-                stmts, ack_i, dep_i = self._ack_plan(job, _FAIL, (_error_text(err), None, None), rollback=True)
-                results = execute_many_sync(conn, stmts)
-        self.loop.call_soon_threadsafe(self._count, kind)
-        self._ack_notes(job, kind, results, ack_i, dep_i)
+                raise ConnectionLost("released at shutdown")
+            outcome = self.outcome(job, h, result, exc2)
+        state = session.transaction_state()
+        if state == "idle":
+            self._ended_transaction(job)
+            session.restart_transaction()
+        ack, rollback = self._atomic_plan(job, outcome, state)
+        try:
+            written = session.acknowledge(ack, rollback)
+        except ConnectionLost:
+            raise
+        except StoreError as exc:
+            if rollback:
+                raise
+            err = exc.error if isinstance(exc, Rejected) else exc
+            logger.warning("acknowledging job %s failed: %s", job.id, err, extra=self._extra(job))
+            written = session.acknowledge(Ack(job, Failed(_error_text(err))), True)
+        self.loop.call_soon_threadsafe(self._atomic_written, written)
         return True
 
     def _count_claim(self) -> None:

@@ -1,0 +1,61 @@
+"""What a handler's attempt came to, as typed records (not tuples and codes).
+
+A dispatch turns a handler's return value or exception into one of these;
+the acknowledgement path hands ``Ack(job, outcome)`` records to the store,
+which writes each kind with its engine function. Frozen: an outcome is
+decided once and then only carried.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Any, Union
+
+from queuert._continuation import Continuation
+from queuert.job import JobContext
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Completed:
+    """The job is done; ``output_json`` is its output as JSON text (None: null)."""
+
+    output_json: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Continued:
+    """The chain goes on with the next job."""
+
+    continuation: Continuation
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failed:
+    """The attempt failed with ``error``. The retry time is ``retry_at``, or
+    ``retry_after`` from the database's now, or (both None) the type's
+    backoff."""
+
+    error: str
+    retry_at: datetime | None = None
+    retry_after: timedelta | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Released:
+    """Claimed but never started: given back with its attempt restored."""
+
+
+Outcome = Union[Completed, Continued, Failed, Released]
+
+#: released at shutdown: a started job that may have had effects is failed
+#: with an immediate retry (a never-started one is ``Released``)
+SHUTDOWN_RELEASE = Failed("released: worker shutting down", None, timedelta(0))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ack:
+    """One acknowledgement to write: a job and what its attempt came to."""
+
+    job: JobContext[Any]
+    outcome: Outcome

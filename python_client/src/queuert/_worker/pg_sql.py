@@ -1,0 +1,246 @@
+"""The worker's SQL for PostgreSQL: statement texts, and how an
+acknowledgement batch becomes statements and their rows a ``Written``.
+
+Only ``pg_store`` uses this module. Parameters are rendered as literals by
+``queuert._sqltext`` (one simple-protocol message per round trip), so the
+arrays a flush carries cost microseconds, not psycopg's per-element binding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from psycopg import sql
+
+from queuert._worker.outcomes import Ack, Completed, Continued, Failed, Released
+from queuert._worker.store import Written
+
+SAVEPOINT = "SAVEPOINT queuert_handler"
+ROLLBACK_TO = "ROLLBACK TO SAVEPOINT queuert_handler"
+
+# claim's columns the worker reads, in store.ClaimRow's order
+_CLAIM_COLUMNS = (
+    "id, type_name, chain_id, chain_type_name, chain_index, input, priority, "
+    "attempt, scheduled_at, created_at, leased_until, last_attempt_error, "
+    "trace_context, blockers::text, seq"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Texts:
+    """The statements of one worker run, for one schema."""
+
+    claim: str
+    complete_jobs: str
+    continue_with: str
+    fail_jobs: str
+    fail_jobs_at: str
+    release_jobs: str
+    renew: str
+    reap: str
+    next_due: str
+    orphans: str
+    notify_setting_local: str | None
+
+    @classmethod
+    def for_schema(cls, schema: str, notify_setting: str | None) -> Texts:
+        s = sql.Identifier(schema).as_string(None)
+        return cls(
+            claim=(
+                f"SELECT {_CLAIM_COLUMNS}, clock_timestamp() FROM {s}.claim("
+                "worker_id => %s, type_names => %s, max_jobs => %s, lease => %s)"
+            ),
+            complete_jobs=(
+                f"SELECT job_id, outcome, unblocked_types FROM {s}.complete_jobs(worker_id => %s, "
+                "job_ids => %s::uuid[], outputs => %s::text[]::jsonb[], attempts => %s::int[])"
+            ),
+            continue_with=(
+                f"SELECT id, type_name, status FROM {s}.continue_with(job_id => %s, worker_id => %s, "
+                "type_name => %s, input => %s::jsonb, id => %s, schedule_at => %s, "
+                "schedule_after => %s::interval, blockers => %s::uuid[], priority => %s, "
+                "trace_context => %s, attempt => %s)"
+            ),
+            fail_jobs=(
+                f"SELECT job_id, outcome, status FROM {s}.fail_jobs(worker_id => %s, "
+                "job_ids => %s::uuid[], errors => %s::text[], attempts => %s::int[])"
+            ),
+            # retry times given as a time or as a delay from the database's now
+            fail_jobs_at=(
+                f"SELECT job_id, outcome, status FROM {s}.fail_jobs(worker_id => %s, "
+                "job_ids => %s::uuid[], errors => %s::text[], retry_ats => ("
+                "SELECT array_agg(coalesce(r.at, now() + r.after) ORDER BY r.o) "
+                "FROM unnest(%s::text[]::timestamptz[], %s::text[]::interval[]) WITH ORDINALITY AS r (at, after, o)"
+                "), attempts => %s::int[])"
+            ),
+            release_jobs=(
+                f"SELECT job_id, outcome FROM {s}.release_jobs("
+                "worker_id => %s, job_ids => %s::uuid[], attempts => %s::int[])"
+            ),
+            renew=f"SELECT job_id, outcome FROM {s}.renew_leases(worker_id => %s, job_ids => %s::uuid[], lease => %s)",
+            reap=f"SELECT job_id, previous_worker, status FROM {s}.reap(max_jobs => %s)",
+            next_due=f"SELECT {s}.next_due_at(%s::text[]), clock_timestamp()",
+            orphans=f"SELECT id, attempt, type_name FROM {s}.job WHERE status = 'running' AND leased_by = %s",
+            notify_setting_local=(
+                None if notify_setting is None else f"SET LOCAL queuert.notify = '{notify_setting}'"
+            ),
+        )
+
+
+def _interval_text(td: timedelta | None) -> str | None:
+    return None if td is None else f"{td.total_seconds()!r} seconds"
+
+
+@dataclasses.dataclass(slots=True)
+class AckPlan:
+    """Statements writing a batch of acknowledgements, and which acks each
+    statement's rows answer (read back by ``read``)."""
+
+    statements: list[tuple[str, Any]]
+    parts: list[tuple[type, list[Ack]]]
+
+
+def plan_acks(t: Texts, worker_id: str, acks: Sequence[Ack]) -> AckPlan:
+    """One statement per kind (completions, failures, releases: the engine's
+    batch functions) and one continue_with per continuation, in one
+    message."""
+    completes: list[Ack] = []
+    continues: list[Ack] = []
+    fails: list[Ack] = []
+    releases: list[Ack] = []
+    for ack in acks:
+        o = type(ack.outcome)
+        if o is Completed:
+            completes.append(ack)
+        elif o is Failed:
+            fails.append(ack)
+        elif o is Continued:
+            continues.append(ack)
+        else:
+            releases.append(ack)
+    statements: list[tuple[str, Any]] = []
+    parts: list[tuple[type, list[Ack]]] = []
+    if completes:
+        statements.append(
+            (
+                t.complete_jobs,
+                (
+                    worker_id,
+                    [a.job.id for a in completes],
+                    [a.outcome.output_json for a in completes],  # type: ignore[union-attr]
+                    [a.job.attempt for a in completes],
+                ),
+            )
+        )
+        parts.append((Completed, completes))
+    for ack in continues:
+        statements.append((t.continue_with, continue_params(worker_id, ack)))
+        parts.append((Continued, [ack]))
+    if fails:
+        statements.append(fail_statement(t, worker_id, fails))
+        parts.append((Failed, fails))
+    if releases:
+        statements.append(
+            (t.release_jobs, (worker_id, [a.job.id for a in releases], [a.job.attempt for a in releases]))
+        )
+        parts.append((Released, releases))
+    return AckPlan(statements, parts)
+
+
+def continue_params(worker_id: str, ack: Ack) -> tuple[Any, ...]:
+    job = ack.job
+    cont = ack.outcome.continuation  # type: ignore[union-attr]
+    return (
+        job.id,
+        worker_id,
+        cont.type_name,
+        json.dumps(cont.input_json),
+        cont.id,
+        cont.schedule_at,
+        cont.schedule_after,
+        list(cont.blockers) if cont.blockers is not None else None,
+        cont.priority,
+        cont.trace_context,
+        job.attempt,
+    )
+
+
+def fail_statement(t: Texts, worker_id: str, fails: list[Ack]) -> tuple[str, Any]:
+    ids = [a.job.id for a in fails]
+    errors = [a.outcome.error for a in fails]  # type: ignore[union-attr]
+    attempts = [a.job.attempt for a in fails]
+    outcomes: list[Failed] = [a.outcome for a in fails]  # type: ignore[misc]
+    if all(o.retry_at is None and o.retry_after is None for o in outcomes):
+        return t.fail_jobs, (worker_id, ids, errors, attempts)
+    ats = [None if o.retry_at is None else o.retry_at.isoformat() for o in outcomes]
+    afters = [_interval_text(o.retry_after) for o in outcomes]
+    return t.fail_jobs_at, (worker_id, ids, errors, ats, afters, attempts)
+
+
+def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> None:
+    """Sort the rows of a committed batch into ``into`` (results: one row list
+    per statement of ``plan``, in order)."""
+    done = into.done
+    lost = into.lost
+    for (kind, acks), rows in zip(plan.parts, results):
+        if kind is Continued:
+            done.append(acks[0])
+            for _, type_name, status in rows:
+                if status == "pending":
+                    into.ready.add(type_name)
+            continue
+        by_id = {a.job.id: a for a in acks} if len(acks) > 1 else {acks[0].job.id: acks[0]}
+        if kind is Completed:
+            chains = into.chains
+            for job_id, outcome, unblocked in rows:
+                found = by_id.get(job_id)
+                if found is None:
+                    continue
+                if outcome == "completed":
+                    done.append(found)
+                    chains.append(str(found.job.chain_id))
+                    if unblocked:
+                        into.unblocked.update(unblocked)
+                else:
+                    lost.append((found, outcome))
+        elif kind is Failed:
+            for job_id, outcome, status in rows:
+                found = by_id.get(job_id)
+                if found is None:
+                    continue
+                if outcome == "failed":
+                    done.append(found)
+                    if status == "pending":
+                        into.ready.add(found.job.type_name)
+                else:
+                    lost.append((found, outcome))
+        else:
+            for job_id, outcome in rows:
+                found = by_id.get(job_id)
+                if found is None:
+                    continue
+                if outcome == "released":
+                    done.append(found)
+                    into.ready.add(found.job.type_name)
+                else:
+                    lost.append((found, outcome))
+
+
+def atomic_ack_statements(t: Texts, worker_id: str, ack: Ack, rollback: bool) -> tuple[list[tuple[str, Any]], AckPlan]:
+    """An atomic slot's acknowledgement in its open transaction, ending with
+    COMMIT. With batched notifications the engine sends no job_ready /
+    chain_completed from here on in this transaction (the handler's own SQL
+    before it keeps the engine's notifications); the worker publishes them
+    after the commit."""
+    stmts: list[tuple[str, Any]] = []
+    if rollback:
+        stmts.append((ROLLBACK_TO, None))
+    if t.notify_setting_local is not None:
+        stmts.append((t.notify_setting_local, None))
+    plan = plan_acks(t, worker_id, (ack,))
+    stmts.extend(plan.statements)
+    stmts.append(("COMMIT", None))
+    return stmts, plan

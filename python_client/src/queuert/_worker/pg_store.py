@@ -1,0 +1,337 @@
+"""The worker's store on PostgreSQL (see ``store``): every statement the
+worker sends goes through here.
+
+Round trips are the ones the worker always had: a flush is one
+simple-protocol message (acknowledgements, then the claim) and so one
+implicit transaction; an atomic slot sends the previous job's
+acknowledgement and COMMIT with the next BEGIN, claim and SAVEPOINT.
+Driver errors become the store's typed errors in ``_typed``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, Literal
+
+import psycopg
+
+from queuert._sqltext import close_quietly, execute_many, execute_many_sync
+from queuert._worker import pg_sql
+from queuert._worker.outcomes import Ack
+from queuert._worker.store import (
+    ClaimRow,
+    Conflict,
+    ConnectionLost,
+    JobLost,
+    Reaped,
+    Rejected,
+    StoreError,
+    TransactionState,
+    Written,
+)
+from queuert.errors import sqlstate_of, translate
+
+_LOST_SQLSTATES = frozenset({"QU001", "QU003", "QU004"})
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+
+_TX_STATE: dict[int, TransactionState] = {
+    psycopg.pq.TransactionStatus.IDLE: "idle",
+    psycopg.pq.TransactionStatus.INTRANS: "open",
+    psycopg.pq.TransactionStatus.ACTIVE: "open",
+    psycopg.pq.TransactionStatus.INERROR: "aborted",
+}
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """The connection is gone (or its state unknown), as opposed to an error
+    the server reported on a live connection. psycopg files deadlocks and
+    serialization failures (class 40) under OperationalError too: those are
+    not connection errors, the transaction is simply rolled back."""
+    state = sqlstate_of(exc)
+    if state is not None:
+        return state.startswith(("08", "57P"))  # connection exception, admin shutdown
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, OSError))
+
+
+def _typed(exc: Exception) -> StoreError:
+    if isinstance(exc, StoreError):
+        return exc
+    if is_connection_error(exc):
+        return ConnectionLost(str(exc))
+    state = sqlstate_of(exc)
+    if state in _CONFLICT_SQLSTATES:
+        return Conflict(str(exc))
+    err = translate(exc)
+    if state in _LOST_SQLSTATES:
+        return JobLost(str(err))
+    return Rejected(err if isinstance(err, Exception) else exc)
+
+
+class PgStore:
+    """Sessions of one worker run on PostgreSQL."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str,
+        worker_id: str,
+        type_names: Sequence[str],
+        lease: timedelta | None,
+        prepare_threshold: int | None,
+        notify_setting: str | None,
+    ) -> None:
+        self.conninfo = conninfo
+        self.worker_id = worker_id
+        self.type_names = list(type_names)
+        self.lease = lease
+        self.prepare_threshold = prepare_threshold
+        # None: the engine's notifications as usual; else the worker's
+        # acknowledging sessions set queuert.notify to this
+        self.notify_setting = notify_setting
+        self.texts = pg_sql.Texts.for_schema(schema, notify_setting)
+
+    async def connect(self, purpose: str) -> psycopg.AsyncConnection[Any]:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.conninfo,
+                autocommit=True,
+                prepare_threshold=self.prepare_threshold,
+                application_name=f"queuert-{purpose}",
+            )
+            if conn.info.parameter_status("standard_conforming_strings") != "on":
+                await conn.execute("SET standard_conforming_strings = on")  # see _sqltext.quote
+            if purpose == "main" and self.notify_setting is not None:
+                # flush connections: only the worker's statements run there
+                await conn.execute(f"SET queuert.notify = '{self.notify_setting}'")
+            return conn
+        except Exception as exc:
+            raise ConnectionLost(str(exc)) from exc
+
+    async def open(self, purpose: Literal["main", "maintenance"]) -> PgSession:
+        return PgSession(self, await self.connect(purpose))
+
+    async def open_atomic(self) -> PgAtomicSession:
+        return PgAtomicSession(self, await self.connect("atomic"))
+
+    def open_atomic_sync(self) -> PgSyncAtomicSession:
+        try:
+            conn = psycopg.connect(
+                self.conninfo,
+                autocommit=True,
+                prepare_threshold=self.prepare_threshold,
+                application_name="queuert-atomic",
+            )
+            if conn.info.parameter_status("standard_conforming_strings") != "on":
+                conn.execute("SET standard_conforming_strings = on")  # see _sqltext.quote
+        except Exception as exc:
+            raise ConnectionLost(str(exc)) from exc
+        return PgSyncAtomicSession(self, conn)
+
+    async def interrupt(self, backend_ids: Sequence[int]) -> None:
+        try:
+            async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as c:
+                await c.execute("SELECT pg_terminate_backend(p) FROM unnest(%s::int[]) AS p", (list(backend_ids),))
+        except Exception as exc:
+            raise _typed(exc) from exc
+
+    def claim_statement(self, n: int, type_names: Sequence[str] | None = None) -> tuple[str, Any]:
+        return (self.texts.claim, (self.worker_id, list(type_names or self.type_names), n, self.lease))
+
+
+class PgSession:
+    """A staged worker's connection (a flush lane, or maintenance)."""
+
+    def __init__(self, store: PgStore, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.store = store
+        self.conn = conn
+        self.t = store.texts
+        self.worker_id = store.worker_id
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    async def close(self) -> None:
+        await close_quietly(self.conn)
+
+    async def _run(self, statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
+        try:
+            return await execute_many(self.conn, statements)
+        except Exception as exc:
+            raise _typed(exc) from exc
+
+    async def _rows(self, query: str, params: Any) -> list[Any]:
+        try:
+            cur = await self.conn.execute(query, params)
+            return await cur.fetchall()
+        except Exception as exc:
+            raise _typed(exc) from exc
+
+    async def flush(self, acks: Sequence[Ack], claim_n: int) -> Written:
+        plan = pg_sql.plan_acks(self.t, self.worker_id, acks)
+        statements = plan.statements
+        if claim_n:
+            statements.append(self.store.claim_statement(claim_n))
+        results = await self._run(statements)
+        written = Written()
+        pg_sql.read_acks(plan, results, written)
+        if claim_n:
+            written.claimed = results[-1]
+        return written
+
+    async def acknowledge(self, ack: Ack) -> Written:
+        written = await self.flush((ack,), 0)
+        return written
+
+    async def claim(self, n: int) -> list[ClaimRow]:
+        query, params = self.store.claim_statement(n)
+        return await self._rows(query, params)
+
+    async def release_orphans(self, known: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
+        known_ids = set(known)
+        released: list[tuple[uuid.UUID, str]] = []
+        for job_id, attempt, type_name in await self._rows(self.t.orphans, (self.worker_id,)):
+            if job_id in known_ids:
+                continue
+            rows = await self._rows(self.t.release_jobs, (self.worker_id, [job_id], [attempt]))
+            if any(row[1] == "released" for row in rows):
+                released.append((job_id, type_name))
+        return released
+
+    async def renew(self, job_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
+        rows = await self._rows(self.t.renew, (self.worker_id, list(job_ids), self.store.lease))
+        return [(job_id, outcome) for job_id, outcome in rows if outcome != "renewed"]
+
+    async def reap(self, max_jobs: int) -> list[Reaped]:
+        return [Reaped(*row) for row in await self._rows(self.t.reap, (max_jobs,))]
+
+    async def seconds_until_due(self) -> float | None:
+        rows = await self._rows(self.t.next_due, (self.store.type_names,))
+        if not rows or rows[0][0] is None:
+            return None
+        due, now = rows[0]
+        return float((due - now).total_seconds())
+
+
+class PgAtomicSession:
+    """An atomic slot's connection, async handlers."""
+
+    def __init__(self, store: PgStore, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.store = store
+        self.conn = conn
+        self.t = store.texts
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    @property
+    def handle(self) -> Any:
+        return self.conn
+
+    def transaction_state(self) -> TransactionState:
+        return _TX_STATE.get(self.conn.info.transaction_status, "aborted")
+
+    async def close(self) -> None:
+        await close_quietly(self.conn)
+
+    async def _run(self, statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
+        try:
+            return await execute_many(self.conn, statements)
+        except Exception as exc:
+            raise _typed(exc) from exc
+
+    async def open_attempt(
+        self, type_names: Sequence[str], carry: tuple[Ack, bool] | None
+    ) -> tuple[Written | None, ClaimRow | None]:
+        prefix: list[tuple[str, Any]] = []
+        plan = None
+        if carry is not None:
+            prefix, plan = pg_sql.atomic_ack_statements(self.t, self.store.worker_id, carry[0], carry[1])
+        results = await self._run(
+            (*prefix, ("BEGIN", None), self.store.claim_statement(1, type_names), (pg_sql.SAVEPOINT, None))
+        )
+        written = None
+        if plan is not None:
+            written = Written()
+            first = len(prefix) - 1 - len(plan.statements)
+            pg_sql.read_acks(plan, results[first : first + len(plan.statements)], written)
+        rows = results[len(prefix) + 1]
+        if not rows:
+            await self.rollback()
+            return written, None
+        return written, rows[0]
+
+    async def acknowledge(self, ack: Ack, rollback: bool) -> Written:
+        stmts, plan = pg_sql.atomic_ack_statements(self.t, self.store.worker_id, ack, rollback)
+        results = await self._run(stmts)
+        written = Written()
+        first = len(stmts) - 1 - len(plan.statements)
+        pg_sql.read_acks(plan, results[first : first + len(plan.statements)], written)
+        return written
+
+    async def restart_transaction(self) -> None:
+        await self._run((("BEGIN", None), (pg_sql.SAVEPOINT, None)))
+
+    async def rollback_to_savepoint(self) -> None:
+        await self._run(((pg_sql.ROLLBACK_TO, None),))
+
+    async def rollback(self) -> None:
+        await self._run((("ROLLBACK", None),))
+
+
+class PgSyncAtomicSession:
+    """An atomic slot's connection, sync handlers (used from the slot's thread)."""
+
+    def __init__(self, store: PgStore, conn: psycopg.Connection[Any]) -> None:
+        self.store = store
+        self.conn = conn
+        self.t = store.texts
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    @property
+    def handle(self) -> Any:
+        return self.conn
+
+    @property
+    def backend_id(self) -> int:
+        return self.conn.info.backend_pid
+
+    def transaction_state(self) -> TransactionState:
+        return _TX_STATE.get(self.conn.info.transaction_status, "aborted")
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+    def _run(self, statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
+        try:
+            return execute_many_sync(self.conn, statements)
+        except Exception as exc:
+            raise _typed(exc) from exc
+
+    def open_attempt(self, type_names: Sequence[str]) -> ClaimRow | None:
+        rows = self._run((("BEGIN", None), self.store.claim_statement(1, type_names), (pg_sql.SAVEPOINT, None)))[1]
+        if not rows:
+            self._run((("ROLLBACK", None),))
+            return None
+        return rows[0]
+
+    def acknowledge(self, ack: Ack, rollback: bool) -> Written:
+        stmts, plan = pg_sql.atomic_ack_statements(self.t, self.store.worker_id, ack, rollback)
+        results = self._run(stmts)
+        written = Written()
+        first = len(stmts) - 1 - len(plan.statements)
+        pg_sql.read_acks(plan, results[first : first + len(plan.statements)], written)
+        return written
+
+    def restart_transaction(self) -> None:
+        self._run((("BEGIN", None), (pg_sql.SAVEPOINT, None)))
