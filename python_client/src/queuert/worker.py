@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
-import dataclasses
 import functools
 import importlib
 import inspect
@@ -66,11 +65,17 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Literal, TypeVar, overload
 
-from queuert._publisher import _Publisher
 from queuert._runners import _resumed, _SlotThread, _ThreadPool
 from queuert._worker import job_state as st
+from queuert._worker.due_poll import DuePoll
+from queuert._worker.maintenance import Maintenance, Service
 from queuert._worker.outcomes import SHUTDOWN_RELEASE, Ack, Completed, Continued, Failed, Outcome, Released
 from queuert._worker.pg_store import PgStore
+from queuert._worker.publisher import Publisher
+from queuert._worker.reaping import Reaper
+from queuert._worker.renewal import Renewal
+from queuert._worker.stats import WorkerStats
+from queuert._worker.wakeup import Wakeup, listen
 from queuert._worker.store import (
     AtomicSession,
     Conflict,
@@ -85,7 +90,7 @@ from queuert._worker.store import (
 from queuert.errors import PayloadValidationError, QueuertError
 from queuert.job import JobContext
 from queuert.migrate import validate_schema_name
-from queuert.notify.base import Notifier, NotifyEvent, Subscription
+from queuert.notify.base import Notifier, Subscription
 from queuert.notify.postgres import PostgresNotifier
 from queuert.types import Continuation, JobType, RetryAt, to_json_value
 
@@ -134,27 +139,6 @@ class _Handler:
             getattr(fn, "__call__", None)
         )
         self.output_none = job_type is None or job_type.output_type is type(None)
-
-
-@dataclasses.dataclass
-class WorkerStats:
-    """Counters of one worker (cumulative over runs)."""
-
-    claimed: int = 0
-    completed: int = 0
-    continued: int = 0
-    failed: int = 0
-    lost: int = 0
-    released: int = 0
-    flushes: int = 0
-    reconnects: int = 0
-    reaped: int = 0
-    #: the most jobs one claim returned (staged mode): above ``concurrency``
-    #: when claims take jobs ahead (``prefetch``)
-    largest_claim: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
 
 
 class _Lane:
@@ -389,12 +373,7 @@ class _Run:
         self.grace_deadline: float | None = None
         self.stop_event = asyncio.Event()
 
-        # claim coordination: a claim came back short at generation drained_gen;
-        # any hint (notification, poll timer, reconnect) bumps hint_gen.
-        self.hint_gen = 0
-        self.drained_gen: int | None = None
-        self.hint_event = asyncio.Event()
-        self.poll_at: float | None = None
+        self.wakeup = Wakeup()
 
         self.flights: dict[uuid.UUID, JobContext[Any]] = {}
         self.acks: list[Ack] = []
@@ -415,16 +394,13 @@ class _Run:
         # when a handler last started or finished: with every slot busy far
         # longer than expected, jobs held ahead are given back
         self.last_progress = time.monotonic()
-        self.wake = asyncio.Event()  # main loop wake-up
-        self.maint_wake = asyncio.Event()
-        self.check_ids: set[uuid.UUID] = set()
-        self.renew_every: float = (
-            worker.renew_interval
-            if worker.renew_interval is not None
-            else (self.lease.total_seconds() / 3 if self.lease is not None else 20.0)
+        self.renewal = Renewal(
+            self.flights,
+            self.lose,
+            lease=self.lease,
+            interval=worker.renew_interval,
+            wake=self.wakeup.maintenance.set,
         )
-        self.lease_estimate: float | None = None
-        self.last_renew = time.monotonic()
         self.pool: _ThreadPool | None = None
         self.atomic_tasks: set[asyncio.Task[Any]] = set()
         self.atomic_jobs: dict[int, tuple[JobContext[Any], Any]] = {}
@@ -435,7 +411,7 @@ class _Run:
         # batch: our acknowledgements send no job_ready / chain_completed
         # NOTIFY; the publisher sends them after commit (see _Publisher)
         self.batch = worker.batch_notifications
-        self.publisher: _Publisher | None = None
+        self.publisher: Publisher | None = None
         self.collect = self.batch or self.publish
         # Dependents a completion made pending: the engine announces them
         # inside its completion (job_ready_unblocked stays on in our
@@ -453,7 +429,6 @@ class _Run:
             prepare_threshold=worker.prepare_threshold,
             notify_setting=notify_setting if self.batch else None,
         )
-        self.maint_session: Session | None = None
 
     # -- logging -----------------------------------------------------------
 
@@ -497,9 +472,7 @@ class _Run:
             self.immediate = True
             self.grace_deadline = time.monotonic()
         self.stop_event.set()
-        self.hint_event.set()
-        self.wake.set()
-        self.maint_wake.set()
+        self.wakeup.stop()
 
     # -- connections -------------------------------------------------------
 
@@ -537,13 +510,6 @@ class _Run:
         return await self.reconnecting(purpose, lambda: self.store.open(purpose))
 
     # -- hints -------------------------------------------------------------
-
-    def hint(self) -> None:
-        self.hint_gen += 1
-        self.poll_at = None
-        self.hint_event.set()
-        self.hint_event = asyncio.Event()
-        self.wake.set()
 
     def claim_ahead(self) -> int:
         """Jobs a claim may take beyond the free slots (staged mode).
@@ -588,28 +554,6 @@ class _Run:
         )
         return None
 
-    def claim_wanted(self) -> bool:
-        return self.drained_gen != self.hint_gen
-
-    def mark_drained(self, gen: int) -> None:
-        if self.hint_gen == gen:
-            self.drained_gen = gen
-            self.poll_at = None
-            self.maint_wake.set()
-
-    def on_event(self, event: NotifyEvent) -> None:
-        kind = event.kind
-        if kind == "job_ready" or kind == "resync":
-            self.hint()
-        elif kind == "job_lost":
-            try:
-                jid = uuid.UUID(event.payload)
-            except ValueError:
-                return
-            if jid in self.flights:
-                self.check_ids.add(jid)
-                self.maint_wake.set()
-
     # -- main --------------------------------------------------------------
 
     async def main(self) -> None:
@@ -619,13 +563,17 @@ class _Run:
             notifier = PostgresNotifier(w.conninfo or "", schema=self.schema)
             self.notifier = notifier
             self.own_notifier = True
-        maint: asyncio.Task[None] | None = None
+        maint: Maintenance | None = None
         if self.collect:
-            self.publisher = _Publisher(self, self.batch, notifier if self.publish else None)
-        try:
-            self.subscription = await notifier.subscribe(
-                self.on_event, kinds=("job_ready", "job_lost"), type_names=self.type_names
+            store = self.store
+            self.publisher = Publisher(
+                (lambda: self.reconnecting("notify", store.open_announcer)) if self.batch else None,
+                notifier if self.publish else None,
+                worker_id=self.worker_id,
             )
+            self.publisher.start()
+        try:
+            self.subscription = await listen(notifier, self.type_names, self.wakeup, self.renewal.check)
             logger.info(
                 "worker %s starting (%s mode, concurrency %d, types %s)",
                 self.worker_id,
@@ -634,7 +582,20 @@ class _Run:
                 ", ".join(self.type_names),
                 extra={"worker_id": self.worker_id},
             )
-            maint = self.loop.create_task(self.maintenance(), name="queuert-maintenance")
+            services: list[Service] = [
+                DuePoll(self.wakeup, lambda: self.claiming, poll_interval=w.poll_interval),
+                Reaper(self.flights, self.lose, self.stats, interval=w.reap_interval, worker_id=self.worker_id),
+            ]
+            if w.mode == "staged":
+                services.insert(0, self.renewal)
+            maint = Maintenance(
+                services,
+                lambda: self.open_session("maintenance"),
+                self.wakeup.maintenance,
+                reconnect_max=w.reconnect_max,
+                worker_id=self.worker_id,
+            )
+            maint.start()
             if w.mode == "staged":
                 await self.staged_main()
             else:
@@ -642,17 +603,10 @@ class _Run:
         finally:
             self.finished = True
             self.stop_event.set()
-            self.maint_wake.set()
             if maint is not None:
-                maint.cancel()
-                try:
-                    await maint
-                except (asyncio.CancelledError, Exception):
-                    pass
+                await maint.stop()
             if self.publisher is not None:
-                await self.publisher.close()
-            if self.maint_session is not None:
-                await self.maint_session.close()
+                await self.publisher.stop()
             if self.subscription is not None:
                 await self.subscription.close()
             if self.own_notifier:
@@ -710,7 +664,7 @@ class _Run:
                     free = capacity - self.running - len(self.queued) - self.reserved
                 else:
                     capacity = free = 0
-                want = free > 0 and self.claim_wanted()
+                want = free > 0 and self.wakeup.claim_wanted()
                 if self.need_reconcile:
                     want = want and not busy  # reconcile first, with no claim in flight
                 if idle is not None and (self.acks or want):
@@ -722,15 +676,15 @@ class _Run:
                     tasks.add(idle.task)
                     idle.task.add_done_callback(tasks.discard)
                     continue
-                self.wake.clear()
+                self.wakeup.dispatcher.clear()
                 timeout = stall_left
                 if self.grace_deadline is not None:
                     timeout = max(0.0, self.grace_deadline - time.monotonic())
                 if timeout is None:
-                    await self.wake.wait()
+                    await self.wakeup.dispatcher.wait()
                 else:
                     try:
-                        await asyncio.wait_for(self.wake.wait(), timeout)
+                        await asyncio.wait_for(self.wakeup.dispatcher.wait(), timeout)
                     except asyncio.TimeoutError:
                         pass
         finally:
@@ -750,7 +704,7 @@ class _Run:
         written. Acks are retried after a connection loss: they were not
         committed, or they were and the engine now refuses them (logged as
         lost, never written twice)."""
-        gen = self.hint_gen
+        gen = self.wakeup.hint_gen
         reserved = claim_n
         rows: list[Any] = []
         try:
@@ -796,7 +750,7 @@ class _Run:
             reserved = 0
             if claim_n:
                 if len(rows) < claim_n:
-                    self.mark_drained(gen)
+                    self.wakeup.mark_drained(gen)
                 if len(rows) > self.stats.largest_claim:
                     self.stats.largest_claim = len(rows)
                 for row in rows:
@@ -805,7 +759,7 @@ class _Run:
             self.reserved -= reserved
             lane.busy = False
             lane.task = None
-            self.wake.set()
+            self.wakeup.dispatcher.set()
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -989,12 +943,7 @@ class _Run:
             now,
         ) = row
         job.worker_id = self.worker_id
-        if self.lease is None and job.leased_until is not None and now is not None:
-            est = (job.leased_until - now).total_seconds()
-            if self.lease_estimate is None or est < self.lease_estimate:
-                self.lease_estimate = est
-                if self.w.renew_interval is None:
-                    self.renew_every = max(0.05, est / 3)
+        self.renewal.observe_claim(job.leased_until, now)
         return job
 
     def prepare(self, job: JobContext[Any]) -> _Handler | None:
@@ -1089,7 +1038,7 @@ class _Run:
         acknowledgement."""
         self.running -= 1
         self.last_progress = time.monotonic()
-        self.wake.set()
+        self.wakeup.dispatcher.set()
         d = self.duration
         self.duration = took if d is None else d + 0.1 * (took - d)
         if job._state != st.RUNNING:
@@ -1146,7 +1095,7 @@ class _Run:
     def queue_ack(self, job: JobContext[Any], outcome: Outcome) -> None:
         job._state = st.ACKING
         self.acks.append(Ack(job, outcome))
-        self.wake.set()
+        self.wakeup.dispatcher.set()
 
     # -- lease loss ------------------------------------------------------------
 
@@ -1161,7 +1110,7 @@ class _Run:
         logger.warning("lost job %s (%s); stopping its handler", job.id, reason, extra=self._extra(job))
         if job._task is not None:
             job._task.cancel()
-        self.wake.set()
+        self.wakeup.dispatcher.set()
 
     # -- shutdown -------------------------------------------------------------
 
@@ -1213,101 +1162,6 @@ class _Run:
             len(todo),
             extra={"worker_id": self.worker_id},
         )
-
-    # =====================================================================
-    # maintenance: lease renewal, reap, polling
-    # =====================================================================
-
-    async def maintenance(self) -> None:
-        next_reap = time.monotonic() + random.uniform(0, min(1.0, self.w.reap_interval))
-        delay = 0.05
-        while not self.finished:
-            now = time.monotonic()
-            deadlines = [next_reap]
-            staged = self.w.mode == "staged"
-            if staged and self.flights:
-                deadlines.append(self.last_renew + self.renew_every)
-            drained = not self.claim_wanted() and self.claiming
-            if drained and self.poll_at is not None:
-                deadlines.append(self.poll_at)
-            need_poll_query = drained and self.poll_at is None
-            if not need_poll_query and not self.check_ids:
-                timeout = max(0.0, min(deadlines) - now)
-                self.maint_wake.clear()
-                if timeout > 0:
-                    try:
-                        await asyncio.wait_for(self.maint_wake.wait(), timeout)
-                    except asyncio.TimeoutError:
-                        pass
-                if self.finished:
-                    return
-            try:
-                session = self.maint_session
-                if session is None or session.closed:
-                    session = self.maint_session = await self.open_session("maintenance")
-                now = time.monotonic()
-                if staged and self.flights and (now >= self.last_renew + self.renew_every or self.check_ids):
-                    await self.renew(session)
-                if self.claiming and not self.claim_wanted():
-                    if self.poll_at is None:
-                        self.set_poll(await session.seconds_until_due())
-                    elif now >= self.poll_at:
-                        self.poll_at = None
-                        self.hint()
-                if now >= next_reap:
-                    await self.reap(session)
-                    next_reap = time.monotonic() + self.w.reap_interval * random.uniform(0.8, 1.2)
-                delay = 0.05
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self.finished:
-                    return
-                logger.warning(
-                    "maintenance connection error: %s; retrying", exc, extra={"worker_id": self.worker_id}
-                )
-                if self.maint_session is not None:
-                    await self.maint_session.close()
-                self.maint_session = None
-                await self._sleep(delay)
-                delay = min(delay * 2, self.w.reconnect_max)
-
-    def set_poll(self, due_in: float | None) -> None:
-        cap = self.w.poll_interval
-        if due_in is None:
-            wait = cap
-        else:
-            # a due job we did not get is locked by someone else: look again soon
-            wait = min(max(due_in, min(0.05, cap)), cap)
-        self.poll_at = time.monotonic() + wait
-
-    async def renew(self, session: Session) -> None:
-        self.check_ids.clear()
-        ids = [jid for jid, job in self.flights.items() if job._state < st.LOST]
-        self.last_renew = time.monotonic()
-        if not ids:
-            return
-        for job_id, outcome in await session.renew(ids):
-            job = self.flights.get(job_id)
-            if job is not None:
-                self.lose(job, f"lease renewal: {outcome}")
-
-    async def reap(self, session: Session) -> None:
-        while True:
-            rows = await session.reap(100)
-            self.stats.reaped += len(rows)
-            for r in rows:
-                logger.info(
-                    "reaped job %s (lease of %s expired), now %s",
-                    r.job_id,
-                    r.previous_worker,
-                    r.status,
-                    extra={"job_id": str(r.job_id), "worker_id": self.worker_id},
-                )
-                if r.job_id in self.flights:
-                    self.lose(self.flights[r.job_id], "lease expired and was reaped")
-            if len(rows) < 100:
-                return
 
     # =====================================================================
     # atomic mode
@@ -1374,16 +1228,16 @@ class _Run:
         carry: Ack | None = None  # async slots: the last job's acknowledgement, sent with the next claim
         try:
             while self.claiming:
-                if not self.claim_wanted():
+                if not self.wakeup.claim_wanted():
                     if carry is not None:
                         await self._flush_carry(session, carry)
                         carry = None
                         continue
-                    evt = self.hint_event
-                    if not self.claim_wanted():
+                    evt = self.wakeup.hint_event
+                    if not self.wakeup.claim_wanted():
                         await evt.wait()
                     continue
-                gen = self.hint_gen
+                gen = self.wakeup.hint_gen
                 try:
                     if session is not None and session.closed:
                         # lost inside the attempt (e.g. under the handler's own
@@ -1423,7 +1277,7 @@ class _Run:
                     delay = min(delay * 2, self.w.reconnect_max)
                     continue
                 if not got:
-                    self.mark_drained(gen)
+                    self.wakeup.mark_drained(gen)
             if carry is not None:
                 await self._flush_carry(session, carry)
                 carry = None

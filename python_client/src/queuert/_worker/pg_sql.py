@@ -16,6 +16,7 @@ from typing import Any
 
 from psycopg import sql
 
+from queuert._sqltext import UUID_LIST, literal, quote
 from queuert._worker.outcomes import Ack, Completed, Continued, Failed, Released
 from queuert._worker.store import Written
 
@@ -244,3 +245,18 @@ def atomic_ack_statements(t: Texts, worker_id: str, ack: Ack, rollback: bool) ->
     stmts.extend(plan.statements)
     stmts.append(("COMMIT", None))
     return stmts, plan
+
+
+def notify_statement(schema: str, ready: Sequence[str], chains: Sequence[str]) -> str:
+    """One ``pg_notify`` statement for all of them, rendered here (not bound
+    by psycopg, whose text-array dumper runs a regex per element: ~8% of the
+    worker's CPU at 20,000 jobs/s, one chain id per job)."""
+    parts = []
+    if ready:
+        parts.append(f"SELECT {quote(schema + '_job_ready')} AS c, unnest({literal(list(ready))}) AS p")
+    if chains:
+        joined = ",".join(chains)
+        # chain ids are UUID texts: safe inside an array literal unquoted
+        arr = f"'{{{joined}}}'::text[]" if UUID_LIST.fullmatch(joined) else literal(list(chains))
+        parts.append(f"SELECT {quote(schema + '_chain_completed')} AS c, unnest({arr}) AS p")
+    return "SELECT count(pg_notify(c, p)) FROM (" + " UNION ALL ".join(parts) + ") AS t"

@@ -91,6 +91,7 @@ class PgStore:
         # None: the engine's notifications as usual; else the worker's
         # acknowledging sessions set queuert.notify to this
         self.notify_setting = notify_setting
+        self.schema = schema
         self.texts = pg_sql.Texts.for_schema(schema, notify_setting)
 
     async def connect(self, purpose: str) -> psycopg.AsyncConnection[Any]:
@@ -115,6 +116,9 @@ class PgStore:
 
     async def open_atomic(self) -> PgAtomicSession:
         return PgAtomicSession(self, await self.connect("atomic"))
+
+    async def open_announcer(self) -> PgAnnouncer:
+        return PgAnnouncer(self.schema, await self.connect("notify"))
 
     def open_atomic_sync(self) -> PgSyncAtomicSession:
         try:
@@ -214,6 +218,27 @@ class PgSession:
             return None
         due, now = rows[0]
         return float((due - now).total_seconds())
+
+
+class PgAnnouncer:
+    """Announces on the schema's channels with one autocommit statement."""
+
+    def __init__(self, schema: str, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.schema = schema
+        self.conn = conn
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    async def close(self) -> None:
+        await close_quietly(self.conn)
+
+    async def announce(self, ready: Sequence[str], chains: Sequence[str]) -> None:
+        try:
+            await execute_many(self.conn, [(pg_sql.notify_statement(self.schema, ready, chains), None)])
+        except Exception as exc:
+            raise _typed(exc) from exc
 
 
 class PgAtomicSession:

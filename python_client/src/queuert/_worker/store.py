@@ -197,6 +197,18 @@ class SyncAtomicSession(Protocol):
     def restart_transaction(self) -> None: ...
 
 
+class Announcer(Protocol):
+    """A connection that announces, after their commit, what acknowledgements
+    did: job types made pending (job_ready) and chains completed."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+    async def announce(self, ready: Sequence[str], chains: Sequence[str]) -> None: ...
+
+
 class Store(Protocol):
     """Opens sessions for one worker run (worker id, types, lease fixed)."""
 
@@ -205,6 +217,8 @@ class Store(Protocol):
         ...
 
     async def open_atomic(self) -> AtomicSession: ...
+
+    async def open_announcer(self) -> Announcer: ...
 
     def open_atomic_sync(self) -> SyncAtomicSession: ...
 

@@ -1,0 +1,112 @@
+"""After-commit notifications of a worker run, batched.
+
+Acknowledgements report the job types they made pending and the chains
+they completed; the publisher coalesces what arrives within ``linger``
+seconds (and while a send is in flight) and sends it in one announcement
+on its own connection, and/or through a non-PostgreSQL notifier. Hints
+only: a crash between the commit and the send loses the hint, never the
+job (workers and ``wait_for_chain`` poll).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from queuert._worker.store import Announcer
+from queuert.notify.base import Notifier
+
+logger = logging.getLogger("queuert.worker")
+
+
+class Publisher:
+    """A Looper. ``open_announcer`` (None: no database announcements)
+    connects, retrying as the run allows; ``notifier``: a non-PostgreSQL
+    notifier to publish through as well."""
+
+    linger = 0.002
+
+    def __init__(
+        self,
+        open_announcer: Callable[[], Awaitable[Announcer]] | None,
+        notifier: Notifier | None,
+        *,
+        worker_id: str,
+    ) -> None:
+        self.open_announcer = open_announcer
+        self.notifier = notifier
+        self.worker_id = worker_id
+        self.ready: set[str] = set()
+        self.chains: list[str] = []
+        self.event = asyncio.Event()
+        self.announcer: Announcer | None = None
+        self.closing = False
+        self.sent = 0  # announcements sent (for tests and benchmarks)
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.main(), name="queuert-publisher")
+
+    def add(self, ready: Iterable[str], chains: Iterable[str]) -> None:
+        """What a committed acknowledgement implies (loop thread)."""
+        self.ready.update(ready)
+        self.chains.extend(chains)
+        if self.ready or self.chains:
+            self.event.set()
+
+    async def main(self) -> None:
+        while True:
+            await self.event.wait()
+            if not self.closing:
+                await asyncio.sleep(self.linger)
+            self.event.clear()
+            ready, self.ready = self.ready, set()
+            chains, self.chains = self.chains, []
+            if ready or chains:
+                await self.send(sorted(ready), chains)
+            if self.closing and not self.ready and not self.chains:
+                return
+
+    async def send(self, ready: list[str], chains: list[str]) -> None:
+        if self.open_announcer is not None:
+            for attempt in range(2):
+                try:
+                    if self.announcer is None or self.announcer.closed:
+                        self.announcer = await self.open_announcer()
+                    await self.announcer.announce(ready, chains)
+                    self.sent += 1
+                    break
+                except Exception as exc:
+                    if self.announcer is not None:
+                        await self.announcer.close()
+                    self.announcer = None
+                    if attempt or self.closing:
+                        logger.warning(
+                            "publishing %d notification(s) failed: %s (hints only: listeners poll)",
+                            len(ready) + len(chains),
+                            exc,
+                            extra={"worker_id": self.worker_id},
+                        )
+                        break
+        notifier = self.notifier
+        if notifier is not None:
+            try:
+                if ready:
+                    await notifier.publish_job_ready(ready)
+                if chains:
+                    await notifier.publish_chain_completed(chains)
+            except Exception:
+                logger.exception("publishing notifications failed")
+
+    async def stop(self) -> None:
+        """Send what is buffered, then close the connection."""
+        self.closing = True
+        self.event.set()
+        if self.task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), 5.0)
+            except BaseException:
+                self.task.cancel()
+        if self.announcer is not None:
+            await self.announcer.close()
