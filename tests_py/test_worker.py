@@ -935,7 +935,8 @@ async def test_jobs_of_a_lost_claim_are_given_back_without_spending_an_attempt(d
     async with running(worker):
         run = worker._run
         assert run is not None
-        run.need_reconcile = True  # what a connection lost during a claim sets
+        assert run.staged is not None
+        run.staged.need_reconcile = True  # what a connection lost during a claim sets
         await db.start("orphan", 2)  # work, so that a flush runs (and reconciles first)
         await eventually(lambda: worker.stats.completed == 2)
     assert done == [1, 1]  # each ran once, as attempt 1: the lost claim's attempt was taken back
@@ -991,10 +992,10 @@ async def test_a_slot_thread_closes_its_connection_after_the_call_in_flight(dsn:
     """Stopping an atomic slot whose thread is still inside a call (its task
     was cancelled) must not close the connection under that call: the thread
     finishes the call, then closes the connection itself."""
-    from queuert._runners import _SlotThread
+    from queuert._worker.runners import SlotThread
 
     loop = asyncio.get_running_loop()
-    slot = _SlotThread(loop, 0)
+    slot = SlotThread(loop, 0)
     conn = await slot.call(lambda: psycopg.connect(dsn, autocommit=True))
     in_flight = slot.call(lambda: conn.execute("SELECT pg_sleep(0.3), 42").fetchone())
     await asyncio.sleep(0.1)  # the statement is on the wire

@@ -9,6 +9,7 @@ decided once and then only carried.
 from __future__ import annotations
 
 import dataclasses
+import traceback
 from datetime import datetime, timedelta
 from typing import Any, Union
 
@@ -59,3 +60,19 @@ class Ack:
 
     job: JobContext[Any]
     outcome: Outcome
+
+
+_MAX_ERROR_TEXT = 8000
+
+
+def error_text(exc: BaseException) -> str:
+    """``Type: message`` plus the traceback, capped: a failure's error."""
+    head = f"{type(exc).__name__}: {exc}"
+    try:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:  # pragma: no cover - defensive
+        tb = ""
+    text = head if not tb else f"{head}\n\n{tb}"
+    if len(text) > _MAX_ERROR_TEXT:
+        text = text[: _MAX_ERROR_TEXT - 20] + "\n... (truncated)"
+    return text

@@ -16,7 +16,7 @@ from typing import Any
 
 from psycopg import sql
 
-from queuert._sqltext import UUID_LIST, literal, quote
+from queuert._worker.pg_text import UUID_LIST, literal, quote
 from queuert._worker.outcomes import Ack, Completed, Continued, Failed, Released
 from queuert._worker.store import Written
 

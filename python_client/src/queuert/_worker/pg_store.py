@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from queuert._sqltext import close_quietly, execute_many, execute_many_sync
+from queuert._worker.pg_text import close_quietly, execute_many, execute_many_sync
 from queuert._worker import pg_sql
 from queuert._worker.outcomes import Ack
 from queuert._worker.store import (
@@ -103,7 +103,7 @@ class PgStore:
                 application_name=f"queuert-{purpose}",
             )
             if conn.info.parameter_status("standard_conforming_strings") != "on":
-                await conn.execute("SET standard_conforming_strings = on")  # see _sqltext.quote
+                await conn.execute("SET standard_conforming_strings = on")  # see pg_text.quote
             if purpose == "main" and self.notify_setting is not None:
                 # flush connections: only the worker's statements run there
                 await conn.execute(f"SET queuert.notify = '{self.notify_setting}'")
@@ -129,7 +129,7 @@ class PgStore:
                 application_name="queuert-atomic",
             )
             if conn.info.parameter_status("standard_conforming_strings") != "on":
-                conn.execute("SET standard_conforming_strings = on")  # see _sqltext.quote
+                conn.execute("SET standard_conforming_strings = on")  # see pg_text.quote
         except Exception as exc:
             raise ConnectionLost(str(exc)) from exc
         return PgSyncAtomicSession(self, conn)

@@ -14,7 +14,7 @@ from typing import Any
 from queuert.job import JobContext
 
 
-class _Resume:
+class Resume:
     """Continue a coroutine that was started eagerly (its first step ran in
     the dispatcher) inside a Task: yields the future it was waiting on, then
     drives it to the end, forwarding cancellation."""
@@ -43,11 +43,11 @@ class _Resume:
                 return stop.value
 
 
-async def _resumed(coro: Any, first: Any) -> Any:
-    return await _Resume(coro, first)
+async def resumed(coro: Any, first: Any) -> Any:
+    return await Resume(coro, first)
 
 
-class _ThreadPool:
+class ThreadPool:
     """Threads for sync handlers; results are handed back to the loop in
     batches (one ``call_soon_threadsafe`` per burst, not per job)."""
 
@@ -110,7 +110,7 @@ class _ThreadPool:
             self.q.put(None)
 
 
-class _SlotThread:
+class SlotThread:
     """One daemon thread serving one atomic slot (sync handlers): runs the
     calls it is given in order and resolves an asyncio future with each
     result. Daemon, so a handler stuck past shutdown cannot keep the process

@@ -64,7 +64,8 @@ UUID_LIST = re.compile(r"[0-9a-f,-]*")
 _TEMPLATE_PARTS: dict[str, list[str]] = {}
 
 
-def render(query: str, params: Any) -> str:
+def bind_literals(query: str, params: Any) -> str:
+    """``query`` with each ``%s`` replaced by its parameter as a literal."""
     if params is None:
         return query
     parts = _TEMPLATE_PARTS.get(query)
@@ -83,7 +84,7 @@ def compose(statements: Sequence[tuple[str, Any]]) -> bytes:
     """Statements with their parameters as one simple-protocol query: one
     message, one round trip; without explicit BEGIN/COMMIT the statements run
     as one implicit transaction (all or nothing)."""
-    return ";\n".join(render(q, p) for q, p in statements).encode()
+    return ";\n".join(bind_literals(q, p) for q, p in statements).encode()
 
 
 async def close_quietly(conn: Any) -> None:

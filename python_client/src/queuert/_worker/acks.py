@@ -1,0 +1,205 @@
+"""Acknowledgement: outcomes buffered until the next flush, the flush
+itself (through the store, with conflict retries), the one-by-one fallback
+when a batch is refused, and the bookkeeping after a commit (job states,
+counters, what to publish)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from queuert._worker import job_state as st
+from queuert._worker.execution import log_extra
+from queuert._worker.outcomes import Ack, Completed, Continued, Failed, Outcome, Released, error_text
+from queuert._worker.stats import WorkerStats
+from queuert._worker.store import ClaimRow, Conflict, ConnectionLost, JobLost, Rejected, Session, Written
+from queuert.errors import QueuertError
+from queuert.job import JobContext
+
+logger = logging.getLogger("queuert.worker")
+
+Publish = Callable[[Iterable[str], Iterable[str]], None]
+
+
+class Acknowledger:
+    """``publish(ready, chains)`` (None: nothing to publish) receives what
+    committed acknowledgements imply; ``publish_unblocked``: also the types
+    of dependents completions made pending (the engine announces those
+    itself unless the worker publishes through another notifier)."""
+
+    def __init__(
+        self,
+        flights: dict[uuid.UUID, JobContext[Any]],
+        stats: WorkerStats,
+        *,
+        worker_id: str,
+        publish: Publish | None,
+        publish_unblocked: bool,
+        wake: Callable[[], None],
+    ) -> None:
+        self.flights = flights
+        self.stats = stats
+        self.worker_id = worker_id
+        self.publish = publish
+        self.publish_unblocked = publish_unblocked
+        self.wake = wake
+        self.pending: list[Ack] = []  # outcomes not yet sent
+
+    def queue(self, job: JobContext[Any], outcome: Outcome) -> None:
+        job._state = st.ACKING
+        self.pending.append(Ack(job, outcome))
+        self.wake()
+
+    def take(self) -> list[Ack]:
+        acks, self.pending = self.pending, []
+        return acks
+
+    def put_back(self, acks: list[Ack]) -> None:
+        """Unsent after all (an immediate stop during a reconnect)."""
+        self.pending = acks + self.pending
+
+    async def flush(self, session: Session, acks: list[Ack], claim_n: int) -> list[ClaimRow]:
+        """One round trip, one transaction: ``acks``, then a claim of up to
+        ``claim_n`` jobs; returns the claimed rows. Raises ConnectionLost
+        (the acks' states are reset for a retry)."""
+        live: list[Ack] = []
+        for ack in acks:
+            job = ack.job
+            if job._state != st.ACKING and job._state != st.FLUSHING:
+                continue  # lost or released meanwhile
+            job._state = st.FLUSHING
+            live.append(ack)
+        if not live and not claim_n:
+            return []
+        self.stats.flushes += 1
+        try:
+            try:
+                written = await self._send(session, live, claim_n)
+            except (JobLost, Rejected, Conflict) as exc:
+                # The transaction rolled back as a whole: nothing of it
+                # happened. Redo each ack on its own to isolate the culprit.
+                if isinstance(exc, Rejected) and not isinstance(exc.error, QueuertError):
+                    logger.error(
+                        "batched acknowledgement failed (%s); retrying one by one",
+                        exc,
+                        extra={"worker_id": self.worker_id},
+                    )
+                await self._one_by_one(session, live)
+                return await session.claim(claim_n) if claim_n else []
+        except ConnectionLost:
+            for ack in live:
+                if ack.job._state == st.FLUSHING:
+                    ack.job._state = st.ACKING
+            raise
+        self.record(written)
+        return written.claimed
+
+    async def _send(self, session: Session, acks: list[Ack], claim_n: int) -> Written:
+        for retry in range(3):
+            try:
+                return await session.flush(acks, claim_n)
+            except Conflict:
+                # a deadlock or serialization failure rolled the whole
+                # transaction back: the same batch is simply sent again
+                if retry == 2:
+                    raise
+                await asyncio.sleep(random.uniform(0.002, 0.02) * (retry + 1))
+        raise AssertionError("unreachable")
+
+    async def _one_by_one(self, session: Session, acks: list[Ack]) -> None:
+        """Each ack in its own transaction. A job no longer ours is logged
+        and dropped (never retried). Another engine error on a continuation
+        (a bad blocker, an invalid argument) fails the attempt with that
+        error."""
+        for ack in acks:
+            job = ack.job
+            try:
+                self.record(await self._acknowledge(session, ack))
+            except JobLost as exc:
+                self.flights.pop(job.id, None)
+                job._state = st.LOST
+                self.stats.lost += 1
+                logger.warning("job %s is no longer ours (%s); outcome discarded", job.id, exc, extra=log_extra(job))
+            except (Rejected, Conflict) as exc:
+                err: BaseException = exc.error if isinstance(exc, Rejected) else exc
+                if not isinstance(ack.outcome, Failed):
+                    logger.warning(
+                        "acknowledging job %s failed (%s); failing the attempt", job.id, err, extra=log_extra(job)
+                    )
+                    try:
+                        self.record(await self._acknowledge(session, Ack(job, Failed(error_text(err)))))
+                        continue
+                    except (JobLost, Rejected, Conflict) as exc2:
+                        err = exc2
+                logger.error("cannot record failure of job %s: %s; it will be reaped", job.id, err, extra=log_extra(job))
+                self.flights.pop(job.id, None)
+                job._state = st.LOST
+
+    async def _acknowledge(self, session: Session, ack: Ack) -> Written:
+        for retry in range(5):
+            try:
+                return await session.acknowledge(ack)
+            except Conflict:
+                if retry == 4:
+                    raise
+                await asyncio.sleep(random.uniform(0.005, 0.05))
+        raise AssertionError("unreachable")
+
+    def record(self, written: Written) -> None:
+        """Bookkeeping after a committed acknowledgement (loop thread): job
+        states and counters, and what to publish (chains completed, job
+        types made pending)."""
+        flights = self.flights
+        stats = self.stats
+        debug = logger.isEnabledFor(logging.DEBUG)
+        for ack in written.done:
+            job = ack.job
+            flights.pop(job.id, None)
+            job._state = st.DONE
+            kind = type(ack.outcome)
+            if kind is Completed:
+                stats.completed += 1
+                if debug:
+                    logger.debug("job completed", extra=log_extra(job))
+            elif kind is Failed:
+                stats.failed += 1
+            elif kind is Continued:
+                stats.continued += 1
+                if debug:
+                    logger.debug("job continued", extra=log_extra(job))
+        for ack, outcome in written.lost:
+            job = ack.job
+            flights.pop(job.id, None)
+            if type(ack.outcome) is Released:
+                job._state = st.DONE
+                logger.info("job %s was no longer ours to release (%s)", job.id, outcome, extra=log_extra(job))
+                continue
+            job._state = st.LOST
+            stats.lost += 1
+            logger.warning(
+                "job %s was lost before its outcome was written (%s); its outcome is discarded",
+                job.id,
+                outcome,
+                extra=log_extra(job),
+            )
+        if self.publish is not None:
+            ready = written.ready
+            if self.publish_unblocked and written.unblocked:
+                ready = ready | written.unblocked
+            if ready or written.chains:
+                self.publish(ready, written.chains)
+
+    def count_committed(self, ack: Ack) -> None:
+        """An acknowledgement known to have committed whose answer was not
+        read (its transaction's later statement failed)."""
+        kind = type(ack.outcome)
+        if kind is Completed:
+            self.stats.completed += 1
+        elif kind is Continued:
+            self.stats.continued += 1
+        else:
+            self.stats.failed += 1

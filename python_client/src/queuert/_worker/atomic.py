@@ -1,0 +1,285 @@
+"""Atomic mode: each slot owns a session; the claim, the handler's SQL (on
+``job.conn``) and the acknowledgement share one transaction.
+
+An async slot sends the previous job's acknowledgement and COMMIT in the
+same round trip as its next claim (the "carry"), so a busy slot needs one
+round trip per job. Sync handlers run in one thread per slot, each with its
+own sync session. How an outcome is written is planned once, in
+``atomic_plan``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from queuert._worker.runners import SlotThread
+from queuert._worker import atomic_plan
+from queuert._worker import job_state as st
+from queuert._worker.acks import Acknowledger
+from queuert._worker.execution import Execution
+from queuert._worker.lifecycle import Lifecycle
+from queuert._worker.outcomes import Ack, Failed, Outcome
+from queuert._worker.stats import WorkerStats
+from queuert._worker.store import AtomicSession, ConnectionLost, Store, StoreError, SyncAtomicSession
+from queuert._worker.wakeup import Wakeup
+from queuert.job import JobContext
+
+logger = logging.getLogger("queuert.worker")
+
+
+class AtomicSlots:
+    """``jobs``: the attempt in progress of each slot (key: the slot's task
+    id) and what can stop it (its task, or its sync session's backend id)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        execution: Execution,
+        acks: Acknowledger,
+        lifecycle: Lifecycle,
+        wakeup: Wakeup,
+        stats: WorkerStats,
+        concurrency: int,
+        reconnect_max: float,
+        worker_id: str,
+    ) -> None:
+        self.store = store
+        self.execution = execution
+        self.acks = acks
+        self.life = lifecycle
+        self.wakeup = wakeup
+        self.stats = stats
+        self.concurrency = concurrency
+        self.reconnect_max = reconnect_max
+        self.worker_id = worker_id
+        self.loop = asyncio.get_running_loop()
+        self.jobs: dict[int, tuple[JobContext[Any], Any]] = {}
+
+    async def main(self, type_names: list[str], started: asyncio.Event) -> None:
+        handlers = self.execution.handlers
+        async_types = [t for t in type_names if handlers[t].is_async]
+        sync_types = [t for t in type_names if not handlers[t].is_async]
+        started.set()
+        slots: list[asyncio.Task[None]] = []
+        if async_types:
+            for i in range(self.concurrency):
+                slots.append(self.loop.create_task(self.slot(async_types, None)))
+        if sync_types:
+            for i in range(self.concurrency):
+                slots.append(self.loop.create_task(self.slot(sync_types, SlotThread(self.loop, i))))
+        life = self.life
+        try:
+            await life.stop_event.wait()
+            # graceful: slots stop claiming and finish their job
+            remaining = max(0.0, (life.grace_deadline or time.monotonic()) - time.monotonic())
+            _, pending = await asyncio.wait(slots, timeout=remaining if not life.immediate else 0)
+            if pending:
+                life.immediate = True
+                await self.abort()
+                await asyncio.wait(pending, timeout=10)
+        finally:
+            for t in slots:
+                if not t.done():
+                    t.cancel()
+            for t in slots:
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):
+                    pass
+
+    async def abort(self) -> None:
+        """Past the grace period: roll back in-flight attempts. Async slots are
+        cancelled; sync slots (a thread we cannot interrupt) have their
+        transaction ended by the store, which rolls it back."""
+        backends = []
+        for job, holder in list(self.jobs.values()):
+            job.lease_lost._set("released: worker shutting down")
+            if isinstance(holder, asyncio.Task):
+                holder.cancel()
+            elif holder is not None:
+                backends.append(holder)
+            self.stats.released += 1
+        if backends:
+            try:
+                await self.store.interrupt(backends)
+            except StoreError as exc:
+                logger.warning("could not terminate in-flight transactions: %s", exc)
+        if self.jobs:
+            logger.info(
+                "rolled back %d unfinished job(s) at shutdown", len(self.jobs), extra={"worker_id": self.worker_id}
+            )
+
+    async def slot(self, type_names: list[str], thread: SlotThread | None) -> None:
+        """One slot until the run stops claiming; ``thread``: its sync
+        handlers' thread (None: async handlers on the loop)."""
+        session: Any = None
+        delay = 0.05
+        key = id(asyncio.current_task())
+        carry: Ack | None = None  # async slots: the last job's acknowledgement, sent with the next claim
+        wakeup = self.wakeup
+        try:
+            while self.life.claiming:
+                if not wakeup.claim_wanted():
+                    if carry is not None:
+                        await self._flush_carry(session, carry)
+                        carry = None
+                        continue
+                    evt = wakeup.hint_event
+                    if not wakeup.claim_wanted():
+                        await evt.wait()
+                    continue
+                gen = wakeup.hint_gen
+                try:
+                    if session is not None and session.closed:
+                        # lost inside the attempt (e.g. under the handler's own
+                        # statement): the rollback already happened server-side
+                        self.stats.reconnects += 1
+                        session = None
+                        carry = None  # its transaction died with the connection
+                    if thread is None:
+                        if session is None:
+                            session = await self.life.reconnecting("atomic", self.store.open_atomic)
+                        got, carry = await self.attempt(session, type_names, key, carry)
+                    else:
+                        if session is None:
+                            session = await thread.call(self.store.open_atomic_sync)
+                        got = await thread.call(self.attempt_sync, session, type_names, key)
+                    delay = 0.05
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    carry = None  # its transaction committed or rolled back with the connection
+                    if isinstance(exc, ConnectionLost):
+                        self.stats.reconnects += 1
+                        logger.warning(
+                            "database connection lost (%s); reconnecting", exc, extra={"worker_id": self.worker_id}
+                        )
+                    else:
+                        logger.exception("atomic slot error", extra={"worker_id": self.worker_id})
+                    if session is not None:
+                        if thread is not None:
+                            await thread.call(session.close)  # in its thread: its call has ended
+                        else:
+                            await session.close()
+                    session = None
+                    await self.life.sleep(delay)
+                    delay = min(delay * 2, self.reconnect_max)
+                    continue
+                if not got:
+                    wakeup.mark_drained(gen)
+            if carry is not None:
+                await self._flush_carry(session, carry)
+                carry = None
+        finally:
+            self.jobs.pop(key, None)
+            if thread is not None:
+                # this task may have been cancelled while its thread is still
+                # inside a call on the session: the thread closes it after that
+                thread.stop(close=session)
+            elif session is not None:
+                await session.close()
+
+    async def _flush_carry(self, session: AtomicSession, carry: Ack) -> None:
+        try:
+            plan = atomic_plan.acknowledge(carry.job, carry.outcome, session.transaction_state())
+            self.acks.record(await atomic_plan.drive(plan, session))
+        except Exception as exc:
+            if not isinstance(exc, ConnectionLost):
+                logger.exception("acknowledging job %s failed", carry.job.id, extra={"worker_id": self.worker_id})
+            await session.close()
+
+    async def attempt(
+        self, session: AtomicSession, type_names: list[str], key: int, carry: Ack | None
+    ) -> tuple[bool, Ack | None]:
+        """Claim one job and run its async handler in one transaction;
+        ``carry`` is committed in the same round trip as the claim. Returns
+        (claimed, carry for the next call)."""
+        write: atomic_plan.Write | None = None
+        if carry is not None:
+            state = session.transaction_state()
+            if state == "idle":  # the handler ended the transaction itself: slow path
+                self.acks.record(await atomic_plan.drive(atomic_plan.acknowledge(carry.job, carry.outcome, state), session))
+            else:
+                write = atomic_plan.in_transaction(carry.job, carry.outcome, state)
+        try:
+            written, row = await session.open_attempt(
+                type_names, None if write is None else (write.ack, write.rollback)
+            )
+        except ConnectionLost:
+            raise
+        except StoreError as exc:
+            if write is None:
+                raise
+            failed = await atomic_plan.drive(atomic_plan.after_failed_carry(write.ack, exc), session)
+            if failed is None:
+                self.acks.count_committed(write.ack)
+            else:
+                self.acks.record(failed)
+            return True, None  # claim again at once
+        if written is not None:
+            self.acks.record(written)
+        if row is None:
+            return False, None
+        job = self.execution.make_job(row)
+        job.conn = session.handle
+        self.stats.claimed += 1
+        job._state = st.RUNNING
+        h = self.execution.prepare(job)
+        if isinstance(h, Failed):
+            return True, Ack(job, h)
+        self.jobs[key] = (job, asyncio.current_task())
+        exc2: BaseException | None
+        try:
+            result = await h.fn(job)
+            exc2 = None
+        except asyncio.CancelledError:
+            if self.life.immediate:
+                # shutdown: roll back, the job is pending again
+                try:
+                    await asyncio.shield(session.rollback())
+                except BaseException:
+                    pass
+                raise
+            result, exc2 = None, asyncio.CancelledError()
+        except Exception as e:
+            result, exc2 = None, e
+        finally:
+            self.jobs.pop(key, None)
+        return True, Ack(job, self.execution.outcome(job, h, result, exc2))
+
+    def attempt_sync(self, session: SyncAtomicSession, type_names: list[str], key: int) -> bool:
+        """The whole attempt in a slot thread, on a sync session."""
+        row = session.open_attempt(type_names)
+        if row is None:
+            return False
+        job = self.execution.make_job(row)
+        job.conn = session.handle
+        job._state = st.RUNNING
+        h = self.execution.prepare(job)
+        self.loop.call_soon_threadsafe(self._count_claim)
+        outcome: Outcome
+        if isinstance(h, Failed):
+            outcome = h
+        else:
+            self.jobs[key] = (job, session.backend_id)
+            try:
+                result = h.fn(job)
+                exc: BaseException | None = None
+            except Exception as e:
+                result, exc = None, e
+            finally:
+                self.jobs.pop(key, None)
+            if job.lease_lost.is_set():
+                # shutdown terminated our backend; the transaction is gone
+                raise ConnectionLost("released at shutdown")
+            outcome = self.execution.outcome(job, h, result, exc)
+        plan = atomic_plan.acknowledge(job, outcome, session.transaction_state())
+        self.loop.call_soon_threadsafe(self.acks.record, atomic_plan.drive_sync(plan, session))
+        return True
+
+    def _count_claim(self) -> None:
+        self.stats.claimed += 1

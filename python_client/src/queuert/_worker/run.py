@@ -1,0 +1,223 @@
+"""One run of a worker: builds the parts, starts them, and stops them in
+order (dispatcher or atomic slots first, then maintenance, the publisher,
+the subscription and the notifier it opened).
+
+Parts and who owns what (all on the loop thread unless said otherwise):
+``flights`` (jobs claimed and not yet acknowledged: added by the staged
+dispatcher, removed by the acknowledger and ``Dispatch.lose``),
+``lifecycle`` (stop state, written by ``request_stop`` from any thread),
+``wakeup`` (claim hints), the store (connections), the publisher, the
+maintenance services (renewal, reaping, due-time poll), and the mode's
+dispatcher (``StagedDispatcher`` or ``AtomicSlots``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from queuert._worker.acks import Acknowledger
+from queuert._worker.atomic import AtomicSlots
+from queuert._worker.claim_ahead import ClaimAhead
+from queuert._worker.due_poll import DuePoll
+from queuert._worker.execution import Dispatch, Execution
+from queuert._worker.handlers import Handler
+from queuert._worker.lifecycle import Lifecycle
+from queuert._worker.maintenance import Maintenance, Service
+from queuert._worker.pg_store import PgStore
+from queuert._worker.publisher import Publisher
+from queuert._worker.reaping import Reaper
+from queuert._worker.renewal import Renewal
+from queuert._worker.settings import Settings
+from queuert._worker.staged import StagedDispatcher
+from queuert._worker.stats import WorkerStats
+from queuert._worker.store import Session
+from queuert._worker.wakeup import Wakeup, listen
+from queuert.job import JobContext
+from queuert.notify.base import Subscription
+from queuert.notify.postgres import PostgresNotifier
+
+logger = logging.getLogger("queuert.worker")
+
+
+class Run:
+    def __init__(self, settings: Settings, handlers: dict[str, Handler], stats: WorkerStats) -> None:
+        self.settings = s = settings
+        self.worker_id = s.worker_id
+        self.stats = stats
+        self.loop = asyncio.get_running_loop()
+        self.started = asyncio.Event()
+        self.finished = False
+        self.wakeup = Wakeup()
+        self.lifecycle = Lifecycle(
+            self.loop,
+            self.wakeup,
+            grace_period=s.grace_period,
+            reconnect_max=s.reconnect_max,
+            worker_id=s.worker_id,
+        )
+        self.flights: dict[uuid.UUID, JobContext[Any]] = {}
+        self.notifier = s.notifier
+        # a non-PostgreSQL notifier: the worker publishes every notification
+        # itself (the engine's reach only PostgreSQL listeners)
+        publish_all = s.notifier is not None and not isinstance(s.notifier, PostgresNotifier)
+        # batch: our acknowledgements send no job_ready / chain_completed
+        # NOTIFY; the publisher sends them after commit. The rare job_ready
+        # of dependents a completion unblocked (a fan-in's last blocker)
+        # stays with the engine unless the worker publishes everything.
+        notify_setting = "job_lost" if publish_all else "job_lost,job_ready_unblocked"
+        self.store = PgStore(
+            s.conninfo,
+            schema=s.schema,
+            worker_id=s.worker_id,
+            type_names=s.type_names,
+            lease=s.lease,
+            prepare_threshold=s.prepare_threshold,
+            notify_setting=notify_setting if s.batch_notifications else None,
+        )
+        self.publisher: Publisher | None = None
+        if s.batch_notifications or publish_all:
+            store = self.store
+            self.publisher = Publisher(
+                (lambda: self.lifecycle.reconnecting("notify", store.open_announcer))
+                if s.batch_notifications
+                else None,
+                s.notifier if publish_all else None,
+                worker_id=s.worker_id,
+            )
+        self.acks = Acknowledger(
+            self.flights,
+            stats,
+            worker_id=s.worker_id,
+            publish=self.publish if self.publisher is not None else None,
+            publish_unblocked=publish_all,
+            wake=self.wakeup.dispatcher.set,
+        )
+        self.renewal = Renewal(
+            self.flights, self.lose, lease=s.lease, interval=s.renew_interval, wake=self.wakeup.maintenance.set
+        )
+        self.execution = Execution(handlers, s.worker_id, self.renewal.observe_claim)
+        self.dispatch: Dispatch | None = None
+        self.staged: StagedDispatcher | None = None
+        self.atomic: AtomicSlots | None = None
+        self.subscription: Subscription | None = None
+
+    # -- control (any thread) ----------------------------------------------
+
+    def request_stop(self, immediate: bool) -> None:
+        self.lifecycle.request_stop(immediate)
+
+    def on_signal(self, sig: object) -> None:
+        self.lifecycle.on_signal(sig)
+
+    # -- parts' callbacks --------------------------------------------------
+
+    def publish(self, ready: Iterable[str], chains: Iterable[str]) -> None:
+        """Notifications implied by a committed acknowledgement (loop thread)."""
+        if self.publisher is not None:
+            self.publisher.add(ready, chains)
+
+    def lose(self, job: JobContext[Any], reason: str) -> None:
+        if self.dispatch is not None:
+            self.dispatch.lose(job, reason)
+
+    async def open_session(self, purpose: Any) -> Session:
+        return await self.lifecycle.reconnecting(purpose, lambda: self.store.open(purpose))
+
+    # -- main --------------------------------------------------------------
+
+    async def main(self) -> None:
+        s = self.settings
+        notifier = self.notifier
+        own_notifier = notifier is None
+        if notifier is None:
+            notifier = PostgresNotifier(s.conninfo, schema=s.schema)
+        maintenance: Maintenance | None = None
+        if self.publisher is not None:
+            self.publisher.start()
+        try:
+            self.subscription = await listen(notifier, s.type_names, self.wakeup, self.renewal.check)
+            logger.info(
+                "worker %s starting (%s mode, concurrency %d, types %s)",
+                self.worker_id,
+                s.mode,
+                s.concurrency,
+                ", ".join(s.type_names),
+                extra={"worker_id": self.worker_id},
+            )
+            services: list[Service] = [
+                DuePoll(self.wakeup, lambda: self.lifecycle.claiming, poll_interval=s.poll_interval),
+                Reaper(self.flights, self.lose, self.stats, interval=s.reap_interval, worker_id=self.worker_id),
+            ]
+            if s.mode == "staged":
+                services.insert(0, self.renewal)
+            maintenance = Maintenance(
+                services,
+                lambda: self.open_session("maintenance"),
+                self.wakeup.maintenance,
+                reconnect_max=s.reconnect_max,
+                worker_id=self.worker_id,
+            )
+            maintenance.start()
+            if s.mode == "staged":
+                await self._staged()
+            else:
+                self.atomic = AtomicSlots(
+                    store=self.store,
+                    execution=self.execution,
+                    acks=self.acks,
+                    lifecycle=self.lifecycle,
+                    wakeup=self.wakeup,
+                    stats=self.stats,
+                    concurrency=s.concurrency,
+                    reconnect_max=s.reconnect_max,
+                    worker_id=self.worker_id,
+                )
+                await self.atomic.main(s.type_names, self.started)
+        finally:
+            self.finished = True
+            self.lifecycle.stop_event.set()
+            if maintenance is not None:
+                await maintenance.stop()
+            if self.publisher is not None:
+                await self.publisher.stop()
+            if self.subscription is not None:
+                await self.subscription.close()
+            if own_notifier:
+                await notifier.close()
+            logger.info("worker %s stopped", self.worker_id, extra={"worker_id": self.worker_id})
+
+    async def _staged(self) -> None:
+        await self.build_staged().main(self.started)
+
+    def build_staged(self) -> StagedDispatcher:
+        """The staged dispatcher and its handler dispatch (loop thread)."""
+        s = self.settings
+        ahead = ClaimAhead(s.concurrency, s.prefetch, s.prefetch_window, s.prefetch_max)
+        self.dispatch = Dispatch(
+            self.execution,
+            self.flights,
+            self.stats,
+            concurrency=s.concurrency,
+            pace=ahead,
+            on_outcome=self.acks.queue,
+            wake=self.wakeup.dispatcher.set,
+        )
+        self.staged = StagedDispatcher(
+            execution=self.execution,
+            dispatch=self.dispatch,
+            acks=self.acks,
+            ahead=ahead,
+            lifecycle=self.lifecycle,
+            wakeup=self.wakeup,
+            stats=self.stats,
+            open_session=lambda: self.open_session("main"),
+            publish_released=lambda types: self.publish(types, ()),
+            flush_connections=s.flush_connections,
+            reconnect_max=s.reconnect_max,
+            worker_id=self.worker_id,
+        )
+        return self.staged
