@@ -63,7 +63,8 @@ class Sdk:
         )
 
 
-def _reset_globals() -> None:
+def reset_globals() -> None:
+    """Back to the API's defaults: no SDK configured."""
     trace._TRACER_PROVIDER_SET_ONCE = Once()
     trace._TRACER_PROVIDER = None
     metrics_internal._METER_PROVIDER_SET_ONCE = Once()
@@ -77,12 +78,12 @@ def installed_sdk() -> Iterator[Sdk]:
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
-    _reset_globals()
+    reset_globals()
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     try:
         yield Sdk(exporter, reader, tracer_provider)
     finally:
-        _reset_globals()
+        reset_globals()
         tracer_provider.shutdown()
         meter_provider.shutdown()

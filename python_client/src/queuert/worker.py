@@ -108,6 +108,9 @@ class Worker:
     engine); the worker publishes them itself after the commit, several
     commits' worth in one statement (a NOTIFY serialises commits in
     PostgreSQL). False keeps the engine's per-transaction notifications.
+    ``stats_interval`` (seconds, default 15): how often the worker reads the
+    ``stats`` view for the queue-depth gauges when an OpenTelemetry meter is
+    configured (never without one; docs/observability.md).
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class Worker:
         prefetch_window: float = 0.05,
         prefetch_max: int | None = None,
         batch_notifications: bool = True,
+        stats_interval: float = 15.0,
     ) -> None:
         check_prefetch(prefetch, prefetch_window, prefetch_max)
         self.conninfo = conninfo
@@ -153,6 +157,9 @@ class Worker:
         self.prefetch_window = float(prefetch_window)
         self.prefetch_max = prefetch_max
         self.batch_notifications = batch_notifications
+        if not stats_interval > 0:
+            raise ValueError("stats_interval must be positive")
+        self.stats_interval = float(stats_interval)
         self.stats = WorkerStats()
         self._handlers: dict[str, Handler] = {}
         self._run: Run | None = None
@@ -285,6 +292,7 @@ class Worker:
             prefetch_window=self.prefetch_window,
             prefetch_max=self.prefetch_max,
             batch_notifications=self.batch_notifications,
+            stats_interval=self.stats_interval,
         )
 
 

@@ -45,6 +45,7 @@ class Texts:
     reap: str
     next_due: str
     orphans: str
+    queue_stats: str
     notify_setting_local: str | None
 
     @classmethod
@@ -66,12 +67,12 @@ class Texts:
                 "trace_context => %s, attempt => %s)"
             ),
             fail_jobs=(
-                f"SELECT job_id, outcome, status FROM {s}.fail_jobs(worker_id => %s, "
+                f"SELECT job_id, outcome, status, scheduled_at FROM {s}.fail_jobs(worker_id => %s, "
                 "job_ids => %s::uuid[], errors => %s::text[], attempts => %s::int[])"
             ),
             # retry times given as a time or as a delay from the database's now
             fail_jobs_at=(
-                f"SELECT job_id, outcome, status FROM {s}.fail_jobs(worker_id => %s, "
+                f"SELECT job_id, outcome, status, scheduled_at FROM {s}.fail_jobs(worker_id => %s, "
                 "job_ids => %s::uuid[], errors => %s::text[], retry_ats => ("
                 "SELECT array_agg(coalesce(r.at, now() + r.after) ORDER BY r.o) "
                 "FROM unnest(%s::text[]::timestamptz[], %s::text[]::interval[]) WITH ORDINALITY AS r (at, after, o)"
@@ -85,6 +86,11 @@ class Texts:
             reap=f"SELECT job_id, previous_worker, status FROM {s}.reap(max_jobs => %s)",
             next_due=f"SELECT {s}.next_due_at(%s::text[]), clock_timestamp()",
             orphans=f"SELECT id, attempt, type_name FROM {s}.job WHERE status = 'running' AND leased_by = %s",
+            # the stats view for the queue-depth gauges (seconds as float)
+            queue_stats=(
+                "SELECT type_name, status::text, count, extract(epoch FROM oldest_due_age)::float8 "
+                f"FROM {s}.stats"
+            ),
             notify_setting_local=(
                 None if notify_setting is None else f"SET LOCAL queuert.notify = '{notify_setting}'"
             ),
@@ -189,7 +195,8 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
     for (kind, acks), rows in zip(plan.parts, results):
         if kind is Continued:
             done.append(acks[0])
-            for _, type_name, status in rows:
+            for next_id, type_name, status in rows:
+                into.continued_to[acks[0].job.id] = (next_id, status)
                 if status == "pending":
                     into.ready.add(type_name)
             continue
@@ -208,7 +215,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                 else:
                     lost.append((found, outcome))
         elif kind is Failed:
-            for job_id, outcome, status in rows:
+            for job_id, outcome, status, scheduled_at in rows:
                 found = by_id.get(job_id)
                 if found is None:
                     continue
@@ -216,6 +223,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                     done.append(found)
                     if status == "pending":
                         into.ready.add(found.job.type_name)
+                        into.retry_at[job_id] = scheduled_at
                 else:
                     lost.append((found, outcome))
         else:

@@ -212,6 +212,9 @@ class PgSession:
     async def reap(self, max_jobs: int) -> list[Reaped]:
         return [Reaped(*row) for row in await self._rows(self.t.reap, (max_jobs,))]
 
+    async def queue_stats(self) -> list[tuple[str, str, int, float | None]]:
+        return [tuple(row) for row in await self._rows(self.t.queue_stats, None)]  # type: ignore[misc]
+
     async def seconds_until_due(self) -> float | None:
         rows = await self._rows(self.t.next_due, (self.store.type_names,))
         if not rows or rows[0][0] is None:

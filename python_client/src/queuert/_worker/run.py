@@ -29,6 +29,7 @@ from queuert._worker.lifecycle import Lifecycle
 from queuert._worker.maintenance import Maintenance, Service
 from queuert._worker.pg_store import PgStore
 from queuert._worker.publisher import Publisher
+from queuert._worker.queue_depth import QueueDepth
 from queuert._worker.reaping import Reaper
 from queuert._worker.renewal import Renewal
 from queuert._worker.settings import Settings
@@ -99,7 +100,7 @@ class Run:
         self.renewal = Renewal(
             self.flights, self.lose, lease=s.lease, interval=s.renew_interval, wake=self.wakeup.maintenance.set
         )
-        self.execution = Execution(handlers, s.worker_id, self.renewal.observe_claim)
+        self.execution = Execution(handlers, s.worker_id, self.renewal.observe_claim, mode=s.mode)
         self.dispatch: Dispatch | None = None
         self.staged: StagedDispatcher | None = None
         self.atomic: AtomicSlots | None = None
@@ -151,6 +152,7 @@ class Run:
             services: list[Service] = [
                 DuePoll(self.wakeup, lambda: self.lifecycle.claiming, poll_interval=s.poll_interval),
                 Reaper(self.flights, self.lose, self.stats, interval=s.reap_interval, worker_id=self.worker_id),
+                QueueDepth(interval=s.stats_interval),
             ]
             if s.mode == "staged":
                 services.insert(0, self.renewal)

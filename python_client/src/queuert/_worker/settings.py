@@ -73,6 +73,7 @@ class Settings:
     prefetch_window: float
     prefetch_max: int | None
     batch_notifications: bool
+    stats_interval: float = 15.0
 
     def __post_init__(self) -> None:
         validate_schema_name(self.schema)

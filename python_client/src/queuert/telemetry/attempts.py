@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -45,16 +45,22 @@ def error_type_of(exc: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
+_NOTHING = contextlib.nullcontext()  # reusable: it holds no state
+
+
 class _NoAttempt:
     """Telemetry inactive: every call site costs one method call."""
 
     __slots__ = ()
 
     def active(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
+        return _NOTHING
 
     def attach(self) -> None:
         pass
+
+    def wrap(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        return fn
 
     def handler_error(self, exc: BaseException) -> None:
         pass
@@ -130,6 +136,16 @@ class Attempt:
 
             context.attach(trace.set_span_in_context(self.span))
 
+    def wrap(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``fn`` (a sync handler, run in a pool thread) with the attempt's
+        span current while it runs."""
+
+        def with_span(job: Any) -> Any:
+            with self.active():
+                return fn(job)
+
+        return with_span
+
     def handler_error(self, exc: BaseException) -> None:
         """The handler raised: keep the exception for :meth:`failed`."""
         self._error = exc
@@ -184,8 +200,8 @@ class Attempt:
         if seconds is None:
             return
         creation = self._continuation
-        if creation is not None and next_job_id is not None:
-            creation.created(next_job_id, self.chain_id, self.chain_type, next_status or "pending", False)
+        if creation is not None and next_job_id is not None and next_status is not None:
+            creation.created(next_job_id, self.chain_id, self.chain_type, next_status, False)
         elif creation is not None:
             if creation.span is not None:
                 creation.span.end()
@@ -247,7 +263,8 @@ class Attempt:
 
 def _blocker_links(job: Any) -> tuple[list[Any], list[tuple[str, int]]]:
     """Links to the blocker chains' traces, and (chain id, ns) of each completion."""
-    if not job._blockers_json:
+    raw = job._blockers_json
+    if not raw or raw == "[]":  # the claim's answer for a job without blockers
         return [], []
     items = job.raw_blockers  # parsed once, kept for the handler
     from opentelemetry.trace import Link

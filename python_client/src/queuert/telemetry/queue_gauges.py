@@ -1,7 +1,8 @@
 """Queue depth as observable gauges, from the ``stats`` view.
 
-A worker reads ``stats`` every ``interval`` seconds (:data:`STATS_QUERY`, on
-a connection it already has) and hands the rows to :meth:`QueueGauges.update`;
+A worker reads ``stats`` every ``interval`` seconds (on its maintenance
+connection, ``queuert._worker.queue_depth``) and hands the rows to
+:meth:`QueueGauges.update`;
 the gauges report the last rows read whenever the SDK collects, so a
 collection never waits on the database. Gauges:
 
@@ -21,12 +22,7 @@ from typing import Any
 from . import attributes as a
 from .switch import meter
 
-__all__ = ["STATS_QUERY", "QueueGauges"]
-
-#: the view's rows, the age in seconds; {schema} is the checked schema name
-STATS_QUERY = (
-    "SELECT type_name, status::text, count, extract(epoch FROM oldest_due_age)::float8 FROM {schema}.stats"
-)
+__all__ = ["QueueGauges"]
 
 
 class QueueGauges:
@@ -65,9 +61,9 @@ class QueueGauges:
     def active(self) -> bool:
         return self._meter is not None
 
-    def due(self) -> bool:
-        """Time to read the view again (never, when inactive)."""
-        return self._meter is not None and time.monotonic() >= self._next
+    def next_at(self) -> float | None:
+        """When to read the view again (monotonic seconds); None when inactive."""
+        return None if self._meter is None else self._next
 
     def update(self, rows: Iterable[tuple[str, str, int, float | None]]) -> None:
         counts, ages = [], []
