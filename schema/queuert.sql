@@ -2245,6 +2245,52 @@ END;
 $$;
 
 --
+-- Name: release_unknown_jobs(text, uuid[]); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert.release_unknown_jobs(worker_id text, known_ids uuid[] DEFAULT '{}'::uuid[]) RETURNS TABLE(job_id uuid, type_name text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_ids uuid[];
+    v_attempts integer[];
+    v_types text[];
+BEGIN
+    IF release_unknown_jobs.worker_id IS NULL
+        OR array_ndims(release_unknown_jobs.known_ids) > 1
+        OR array_position(release_unknown_jobs.known_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'release_unknown_jobs needs a worker_id and an array of job ids without NULLs';
+    END IF;
+    SELECT
+        coalesce(array_agg(j.id ORDER BY j.id), '{}'),
+        coalesce(array_agg(j.attempt ORDER BY j.id), '{}'),
+        coalesce(array_agg(j.type_name ORDER BY j.id), '{}')
+    INTO v_ids, v_attempts, v_types
+    FROM queuert.job AS j
+    WHERE j.status = 'running'
+        AND j.leased_by = release_unknown_jobs.worker_id
+        AND NOT j.id = ANY(coalesce(release_unknown_jobs.known_ids, '{}'));
+    IF cardinality(v_ids) = 0 THEN
+        RETURN;
+    END IF;
+    -- release_jobs answers one row per id, in input order
+    RETURN QUERY
+    SELECT r.job_id, t.type_name
+    FROM queuert.release_jobs(release_unknown_jobs.worker_id, v_ids, v_attempts)
+        WITH ORDINALITY AS r (job_id, outcome, o)
+    INNER JOIN unnest(v_types) WITH ORDINALITY AS t (type_name, o) ON t.o = r.o
+    WHERE r.outcome = 'released'
+    ORDER BY r.o;
+END;
+$$;
+
+--
 -- Name: renew_leases(text, uuid[], interval); Type: FUNCTION; Schema: queuert; Owner: -
 --
 

@@ -130,6 +130,57 @@ BEGIN
 END;
 $$;
 
+-- After a worker lost the answer of a claim: gives back (as release_jobs
+-- does: pending again, attempt restored, fenced by the attempt read here)
+-- the jobs running under worker_id that are not among known_ids, the jobs the
+-- worker knows it holds. Returns the jobs released and their types. Rare (a
+-- connection lost during a claim), so it walks the running jobs' index.
+CREATE OR REPLACE FUNCTION {{ schema }}.release_unknown_jobs(
+    worker_id text,
+    known_ids uuid [] DEFAULT '{}'
+)
+RETURNS TABLE (job_id uuid, type_name text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_ids uuid[];
+    v_attempts integer[];
+    v_types text[];
+BEGIN
+    IF release_unknown_jobs.worker_id IS NULL
+        OR array_ndims(release_unknown_jobs.known_ids) > 1
+        OR array_position(release_unknown_jobs.known_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'release_unknown_jobs needs a worker_id and an array of job ids without NULLs';
+    END IF;
+    SELECT
+        coalesce(array_agg(j.id ORDER BY j.id), '{}'),
+        coalesce(array_agg(j.attempt ORDER BY j.id), '{}'),
+        coalesce(array_agg(j.type_name ORDER BY j.id), '{}')
+    INTO v_ids, v_attempts, v_types
+    FROM {{ schema }}.job AS j
+    WHERE j.status = 'running'
+        AND j.leased_by = release_unknown_jobs.worker_id
+        AND NOT j.id = ANY(coalesce(release_unknown_jobs.known_ids, '{}'));
+    IF cardinality(v_ids) = 0 THEN
+        RETURN;
+    END IF;
+    -- release_jobs answers one row per id, in input order
+    RETURN QUERY
+    SELECT r.job_id, t.type_name
+    FROM {{ schema }}.release_jobs(release_unknown_jobs.worker_id, v_ids, v_attempts)
+        WITH ORDINALITY AS r (job_id, outcome, o)
+    INNER JOIN unnest(v_types) WITH ORDINALITY AS t (type_name, o) ON t.o = r.o
+    WHERE r.outcome = 'released'
+    ORDER BY r.o;
+END;
+$$;
+
 -- Running jobs whose lease expired go back to pending (keeping their place
 -- in the queue) or to failed when attempts are exhausted. The UPDATE
 -- re-checks status and lease, so a job that completed meanwhile is never

@@ -236,6 +236,8 @@ CALLS: list[Call] = [
         "SELECT * FROM queuert.complete_jobs('w', %s)", (s.held_parents[:5],))),
     ("release_jobs", lambda s: (
         "SELECT * FROM queuert.release_jobs('w', %s, %s)", (s.held, s.held_attempts))),
+    ("release_unknown_jobs", lambda s: (
+        "SELECT * FROM queuert.release_unknown_jobs('w', %s)", (s.held,))),
     ("fail_jobs", lambda s: (
         "SELECT * FROM queuert.fail_jobs('w', %s, %s)", (s.held, ["boom"] * len(s.held)))),
     ("complete", lambda s: ("SELECT * FROM queuert.complete(%s, 'w')", (s.held[0],))),

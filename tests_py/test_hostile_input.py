@@ -767,6 +767,7 @@ SIGNATURES: dict[str, list[str]] = {
     "fail": ["{job}", "'w'", "'err'", "now()", "1"],
     "renew_leases": ["'w'", "ARRAY[{job}]", "'1 minute'::interval"],
     "release_jobs": ["'w'", "ARRAY[{job}]", "ARRAY[1]"],
+    "release_unknown_jobs": ["'w'", "ARRAY[{job}]"],
     "reap": ["10"],
     "next_due_at": ["ARRAY['n']"],
     "trigger_jobs": ["ARRAY[{job}]"],

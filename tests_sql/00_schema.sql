@@ -1,6 +1,6 @@
 -- The data model and the shape of the public SQL API, as DESIGN.md lists them.
 BEGIN;
-SELECT plan(95);
+SELECT plan(97);
 
 -- Output column names of a function: its OUT/TABLE arguments, else the
 -- attributes of the composite type it returns.
@@ -205,6 +205,9 @@ SELECT is(pg_get_function_arguments('queuert.fail_jobs'::regproc),
 SELECT is(pg_get_function_arguments('queuert.release_jobs'::regproc),
     'worker_id text, job_ids uuid[], attempts integer[] DEFAULT NULL::integer[]',
     'release_jobs arguments');
+SELECT is(pg_get_function_arguments('queuert.release_unknown_jobs'::regproc),
+    'worker_id text, known_ids uuid[] DEFAULT ''{}''::uuid[]',
+    'release_unknown_jobs arguments');
 
 -- Each public name is one function (no overloads to trip named calls).
 SELECT is(
@@ -214,9 +217,9 @@ SELECT is(
          'start_chain', 'start_chains', 'claim', 'complete', 'complete_jobs',
          'continue_with', 'fail', 'renew_leases', 'reap', 'next_due_at',
          'trigger_jobs', 'cancel_chains', 'delete_chains', 'retry_jobs',
-         'set_job_type', 'chain_jobs', 'release_jobs', 'fail_jobs'])),
-    18,
-    'eighteen public functions, one each'
+         'set_job_type', 'chain_jobs', 'release_jobs', 'fail_jobs', 'release_unknown_jobs'])),
+    19,
+    'nineteen public functions, one each'
 );
 
 -- Returned columns.
@@ -243,6 +246,8 @@ SELECT is(pg_temp.result_cols('queuert.fail_jobs'::regproc),
     ARRAY['job_id', 'outcome', 'status', 'scheduled_at'], 'fail_jobs returns job_id, outcome, status, scheduled_at');
 SELECT is(pg_temp.result_cols('queuert.release_jobs'::regproc),
     ARRAY['job_id', 'outcome'], 'release_jobs returns job_id, outcome');
+SELECT is(pg_temp.result_cols('queuert.release_unknown_jobs'::regproc),
+    ARRAY['job_id', 'type_name'], 'release_unknown_jobs returns job_id, type_name');
 SELECT is(pg_temp.result_cols('queuert.reap'::regproc),
     ARRAY['job_id', 'previous_worker', 'status'], 'reap returns job_id, previous_worker, status');
 SELECT is(pg_temp.result_cols('queuert.trigger_jobs'::regproc),

@@ -44,7 +44,7 @@ class Texts:
     renew: str
     reap: str
     next_due: str
-    orphans: str
+    release_unknown: str
     queue_stats: str
     notify_setting_local: str | None
 
@@ -85,8 +85,10 @@ class Texts:
             renew=f"SELECT job_id, outcome FROM {s}.renew_leases(worker_id => %s, job_ids => %s::uuid[], lease => %s)",
             reap=f"SELECT job_id, previous_worker, status FROM {s}.reap(max_jobs => %s)",
             next_due=f"SELECT {s}.next_due_at(%s::text[]), clock_timestamp()",
-            orphans=f"SELECT id, attempt, type_name FROM {s}.job WHERE status = 'running' AND leased_by = %s",
-            # the stats view for the queue-depth gauges (seconds as float)
+            release_unknown=(
+                f"SELECT job_id, type_name FROM {s}.release_unknown_jobs(worker_id => %s, known_ids => %s::uuid[])"
+            ),
+            # the stats view (public API) for the queue-depth gauges, seconds as float
             queue_stats=(
                 "SELECT type_name, status::text, count, extract(epoch FROM oldest_due_age)::float8 "
                 f"FROM {s}.stats"

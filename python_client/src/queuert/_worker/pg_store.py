@@ -195,15 +195,8 @@ class PgSession:
         return await self._rows(query, params)
 
     async def release_orphans(self, known: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
-        known_ids = set(known)
-        released: list[tuple[uuid.UUID, str]] = []
-        for job_id, attempt, type_name in await self._rows(self.t.orphans, (self.worker_id,)):
-            if job_id in known_ids:
-                continue
-            rows = await self._rows(self.t.release_jobs, (self.worker_id, [job_id], [attempt]))
-            if any(row[1] == "released" for row in rows):
-                released.append((job_id, type_name))
-        return released
+        rows = await self._rows(self.t.release_unknown, (self.worker_id, list(known)))
+        return [(job_id, type_name) for job_id, type_name in rows]
 
     async def renew(self, job_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
         rows = await self._rows(self.t.renew, (self.worker_id, list(job_ids), self.store.lease))
