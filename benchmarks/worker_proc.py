@@ -23,6 +23,8 @@ QUEUERT_BENCH_PREPARE_THRESHOLD=none turns server-side prepared statements
 off (PgBouncer in transaction mode);
 QUEUERT_BENCH_OTEL=1 configures OpenTelemetry's SDK (tracer and meter
 providers) with exporters that drop everything (benchmarks/telemetry.py);
+QUEUERT_BENCH_OTEL_SAMPLE=R gives its tracer provider the sampler
+ParentBased(TraceIdRatioBased(R)) instead of the default (every trace);
 QUEUERT_BENCH_EXPECT=N makes the process print "done <CLOCK_MONOTONIC>" once
 its own counters say N acknowledgements (completed + continued) committed, so
 the harness need not poll the database while the worker runs.
@@ -126,7 +128,13 @@ def _install_otel_sdk() -> None:
         def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
             pass
 
-    provider = TracerProvider()
+    ratio = os.environ.get("QUEUERT_BENCH_OTEL_SAMPLE")
+    if ratio:
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+        provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(float(ratio))))
+    else:
+        provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(DropSpans()))
     trace.set_tracer_provider(provider)
     reader = PeriodicExportingMetricReader(DropMetrics(), export_interval_millis=5_000)

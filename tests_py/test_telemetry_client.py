@@ -6,6 +6,8 @@ metrics; and without an SDK, or switched off, nothing at all."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -237,3 +239,44 @@ def test_sqlite_client_calls_are_traced_too(tmp_path: Path, sdk: Sdk) -> None:
         str(many[0].id),
     ]
     assert stored == [_tp(s) for s in spans]
+
+
+NO_OTEL = """
+import sys
+sys.modules["opentelemetry"] = None  # as if opentelemetry-api were not installed
+import psycopg, queuert
+from queuert.telemetry import switch
+with psycopg.connect(sys.argv[1]) as conn:
+    started = queuert.start_chain(conn, "bare", trace_context="tc")
+    queuert.complete_chain(conn, started.id, {"ok": True})
+    conn.commit()
+    stored = conn.execute("SELECT trace_context FROM queuert.job WHERE id = %s", (started.id,)).fetchone()
+assert stored == ("tc",), stored
+assert switch.tracer() is None and switch.meter() is None
+print("ok")
+"""
+
+
+def test_without_opentelemetry_installed_the_client_works(dsn: str) -> None:
+    out = subprocess.run([sys.executable, "-c", NO_OTEL, dsn], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_traces_and_metrics_switch_apart(conn: psycopg.Connection[Any], sdk: Sdk) -> None:
+    telemetry.set_enabled(traces=False)
+    try:
+        queuert.start_chain(conn, "counted")
+        conn.commit()
+    finally:
+        telemetry.set_enabled(True)
+    assert sdk.finished() == []
+    assert sdk.counter("queuert.chains.created") == 1
+    telemetry.set_enabled(metrics=False)
+    try:
+        queuert.start_chain(conn, "traced")
+        conn.commit()
+    finally:
+        telemetry.set_enabled(True)
+    assert [s.name for s in sdk.finished()] == ["create traced"]
+    assert sdk.counter("queuert.chains.created") == 1  # still the first one only

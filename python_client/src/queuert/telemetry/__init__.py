@@ -4,8 +4,10 @@ queuert depends on ``opentelemetry-api`` only (the ``otel`` extra) and imports
 it lazily: without it installed, or with no SDK configured (no tracer or
 meter provider set), every instrumented path costs one check and emits
 nothing. With an SDK configured, instrumentation is on unless turned off
-with :func:`set_enabled` (``set_enabled(False)``) or the environment
-variable ``QUEUERT_TELEMETRY=off`` (read at import).
+with :func:`set_enabled` (``set_enabled(False)``, or ``traces=False`` /
+``metrics=False`` for one of them) or the environment variable
+``QUEUERT_TELEMETRY`` (``off``; ``metrics`` or ``traces`` for only that
+one; read at import).
 
 - :mod:`queuert.telemetry.tracing`: the client's spans (``create <type>``,
   ``settle <type>``), reported only when the caller's transaction commits.

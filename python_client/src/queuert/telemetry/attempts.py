@@ -169,24 +169,21 @@ class Attempt:
             return trace_context
         return creation.traceparent
 
-    def _finish(self, outcome: str) -> float | None:
+    def _finish(self) -> float | None:
+        """The attempt's seconds, the first time only."""
         if self._done:
             return None
         self._done = True
-        if self.span is not None:
-            self.span.set_attribute(a.OUTCOME, outcome)
         return time.monotonic() - self.started
 
     def completed(self, chain_completed: bool = False) -> None:
         """The job's completion committed."""
-        seconds = self._finish("completed")
+        seconds = self._finish()
         if seconds is None:
             return
         span = self.span
         if span is not None:
-            span.set_attribute(a.CHAIN_COMPLETED, chain_completed)
-            if chain_completed:
-                span.add_event("queuert.chain.completed", {a.CHAIN_ID: str(self.chain_id)})
+            span.set_attributes({a.OUTCOME: "completed", a.CHAIN_COMPLETED: chain_completed})
             span.end()
         metrics.attempt_finished(self.type_name, "completed", seconds)
         if self.created_at is not None:
@@ -196,7 +193,7 @@ class Attempt:
 
     def continued(self, next_job_id: Any = None, next_status: str | None = None) -> None:
         """The continuation committed (the job is completed, its chain goes on)."""
-        seconds = self._finish("continued")
+        seconds = self._finish()
         if seconds is None:
             return
         creation = self._continuation
@@ -207,6 +204,7 @@ class Attempt:
                 creation.span.end()
             metrics.continuation_created(creation.type_name)
         if self.span is not None:
+            self.span.set_attribute(a.OUTCOME, "continued")
             self.span.end()
         metrics.attempt_finished(self.type_name, "continued", seconds)
         if self.created_at is not None:
@@ -214,7 +212,7 @@ class Attempt:
 
     def failed(self, exc: BaseException | None, retry_at: datetime | None, error_text: str | None = None) -> None:
         """The failure committed; ``retry_at`` None: failed for good."""
-        seconds = self._finish("failed")
+        seconds = self._finish()
         if seconds is None:
             return
         exc = exc if exc is not None else self._error
@@ -223,9 +221,10 @@ class Attempt:
         if span is not None:
             from opentelemetry.trace import Status, StatusCode
 
-            span.set_attribute(a.ERROR_TYPE, error_type)
+            attrs: dict[str, Any] = {a.OUTCOME: "failed", a.ERROR_TYPE: error_type}
             if retry_at is not None:
-                span.set_attribute(a.RETRY_AT, retry_at.isoformat())
+                attrs[a.RETRY_AT] = retry_at.isoformat()
+            span.set_attributes(attrs)
             if exc is not None:
                 span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, (error_text or str(exc or ""))[:200]))
@@ -235,14 +234,13 @@ class Attempt:
 
     def lost(self, reason: str) -> None:
         """The job is no longer this worker's (lease taken, finished elsewhere)."""
-        if self._finish("lost") is None:
+        if self._finish() is None:
             return
         span = self.span
         if span is not None:
             from opentelemetry.trace import Status, StatusCode
 
-            span.set_attribute(a.LOST_REASON, reason)
-            span.set_attribute(a.ERROR_TYPE, "queuert.LeaseLost")
+            span.set_attributes({a.OUTCOME: "lost", a.LOST_REASON: reason, a.ERROR_TYPE: "queuert.LeaseLost"})
             span.set_status(Status(StatusCode.ERROR, f"lost: {reason}"))
             span.end()
         self._drop_continuation()
@@ -250,9 +248,10 @@ class Attempt:
 
     def released(self) -> None:
         """Given back at shutdown before or instead of an outcome."""
-        if self._finish("released") is None:
+        if self._finish() is None:
             return
         if self.span is not None:
+            self.span.set_attribute(a.OUTCOME, "released")
             self.span.end()
         self._drop_continuation()
 
@@ -302,7 +301,6 @@ def attempt_started(job: Any, worker_id: str | None, mode: str) -> Attempt | _No
         attributes={
             a.SYSTEM: a.SYSTEM_NAME,
             a.OPERATION_TYPE: "process",
-            a.OPERATION_NAME: "process",
             a.DESTINATION: job.type_name,
             a.MESSAGE_ID: str(job.id),
             a.CHAIN_ID: str(job.chain_id),

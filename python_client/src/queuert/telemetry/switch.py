@@ -4,7 +4,10 @@ Instrumentation is active when it is enabled (the default; off with
 :func:`set_enabled` or ``QUEUERT_TELEMETRY=off``), ``opentelemetry-api`` is
 installed and the application configured a provider: the API's defaults (a
 proxy that was never given a provider, or a no-op one) mean "no SDK", and
-then nothing is built at all, not even no-op spans.
+then nothing is built at all, not even no-op spans. Traces and metrics can
+be switched apart (``QUEUERT_TELEMETRY=metrics`` keeps only the metrics,
+``=traces`` only the traces): a span per attempt is the larger part of the
+cost at thousands of jobs per second (benchmarks/README.md, telemetry).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ __all__ = ["is_enabled", "meter", "set_enabled", "tracer"]
 
 _OFF_WORDS = frozenset({"0", "off", "false", "no", "disabled"})
 
-_enabled = os.environ.get("QUEUERT_TELEMETRY", "").strip().lower() not in _OFF_WORDS
+_setting = os.environ.get("QUEUERT_TELEMETRY", "").strip().lower()
+_traces_on = _setting not in _OFF_WORDS and _setting != "metrics"
+_metrics_on = _setting not in _OFF_WORDS and _setting != "traces"
 
 # the API modules, imported on first use (None after a look: not installed)
 _trace: ModuleType | None = None
@@ -33,15 +38,17 @@ _meter_cache: tuple[Any, Any] = (None, None)
 _SCOPE = "queuert"
 
 
-def set_enabled(enabled: bool) -> None:
-    """Turn queuert's instrumentation on or off for this process."""
-    global _enabled
-    _enabled = bool(enabled)
+def set_enabled(enabled: bool = True, *, traces: bool | None = None, metrics: bool | None = None) -> None:
+    """Turn queuert's instrumentation on or off for this process: both
+    traces and metrics, or (``traces=`` / ``metrics=``) each on its own."""
+    global _traces_on, _metrics_on
+    _traces_on = bool(enabled if traces is None else traces)
+    _metrics_on = bool(enabled if metrics is None else metrics)
 
 
 def is_enabled() -> bool:
-    """Whether instrumentation is switched on (an SDK must still be configured)."""
-    return _enabled
+    """Whether any instrumentation is switched on (an SDK must still be configured)."""
+    return _traces_on or _metrics_on
 
 
 def _version() -> str:
@@ -83,7 +90,7 @@ def _load_metrics() -> ModuleType | None:
 def tracer() -> Any:
     """queuert's Tracer, or None when tracing is off or no SDK is configured."""
     global _tracer_cache
-    if not _enabled:
+    if not _traces_on:
         return None
     trace = _trace if _trace is not None else _load_trace()
     if trace is None:
@@ -101,7 +108,7 @@ def tracer() -> Any:
 def meter() -> Any:
     """queuert's Meter, or None when metrics are off or no SDK is configured."""
     global _meter_cache
-    if not _enabled:
+    if not _metrics_on:
         return None
     metrics = _metrics if _metrics is not None else _load_metrics()
     if metrics is None:
