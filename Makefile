@@ -106,6 +106,13 @@ demo-sql: ensure-postgres dev
 torture: ensure-postgres-binaries dev
 	$(PY) tests_py/torture/run.py $(TORTURE_ARGS)
 
+# The torture run on SQLite (docs/sqlite.md "The worker"): 6,000 chains,
+# worker processes of both modes on one WAL file, kill -9s; `make test` runs
+# a short form via pytest (tests_py/test_torture_sqlite.py).
+.PHONY: torture-sqlite
+torture-sqlite: dev
+	$(PY) tests_py/torture/sqlite_run.py $(TORTURE_ARGS)
+
 schema-dump: ensure-postgres dev
 	DATABASE_URL="$(DATABASE_URL)" $(PY) scripts/schema_dump.py
 

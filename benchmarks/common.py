@@ -59,6 +59,13 @@ class Sizes:
     scale_claims: int = 2_000
     dashboard_jobs: int = 1_000_000
     dashboard_samples: int = 20  # requests per page and repetition
+    # retention (issue 17): completed rows retained, a pending backlog for
+    # the busy worker, claims sampled, create blocks beside the pruner
+    retention_completed: int = 10_000_000
+    retention_backlog: int = 1_000_000
+    retention_claims: int = 2_000
+    retention_rounds: int = 10
+    retention_block: int = 300
     # a safety net: every default drain finishes well inside it on 2 cores
     drain_cap_s: float = 60.0
 
@@ -89,6 +96,11 @@ class Sizes:
             scale_claims=200,
             dashboard_jobs=20_000,
             dashboard_samples=3,
+            retention_completed=50_000,
+            retention_backlog=20_000,
+            retention_claims=200,
+            retention_rounds=2,
+            retention_block=50,
             drain_cap_s=3.0,
         )
 

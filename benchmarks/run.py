@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg
 
-from . import claim_scale, create, dashboard, fan_in, floors, sqlite
+from . import claim_scale, create, dashboard, fan_in, floors, retention, sqlite
 from .common import Databases, Results, Sizes
 
 ROOT = Path(__file__).resolve().parent
@@ -76,6 +76,7 @@ def workloads() -> dict[str, tuple[Workload, bool]]:
         "create-client": (create.run_client_forms, True),
         "fan-in": (fan_in.run_all, False),
         "claim-at-scale": (claim_scale.run_all, False),
+        "retention": (retention.run_all, False),
         "dashboard": (dashboard.run_all, False),
         "sqlite": (sqlite.run_all, False),
     }
@@ -123,6 +124,11 @@ PAIRED: list[tuple[str, str, float]] = [
     # as ratios without a target: the targets are the worker's)
     ("sqlite", "create-single, client: queuert / floor", 0.5),
     ("sqlite", "create-batch x1,000, client: queuert / floor", 0.5),
+    # the worker on SQLite (a process draining no-op jobs) against the
+    # claim+complete 1/tx floor, in alternating blocks (benchmarks/sqlite_worker.py)
+    ("sqlite", "worker staged c1: queuert / floor", 0.5),
+    ("sqlite", "worker staged c10: queuert / floor", 0.5),
+    ("sqlite", "worker atomic c1: queuert / floor", 0.5),
 ]
 
 # (workload, cold metric, analyzed metric, target): jobs drained on a fresh

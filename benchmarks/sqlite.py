@@ -54,6 +54,8 @@ import queuert._sqlite as qs
 from queuert import ChainSpec
 from queuert._sqlite._values import new_job_id, now_us
 
+from .sqlite_worker import run_worker_pairs
+
 FLOOR_DDL = """
 CREATE TABLE floor_job (
     seq INTEGER PRIMARY KEY,
@@ -105,6 +107,9 @@ PUBLISHED = {
     "create-batch x1,000, client": 51_600,
     "claim+complete 1/tx": 10_200,  # its atomic worker
     "claim+complete 100/tx": 6_800,  # its staged worker (the nearest shape)
+    "worker staged c1": 6_800,
+    "worker staged c10": 6_800,
+    "worker atomic c1": 10_200,
 }
 
 
@@ -179,7 +184,7 @@ class Bench:
 
     # -- claim+complete -----------------------------------------------------
 
-    def fill(self, n: int) -> None:
+    def fill(self, n: int, type_name: str = "work") -> None:
         """Pending jobs for both sides (not timed): n floor rows, n chains,
         in tables emptied of the creation pairs' rows (claims take any type,
         as the floor's does)."""
@@ -192,11 +197,12 @@ class Bench:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(INSERT, [(new_job_id(), _payload(i), now, now) for i in range(size)])
             conn.execute("COMMIT")
-            qs.start_chains(conn, [{"type_name": "work", "input": {"n": i}} for i in range(size)])
+            qs.start_chains(conn, [{"type_name": type_name, "input": {"n": i}} for i in range(size)])
 
-    def floor_claim(self, k: int, per_tx: int = 1) -> float:
+    def floor_claim(self, k: int, per_tx: int = 1, clock: Callable[[], float] | None = None) -> float:
         conn = self.conn
-        t = _clock()
+        clock = clock or _clock
+        t = clock()
         for _ in range(k):
             now = now_us()
             conn.execute("BEGIN IMMEDIATE")
@@ -204,7 +210,12 @@ class Bench:
             conn.executemany(DONE, [(now, r[0], "floor-worker") for r in rows])
             conn.execute("COMMIT")
             assert len(rows) == per_tx
-        return k * per_tx / (_clock() - t)
+        return k * per_tx / (clock() - t)
+
+    def floor_drain(self, n: int, per_tx: int = 1) -> float:
+        """floor_claim by the wall clock (the worker pairs: the worker runs
+        in another process)."""
+        return self.floor_claim(n // per_tx, per_tx, time.perf_counter)
 
     def engine_claim(self, k: int, per_tx: int = 1) -> float:
         conn = self.conn
@@ -244,12 +255,22 @@ def paired(bench: Bench, floor: Callable[[int], float], engine: Callable[[int], 
     }
 
 
-def run_pairs(workdir: Path, synchronous: str, blocks: int, quick: bool) -> dict[str, dict[str, float]]:
+def run_pairs(
+    workdir: Path, synchronous: str, blocks: int, quick: bool, engine: bool = True, workers: bool = True
+) -> dict[str, dict[str, float]]:
     """Every pair on a fresh WAL file in ``workdir``: name -> floor, engine,
-    ratio (median of the blocks' ratios), ratio_min, ratio_max."""
+    ratio (median of the blocks' ratios), ratio_min, ratio_max. ``engine``:
+    the client and engine pairs; ``workers``: the worker processes' pairs
+    (benchmarks/sqlite_worker.py)."""
     single_k, batch_k, claim_k, claim100_k = (20, 1, 20, 1) if quick else (250, 5, 250, 5)
-    bench = Bench(str(workdir / "bench.db"), synchronous)
-    results = {
+    path = str(workdir / "bench.db")
+    bench = Bench(path, synchronous)
+    results: dict[str, dict[str, float]] = {}
+    if not engine:
+        results.update(run_worker_pairs(bench, path, synchronous, max(2, blocks // 2), quick))
+        bench.conn.close()
+        return results
+    results |= {
         "create-single": paired(bench, bench.floor_single, bench.engine_single, blocks, single_k),
         "create-single, client": paired(bench, bench.floor_single, bench.client_single, blocks, single_k),
         "create-batch x1,000": paired(bench, bench.floor_batch, bench.engine_batch, blocks, batch_k),
@@ -261,6 +282,8 @@ def run_pairs(workdir: Path, synchronous: str, blocks: int, quick: bool) -> dict
     # the batched shape a worker uses: 100 claimed and acknowledged per transaction
     bench.fill((blocks + 1) * claim100_k * 100 + claim100_k * 100)
     results["claim+complete 100/tx"] = paired(bench, bench.floor_claim100, bench.engine_claim100, blocks, claim100_k)
+    if workers:  # last: they leave their completed rows behind
+        results.update(run_worker_pairs(bench, path, synchronous, max(2, blocks // 2), quick))
     bench.conn.close()
     return results
 
@@ -288,6 +311,8 @@ def main() -> None:
     parser.add_argument("--synchronous", default="FULL", choices=["OFF", "NORMAL", "FULL"])
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
+    parser.add_argument("--only", choices=["engine", "workers"], default=None,
+                        help="only the client and engine pairs, or only the worker processes' pairs")
     parser.add_argument("--dir", default=None, help="where the database file goes (default: a temp dir)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument(
@@ -300,7 +325,9 @@ def main() -> None:
     _clock = time.process_time if args.cpu else time.perf_counter
     blocks = 2 if args.quick else args.blocks
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="queuert-sqlite-bench-"))
-    results = run_pairs(workdir, args.synchronous, blocks, args.quick)
+    results = run_pairs(
+        workdir, args.synchronous, blocks, args.quick, engine=args.only != "workers", workers=args.only != "engine"
+    )
 
     print(f"SQLite {sqlite3.sqlite_version}, synchronous={args.synchronous}, WAL, {blocks} blocks per pair,"
           f" {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, {'CPU' if args.cpu else 'wall'} time")

@@ -439,6 +439,277 @@ END;
 $$;
 
 --
+-- Name: _claim_limited(text[], integer, text[]); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._claim_limited(type_names text[], max_jobs integer, limited text[]) RETURNS uuid[]
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_sort TO 'off'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_at timestamptz := clock_timestamp();
+    v_ids uuid [] := '{}';
+    v_out text [] := '{}';
+    v_cand_ids uuid [];
+    v_cand_types text [];
+    v_cand_attempts integer [];
+    v_keep boolean [];
+    v_type text;
+    v_pos integer [];
+    v_granted integer;
+    v_ran_out boolean;
+    r record;
+BEGIN
+    WHILE cardinality(v_ids) < max_jobs LOOP
+        v_cand_ids := '{}';
+        v_cand_types := '{}';
+        v_cand_attempts := '{}';
+        FOR r IN
+            SELECT j.id, j.type_name, j.attempt
+            FROM queuert.job AS j
+            WHERE j.status = 'pending' AND j.scheduled_at <= now()
+                AND (_claim_limited.type_names IS NULL OR j.type_name = ANY(_claim_limited.type_names))
+                AND NOT (j.type_name = ANY(v_out))
+                AND NOT (j.id = ANY(v_ids))
+            ORDER BY j.priority DESC, j.scheduled_at, j.seq
+            LIMIT max_jobs - cardinality(v_ids)
+            FOR NO KEY UPDATE OF j SKIP LOCKED
+        LOOP
+            v_cand_ids := v_cand_ids || r.id;
+            v_cand_types := v_cand_types || r.type_name;
+            v_cand_attempts := v_cand_attempts || r.attempt;
+        END LOOP;
+        EXIT WHEN cardinality(v_cand_ids) = 0;
+
+        v_keep := array_fill(true, ARRAY[cardinality(v_cand_ids)]);
+        v_ran_out := false;
+        FOR v_type IN
+            SELECT DISTINCT t.type_name FROM unnest(v_cand_types) AS t (type_name)
+            WHERE t.type_name = ANY(limited)
+        LOOP
+            v_pos := ARRAY(
+                SELECT p.n::integer FROM unnest(v_cand_types) WITH ORDINALITY AS p (type_name, n)
+                WHERE p.type_name = v_type ORDER BY p.n
+            );
+            v_granted := queuert._take_limit_tokens(
+                v_type,
+                ARRAY(SELECT v_cand_ids[n] FROM unnest(v_pos) WITH ORDINALITY AS o (n, k) ORDER BY o.k),
+                ARRAY(SELECT v_cand_attempts[n] FROM unnest(v_pos) WITH ORDINALITY AS o (n, k) ORDER BY o.k),
+                v_at
+            );
+            IF v_granted < cardinality(v_pos) THEN
+                v_out := v_out || v_type;
+                v_ran_out := true;
+                FOR i IN v_granted + 1..cardinality(v_pos) LOOP
+                    v_keep[v_pos[i]] := false;
+                END LOOP;
+            END IF;
+        END LOOP;
+        FOR i IN 1..cardinality(v_cand_ids) LOOP
+            IF v_keep[i] THEN
+                v_ids := v_ids || v_cand_ids[i];
+            END IF;
+        END LOOP;
+        EXIT WHEN NOT v_ran_out;
+    END LOOP;
+    RETURN v_ids;
+END;
+$$;
+
+--
+-- Name: _cron_field(text, text, integer, integer, text); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._cron_field(expr text, field text, lo integer, hi integer, what text) RETURNS bigint
+    LANGUAGE plpgsql IMMUTABLE
+    AS $_$
+DECLARE
+    v_mask bigint := 0;
+    v_item text;
+    v_parts text [];
+    v_from integer;
+    v_to integer;
+    v_step integer;
+BEGIN
+    FOREACH v_item IN ARRAY string_to_array(field, ',') LOOP
+        v_parts := regexp_match(v_item, '^(\*|\d{1,2}|\d{1,2}-\d{1,2})(?:/(\d{1,2}))?$');
+        IF v_parts IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'QU006',
+                MESSAGE = format('cron %L: cannot read %s field %L', expr, what, field);
+        END IF;
+        v_step := coalesce(v_parts[2]::integer, 1);
+        IF v_parts[1] = '*' THEN
+            v_from := lo;
+            v_to := hi;
+        ELSIF strpos(v_parts[1], '-') > 0 THEN
+            v_from := split_part(v_parts[1], '-', 1)::integer;
+            v_to := split_part(v_parts[1], '-', 2)::integer;
+        ELSE
+            v_from := v_parts[1]::integer;
+            -- "5/15" means from 5 to the end in steps of 15
+            v_to := CASE WHEN v_parts[2] IS NULL THEN v_from ELSE hi END;
+        END IF;
+        IF v_step < 1 OR v_from < lo OR v_to > hi OR v_from > v_to THEN
+            RAISE EXCEPTION USING ERRCODE = 'QU006',
+                MESSAGE = format('cron %L: %s field %L is outside %s-%s', expr, what, field, lo, hi);
+        END IF;
+        FOR v IN v_from..v_to BY v_step LOOP
+            v_mask := v_mask | (1::bigint << v);
+        END LOOP;
+    END LOOP;
+    RETURN v_mask;
+END;
+$_$;
+
+--
+-- Name: _cron_next(bigint[], text, timestamp with time zone); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._cron_next(cron bigint[], tz text, after timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    v_local timestamp := after AT TIME ZONE tz;
+    v_l timestamp;
+    v_u timestamptz;
+    v_c timestamptz;
+    v_best timestamptz;
+    v_first timestamptz;
+BEGIN
+    v_l := queuert._cron_next_local(cron, date_trunc('minute', v_local) + interval '1 minute');
+    IF v_l IS NULL THEN
+        RETURN NULL;
+    END IF;
+    v_u := v_l AT TIME ZONE tz;
+    IF v_u > after AND v_u - after <= interval '7 days'
+        AND queuert._utc_offset(tz, after - interval '3 hours') = queuert._utc_offset(tz, after)
+        AND queuert._utc_offset(tz, after) = queuert._utc_offset(tz, v_u) THEN
+        RETURN v_u;
+    END IF;
+
+    v_l := date_trunc('minute', v_local) - interval '2 hours';
+    LOOP
+        v_l := queuert._cron_next_local(cron, v_l + interval '1 minute');
+        EXIT WHEN v_l IS NULL;
+        EXIT WHEN v_best IS NOT NULL AND v_l > (v_best AT TIME ZONE tz) + interval '2 hours';
+        v_u := v_l AT TIME ZONE tz;
+        v_first := NULL;
+        FOR k IN -4..4 LOOP
+            v_c := v_u + k * interval '30 minutes';
+            IF (v_c AT TIME ZONE tz) = v_l THEN
+                v_first := v_c;
+                EXIT;
+            END IF;
+        END LOOP;
+        -- NULL: a skipped wall-clock time; PostgreSQL's reading lands after the gap
+        v_first := coalesce(v_first, v_u);
+        IF v_first > after THEN
+            v_best := least(v_best, v_first);
+        END IF;
+    END LOOP;
+    RETURN v_best;
+END;
+$$;
+
+--
+-- Name: _cron_next_local(bigint[], timestamp without time zone); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._cron_next_local(cron bigint[], from_local timestamp without time zone) RETURNS timestamp without time zone
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+    v timestamp := date_trunc('minute', from_local);
+    v_limit timestamp;
+    v_dom boolean;
+    v_dow boolean;
+BEGIN
+    IF v < from_local THEN
+        v := v + interval '1 minute';
+    END IF;
+    v_limit := v + interval '9 years';
+    WHILE v < v_limit LOOP
+        IF cron[4] & (1::bigint << extract(MONTH FROM v)::integer) = 0 THEN
+            v := date_trunc('month', v) + interval '1 month';
+            CONTINUE;
+        END IF;
+        v_dom := cron[3] & (1::bigint << extract(DAY FROM v)::integer) <> 0;
+        v_dow := cron[5] & (1::bigint << extract(DOW FROM v)::integer) <> 0;
+        IF NOT (CASE WHEN cron[6] = 1 AND cron[7] = 1 THEN v_dom OR v_dow ELSE v_dom AND v_dow END) THEN
+            v := date_trunc('day', v) + interval '1 day';
+            CONTINUE;
+        END IF;
+        IF cron[2] & (1::bigint << extract(HOUR FROM v)::integer) = 0 THEN
+            v := date_trunc('hour', v) + interval '1 hour';
+            CONTINUE;
+        END IF;
+        IF cron[1] & (1::bigint << extract(MINUTE FROM v)::integer) = 0 THEN
+            v := v + interval '1 minute';
+            CONTINUE;
+        END IF;
+        RETURN v;
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: _cron_parse(text); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._cron_parse(expr text) RETURNS bigint[]
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+    v_text text := lower(btrim(coalesce(expr, '')));
+    v_fields text [];
+    v_dow bigint;
+    v_names text [] := ARRAY[
+        'jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'
+    ];
+    v_days text [] := ARRAY['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+BEGIN
+    v_text := CASE v_text
+        WHEN '@yearly' THEN '0 0 1 1 *'
+        WHEN '@annually' THEN '0 0 1 1 *'
+        WHEN '@monthly' THEN '0 0 1 * *'
+        WHEN '@weekly' THEN '0 0 * * 0'
+        WHEN '@daily' THEN '0 0 * * *'
+        WHEN '@midnight' THEN '0 0 * * *'
+        WHEN '@hourly' THEN '0 * * * *'
+        ELSE v_text
+    END;
+    v_fields := regexp_split_to_array(v_text, '\s+');
+    IF cardinality(v_fields) <> 5 OR length(v_text) > 1000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('cron %L must have five fields (minute hour day month weekday) or be an @macro', expr);
+    END IF;
+    FOR i IN 1..12 LOOP
+        v_fields[4] := replace(v_fields[4], v_names[i], i::text);
+    END LOOP;
+    FOR i IN 1..7 LOOP
+        v_fields[5] := replace(v_fields[5], v_days[i], (i - 1)::text);
+    END LOOP;
+    v_dow := queuert._cron_field(expr, v_fields[5], 0, 7, 'weekday');
+    IF v_dow & (1::bigint << 7) <> 0 THEN
+        v_dow := (v_dow | 1) & ~(1::bigint << 7);  -- 7 is Sunday
+    END IF;
+    RETURN ARRAY[
+        queuert._cron_field(expr, v_fields[1], 0, 59, 'minute'),
+        queuert._cron_field(expr, v_fields[2], 0, 23, 'hour'),
+        queuert._cron_field(expr, v_fields[3], 1, 31, 'day-of-month'),
+        queuert._cron_field(expr, v_fields[4], 1, 12, 'month'),
+        v_dow,
+        (left(v_fields[3], 1) <> '*')::integer::bigint,
+        (left(v_fields[5], 1) <> '*')::integer::bigint
+    ];
+END;
+$$;
+
+--
 -- Name: _dedup_chain_items(queuert.chain_item[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
@@ -976,6 +1247,83 @@ END;
 $$;
 
 --
+-- Name: _take_limit_tokens(text, uuid[], integer[], timestamp with time zone); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._take_limit_tokens(type_name text, job_ids uuid[], attempts integer[], at timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_policy record;
+    v_granted integer := cardinality(job_ids);
+    v_slots integer [];
+    v_rate integer [];
+BEGIN
+    SELECT t.max_running, t.rate_limit, t.rate_interval INTO v_policy
+    FROM queuert.job_type AS t
+    WHERE t.type_name = _take_limit_tokens.type_name;
+
+    IF v_policy.max_running IS NOT NULL THEN
+        -- A slot is free when its job no longer runs at the attempt that
+        -- took it: completions, failures, reaps, cancels and deletes free
+        -- slots without writing here.
+        v_slots := ARRAY(
+            SELECT s.slot FROM queuert.job_running_slot AS s
+            WHERE s.type_name = _take_limit_tokens.type_name
+                AND NOT EXISTS (
+                    SELECT 1 FROM queuert.job AS j
+                    WHERE j.id = s.job_id AND j.status = 'running' AND j.attempt = s.attempt
+                )
+            LIMIT v_granted
+            FOR UPDATE OF s SKIP LOCKED
+        );
+        -- Again under our locks, with this statement's newer snapshot: a
+        -- slot locked after another claimer committed was re-checked above
+        -- against that claimer's slot row but an older view of its job.
+        v_slots := ARRAY(
+            SELECT s.slot FROM queuert.job_running_slot AS s
+            WHERE s.type_name = _take_limit_tokens.type_name AND s.slot = ANY(v_slots)
+                AND NOT EXISTS (
+                    SELECT 1 FROM queuert.job AS j
+                    WHERE j.id = s.job_id AND j.status = 'running' AND j.attempt = s.attempt
+                )
+        );
+        v_granted := least(v_granted, cardinality(v_slots));
+    END IF;
+
+    IF v_policy.rate_limit IS NOT NULL AND v_granted > 0 THEN
+        -- A sliding window: each token is the time of a start and comes
+        -- back rate_interval after it.
+        v_rate := ARRAY(
+            SELECT r.slot FROM queuert.job_rate_slot AS r
+            WHERE r.type_name = _take_limit_tokens.type_name
+                AND r.used_at <= _take_limit_tokens.at - v_policy.rate_interval
+            LIMIT v_granted
+            FOR UPDATE OF r SKIP LOCKED
+        );
+        v_granted := cardinality(v_rate);
+        UPDATE queuert.job_rate_slot AS r
+        SET used_at = _take_limit_tokens.at
+        WHERE r.type_name = _take_limit_tokens.type_name AND r.slot = ANY(v_rate);
+    END IF;
+
+    IF v_policy.max_running IS NOT NULL AND v_granted > 0 THEN
+        UPDATE queuert.job_running_slot AS s
+        SET job_id = x.job_id, attempt = x.attempt + 1  -- the attempt claim gives it
+        FROM unnest(
+            v_slots[1:v_granted], job_ids[1:v_granted], attempts[1:v_granted]
+        ) AS x (slot, job_id, attempt)
+        WHERE s.type_name = _take_limit_tokens.type_name AND s.slot = x.slot;
+    END IF;
+    RETURN v_granted;
+END;
+$$;
+
+--
 -- Name: _typed_chain_items(jsonb); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
@@ -1033,6 +1381,16 @@ BEGIN
     END IF;
     RETURN v_items;
 END;
+$$;
+
+--
+-- Name: _utc_offset(text, timestamp with time zone); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._utc_offset(tz text, at timestamp with time zone) RETURNS interval
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT (at AT TIME ZONE tz) - (at AT TIME ZONE 'UTC')
 $$;
 
 --
@@ -1114,6 +1472,7 @@ CREATE FUNCTION queuert.claim(worker_id text, type_names text[] DEFAULT NULL::te
 #variable_conflict use_column
 DECLARE
     v_ids uuid[];
+    v_limited text[];
 BEGIN
     IF claim.worker_id IS NULL OR claim.worker_id = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006', MESSAGE = 'claim needs a worker_id';
@@ -1131,10 +1490,21 @@ BEGIN
             MESSAGE = format('lease must be at most 1000 years, got %s', claim.lease);
     END IF;
 
+    -- Types with a limit (set_job_type's max_running, rate_limit) take
+    -- tokens as well (sql/018_claim_limits.sql); without any, this is one
+    -- probe of an empty partial index and the plain scan below.
+    v_limited := ARRAY(
+        SELECT t.type_name FROM queuert.job_type AS t
+        WHERE (t.max_running IS NOT NULL OR t.rate_limit IS NOT NULL)
+            AND (claim.type_names IS NULL OR t.type_name = ANY(claim.type_names))
+    );
+
     -- Candidates first, in a statement of their own per filter shape: each
     -- keeps a simple generic plan (an index scan of job_claim_idx), where one
     -- statement with "type_names IS NULL OR ..." is re-planned on every call.
-    IF claim.type_names IS NULL THEN
+    IF cardinality(v_limited) > 0 THEN
+        v_ids := queuert._claim_limited(claim.type_names, coalesce(claim.max_jobs, 1), v_limited);
+    ELSIF claim.type_names IS NULL THEN
         v_ids := ARRAY(
             SELECT j.id
             FROM queuert.job AS j
@@ -1903,6 +2273,23 @@ END;
 $$;
 
 --
+-- Name: delete_schedule(text); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert.delete_schedule(name text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+#variable_conflict use_column
+BEGIN
+    DELETE FROM queuert.schedule AS s WHERE s.name = delete_schedule.name;
+    RETURN FOUND;
+END;
+$$;
+
+--
 -- Name: fail(uuid, text, text, timestamp with time zone, integer); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
@@ -2071,6 +2458,59 @@ END;
 $$;
 
 --
+-- Name: fire_schedules(text[]); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert.fire_schedules(type_names text[] DEFAULT NULL::text[]) RETURNS TABLE(schedule_name text, tick_at timestamp with time zone, chain_id uuid, deduplicated boolean, next_tick_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_due record;
+    v_started queuert.start_chain_result;
+    v_next timestamptz;
+BEGIN
+    FOR v_due IN
+        SELECT s.name, s.cron, s.timezone, s.type_name, s.input, s.priority, s.next_tick_at
+        FROM queuert.schedule AS s
+        WHERE s.next_tick_at <= now()
+            AND (fire_schedules.type_names IS NULL OR s.type_name = ANY(fire_schedules.type_names))
+        FOR UPDATE OF s SKIP LOCKED
+    LOOP
+        SELECT * INTO v_started
+        FROM queuert.start_chain(
+            type_name => v_due.type_name,
+            input => v_due.input,
+            dedup_key => format(
+                'schedule:%s@%s', v_due.name,
+                to_char(v_due.next_tick_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"')
+            ),
+            dedup_scope => 'any',
+            priority => v_due.priority
+        );
+        v_next := coalesce(
+            queuert._cron_next(
+                queuert._cron_parse(v_due.cron), v_due.timezone, greatest(now(), v_due.next_tick_at)
+            ),
+            'infinity'
+        );
+        UPDATE queuert.schedule AS s
+        SET next_tick_at = v_next, last_tick_at = v_due.next_tick_at, last_chain_id = v_started.chain_id
+        WHERE s.name = v_due.name;
+        schedule_name := v_due.name;
+        tick_at := v_due.next_tick_at;
+        chain_id := v_started.chain_id;
+        deduplicated := v_started.deduplicated;
+        next_tick_at := v_next;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+--
 -- Name: next_due_at(text[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
@@ -2106,6 +2546,156 @@ CREATE FUNCTION queuert.next_due_at(type_names text[] DEFAULT NULL::text[]) RETU
     ))
     FROM priorities AS p
     WHERE p.priority IS NOT NULL;
+$$;
+
+--
+-- Name: next_schedule_at(text[]); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert.next_schedule_at(type_names text[] DEFAULT NULL::text[]) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+    SELECT min(s.next_tick_at) FROM queuert.schedule AS s
+    WHERE next_schedule_at.type_names IS NULL OR s.type_name = ANY(next_schedule_at.type_names);
+$$;
+
+--
+-- Name: prune(interval, integer, interval); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert.prune(older_than interval, batch_size integer DEFAULT 1000, failed_older_than interval DEFAULT NULL::interval) RETURNS TABLE(chains integer, jobs integer)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_done timestamptz;
+    v_failed timestamptz;
+    v_roots uuid [];
+    v_more uuid [];
+    v_locked uuid [];
+    v_deleted integer;
+BEGIN
+    IF prune.older_than IS NULL OR prune.older_than < interval '0'
+        OR prune.failed_older_than < interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'prune needs older_than (and failed_older_than, when given) of at least 0';
+    END IF;
+    IF prune.older_than > interval '1000 years' OR prune.failed_older_than > interval '1000 years' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'older_than and failed_older_than must be at most 1000 years';
+    END IF;
+    IF prune.batch_size IS NULL OR prune.batch_size NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('batch_size must be between 1 and 100000, got %s', prune.batch_size);
+    END IF;
+    v_done := now() - prune.older_than;
+    v_failed := now() - prune.failed_older_than;
+
+    -- Candidates, oldest first, each through its own partial index: roots
+    -- of completed chains (job_completed_chain_idx), cancelled jobs
+    -- (job_cancelled_idx, aged by creation: cancelling stamps no time) and,
+    -- when asked, failed jobs (job_failed_idx, aged by their last attempt).
+    -- A chain another chain has as a blocker stays (its edge would dangle);
+    -- it goes in a later call, after its dependents. That test is a probe of
+    -- job_blocker_chain_idx per candidate: OFFSET 0 keeps each NOT EXISTS a
+    -- subplan, where the planner, misled by a tiny table's statistics, made
+    -- it an anti-join reading the whole index.
+    v_roots := ARRAY(
+        SELECT r.id FROM queuert.job AS r
+        WHERE r.chain_index = 0 AND r.chain_completed_at IS NOT NULL
+            AND r.chain_completed_at <= v_done
+            AND NOT EXISTS (
+                SELECT 1 FROM queuert.job_blocker AS b
+                WHERE b.blocker_chain_id = r.id OFFSET 0
+            )
+        -- oldest first: the walk of job_completed_chain_idx (without the
+        -- order a plan may walk job_pkey instead, every root)
+        ORDER BY r.chain_completed_at
+        LIMIT prune.batch_size
+        FOR UPDATE OF r SKIP LOCKED
+    );
+    IF cardinality(v_roots) < prune.batch_size THEN
+        v_more := ARRAY(
+            SELECT DISTINCT j.chain_id FROM queuert.job AS j
+            WHERE j.status = 'cancelled' AND j.created_at <= v_done
+                AND NOT EXISTS (
+                    SELECT 1 FROM queuert.job_blocker AS b
+                    WHERE b.blocker_chain_id = j.chain_id OFFSET 0
+                )
+            LIMIT prune.batch_size - cardinality(v_roots)
+        );
+        v_roots := v_roots || v_more;
+    END IF;
+    IF v_failed IS NOT NULL AND cardinality(v_roots) < prune.batch_size THEN
+        v_more := ARRAY(
+            SELECT DISTINCT j.chain_id FROM queuert.job AS j
+            WHERE j.status = 'failed' AND j.last_attempt_at <= v_failed
+                AND NOT EXISTS (
+                    SELECT 1 FROM queuert.job_blocker AS b
+                    WHERE b.blocker_chain_id = j.chain_id OFFSET 0
+                )
+            LIMIT prune.batch_size - cardinality(v_roots)
+        );
+        v_roots := v_roots || v_more;
+    END IF;
+    IF cardinality(v_roots) = 0 THEN
+        chains := 0;
+        jobs := 0;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    -- Lock every job of the candidate chains without waiting (a chain
+    -- someone is working on is skipped this time), then keep the chains
+    -- whose jobs are all ours and that are still finished, with a snapshot
+    -- taken under those locks: a retry, a new blocker edge (it locks the
+    -- root) or a late continuation that committed meanwhile keeps a chain.
+    v_locked := ARRAY(
+        SELECT j.id FROM queuert.job AS j
+        WHERE (j.chain_index > 0 AND j.chain_id = ANY(v_roots)) OR (j.chain_index = 0 AND j.id = ANY(v_roots))
+        FOR UPDATE OF j SKIP LOCKED
+    );
+    v_roots := ARRAY(
+        SELECT r.id
+        FROM queuert.job AS r
+        CROSS JOIN LATERAL queuert._chain_tail(r.id) AS t
+        WHERE r.id = ANY(v_roots) AND r.chain_id = r.id
+            AND (
+                (r.chain_completed_at IS NOT NULL AND r.chain_completed_at <= v_done)
+                OR (t.status = 'cancelled' AND t.created_at <= v_done)
+                OR (t.status = 'failed' AND t.last_attempt_at <= v_failed)
+            )
+            AND NOT EXISTS (
+                SELECT 1 FROM queuert.job_blocker AS b
+                WHERE b.blocker_chain_id = r.id OFFSET 0
+            )
+            AND NOT EXISTS (
+                SELECT 1 FROM queuert._chain_job_ids(r.id) AS m (id)
+                WHERE NOT (m.id = ANY(v_locked))
+            )
+    );
+    IF cardinality(v_roots) = 0 THEN
+        chains := 0;
+        jobs := 0;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    -- Their own edges go with them (ON DELETE CASCADE on job_id).
+    DELETE FROM queuert.job AS j
+    WHERE (j.chain_index > 0 AND j.chain_id = ANY(v_roots)) OR (j.chain_index = 0 AND j.id = ANY(v_roots));
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    chains := cardinality(v_roots);
+    jobs := v_deleted;
+    RETURN NEXT;
+END;
 $$;
 
 --
@@ -2410,21 +3000,30 @@ CREATE TABLE queuert.job_type (
     backoff_max interval DEFAULT '00:05:00'::interval NOT NULL,
     lease interval DEFAULT '00:01:00'::interval NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    max_running integer,
+    rate_limit integer,
+    rate_interval interval,
     CONSTRAINT job_type_backoff_initial_check CHECK ((backoff_initial >= '00:00:00'::interval)),
     CONSTRAINT job_type_backoff_max_check CHECK ((backoff_max >= '00:00:00'::interval)),
     CONSTRAINT job_type_backoff_multiplier_check CHECK ((backoff_multiplier >= (1)::double precision)),
     CONSTRAINT job_type_lease_check CHECK ((lease > '00:00:00'::interval)),
     CONSTRAINT job_type_max_attempts_check CHECK (((max_attempts IS NULL) OR (max_attempts > 0))),
+    CONSTRAINT job_type_max_running_check CHECK (((max_running IS NULL) OR ((max_running >= 0) AND (max_running <= 10000)))),
+    CONSTRAINT job_type_rate_interval_check CHECK (((rate_interval IS NULL) OR (rate_interval > '00:00:00'::interval))),
+    CONSTRAINT job_type_rate_limit_check CHECK (((rate_limit IS NULL) OR ((rate_limit >= 1) AND (rate_limit <= 10000)))),
+    CONSTRAINT job_type_rate_pair CHECK (((rate_limit IS NULL) = (rate_interval IS NULL))),
     CONSTRAINT job_type_type_name_check CHECK (((length(type_name) >= 1) AND (length(type_name) <= 255)))
 );
 
 --
--- Name: set_job_type(text, integer, interval, double precision, interval, interval); Type: FUNCTION; Schema: queuert; Owner: -
+-- Name: set_job_type(text, integer, interval, double precision, interval, interval, integer, integer, interval); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert.set_job_type(type_name text, max_attempts integer DEFAULT NULL::integer, backoff_initial interval DEFAULT '00:00:10'::interval, backoff_multiplier double precision DEFAULT 2, backoff_max interval DEFAULT '00:05:00'::interval, lease interval DEFAULT '00:01:00'::interval) RETURNS queuert.job_type
+CREATE FUNCTION queuert.set_job_type(type_name text, max_attempts integer DEFAULT NULL::integer, backoff_initial interval DEFAULT '00:00:10'::interval, backoff_multiplier double precision DEFAULT 2, backoff_max interval DEFAULT '00:05:00'::interval, lease interval DEFAULT '00:01:00'::interval, max_running integer DEFAULT NULL::integer, rate_limit integer DEFAULT NULL::integer, rate_interval interval DEFAULT NULL::interval) RETURNS queuert.job_type
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -2455,13 +3054,30 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
             MESSAGE = format('lease must be positive, got %s', v_lease);
     END IF;
+    IF set_job_type.max_running NOT BETWEEN 0 AND 10000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('max_running must be between 0 and 10000 or NULL, got %s', set_job_type.max_running);
+    END IF;
+    IF set_job_type.rate_limit NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('rate_limit must be between 1 and 10000 or NULL, got %s', set_job_type.rate_limit);
+    END IF;
+    IF (set_job_type.rate_limit IS NULL) <> (set_job_type.rate_interval IS NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'rate_limit and rate_interval go together: give both or neither';
+    END IF;
+    IF set_job_type.rate_interval <= interval '0' OR set_job_type.rate_interval > interval '1000 years' THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('rate_interval must be positive and at most 1000 years, got %s', set_job_type.rate_interval);
+    END IF;
     INSERT INTO queuert.job_type AS t (
         type_name, max_attempts, backoff_initial, backoff_multiplier,
-        backoff_max, lease, updated_at
+        backoff_max, lease, max_running, rate_limit, rate_interval, updated_at
     )
     VALUES (
         set_job_type.type_name, set_job_type.max_attempts, v_initial, v_multiplier,
-        v_max, v_lease, now()
+        v_max, v_lease, set_job_type.max_running, set_job_type.rate_limit,
+        set_job_type.rate_interval, now()
     )
     ON CONFLICT (type_name) DO UPDATE SET
         max_attempts = excluded.max_attempts,
@@ -2469,8 +3085,127 @@ BEGIN
         backoff_multiplier = excluded.backoff_multiplier,
         backoff_max = excluded.backoff_max,
         lease = excluded.lease,
+        max_running = excluded.max_running,
+        rate_limit = excluded.rate_limit,
+        rate_interval = excluded.rate_interval,
         updated_at = excluded.updated_at
     RETURNING t.* INTO v_row;
+
+    -- One token row per unit of each limit (sql/018_claim_limits.sql).
+    -- Lowering a limit drops the highest slots; their jobs run on, so the
+    -- lower limit holds once enough of them finish.
+    DELETE FROM queuert.job_running_slot AS s
+    WHERE s.type_name = v_row.type_name AND s.slot > coalesce(v_row.max_running, 0);
+    INSERT INTO queuert.job_running_slot (type_name, slot)
+    SELECT v_row.type_name, g FROM generate_series(1, coalesce(v_row.max_running, 0)) AS g
+    ON CONFLICT DO NOTHING;
+    DELETE FROM queuert.job_rate_slot AS s
+    WHERE s.type_name = v_row.type_name AND s.slot > coalesce(v_row.rate_limit, 0);
+    INSERT INTO queuert.job_rate_slot (type_name, slot)
+    SELECT v_row.type_name, g FROM generate_series(1, coalesce(v_row.rate_limit, 0)) AS g
+    ON CONFLICT DO NOTHING;
+    -- Jobs of the type that run without a slot (claimed before the limit
+    -- was set, or whose slot a lower limit dropped) take the free ones, so
+    -- a new or raised limit counts them.
+    UPDATE queuert.job_running_slot AS s
+    SET job_id = o.id, attempt = o.attempt
+    FROM (
+        SELECT f.slot, row_number() OVER (ORDER BY f.slot) AS n
+        FROM queuert.job_running_slot AS f
+        WHERE f.type_name = v_row.type_name
+            AND NOT EXISTS (
+                SELECT 1 FROM queuert.job AS j
+                WHERE j.id = f.job_id AND j.status = 'running' AND j.attempt = f.attempt
+            )
+    ) AS free
+    JOIN (
+        SELECT j.id, j.attempt, row_number() OVER (ORDER BY j.id) AS n
+        FROM queuert.job AS j
+        WHERE j.status = 'running' AND j.leased_until IS NOT NULL AND j.type_name = v_row.type_name
+            AND NOT EXISTS (
+                SELECT 1 FROM queuert.job_running_slot AS h
+                WHERE h.type_name = v_row.type_name AND h.job_id = j.id AND h.attempt = j.attempt
+            )
+    ) AS o ON o.n = free.n
+    WHERE s.type_name = v_row.type_name AND s.slot = free.slot;
+    RETURN v_row;
+END;
+$$;
+
+--
+-- Name: schedule; Type: TABLE; Schema: queuert; Owner: -
+--
+
+CREATE TABLE queuert.schedule (
+    name text NOT NULL,
+    cron text NOT NULL,
+    timezone text NOT NULL,
+    type_name text NOT NULL,
+    input jsonb,
+    priority integer DEFAULT 0 NOT NULL,
+    next_tick_at timestamp with time zone NOT NULL,
+    last_tick_at timestamp with time zone,
+    last_chain_id uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT schedule_name_check CHECK (((length(name) >= 1) AND (length(name) <= 255))),
+    CONSTRAINT schedule_type_name_check CHECK (((length(type_name) >= 1) AND (length(type_name) <= 255)))
+);
+
+--
+-- Name: set_schedule(text, text, text, jsonb, text, integer); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert.set_schedule(name text, cron text, type_name text, input jsonb DEFAULT NULL::jsonb, timezone text DEFAULT 'UTC'::text, priority integer DEFAULT 0) RETURNS queuert.schedule
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_tz text := coalesce(set_schedule.timezone, 'UTC');
+    v_cron bigint [];
+    v_next timestamptz;
+    v_row queuert.schedule;
+BEGIN
+    IF set_schedule.name IS NULL OR length(set_schedule.name) NOT BETWEEN 1 AND 255 THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = 'schedule name must be 1 to 255 characters';
+    END IF;
+    PERFORM queuert._check_type_name(set_schedule.type_name);
+    v_cron := queuert._cron_parse(set_schedule.cron);
+    BEGIN
+        PERFORM now() AT TIME ZONE v_tz;
+    EXCEPTION WHEN invalid_parameter_value THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('unknown time zone %L', v_tz);
+    END;
+    v_next := queuert._cron_next(v_cron, v_tz, now());
+    IF v_next IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format('cron %L never matches a date', set_schedule.cron);
+    END IF;
+    INSERT INTO queuert.schedule AS s (
+        name, cron, timezone, type_name, input, priority, next_tick_at
+    )
+    VALUES (
+        set_schedule.name, btrim(set_schedule.cron), v_tz, set_schedule.type_name,
+        set_schedule.input, coalesce(set_schedule.priority, 0), v_next
+    )
+    ON CONFLICT (name) DO UPDATE SET
+        cron = excluded.cron,
+        timezone = excluded.timezone,
+        type_name = excluded.type_name,
+        input = excluded.input,
+        priority = excluded.priority,
+        -- a tick already due still fires unless the timing itself changed
+        next_tick_at = CASE
+            WHEN s.cron = excluded.cron AND s.timezone = excluded.timezone THEN s.next_tick_at
+            ELSE excluded.next_tick_at
+        END,
+        updated_at = now()
+    RETURNING s.* INTO v_row;
     RETURN v_row;
 END;
 $$;
@@ -2882,6 +3617,29 @@ CREATE TABLE queuert.job_blocker (
 );
 
 --
+-- Name: job_rate_slot; Type: TABLE; Schema: queuert; Owner: -
+--
+
+CREATE TABLE queuert.job_rate_slot (
+    type_name text NOT NULL,
+    slot integer NOT NULL,
+    used_at timestamp with time zone DEFAULT '-infinity'::timestamp with time zone NOT NULL,
+    CONSTRAINT job_rate_slot_slot_check CHECK ((slot >= 1))
+);
+
+--
+-- Name: job_running_slot; Type: TABLE; Schema: queuert; Owner: -
+--
+
+CREATE TABLE queuert.job_running_slot (
+    type_name text NOT NULL,
+    slot integer NOT NULL,
+    job_id uuid,
+    attempt integer,
+    CONSTRAINT job_running_slot_slot_check CHECK ((slot >= 1))
+);
+
+--
 -- Name: job_seq_seq; Type: SEQUENCE; Schema: queuert; Owner: -
 --
 
@@ -2946,11 +3704,32 @@ ALTER TABLE ONLY queuert.job
     ADD CONSTRAINT job_pkey PRIMARY KEY (id);
 
 --
+-- Name: job_rate_slot job_rate_slot_pkey; Type: CONSTRAINT; Schema: queuert; Owner: -
+--
+
+ALTER TABLE ONLY queuert.job_rate_slot
+    ADD CONSTRAINT job_rate_slot_pkey PRIMARY KEY (type_name, slot);
+
+--
+-- Name: job_running_slot job_running_slot_pkey; Type: CONSTRAINT; Schema: queuert; Owner: -
+--
+
+ALTER TABLE ONLY queuert.job_running_slot
+    ADD CONSTRAINT job_running_slot_pkey PRIMARY KEY (type_name, slot);
+
+--
 -- Name: job_type job_type_pkey; Type: CONSTRAINT; Schema: queuert; Owner: -
 --
 
 ALTER TABLE ONLY queuert.job_type
     ADD CONSTRAINT job_type_pkey PRIMARY KEY (type_name);
+
+--
+-- Name: schedule schedule_pkey; Type: CONSTRAINT; Schema: queuert; Owner: -
+--
+
+ALTER TABLE ONLY queuert.schedule
+    ADD CONSTRAINT schedule_pkey PRIMARY KEY (name);
 
 --
 -- Name: schema_migration schema_migration_pkey; Type: CONSTRAINT; Schema: queuert; Owner: -
@@ -2964,6 +3743,12 @@ ALTER TABLE ONLY queuert.schema_migration
 --
 
 CREATE INDEX job_blocker_chain_idx ON queuert.job_blocker USING btree (blocker_chain_id);
+
+--
+-- Name: job_cancelled_idx; Type: INDEX; Schema: queuert; Owner: -
+--
+
+CREATE INDEX job_cancelled_idx ON queuert.job USING btree (created_at) WHERE (status = 'cancelled'::queuert.job_status);
 
 --
 -- Name: job_chain_position_idx; Type: INDEX; Schema: queuert; Owner: -
@@ -2984,6 +3769,12 @@ CREATE INDEX job_chain_root_created_idx ON queuert.job USING btree (created_at D
 CREATE INDEX job_claim_idx ON queuert.job USING btree (priority DESC, scheduled_at, seq) WHERE (status = 'pending'::queuert.job_status);
 
 --
+-- Name: job_completed_chain_idx; Type: INDEX; Schema: queuert; Owner: -
+--
+
+CREATE INDEX job_completed_chain_idx ON queuert.job USING btree (chain_completed_at) WHERE ((chain_index = 0) AND (chain_completed_at IS NOT NULL));
+
+--
 -- Name: job_dedup_idx; Type: INDEX; Schema: queuert; Owner: -
 --
 
@@ -3002,6 +3793,18 @@ CREATE INDEX job_failed_idx ON queuert.job USING btree (last_attempt_at DESC, id
 CREATE INDEX job_lease_idx ON queuert.job USING btree (leased_until) WHERE (status = 'running'::queuert.job_status);
 
 --
+-- Name: job_type_limited_idx; Type: INDEX; Schema: queuert; Owner: -
+--
+
+CREATE INDEX job_type_limited_idx ON queuert.job_type USING btree (type_name) WHERE ((max_running IS NOT NULL) OR (rate_limit IS NOT NULL));
+
+--
+-- Name: schedule_due_idx; Type: INDEX; Schema: queuert; Owner: -
+--
+
+CREATE INDEX schedule_due_idx ON queuert.schedule USING btree (next_tick_at);
+
+--
 -- Name: job_blocker job_blocker_blocker_chain_id_fkey; Type: FK CONSTRAINT; Schema: queuert; Owner: -
 --
 
@@ -3014,3 +3817,17 @@ ALTER TABLE ONLY queuert.job_blocker
 
 ALTER TABLE ONLY queuert.job_blocker
     ADD CONSTRAINT job_blocker_job_id_fkey FOREIGN KEY (job_id) REFERENCES queuert.job(id) ON DELETE CASCADE;
+
+--
+-- Name: job_rate_slot job_rate_slot_type_name_fkey; Type: FK CONSTRAINT; Schema: queuert; Owner: -
+--
+
+ALTER TABLE ONLY queuert.job_rate_slot
+    ADD CONSTRAINT job_rate_slot_type_name_fkey FOREIGN KEY (type_name) REFERENCES queuert.job_type(type_name) ON DELETE CASCADE;
+
+--
+-- Name: job_running_slot job_running_slot_type_name_fkey; Type: FK CONSTRAINT; Schema: queuert; Owner: -
+--
+
+ALTER TABLE ONLY queuert.job_running_slot
+    ADD CONSTRAINT job_running_slot_type_name_fkey FOREIGN KEY (type_name) REFERENCES queuert.job_type(type_name) ON DELETE CASCADE;

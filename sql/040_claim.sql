@@ -46,6 +46,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_ids uuid[];
+    v_limited text[];
 BEGIN
     IF claim.worker_id IS NULL OR claim.worker_id = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006', MESSAGE = 'claim needs a worker_id';
@@ -63,10 +64,21 @@ BEGIN
             MESSAGE = format('lease must be at most 1000 years, got %s', claim.lease);
     END IF;
 
+    -- Types with a limit (set_job_type's max_running, rate_limit) take
+    -- tokens as well (sql/018_claim_limits.sql); without any, this is one
+    -- probe of an empty partial index and the plain scan below.
+    v_limited := ARRAY(
+        SELECT t.type_name FROM {{ schema }}.job_type AS t
+        WHERE (t.max_running IS NOT NULL OR t.rate_limit IS NOT NULL)
+            AND (claim.type_names IS NULL OR t.type_name = ANY(claim.type_names))
+    );
+
     -- Candidates first, in a statement of their own per filter shape: each
     -- keeps a simple generic plan (an index scan of job_claim_idx), where one
     -- statement with "type_names IS NULL OR ..." is re-planned on every call.
-    IF claim.type_names IS NULL THEN
+    IF cardinality(v_limited) > 0 THEN
+        v_ids := {{ schema }}._claim_limited(claim.type_names, coalesce(claim.max_jobs, 1), v_limited);
+    ELSIF claim.type_names IS NULL THEN
         v_ids := ARRAY(
             SELECT j.id
             FROM {{ schema }}.job AS j

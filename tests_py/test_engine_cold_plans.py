@@ -226,6 +226,13 @@ CALLS: list[Call] = [
     ("claim 100", lambda s: ("SELECT id FROM queuert.claim('c', NULL, 100)", None)),
     ("claim one of a type", lambda s: ("SELECT id FROM queuert.claim('c', '{t1}', 1)", None)),
     ("claim 100 of two types", lambda s: ("SELECT id FROM queuert.claim('c', '{t1,t2}', 100)", None)),
+    # limits (migration 0006): claim's limited path, then back to none
+    ("set_job_type with limits", lambda s: (
+        "SELECT * FROM queuert.set_job_type('t2', max_running => 500, rate_limit => 1000,"
+        " rate_interval => interval '1 hour')", None)),
+    ("claim 100 of a limited type", lambda s: ("SELECT id FROM queuert.claim('c', '{t2}', 100)", None)),
+    ("claim 100 beside a limited type", lambda s: ("SELECT id FROM queuert.claim('c', NULL, 100)", None)),
+    ("set_job_type without limits", lambda s: ("SELECT * FROM queuert.set_job_type('t2')", None)),
     ("next_due_at", lambda s: ("SELECT queuert.next_due_at(NULL)", None)),
     ("next_due_at of a type", lambda s: ("SELECT queuert.next_due_at('{t3}')", None)),
     ("reap", lambda s: ("SELECT * FROM queuert.reap(100)", None)),
@@ -271,6 +278,8 @@ CALLS: list[Call] = [
     ("delete_chains", lambda s: ("SELECT * FROM queuert.delete_chains(%s)", (s.pending,))),
     ("delete_chains cascade", lambda s: (
         "SELECT * FROM queuert.delete_chains(%s, true)", ([s.solo_child],))),
+    ("fire_schedules", lambda s: ("SELECT * FROM queuert.fire_schedules(NULL)", None)),
+    ("prune", lambda s: ("SELECT * FROM queuert.prune(interval '0', 100, interval '0')", None)),
     ("chain view", lambda s: ("SELECT * FROM queuert.chain WHERE chain_id = %s", (s.pending[0],))),
     ("chain_jobs", lambda s: ("SELECT * FROM queuert.chain_jobs(%s)", (s.pending[0],))),
     # Sent by the worker itself (python_client worker.py): its running jobs

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import uuid
+from typing import Any
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -70,10 +71,11 @@ def copy_sql_tree(tmp_path: Path) -> tuple[Path, Path]:
     return sql_dir, mig_dir
 
 
-# The newest migration today's sql/ depends on: sql/ reads and writes
-# job.chain_trace_context, so it cannot run on a database at an older
-# migration. The upgrade tests below build their older database with the
-# engine of that time: sql/ as committed just before this migration landed.
+# The newest migration today's sql/ cannot do without: it reads and writes
+# job.chain_trace_context (0007), so it cannot run on a database at an
+# older migration. The upgrade tests build their older database with the
+# engine of that time: sql/ as committed just before 0007 landed (which also
+# predates 0006).
 SQL_NEEDS = "0007_trace_context"
 
 
@@ -97,6 +99,30 @@ def sql_tree_before(tmp_path: Path, migration: str = SQL_NEEDS) -> Path:
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
     return old / "sql"
+
+
+def keep_migrations(tmp_path: Path, sql_dir: Path, mig_dir: Path, n: int) -> Path:
+    """The first ``n`` migrations only; returns the sql/ to install with
+    them: today's, or before 0007 the engine of that time
+    (``sql_tree_before``). A test on a database before 0006 takes jobs by
+    hand (``take_by_hand``), as it did while today's sql/ ran there."""
+    for later in sorted(mig_dir.glob("*.sql"))[n:]:
+        later.unlink()
+    if n < 7:
+        return sql_tree_before(tmp_path)
+    return sql_dir
+
+
+def take_by_hand(conn: psycopg.Connection[Any], type_name: str, worker: str) -> uuid.UUID | None:
+    """What claim('w', ARRAY[type_name]) did before migration 0006."""
+    row = conn.execute(
+        "UPDATE queuert.job SET status = 'running', attempt = attempt + 1, leased_by = %s,"
+        " leased_until = clock_timestamp() + interval '1 minute'"
+        " WHERE id = (SELECT id FROM queuert.job WHERE status = 'pending' AND type_name = %s"
+        " ORDER BY priority DESC, scheduled_at, seq LIMIT 1) RETURNING id",
+        (worker, type_name),
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 # --------------------------------------------------------------------- basics
@@ -158,19 +184,22 @@ def test_upgrade_to_0002_keeps_existing_chains_whole(empty_db: str, tmp_path: Pa
     """A database at 0001 with chains (roots in the full chain-position
     index, version 4 ids) upgrades to 0002: rows untouched, the index
     partial, every chain's tail still found, later positions still unique."""
-    _, mig_dir = copy_sql_tree(tmp_path)
-    for later in sorted(mig_dir.glob("*.sql"))[1:]:
-        later.unlink()
-    old_sql = sql_tree_before(tmp_path)
-    assert migrate(empty_db, sql_dir=old_sql, migrations_dir=mig_dir) == ["0001_init"]
+    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    sql_dir = keep_migrations(tmp_path, sql_dir, mig_dir, 1)
+    assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir) == ["0001_init"]
+    upgraded = False
 
     def step(conn: psycopg.Connection, type_name: str, then: str | None) -> None:
-        job = conn.execute("SELECT id FROM queuert.claim('w', ARRAY[%s])", (type_name,)).fetchone()
+        if upgraded:
+            row = conn.execute("SELECT id FROM queuert.claim('w', ARRAY[%s])", (type_name,)).fetchone()
+            job = None if row is None else row[0]
+        else:
+            job = take_by_hand(conn, type_name, "w")
         assert job is not None
         if then is None:
-            conn.execute("SELECT * FROM queuert.complete(%s, 'w')", (job[0],))
+            conn.execute("SELECT * FROM queuert.complete(%s, 'w')", (job,))
         else:
-            conn.execute("SELECT * FROM queuert.continue_with(%s, 'w', %s)", (job[0], then))
+            conn.execute("SELECT * FROM queuert.continue_with(%s, 'w', %s)", (job, then))
 
     a, b, c = (uuid.uuid4() for _ in range(3))  # version 4, as before 0002
     with psycopg.connect(empty_db, autocommit=True) as conn:
@@ -184,6 +213,7 @@ def test_upgrade_to_0002_keeps_existing_chains_whole(empty_db: str, tmp_path: Pa
         before = conn.execute(rows).fetchall()
 
     assert migrate(empty_db)[0] == "0002_root_outside_chain_position"  # and any later ones
+    upgraded = True
     with psycopg.connect(empty_db, autocommit=True) as conn:
         assert conn.execute(rows).fetchall() == before
         predicate = conn.execute(
@@ -694,11 +724,9 @@ def test_upgrade_to_0003_replaces_functions_whose_results_changed(empty_db: str,
     """0003 changes the result columns of claim and complete_jobs, which
     CREATE OR REPLACE cannot do: a database whose functions still have the
     0002 shapes upgrades, and the functions answer with the new columns."""
-    _, mig_dir = copy_sql_tree(tmp_path)
-    for later in sorted(mig_dir.glob("*.sql"))[2:]:
-        later.unlink()
-    old_sql = sql_tree_before(tmp_path)
-    assert migrate(empty_db, sql_dir=old_sql, migrations_dir=mig_dir)[-1] == "0002_root_outside_chain_position"
+    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    sql_dir = keep_migrations(tmp_path, sql_dir, mig_dir, 2)
+    assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)[-1] == "0002_root_outside_chain_position"
     with psycopg.connect(empty_db, autocommit=True) as conn:
         # the 0002 result shapes (bodies do not matter: they are replaced)
         conn.execute("DROP FUNCTION queuert.claim(text, text[], integer, interval)")
@@ -729,11 +757,9 @@ def test_upgrade_to_0005_drops_the_retired_internal_functions(empty_db: str, tmp
     """sql/ renamed _notify and _announce and folded _chain_item_ok into
     _chain_item_problem; a database at 0004 still holds the old functions,
     and 0005 drops them while the engine keeps working."""
-    _, mig_dir = copy_sql_tree(tmp_path)
-    for later in sorted(mig_dir.glob("*.sql"))[4:]:
-        later.unlink()
-    old_sql = sql_tree_before(tmp_path)
-    assert migrate(empty_db, sql_dir=old_sql, migrations_dir=mig_dir)[-1] == "0004_failed_jobs_idx"
+    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    sql_dir = keep_migrations(tmp_path, sql_dir, mig_dir, 4)
+    assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)[-1] == "0004_failed_jobs_idx"
     retired = ["_notify(text, text[])", "_announce(text, text)", "_chain_item_ok(jsonb)"]
     with psycopg.connect(empty_db, autocommit=True) as conn:
         # what the 0003-era sql/ left behind (bodies do not matter)
@@ -752,3 +778,35 @@ def test_upgrade_to_0005_drops_the_retired_internal_functions(empty_db: str, tmp
         conn.execute("SELECT * FROM queuert.start_chain('after-0005')")
         conn.execute("SELECT * FROM queuert.start_chains('[{\"type_name\": \"after-0005\"}]')")
         assert [n.payload for n in conn.notifies(timeout=2, stop_after=2)] == ["after-0005"] * 2
+
+
+def test_upgrade_to_0006_replaces_set_job_type_and_keeps_policies(empty_db: str, tmp_path: Path) -> None:
+    """A database at 0005 has the six-argument set_job_type and job_type
+    rows; 0006 drops that signature (no ambiguous overload is left), keeps
+    the rows, and claim enforces the new limits."""
+    sql_dir, mig_dir = copy_sql_tree(tmp_path)
+    sql_dir = keep_migrations(tmp_path, sql_dir, mig_dir, 5)
+    assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)[-1] == "0005_retired_internals"
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        # the 0005-era set_job_type (its body does not matter) and a policy set with it
+        conn.execute("DROP FUNCTION IF EXISTS queuert.set_job_type(text, integer, interval, float8, interval,"
+                     " interval, integer, integer, interval)")
+        conn.execute("CREATE OR REPLACE FUNCTION queuert.set_job_type(type_name text,"
+                     " max_attempts integer DEFAULT NULL,"
+                     " backoff_initial interval DEFAULT '10 seconds', backoff_multiplier float8 DEFAULT 2,"
+                     " backoff_max interval DEFAULT '5 minutes', lease interval DEFAULT '60 seconds')"
+                     " RETURNS queuert.job_type LANGUAGE sql AS 'SELECT NULL::queuert.job_type'")
+        conn.execute("INSERT INTO queuert.job_type (type_name, max_attempts) VALUES ('kept', 3)")
+    assert migrate(empty_db)[0] == "0006_limits_schedules_retention"  # and any later ones
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        signatures = conn.execute(
+            "SELECT count(*) FROM pg_proc WHERE proname = 'set_job_type'"
+            " AND pronamespace = 'queuert'::regnamespace"
+        ).fetchone()
+        assert signatures == (1,)
+        assert conn.execute("SELECT max_attempts, max_running FROM queuert.job_type"
+                            " WHERE type_name = 'kept'").fetchone() == (3, None)
+        conn.execute("SELECT queuert.set_job_type('kept', max_attempts => 3, max_running => 1)")
+        conn.execute("SELECT count(*) FROM queuert.start_chains('[{\"type_name\": \"kept\"},"
+                     " {\"type_name\": \"kept\"}]')")
+        assert len(conn.execute("SELECT id FROM queuert.claim('w', NULL, 5)").fetchall()) == 1

@@ -67,7 +67,8 @@ class EngineMachine(RuleBasedStateMachine):
         assert admin is not None
         for s in self.sessions:
             s.rollback() if s.info.transaction_status != psycopg.pq.TransactionStatus.IDLE else None
-        admin.execute("TRUNCATE queuert.job_blocker, queuert.job, queuert.job_type, queuert.dedup_guard")
+        admin.execute("TRUNCATE queuert.job_blocker, queuert.job, queuert.job_type, queuert.job_running_slot,"
+                      " queuert.job_rate_slot, queuert.dedup_guard")
         for t in TYPES:
             # backoff 0: a failed attempt is due again at once
             admin.execute(

@@ -1,6 +1,6 @@
 -- The data model and the shape of the public SQL API, as DESIGN.md lists them.
 BEGIN;
-SELECT plan(97);
+SELECT plan(105);
 
 -- Output column names of a function: its OUT/TABLE arguments, else the
 -- attributes of the composite type it returns.
@@ -189,8 +189,10 @@ SELECT is(pg_get_function_arguments('queuert.set_job_type'::regproc),
     || 'backoff_initial interval DEFAULT ''00:00:10''::interval, '
     || 'backoff_multiplier double precision DEFAULT 2, '
     || 'backoff_max interval DEFAULT ''00:05:00''::interval, '
-    || 'lease interval DEFAULT ''00:01:00''::interval',
-    'set_job_type arguments');
+    || 'lease interval DEFAULT ''00:01:00''::interval, '
+    || 'max_running integer DEFAULT NULL::integer, rate_limit integer DEFAULT NULL::integer, '
+    || 'rate_interval interval DEFAULT NULL::interval',
+    'set_job_type arguments (limits since migration 0006)');
 SELECT is(pg_get_function_arguments('queuert.chain_jobs'::regproc),
     'chain_id uuid', 'chain_jobs arguments');
 SELECT is(pg_get_function_arguments('queuert.complete_jobs'::regproc),
@@ -276,6 +278,25 @@ SELECT is(
      WHERE p.oid = 'queuert.claim'::regproc),
     'text', 'claim worker_id is text'
 );
+
+-- Limits, schedules, retention (migration 0006).
+SELECT has_table('queuert', 'schedule', 'table queuert.schedule');
+SELECT has_table('queuert', 'job_running_slot', 'table queuert.job_running_slot');
+SELECT has_table('queuert', 'job_rate_slot', 'table queuert.job_rate_slot');
+SELECT columns_are('queuert', 'schedule', ARRAY[
+    'name', 'cron', 'timezone', 'type_name', 'input', 'priority', 'next_tick_at',
+    'last_tick_at', 'last_chain_id', 'created_at', 'updated_at'], 'queuert.schedule columns');
+SELECT is(pg_temp.result_cols('queuert.fire_schedules'::regproc),
+    ARRAY['schedule_name', 'tick_at', 'chain_id', 'deduplicated', 'next_tick_at'],
+    'fire_schedules returns schedule_name, tick_at, chain_id, deduplicated, next_tick_at');
+SELECT is(pg_temp.result_cols('queuert.prune'::regproc), ARRAY['chains', 'jobs'], 'prune returns chains, jobs');
+SELECT is(pg_get_function_arguments('queuert.set_schedule'::regproc),
+    'name text, cron text, type_name text, input jsonb DEFAULT NULL::jsonb, '
+    || 'timezone text DEFAULT ''UTC''::text, priority integer DEFAULT 0',
+    'set_schedule arguments');
+SELECT is(pg_get_function_arguments('queuert.prune'::regproc),
+    'older_than interval, batch_size integer DEFAULT 1000, failed_older_than interval DEFAULT NULL::interval',
+    'prune arguments');
 
 -- Inspection views.
 SELECT has_view('queuert', 'chain', 'view queuert.chain');

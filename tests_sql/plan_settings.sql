@@ -2,7 +2,7 @@
 -- depend on statistics (docs/engine.md, "Plans"; the plans themselves are
 -- checked in tests_py/test_engine_cold_plans.py).
 BEGIN;
-SELECT plan(7);
+SELECT plan(8);
 
 CREATE FUNCTION pg_temp.config(fn text) RETURNS text []
 LANGUAGE sql STABLE AS $$
@@ -34,6 +34,8 @@ SELECT ok(
 );
 SELECT ok('enable_sort=off' = ANY(pg_temp.config('claim')),
     'claim cannot sort: its candidate scan walks job_claim_idx in order');
+SELECT ok('enable_sort=off' = ANY(pg_temp.config('_claim_limited')),
+    'claim''s limited path cannot sort either (the same walk of job_claim_idx)');
 SELECT ok('enable_sort=off' = ANY(pg_temp.config('reap')),
     'reap cannot sort: its candidate scan walks job_lease_idx in order');
 SELECT ok('enable_indexonlyscan=off' = ANY(pg_temp.config('_resolve_dependents')),

@@ -76,3 +76,10 @@ WHERE
     AND j.status = 'running'
     AND j.leased_until < :now
 RETURNING id, status, type_name;
+
+-- name: running_jobs
+-- The jobs running under :worker_id: a worker gives back those it does not
+-- know of (claimed by a transaction whose answer it never saw).
+SELECT j.id, j.attempt, j.type_name
+FROM {{ schema }}_job AS j
+WHERE j.status = 'running' AND j.leased_by = :worker_id;

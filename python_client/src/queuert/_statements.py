@@ -21,9 +21,16 @@ __all__ = [
     "continue_chain",
     "current_job",
     "current_job_probe",
+    "delete_schedule",
+    "fire_schedules",
     "get_chain",
     "job_op",
     "list_chains",
+    "list_schedules",
+    "next_schedule_at",
+    "prune",
+    "set_job_type",
+    "set_schedule",
     "start_chain",
     "start_chains",
     "wait_probe",
@@ -213,3 +220,55 @@ WHERE c.chain_id = %(chain_id)s::uuid"""
 
 
 IS_LISTENING = "SELECT %(ch)s::text = ANY(ARRAY(SELECT pg_listening_channels())) AS listening"
+
+
+# ------------------------------------------ job types, schedules, retention
+
+
+@lru_cache(maxsize=64)
+def set_job_type(s: str) -> str:
+    return (
+        f"SELECT * FROM {s}.set_job_type(type_name => %(type_name)s::text,"
+        " max_attempts => %(max_attempts)s::int, backoff_initial => %(backoff_initial)s::interval,"
+        " backoff_multiplier => %(backoff_multiplier)s::float8,"
+        " backoff_max => %(backoff_max)s::interval, lease => %(lease)s::interval,"
+        " max_running => %(max_running)s::int, rate_limit => %(rate_limit)s::int,"
+        " rate_interval => %(rate_interval)s::interval)"
+    )
+
+
+@lru_cache(maxsize=64)
+def set_schedule(s: str) -> str:
+    return (
+        f"SELECT * FROM {s}.set_schedule(name => %(name)s::text, cron => %(cron)s::text,"
+        " type_name => %(type_name)s::text, input => %(input)s::jsonb,"
+        " timezone => %(timezone)s::text, priority => %(priority)s::int)"
+    )
+
+
+@lru_cache(maxsize=64)
+def delete_schedule(s: str) -> str:
+    return f"SELECT {s}.delete_schedule(name => %(name)s::text) AS deleted"
+
+
+@lru_cache(maxsize=64)
+def list_schedules(s: str) -> str:
+    return f"SELECT * FROM {s}.schedule ORDER BY name"
+
+
+@lru_cache(maxsize=64)
+def fire_schedules(s: str) -> str:
+    return f"SELECT * FROM {s}.fire_schedules(type_names => %(type_names)s::text[])"
+
+
+@lru_cache(maxsize=64)
+def next_schedule_at(s: str) -> str:
+    return f"SELECT {s}.next_schedule_at(type_names => %(type_names)s::text[]) AS at"
+
+
+@lru_cache(maxsize=64)
+def prune(s: str) -> str:
+    return (
+        f"SELECT chains, jobs FROM {s}.prune(older_than => %(older_than)s::interval,"
+        " batch_size => %(batch_size)s::int, failed_older_than => %(failed_older_than)s::interval)"
+    )

@@ -18,10 +18,12 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 from uuid import UUID
 
+from . import _admin_operations as admin
 from . import _operations as ops
 from . import _waiting
 from ._connections import AsyncConnectionLike
 from ._execution import run_async
+from ._admin_records import JobTypePolicy, PruneResult, Schedule
 from .types import (
     BaseChainSpec,
     Chain,
@@ -36,9 +38,14 @@ __all__ = [
     "cancel_chains",
     "complete_chain",
     "delete_chains",
+    "delete_schedule",
     "get_chain",
     "list_chains",
+    "list_schedules",
+    "prune",
     "retry_jobs",
+    "set_job_type",
+    "set_schedule",
     "start_chain",
     "start_chains",
     "trigger_jobs",
@@ -297,3 +304,78 @@ async def wait_for_chain(
             raise_on_failure=raise_on_failure,
         ),
     )
+
+
+# ------------------------------------------ job types, schedules, retention
+
+
+async def set_job_type(
+    conn: AsyncConnectionLike,
+    type_name: str,
+    *,
+    max_attempts: int | None = None,
+    backoff_initial: timedelta = timedelta(seconds=10),
+    backoff_multiplier: float = 2.0,
+    backoff_max: timedelta = timedelta(minutes=5),
+    lease: timedelta = timedelta(seconds=60),
+    max_running: int | None = None,
+    rate_limit: int | None = None,
+    rate_interval: timedelta | None = None,
+    schema: str = "queuert",
+) -> JobTypePolicy:
+    """Set a type's whole policy (omitted arguments take these defaults):
+    retries, lease, and the limits ``claim`` enforces across every worker:
+    at most ``max_running`` running at once (0 pauses the type), at most
+    ``rate_limit`` starts per ``rate_interval`` (docs/limits.md)."""
+    return await run_async(conn, admin.set_job_type(
+        schema, type_name, max_attempts=max_attempts, backoff_initial=backoff_initial,
+        backoff_multiplier=backoff_multiplier, backoff_max=backoff_max, lease=lease,
+        max_running=max_running, rate_limit=rate_limit, rate_interval=rate_interval,
+    ))
+
+
+async def set_schedule(
+    conn: AsyncConnectionLike,
+    name: str,
+    cron: str,
+    job_type: JobType[Any, Any] | str,
+    input: Any = None,
+    *,
+    timezone: str = "UTC",
+    priority: int = 0,
+    schema: str = "queuert",
+) -> Schedule:
+    """Create or replace the schedule ``name``: workers that handle the type
+    start one chain with ``input`` at each tick of ``cron`` (five fields or
+    an @macro) in ``timezone`` (docs/recurring.md)."""
+    return await run_async(conn, admin.set_schedule(
+        schema, name, cron, job_type, input, timezone=timezone, priority=priority
+    ))
+
+
+async def delete_schedule(conn: AsyncConnectionLike, name: str, *, schema: str = "queuert") -> bool:
+    """Delete a schedule; False if there was none. Chains it started stay."""
+    return await run_async(conn, admin.delete_schedule(schema, name))
+
+
+async def list_schedules(conn: AsyncConnectionLike, *, schema: str = "queuert") -> list[Schedule]:
+    """Every schedule, by name."""
+    return await run_async(conn, admin.list_schedules(schema))
+
+
+async def prune(
+    conn: AsyncConnectionLike,
+    older_than: timedelta,
+    *,
+    batch_size: int = 1000,
+    failed_older_than: timedelta | None = None,
+    schema: str = "queuert",
+) -> PruneResult:
+    """Delete one batch of up to ``batch_size`` completed and cancelled
+    chains older than ``older_than`` (failed ones too past
+    ``failed_older_than``) that no other chain waits on. Commit and call
+    again while ``result.chains == batch_size`` (docs/engine.md, "Running at
+    scale")."""
+    return await run_async(conn, admin.prune(
+        schema, older_than, batch_size=batch_size, failed_older_than=failed_older_than
+    ))

@@ -12,7 +12,7 @@ import click
 import psycopg
 from psycopg import sql
 
-from queuert import _cli_sqlite
+from queuert import _cli_schedules, _cli_sqlite
 from queuert.migrate import MigrationError, validate_schema_name
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -503,6 +503,16 @@ def dev(
             f"queuert migrated into schema {schema} ({len(applied)} new migration(s))", err=True
         )
     click.echo(found)
+
+
+_cli_schedules.add_commands(cli, _cli_schedules.CliHelpers(
+    dsn_option=_dsn_option,
+    schema_option=_schema_option,
+    check_schema=_check_schema,
+    connect=_connect,
+    is_sqlite=lambda dsn: _cli_sqlite.is_sqlite(dsn or default_dsn()),
+    format_table=format_table,
+))
 
 
 def main() -> None:

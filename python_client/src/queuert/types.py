@@ -29,6 +29,7 @@ from __future__ import annotations
 from ._chain_spec import BaseChainSpec, ChainSpec
 from ._continuation import Continuation, RetryAt, continue_with
 from ._job_type import ContinuesWith, JobType, dump_payload, to_json_value
+from ._admin_records import FiredTick, JobTypePolicy, PruneResult, Schedule
 from ._records import (
     Chain,
     ChainPage,
@@ -48,9 +49,13 @@ __all__ = [
     "CompletedJob",
     "Continuation",
     "ContinuedJob",
+    "FiredTick",
     "Job",
     "JobType",
+    "JobTypePolicy",
+    "PruneResult",
     "RetryAt",
+    "Schedule",
     "StartedChain",
     "continue_with",
     "dump_payload",

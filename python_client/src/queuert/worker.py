@@ -63,6 +63,7 @@ from queuert._worker.settings import (
     check_concurrency,
     check_mode,
     check_prefetch,
+    check_prune,
     new_worker_id,
 )
 from queuert._worker.stats import WorkerStats
@@ -111,6 +112,13 @@ class Worker:
     ``stats_interval`` (seconds, default 15): how often the worker reads the
     ``stats`` view for the queue-depth gauges when an OpenTelemetry meter is
     configured (never without one; docs/observability.md).
+    ``schedules`` (default True): the worker starts the chains of due
+    schedule ticks of the types it handles (docs/recurring.md).
+    ``prune_after`` (a timedelta; default None, off): every
+    ``prune_interval`` seconds (300) the worker deletes completed and
+    cancelled chains older than that (failed ones too past
+    ``prune_failed_after``), in batches, one worker at a time
+    (docs/engine.md, "Running at scale").
     """
 
     def __init__(
@@ -136,8 +144,13 @@ class Worker:
         prefetch_max: int | None = None,
         batch_notifications: bool = True,
         stats_interval: float = 15.0,
+        schedules: bool = True,
+        prune_after: timedelta | None = None,
+        prune_failed_after: timedelta | None = None,
+        prune_interval: float = 300.0,
     ) -> None:
         check_prefetch(prefetch, prefetch_window, prefetch_max)
+        check_prune(prune_after, prune_failed_after, prune_interval)
         self.conninfo = conninfo
         self.schema = validate_schema_name(schema)
         self.concurrency = check_concurrency(concurrency)
@@ -160,6 +173,10 @@ class Worker:
         if not stats_interval > 0:
             raise ValueError("stats_interval must be positive")
         self.stats_interval = float(stats_interval)
+        self.schedules = schedules
+        self.prune_after = prune_after
+        self.prune_failed_after = prune_failed_after
+        self.prune_interval = float(prune_interval)
         self.stats = WorkerStats()
         self._handlers: dict[str, Handler] = {}
         self._run: Run | None = None
@@ -293,6 +310,10 @@ class Worker:
             prefetch_max=self.prefetch_max,
             batch_notifications=self.batch_notifications,
             stats_interval=self.stats_interval,
+            schedules=self.schedules,
+            prune_after=self.prune_after,
+            prune_failed_after=self.prune_failed_after,
+            prune_interval=self.prune_interval,
         )
 
 

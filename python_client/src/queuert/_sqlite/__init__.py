@@ -22,12 +22,12 @@ from ._errors import DatabaseBusyError, SnapshotConflictError
 from ._rows import Row
 from ._values import frozen_clock, new_job_id
 from .admin import cancel_chains, delete_chains, retry_jobs, set_job_type, trigger_jobs
-from .claim import claim, next_due_at
-from .complete import complete, complete_jobs
-from .continuation import continue_with
+from .claim import claim, claim_for_worker, next_due_at
+from .complete import complete, complete_jobs, complete_one
+from .continuation import continue_jobs, continue_with
 from .fail import fail, fail_jobs
 from .inspection import chain, chain_blockers, chain_jobs, list_chains, stats
-from .leases import reap, release_jobs, renew_leases
+from .leases import reap, release_jobs, renew_leases, running_jobs
 from .migrate import migrate
 from .start import start_chain
 from .start_batch import start_chains
@@ -41,9 +41,12 @@ __all__ = [
     "chain_blockers",
     "chain_jobs",
     "claim",
+    "claim_for_worker",
     "complete",
     "complete_jobs",
+    "complete_one",
     "connect",
+    "continue_jobs",
     "continue_with",
     "delete_chains",
     "fail",
@@ -58,6 +61,7 @@ __all__ = [
     "release_jobs",
     "renew_leases",
     "retry_jobs",
+    "running_jobs",
     "set_job_type",
     "start_chain",
     "start_chains",

@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from datetime import timedelta as _td
+from typing import Any
 
 from . import _checks as check
 from ._connection import one, reading, rows, writing
 from ._rows import Row, job_row
 from ._statements import statements
-from ._values import from_json, from_us, ids_json, now_us
+from ._values import EPOCH as _EPOCH
+from ._values import from_json, from_us, ids_json, now_us, uuid_from_text
 
-__all__ = ["claim", "next_due_at"]
+__all__ = ["claim", "claim_for_worker", "next_due_at"]
 
 
 def _type_filter(type_names: Sequence[str] | None) -> str | None:
     if type_names is None:
         return None
+    if type(type_names) is tuple:  # a worker's types, the same every claim
+        return _types_json(type_names)
     if isinstance(type_names, (str, bytes)):
         check.invalid(f"type_names must be a sequence of type names, got {type_names!r}")
     names = list(type_names)
     if any(not isinstance(n, str) for n in names):
         check.invalid("type_names must be a one-dimensional array of text")
     return json.dumps(names)
+
+
+@functools.lru_cache(maxsize=64)
+def _types_json(type_names: tuple[Any, ...]) -> str | None:
+    return _type_filter(list(type_names))
 
 
 def claim(
@@ -42,6 +53,29 @@ def claim(
     columns, then ``blockers`` (the blocker chains' ids, types and final
     outputs, in blocker order) and ``seq``.
     """
+    found, blockers, _now = _claim_rows(conn, worker_id, type_names, max_jobs, lease, schema)
+    claimed = []
+    for r in found:
+        row = job_row(r[:-2])
+        # the columns of queuert.job, then blockers and seq (PostgreSQL's order)
+        row["blockers"] = from_json(blockers[r[0]]) if r[-1] else []
+        row["seq"] = r[-2]
+        claimed.append(row)
+    claimed.sort(key=lambda r: (-r["priority"], r["scheduled_at"], r["seq"]))
+    return claimed
+
+
+def _claim_rows(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    type_names: Sequence[str] | None,
+    max_jobs: int | None,
+    lease: timedelta | None,
+    schema: str,
+) -> tuple[list[tuple[Any, ...]], dict[str, str], int]:
+    """The claiming UPDATE's raw rows (the job's columns, then seq and
+    blocker_count), the blockers (JSON text) of the claimed jobs that
+    have some, by job id, and the claim's clock (epoch microseconds)."""
     if worker_id is None or worker_id == "":
         check.invalid("claim needs a worker_id")
     check.check_text(worker_id, "worker_id")
@@ -52,6 +86,7 @@ def claim(
     types = _type_filter(type_names)
     q = statements(schema)
     with writing(conn, schema, "claim jobs", single_write=True):
+        now = now_us()
         found = rows(
             conn,
             q["claim_any"] if types is None else q["claim_types"],
@@ -60,20 +95,61 @@ def claim(
                 "type_names": types,
                 "max_jobs": limit,
                 "lease": lease_us,
-                "now": now_us(),
+                "now": now,
             },
         )
         # RETURNING ends with seq, blocker_count
         waiting = [r[0] for r in found if r[-1]]
         blockers = dict(rows(conn, q["claim_blockers"], {"job_ids": ids_json(waiting)})) if waiting else {}
+    return found, blockers, now
+
+
+def claim_for_worker(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    type_names: Sequence[str] | None = None,
+    max_jobs: int | None = 1,
+    lease: timedelta | None = None,
+    *,
+    schema: str = "queuert",
+) -> list[tuple[Any, ...]]:
+    """claim, shaped for the worker: per job, in claim order, the tuple
+    ``id, type_name, chain_id, chain_type_name, chain_index, input,
+    priority, attempt, scheduled_at, created_at, leased_until,
+    last_attempt_error, trace_context, blockers (JSON text), seq, now``
+    (the PostgreSQL worker's claim columns: seq, the claim order, and the
+    claim's clock last). Builds no dict per job: a claim that takes one job per
+    transaction (atomic mode) spends most of its Python time there."""
+    found, blockers, now_at = _claim_rows(conn, worker_id, type_names, max_jobs, lease, schema)
+    if not found:
+        return []
+    now = _EPOCH + _td(microseconds=now_at)
     claimed = []
     for r in found:
-        row = job_row(r[:-2])
-        # the columns of queuert.job, then blockers and seq (PostgreSQL's order)
-        row["blockers"] = from_json(blockers[r[0]]) if r[-1] else []
-        row["seq"] = r[-2]
-        claimed.append(row)
-    claimed.sort(key=lambda r: (-r["priority"], r["scheduled_at"], r["seq"]))
+        job_id = uuid_from_text(r[0])
+        claimed.append(
+            (
+                job_id,
+                r[1],
+                job_id if r[2] == r[0] else uuid_from_text(r[2]),
+                r[3],
+                r[4],
+                None if r[5] is None else from_json(r[5]),
+                r[8],
+                r[9],
+                _EPOCH + _td(microseconds=r[10]),
+                _EPOCH + _td(microseconds=r[11]),
+                _EPOCH + _td(microseconds=r[15]),
+                r[17],
+                r[20],
+                blockers[r[0]] if r[-1] else "[]",
+                r[-2],
+                now,
+            )
+        )
+    if len(claimed) > 1:
+        # RETURNING comes back in no particular order
+        claimed.sort(key=lambda c: (-c[6], c[8], c[14]))
     return claimed
 
 

@@ -16,7 +16,7 @@ from ._rows import Row
 from ._statements import statements
 from ._values import now_us, to_json
 
-__all__ = ["complete", "complete_jobs"]
+__all__ = ["complete", "complete_jobs", "complete_one"]
 
 _OUTSIDE = ("blocked", "pending", "running")
 
@@ -116,3 +116,37 @@ def complete_jobs(
         }
         for job_id, jid, outcome in zip(given, ids, outcomes)
     ]
+
+
+def complete_one(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    job_id: UUID,
+    output_json: str | None,
+    attempt: int,
+    *,
+    schema: str = "queuert",
+) -> tuple[str, list[str]]:
+    """complete_jobs for the one job a worker acknowledges (atomic mode's
+    every completion), from the worker's own values: a UUID, the output as
+    JSON text the worker wrote, its attempt. Returns ``(outcome,
+    unblocked_types)`` as complete_jobs' row has them. The same statements
+    without the batch's argument checks and result rows: at one job per
+    transaction they were a fifth of the worker's time."""
+    jid = str(job_id)
+    q = statements(schema)
+    with writing(conn, schema, "complete a job", single_write=True):
+        now = now_us()
+        completed = rows(
+            conn,
+            q["complete_job"],
+            {"id": jid, "output": output_json, "attempt": attempt, "worker_id": worker_id, "now": now},
+        )
+        if not completed:
+            return batch_outcomes(conn, q, [jid], {}, "completed")[0], []
+        unblocked = finish_chains(conn, q, completed, now)
+    announce(
+        ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
+        completed_chains=(completed[0][1],),
+    )
+    return "completed", unblocked.get(completed[0][1], [])

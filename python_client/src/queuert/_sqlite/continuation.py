@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from ..errors import QueuertError
 from . import _checks as check
 from ._actions import job_for_action
 from ._connection import one, run, writing
@@ -19,7 +20,7 @@ from ._statements import statements
 from ._values import from_us, new_job_id, now_us, to_json
 from .start import blocker_count
 
-__all__ = ["continue_with"]
+__all__ = ["continue_jobs", "continue_with"]
 
 _OUTSIDE = ("blocked", "pending", "running")
 
@@ -101,4 +102,50 @@ def continue_with(
         ready_types=(type_name,) if result["status"] == "pending" else (),
         lost_jobs=(jid,) if worker_id is None and job.status == "running" else (),
     )
+    return result
+
+
+#: A refusal that says the job is no longer the worker's: its outcome.
+_LOST_OUTCOMES = {"QU001": "not_found", "QU003": "finished", "QU004": "taken"}
+
+
+def continue_jobs(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    job_ids: Sequence[UUID | str],
+    continuations: Sequence[Mapping[str, Any]],
+    attempts: Sequence[int | None] | None = None,
+    *,
+    schema: str = "queuert",
+) -> list[Row]:
+    """The worker's batched continuation: ``continue_with`` for each job, in
+    one transaction, each in a savepoint of its own, so that one refusal
+    undoes only its own job. ``continuations`` holds, per job, the keyword
+    arguments of :func:`continue_with` (``type_name``, ``input``, ``id``,
+    ``schedule_at``, ``schedule_after``, ``blockers``, ``priority``,
+    ``trace_context``).
+
+    One row per input element: ``job_id, outcome, next`` (the new job, as
+    continue_with returns it), ``error``. Outcome ``continued``; or
+    ``not_found``, ``finished``, ``taken`` (the job is no longer the
+    worker's: QU001, QU003, QU004, the error attached); or ``refused``
+    (another refusal, e.g. a blocker that does not exist: ``error`` says
+    why; the caller fails the attempt with it).
+    """
+    ids = check.check_batch_worker("continue_jobs", worker_id, job_ids)
+    if isinstance(continuations, (str, bytes)) or len(continuations) != len(ids):
+        check.invalid("continuations must have one element per job id")
+    if attempts is not None and (isinstance(attempts, (str, bytes)) or len(attempts) != len(ids)):
+        check.invalid("attempts must have one element per job id")
+    tries = list(attempts) if attempts is not None else [None] * len(ids)
+    result: list[Row] = []
+    with writing(conn, schema, "continue jobs"):
+        for jid, cont, tried in zip(ids, continuations, tries):
+            try:
+                created = continue_with(conn, jid, worker_id, attempt=tried, schema=schema, **cont)
+            except QueuertError as e:
+                lost = _LOST_OUTCOMES.get(e.sqlstate or "")
+                result.append({"job_id": UUID(jid), "outcome": lost or "refused", "next": None, "error": e})
+                continue
+            result.append({"job_id": UUID(jid), "outcome": "continued", "next": created, "error": None})
     return result

@@ -11,13 +11,13 @@ from uuid import UUID
 
 from . import _checks as check
 from ._actions import batch_outcomes
-from ._connection import rows, writing
+from ._connection import reading, rows, writing
 from ._notices import announce
 from ._rows import Row
 from ._statements import statements
 from ._values import ids_json, now_us
 
-__all__ = ["reap", "release_jobs", "renew_leases"]
+__all__ = ["reap", "release_jobs", "renew_leases", "running_jobs"]
 
 
 def renew_leases(
@@ -108,3 +108,12 @@ def reap(conn: sqlite3.Connection, max_jobs: int | None = 100, *, schema: str = 
         lost_jobs=list(reaped),
     )
     return result
+
+
+def running_jobs(conn: sqlite3.Connection, worker_id: str, *, schema: str = "queuert") -> list[Row]:
+    """The jobs running under ``worker_id``: rows ``id, attempt, type_name``
+    (a worker releases the ones it does not know of)."""
+    check.check_text(worker_id, "worker_id")
+    with reading(conn, "read running jobs"):
+        found = rows(conn, statements(schema)["running_jobs"], {"worker_id": worker_id})
+    return [{"id": UUID(job_id), "attempt": attempt, "type_name": type_name} for job_id, attempt, type_name in found]

@@ -137,7 +137,9 @@ class Acknowledger:
                         continue
                     except (JobLost, Rejected, Conflict) as exc2:
                         err = exc2
-                logger.error("cannot record failure of job %s: %s; it will be reaped", job.id, err, extra=log_extra(job))
+                logger.error(
+                    "cannot record failure of job %s: %s; it will be reaped", job.id, err, extra=log_extra(job)
+                )
                 report_lost(job, f"acknowledgement failed: {err}")
                 self.flights.pop(job.id, None)
                 job._state = st.LOST

@@ -202,7 +202,8 @@ class AtomicSlots:
         if carry is not None:
             state = session.transaction_state()
             if state == "idle":  # the handler ended the transaction itself: slow path
-                self.acks.record(await atomic_plan.drive(atomic_plan.acknowledge(carry.job, carry.outcome, state), session))
+                plan = atomic_plan.acknowledge(carry.job, carry.outcome, state)
+                self.acks.record(await atomic_plan.drive(plan, session))
             else:
                 write = atomic_plan.in_transaction(carry.job, carry.outcome, state)
         try:

@@ -25,7 +25,13 @@ T = TypeVar("T")
 
 class Lifecycle:
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, wakeup: Wakeup, *, grace_period: float, reconnect_max: float, worker_id: str
+        self,
+        loop: asyncio.AbstractEventLoop,
+        wakeup: Wakeup,
+        *,
+        grace_period: float,
+        reconnect_max: float,
+        worker_id: str,
     ) -> None:
         self.loop = loop
         self.wakeup = wakeup

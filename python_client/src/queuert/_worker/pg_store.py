@@ -82,6 +82,7 @@ class PgStore:
         lease: timedelta | None,
         prepare_threshold: int | None,
         notify_setting: str | None,
+        unblocked_wanted: bool = False,
     ) -> None:
         self.conninfo = conninfo
         self.worker_id = worker_id
@@ -91,6 +92,9 @@ class PgStore:
         # None: the engine's notifications as usual; else the worker's
         # acknowledging sessions set queuert.notify to this
         self.notify_setting = notify_setting
+        # whether Written.unblocked must be filled: then even a single
+        # completion goes through complete_jobs, which reports them
+        self.unblocked_wanted = unblocked_wanted
         self.schema = schema
         self.texts = pg_sql.Texts.for_schema(schema, notify_setting)
 
@@ -187,7 +191,9 @@ class PgSession:
         return written
 
     async def acknowledge(self, ack: Ack) -> Written:
-        written = await self.flush((ack,), 0)
+        plan = pg_sql.plan_acks(self.t, self.worker_id, (ack,), alone=not self.store.unblocked_wanted)
+        written = Written()
+        pg_sql.read_acks(plan, await self._run(plan.statements), written)
         return written
 
     async def claim(self, n: int) -> list[ClaimRow]:
@@ -271,7 +277,9 @@ class PgAtomicSession:
         prefix: list[tuple[str, Any]] = []
         plan = None
         if carry is not None:
-            prefix, plan = pg_sql.atomic_ack_statements(self.t, self.store.worker_id, carry[0], carry[1])
+            prefix, plan = pg_sql.atomic_ack_statements(
+                self.t, self.store.worker_id, carry[0], carry[1], unblocked_wanted=self.store.unblocked_wanted
+            )
         results = await self._run(
             (*prefix, ("BEGIN", None), self.store.claim_statement(1, type_names), (pg_sql.SAVEPOINT, None))
         )
@@ -287,7 +295,9 @@ class PgAtomicSession:
         return written, rows[0]
 
     async def acknowledge(self, ack: Ack, rollback: bool) -> Written:
-        stmts, plan = pg_sql.atomic_ack_statements(self.t, self.store.worker_id, ack, rollback)
+        stmts, plan = pg_sql.atomic_ack_statements(
+            self.t, self.store.worker_id, ack, rollback, unblocked_wanted=self.store.unblocked_wanted
+        )
         results = await self._run(stmts)
         written = Written()
         first = len(stmts) - 1 - len(plan.statements)
@@ -344,10 +354,13 @@ class PgSyncAtomicSession:
         if not rows:
             self._run((("ROLLBACK", None),))
             return None
-        return rows[0]
+        row: ClaimRow = rows[0]
+        return row
 
     def acknowledge(self, ack: Ack, rollback: bool) -> Written:
-        stmts, plan = pg_sql.atomic_ack_statements(self.t, self.store.worker_id, ack, rollback)
+        stmts, plan = pg_sql.atomic_ack_statements(
+            self.t, self.store.worker_id, ack, rollback, unblocked_wanted=self.store.unblocked_wanted
+        )
         results = self._run(stmts)
         written = Written()
         first = len(stmts) - 1 - len(plan.statements)

@@ -19,15 +19,18 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from queuert._sqlite.worker_connection import is_sqlite_dsn
 from queuert._worker.acks import Acknowledger
 from queuert._worker.atomic import AtomicSlots
+from queuert._worker.backends import store_for
 from queuert._worker.claim_ahead import ClaimAhead
 from queuert._worker.due_poll import DuePoll
 from queuert._worker.execution import Dispatch, Execution
 from queuert._worker.handlers import Handler
 from queuert._worker.lifecycle import Lifecycle
+from queuert._worker.looper import Looper
 from queuert._worker.maintenance import Maintenance, Service
-from queuert._worker.pg_store import PgStore
+from queuert._worker.pg_services import own_connection_services
 from queuert._worker.publisher import Publisher
 from queuert._worker.queue_depth import QueueDepth
 from queuert._worker.reaping import Reaper
@@ -35,10 +38,11 @@ from queuert._worker.renewal import Renewal
 from queuert._worker.settings import Settings
 from queuert._worker.staged import StagedDispatcher
 from queuert._worker.stats import WorkerStats
-from queuert._worker.store import Session
+from queuert._worker.store import Session, Store
 from queuert._worker.wakeup import Wakeup, listen
 from queuert.job import JobContext
 from queuert.notify.base import Subscription
+from queuert.notify.inprocess import InProcessNotifier
 from queuert.notify.postgres import PostgresNotifier
 
 logger = logging.getLogger("queuert.worker")
@@ -52,6 +56,7 @@ class Run:
         self.loop = asyncio.get_running_loop()
         self.started = asyncio.Event()
         self.finished = False
+        self.loopers: list[Looper] = []
         self.wakeup = Wakeup()
         self.lifecycle = Lifecycle(
             self.loop,
@@ -62,31 +67,37 @@ class Run:
         )
         self.flights: dict[uuid.UUID, JobContext[Any]] = {}
         self.notifier = s.notifier
+        self.sqlite = sqlite = is_sqlite_dsn(s.conninfo)
+        if sqlite and s.prune_after is not None:
+            raise ValueError("prune_after: the SQLite engine has no prune (PostgreSQL only, for now)")
+        # no NOTIFY on SQLite: nothing to batch, the notifier carries it all
+        batch = s.batch_notifications and not sqlite
+        self.own_notifier = False
+        if sqlite:
+            if isinstance(s.notifier, PostgresNotifier):
+                raise ValueError("a worker on SQLite cannot LISTEN: give it an in-process, Redis or NATS notifier")
+            if s.notifier is None:
+                # the worker's own acknowledgements wake it; others' jobs
+                # by polling (or Redis/NATS, given as its notifier)
+                self.notifier = InProcessNotifier()
+                self.own_notifier = True
         # a non-PostgreSQL notifier: the worker publishes every notification
         # itself (the engine's reach only PostgreSQL listeners)
-        publish_all = s.notifier is not None and not isinstance(s.notifier, PostgresNotifier)
+        publish_all = self.notifier is not None and not isinstance(self.notifier, PostgresNotifier)
         # batch: our acknowledgements send no job_ready / chain_completed
         # NOTIFY; the publisher sends them after commit. The rare job_ready
         # of dependents a completion unblocked (a fan-in's last blocker)
         # stays with the engine unless the worker publishes everything.
         notify_setting = "job_lost" if publish_all else "job_lost,job_ready_unblocked"
-        self.store = PgStore(
-            s.conninfo,
-            schema=s.schema,
-            worker_id=s.worker_id,
-            type_names=s.type_names,
-            lease=s.lease,
-            prepare_threshold=s.prepare_threshold,
-            notify_setting=notify_setting if s.batch_notifications else None,
-        )
+        self.store: Store = store_for(s, notify_setting=notify_setting if batch else None, unblocked_wanted=publish_all)
         self.publisher: Publisher | None = None
-        if s.batch_notifications or publish_all:
+        if batch or publish_all:
             store = self.store
             self.publisher = Publisher(
                 (lambda: self.lifecycle.reconnecting("notify", store.open_announcer))
-                if s.batch_notifications
+                if batch
                 else None,
-                s.notifier if publish_all else None,
+                self.notifier if publish_all else None,
                 worker_id=s.worker_id,
             )
         self.acks = Acknowledger(
@@ -130,10 +141,17 @@ class Run:
 
     # -- main --------------------------------------------------------------
 
+    def own_connection_services(self) -> list[Looper]:
+        """Services on connections of their own (pg_services.py): the
+        schedule ticker, the pruner. PostgreSQL only: the SQLite engine has
+        no schedules (the ticker has nothing to tick) and no prune."""
+        self.loopers = [] if self.sqlite else own_connection_services(self.settings)
+        return self.loopers
+
     async def main(self) -> None:
         s = self.settings
         notifier = self.notifier
-        own_notifier = notifier is None
+        own_notifier = notifier is None or self.own_notifier
         if notifier is None:
             notifier = PostgresNotifier(s.conninfo, schema=s.schema)
         maintenance: Maintenance | None = None
@@ -164,6 +182,8 @@ class Run:
                 worker_id=self.worker_id,
             )
             maintenance.start()
+            for looper in self.own_connection_services():
+                looper.start()
             if s.mode == "staged":
                 await self._staged()
             else:
@@ -184,6 +204,8 @@ class Run:
             self.lifecycle.stop_event.set()
             if maintenance is not None:
                 await maintenance.stop()
+            for looper in self.loopers:
+                await looper.stop()
             if self.publisher is not None:
                 await self.publisher.stop()
             if self.subscription is not None:

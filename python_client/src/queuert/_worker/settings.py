@@ -38,6 +38,14 @@ def check_prefetch(prefetch: Any, window: float, most: int | None) -> None:
         raise ValueError("prefetch_max must not be negative")
 
 
+def check_prune(after: timedelta | None, failed_after: timedelta | None, interval: float) -> None:
+    for name, value in (("prune_after", after), ("prune_failed_after", failed_after)):
+        if value is not None and (not isinstance(value, timedelta) or value < timedelta(0)):
+            raise ValueError(f"{name} must be a timedelta of at least 0, or None")
+    if not interval > 0:
+        raise ValueError("prune_interval must be positive")
+
+
 def as_interval(td: timedelta | float | None) -> timedelta | None:
     if td is None or isinstance(td, timedelta):
         return td
@@ -74,9 +82,15 @@ class Settings:
     prefetch_max: int | None
     batch_notifications: bool
     stats_interval: float = 15.0
+    # the worker's own-connection services (run.py): schedule ticks, pruning
+    schedules: bool = True
+    prune_after: timedelta | None = None
+    prune_failed_after: timedelta | None = None
+    prune_interval: float = 300.0
 
     def __post_init__(self) -> None:
         validate_schema_name(self.schema)
         check_concurrency(self.concurrency)
         check_mode(self.mode)
         check_prefetch(self.prefetch, self.prefetch_window, self.prefetch_max)
+        check_prune(self.prune_after, self.prune_failed_after, self.prune_interval)

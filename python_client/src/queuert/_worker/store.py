@@ -160,7 +160,9 @@ class AtomicSession(Protocol):
 
     async def close(self) -> None: ...
 
-    async def open_attempt(self, type_names: Sequence[str], carry: tuple[Ack, bool] | None) -> tuple[Written | None, ClaimRow | None]:
+    async def open_attempt(
+        self, type_names: Sequence[str], carry: tuple[Ack, bool] | None
+    ) -> tuple[Written | None, ClaimRow | None]:
         """Begin a transaction and claim one job. ``carry`` (an ack and
         whether to roll back to the savepoint first) is the previous job's
         acknowledgement, committed in the same round trip before the claim.

@@ -1,0 +1,137 @@
+"""How the SQLite store writes a batch of acknowledgements: one engine call
+per kind of outcome, in the caller's open transaction, each job's result
+sorted into a ``Written`` (only ``sqlite_store`` uses this module)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import queuert._sqlite as qs
+from queuert._sqlite._values import Json
+from queuert._worker.outcomes import Ack, Completed, Continued, Failed
+from queuert._worker.store import JobLost, Rejected, Written
+
+
+def _continuation_args(cont: Any) -> dict[str, Any]:
+    """continue_with's keyword arguments for a handler's Continuation."""
+    return {
+        "type_name": cont.type_name,
+        "input": cont.input_json,  # validated and dumped to JSON values by the Continuation
+        "id": cont.id,
+        "schedule_at": cont.schedule_at,
+        "schedule_after": cont.schedule_after,
+        "blockers": list(cont.blockers) if cont.blockers is not None else None,
+        "priority": cont.priority,
+        "trace_context": cont.trace_context,
+    }
+
+
+def _retry_at(failed: Failed, now: datetime) -> datetime | None:
+    if failed.retry_at is not None:
+        return failed.retry_at
+    if failed.retry_after is not None:
+        return now + failed.retry_after  # the engine's clock is this process's
+    return None
+
+
+def write_acks(
+    conn: sqlite3.Connection, worker_id: str, acks: Sequence[Ack], written: Written, *, schema: str, single: bool
+) -> None:
+    """Write ``acks`` in the open transaction: one engine call per kind, an
+    outcome per job into ``written``. A continuation the engine refuses
+    (not for being lost) raises Rejected; with ``single`` a lost
+    continuation raises JobLost (acknowledge's contract)."""
+    completes: list[Ack] = []
+    continues: list[Ack] = []
+    fails: list[Ack] = []
+    releases: list[Ack] = []
+    for ack in acks:
+        kind = type(ack.outcome)
+        if kind is Completed:
+            completes.append(ack)
+        elif kind is Continued:
+            continues.append(ack)
+        elif kind is Failed:
+            fails.append(ack)
+        else:
+            releases.append(ack)
+    if len(completes) == 1:  # atomic mode's every acknowledgement
+        ack = completes[0]
+        outcome, unblocked = qs.complete_one(
+            conn, worker_id, ack.job.id, ack.outcome.output_json, ack.job.attempt, schema=schema  # type: ignore[union-attr]
+        )
+        if outcome == "completed":
+            written.done.append(ack)
+            written.chains.append(str(ack.job.chain_id))
+            written.unblocked.update(unblocked)
+        else:
+            written.lost.append((ack, outcome))
+    elif completes:
+        rows = qs.complete_jobs(
+            conn,
+            worker_id,
+            [a.job.id for a in completes],
+            [None if a.outcome.output_json is None else Json(a.outcome.output_json) for a in completes],  # type: ignore[union-attr]
+            [a.job.attempt for a in completes],
+            schema=schema,
+        )
+        for ack, row in zip(completes, rows):
+            if row["outcome"] == "completed":
+                written.done.append(ack)
+                written.chains.append(str(ack.job.chain_id))
+                written.unblocked.update(row["unblocked_types"])
+            else:
+                written.lost.append((ack, row["outcome"]))
+    if continues:
+        rows = qs.continue_jobs(
+            conn,
+            worker_id,
+            [a.job.id for a in continues],
+            [_continuation_args(a.outcome.continuation) for a in continues],  # type: ignore[union-attr]
+            [a.job.attempt for a in continues],
+            schema=schema,
+        )
+        for ack, row in zip(continues, rows):
+            outcome = row["outcome"]
+            if outcome == "continued":
+                written.done.append(ack)
+                if row["next"]["status"] == "pending":
+                    written.ready.add(row["next"]["type_name"])
+            elif outcome == "refused":
+                raise Rejected(row["error"])
+            elif single:
+                raise JobLost(str(row["error"]))
+            else:
+                written.lost.append((ack, outcome))
+    if fails:
+        now = datetime.now(timezone.utc)
+        outcomes: list[Failed] = [a.outcome for a in fails]  # type: ignore[misc]
+        rows = qs.fail_jobs(
+            conn,
+            worker_id,
+            [a.job.id for a in fails],
+            [o.error for o in outcomes],
+            [_retry_at(o, now) for o in outcomes],
+            [a.job.attempt for a in fails],
+            schema=schema,
+        )
+        for ack, row in zip(fails, rows):
+            if row["outcome"] == "failed":
+                written.done.append(ack)
+                if row["status"] == "pending":
+                    written.ready.add(ack.job.type_name)
+            else:
+                written.lost.append((ack, row["outcome"]))
+    if releases:
+        rows = qs.release_jobs(
+            conn, worker_id, [a.job.id for a in releases], [a.job.attempt for a in releases], schema=schema
+        )
+        for ack, row in zip(releases, rows):
+            if row["outcome"] == "released":
+                written.done.append(ack)
+                written.ready.add(ack.job.type_name)
+            else:
+                written.lost.append((ack, row["outcome"]))
