@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +25,8 @@ import pytest
 import queuert
 from queuert import aio
 from queuert.job import JobContext
+import queuert._sqlite as qs
+from queuert._sqlite.migrate import migrate as sqlite_migrate
 from queuert.telemetry import switch
 from otel_support import Sdk, installed_sdk
 
@@ -408,3 +411,43 @@ async def test_worker_without_sdk_runs_and_emits_nothing(dsn: str, aconn: psycop
     )
     # what the application gave is stored as given
     assert await cur.fetchall() == [("tc-app", "tc-app"), ("tc-handler", "tc-app")]
+
+
+@pytest.mark.parametrize("mode", ["staged", "atomic"])
+async def test_the_sqlite_worker_traces_and_counts_too(tmp_path: Path, sdk: Sdk, mode: str) -> None:
+    path = tmp_path / "app.db"
+    sqlite_migrate(str(path))
+    worker = queuert.Worker(f"sqlite:///{path}", mode=mode, poll_interval=0.1, reap_interval=0.2, stats_interval=0.1)
+
+    @worker.handler("first")
+    async def first(job: JobContext[Any]) -> Any:
+        return job.continue_with("second", {"n": 1})
+
+    @worker.handler("second")
+    async def second(job: JobContext[Any]) -> Any:
+        if job.attempt == 1:
+            raise ValueError("first attempt fails")
+        return None
+
+    conn = sqlite3.connect(path)
+    try:
+        queuert.start_chain(conn, "first")
+        qs.set_job_type(conn, "second", backoff_initial=timedelta(0))  # the retry is due at once
+        conn.commit()
+    finally:
+        conn.close()
+    async with running(worker):
+        await eventually(lambda: sdk.counter("queuert.chains.completed") == 1, timeout=30)
+    names = sorted(s.name for s in sdk.finished())
+    assert names == ["create first", "create second", "process first", "process second", "process second"]
+    assert len({s.context.trace_id for s in sdk.finished()}) == 1
+    (create_second,) = sdk.named("create second")
+    assert create_second.attributes is not None and create_second.attributes["queuert.job.status"] == "pending"
+    failed = [s for s in sdk.named("process second") if s.attributes and s.attributes["queuert.outcome"] == "failed"]
+    assert len(failed) == 1 and failed[0].attributes is not None and "queuert.retry_at" in failed[0].attributes
+    assert sdk.counter("queuert.attempts.failed", **{"queuert.will_retry": True}) == 1
+    jobs = {
+        p.attributes["messaging.destination.name"]
+        for p in sdk.metric_points().get("queuert.queue.jobs", [])
+    }
+    assert jobs <= {"first", "second"}
