@@ -264,6 +264,7 @@ def render_tree(spans: dict[str, dict[str, Any]]) -> str:
             + s["name"]
             + (f"  [{where}]" if where else "")
             + (f" outcome={outcome}" if outcome else "")
+            + (" chain.completed" if s["attributes"].get("queuert.chain.completed") else "")
             + (f"  links: {links}" if links else "")
             + (f"  events: {events}" if events else "")
         )
