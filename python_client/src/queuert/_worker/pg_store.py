@@ -212,7 +212,10 @@ class PgSession:
         return [Reaped(*row) for row in await self._rows(self.t.reap, (max_jobs,))]
 
     async def queue_stats(self) -> list[tuple[str, str, int, float | None]]:
-        return [tuple(row) for row in await self._rows(self.t.queue_stats, None)]  # type: ignore[misc]
+        return [
+            (str(t), str(status), int(count), None if age is None else float(age))
+            for t, status, count, age in await self._rows(self.t.queue_stats, None)
+        ]
 
     async def seconds_until_due(self) -> float | None:
         rows = await self._rows(self.t.next_due, (self.store.type_names,))
