@@ -243,6 +243,7 @@ CALLS: list[Call] = [
         "SELECT * FROM queuert.complete_jobs('w', %s)", (s.held_parents[:5],))),
     ("release_jobs", lambda s: (
         "SELECT * FROM queuert.release_jobs('w', %s, %s)", (s.held, s.held_attempts))),
+    ("reap_jobs", lambda s: ("SELECT * FROM queuert.reap_jobs(100)", None)),
     ("release_unknown_jobs", lambda s: (
         "SELECT * FROM queuert.release_unknown_jobs('w', %s)", (s.held,))),
     ("fail_jobs", lambda s: (
