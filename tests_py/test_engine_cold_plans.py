@@ -43,6 +43,10 @@ import pytest
 
 Conn = psycopg.Connection[Any]
 
+pytestmark = pytest.mark.server_library(
+    "auto_explain", reason="plans inside the engine's functions are read through auto_explain"
+)
+
 # A claim takes at most 100 jobs here, a fan-in completion resolves 500
 # dependents: anything reading more rows than this walked the backlog.
 MAX_READ = 2_000
