@@ -128,14 +128,21 @@ IDLE = (
 
 
 def _drain(
-    dsn: str, mode: str, concurrency: int, kind: str, cap: float, expect: int, prefetch: int | str = "auto"
+    dsn: str,
+    mode: str,
+    concurrency: int,
+    kind: str,
+    cap: float,
+    expect: int,
+    prefetch: int | str = "auto",
+    env: dict[str, str] | None = None,
 ) -> tuple[float, int | None]:
     """Starts the worker; returns (seconds, None) once the worker process
     reports ``expect`` committed acknowledgements (its own counters: the
     database is not polled while it runs, a poll loop would compete for the
     2 cores) and the database then shows nothing pending or running; or
     (cap, jobs completed so far) when the time cap is hit first."""
-    worker = WorkerProcess(dsn, mode, concurrency, kind, prefetch=prefetch, expect=expect)
+    worker = WorkerProcess(dsn, mode, concurrency, kind, prefetch=prefetch, expect=expect, env=env)
     out = worker.proc.stdout
     assert out is not None
     try:

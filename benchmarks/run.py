@@ -43,7 +43,7 @@ Workload = Callable[[Databases, Sizes, Results], None]
 def _worker_workloads() -> dict[str, tuple[Workload, bool]]:
     """Workloads that need queuert.Worker; absent until it exists."""
     try:
-        from . import memory, processing
+        from . import memory, processing, telemetry
     except ImportError as e:  # the worker is not importable yet
         print(f"(worker workloads unavailable: {e})", file=sys.stderr)
         return {}
@@ -51,6 +51,7 @@ def _worker_workloads() -> dict[str, tuple[Workload, bool]]:
         "process-staged": (processing.run_staged, True),
         "process-atomic": (processing.run_atomic, True),
         "chain-3": (processing.run_chain3, True),
+        "telemetry": (telemetry.run, True),
         "wake-up": (processing.run_wakeup, True),
         "worker-memory": (memory.run_all, False),
     }

@@ -24,6 +24,10 @@ QUEUERT_BENCH_WAKE_BUDGETS=0 makes that notifier's wake-ups skip the budget
 (every job_ready claims at once, as without budgets: for comparison runs);
 QUEUERT_BENCH_PREPARE_THRESHOLD=none turns server-side prepared statements
 off (PgBouncer in transaction mode);
+QUEUERT_BENCH_OTEL=1 configures OpenTelemetry's SDK (tracer and meter
+providers) with exporters that drop everything (benchmarks/telemetry.py);
+QUEUERT_BENCH_OTEL_SAMPLE=R gives its tracer provider the sampler
+ParentBased(TraceIdRatioBased(R)) instead of the default (every trace);
 QUEUERT_BENCH_EXPECT=N makes the process print "done <CLOCK_MONOTONIC> <RSS
 KiB> <peak RSS KiB>" once
 its own counters say N acknowledgements (completed + continued) committed, so
@@ -111,6 +115,48 @@ def build(dsn: str, mode: str, concurrency: int, kind: str, times_file: str | No
     return worker
 
 
+def _install_otel_sdk() -> None:
+    """SDK providers whose exporters drop everything: the instrumentation's
+    and the SDK's own cost, no network."""
+    from collections.abc import Sequence
+
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        MetricExporter,
+        MetricExportResult,
+        PeriodicExportingMetricReader,
+    )
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class DropSpans(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    class DropMetrics(MetricExporter):
+        def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+            pass
+
+    ratio = os.environ.get("QUEUERT_BENCH_OTEL_SAMPLE")
+    if ratio:
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+        provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(float(ratio))))
+    else:
+        provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(DropSpans()))
+    trace.set_tracer_provider(provider)
+    reader = PeriodicExportingMetricReader(DropMetrics(), export_interval_millis=5_000)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+
 def rss_kib(field: str = "VmRSS") -> int:
     """This process's resident memory (VmRSS) or its peak (VmHWM), in KiB."""
     with open("/proc/self/status") as f:
@@ -121,6 +167,8 @@ def rss_kib(field: str = "VmRSS") -> int:
 
 
 def main() -> None:
+    if os.environ.get("QUEUERT_BENCH_OTEL") == "1":
+        _install_otel_sdk()
     dsn, mode, concurrency, kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     times_file = sys.argv[5] if len(sys.argv) > 5 else None
     worker = build(dsn, mode, concurrency, kind, times_file)

@@ -80,7 +80,8 @@ CREATE TYPE queuert.start_chain_result AS (
 	status queuert.job_status,
 	scheduled_at timestamp with time zone,
 	created_at timestamp with time zone,
-	deduplicated boolean
+	deduplicated boolean,
+	trace_context text
 );
 
 --
@@ -297,6 +298,7 @@ CREATE TABLE queuert.job (
     trace_context text,
     open_blockers integer DEFAULT 0 NOT NULL,
     chain_completed_at timestamp with time zone,
+    chain_trace_context text,
     CONSTRAINT job_attempt_check CHECK ((attempt >= 0)),
     CONSTRAINT job_chain_index_check CHECK ((chain_index >= 0)),
     CONSTRAINT job_lease_only_when_running CHECK (((status = 'running'::queuert.job_status) = ((leased_by IS NOT NULL) AND (leased_until IS NOT NULL)))),
@@ -805,7 +807,7 @@ $$;
 CREATE FUNCTION queuert._find_dedup_match(type_name text, dedup_key text, dedup_scope text, dedup_window interval) RETURNS SETOF queuert.start_chain_result
     LANGUAGE sql STABLE
     AS $$
-    SELECT r.id, r.id, r.type_name, t.status, r.scheduled_at, r.created_at, true
+    SELECT r.id, r.id, r.type_name, t.status, r.scheduled_at, r.created_at, true, r.trace_context
     FROM queuert.job AS r
     CROSS JOIN LATERAL queuert._chain_tail(r.id) AS t
     WHERE r.chain_type_name = _find_dedup_match.type_name
@@ -1558,7 +1560,10 @@ BEGIN
             SELECT jsonb_agg(jsonb_build_object(
                 'chain_id', b.blocker_chain_id,
                 'type_name', tail.chain_type_name,
-                'output', tail.output
+                'output', tail.output,
+                -- for tracing: the blocker chain's trace and when it completed
+                'trace_context', tail.chain_trace_context,
+                'completed_at', tail.completed_at
             ) ORDER BY b.position)
             FROM queuert.job_blocker AS b
             CROSS JOIN LATERAL queuert._chain_tail(b.blocker_chain_id) AS tail
@@ -1808,13 +1813,13 @@ BEGIN
 
     INSERT INTO queuert.job (
         id, type_name, chain_id, chain_type_name, chain_index, input, status,
-        priority, scheduled_at, trace_context, open_blockers
+        priority, scheduled_at, trace_context, chain_trace_context, open_blockers
     )
     VALUES (
         v_id, continue_with.type_name, j.chain_id, j.chain_type_name, j.chain_index + 1,
         continue_with.input, v_status, coalesce(continue_with.priority, j.priority),
         v_scheduled_at, coalesce(continue_with.trace_context, j.trace_context),
-        cardinality(v_open)
+        j.chain_trace_context, cardinality(v_open)
     )
     ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS v_inserted = ROW_COUNT;
@@ -3265,18 +3270,20 @@ BEGIN
     THEN
         INSERT INTO queuert.job AS j (
             id, type_name, chain_id, chain_type_name, chain_index, input, status,
-            priority, scheduled_at, trace_context
+            priority, scheduled_at, trace_context, chain_trace_context
         )
         SELECT
             n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
-            'pending', coalesce(start_chain.priority, 0), now(), start_chain.trace_context
+            'pending', coalesce(start_chain.priority, 0), now(), start_chain.trace_context,
+            start_chain.trace_context
         FROM (SELECT queuert._new_job_id() AS id) AS n
         RETURNING
             j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
-            queuert._notify_inline('job_ready', j.type_name)
+            j.trace_context, queuert._notify_inline('job_ready', j.type_name)
         INTO
             v_result.id, v_result.chain_id, v_result.type_name, v_result.status,
-            v_result.scheduled_at, v_result.created_at, v_result.deduplicated, v_ready_sent;
+            v_result.scheduled_at, v_result.created_at, v_result.deduplicated,
+            v_result.trace_context, v_ready_sent;
         RETURN NEXT v_result;
         RETURN;
     END IF;
@@ -3321,12 +3328,13 @@ BEGIN
     -- ON CONFLICT: a given id may exist already (QU006, not a unique_violation).
     INSERT INTO queuert.job (
         id, type_name, chain_id, chain_type_name, chain_index, input, status,
-        priority, scheduled_at, dedup_key, trace_context, open_blockers
+        priority, scheduled_at, dedup_key, trace_context, chain_trace_context, open_blockers
     )
     VALUES (
         v_id, start_chain.type_name, v_id, start_chain.type_name, 0, start_chain.input,
         v_status, coalesce(start_chain.priority, 0), v_scheduled_at,
-        start_chain.dedup_key, start_chain.trace_context, cardinality(v_open)
+        start_chain.dedup_key, start_chain.trace_context, start_chain.trace_context,
+        cardinality(v_open)
     )
     ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS v_inserted = ROW_COUNT;
@@ -3348,7 +3356,8 @@ BEGIN
     END IF;
 
     v_result := ROW(
-        v_id, v_id, start_chain.type_name, v_status, v_scheduled_at, now(), false
+        v_id, v_id, start_chain.type_name, v_status, v_scheduled_at, now(), false,
+        start_chain.trace_context
     )::queuert.start_chain_result;
     RETURN NEXT v_result;
 END;
@@ -3428,11 +3437,11 @@ BEGIN
         inserted AS (
             INSERT INTO queuert.job (
                 id, type_name, chain_id, chain_type_name, chain_index, input, status,
-                priority, scheduled_at, trace_context
+                priority, scheduled_at, trace_context, chain_trace_context
             )
             SELECT
                 s.id, s.type_name, s.id, s.type_name, 0, s.input, 'pending',
-                s.priority, s.scheduled_at, s.trace_context
+                s.priority, s.scheduled_at, s.trace_context, s.trace_context
             FROM src AS s
         )
         SELECT
@@ -3485,12 +3494,13 @@ BEGIN
     BEGIN
         INSERT INTO queuert.job (
             id, type_name, chain_id, chain_type_name, chain_index, input, status,
-            priority, scheduled_at, dedup_key, trace_context, open_blockers
+            priority, scheduled_at, dedup_key, trace_context, chain_trace_context, open_blockers
         )
         SELECT
             i.resolved_id, i.type_name, i.resolved_id, i.type_name, 0, i.input,
             CASE WHEN oc.n > 0 THEN 'blocked' ELSE 'pending' END::queuert.job_status,
-            i.priority, i.scheduled_at, i.dedup_key, i.trace_context, coalesce(oc.n, 0)
+            i.priority, i.scheduled_at, i.dedup_key, i.trace_context, i.trace_context,
+            coalesce(oc.n, 0)
         FROM unnest(v_items) AS i
         LEFT JOIN unnest(v_blocked_job, v_blocked_n) AS oc (j, n) ON oc.j = i.resolved_id
         WHERE NOT i.deduplicated

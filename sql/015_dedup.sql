@@ -54,7 +54,7 @@ CREATE OR REPLACE FUNCTION {{ schema }}._find_dedup_match(
 RETURNS SETOF {{ schema }}.start_chain_result
 LANGUAGE sql STABLE
 AS $$
-    SELECT r.id, r.id, r.type_name, t.status, r.scheduled_at, r.created_at, true
+    SELECT r.id, r.id, r.type_name, t.status, r.scheduled_at, r.created_at, true, r.trace_context
     FROM {{ schema }}.job AS r
     CROSS JOIN LATERAL {{ schema }}._chain_tail(r.id) AS t
     WHERE r.chain_type_name = _find_dedup_match.type_name

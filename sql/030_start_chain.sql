@@ -49,18 +49,20 @@ BEGIN
     THEN
         INSERT INTO {{ schema }}.job AS j (
             id, type_name, chain_id, chain_type_name, chain_index, input, status,
-            priority, scheduled_at, trace_context
+            priority, scheduled_at, trace_context, chain_trace_context
         )
         SELECT
             n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
-            'pending', coalesce(start_chain.priority, 0), now(), start_chain.trace_context
+            'pending', coalesce(start_chain.priority, 0), now(), start_chain.trace_context,
+            start_chain.trace_context
         FROM (SELECT {{ schema }}._new_job_id() AS id) AS n
         RETURNING
             j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
-            {{ schema }}._notify_inline('job_ready', j.type_name)
+            j.trace_context, {{ schema }}._notify_inline('job_ready', j.type_name)
         INTO
             v_result.id, v_result.chain_id, v_result.type_name, v_result.status,
-            v_result.scheduled_at, v_result.created_at, v_result.deduplicated, v_ready_sent;
+            v_result.scheduled_at, v_result.created_at, v_result.deduplicated,
+            v_result.trace_context, v_ready_sent;
         RETURN NEXT v_result;
         RETURN;
     END IF;
@@ -105,12 +107,13 @@ BEGIN
     -- ON CONFLICT: a given id may exist already (QU006, not a unique_violation).
     INSERT INTO {{ schema }}.job (
         id, type_name, chain_id, chain_type_name, chain_index, input, status,
-        priority, scheduled_at, dedup_key, trace_context, open_blockers
+        priority, scheduled_at, dedup_key, trace_context, chain_trace_context, open_blockers
     )
     VALUES (
         v_id, start_chain.type_name, v_id, start_chain.type_name, 0, start_chain.input,
         v_status, coalesce(start_chain.priority, 0), v_scheduled_at,
-        start_chain.dedup_key, start_chain.trace_context, cardinality(v_open)
+        start_chain.dedup_key, start_chain.trace_context, start_chain.trace_context,
+        cardinality(v_open)
     )
     ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS v_inserted = ROW_COUNT;
@@ -132,7 +135,8 @@ BEGIN
     END IF;
 
     v_result := ROW(
-        v_id, v_id, start_chain.type_name, v_status, v_scheduled_at, now(), false
+        v_id, v_id, start_chain.type_name, v_status, v_scheduled_at, now(), false,
+        start_chain.trace_context
     )::{{ schema }}.start_chain_result;
     RETURN NEXT v_result;
 END;

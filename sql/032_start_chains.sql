@@ -209,11 +209,11 @@ BEGIN
         inserted AS (
             INSERT INTO {{ schema }}.job (
                 id, type_name, chain_id, chain_type_name, chain_index, input, status,
-                priority, scheduled_at, trace_context
+                priority, scheduled_at, trace_context, chain_trace_context
             )
             SELECT
                 s.id, s.type_name, s.id, s.type_name, 0, s.input, 'pending',
-                s.priority, s.scheduled_at, s.trace_context
+                s.priority, s.scheduled_at, s.trace_context, s.trace_context
             FROM src AS s
         )
         SELECT
@@ -266,12 +266,13 @@ BEGIN
     BEGIN
         INSERT INTO {{ schema }}.job (
             id, type_name, chain_id, chain_type_name, chain_index, input, status,
-            priority, scheduled_at, dedup_key, trace_context, open_blockers
+            priority, scheduled_at, dedup_key, trace_context, chain_trace_context, open_blockers
         )
         SELECT
             i.resolved_id, i.type_name, i.resolved_id, i.type_name, 0, i.input,
             CASE WHEN oc.n > 0 THEN 'blocked' ELSE 'pending' END::{{ schema }}.job_status,
-            i.priority, i.scheduled_at, i.dedup_key, i.trace_context, coalesce(oc.n, 0)
+            i.priority, i.scheduled_at, i.dedup_key, i.trace_context, i.trace_context,
+            coalesce(oc.n, 0)
         FROM unnest(v_items) AS i
         LEFT JOIN unnest(v_blocked_job, v_blocked_n) AS oc (j, n) ON oc.j = i.resolved_id
         WHERE NOT i.deduplicated

@@ -131,7 +131,10 @@ BEGIN
             SELECT jsonb_agg(jsonb_build_object(
                 'chain_id', b.blocker_chain_id,
                 'type_name', tail.chain_type_name,
-                'output', tail.output
+                'output', tail.output,
+                -- for tracing: the blocker chain's trace and when it completed
+                'trace_context', tail.chain_trace_context,
+                'completed_at', tail.completed_at
             ) ORDER BY b.position)
             FROM {{ schema }}.job_blocker AS b
             CROSS JOIN LATERAL {{ schema }}._chain_tail(b.blocker_chain_id) AS tail

@@ -89,13 +89,13 @@ BEGIN
 
     INSERT INTO {{ schema }}.job (
         id, type_name, chain_id, chain_type_name, chain_index, input, status,
-        priority, scheduled_at, trace_context, open_blockers
+        priority, scheduled_at, trace_context, chain_trace_context, open_blockers
     )
     VALUES (
         v_id, continue_with.type_name, j.chain_id, j.chain_type_name, j.chain_index + 1,
         continue_with.input, v_status, coalesce(continue_with.priority, j.priority),
         v_scheduled_at, coalesce(continue_with.trace_context, j.trace_context),
-        cardinality(v_open)
+        j.chain_trace_context, cardinality(v_open)
     )
     ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS v_inserted = ROW_COUNT;

@@ -79,7 +79,14 @@ def test_the_api_works_as_the_app_role(app_setup: tuple[str, str, str]) -> None:
         # the parent: claim (sees its blocker's output), continue, fail, reap path
         got = _one(c, "SELECT id, blockers FROM queuert.claim('w2', ARRAY['lp-parent'])")
         assert got[0] == parent[0]
-        assert got[1] == [{"chain_id": str(blocker), "type_name": "lp-child", "output": {"ok": True}}]
+        (seen,) = got[1]
+        assert {k: seen[k] for k in ("chain_id", "type_name", "output")} == {
+            "chain_id": str(blocker),
+            "type_name": "lp-child",
+            "output": {"ok": True},
+        }
+        assert seen["completed_at"] is not None  # and its trace_context (NULL: started untraced)
+        assert seen["trace_context"] is None
         nxt = _one(c, "SELECT id, chain_index FROM queuert.continue_with(%s, 'w2', 'lp-step')", parent[0])
         assert nxt[1] == 1
         _one(c, "SELECT id FROM queuert.claim('w3', ARRAY['lp-step'])")

@@ -71,16 +71,46 @@ def copy_sql_tree(tmp_path: Path) -> tuple[Path, Path]:
     return sql_dir, mig_dir
 
 
-def keep_migrations(sql_dir: Path, mig_dir: Path, n: int) -> None:
-    """The first ``n`` migrations only, and without the sql/ files that
-    cannot even be created before a later migration (a function returning
-    a table's row type), so today's engine installs on that older schema.
-    Today's claim reads migration 0006's limit columns: on a database
-    before 0006, a test takes jobs by hand (``take_by_hand``)."""
+# The newest migration today's sql/ cannot do without: it reads and writes
+# job.chain_trace_context (0007), so it cannot run on a database at an
+# older migration. The upgrade tests build their older database with the
+# engine of that time: sql/ as committed just before 0007 landed (which also
+# predates 0006).
+SQL_NEEDS = "0007_trace_context"
+
+
+def sql_tree_before(tmp_path: Path, migration: str = SQL_NEEDS) -> Path:
+    """sql/ as committed just before ``migration`` was added (the git
+    history of this checkout)."""
+    root = SQL_DIR.parent
+    log = subprocess.run(
+        ["git", "-C", str(root), "log", "--diff-filter=A", "--format=%H", "--", f"migrations/{migration}.sql"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert log, f"no commit adds migrations/{migration}.sql in {root}: the upgrade tests need git history"
+    old = tmp_path / "old-engine"
+    old.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", f"{log[-1]}^", "sql"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    return old / "sql"
+
+
+def keep_migrations(tmp_path: Path, sql_dir: Path, mig_dir: Path, n: int) -> Path:
+    """The first ``n`` migrations only; returns the sql/ to install with
+    them: today's, or before 0007 the engine of that time
+    (``sql_tree_before``). A test on a database before 0006 takes jobs by
+    hand (``take_by_hand``), as it did while today's sql/ ran there."""
     for later in sorted(mig_dir.glob("*.sql"))[n:]:
         later.unlink()
-    if n < 6:
-        (sql_dir / "120_schedules.sql").unlink()  # RETURNS queuert.schedule (0006)
+    if n < 7:
+        return sql_tree_before(tmp_path)
+    return sql_dir
 
 
 def take_by_hand(conn: psycopg.Connection[Any], type_name: str, worker: str) -> uuid.UUID | None:
@@ -155,7 +185,7 @@ def test_upgrade_to_0002_keeps_existing_chains_whole(empty_db: str, tmp_path: Pa
     index, version 4 ids) upgrades to 0002: rows untouched, the index
     partial, every chain's tail still found, later positions still unique."""
     sql_dir, mig_dir = copy_sql_tree(tmp_path)
-    keep_migrations(sql_dir, mig_dir, 1)
+    sql_dir = keep_migrations(tmp_path, sql_dir, mig_dir, 1)
     assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir) == ["0001_init"]
     upgraded = False
 
@@ -695,7 +725,7 @@ def test_upgrade_to_0003_replaces_functions_whose_results_changed(empty_db: str,
     CREATE OR REPLACE cannot do: a database whose functions still have the
     0002 shapes upgrades, and the functions answer with the new columns."""
     sql_dir, mig_dir = copy_sql_tree(tmp_path)
-    keep_migrations(sql_dir, mig_dir, 2)
+    sql_dir = keep_migrations(tmp_path, sql_dir, mig_dir, 2)
     assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)[-1] == "0002_root_outside_chain_position"
     with psycopg.connect(empty_db, autocommit=True) as conn:
         # the 0002 result shapes (bodies do not matter: they are replaced)
@@ -728,7 +758,7 @@ def test_upgrade_to_0005_drops_the_retired_internal_functions(empty_db: str, tmp
     _chain_item_problem; a database at 0004 still holds the old functions,
     and 0005 drops them while the engine keeps working."""
     sql_dir, mig_dir = copy_sql_tree(tmp_path)
-    keep_migrations(sql_dir, mig_dir, 4)
+    sql_dir = keep_migrations(tmp_path, sql_dir, mig_dir, 4)
     assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)[-1] == "0004_failed_jobs_idx"
     retired = ["_notify(text, text[])", "_announce(text, text)", "_chain_item_ok(jsonb)"]
     with psycopg.connect(empty_db, autocommit=True) as conn:
@@ -755,18 +785,19 @@ def test_upgrade_to_0006_replaces_set_job_type_and_keeps_policies(empty_db: str,
     rows; 0006 drops that signature (no ambiguous overload is left), keeps
     the rows, and claim enforces the new limits."""
     sql_dir, mig_dir = copy_sql_tree(tmp_path)
-    keep_migrations(sql_dir, mig_dir, 5)
+    sql_dir = keep_migrations(tmp_path, sql_dir, mig_dir, 5)
     assert migrate(empty_db, sql_dir=sql_dir, migrations_dir=mig_dir)[-1] == "0005_retired_internals"
     with psycopg.connect(empty_db, autocommit=True) as conn:
         # the 0005-era set_job_type (its body does not matter) and a policy set with it
-        conn.execute("DROP FUNCTION queuert.set_job_type(text, integer, interval, float8, interval, interval,"
-                     " integer, integer, interval)")
-        conn.execute("CREATE FUNCTION queuert.set_job_type(type_name text, max_attempts integer DEFAULT NULL,"
+        conn.execute("DROP FUNCTION IF EXISTS queuert.set_job_type(text, integer, interval, float8, interval,"
+                     " interval, integer, integer, interval)")
+        conn.execute("CREATE OR REPLACE FUNCTION queuert.set_job_type(type_name text,"
+                     " max_attempts integer DEFAULT NULL,"
                      " backoff_initial interval DEFAULT '10 seconds', backoff_multiplier float8 DEFAULT 2,"
                      " backoff_max interval DEFAULT '5 minutes', lease interval DEFAULT '60 seconds')"
                      " RETURNS queuert.job_type LANGUAGE sql AS 'SELECT NULL::queuert.job_type'")
         conn.execute("INSERT INTO queuert.job_type (type_name, max_attempts) VALUES ('kept', 3)")
-    assert migrate(empty_db) == ["0006_limits_schedules_retention"]
+    assert migrate(empty_db)[0] == "0006_limits_schedules_retention"  # and any later ones
     with psycopg.connect(empty_db, autocommit=True) as conn:
         signatures = conn.execute(
             "SELECT count(*) FROM pg_proc WHERE proname = 'set_job_type'"

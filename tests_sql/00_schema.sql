@@ -229,8 +229,9 @@ SELECT is(
 
 -- Returned columns.
 SELECT is(pg_temp.result_cols('queuert.start_chain'::regproc),
-    ARRAY['id', 'chain_id', 'type_name', 'status', 'scheduled_at', 'created_at', 'deduplicated'],
-    'start_chain returns id, chain_id, type_name, status, scheduled_at, created_at, deduplicated');
+    ARRAY['id', 'chain_id', 'type_name', 'status', 'scheduled_at', 'created_at', 'deduplicated',
+        'trace_context'],
+    'start_chain returns id, chain_id, type_name, status, scheduled_at, created_at, deduplicated, trace_context');
 SELECT is(pg_temp.result_cols('queuert.start_chains'::regproc),
     ARRAY['ord', 'id', 'chain_id', 'type_name', 'status', 'scheduled_at', 'created_at',
         'deduplicated'],

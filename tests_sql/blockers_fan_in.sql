@@ -58,7 +58,10 @@ SELECT results_eq(
 
 -- The fan-in sees every blocker's output, in blocker order, with the chain's root type.
 SELECT is(
-    (SELECT blockers FROM queuert.claim('w', ARRAY['report'])),
+    -- the keys a handler reads (trace_context and completed_at: trace_context.sql)
+    (SELECT jsonb_agg(b.e - 'trace_context' - 'completed_at' ORDER BY b.o)
+     FROM queuert.claim('w', ARRAY['report']) AS c
+     CROSS JOIN LATERAL jsonb_array_elements(c.blockers) WITH ORDINALITY AS b (e, o)),
     jsonb_build_array(
         jsonb_build_object('chain_id', pg_temp.u(3), 'type_name', 'resize', 'output', '{"url": "s3://x"}'::jsonb),
         jsonb_build_object('chain_id', pg_temp.u(1), 'type_name', 'fetch', 'output', '{"f": 1}'::jsonb),

@@ -92,7 +92,10 @@ SELECT count(*) AS n FROM queuert.claim('wb', ARRAY['b-step2']) \gset
 SELECT count(*) AS n FROM queuert.complete(pg_temp.u(23), 'wb', '{"b": "done"}') \gset
 SELECT count(*) AS n FROM queuert.complete(pg_temp.u(21), NULL, '[1, 2]') \gset
 SELECT is(
-    (SELECT blockers FROM queuert.claim('wf', ARRAY['fan-in'])),
+    -- the keys a handler reads (trace_context and completed_at: trace_context.sql)
+    (SELECT jsonb_agg(b.e - 'trace_context' - 'completed_at' ORDER BY b.o)
+     FROM queuert.claim('wf', ARRAY['fan-in']) AS c
+     CROSS JOIN LATERAL jsonb_array_elements(c.blockers) WITH ORDINALITY AS b (e, o)),
     jsonb_build_array(
         jsonb_build_object('chain_id', pg_temp.u(21), 'type_name', 'c-root', 'output', '[1, 2]'::jsonb),
         jsonb_build_object('chain_id', pg_temp.u(20), 'type_name', 'b-root', 'output', '{"b": "done"}'::jsonb)

@@ -337,6 +337,17 @@ class PostgresEngine(Engine):
         if fn == "chain_jobs":
             for row in rows:
                 row.pop("seq", None)
+        # What only PostgreSQL's engine reports, for OpenTelemetry (migration
+        # 0007, DESIGN.md Additions; pgTAP trace_context.sql checks it): the
+        # shared contract is compared without it.
+        if fn == "start_chain":
+            for row in rows:
+                row.pop("trace_context", None)
+        if fn == "claim":
+            for row in rows:
+                for blocker in row["blockers"] or ():
+                    blocker.pop("trace_context", None)
+                    blocker.pop("completed_at", None)
         return rows
 
     def next_due_at(self, type_names: Any = None) -> datetime | None:

@@ -17,7 +17,7 @@ send their JSON as text and build their result objects in the row factory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -46,6 +46,8 @@ from ._continuation import Continuation
 from ._job_type import _MAX_NAME, JobType, _check_delays, _type_name_of, dump_payload
 from ._records import Chain, ChainPage, CompletedJob, ContinuedJob, Job, StartedChain, started_chain
 from ._sqlite import client_calls as lite
+from . import _traced_calls as traced
+from .telemetry import tracing
 
 __all__ = [
     "chain_op",
@@ -86,6 +88,10 @@ def start_chain(
         params: list[Any] = [job_type, json_text(input)]
     else:
         params = [_type_name_of(job_type), json_text(dump_payload(job_type, input))]
+    # telemetry (None when off): the creation span's traceparent is stored
+    creation = tracing.creating(params[0], trace_context, "start_chain", blockers=blockers)
+    if creation is not None:
+        trace_context = creation.traceparent
     if (
         id is None
         and schedule_at is None
@@ -119,6 +125,14 @@ def start_chain(
             if value is not None and value != sql.START_CHAIN_OPTIONAL[name][1]
         )
         params.extend(optional[name] for name in given)
+    if creation is not None:
+        return traced.traced_start_call(
+            creation,
+            sql.start_chain(s, given, True),
+            params,
+            _started_one,
+            partial(lite.start_chain_call, s, params, given),
+        )
     return Call(
         Query(sql.start_chain(s, given), params, _started_rows),
         _started_one,
@@ -142,9 +156,17 @@ def start_chains(
     payload = chain_items(items)
     if not payload:
         return Steps(_nothing_started, _nothing_started)
+    finish: Callable[[list[StartedChain]], list[StartedChain]] = _started_many
+    with_creations = traced.items_with_creations(payload) if tracing.active() else None
+    if with_creations is not None:
+        payload, creations = with_creations
+        finish = traced.started_many_traced(creations, _started_many)
     # rows of one batch share their timestamps (_loaders)
     query = Query(sql.start_chains(s), (batch_json(payload),), _started_rows, repeat_timestamps)
-    return Call(query, _started_many, partial(lite.start_chains_call, s, payload))
+    lite_call = partial(lite.start_chains_call, s, payload)
+    if finish is _started_many:
+        return Call(query, finish, lite_call)
+    return Call(query, finish, lambda conn: finish(lite_call(conn)))
 
 
 def _nothing_started() -> Op[list[StartedChain]]:
@@ -226,6 +248,11 @@ def complete_chain(
     on_sqlite = partial(lite.complete_chain, s, cid, jid, expected, out_text)
 
     def op_complete() -> Op[CompletedJob]:
+        settlement = None
+        if tracing.active():
+            current = yield Query(sql.current_job_probe(s, by_job), params)
+            if current:
+                settlement, _ = traced.begin_settlement(current[0], "complete_chain", None, None)
         rows = yield Query(text, params)
         if not rows:
             yield from _explain_missing_current(s, cid, jid, expected)
@@ -236,6 +263,8 @@ def complete_chain(
             status=row["status"],
             chain_completed=bool(row["chain_completed"]),
         )
+        if settlement is not None:
+            settlement.settled(done.job_id, done.chain_id, done.chain_completed, "completed")
         _report(
             completed_chains=[done.chain_id] if done.chain_completed else [],
             lost_jobs=[done.job_id] if row["previous_status"] == "running" else [],
@@ -283,11 +312,28 @@ def _continue_chain(
     on_sqlite = partial(lite.continue_chain, s, cid, jid, expected, params)
 
     def op_continue() -> Op[CompletedJob]:
-        rows = yield Query(text, params)
+        settlement = creation = current = None
+        if tracing.active():
+            probe = yield Query(sql.current_job_probe(s, jid is not None), params)
+            if probe:
+                current = probe[0]
+                settlement, creation = traced.begin_settlement(
+                    current, "complete_chain", cont.type_name, cont.trace_context
+                )
+        run_params = params
+        if creation is not None and creation.traceparent is not None:
+            run_params = {**params, "trace_context": creation.traceparent}
+        rows = yield Query(text, run_params)
         if not rows:
             yield from _explain_missing_current(s, cid, jid, expected)
         row = rows[0]
         nxt = ContinuedJob.from_row(row)
+        if settlement is not None and current is not None:
+            if creation is not None:
+                creation.created(
+                    nxt.id, nxt.chain_id, current["chain_type_name"], nxt.status, nxt.deduplicated
+                )
+            settlement.settled(row["previous_job_id"], nxt.chain_id, False, "continued")
         fresh = not nxt.deduplicated
         _report(
             ready_types=[nxt.type_name] if fresh and nxt.status == "pending" else [],

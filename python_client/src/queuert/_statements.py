@@ -57,12 +57,14 @@ _STARTED_COLUMNS = "id, type_name, status::text, scheduled_at, created_at, dedup
 
 
 @lru_cache(maxsize=256)
-def start_chain(s: str, given: tuple[str, ...]) -> str:
+def start_chain(s: str, given: tuple[str, ...], traced: bool = False) -> str:
     """Parameters: type_name, input (JSON text), then one per name in
-    ``given``, in that order."""
+    ``given``, in that order. ``traced``: also the root's trace_context (a
+    deduplicated start's is the existing chain's, for a span link)."""
     args = "".join(f", {name} => %s::{START_CHAIN_OPTIONAL[name][0]}" for name in given)
+    columns = f"{_STARTED_COLUMNS}, trace_context" if traced else _STARTED_COLUMNS
     return (
-        f"SELECT {_STARTED_COLUMNS} FROM {s}.start_chain("
+        f"SELECT {columns} FROM {s}.start_chain("
         f"type_name => %s::text, input => %s::jsonb{args})"
     )
 
@@ -78,15 +80,19 @@ def current_job(s: str, by_job_id: bool) -> str:
     # A chain's current job is its last one (highest chain_index): a later
     # job through the unique index (chain_id, chain_index), which holds
     # positions > 0 only, or else the root, read by its id.
+    # trace_context and chain_type_name: for the settle span (queuert.telemetry)
     if by_job_id:
-        return f"""SELECT j.id, j.type_name, j.status::text AS status FROM {s}.job j
+        return f"""SELECT j.id, j.type_name, j.status::text AS status, j.trace_context,
+    j.chain_type_name FROM {s}.job j
     WHERE j.chain_id = %(chain_id)s::uuid AND j.id = %(job_id)s::uuid"""
-    return f"""SELECT u.id, u.type_name, u.status FROM (
-    (SELECT j.id, j.type_name, j.status::text AS status, j.chain_index FROM {s}.job j
+    return f"""SELECT u.id, u.type_name, u.status, u.trace_context, u.chain_type_name FROM (
+    (SELECT j.id, j.type_name, j.status::text AS status, j.chain_index, j.trace_context,
+    j.chain_type_name FROM {s}.job j
     WHERE j.chain_id = %(chain_id)s::uuid AND j.chain_index > 0
     ORDER BY j.chain_index DESC LIMIT 1)
     UNION ALL
-    SELECT j.id, j.type_name, j.status::text, j.chain_index FROM {s}.job j
+    SELECT j.id, j.type_name, j.status::text, j.chain_index, j.trace_context,
+    j.chain_type_name FROM {s}.job j
     WHERE j.id = %(chain_id)s::uuid AND j.chain_index = 0
 ) u ORDER BY u.chain_index DESC LIMIT 1"""
 

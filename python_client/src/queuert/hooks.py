@@ -31,6 +31,10 @@ Nested blocks behave like savepoints: an inner block that exits normally hands
 its callbacks and notifications to the enclosing block (which runs them after
 the outer transaction commits); an inner block that exits with an exception
 drops only its own.
+
+:meth:`TransactionHooks.on_rollback` is the other branch: a callback that runs
+only when the block exits with an exception (queuert's tracing ends the spans
+of work the rolled-back transaction had created with an error status there).
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class TransactionHooks:
         self._job_ready: dict[str, int] = {}
         self._chain_completed: dict[str, None] = {}
         self._job_lost: dict[str, None] = {}
+        self._rollbacks: list[Callback] = []
         self._token: Token[TransactionHooks | None] | None = None
         self._parent: TransactionHooks | None = None
         self._active = False
@@ -93,6 +98,12 @@ class TransactionHooks:
         does not stop the others (the transaction has already committed).
         """
         self._callbacks.append(callback)
+
+    def on_rollback(self, callback: Callback) -> None:
+        """Run ``callback()`` (plain functions only) if the block exits with an
+        exception, that is when the transaction rolled back. An exception from
+        it is logged; the block's own exception propagates as before."""
+        self._rollbacks.append(callback)
 
     def job_ready(self, type_name: str, count: int = 1) -> None:
         """Publish "``count`` jobs of this type became pending" after commit
@@ -122,6 +133,7 @@ class TransactionHooks:
         self._job_ready.clear()
         self._chain_completed.clear()
         self._job_lost.clear()
+        self._rollbacks.clear()
 
     @property
     def ready_counts(self) -> dict[str, int]:
@@ -134,6 +146,7 @@ class TransactionHooks:
             parent.job_ready(type_name, count)
         parent._chain_completed.update(self._chain_completed)
         parent._job_lost.update(self._job_lost)
+        parent._rollbacks.extend(self._rollbacks)
         if parent.notifier is None:
             parent.notifier = self.notifier
         self._clear()
@@ -155,7 +168,9 @@ class TransactionHooks:
         self._token = None
         self._active = False
         if failed:
+            rollbacks = list(self._rollbacks)
             self._clear()
+            _run_rollbacks(rollbacks)
             return False
         if self._parent is not None and self._parent._active:
             # nested: the outer transaction has not committed yet
@@ -235,6 +250,14 @@ class TransactionHooks:
             # sync caller an event loop per transaction (asyncio.run)
             if not notifier.publish_nowait(ready, chains, lost):
                 _run_awaitable(self._publish(ready, chains, lost))
+
+
+def _run_rollbacks(callbacks: list[Callback]) -> None:
+    for cb in callbacks:
+        try:
+            cb()
+        except Exception:
+            logger.exception("on-rollback callback %r failed", cb)
 
 
 def _run_awaitable(aw: Awaitable[Any]) -> None:

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, overload
 from uuid import UUID
 
+from queuert.telemetry.attempts import NO_ATTEMPT, Attempt, _NoAttempt
 from queuert.types import Continuation, JobType, continue_with
 
 __all__ = ["Blocker", "JobContext", "LeaseLost"]
@@ -109,6 +110,7 @@ class JobContext(Generic[InT]):
         "_task",
         "_state",
         "_renewed",
+        "_telemetry",
     )
 
     def __init__(self) -> None:  # filled in by the worker
@@ -118,6 +120,7 @@ class JobContext(Generic[InT]):
         self.conn: Any = None
         self._task: Any = None
         self._state = 0
+        self._telemetry: Attempt | _NoAttempt = NO_ATTEMPT
 
     #: job id
     id: UUID

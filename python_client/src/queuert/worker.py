@@ -115,6 +115,9 @@ class Worker:
     ``SET LOCAL queuert.notify = 'none'`` and everything (reaped jobs too)
     goes through the notifier. An idle worker woken by ``job_ready`` takes a
     unit of the type's wake budget first (docs/notify.md).
+    ``stats_interval`` (seconds, default 15): how often the worker reads the
+    ``stats`` view for the queue-depth gauges when an OpenTelemetry meter is
+    configured (never without one; docs/observability.md).
     ``schedules`` (default True): the worker starts the chains of due
     schedule ticks of the types it handles (docs/recurring.md).
     ``prune_after`` (a timedelta; default None, off): every
@@ -146,6 +149,7 @@ class Worker:
         prefetch_window: float = 0.05,
         prefetch_max: int | None = None,
         batch_notifications: bool = True,
+        stats_interval: float = 15.0,
         schedules: bool = True,
         prune_after: timedelta | None = None,
         prune_failed_after: timedelta | None = None,
@@ -172,6 +176,9 @@ class Worker:
         self.prefetch_window = float(prefetch_window)
         self.prefetch_max = prefetch_max
         self.batch_notifications = batch_notifications
+        if not stats_interval > 0:
+            raise ValueError("stats_interval must be positive")
+        self.stats_interval = float(stats_interval)
         self.schedules = schedules
         self.prune_after = prune_after
         self.prune_failed_after = prune_failed_after
@@ -308,6 +315,7 @@ class Worker:
             prefetch_window=self.prefetch_window,
             prefetch_max=self.prefetch_max,
             batch_notifications=self.batch_notifications,
+            stats_interval=self.stats_interval,
             schedules=self.schedules,
             prune_after=self.prune_after,
             prune_failed_after=self.prune_failed_after,

@@ -17,6 +17,7 @@ from queuert._worker.execution import log_extra
 from queuert._worker.outcomes import Ack, Completed, Continued, Failed, Outcome, Released, error_text
 from queuert._worker.stats import WorkerStats
 from queuert._worker.store import ClaimRow, Conflict, ConnectionLost, JobLost, Rejected, Session, Written
+from queuert._worker.telemetry_reports import report_lost, report_settled, report_written
 from queuert.errors import QueuertError
 from queuert.job import JobContext
 
@@ -129,6 +130,7 @@ class Acknowledger:
                 self.flights.pop(job.id, None)
                 job._state = st.LOST
                 self.stats.lost += 1
+                report_lost(job, str(exc))
                 logger.warning("job %s is no longer ours (%s); outcome discarded", job.id, exc, extra=log_extra(job))
             except (Rejected, Conflict) as exc:
                 err: BaseException = exc.error if isinstance(exc, Rejected) else exc
@@ -144,6 +146,7 @@ class Acknowledger:
                 logger.error(
                     "cannot record failure of job %s: %s; it will be reaped", job.id, err, extra=log_extra(job)
                 )
+                report_lost(job, f"acknowledgement failed: {err}")
                 self.flights.pop(job.id, None)
                 job._state = st.LOST
 
@@ -159,8 +162,9 @@ class Acknowledger:
 
     def record(self, written: Written) -> None:
         """Bookkeeping after a committed acknowledgement (loop thread): job
-        states and counters, and what to publish (chains completed, job
-        types made pending)."""
+        states and counters, telemetry, and what to publish (chains
+        completed, job types made pending)."""
+        report_written(written)
         flights = self.flights
         stats = self.stats
         debug = logger.isEnabledFor(logging.DEBUG)
@@ -206,6 +210,7 @@ class Acknowledger:
     def count_committed(self, ack: Ack) -> None:
         """An acknowledgement known to have committed whose answer was not
         read (its transaction's later statement failed)."""
+        report_settled(ack)
         kind = type(ack.outcome)
         if kind is Completed:
             self.stats.completed += 1

@@ -236,7 +236,8 @@ class AtomicSlots:
         self.jobs[key] = (job, asyncio.current_task())
         exc2: BaseException | None
         try:
-            result = await h.fn(job)
+            with job._telemetry.active():
+                result = await h.fn(job)
             exc2 = None
         except asyncio.CancelledError:
             if self.life.immediate:
@@ -270,7 +271,8 @@ class AtomicSlots:
         else:
             self.jobs[key] = (job, session.backend_id)
             try:
-                result = h.fn(job)
+                with job._telemetry.active():
+                    result = h.fn(job)
                 exc: BaseException | None = None
             except Exception as e:
                 result, exc = None, e

@@ -26,6 +26,7 @@ from queuert._worker.handlers import Handler
 from queuert._worker.outcomes import Completed, Continued, Failed, Outcome, error_text
 from queuert._worker.stats import WorkerStats
 from queuert._worker.store import ClaimRow
+from queuert._worker.telemetry_reports import begin_attempt, continuation_with_trace, report_lost
 from queuert.errors import PayloadValidationError, QueuertError
 from queuert.job import JobContext
 from queuert.types import Continuation, RetryAt, to_json_value
@@ -59,10 +60,13 @@ class Execution:
         handlers: dict[str, Handler],
         worker_id: str,
         observe_claim: Callable[[datetime | None, datetime | None], None],
+        *,
+        mode: str = "staged",
     ) -> None:
         self.handlers = handlers
         self.worker_id = worker_id
         self.observe_claim = observe_claim
+        self.mode = mode  # for the attempt spans (queuert.worker.mode)
 
     def make_job(self, row: ClaimRow) -> JobContext[Any]:
         job: JobContext[Any] = JobContext()
@@ -90,7 +94,9 @@ class Execution:
 
     def prepare(self, job: JobContext[Any]) -> Handler | Failed:
         """Resolve the handler and parse the input: the handler, or the
-        failure to record instead of running it."""
+        failure to record instead of running it. The attempt begins here
+        (its telemetry: queuert._worker.telemetry_reports)."""
+        begin_attempt(job, self.worker_id, self.mode)
         h = self.handlers.get(job.type_name)
         if h is None:  # claims are filtered by our types; defensive
             return Failed(f"no handler for job type {job.type_name!r}")
@@ -108,6 +114,7 @@ class Execution:
     def outcome(self, job: JobContext[Any], h: Handler, result: Any, exc: BaseException | None) -> Outcome:
         """What the handler's result (or exception) means for the job."""
         if exc is not None:
+            job._telemetry.handler_error(exc)
             if isinstance(exc, RetryAt):
                 return _retry(exc)
             err = "handler was cancelled" if isinstance(exc, asyncio.CancelledError) else error_text(exc)
@@ -129,7 +136,7 @@ class Execution:
             except QueuertError as e:
                 logger.warning("%s", e, extra=log_extra(job))
                 return Failed(error_text(e))
-            return Continued(result)
+            return Continued(continuation_with_trace(job, result))
         if isinstance(result, RetryAt):
             return _retry(result)
         try:
@@ -195,6 +202,7 @@ class Dispatch:
         self.running += 1
         if h.is_async:
             ctx = contextvars.copy_context()
+            ctx.run(job._telemetry.attach)  # the attempt's span is current in the task
             t0 = time.monotonic()
             try:
                 coro = h.fn(job)
@@ -209,7 +217,7 @@ class Dispatch:
             job._task = task
             task.add_done_callback(functools.partial(self._task_done, job, h, t0))
         else:
-            self.pool.submit(job, h.fn)
+            self.pool.submit(job, job._telemetry.wrap(h.fn))
 
     def _task_done(self, job: JobContext[Any], h: Handler, t0: float, task: asyncio.Task[Any]) -> None:
         job._task = None
@@ -243,6 +251,7 @@ class Dispatch:
         job._state = st.LOST
         self.flights.pop(job.id, None)
         self.stats.lost += 1
+        report_lost(job, reason)
         job.lease_lost._set(reason)
         logger.warning("lost job %s (%s); stopping its handler", job.id, reason, extra=log_extra(job))
         if job._task is not None:

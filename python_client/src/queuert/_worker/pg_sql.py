@@ -47,6 +47,7 @@ class Texts:
     reap: str
     next_due: str
     release_unknown: str
+    queue_stats: str
     #: SET LOCAL queuert.notify for acknowledging / reaping transactions
     #: (None: the session's setting)
     notify_setting_local: str | None
@@ -69,7 +70,7 @@ class Texts:
                 "job_id => %s, worker_id => %s, output => %s::jsonb, attempt => %s)"
             ),
             fail=(
-                f"SELECT id, status FROM {s}.fail(job_id => %s, worker_id => %s, error => %s, "
+                f"SELECT id, status, scheduled_at FROM {s}.fail(job_id => %s, worker_id => %s, error => %s, "
                 "retry_at => coalesce(%s::timestamptz, now() + %s::interval), attempt => %s)"
             ),
             continue_with=(
@@ -79,12 +80,12 @@ class Texts:
                 "trace_context => %s, attempt => %s)"
             ),
             fail_jobs=(
-                f"SELECT job_id, outcome, status FROM {s}.fail_jobs(worker_id => %s, "
+                f"SELECT job_id, outcome, status, scheduled_at FROM {s}.fail_jobs(worker_id => %s, "
                 "job_ids => %s::uuid[], errors => %s::text[], attempts => %s::int[])"
             ),
             # retry times given as a time or as a delay from the database's now
             fail_jobs_at=(
-                f"SELECT job_id, outcome, status FROM {s}.fail_jobs(worker_id => %s, "
+                f"SELECT job_id, outcome, status, scheduled_at FROM {s}.fail_jobs(worker_id => %s, "
                 "job_ids => %s::uuid[], errors => %s::text[], retry_ats => ("
                 "SELECT array_agg(coalesce(r.at, now() + r.after) ORDER BY r.o) "
                 "FROM unnest(%s::text[]::timestamptz[], %s::text[]::interval[]) WITH ORDINALITY AS r (at, after, o)"
@@ -101,6 +102,11 @@ class Texts:
             next_due=f"SELECT {s}.next_due_at(%s::text[]), clock_timestamp()",
             release_unknown=(
                 f"SELECT job_id, type_name FROM {s}.release_unknown_jobs(worker_id => %s, known_ids => %s::uuid[])"
+            ),
+            # the stats view (public API) for the queue-depth gauges, seconds as float
+            queue_stats=(
+                "SELECT type_name, status::text, count, extract(epoch FROM oldest_due_age)::float8 "
+                f"FROM {s}.stats"
             ),
             notify_setting_local=_set_local(notify_setting),
             reap_setting_local=_set_local(reap_setting),
@@ -224,7 +230,8 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
     for (kind, acks), rows in zip(plan.parts, results):
         if kind is Continued:
             done.append(acks[0])
-            for _, type_name, status in rows:
+            for next_id, type_name, status in rows:
+                into.continued_to[acks[0].job.id] = (next_id, status)
                 if status == "pending":
                     into.count_ready(type_name)
             continue
@@ -234,8 +241,10 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
             continue
         if kind is _FailedAlone:  # fail raises when the job is not ours
             done.append(acks[0])
-            if any(status == "pending" for _, status in rows):
-                into.count_ready(acks[0].job.type_name)
+            for _, status, scheduled_at in rows:
+                if status == "pending":
+                    into.count_ready(acks[0].job.type_name)
+                    into.retry_at[acks[0].job.id] = scheduled_at
             continue
         by_id = {a.job.id: a for a in acks} if len(acks) > 1 else {acks[0].job.id: acks[0]}
         if kind is Completed:
@@ -251,7 +260,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                 else:
                     lost.append((found, outcome))
         elif kind is Failed:
-            for job_id, outcome, status in rows:
+            for job_id, outcome, status, scheduled_at in rows:
                 found = by_id.get(job_id)
                 if found is None:
                     continue
@@ -259,6 +268,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                     done.append(found)
                     if status == "pending":
                         into.count_ready(found.job.type_name)
+                        into.retry_at[job_id] = scheduled_at
                 else:
                     lost.append((found, outcome))
         else:

@@ -223,6 +223,12 @@ class PgSession:
         (rows,) = await self._in_setting(self.t.reap_setting_local, [(self.t.reap, (max_jobs,))])
         return [Reaped(*row) for row in rows]
 
+    async def queue_stats(self) -> list[tuple[str, str, int, float | None]]:
+        return [
+            (str(t), str(status), int(count), None if age is None else float(age))
+            for t, status, count, age in await self._rows(self.t.queue_stats, None)
+        ]
+
     async def seconds_until_due(self) -> float | None:
         rows = await self._rows(self.t.next_due, (self.store.type_names,))
         if not rows or rows[0][0] is None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from queuert._worker.stats import WorkerStats
 from queuert._worker.store import Session
+from queuert._worker.telemetry_reports import report_reaped
 from queuert.job import JobContext
 
 logger = logging.getLogger("queuert.worker")
@@ -51,6 +52,7 @@ class Reaper:
         while True:
             rows = await session.reap(_BATCH)
             self.stats.reaped += len(rows)
+            report_reaped(len(rows))
             ready: dict[str, int] = {}
             for r in rows:
                 if r.status == "pending":

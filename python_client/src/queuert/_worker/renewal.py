@@ -11,6 +11,7 @@ from typing import Any
 
 from queuert._worker import job_state as st
 from queuert._worker.store import Session
+from queuert._worker.telemetry_reports import report_renewed
 from queuert.job import JobContext
 
 
@@ -71,7 +72,9 @@ class Renewal:
         self.last = time.monotonic()
         if not ids:
             return
-        for job_id, outcome in await session.renew(ids):
+        not_renewed = await session.renew(ids)
+        report_renewed(len(ids) - len(not_renewed))
+        for job_id, outcome in not_renewed:
             job = self.flights.get(job_id)
             if job is not None:
                 self.lose(job, f"lease renewal: {outcome}")

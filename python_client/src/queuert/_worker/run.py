@@ -33,6 +33,7 @@ from queuert._worker.maintenance import Maintenance, Service
 from queuert._worker.notify_policy import NotifyPolicy
 from queuert._worker.pg_services import own_connection_services
 from queuert._worker.publisher import Publisher
+from queuert._worker.queue_depth import QueueDepth
 from queuert._worker.reaping import Reaper
 from queuert._worker.renewal import Renewal
 from queuert._worker.settings import Settings
@@ -113,7 +114,7 @@ class Run:
         self.renewal = Renewal(
             self.flights, self.lose, lease=s.lease, interval=s.renew_interval, wake=self.wakeup.maintenance.set
         )
-        self.execution = Execution(handlers, s.worker_id, self.renewal.observe_claim)
+        self.execution = Execution(handlers, s.worker_id, self.renewal.observe_claim, mode=s.mode)
         self.dispatch: Dispatch | None = None
         self.staged: StagedDispatcher | None = None
         self.atomic: AtomicSlots | None = None
@@ -199,6 +200,7 @@ class Run:
                     worker_id=self.worker_id,
                     publish=None if self.publisher is None else self.publisher.add_reaped,
                 ),
+                QueueDepth(interval=s.stats_interval),
             ]
             if s.mode == "staged":
                 services.insert(0, self.renewal)

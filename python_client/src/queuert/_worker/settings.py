@@ -81,6 +81,7 @@ class Settings:
     prefetch_window: float
     prefetch_max: int | None
     batch_notifications: bool
+    stats_interval: float = 15.0
     # the worker's own-connection services (run.py): schedule ticks, pruning
     schedules: bool = True
     prune_after: timedelta | None = None

@@ -85,6 +85,7 @@ def write_acks(
             outcome = row["outcome"]
             if outcome == "continued":
                 written.done.append(ack)
+                written.continued_to[ack.job.id] = (row["next"]["id"], row["next"]["status"])
                 if row["next"]["status"] == "pending":
                     written.count_ready(row["next"]["type_name"])
             elif outcome == "refused":
@@ -110,6 +111,7 @@ def write_acks(
                 written.done.append(ack)
                 if row["status"] == "pending":
                     written.count_ready(ack.job.type_name)
+                    written.retry_at[ack.job.id] = row["scheduled_at"]
             else:
                 written.lost.append((ack, row["outcome"]))
     if releases:

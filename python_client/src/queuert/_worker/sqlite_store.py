@@ -267,6 +267,19 @@ class SqliteSession:
         rows = await _run(self.wc, lambda c: qs.reap(c, max_jobs, schema=schema))
         return [Reaped(r["job_id"], r["previous_worker"], r["status"], r["type_name"]) for r in rows]
 
+    async def queue_stats(self) -> list[tuple[str, str, int, float | None]]:
+        schema = self.store.schema
+        rows = await _run(self.wc, lambda c: qs.stats(c, schema=schema))
+        return [
+            (
+                r["type_name"],
+                r["status"],
+                r["count"],
+                None if r["oldest_due_age"] is None else r["oldest_due_age"].total_seconds(),
+            )
+            for r in rows
+        ]
+
     async def seconds_until_due(self) -> float | None:
         store = self.store
         due = await _run(self.wc, lambda c: qs.next_due_at(c, store.type_names, schema=store.schema))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from queuert._worker.outcomes import Ack
@@ -76,7 +77,9 @@ class Written:
     dependents that completions made pending (the engine announces those
     itself unless the worker publishes through another notifier).
     ``chains``: chains completed. ``claimed``: the rows of the claim sent
-    with it.
+    with it. ``retry_at``: failed jobs pending again, and when they are due;
+    ``continued_to``: the next job of each continued one and its status
+    (both for telemetry).
     """
 
     done: list[Ack] = dataclasses.field(default_factory=list)
@@ -85,6 +88,8 @@ class Written:
     unblocked: dict[str, int] = dataclasses.field(default_factory=dict)
     chains: list[str] = dataclasses.field(default_factory=list)
     claimed: list[ClaimRow] = dataclasses.field(default_factory=list)
+    retry_at: dict[uuid.UUID, datetime] = dataclasses.field(default_factory=dict)
+    continued_to: dict[uuid.UUID, tuple[uuid.UUID, str]] = dataclasses.field(default_factory=dict)
 
     def count_ready(self, type_name: str) -> None:
         """One more job of ``type_name`` made pending."""
@@ -141,6 +146,11 @@ class Session(Protocol):
     async def seconds_until_due(self) -> float | None:
         """Seconds until the next job of our types is due (may be negative:
         due now but locked); None: nothing scheduled."""
+        ...
+
+    async def queue_stats(self) -> list[tuple[str, str, int, float | None]]:
+        """The ``stats`` view: (type, status, count, seconds the oldest due
+        pending job has waited or None), for the queue-depth gauges."""
         ...
 
 

@@ -1,0 +1,123 @@
+"""On/off, and the lazily imported OpenTelemetry API.
+
+Instrumentation is active when it is enabled (the default; off with
+:func:`set_enabled` or ``QUEUERT_TELEMETRY=off``), ``opentelemetry-api`` is
+installed and the application configured a provider: the API's defaults (a
+proxy that was never given a provider, or a no-op one) mean "no SDK", and
+then nothing is built at all, not even no-op spans. Traces and metrics can
+be switched apart (``QUEUERT_TELEMETRY=metrics`` keeps only the metrics,
+``=traces`` only the traces): a span per attempt is the larger part of the
+cost at thousands of jobs per second (benchmarks/README.md, telemetry).
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any
+
+__all__ = ["is_enabled", "meter", "set_enabled", "tracer"]
+
+_OFF_WORDS = frozenset({"0", "off", "false", "no", "disabled"})
+
+_setting = os.environ.get("QUEUERT_TELEMETRY", "").strip().lower()
+_traces_on = _setting not in _OFF_WORDS and _setting != "metrics"
+_metrics_on = _setting not in _OFF_WORDS and _setting != "traces"
+
+# the API modules, imported on first use (None after a look: not installed)
+_trace: ModuleType | None = None
+_metrics: ModuleType | None = None
+_trace_looked = False
+_metrics_looked = False
+_default_tracer_providers: tuple[type, ...] = ()
+_default_meter_providers: tuple[type, ...] = ()
+# (provider, tracer or meter) of the last lookup: one per provider
+_tracer_cache: tuple[Any, Any] = (None, None)
+_meter_cache: tuple[Any, Any] = (None, None)
+
+_SCOPE = "queuert"
+
+
+def set_enabled(enabled: bool = True, *, traces: bool | None = None, metrics: bool | None = None) -> None:
+    """Turn queuert's instrumentation on or off for this process: both
+    traces and metrics, or (``traces=`` / ``metrics=``) each on its own."""
+    global _traces_on, _metrics_on
+    _traces_on = bool(enabled if traces is None else traces)
+    _metrics_on = bool(enabled if metrics is None else metrics)
+
+
+def is_enabled() -> bool:
+    """Whether any instrumentation is switched on (an SDK must still be configured)."""
+    return _traces_on or _metrics_on
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("queuert")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _load_trace() -> ModuleType | None:
+    global _trace, _trace_looked, _default_tracer_providers
+    if not _trace_looked:
+        _trace_looked = True
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            return None
+        _trace = trace
+        _default_tracer_providers = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+    return _trace
+
+
+def _load_metrics() -> ModuleType | None:
+    global _metrics, _metrics_looked, _default_meter_providers
+    if not _metrics_looked:
+        _metrics_looked = True
+        try:
+            from opentelemetry import metrics
+            from opentelemetry.metrics import _internal
+        except ImportError:
+            return None
+        _metrics = metrics
+        _default_meter_providers = (_internal._ProxyMeterProvider, metrics.NoOpMeterProvider)
+    return _metrics
+
+
+def tracer() -> Any:
+    """queuert's Tracer, or None when tracing is off or no SDK is configured."""
+    global _tracer_cache
+    if not _traces_on:
+        return None
+    trace = _trace if _trace is not None else _load_trace()
+    if trace is None:
+        return None
+    provider = trace.get_tracer_provider()
+    if type(provider) in _default_tracer_providers:
+        return None
+    cached_provider, cached = _tracer_cache
+    if cached_provider is not provider:
+        cached = provider.get_tracer(_SCOPE, _version())
+        _tracer_cache = (provider, cached)
+    return cached
+
+
+def meter() -> Any:
+    """queuert's Meter, or None when metrics are off or no SDK is configured."""
+    global _meter_cache
+    if not _metrics_on:
+        return None
+    metrics = _metrics if _metrics is not None else _load_metrics()
+    if metrics is None:
+        return None
+    provider = metrics.get_meter_provider()
+    if type(provider) in _default_meter_providers:
+        return None
+    cached_provider, cached = _meter_cache
+    if cached_provider is not provider:
+        cached = provider.get_meter(_SCOPE, _version())
+        _meter_cache = (provider, cached)
+    return cached

@@ -1,0 +1,282 @@
+"""Client telemetry with a real SDK (in-memory exporter and metric reader):
+creation spans and their parents, what the row stores, deduplicated starts,
+commit and rollback through transaction_hooks, workerless completion, the
+metrics; and without an SDK, or switched off, nothing at all."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from opentelemetry.trace import SpanKind, StatusCode
+
+import queuert
+from queuert import aio, telemetry
+from queuert._sqlite.migrate import migrate as sqlite_migrate
+from queuert.telemetry import switch
+from otel_support import Sdk, installed_sdk
+
+
+@pytest.fixture
+def sdk() -> Iterator[Sdk]:
+    with installed_sdk() as s:
+        yield s
+
+
+def _tp(span: Any) -> str:
+    c = span.context
+    return f"00-{c.trace_id:032x}-{c.span_id:016x}-{int(c.trace_flags):02x}"
+
+
+def _row(conn: psycopg.Connection[Any], job_id: Any) -> tuple[Any, ...]:
+    row = conn.execute(
+        "SELECT trace_context, chain_trace_context FROM queuert.job WHERE id = %s", (job_id,)
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_start_chain_is_a_producer_span_under_the_callers_span_reported_at_commit(
+    conn: psycopg.Connection[Any], sdk: Sdk
+) -> None:
+    tracer = sdk.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("request") as request:
+        with queuert.transaction_hooks():
+            with conn.transaction():
+                started = queuert.start_chain(conn, "welcome", {"user": 7})
+                # not reported before the commit
+                assert sdk.named("create welcome") == []
+    (span,) = sdk.named("create welcome")
+    assert span.kind == SpanKind.PRODUCER
+    assert span.parent is not None and span.parent.span_id == request.get_span_context().span_id
+    assert span.context.trace_id == request.get_span_context().trace_id
+    assert span.attributes is not None
+    assert span.attributes["messaging.system"] == "queuert"
+    assert span.attributes["messaging.operation.type"] == "create"
+    assert span.attributes["messaging.destination.name"] == "welcome"
+    assert span.attributes["messaging.message.id"] == str(started.id)
+    assert span.attributes["queuert.chain.id"] == str(started.chain_id)
+    assert span.attributes["queuert.deduplicated"] is False
+    # the row stores the span's traceparent, as the chain's too
+    assert _row(conn, started.id) == (_tp(span), _tp(span))
+    assert sdk.counter("queuert.jobs.created", **{"messaging.destination.name": "welcome"}) == 1
+    assert sdk.counter("queuert.chains.created") == 1
+
+
+def test_a_given_trace_context_is_the_parent(conn: psycopg.Connection[Any], sdk: Sdk) -> None:
+    given = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    started = queuert.start_chain(conn, "t", trace_context=given)
+    conn.commit()
+    (span,) = sdk.named("create t")
+    assert f"{span.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+    assert span.parent is not None and f"{span.parent.span_id:016x}" == "b7ad6b7169203331"
+    assert _row(conn, started.id)[0] == _tp(span)
+
+
+def test_rolled_back_start_reports_no_successful_creation(conn: psycopg.Connection[Any], sdk: Sdk) -> None:
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort):
+        with queuert.transaction_hooks():
+            with conn.transaction():
+                queuert.start_chain(conn, "gone", {"x": 1})
+                queuert.start_chains(conn, [queuert.ChainSpec("gone", 2)])
+                raise Abort
+    spans = sdk.named("create gone")
+    assert len(spans) == 2
+    for span in spans:
+        assert span.status.status_code == StatusCode.ERROR
+        assert span.attributes is not None and span.attributes["queuert.rolled_back"] is True
+    assert conn.execute("SELECT count(*) FROM queuert.job").fetchone() == (0,)
+    assert sdk.counter("queuert.jobs.created") == 0
+
+
+def test_a_statement_that_fails_reports_nothing(conn: psycopg.Connection[Any], sdk: Sdk) -> None:
+    missing = "00000000-0000-7000-8000-000000000001"
+    with pytest.raises(queuert.ChainNotFoundError):
+        queuert.start_chain(conn, "waits", blockers=[missing])
+    conn.rollback()
+    assert sdk.named("create waits") == []
+
+
+def test_deduplicated_start_is_marked_and_links_to_the_existing_chain(
+    conn: psycopg.Connection[Any], sdk: Sdk
+) -> None:
+    first = queuert.start_chain(conn, "once", dedup_key="k")
+    again = queuert.start_chain(conn, "once", dedup_key="k")
+    conn.commit()
+    assert again.deduplicated and again.id == first.id
+    original, dup = sdk.named("create once")
+    assert dup.attributes is not None and dup.attributes["queuert.deduplicated"] is True
+    (link,) = dup.links
+    assert link.context.span_id == original.context.span_id
+    assert link.attributes is not None and link.attributes["queuert.link.kind"] == "deduplicated_to"
+    assert sdk.counter("queuert.jobs.created") == 1  # not new work
+
+
+def test_start_chains_one_span_per_item_with_blockers(conn: psycopg.Connection[Any], sdk: Sdk) -> None:
+    root = queuert.start_chain(conn, "first")
+    started = queuert.start_chains(
+        conn, [queuert.ChainSpec("item", 1), queuert.ChainSpec("item", 2, blockers=[root.id])]
+    )
+    conn.commit()
+    spans = sdk.named("create item")
+    assert [s.attributes["messaging.message.id"] for s in spans if s.attributes] == [
+        str(c.id) for c in started
+    ]
+    assert spans[1].attributes is not None
+    assert spans[1].attributes["queuert.job.status"] == "blocked"
+    assert list(spans[1].attributes["queuert.blockers"]) == [str(root.id)]
+    for chain, span in zip(started, spans):
+        assert _row(conn, chain.id) == (_tp(span), _tp(span))
+
+
+def test_workerless_continue_and_complete_stay_in_the_chains_trace(
+    conn: psycopg.Connection[Any], sdk: Sdk
+) -> None:
+    started = queuert.start_chain(conn, "order")
+    conn.commit()
+    tracer = sdk.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("api handler"):
+        with queuert.transaction_hooks():
+            with conn.transaction():
+                done = queuert.complete_chain(
+                    conn, started.id, continue_with=queuert.continue_with("ship", {"to": "x"})
+                )
+        with queuert.transaction_hooks():
+            with conn.transaction():
+                final = queuert.complete_chain(conn, started.id, {"shipped": True})
+    (create_order,) = sdk.named("create order")
+    (settle_order,) = sdk.named("settle order")
+    (create_ship,) = sdk.named("create ship")
+    (settle_ship,) = sdk.named("settle ship")
+    assert settle_order.kind == SpanKind.CLIENT
+    assert settle_order.parent is not None and settle_order.parent.span_id == create_order.context.span_id
+    assert create_ship.parent is not None and create_ship.parent.span_id == settle_order.context.span_id
+    assert [link.context.span_id for link in create_ship.links] == [create_order.context.span_id]
+    assert settle_ship.parent is not None and settle_ship.parent.span_id == create_ship.context.span_id
+    trace_ids = {s.context.trace_id for s in (create_order, settle_order, create_ship, settle_ship)}
+    assert len(trace_ids) == 1
+    assert settle_ship.attributes is not None
+    assert settle_ship.attributes["queuert.chain.completed"] is True
+    assert [e.name for e in settle_ship.events] == ["queuert.chain.completed"]
+    assert done.continued_to is not None
+    assert _row(conn, done.continued_to.id) == (_tp(create_ship), _tp(create_order))
+    assert final.chain_completed
+    assert sdk.counter("queuert.chains.completed", **{"messaging.destination.name": "order"}) == 1
+    assert sdk.counter("queuert.continuations") == 1
+    assert sdk.histogram_count("queuert.chain.duration") == 1
+
+
+def test_switched_off_emits_nothing(conn: psycopg.Connection[Any], sdk: Sdk) -> None:
+    telemetry.set_enabled(False)
+    try:
+        started = queuert.start_chain(conn, "quiet", trace_context="tc-app")
+        queuert.complete_chain(conn, started.id, {"ok": 1})
+        conn.commit()
+    finally:
+        telemetry.set_enabled(True)
+    assert sdk.finished() == []
+    assert sdk.metric_points() == {}
+    assert _row(conn, started.id) == ("tc-app", "tc-app")
+
+
+def test_no_sdk_configured_the_paths_run_and_emit_nothing(conn: psycopg.Connection[Any]) -> None:
+    assert switch.tracer() is None and switch.meter() is None
+    started = queuert.start_chain(conn, "plain", trace_context="tc-app")
+    many = queuert.start_chains(conn, [queuert.ChainSpec("plain", 1, trace_context="tc-2")])
+    queuert.complete_chain(conn, started.id, continue_with=queuert.continue_with("next"))
+    queuert.complete_chain(conn, started.id, None)
+    conn.commit()
+    # what the caller gave is stored as given: no span replaced it
+    assert _row(conn, started.id) == ("tc-app", "tc-app")
+    assert _row(conn, many[0].id) == ("tc-2", "tc-2")
+    assert switch.tracer() is None and switch.meter() is None
+
+
+async def test_async_client_rollback_and_commit(aconn: psycopg.AsyncConnection[Any], sdk: Sdk) -> None:
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort):
+        async with queuert.transaction_hooks():
+            async with aconn.transaction():
+                await aio.start_chain(aconn, "async-gone")
+                raise Abort
+    async with queuert.transaction_hooks():
+        async with aconn.transaction():
+            kept = await aio.start_chain(aconn, "async-kept")
+    (gone,) = sdk.named("create async-gone")
+    (span,) = sdk.named("create async-kept")
+    assert gone.status.status_code == StatusCode.ERROR
+    assert span.status.status_code == StatusCode.UNSET
+    cur = await aconn.execute("SELECT trace_context FROM queuert.job WHERE id = %s", (kept.id,))
+    assert await cur.fetchone() == (_tp(span),)
+    assert sdk.counter("queuert.chains.created") == 1
+
+
+def test_sqlite_client_calls_are_traced_too(tmp_path: Path, sdk: Sdk) -> None:
+    path = str(tmp_path / "app.db")
+    sqlite_migrate(path)
+    conn = sqlite3.connect(path)
+    try:
+        started = queuert.start_chain(conn, "lite", {"n": 1})
+        many = queuert.start_chains(conn, [queuert.ChainSpec("lite", 2)])
+        conn.commit()
+        stored = [row[0] for row in conn.execute("SELECT trace_context FROM queuert_job ORDER BY seq")]
+    finally:
+        conn.close()
+    spans = sdk.named("create lite")
+    assert [s.attributes["messaging.message.id"] for s in spans if s.attributes] == [
+        str(started.id),
+        str(many[0].id),
+    ]
+    assert stored == [_tp(s) for s in spans]
+
+
+NO_OTEL = """
+import sys
+sys.modules["opentelemetry"] = None  # as if opentelemetry-api were not installed
+import psycopg, queuert
+from queuert.telemetry import switch
+with psycopg.connect(sys.argv[1]) as conn:
+    started = queuert.start_chain(conn, "bare", trace_context="tc")
+    queuert.complete_chain(conn, started.id, {"ok": True})
+    conn.commit()
+    stored = conn.execute("SELECT trace_context FROM queuert.job WHERE id = %s", (started.id,)).fetchone()
+assert stored == ("tc",), stored
+assert switch.tracer() is None and switch.meter() is None
+print("ok")
+"""
+
+
+def test_without_opentelemetry_installed_the_client_works(dsn: str) -> None:
+    out = subprocess.run([sys.executable, "-c", NO_OTEL, dsn], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_traces_and_metrics_switch_apart(conn: psycopg.Connection[Any], sdk: Sdk) -> None:
+    telemetry.set_enabled(traces=False)
+    try:
+        queuert.start_chain(conn, "counted")
+        conn.commit()
+    finally:
+        telemetry.set_enabled(True)
+    assert sdk.finished() == []
+    assert sdk.counter("queuert.chains.created") == 1
+    telemetry.set_enabled(metrics=False)
+    try:
+        queuert.start_chain(conn, "traced")
+        conn.commit()
+    finally:
+        telemetry.set_enabled(True)
+    assert [s.name for s in sdk.finished()] == ["create traced"]
+    assert sdk.counter("queuert.chains.created") == 1  # still the first one only
