@@ -6,15 +6,13 @@ metric values; and the worker without an SDK."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import queuert._sqlite as qs
 from queuert._sqlite.migrate import migrate as sqlite_migrate
 from queuert.telemetry import switch
 from otel_support import Sdk, installed_sdk
+from worker_helpers import eventually, running
 
 HERE = Path(__file__).resolve().parent
 
@@ -37,30 +36,6 @@ HERE = Path(__file__).resolve().parent
 def sdk() -> Iterator[Sdk]:
     with installed_sdk() as s:
         yield s
-
-
-@contextlib.asynccontextmanager
-async def running(worker: queuert.Worker) -> AsyncIterator[None]:
-    task = asyncio.create_task(worker.run_async())
-    try:
-        await worker.wait_started()
-        yield
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 30)
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 def fast(dsn: str, **kw: Any) -> queuert.Worker:
