@@ -15,34 +15,23 @@ report it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psycopg
 import pytest
+from torture_world import TORTURE, build_honest_world, load_torture
 
-TORTURE = Path(__file__).resolve().parent / "torture"
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"queuert_torture_{name}", TORTURE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-run = _load("run")
-checks = _load("checks")
+run = load_torture("run")
+checks = load_torture("checks")
 
 
 @pytest.mark.timeout(290)
@@ -156,26 +145,6 @@ class World:
                        (job_id, worker, error, attempt))
         return job_id, attempt
 
-    def honest(self) -> None:
-        """One of everything, finished correctly."""
-        blockers = [self.chain("a.single", "single"), self.chain("s.single", "single")]
-        self.chain("s.join", "join", n=2, blockers=blockers)
-        self.run("w1", "a.single")
-        self.run("w2", "s.single")
-        self.run("w2", "s.join")
-        self.chain("a.step1", "step1")
-        self.run("w1", "a.step1", then="a.step2")
-        self.run("w3", "a.step2", then="a.step3")
-        self.run("w1", "a.step3")
-        self.chain("s.loop", "loop", n=1)
-        self.run("w2", "s.loop", then="s.loop")
-        self.run("w4", "s.loop")
-        self.chain("a.capped", "capped", always_fail=True)
-        for attempt in range(1, 4):
-            self.fail("w1", "a.capped", f"Flaky: capped job always fails (attempt {attempt})")
-        self.chain("s.capped", "capped")
-        self.run("w2", "s.capped")
-
 
 @pytest.fixture
 def world(dsn: str) -> Iterator[World]:
@@ -184,7 +153,7 @@ def world(dsn: str) -> Iterator[World]:
         for p in ("a", "s"):
             c.execute("SELECT queuert.set_job_type(%s, max_attempts => 3)", (f"{p}.capped",))
         w = World(dsn, c)
-        w.honest()
+        build_honest_world(w)
         yield w
 
 

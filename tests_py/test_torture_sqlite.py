@@ -13,36 +13,22 @@ report it, as tests_py/test_torture.py does for PostgreSQL.
 
 from __future__ import annotations
 
-import importlib.util
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from torture_world import TORTURE, build_honest_world, load_torture
 
 import queuert._sqlite as qs
 
-TORTURE = Path(__file__).resolve().parent / "torture"
 
-
-def _load(name: str) -> ModuleType:
-    if str(TORTURE) not in sys.path:
-        sys.path.insert(0, str(TORTURE))  # sqlite_checks imports checks
-    spec = importlib.util.spec_from_file_location(f"queuert_torture_{name}", TORTURE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-checks = _load("checks")
-sqlite_checks = _load("sqlite_checks")
+checks = load_torture("checks")
+sqlite_checks = load_torture("sqlite_checks")
 
 
 @pytest.mark.timeout(290)
@@ -133,26 +119,6 @@ class World:
         qs.fail(self.c, job_id, worker, error, retry_at=datetime.now(timezone.utc), attempt=attempt)
         return job_id, attempt
 
-    def honest(self) -> None:
-        """One of everything, finished correctly."""
-        blockers = [self.chain("a.single", "single"), self.chain("s.single", "single")]
-        self.chain("s.join", "join", n=2, blockers=blockers)
-        self.run("w1", "a.single")
-        self.run("w2", "s.single")
-        self.run("w2", "s.join")
-        self.chain("a.step1", "step1")
-        self.run("w1", "a.step1", then="a.step2")
-        self.run("w3", "a.step2", then="a.step3")
-        self.run("w1", "a.step3")
-        self.chain("s.loop", "loop", n=1)
-        self.run("w2", "s.loop", then="s.loop")
-        self.run("w4", "s.loop")
-        self.chain("a.capped", "capped", always_fail=True)
-        for attempt in range(1, 4):
-            self.fail("w1", "a.capped", f"Flaky: capped job always fails (attempt {attempt})")
-        self.chain("s.capped", "capped")
-        self.run("w2", "s.capped")
-
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
@@ -163,7 +129,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     for p in ("a", "s"):
         qs.set_job_type(c, f"{p}.capped", max_attempts=3)
     w = World(path, c)
-    w.honest()
+    build_honest_world(w)
     yield w
     c.close()
 
