@@ -110,7 +110,7 @@ class WorkerConnection:
             # A database call is a point where the loop's other tasks run,
             # as they do while PostgreSQL answers: without it a busy slot
             # or lane would run claim after claim and never let the others
-            # (a woken slot of other types, the publisher) take their turn.
+            # (the publisher, renewals, a stop, other slots) take their turn.
             await asyncio.sleep(0)
         conn.execute("PRAGMA busy_timeout = 0")
         try:
