@@ -22,6 +22,7 @@ it can tell when the server has finished the transaction (ReadyForQuery).
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 import threading
@@ -33,7 +34,14 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-__all__ = ["Fault", "FaultProxy", "terminate_backend", "terminate_when", "wait_for_backend"]
+__all__ = [
+    "Fault",
+    "FaultProxy",
+    "backends_of_process",
+    "terminate_backend",
+    "terminate_when",
+    "wait_for_backend",
+]
 
 _SSL_REQUEST = 80877103
 _GSSENC_REQUEST = 80877104
@@ -403,3 +411,45 @@ def terminate_when(admin_dsn: str, query_like: str, *, state: str | None = "acti
     pid = wait_for_backend(admin_dsn, query_like, state=state, timeout=timeout)
     terminate_backend(admin_dsn, pid)
     return pid
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _local_ports(pid: int) -> set[int]:
+    """Local TCP ports of the sockets process ``pid`` holds (Linux /proc)."""
+    inodes = _socket_inodes(pid)
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = open(f"/proc/{pid}/net/{table}").read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def backends_of_process(admin_dsn: str, pid: int, application_name: str | None = None) -> list[int]:
+    """Pids of the backends serving the connections of local process ``pid``
+    (matched by client port), optionally only those of one application_name:
+    to end one worker process's connections among several."""
+    ports = sorted(_local_ports(pid))
+    with psycopg.connect(admin_dsn, autocommit=True) as c:
+        rows = c.execute(
+            "SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s) "
+            "AND client_addr IS NOT NULL AND (%s::text IS NULL OR application_name = %s) ORDER BY pid",
+            (ports, application_name, application_name),
+        ).fetchall()
+    return [int(r[0]) for r in rows]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -53,6 +54,17 @@ async def listening(dsn: str) -> AsyncIterator[Listener]:
         await conn.close()
 
 
+async def notifications_settled(conn: psycopg.AsyncConnection[Any], listener: Listener) -> None:
+    """Until every notification committed before this call has reached
+    ``listener``: PostgreSQL delivers notifications in commit order, so once
+    our own (committed now) arrives, all earlier ones have. The marker is
+    taken out of ``listener.got``."""
+    marker = f"settled-{uuid.uuid4()}"
+    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNELS[1], marker))
+    await eventually(lambda: (CHANNELS[1], marker) in listener.got, timeout=30)
+    listener.got.remove((CHANNELS[1], marker))
+
+
 @pytest.mark.parametrize("mode", ["staged", "atomic"])
 async def test_notifications_are_published_once_after_commit(dsn: str, db: DB, mode: str) -> None:
     worker = fast(dsn, mode=mode, concurrency=4)
@@ -76,7 +88,7 @@ async def test_notifications_are_published_once_after_commit(dsn: str, db: DB, m
         async with running(worker):
             done = await aio.wait_for_chain(db.conn, dep, timeout=30)
             assert done.output == n
-            await asyncio.sleep(0.3)  # let the last batch arrive
+        await notifications_settled(db.conn, listener)  # the stopped worker sent its last batch
         run = worker._run
         assert run is not None and run.publisher is not None
         sent = run.publisher.sent
@@ -108,7 +120,7 @@ async def test_without_batching_the_engine_notifies_in_the_worker_transactions(
         async with running(worker):
             for c in chains:
                 await aio.wait_for_chain(db.conn, c, timeout=30)
-            await asyncio.sleep(0.3)
+        await notifications_settled(db.conn, listener)
         assert worker._run is not None and worker._run.publisher is None
     assert sorted(listener.payloads("queuert_chain_completed")) == sorted(str(c) for c in chains)
 
@@ -127,10 +139,10 @@ async def test_rolled_back_atomic_job_publishes_nothing(dsn: str, db: DB) -> Non
         chain = await aio.start_chain(db.conn, "slow", None)
         async with running(worker):
             await asyncio.wait_for(started.wait(), 10)
-            await asyncio.sleep(0.1)
+            await notifications_settled(db.conn, listener)  # the start's own job_ready is in
             listener.got.clear()
             worker.stop(immediate=True)
-        await asyncio.sleep(0.3)
+        await notifications_settled(db.conn, listener)  # anything it sent has arrived
         assert worker._run is not None and worker._run.publisher is not None
         assert worker._run.publisher.sent == 0
     assert listener.got == []

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,9 +21,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from faults import backends_of_process, terminate_backend
+
 APP = textwrap.dedent(
     """
-    import os, time
+    import asyncio, os, time
     from datetime import timedelta
     import queuert
 
@@ -36,6 +39,7 @@ APP = textwrap.dedent(
         poll_interval=0.5,
         grace_period=float(os.environ.get("APP_GRACE", "10")),
         types=os.environ["APP_TYPES"].split(",") if os.environ.get("APP_TYPES") else None,
+        prefetch=int(os.environ["APP_PREFETCH"]) if os.environ.get("APP_PREFETCH") else "auto",
     )
 
     @worker.handler("sleepy")
@@ -48,6 +52,30 @@ APP = textwrap.dedent(
         with queuert_side() as c:
             c.execute("INSERT INTO side (job_id, attempt, worker, phase) VALUES (%s, %s, %s, 'end')",
                       (job.id, job.attempt, job.worker_id))
+        return job.attempt
+
+    @worker.handler("stuck-once")
+    def stuck_once(job):
+        # attempt 1 never ends by itself (the test kills the process inside
+        # it, however slow the machine); later attempts end at once
+        with queuert_side() as c:
+            c.execute("INSERT INTO side (job_id, attempt, worker, phase) VALUES (%s, %s, %s, 'start')",
+                      (job.id, job.attempt, job.worker_id))
+        if job.attempt == 1:
+            time.sleep(3600)
+        return job.attempt
+
+    @worker.handler("held")
+    async def held(job):
+        # records its start; hangs while APP_HANG is set (that process is
+        # killed with hundreds of jobs claimed), else ends at once
+        def record():
+            with queuert_side() as c:
+                c.execute("INSERT INTO side (job_id, attempt, worker, phase) VALUES (%s, %s, %s, 'start')",
+                          (job.id, job.attempt, job.worker_id))
+        await asyncio.to_thread(record)
+        if os.environ.get("APP_HANG"):
+            await asyncio.sleep(3600)
         return job.attempt
 
     @worker.handler("side-effect")
@@ -116,6 +144,23 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 
         time.sleep(interval)
 
 
+def wait_for_log(p: subprocess.Popen[bytes], needle: str, timeout: float = 30.0) -> None:
+    """Read the worker's stderr (its log) until a line contains ``needle``:
+    the worker has done what that line reports."""
+    found = threading.Event()
+    assert p.stderr is not None
+    stderr = p.stderr
+
+    def read() -> None:
+        for line in iter(stderr.readline, b""):
+            if needle in line.decode(errors="replace"):
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    assert found.wait(timeout), f"the worker never logged {needle!r}"
+
+
 def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
     row = conn.execute(query, params).fetchone()
     assert row is not None
@@ -177,7 +222,8 @@ def test_second_signal_stops_at_once(side: psycopg.Connection[Any], spawn: Any) 
     p = spawn(APP_GRACE="60")
     wait_for(lambda: scalar(side, "SELECT count(*) FROM side WHERE phase = 'start'") == 1)
     p.send_signal(signal.SIGINT)
-    time.sleep(0.3)
+    # the first signal was handled (two signals pending at once would be one)
+    wait_for_log(p, "stopping (grace period")
     assert p.poll() is None  # waiting for the in-flight job (grace 60 s)
     p.send_signal(signal.SIGINT)
     assert p.wait(15) == 0
@@ -187,7 +233,7 @@ def test_second_signal_stops_at_once(side: psycopg.Connection[Any], spawn: Any) 
 def test_sigkill_mid_job_then_another_worker_finishes_after_lease_expiry(
     side: psycopg.Connection[Any], spawn: Any
 ) -> None:
-    start_many(side, "sleepy", [1.0])
+    start_many(side, "stuck-once", [None])
     first = spawn(APP_LEASE="1.5", APP_RENEW="0.3")
     wait_for(lambda: scalar(side, "SELECT count(*) FROM side WHERE phase = 'start'") == 1)
     first.kill()  # SIGKILL: no cleanup at all
@@ -206,14 +252,29 @@ def test_sigkill_mid_job_then_another_worker_finishes_after_lease_expiry(
 
 
 def test_exactly_once_across_four_atomic_worker_processes(side: psycopg.Connection[Any], spawn: Any) -> None:
+    """Four atomic workers share 5,000 jobs; mid-run one is killed with
+    SIGKILL and another has its connections terminated by the server. Every
+    in-flight transaction of both rolls back whole: each job's effect exists
+    once, from the worker and attempt that completed it."""
     n = 5000
     start_many(side, "side-effect", list(range(n)))
     procs = [spawn(APP_MODE="atomic", APP_CONCURRENCY="4", APP_TYPES="side-effect") for _ in range(4)]
+    done = "SELECT count(*) FROM queuert.job WHERE status = 'completed'"
+    wait_for(lambda: scalar(side, done) >= n // 5, timeout=120, interval=0.05)
+    procs[0].kill()  # SIGKILL: its open transactions die with its sockets
+    assert procs[0].wait(10) == -signal.SIGKILL
+    assert scalar(side, done) < n  # the kill came mid-run
+    wait_for(lambda: scalar(side, done) >= n // 2, timeout=120, interval=0.05)
+    victims = backends_of_process(side.info.dsn, procs[1].pid, "queuert-atomic")
+    assert victims, "no atomic connection of the second worker found"
+    for pid in victims:
+        terminate_backend(side.info.dsn, pid)
+    assert scalar(side, done) < n  # ... and so did the terminations
     wait_for(lambda: statuses(side) == {"completed": n}, timeout=120, interval=0.2)
-    for p in procs:
+    for p in procs[1:]:
         p.send_signal(signal.SIGTERM)
-    for p in procs:
-        assert p.wait(30) == 0
+    for p in procs[1:]:
+        assert p.wait(30) == 0  # the one whose connections died reconnected and stopped cleanly
     # every job has exactly one side row, written by the worker that completed it
     assert scalar(side, "SELECT count(*) FROM side") == n
     assert scalar(side, "SELECT count(DISTINCT job_id) FROM side") == n
@@ -223,4 +284,6 @@ def test_exactly_once_across_four_atomic_worker_processes(side: psycopg.Connecti
         "WHERE j.completed_by IS DISTINCT FROM s.worker OR j.attempt <> s.attempt",
     )
     assert mismatched == 0
+    # a rolled-back attempt is not spent: every job completed as attempt 1
+    assert scalar(side, "SELECT count(*) FROM queuert.job WHERE attempt <> 1") == 0
     assert scalar(side, "SELECT count(DISTINCT completed_by) FROM queuert.job") >= 2

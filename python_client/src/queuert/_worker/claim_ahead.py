@@ -4,15 +4,15 @@ giving them back when handlers turn slow."""
 
 from __future__ import annotations
 
-import heapq
-import itertools
+import collections
 import math
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any, Literal
 
 from queuert._worker import job_state as st
+from queuert._worker.execution import claim_order
+from queuert._worker.store import ClaimRow
 from queuert.job import JobContext
 
 
@@ -83,26 +83,42 @@ class ClaimAhead:
 class HeldJobs:
     """Jobs claimed ahead, waiting for a free slot: popped in the engine's
     claim order (priority, scheduled_at, seq), whichever claim (lane)
-    brought them and whenever its answer arrived."""
+    brought them and whenever its answer arrived.
+
+    Kept as one run per claim: claim returns its rows in claim order, so
+    only the heads of the runs (one or two, with two lanes) are ever
+    compared; cheaper than a heap over every held job."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, datetime, int, int, JobContext[Any]]] = []
-        self._tiebreak = itertools.count()  # never reached: seq is unique
+        self._runs: list[collections.deque[tuple[ClaimRow, JobContext[Any]]]] = []
+        self._n = 0
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return self._n
 
-    def push(self, job: JobContext[Any], order: tuple[int, datetime, int]) -> None:
-        job._state = st.QUEUED
-        heapq.heappush(self._heap, (*order, next(self._tiebreak), job))
+    def push_claim(self, held: list[tuple[ClaimRow, JobContext[Any]]]) -> None:
+        """One claim's rows and their jobs, in the order the claim returned them."""
+        if not held:
+            return
+        for _, job in held:
+            job._state = st.QUEUED
+        self._runs.append(collections.deque(held))
+        self._n += len(held)
 
     def pop(self) -> JobContext[Any]:
-        return heapq.heappop(self._heap)[-1]
+        runs = self._runs
+        run = runs[0] if len(runs) == 1 else min(runs, key=lambda r: claim_order(r[0][0]))
+        job = run.popleft()[1]
+        if not run:
+            runs.remove(run)
+        self._n -= 1
+        return job
 
     def drain(self) -> Iterator[JobContext[Any]]:
         """All of them, in claim order, leaving none."""
-        while self._heap:
+        while self._n:
             yield self.pop()
 
     def clear(self) -> None:
-        self._heap.clear()
+        self._runs.clear()
+        self._n = 0

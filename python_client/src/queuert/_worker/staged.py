@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from queuert._worker import job_state as st
 from queuert._worker.acks import Acknowledger
 from queuert._worker.claim_ahead import ClaimAhead, HeldJobs
-from queuert._worker.execution import Dispatch, Execution, claim_order
+from queuert._worker.execution import Dispatch, Execution
 from queuert._worker.lifecycle import Lifecycle
 from queuert._worker.outcomes import SHUTDOWN_RELEASE, Ack, Released
 from queuert._worker.stats import WorkerStats
@@ -205,15 +205,29 @@ class StagedDispatcher:
             self.wakeup.dispatcher.set()
 
     def take_claimed(self, rows: list[ClaimRow]) -> None:
-        """Claimed rows: held in claim order with any held before, then
+        """Claimed rows (in claim order): with nothing held, started at once
+        while a slot is free (a no-op handler frees its slot before the next
+        row); the rest held in claim order with any held before, then
         started as far as slots are free."""
-        execution = self.execution
-        for row in rows:
-            job = execution.make_job(row)
-            self.stats.claimed += 1
-            self.flights[job.id] = job
-            self.held.push(job, claim_order(row))
-        self.start_held()
+        make_job = self.execution.make_job
+        flights = self.flights
+        dispatch = self.dispatch
+        self.stats.claimed += len(rows)
+        i = 0
+        if not self.held:
+            while i < len(rows) and dispatch.has_free_slot():
+                job = make_job(rows[i])
+                flights[job.id] = job
+                dispatch.run(job)
+                i += 1
+        if i < len(rows):
+            held = []
+            for row in rows[i:]:
+                job = make_job(row)
+                flights[job.id] = job
+                held.append((row, job))
+            self.held.push_claim(held)
+            self.start_held()
 
     def start_held(self) -> None:
         held = self.held
