@@ -44,7 +44,9 @@ class Sizes:
     floor_claim1_n: int = 5_000
     floor_claim100_n: int = 50_000
     process_n: int = 50_000
-    process_atomic_c1_n: int = 50_000
+    # atomic at concurrency 1 runs near the commit rate: 10,000 jobs take
+    # about 10 s, enough for a steady rate (50,000 took 45 s a drain)
+    process_atomic_c1_n: int = 10_000
     # the labelled prefetch-0 comparison rows (staged): at concurrency 1 they
     # run near the commit rate, so 50,000 jobs would take a minute per repetition
     process_prefetch0_n: int = 10_000
@@ -59,6 +61,10 @@ class Sizes:
     scale_claims: int = 2_000
     dashboard_jobs: int = 1_000_000
     dashboard_samples: int = 20  # requests per page and repetition
+    # worker-memory (benchmarks/memory.py): jobs in flight at concurrency 10
+    # and 100, and the long drain whose RSS must not grow
+    memory_inflight_n: int = 10_000
+    memory_drain_n: int = 100_000
     # retention (issue 17): completed rows retained, a pending backlog for
     # the busy worker, claims sampled, create blocks beside the pruner
     retention_completed: int = 10_000_000
@@ -96,6 +102,8 @@ class Sizes:
             scale_claims=200,
             dashboard_jobs=20_000,
             dashboard_samples=3,
+            memory_inflight_n=300,
+            memory_drain_n=2_000,
             retention_completed=50_000,
             retention_backlog=20_000,
             retention_claims=200,

@@ -1,17 +1,17 @@
 """Workload 1b, create-notify: creation throughput with a broker notifier.
 
 The Python client's ``start_chain``, one per transaction (autocommit), in
-alternating blocks of 250 in one database (so the machine's drift hits both
-sides alike; median of the per-block ratios, like the create-single ladder):
+alternating blocks of 250 in one database (so the machine's drift hits every
+side alike; median of the per-block ratios, like the create-single ladder):
 
 * today's path: the engine's NOTIFY on (``queuert.notify`` unset), no hooks;
-* the broker path: a second connection with ``queuert.notify = 'none'``
-  (no NOTIFY, so no commit serialisation), every start inside
-  ``transaction_hooks(RedisNotifier(...))``, which publishes its job_ready
-  after commit (buffered: ``publish_nowait``).
+* the broker paths, Redis and NATS: a connection each with
+  ``queuert.notify = 'none'`` (no NOTIFY, so no commit serialisation), every
+  start inside ``transaction_hooks(notifier)``, which publishes its
+  job_ready after commit (buffered: ``publish_nowait``).
 
-Reported as the broker path's rate over today's (target: >= 1, the broker
-path must not cost creation throughput). Needs the Redis of
+Reported as each broker path's rate over today's (target: >= 1, the broker
+path must not cost creation throughput). Needs the Redis and NATS of
 ``scripts/ensure-services.sh``.
 """
 
@@ -26,48 +26,87 @@ from typing import Any
 import psycopg
 
 import queuert
+from queuert.notify.broker import BrokerNotifier
+from queuert.notify.nats import NatsNotifier
 from queuert.notify.redis import RedisNotifier
 
 from .common import Databases, Results, Sizes
 
 BLOCK = 250
 REDIS_URL = os.environ.get("QUEUERT_TEST_REDIS", "redis://127.0.0.1:6379/0")
+NATS_URL = os.environ.get("QUEUERT_TEST_NATS", "nats://127.0.0.1:4222")
 
 
-def paired(dsn: str, n: int) -> tuple[float, int]:
-    notifier = RedisNotifier(REDIS_URL, prefix=f"benchcreate{os.getpid()}")
+def _metric(broker: str) -> str:
+    return f"client.start_chain + {broker} hooks, NOTIFY off"
+
+
+METRICS = [_metric("Redis"), _metric("NATS")]
+
+
+def paired(dsn: str, n: int) -> tuple[dict[str, float], int]:
+    """Median per-block rate ratio of each broker path to today's, and the
+    hints dropped."""
+    prefix = f"benchcreate{os.getpid()}"
+    notifiers: dict[str, BrokerNotifier] = {
+        "Redis": RedisNotifier(REDIS_URL, prefix=prefix),
+        "NATS": NatsNotifier(NATS_URL, prefix=prefix),
+    }
     block = max(1, min(BLOCK, n))
     try:
-        with psycopg.connect(dsn, autocommit=True) as today, psycopg.connect(dsn, autocommit=True) as broker:
-            broker.execute("SET queuert.notify = 'none'")
+        with psycopg.connect(dsn, autocommit=True) as today, psycopg.connect(
+            dsn, autocommit=True, options="-c queuert.notify=none"
+        ) as broker:
 
-            def timed(conn: psycopg.Connection[Any], hooks: bool) -> float:
+            def timed(conn: psycopg.Connection[Any], notifier: BrokerNotifier | None) -> float:
                 t = time.perf_counter()
                 for i in range(block):
-                    if hooks:
+                    if notifier is not None:
                         with queuert.transaction_hooks(notifier):
                             queuert.start_chain(conn, "bench", {"n": i})
                     else:
                         queuert.start_chain(conn, "bench", {"n": i})
                 return time.perf_counter() - t
 
-            timed(today, False)  # warm-up blocks: statements prepared, caches loaded
-            timed(broker, True)
-            ratios = []
+            # warm-up blocks: statements prepared, caches loaded, brokers connected
+            timed(today, None)
+            for notifier in notifiers.values():
+                timed(broker, notifier)
+            ratios: dict[str, list[float]] = {name: [] for name in notifiers}
             for _ in range(max(1, n // block)):
-                ratios.append(timed(today, False) / timed(broker, True))
-        asyncio.run(notifier.flush(30))
-        return statistics.median(ratios), notifier.dropped
+                for name, notifier in notifiers.items():
+                    ratios[name].append(timed(today, None) / timed(broker, notifier))
+        for notifier in notifiers.values():
+            asyncio.run(notifier.flush(30))
+        return {name: statistics.median(r) for name, r in ratios.items()}, sum(
+            n.dropped for n in notifiers.values()
+        )
     finally:
-        asyncio.run(notifier.close())
+        for notifier in notifiers.values():
+            asyncio.run(notifier.close())
+        asyncio.run(drop_nats_bucket(f"{prefix}-wake-hints"))  # ours: leave the shared NATS as found
+
+
+async def drop_nats_bucket(bucket: str) -> None:
+    """Delete a wake-budget KV bucket this run made (nothing if it made none)."""
+    import nats
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        await nc.jetstream().delete_key_value(bucket)
+    except Exception:  # never created
+        pass
+    finally:
+        await nc.close()
 
 
 def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
     with dbs.fresh("create-notify") as dsn:
-        ratio, dropped = paired(dsn, sizes.ladder_n)
-    results.add("create-notify", "client.start_chain + Redis hooks, NOTIFY off", ratio, "x today, paired")
+        ratios, dropped = paired(dsn, sizes.ladder_n)
+    for name, ratio in ratios.items():
+        results.add("create-notify", _metric(name), ratio, "x today, paired")
     results.note(
         "create-notify",
-        f"{sizes.ladder_n:,} starts per side in alternating blocks of {BLOCK}; "
-        f"today's path = engine NOTIFY on, no hooks; {dropped} hint(s) dropped",
+        f"{sizes.ladder_n:,} starts per broker side in blocks of {BLOCK}, each paired with a block of "
+        f"today's path (engine NOTIFY on, no hooks); {dropped} hint(s) dropped",
     )

@@ -66,7 +66,7 @@ WHERE id = ANY(%s) AND status = 'running' AND leased_by = %s
 """
 
 
-def _setup(dsn: str) -> None:
+def setup(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(FLOOR_DDL)
 
@@ -122,20 +122,20 @@ def claim_loop(dsn: str, n: int, per_tx: int) -> float:
 
 def run_once(dbs: Databases, sizes: Sizes, results: Results) -> None:
     with dbs.fresh("floor-single") as dsn:
-        _setup(dsn)
+        setup(dsn)
         results.add(NAME, "single INSERT+COMMIT", single(dsn, sizes.single_n), "rows/s")
     with dbs.fresh("floor-unnest") as dsn:
-        _setup(dsn)
+        setup(dsn)
         results.add(
             NAME, "INSERT..unnest 1,000/stmt", unnest(dsn, sizes.batch_total), "rows/s"
         )
     with dbs.fresh("floor-claim1") as dsn:
-        _setup(dsn)
+        setup(dsn)
         results.add(
             NAME, "claim+complete 1/tx", claim_loop(dsn, sizes.floor_claim1_n, 1), "jobs/s"
         )
     with dbs.fresh("floor-claim100") as dsn:
-        _setup(dsn)
+        setup(dsn)
         results.add(
             NAME, "claim+complete 100/tx", claim_loop(dsn, sizes.floor_claim100_n, 100), "jobs/s"
         )

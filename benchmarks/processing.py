@@ -31,6 +31,7 @@ from pathlib import Path
 
 import psycopg
 
+from . import floors
 from .common import SCHEMA, Databases, Results, Sizes, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,9 +97,10 @@ class WorkerProcess:
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        if line.strip() != "ready":
+        if line.split()[:1] != ["ready"]:
             self.proc.kill()
             raise RuntimeError(f"worker process did not start: {line!r}")
+        self.ready_rss_kib = int(line.split()[1])  # imported, Worker built, not started
 
     def go(self) -> None:
         assert self.proc.stdin is not None
@@ -171,56 +173,109 @@ def _status_counts(dsn: str) -> dict[str, int]:
         }
 
 
-def process(dbs: Databases, sizes: Sizes, results: Results, mode: str) -> None:
-    # (concurrency, prefetch, cold): the analyzed rows, then for comparison
-    # claims of the free slots only (staged), and the cold rows: jobs
-    # created on a fresh install and drained at once, never analyzed
-    runs: list[tuple[int, int | str, bool]] = [(c, "auto", False) for c in sizes.concurrencies]
-    if mode == "staged":
-        runs += [(c, 0, False) for c in sizes.concurrencies]
-    runs.append((10 if mode == "staged" else 1, "auto", True))
-    for c, prefetch, cold in runs:
-        if prefetch == 0:
-            n = sizes.process_prefetch0_n
-        elif mode == "atomic" and c == 1:
-            n = sizes.process_atomic_c1_n
+def _drain_once(
+    dbs: Databases, sizes: Sizes, mode: str, c: int, prefetch: int | str, cold: bool, n: int
+) -> tuple[float, bool]:
+    """One drain of n pre-created no-op jobs on a fresh database: (jobs/s,
+    capped). Checks that nothing was lost and, when cold, that no statistics
+    arrived."""
+    with dbs.fresh(f"process-{mode}-{c}-{prefetch}") as dsn:
+        _create(dsn, [{"type_name": "bench", "input": {"n": i}} for i in range(n)], analyze=not cold)
+        seconds, done = _drain(dsn, mode, c, "noop", sizes.drain_cap_s, n, prefetch)
+        counts = _status_counts(dsn)
+        if done is None:
+            assert counts == {"completed": n}, counts
         else:
-            n = sizes.process_n
-        label = f"concurrency {c}" + (f", prefetch {prefetch}" if prefetch != "auto" else "")
-        label += ", cold" if cold else ""
-        with dbs.fresh(f"process-{mode}-{c}-{prefetch}") as dsn:
-            _create(dsn, [{"type_name": "bench", "input": {"n": i}} for i in range(n)], analyze=not cold)
-            seconds, done = _drain(dsn, mode, c, "noop", sizes.drain_cap_s, n, prefetch)
-            counts = _status_counts(dsn)
-            if done is None:
-                assert counts == {"completed": n}, counts
-            else:
-                # capped: after the graceful stop nothing may be running or lost
-                assert counts.get("running", 0) == 0, counts
-                assert sum(counts.values()) == n and counts["completed"] >= done, counts
-            if cold:
-                with psycopg.connect(dsn) as conn:
-                    after = _statistics(conn)
-                assert after == (0, None), f"statistics arrived during the cold run: {after}"
-        rate = (n if done is None else done) / seconds
-        results.add(f"process-{mode}", label, rate, "jobs/s")
+            # capped: after the graceful stop nothing may be running or lost
+            assert counts.get("running", 0) == 0, counts
+            assert sum(counts.values()) == n and counts["completed"] >= done, counts
+        if cold:
+            with psycopg.connect(dsn) as conn:
+                after = _statistics(conn)
+            assert after == (0, None), f"statistics arrived during the cold run: {after}"
+    return (n if done is None else done) / seconds, done is not None
+
+
+def _floor_once(dbs: Databases, per_tx: int, n: int) -> float:
+    """make bench's own claim+complete floor (benchmarks/floors.py), on a
+    fresh database, run next to the drains it is compared with."""
+    with dbs.fresh(f"floor-claim{per_tx}") as dsn:
+        floors.setup(dsn)
+        return floors.claim_loop(dsn, n, per_tx)
+
+
+def process(dbs: Databases, sizes: Sizes, results: Results, mode: str) -> None:
+    wl = f"process-{mode}"
+    # The paired trio: make bench's own floor (100 per transaction for
+    # staged, 1 for atomic), the drain after VACUUM ANALYZE and the cold
+    # drain (fresh install, never analyzed), back to back, their order
+    # rotated by repetition, so the ratios between them compare runs seconds
+    # apart rather than minutes (issue 16: this machine's speed drifts).
+    paired_c = 10 if mode == "staged" else 1
+    per_tx = 100 if mode == "staged" else 1
+    floor_n = sizes.floor_claim100_n if per_tx == 100 else sizes.floor_claim1_n
+    floor_label = f"floor {per_tx}/tx"
+    done_before = results.get(wl, f"concurrency {paired_c}")
+    rep = len(done_before.values) if done_before is not None else 0
+    trio = ["floor", "analyzed", "cold"]
+    trio = trio[rep % 3 :] + trio[: rep % 3]
+    rate: dict[str, float] = {}
+    for part in trio:
+        if part == "floor":
+            rate[part] = _floor_once(dbs, per_tx, floor_n)
+        else:
+            rate[part] = _record(dbs, sizes, results, mode, paired_c, "auto", part == "cold")
+    for num, den, label in (
+        ("analyzed", "floor", f"concurrency {paired_c} / {floor_label}, adjacent"),
+        ("cold", "floor", f"concurrency {paired_c}, cold / {floor_label}, adjacent"),
+        ("cold", "analyzed", f"concurrency {paired_c}, cold / analyzed, adjacent"),
+    ):
+        results.add(wl, label, rate[num] / rate[den], "x, paired")
+    results.note(
+        wl,
+        f"adjacent rows: make bench's claim+complete floor ({per_tx} per transaction, {floor_n:,}"
+        f" jobs), the concurrency {paired_c} drain after VACUUM ANALYZE and the cold drain, back"
+        " to back in each repetition (order rotated), each ratio taken within a repetition",
+    )
+    # the other concurrencies, then (staged) claims of the free slots only
+    runs: list[tuple[int, int | str]] = [(c, "auto") for c in sizes.concurrencies if c != paired_c]
+    if mode == "staged":
+        runs += [(c, 0) for c in sizes.concurrencies]
+    for c, prefetch in runs:
+        _record(dbs, sizes, results, mode, c, prefetch, False)
+
+
+def _record(
+    dbs: Databases, sizes: Sizes, results: Results, mode: str, c: int, prefetch: int | str, cold: bool
+) -> float:
+    if prefetch == 0:
+        n = sizes.process_prefetch0_n
+    elif mode == "atomic" and c == 1:
+        n = sizes.process_atomic_c1_n
+    else:
+        n = sizes.process_n
+    label = f"concurrency {c}" + (f", prefetch {prefetch}" if prefetch != "auto" else "")
+    label += ", cold" if cold else ""
+    rate, capped = _drain_once(dbs, sizes, mode, c, prefetch, cold, n)
+    results.add(f"process-{mode}", label, rate, "jobs/s")
+    results.note(
+        f"process-{mode}",
+        f"{label}: {n:,} no-op jobs"
+        + (" (prefetch 0: a claim takes only the free slots)" if prefetch == 0 else "")
+        + (
+            " created on a fresh install and drained at once: no VACUUM or ANALYZE in"
+            " between, autovacuum's ANALYZE out of reach (threshold 2^31-1), pg_statistic"
+            " checked empty and no analyze recorded for queuert.job before and after"
+            if cold else ""
+        ),
+    )
+    if capped:
         results.note(
             f"process-{mode}",
-            f"{label}: {n:,} no-op jobs"
-            + (" (prefetch 0: a claim takes only the free slots)" if prefetch == 0 else "")
-            + (
-                " created on a fresh install and drained at once: no VACUUM or ANALYZE in"
-                " between, autovacuum's ANALYZE out of reach (threshold 2^31-1), pg_statistic"
-                " checked empty and no analyze recorded for queuert.job before and after"
-                if cold else ""
-            ),
+            f"{label}: CAPPED at {sizes.drain_cap_s:.0f}s in some runs "
+            "(rate = jobs completed / time; the rest verified pending, none lost)",
         )
-        if done is not None:
-            results.note(
-                f"process-{mode}",
-                f"{label}: CAPPED at {sizes.drain_cap_s:.0f}s in some runs "
-                "(rate = jobs completed / time; the rest verified pending, none lost)",
-            )
+    return rate
 
 
 def run_staged(dbs: Databases, sizes: Sizes, results: Results) -> None:

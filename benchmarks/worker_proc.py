@@ -2,12 +2,13 @@
 
     python -m benchmarks.worker_proc DSN MODE CONCURRENCY KIND [TIMES_FILE]
 
-Imports everything and builds the Worker, prints "ready", then waits for one
+Imports everything and builds the Worker, prints "ready <RSS KiB>", then waits for one
 line on stdin before calling Worker.run(), so interpreter start-up and
 imports are not timed but connecting and everything after is. Stops on
 SIGTERM (the Worker's own graceful shutdown).
 
-KIND: "noop" (one no-op handler for type "bench"), "chain3" (step1 and
+KIND: "noop" (one no-op handler for type "bench"), "sleep" (a handler for
+type "bench" that awaits 5 ms, so every slot holds a job), "chain3" (step1 and
 step2 continue, step3 returns an output), "wakeup" (no-op that records the
 CLOCK_MONOTONIC time it started, with the job's input "i", to TIMES_FILE).
 
@@ -19,15 +20,22 @@ QUEUERT_BENCH_BATCH_NOTIFICATIONS=0 turns the worker's batched notifications
 off (for comparison runs);
 QUEUERT_BENCH_NOTIFY=URL gives the worker the notifier
 ``queuert.notify.notifier_from_url(URL)`` names (``queuert worker --notify``);
+QUEUERT_BENCH_WAKE_BUDGETS=0 makes that notifier's wake-ups skip the budget
+(every job_ready claims at once, as without budgets: for comparison runs);
 QUEUERT_BENCH_PREPARE_THRESHOLD=none turns server-side prepared statements
 off (PgBouncer in transaction mode);
-QUEUERT_BENCH_EXPECT=N makes the process print "done <CLOCK_MONOTONIC>" once
+QUEUERT_BENCH_EXPECT=N makes the process print "done <CLOCK_MONOTONIC> <RSS
+KiB> <peak RSS KiB>" once
 its own counters say N acknowledgements (completed + continued) committed, so
-the harness need not poll the database while the worker runs.
+the harness need not poll the database while the worker runs;
+QUEUERT_BENCH_PROGRESS=K (with EXPECT) also prints "progress <acks> <RSS KiB>"
+each time another K acknowledgements committed (the process's resident
+memory from /proc/self/status, for benchmarks/memory.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
@@ -51,6 +59,8 @@ def build(dsn: str, mode: str, concurrency: int, kind: str, times_file: str | No
         from queuert.notify import notifier_from_url
 
         extra["notifier"] = notifier_from_url(notify, conninfo=dsn)
+        if os.environ.get("QUEUERT_BENCH_WAKE_BUDGETS") == "0":
+            extra["notifier"].wake_budgets = False
     if os.environ.get("QUEUERT_BENCH_PREPARE_THRESHOLD") == "none":
         extra["prepare_threshold"] = None
     worker = qw.Worker(
@@ -67,6 +77,12 @@ def build(dsn: str, mode: str, concurrency: int, kind: str, times_file: str | No
             return None
 
         worker.handler("bench", noop)
+    elif kind == "sleep":
+
+        async def nap(job: Any) -> None:
+            await asyncio.sleep(0.005)
+
+        worker.handler("bench", nap)
     elif kind == "chain3":
 
         async def step1(job: Any) -> Any:
@@ -95,20 +111,38 @@ def build(dsn: str, mode: str, concurrency: int, kind: str, times_file: str | No
     return worker
 
 
+def rss_kib(field: str = "VmRSS") -> int:
+    """This process's resident memory (VmRSS) or its peak (VmHWM), in KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def main() -> None:
     dsn, mode, concurrency, kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     times_file = sys.argv[5] if len(sys.argv) > 5 else None
     worker = build(dsn, mode, concurrency, kind, times_file)
-    print("ready", flush=True)
+    print(f"ready {rss_kib()}", flush=True)
     sys.stdin.readline()
     expect = int(os.environ.get("QUEUERT_BENCH_EXPECT", "0"))
     if expect:
 
+        every = int(os.environ.get("QUEUERT_BENCH_PROGRESS", "0"))
+
         def report() -> None:
             stats = worker.stats
-            while stats.completed + stats.continued < expect:
+            next_mark = every
+            while True:
+                acks = stats.completed + stats.continued
+                if every and acks >= next_mark:
+                    print(f"progress {acks} {rss_kib()}", flush=True)
+                    next_mark += every
+                if acks >= expect:
+                    break
                 time.sleep(0.002)
-            print(f"done {time.monotonic()!r}", flush=True)
+            print(f"done {time.monotonic()!r} {rss_kib()} {rss_kib('VmHWM')}", flush=True)
 
         threading.Thread(target=report, daemon=True).start()
     profile = os.environ.get("QUEUERT_BENCH_PROFILE")

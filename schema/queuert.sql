@@ -110,16 +110,19 @@ $$;
 CREATE FUNCTION queuert._batch_outcomes(job_ids uuid[], done uuid[], done_outcome text) RETURNS TABLE(job_id uuid, outcome text)
     LANGUAGE sql STABLE
     AS $$
+    -- A lookup per refused id, not a join: with few statistics a join to
+    -- job may be planned as a merge join walking the whole primary key.
     SELECT
         u.id,
         CASE
             WHEN u.id = ANY(_batch_outcomes.done) THEN _batch_outcomes.done_outcome
-            WHEN x.id IS NULL THEN 'not_found'
-            WHEN x.status = 'running' THEN 'taken'
-            ELSE 'finished'
+            ELSE coalesce((
+                SELECT CASE WHEN x.status = 'running' THEN 'taken' ELSE 'finished' END
+                FROM queuert.job AS x
+                WHERE x.id = u.id
+            ), 'not_found')
         END
     FROM unnest(_batch_outcomes.job_ids) WITH ORDINALITY AS u (id, o)
-    LEFT JOIN queuert.job AS x ON x.id = u.id
     ORDER BY u.o
 $$;
 
@@ -2698,6 +2701,21 @@ $$;
 --
 
 CREATE FUNCTION queuert.reap(max_jobs integer DEFAULT 100) RETURNS TABLE(job_id uuid, previous_worker text, status queuert.job_status)
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_sort TO 'off'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+    SELECT r.job_id, r.previous_worker, r.status FROM queuert.reap_jobs(reap.max_jobs) AS r
+$$;
+
+--
+-- Name: reap_jobs(integer); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert.reap_jobs(max_jobs integer DEFAULT 100) RETURNS TABLE(job_id uuid, previous_worker text, status queuert.job_status, type_name text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
@@ -2710,12 +2728,13 @@ DECLARE
     v_ids uuid[];
     v_workers text[];
     v_statuses queuert.job_status[];
+    v_types text[];
     v_ready text[];
     v_notified integer;
 BEGIN
-    IF reap.max_jobs < 1 THEN
+    IF reap_jobs.max_jobs < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('max_jobs must be at least 1, got %s', reap.max_jobs);
+            MESSAGE = format('max_jobs must be at least 1, got %s', reap_jobs.max_jobs);
     END IF;
 
     WITH expired AS MATERIALIZED (
@@ -2723,7 +2742,7 @@ BEGIN
         FROM queuert.job AS j
         WHERE j.status = 'running' AND j.leased_until < clock_timestamp()
         ORDER BY j.leased_until
-        LIMIT coalesce(reap.max_jobs, 100)
+        LIMIT coalesce(reap_jobs.max_jobs, 100)
         FOR NO KEY UPDATE SKIP LOCKED
     ),
     reaped AS (
@@ -2753,8 +2772,9 @@ BEGIN
         coalesce(array_agg(r.id), '{}'),
         coalesce(array_agg(r.leased_by), '{}'),
         coalesce(array_agg(r.status), '{}'),
+        coalesce(array_agg(r.type_name), '{}'),
         coalesce(array_agg(DISTINCT r.type_name) FILTER (WHERE r.status = 'pending'), '{}')
-    INTO v_ids, v_workers, v_statuses, v_ready
+    INTO v_ids, v_workers, v_statuses, v_types, v_ready
     FROM reaped AS r;
 
     IF cardinality(v_ids) = 0 THEN
@@ -2766,7 +2786,7 @@ BEGIN
     v_notified := queuert._notify_batch('job_ready', v_ready);
 
     RETURN QUERY
-    SELECT x.id, x.w, x.s FROM unnest(v_ids, v_workers, v_statuses) AS x (id, w, s);
+    SELECT x.id, x.w, x.s, x.t FROM unnest(v_ids, v_workers, v_statuses, v_types) AS x (id, w, s, t);
 END;
 $$;
 

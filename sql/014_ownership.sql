@@ -101,15 +101,18 @@ CREATE OR REPLACE FUNCTION {{ schema }}._batch_outcomes(
 RETURNS TABLE (job_id uuid, outcome text)
 LANGUAGE sql STABLE
 AS $$
+    -- A lookup per refused id, not a join: with few statistics a join to
+    -- job may be planned as a merge join walking the whole primary key.
     SELECT
         u.id,
         CASE
             WHEN u.id = ANY(_batch_outcomes.done) THEN _batch_outcomes.done_outcome
-            WHEN x.id IS NULL THEN 'not_found'
-            WHEN x.status = 'running' THEN 'taken'
-            ELSE 'finished'
+            ELSE coalesce((
+                SELECT CASE WHEN x.status = 'running' THEN 'taken' ELSE 'finished' END
+                FROM {{ schema }}.job AS x
+                WHERE x.id = u.id
+            ), 'not_found')
         END
     FROM unnest(_batch_outcomes.job_ids) WITH ORDINALITY AS u (id, o)
-    LEFT JOIN {{ schema }}.job AS x ON x.id = u.id
     ORDER BY u.o
 $$;

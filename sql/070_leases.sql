@@ -184,9 +184,12 @@ $$;
 -- Running jobs whose lease expired go back to pending (keeping their place
 -- in the queue) or to failed when attempts are exhausted. The UPDATE
 -- re-checks status and lease, so a job that completed meanwhile is never
--- reopened. Safe to call from every worker at once.
-CREATE OR REPLACE FUNCTION {{ schema }}.reap(max_jobs integer DEFAULT 100)
-RETURNS TABLE (job_id uuid, previous_worker text, status {{ schema }}.job_status)
+-- reopened. Safe to call from every worker at once. reap_jobs also returns
+-- each job's type, for a worker that announces what it reaped through a
+-- notifier of its own (job_ready per type) without reading job itself;
+-- reap, below, is the same without it.
+CREATE OR REPLACE FUNCTION {{ schema }}.reap_jobs(max_jobs integer DEFAULT 100)
+RETURNS TABLE (job_id uuid, previous_worker text, status {{ schema }}.job_status, type_name text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -199,12 +202,13 @@ DECLARE
     v_ids uuid[];
     v_workers text[];
     v_statuses {{ schema }}.job_status[];
+    v_types text[];
     v_ready text[];
     v_notified integer;
 BEGIN
-    IF reap.max_jobs < 1 THEN
+    IF reap_jobs.max_jobs < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format('max_jobs must be at least 1, got %s', reap.max_jobs);
+            MESSAGE = format('max_jobs must be at least 1, got %s', reap_jobs.max_jobs);
     END IF;
 
     WITH expired AS MATERIALIZED (
@@ -212,7 +216,7 @@ BEGIN
         FROM {{ schema }}.job AS j
         WHERE j.status = 'running' AND j.leased_until < clock_timestamp()
         ORDER BY j.leased_until
-        LIMIT coalesce(reap.max_jobs, 100)
+        LIMIT coalesce(reap_jobs.max_jobs, 100)
         FOR NO KEY UPDATE SKIP LOCKED
     ),
     reaped AS (
@@ -242,8 +246,9 @@ BEGIN
         coalesce(array_agg(r.id), '{}'),
         coalesce(array_agg(r.leased_by), '{}'),
         coalesce(array_agg(r.status), '{}'),
+        coalesce(array_agg(r.type_name), '{}'),
         coalesce(array_agg(DISTINCT r.type_name) FILTER (WHERE r.status = 'pending'), '{}')
-    INTO v_ids, v_workers, v_statuses, v_ready
+    INTO v_ids, v_workers, v_statuses, v_types, v_ready
     FROM reaped AS r;
 
     IF cardinality(v_ids) = 0 THEN
@@ -255,6 +260,18 @@ BEGIN
     v_notified := {{ schema }}._notify_batch('job_ready', v_ready);
 
     RETURN QUERY
-    SELECT x.id, x.w, x.s FROM unnest(v_ids, v_workers, v_statuses) AS x (id, w, s);
+    SELECT x.id, x.w, x.s, x.t FROM unnest(v_ids, v_workers, v_statuses, v_types) AS x (id, w, s, t);
 END;
+$$;
+
+CREATE OR REPLACE FUNCTION {{ schema }}.reap(max_jobs integer DEFAULT 100)
+RETURNS TABLE (job_id uuid, previous_worker text, status {{ schema }}.job_status)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET enable_sort = off
+SET enable_seqscan = off
+SET jit = off
+AS $$
+    SELECT r.job_id, r.previous_worker, r.status FROM {{ schema }}.reap_jobs(reap.max_jobs) AS r
 $$;

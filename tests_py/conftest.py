@@ -14,7 +14,10 @@
 
 A test marked ``pg_major(N, reason=...)`` depends on the server's major
 version (say, a committed pg_dump of version N): against another version it
-is deselected, and the session header names it with its reason.
+is deselected, and the session header names it with its reason. Likewise
+``server_library(name, reason=...)``: a test that LOADs a server module
+(auto_explain) is deselected on a server built without it (the embedded
+PostgreSQL 16 of ``make pytest-pg16``), and the header says so.
 
 * ``db``: the client behaviour suite's database, once per backend
   (``postgres``, ``sqlite``: backends.py). A test that only one backend can
@@ -52,6 +55,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        "server_library(name, reason): needs the server module NAME (LOAD); deselected where it is missing",
+    )
+    config.addinivalue_line(
+        "markers",
         "backend(name, reason): only the db fixture's backend NAME can pass this test; "
         "its other cases are deselected",
     )
@@ -74,6 +81,38 @@ def _deselect_other_backends(config: pytest.Config, items: list[pytest.Item]) ->
         items[:] = [item for item in items if item not in drop]
 
 
+def _server_loads(library: str) -> bool | None:
+    dsn = os.environ.get("QUEUERT_TEST_DSN") or DEFAULT_BASE_DSN
+    try:
+        with psycopg.connect(dsn, connect_timeout=3) as conn:
+            conn.execute(sql.SQL("LOAD {}").format(sql.Literal(library)))
+            return True
+    except psycopg.errors.UndefinedFile:
+        return False
+    except psycopg.OperationalError:
+        return None  # the fixtures will say so
+
+
+def _deselect_missing_libraries(config: pytest.Config, items: list[pytest.Item]) -> None:
+    loads: dict[str, bool | None] = {}
+    drop = []
+    for item in items:
+        marker = item.get_closest_marker("server_library")
+        if marker is None:
+            continue
+        library = marker.args[0]
+        if library not in loads:
+            loads[library] = _server_loads(library)
+        if loads[library] is False:
+            drop.append(item)
+            _deselected_for_version.append(
+                f"{item.nodeid} (needs the server module {library}: {marker.kwargs.get('reason', '')})"
+            )
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [item for item in items if item not in drop]
+
+
 def _server_major() -> int | None:
     dsn = os.environ.get("QUEUERT_TEST_DSN") or DEFAULT_BASE_DSN
     try:
@@ -85,6 +124,7 @@ def _server_major() -> int | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _deselect_other_backends(config, items)
+    _deselect_missing_libraries(config, items)
     marked = [item for item in items if item.get_closest_marker("pg_major") is not None]
     major = _server_major() if marked else None
     if major is None:
@@ -103,7 +143,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
-    return [f"deselected for this server's version: {line}" for line in _deselected_for_version] + [
+    return [f"deselected for this server: {line}" for line in _deselected_for_version] + [
         f"deselected for its backend: {line}" for line in _deselected_for_backend
     ]
 

@@ -43,6 +43,10 @@ import pytest
 
 Conn = psycopg.Connection[Any]
 
+pytestmark = pytest.mark.server_library(
+    "auto_explain", reason="plans inside the engine's functions are read through auto_explain"
+)
+
 # A claim takes at most 100 jobs here, a fan-in completion resolves 500
 # dependents: anything reading more rows than this walked the backlog.
 MAX_READ = 2_000
@@ -243,6 +247,7 @@ CALLS: list[Call] = [
         "SELECT * FROM queuert.complete_jobs('w', %s)", (s.held_parents[:5],))),
     ("release_jobs", lambda s: (
         "SELECT * FROM queuert.release_jobs('w', %s, %s)", (s.held, s.held_attempts))),
+    ("reap_jobs", lambda s: ("SELECT * FROM queuert.reap_jobs(100)", None)),
     ("release_unknown_jobs", lambda s: (
         "SELECT * FROM queuert.release_unknown_jobs('w', %s)", (s.held,))),
     ("fail_jobs", lambda s: (

@@ -82,7 +82,7 @@ WHERE b.blocker_chain_id = ANY({chain_ids});
 """
 DEPENDENTS = "SELECT b.job_id, b.blocker_chain_id " + DEPENDENTS_FROM.rstrip().rstrip(";")
 
-# sql/070_leases.sql, reap(): expired leases.
+# sql/070_leases.sql, reap_jobs() (reap() wraps it): expired leases.
 EXPIRED = """
 SELECT j.id, j.leased_by
 FROM queuert.job AS j
@@ -325,7 +325,7 @@ def test_plan_queries_match_the_engine_source() -> None:
         (claim_src, CLAIM_TYPED.format(types="claim.type_names", max_jobs="claim.max_jobs")),
         (claim_src, NEXT_DUE.format(types="next_due_at.type_names")),
         (blockers_src, DEPENDENTS_FROM.format(chain_ids="_resolve_dependents.chain_ids")),
-        (leases_src, EXPIRED.format(max_jobs="reap.max_jobs")),
+        (leases_src, EXPIRED.format(max_jobs="reap_jobs.max_jobs")),
     ]
     for src, query in expected:
         assert norm(query.replace("queuert.", f"{schema}.")) in src, query

@@ -769,6 +769,7 @@ SIGNATURES: dict[str, list[str]] = {
     "release_jobs": ["'w'", "ARRAY[{job}]", "ARRAY[1]"],
     "release_unknown_jobs": ["'w'", "ARRAY[{job}]"],
     "reap": ["10"],
+    "reap_jobs": ["10"],
     "next_due_at": ["ARRAY['n']"],
     "trigger_jobs": ["ARRAY[{job}]"],
     "retry_jobs": ["ARRAY[{job}]"],

@@ -169,7 +169,7 @@ def test_only_the_public_api_is_executable_and_it_runs_as_definer(app_setup: tup
     assert {"start_chain", "start_chains", "claim", "complete", "continue_with", "fail", "reap",
             "renew_leases", "cancel_chains", "delete_chains", "retry_jobs", "trigger_jobs",
             "chain_jobs", "next_due_at", "set_job_type", "complete_jobs", "release_jobs",
-            "release_unknown_jobs"} <= {f[0] for f in public}
+            "release_unknown_jobs", "reap_jobs"} <= {f[0] for f in public}
     assert internal, "expected `_`-prefixed internals"
     for name, secdef, config, app_can, public_can in public:
         assert secdef is True, f"{name} must be SECURITY DEFINER"

@@ -33,6 +33,9 @@ from test_worker import DB, db, fast, running  # noqa: F401 - fixture
 
 
 def test_notifier_from_url_picks_the_adapter() -> None:
+    # also exported from the package root, with the notifier it may return
+    assert queuert.notifier_from_url is notifier_from_url and queuert.NullNotifier is NullNotifier
+    assert {"notifier_from_url", "NullNotifier"} <= set(queuert.__all__)
     assert isinstance(notifier_from_url("none"), NullNotifier)
     pg = notifier_from_url("postgres", conninfo="dbname=app", schema="billing")
     assert isinstance(pg, PostgresNotifier) and pg.conninfo == "dbname=app" and pg.schema == "billing"
@@ -58,6 +61,21 @@ def test_notifier_from_url_picks_the_adapter() -> None:
             notifier_from_url(bad)
 
 
+def test_build_worker_takes_a_notifier_or_its_url() -> None:
+    from queuert.worker import build_worker
+
+    redis = RedisNotifier(REDIS_URL, prefix=unique_prefix())
+    given = build_worker(queuert.Worker(), dsn="dbname=app", notifier=redis)
+    assert given.notifier is redis
+    named = build_worker(queuert.Worker(schema="billing"), dsn="dbname=app", notifier="postgres")
+    assert isinstance(named.notifier, PostgresNotifier) and named.notifier.conninfo == "dbname=app"
+    assert named.notifier.schema == "billing"
+    kept = queuert.Worker(notifier=NullNotifier())
+    assert build_worker(kept, dsn="dbname=app").notifier is kept.notifier
+    with pytest.raises(ValueError, match="unknown notify setting"):
+        build_worker(queuert.Worker(), dsn="dbname=app", notifier="mqtt://x")
+
+
 def test_cli_rejects_an_unknown_notify_setting(tmp_path: Path, dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "noop_app.py").write_text("import queuert\nworker = queuert.Worker()\n"
                                           "worker.handler('x', lambda job: None)\n")
@@ -80,17 +98,29 @@ APP = textwrap.dedent(
 )
 
 
-def test_cli_worker_wakes_through_redis(tmp_path: Path, dsn: str) -> None:
+@pytest.mark.parametrize("how", ["cli", "run_worker_cli"])
+def test_cli_worker_wakes_through_redis(tmp_path: Path, dsn: str, how: str) -> None:
+    """``queuert worker --notify URL``, and ``run_worker_cli(..., notifier=...)``
+    with a notifier object (what the CLI runs, for a program of one's own)."""
     (tmp_path / "app.py").write_text(APP)
     prefix = unique_prefix()
     log = tmp_path / "worker.log"
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    if how == "cli":
+        argv = [sys.executable, "-m", "queuert.cli", "worker", "app:worker", "--dsn", dsn,
+                "--notify", f"{REDIS_URL}?prefix={prefix}"]
+    else:
+        argv = [sys.executable, "-c", textwrap.dedent(
+            f"""
+            import queuert
+            from queuert.notify.redis import RedisNotifier
+
+            queuert.run_worker_cli("app:worker", dsn={dsn!r},
+                                   notifier=RedisNotifier({REDIS_URL!r}, prefix={prefix!r}))
+            """
+        )]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "queuert.cli", "worker", "app:worker", "--dsn", dsn,
-             "--notify", f"{REDIS_URL}?prefix={prefix}"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
-        )
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
         while b"starting" not in log.read_bytes():

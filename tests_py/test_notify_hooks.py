@@ -49,9 +49,38 @@ def test_a_coroutine_only_notifier_is_driven_from_sync_hooks(conn: psycopg.Conne
         with conn.transaction():
             queuert.complete_chain(conn, started.chain_id, None)
     assert [(k, v) for k, v, _ in notifier.got] == [
-        ("job_ready", {"recorded": 1}),
+        ("job_ready", {"recorded": 2}),  # one event, a budget of the two jobs started
         ("chain_completed", [str(started.chain_id)]),
     ]
+
+
+def test_hooks_publish_how_many_jobs_became_ready(conn: psycopg.Connection[Any]) -> None:
+    """The job_ready budget is the number of jobs the transaction made
+    pending, per type: batches count each chain, nested blocks add theirs on
+    success, a failed nested block (its savepoint rolled back) adds nothing,
+    and a deduplicated start adds nothing."""
+    notifier = InProcessNotifier()
+    with queuert.transaction_hooks(notifier) as hooks:
+        with conn.transaction():
+            queuert.start_chains(conn, [queuert.ChainSpec("bulk", i) for i in range(5)])
+            queuert.start_chain(conn, "one", None, dedup_key="k")
+            queuert.start_chain(conn, "one", None, dedup_key="k")  # deduplicated: nothing new
+            with queuert.transaction_hooks(notifier):
+                with conn.transaction():
+                    queuert.start_chain(conn, "bulk", 5)
+            try:
+                with queuert.transaction_hooks(notifier):
+                    with conn.transaction():
+                        queuert.start_chain(conn, "bulk", 6)
+                        raise RuntimeError("roll the savepoint back")
+            except RuntimeError:
+                pass
+            assert hooks.ready_counts == {"bulk": 6, "one": 1}
+            assert hooks.pending[1] == ["bulk", "one"]
+    taken = [asyncio.run(notifier.take_wake_hint(["bulk"])) for _ in range(7)]
+    assert taken == [True] * 6 + [False]
+    assert asyncio.run(notifier.take_wake_hint(["one"])) is True
+    assert asyncio.run(notifier.take_wake_hint(["one"])) is False
 
 
 def test_sync_hooks_hand_hints_to_a_broker_without_awaiting(conn: psycopg.Connection[Any]) -> None:

@@ -163,3 +163,87 @@ async def test_worker_through_pgbouncer_with_a_broker(
     finally:
         await conn.close()
         await direct.close()
+
+
+async def _server_settings(pooled: str, n: int = 10) -> list[tuple[str | None, int]]:
+    """``queuert.notify`` as each server connection of the pool has it: ``n``
+    clients (the pool's default_pool_size) each hold a transaction open at
+    once, so each sits on a server connection of its own, every one the pool has."""
+    conns: list[psycopg.AsyncConnection[Any]] = []
+    seen: list[tuple[str | None, int]] = []
+    try:
+        for _ in range(n):
+            conn = await psycopg.AsyncConnection.connect(pooled, prepare_threshold=None)
+            conns.append(conn)
+            cur = await conn.execute("SELECT current_setting('queuert.notify', true), pg_backend_pid()")
+            row = await cur.fetchone()
+            assert row is not None
+            seen.append((row[0], row[1]))
+    finally:
+        for conn in conns:
+            await conn.close()
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["staged", "atomic"])
+async def test_worker_turns_engine_notify_off_per_transaction_through_pgbouncer(
+    make: Callable[[], BrokerNotifier], dsn: str, pgbouncer: Server, mode: str
+) -> None:
+    """No database or role setting this time: the worker itself keeps the
+    engine's NOTIFY off in every transaction it runs through the pool (SET
+    LOCAL: a session SET would land on one server connection and stay there
+    for whoever gets it next), acknowledgements and reaping included, and
+    publishes through its broker instead. A LISTEN on the database hears
+    nothing; no server connection keeps a setting."""
+    params = conninfo_to_dict(dsn)
+    params.update(host="127.0.0.1", port=str(pgbouncer.port))
+    pooled = make_conninfo(**params)  # type: ignore[arg-type]
+    worker = fast(pooled, mode=mode, concurrency=3, notifier=make(), prepare_threshold=None, reap_interval=0.2)
+
+    @worker.handler("first")
+    async def first(job: JobContext[int]) -> Any:
+        return job.continue_with("second", job.input)
+
+    @worker.handler("second")
+    async def second(job: JobContext[int]) -> int:
+        return job.input * 2
+
+    @worker.handler("total")
+    async def total(job: JobContext[Any]) -> int:
+        return sum(int(b.output) for b in job.blockers)
+
+    @worker.handler("orphan")
+    async def orphan(job: JobContext[int]) -> int:
+        return job.input
+
+    producer = make()
+    direct = await _listen_direct(dsn)
+    # the test's own writes send no NOTIFY either: whatever the listener hears
+    # came from the worker
+    conn = await psycopg.AsyncConnection.connect(dsn, options="-c queuert.notify=none")
+    try:
+        await conn.set_autocommit(True)
+        ghost = await aio.start_chain(conn, "orphan", 5)
+        cur = await conn.execute(
+            "SELECT id FROM queuert.claim(worker_id => 'ghost', type_names => ARRAY['orphan'], "
+            "max_jobs => 1, lease => interval '1 millisecond')"
+        )
+        assert [r[0] for r in await cur.fetchall()] == [ghost.id]  # its worker died: reaped below
+        await conn.set_autocommit(False)
+        async with running(worker):
+            async with queuert.transaction_hooks(producer):
+                async with conn.transaction():
+                    parts = [(await aio.start_chain(conn, "first", i)).chain_id for i in range(5)]
+                    fan_in = (await aio.start_chain(conn, "total", None, blockers=parts)).chain_id
+            await conn.set_autocommit(True)
+            done = await aio.wait_for_chain(conn, fan_in, timeout=60, poll_interval=0.05)
+            reaped = await aio.wait_for_chain(conn, ghost.chain_id, timeout=60, poll_interval=0.05)
+        assert done.output == sum(2 * i for i in range(5)) and reaped.output == 5
+        assert worker.stats.reaped == 1
+        assert await _notifies(direct) == []  # not one NOTIFY from the worker's transactions
+        settings = await _server_settings(pooled)
+        assert len({pid for _, pid in settings}) == 10
+        assert [s for s, _ in settings if s] == []  # no session setting left behind on the pool
+    finally:
+        await conn.close()
+        await direct.close()

@@ -6,6 +6,8 @@ transaction hooks wake it through the broker (its poll is a minute away)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,12 +17,13 @@ import pytest
 import queuert
 from queuert import aio
 from queuert.job import JobContext
+from queuert.notify import NotifyEvent
 from queuert.notify.broker import BrokerNotifier
 from queuert.notify.nats import NatsNotifier
 from queuert.notify.redis import RedisNotifier
 
 from notify_brokers import NATS_URL, REDIS_URL, redis_cluster, unique_prefix
-from test_worker import DB, db, fast, running  # noqa: F401 - fixture
+from test_worker import DB, db, eventually, fast, running  # noqa: F401 - fixture
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +97,7 @@ async def test_hooks_wake_an_idle_worker_through_the_broker(
 
     producer = make()
     async with running(worker):
-        await asyncio.sleep(0.2)  # the worker's first claim found nothing: asleep
+        await eventually(lambda: asleep(worker))  # its first claim found nothing
         conn = await psycopg.AsyncConnection.connect(dsn)
         try:
             async with queuert.transaction_hooks(producer):
@@ -104,3 +107,134 @@ async def test_hooks_wake_an_idle_worker_through_the_broker(
         finally:
             await conn.close()
     assert worker.stats.as_dict()["completed"] == 1
+
+
+def asleep(worker: queuert.Worker, until: float = 30.0) -> bool:
+    """Idle: its last claim came back short, no hint came since, and it has
+    looked up when its next job is due: it sleeps until an event or its poll,
+    at least ``until`` seconds away (a due job it has not got, another
+    worker's for the taking, would have it look again in 50 ms)."""
+    run = worker._run
+    if run is None or not run.started.is_set() or not run.wakeup.all_drained():
+        return False
+    poll_at = run.wakeup.poll_at
+    return poll_at is not None and poll_at - time.monotonic() > until
+
+
+async def test_eight_idle_workers_one_job_one_claim(
+    make: Callable[[], BrokerNotifier], dsn: str, db: DB
+) -> None:
+    """Wake budgets in the worker: eight idle workers (a notifier each, as
+    eight processes have) all hear the job_ready of one started job; each
+    takes a unit of the type's budget before it claims, so exactly one runs
+    a claim, gets the job and runs it; the seven others find the budget spent
+    and go back to sleep without a claim (their poll is a minute away)."""
+    workers: list[queuert.Worker] = []
+    ran: list[int] = []
+    for i in range(8):
+        notifier = make()
+        notifier.hint_timeout = 30.0  # a slow broker answer must not read as "no budget kept"
+        worker = fast(dsn, notifier=notifier, poll_interval=60, concurrency=2)
+
+        def solo(job: JobContext[None], i: int = i) -> None:
+            ran.append(i)
+
+        worker.handler("solo", solo)
+        workers.append(worker)
+    producer = make()
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(running(worker))
+        await eventually(lambda: all(asleep(w) for w in workers), timeout=30)
+        claims_before = [w.stats.claim_calls for w in workers]
+        assert all(n >= 1 for n in claims_before)  # each looked once at startup
+        async with queuert.transaction_hooks(producer):
+            async with db.conn.transaction():
+                started = await aio.start_chain(db.conn, "solo", None)
+        await aio.wait_for_chain(db.conn, started.chain_id, timeout=30, poll_interval=0.05)
+        # every worker heard the event: one took the unit, seven found none
+        await eventually(lambda: sum(w.stats.wake_hints_declined for w in workers) == 7, timeout=30)
+        await eventually(lambda: all(asleep(w) for w in workers), timeout=30)
+        claimed_since = [w.stats.claim_calls - n for w, n in zip(workers, claims_before)]
+    assert len(ran) == 1
+    winner = ran[0]
+    assert [w.stats.claimed for w in workers] == [1 if i == winner else 0 for i in range(8)]
+    assert [n > 0 for n in claimed_since] == [i == winner for i in range(8)], claimed_since
+    assert [w.stats.wake_hints_declined for w in workers] == [0 if i == winner else 1 for i in range(8)]
+
+
+async def test_a_reaped_job_is_published_through_the_notifier(
+    make: Callable[[], BrokerNotifier], dsn: str, db: DB
+) -> None:
+    """A job whose worker died (lease expired) is reaped by a live worker,
+    which publishes job_lost (its id) and job_ready (its type) through its
+    broker, so idle workers wake for it at once: here the reaper itself,
+    whose poll is a minute away and whose database sends no NOTIFY."""
+    started = await aio.start_chain(db.conn, "orphan", 7)
+    rows = await db.all(
+        "SELECT id FROM queuert.claim(worker_id => 'ghost', type_names => ARRAY['orphan'], "
+        "max_jobs => 1, lease => interval '1 millisecond')"
+    )
+    assert [r[0] for r in rows] == [started.id]
+    heard: list[NotifyEvent] = []
+    listener = make()
+    await listener.subscribe(heard.append, kinds=("job_lost", "job_ready"))
+    worker = fast(dsn, notifier=make(), poll_interval=60, reap_interval=0.2)
+    ran: list[int] = []
+
+    @worker.handler("orphan")
+    async def orphan(job: JobContext[int]) -> int:
+        ran.append(job.attempt)
+        return job.input
+
+    async with running(worker):
+        done = await aio.wait_for_chain(db.conn, started.chain_id, timeout=30, poll_interval=0.05)
+        await eventually(lambda: [e.payload for e in heard if e.kind == "job_lost"] == [str(started.id)])
+    assert done.output == 7 and ran == [2] and worker.stats.reaped == 1
+    assert "orphan" in [e.payload for e in heard if e.kind == "job_ready"]
+
+
+async def test_jobs_released_at_stop_wake_an_idle_worker_through_the_broker(
+    make: Callable[[], BrokerNotifier], dsn: str, db: DB
+) -> None:
+    """A stopping worker gives back the jobs it claimed ahead (release_jobs)
+    and publishes their job_ready through the broker: an idle worker whose
+    poll is a minute away picks them up at once."""
+    for i in range(4):
+        await aio.start_chain(db.conn, "held", i)
+    first = fast(dsn, notifier=make(), concurrency=1, prefetch=3)
+    second = fast(dsn, notifier=make(), concurrency=4, poll_interval=60)
+    holding = asyncio.Event()
+    finish = asyncio.Event()
+    by_first: list[int] = []
+    by_second: list[int] = []
+
+    @first.handler("held")
+    async def held_first(job: JobContext[int]) -> int:
+        by_first.append(job.input)
+        holding.set()
+        await finish.wait()
+        return job.input
+
+    @second.handler("held")
+    async def held_second(job: JobContext[int]) -> int:
+        by_second.append(job.input)
+        return job.input
+
+    async with running(first):
+        await asyncio.wait_for(holding.wait(), 30)
+
+        async def all_running() -> bool:
+            return bool((await db.one("SELECT count(*) = 4 FROM queuert.job WHERE status = 'running'"))[0])
+
+        await eventually(all_running, timeout=30)
+        async with running(second):
+            await eventually(lambda: asleep(second, until=10), timeout=30)
+            first.stop()  # graceful: the three held ahead go back now, the running one finishes
+            await eventually(lambda: len(by_second) == 3, timeout=30)
+            finish.set()
+    # which job the first one ran depends on which of its two claims came back first
+    assert len(by_first) == 1 and sorted(by_first + by_second) == [0, 1, 2, 3]
+    assert second.stats.claimed == 3
+    rows = await db.all("SELECT status::text, count(*) FROM queuert.job GROUP BY 1")
+    assert rows == [("completed", 4)]

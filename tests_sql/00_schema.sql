@@ -1,6 +1,6 @@
 -- The data model and the shape of the public SQL API, as DESIGN.md lists them.
 BEGIN;
-SELECT plan(105);
+SELECT plan(107);
 
 -- Output column names of a function: its OUT/TABLE arguments, else the
 -- attributes of the composite type it returns.
@@ -174,6 +174,8 @@ SELECT is(pg_get_function_arguments('queuert.renew_leases'::regproc),
     'renew_leases arguments');
 SELECT is(pg_get_function_arguments('queuert.reap'::regproc),
     'max_jobs integer DEFAULT 100', 'reap arguments');
+SELECT is(pg_get_function_arguments('queuert.reap_jobs'::regproc),
+    'max_jobs integer DEFAULT 100', 'reap_jobs arguments');
 SELECT is(pg_get_function_arguments('queuert.next_due_at'::regproc),
     'type_names text[] DEFAULT NULL::text[]', 'next_due_at arguments');
 SELECT is(pg_get_function_arguments('queuert.trigger_jobs'::regproc),
@@ -219,9 +221,10 @@ SELECT is(
          'start_chain', 'start_chains', 'claim', 'complete', 'complete_jobs',
          'continue_with', 'fail', 'renew_leases', 'reap', 'next_due_at',
          'trigger_jobs', 'cancel_chains', 'delete_chains', 'retry_jobs',
-         'set_job_type', 'chain_jobs', 'release_jobs', 'fail_jobs', 'release_unknown_jobs'])),
-    19,
-    'nineteen public functions, one each'
+         'set_job_type', 'chain_jobs', 'release_jobs', 'fail_jobs', 'release_unknown_jobs',
+         'reap_jobs'])),
+    20,
+    'twenty public functions, one each'
 );
 
 -- Returned columns.
@@ -251,6 +254,8 @@ SELECT is(pg_temp.result_cols('queuert.release_unknown_jobs'::regproc),
     ARRAY['job_id', 'type_name'], 'release_unknown_jobs returns job_id, type_name');
 SELECT is(pg_temp.result_cols('queuert.reap'::regproc),
     ARRAY['job_id', 'previous_worker', 'status'], 'reap returns job_id, previous_worker, status');
+SELECT is(pg_temp.result_cols('queuert.reap_jobs'::regproc),
+    ARRAY['job_id', 'previous_worker', 'status', 'type_name'], 'reap_jobs returns reap''s columns and type_name');
 SELECT is(pg_temp.result_cols('queuert.trigger_jobs'::regproc),
     ARRAY['job_id'], 'trigger_jobs returns job_id');
 SELECT is(pg_temp.result_cols('queuert.retry_jobs'::regproc),

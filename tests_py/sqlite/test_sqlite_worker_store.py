@@ -74,8 +74,8 @@ def test_one_flush_writes_every_kind_and_claims(db_path: str) -> None:
         )
         assert [a.job.id for a in written.done] == [j.id for j in jobs]
         assert written.lost == [] and written.chains == [str(jobs[0].chain_id)]
-        assert written.unblocked == {"later"}, "the completion unblocked the fan-in"
-        assert written.ready == {"t"}, "continuation, retry and release made t jobs pending"
+        assert written.unblocked == {"later": 1}, "the completion unblocked the fan-in"
+        assert written.ready == {"t": 3}, "continuation, retry and release made three t jobs pending"
         assert len(written.claimed) == 2, "and claimed in the same transaction"
         await session.close()
 

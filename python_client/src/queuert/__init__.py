@@ -66,7 +66,14 @@ __version__ = "0.1.0"
 # BEGIN worker/notify/hooks exports (owned by the worker helper).
 from .hooks import TransactionHooks, current_hooks, transaction_hooks  # noqa: E402
 from .job import Blocker, JobContext, LeaseLost  # noqa: E402
-from .notify import InProcessNotifier, Notifier, NotifyEvent, PostgresNotifier  # noqa: E402
+from .notify import (  # noqa: E402
+    InProcessNotifier,
+    Notifier,
+    NotifyEvent,
+    NullNotifier,
+    PostgresNotifier,
+    notifier_from_url,
+)
 from .worker import Worker, WorkerStats, run_worker_cli  # noqa: E402
 
 _LAZY_EXPORTS: dict[str, str] = {}
@@ -77,11 +84,13 @@ _WORKER_EXPORTS = [
     "LeaseLost",
     "Notifier",
     "NotifyEvent",
+    "NullNotifier",
     "PostgresNotifier",
     "TransactionHooks",
     "Worker",
     "WorkerStats",
     "current_hooks",
+    "notifier_from_url",
     "run_worker_cli",
     "transaction_hooks",
 ]

@@ -23,7 +23,9 @@ conn.transaction():``.
 Client functions that create or complete work (``start_chain`` and friends)
 look up :func:`current_hooks` and, when a hooks block is active, buffer a
 ``job_ready`` (type name) or ``chain_completed`` (chain id) notification there;
-deduplicated, so a batch of 1,000 chains of one type publishes once.
+deduplicated, so a batch of 1,000 chains of one type publishes once, as one
+``job_ready`` whose wake budget is 1,000 (a notifier with wake budgets lets
+that many idle workers wake, not every one and not only one).
 
 Nested blocks behave like savepoints: an inner block that exits normally hands
 its callbacks and notifications to the enclosing block (which runs them after
@@ -73,8 +75,9 @@ class TransactionHooks:
     def __init__(self, notifier: Notifier | None = None) -> None:
         self.notifier = notifier
         self._callbacks: list[Callback] = []
-        # dicts as ordered sets: deduplicated, first-seen order kept
-        self._job_ready: dict[str, None] = {}
+        # dicts as ordered sets: deduplicated, first-seen order kept;
+        # job_ready keeps how many jobs of the type became ready (the budget)
+        self._job_ready: dict[str, int] = {}
         self._chain_completed: dict[str, None] = {}
         self._job_lost: dict[str, None] = {}
         self._token: Token[TransactionHooks | None] | None = None
@@ -91,9 +94,10 @@ class TransactionHooks:
         """
         self._callbacks.append(callback)
 
-    def job_ready(self, type_name: str) -> None:
-        """Publish "a job of this type became pending" after commit."""
-        self._job_ready[type_name] = None
+    def job_ready(self, type_name: str, count: int = 1) -> None:
+        """Publish "``count`` jobs of this type became pending" after commit
+        (one event per type; the counts add up to its wake budget)."""
+        self._job_ready[type_name] = self._job_ready.get(type_name, 0) + count
 
     def chain_completed(self, chain_id: UUID | str) -> None:
         """Publish "this chain completed" after commit."""
@@ -119,9 +123,15 @@ class TransactionHooks:
         self._chain_completed.clear()
         self._job_lost.clear()
 
+    @property
+    def ready_counts(self) -> dict[str, int]:
+        """What would be published as ``job_ready``: ``{type name: jobs}``."""
+        return dict(self._job_ready)
+
     def _merge_into(self, parent: TransactionHooks) -> None:
         parent._callbacks.extend(self._callbacks)
-        parent._job_ready.update(self._job_ready)
+        for type_name, count in self._job_ready.items():
+            parent.job_ready(type_name, count)
         parent._chain_completed.update(self._chain_completed)
         parent._job_lost.update(self._job_lost)
         if parent.notifier is None:
@@ -179,12 +189,12 @@ class TransactionHooks:
 
     # -- firing --------------------------------------------------------------
 
-    def _take(self) -> tuple[list[Callback], list[str], list[str], list[str]]:
-        out = self.pending
+    def _take(self) -> tuple[list[Callback], dict[str, int], list[str], list[str]]:
+        out = (list(self._callbacks), dict(self._job_ready), list(self._chain_completed), list(self._job_lost))
         self._clear()
         return out
 
-    async def _publish(self, ready: list[str], chains: list[str], lost: list[str]) -> None:
+    async def _publish(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
         notifier = self.notifier
         if notifier is None:
             return

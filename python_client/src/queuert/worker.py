@@ -70,6 +70,7 @@ from queuert._worker.stats import WorkerStats
 from queuert.job import JobContext  # re-exported: handlers annotate with queuert.worker.JobContext too
 from queuert.migrate import validate_schema_name
 from queuert.notify.base import Notifier
+from queuert.notify.factory import notifier_from_url
 from queuert.types import JobType
 
 __all__ = ["Worker", "WorkerStats", "run_worker_cli"]
@@ -109,6 +110,11 @@ class Worker:
     engine); the worker publishes them itself after the commit, several
     commits' worth in one statement (a NOTIFY serialises commits in
     PostgreSQL). False keeps the engine's per-transaction notifications.
+    With a broker ``notifier`` (Redis, NATS) or ``NullNotifier`` the worker
+    sends no NOTIFY at all, batched or not: its transactions run with
+    ``SET LOCAL queuert.notify = 'none'`` and everything (reaped jobs too)
+    goes through the notifier. An idle worker woken by ``job_ready`` takes a
+    unit of the type's wake budget first (docs/notify.md).
     ``schedules`` (default True): the worker starts the chains of due
     schedule ticks of the types it handles (docs/recurring.md).
     ``prune_after`` (a timedelta; default None, off): every
@@ -334,10 +340,14 @@ def build_worker(
     concurrency: int | None = None,
     types: Sequence[str] | None = None,
     mode: Mode | None = None,
+    notifier: Notifier | str | None = None,
 ) -> Worker:
     """The :class:`Worker` named by ``target`` (``module:attr``), with CLI
     overrides applied. The attribute may be a Worker, a zero-argument factory
-    returning one, or a mapping / list of ``(job type, handler)`` pairs."""
+    returning one, or a mapping / list of ``(job type, handler)`` pairs.
+    ``notifier``: a :class:`~queuert.notify.Notifier`, or a string for
+    :func:`~queuert.notify.notifier_from_url` (``queuert worker --notify``;
+    ValueError when it names none)."""
     obj = _load_target(target) if isinstance(target, str) else target
     if not isinstance(obj, Worker) and callable(obj) and not isinstance(obj, (dict, list, tuple)):
         obj = obj()
@@ -367,6 +377,10 @@ def build_worker(
             or os.environ.get("QUEUERT_DSN")
             or "postgresql://postgres@127.0.0.1:5432/postgres"
         )
+    if isinstance(notifier, str):
+        notifier = notifier_from_url(notifier, conninfo=worker.conninfo, schema=worker.schema)
+    if notifier is not None:
+        worker.notifier = notifier
     return worker
 
 
@@ -377,10 +391,15 @@ def run_worker_cli(
     concurrency: int | None = None,
     types: Sequence[str] | None = None,
     mode: Mode | None = None,
+    notifier: Notifier | str | None = None,
 ) -> None:
-    """Load the worker named by ``target`` and run it until SIGTERM/SIGINT."""
+    """Load the worker named by ``target`` and run it until SIGTERM/SIGINT.
+    ``notifier`` (an object, or a ``--notify`` string) replaces the worker's
+    own; see :func:`build_worker`."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    worker = build_worker(target, dsn=dsn, schema=schema, concurrency=concurrency, types=types, mode=mode)
+    worker = build_worker(
+        target, dsn=dsn, schema=schema, concurrency=concurrency, types=types, mode=mode, notifier=notifier
+    )
     worker.run(handle_signals=True)
 

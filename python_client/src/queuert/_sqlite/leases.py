@@ -84,7 +84,8 @@ def release_jobs(
 def reap(conn: sqlite3.Connection, max_jobs: int | None = 100, *, schema: str = "queuert") -> list[Row]:
     """Running jobs whose lease expired go back to pending (keeping their
     place) or to failed when attempts are exhausted (DESIGN.md ``reap``).
-    Rows ``job_id, previous_worker, status``, oldest lease first."""
+    Rows ``job_id, previous_worker, status, type_name`` (PostgreSQL's
+    ``reap_jobs``), oldest lease first."""
     limit = 100 if max_jobs is None else check.int32(max_jobs, "max_jobs")
     if limit < 1:
         check.invalid(f"max_jobs must be at least 1, got {max_jobs}")
@@ -99,7 +100,12 @@ def reap(conn: sqlite3.Connection, max_jobs: int | None = 100, *, schema: str = 
             for r in rows(conn, q["reap"], {"seqs": json.dumps([e[0] for e in expired]), "now": now})
         }
     result = [
-        {"job_id": UUID(job_id), "previous_worker": worker, "status": reaped[job_id][1]}
+        {
+            "job_id": UUID(job_id),
+            "previous_worker": worker,
+            "status": reaped[job_id][1],
+            "type_name": reaped[job_id][2],
+        }
         for _seq, job_id, worker in expired
         if job_id in reaped
     ]

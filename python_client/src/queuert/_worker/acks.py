@@ -9,7 +9,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from queuert._worker import job_state as st
@@ -22,7 +22,8 @@ from queuert.job import JobContext
 
 logger = logging.getLogger("queuert.worker")
 
-Publish = Callable[[Iterable[str], Iterable[str]], None]
+#: publish(ready, chains): ready is ``{type: jobs made pending}``
+Publish = Callable[[Mapping[str, int], Iterable[str]], None]
 
 
 class Acknowledger:
@@ -76,6 +77,8 @@ class Acknowledger:
         if not live and not claim_n:
             return []
         self.stats.flushes += 1
+        if claim_n:
+            self.stats.claim_calls += 1
         try:
             try:
                 written = await self._send(session, live, claim_n)
@@ -89,7 +92,10 @@ class Acknowledger:
                         extra={"worker_id": self.worker_id},
                     )
                 await self._one_by_one(session, live)
-                return await session.claim(claim_n) if claim_n else []
+                if not claim_n:
+                    return []
+                self.stats.claim_calls += 1
+                return await session.claim(claim_n)
         except ConnectionLost:
             for ack in live:
                 if ack.job._state == st.FLUSHING:
@@ -191,7 +197,9 @@ class Acknowledger:
         if self.publish is not None:
             ready = written.ready
             if self.publish_unblocked and written.unblocked:
-                ready = ready | written.unblocked
+                ready = dict(ready)
+                for type_name, n in written.unblocked.items():
+                    ready[type_name] = ready.get(type_name, 0) + n
             if ready or written.chains:
                 self.publish(ready, written.chains)
 

@@ -210,6 +210,7 @@ class AtomicSlots:
                 self.acks.record(await atomic_plan.drive(plan, session))
             else:
                 write = atomic_plan.in_transaction(carry.job, carry.outcome, state)
+        self.stats.claim_calls += 1
         try:
             written, row = await session.open_attempt(
                 type_names, None if write is None else (write.ack, write.rollback)
@@ -259,6 +260,7 @@ class AtomicSlots:
     def attempt_sync(self, session: SyncAtomicSession, type_names: list[str], key: int) -> bool:
         """The whole attempt in a slot thread, on a sync session."""
         row = session.open_attempt(type_names)
+        self.loop.call_soon_threadsafe(self._count_claim_call)
         if row is None:
             return False
         job = self.execution.make_job(row)
@@ -288,3 +290,11 @@ class AtomicSlots:
 
     def _count_claim(self) -> None:
         self.stats.claimed += 1
+
+    def _count_claim_call(self) -> None:
+        self.stats.claim_calls += 1
+
+    def has_free_slot(self) -> bool:
+        """Fewer attempts in progress than slots of one kind (a job_ready
+        then costs an idle slot a unit of wake budget)."""
+        return len(self.jobs) < self.concurrency

@@ -15,12 +15,15 @@ from queuert._worker.sqlite_store import SqliteStore
 from queuert._worker.store import Store
 
 
-def store_for(settings: Settings, *, notify_setting: str | None, unblocked_wanted: bool) -> Store:
+def store_for(
+    settings: Settings, *, notify_setting: str | None, reap_notify_setting: str | None, unblocked_wanted: bool
+) -> Store:
     """The store of one run. ``notify_setting``: the ``queuert.notify``
-    value for the worker's acknowledging sessions (None: the engine's
-    notifications as usual). ``unblocked_wanted``: the worker publishes the
+    value for the worker's acknowledging transactions (None: the engine's
+    notifications as usual); ``reap_notify_setting`` the same for reaping
+    (see notify_policy.py). ``unblocked_wanted``: the worker publishes the
     job types of dependents its completions unblock (``Written.unblocked``);
-    the SQLite store always reports them."""
+    the SQLite store always reports them (and has no NOTIFY to set)."""
     if is_sqlite_dsn(settings.conninfo):
         return SqliteStore(
             settings.conninfo,
@@ -37,5 +40,6 @@ def store_for(settings: Settings, *, notify_setting: str | None, unblocked_wante
         lease=settings.lease,
         prepare_threshold=settings.prepare_threshold,
         notify_setting=notify_setting,
+        reap_notify_setting=reap_notify_setting,
         unblocked_wanted=unblocked_wanted,
     )

@@ -47,10 +47,13 @@ class Texts:
     reap: str
     next_due: str
     release_unknown: str
+    #: SET LOCAL queuert.notify for acknowledging / reaping transactions
+    #: (None: the session's setting)
     notify_setting_local: str | None
+    reap_setting_local: str | None
 
     @classmethod
-    def for_schema(cls, schema: str, notify_setting: str | None) -> Texts:
+    def for_schema(cls, schema: str, notify_setting: str | None, reap_setting: str | None = None) -> Texts:
         s = sql.Identifier(schema).as_string(None)
         return cls(
             claim=(
@@ -92,15 +95,20 @@ class Texts:
                 "worker_id => %s, job_ids => %s::uuid[], attempts => %s::int[])"
             ),
             renew=f"SELECT job_id, outcome FROM {s}.renew_leases(worker_id => %s, job_ids => %s::uuid[], lease => %s)",
-            reap=f"SELECT job_id, previous_worker, status FROM {s}.reap(max_jobs => %s)",
+            # reap with each job's type: the worker announces the ones back
+            # to pending (job_ready per type) through its notifier
+            reap=f"SELECT job_id, previous_worker, status, type_name FROM {s}.reap_jobs(max_jobs => %s)",
             next_due=f"SELECT {s}.next_due_at(%s::text[]), clock_timestamp()",
             release_unknown=(
                 f"SELECT job_id, type_name FROM {s}.release_unknown_jobs(worker_id => %s, known_ids => %s::uuid[])"
             ),
-            notify_setting_local=(
-                None if notify_setting is None else f"SET LOCAL queuert.notify = '{notify_setting}'"
-            ),
+            notify_setting_local=_set_local(notify_setting),
+            reap_setting_local=_set_local(reap_setting),
         )
+
+
+def _set_local(setting: str | None) -> str | None:
+    return None if setting is None else f"SET LOCAL queuert.notify = '{setting}'"
 
 
 def _interval_text(td: timedelta | None) -> str | None:
@@ -231,7 +239,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
             done.append(acks[0])
             for _, type_name, status in rows:
                 if status == "pending":
-                    into.ready.add(type_name)
+                    into.count_ready(type_name)
             continue
         if kind is _CompletedAlone:  # complete raises when the job is not ours
             done.append(acks[0])
@@ -240,7 +248,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
         if kind is _FailedAlone:  # fail raises when the job is not ours
             done.append(acks[0])
             if any(status == "pending" for _, status in rows):
-                into.ready.add(acks[0].job.type_name)
+                into.count_ready(acks[0].job.type_name)
             continue
         by_id = {a.job.id: a for a in acks} if len(acks) > 1 else {acks[0].job.id: acks[0]}
         if kind is Completed:
@@ -252,8 +260,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                 if outcome == "completed":
                     done.append(found)
                     chains.append(str(found.job.chain_id))
-                    if unblocked:
-                        into.unblocked.update(unblocked)
+                    into.count_unblocked(unblocked or ())
                 else:
                     lost.append((found, outcome))
         elif kind is Failed:
@@ -264,7 +271,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                 if outcome == "failed":
                     done.append(found)
                     if status == "pending":
-                        into.ready.add(found.job.type_name)
+                        into.count_ready(found.job.type_name)
                 else:
                     lost.append((found, outcome))
         else:
@@ -274,7 +281,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                     continue
                 if outcome == "released":
                     done.append(found)
-                    into.ready.add(found.job.type_name)
+                    into.count_ready(found.job.type_name)
                 else:
                     lost.append((found, outcome))
 

@@ -82,6 +82,7 @@ class PgStore:
         lease: timedelta | None,
         prepare_threshold: int | None,
         notify_setting: str | None,
+        reap_notify_setting: str | None = None,
         unblocked_wanted: bool = False,
     ) -> None:
         self.conninfo = conninfo
@@ -90,13 +91,16 @@ class PgStore:
         self.lease = lease
         self.prepare_threshold = prepare_threshold
         # None: the engine's notifications as usual; else the worker's
-        # acknowledging sessions set queuert.notify to this
+        # acknowledging (reaping) transactions SET LOCAL queuert.notify to
+        # this: per transaction, never per session, which behind PgBouncer
+        # in transaction mode would stay on one server connection for
+        # whoever gets it next while our next transaction runs elsewhere
         self.notify_setting = notify_setting
         # whether Written.unblocked must be filled: then even a single
         # completion goes through complete_jobs, which reports them
         self.unblocked_wanted = unblocked_wanted
         self.schema = schema
-        self.texts = pg_sql.Texts.for_schema(schema, notify_setting)
+        self.texts = pg_sql.Texts.for_schema(schema, notify_setting, reap_notify_setting)
 
     async def connect(self, purpose: str) -> psycopg.AsyncConnection[Any]:
         try:
@@ -108,9 +112,6 @@ class PgStore:
             )
             if conn.info.parameter_status("standard_conforming_strings") != "on":
                 await conn.execute("SET standard_conforming_strings = on")  # see pg_text.quote
-            if purpose == "main" and self.notify_setting is not None:
-                # flush connections: only the worker's statements run there
-                await conn.execute(f"SET queuert.notify = '{self.notify_setting}'")
             return conn
         except Exception as exc:
             raise ConnectionLost(str(exc)) from exc
@@ -178,12 +179,20 @@ class PgSession:
         except Exception as exc:
             raise _typed(exc) from exc
 
+    async def _in_setting(self, setting: str | None, statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
+        """``statements`` in one transaction (one round trip) that begins
+        with ``setting`` (a SET LOCAL, or None); their rows."""
+        if setting is None:
+            return await self._run(statements)
+        return (await self._run([(setting, None), *statements]))[1:]
+
     async def flush(self, acks: Sequence[Ack], claim_n: int) -> Written:
         plan = pg_sql.plan_acks(self.t, self.worker_id, acks)
         statements = plan.statements
         if claim_n:
             statements.append(self.store.claim_statement(claim_n))
-        results = await self._run(statements)
+        # a claim alone notifies nothing: the setting only with acknowledgements
+        results = await self._in_setting(self.t.notify_setting_local if acks else None, statements)
         written = Written()
         pg_sql.read_acks(plan, results, written)
         if claim_n:
@@ -201,7 +210,9 @@ class PgSession:
         return await self._rows(query, params)
 
     async def release_orphans(self, known: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
-        rows = await self._rows(self.t.release_unknown, (self.worker_id, list(known)))
+        (rows,) = await self._in_setting(
+            self.t.notify_setting_local, [(self.t.release_unknown, (self.worker_id, list(known)))]
+        )
         return [(job_id, type_name) for job_id, type_name in rows]
 
     async def renew(self, job_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
@@ -209,7 +220,8 @@ class PgSession:
         return [(job_id, outcome) for job_id, outcome in rows if outcome != "renewed"]
 
     async def reap(self, max_jobs: int) -> list[Reaped]:
-        return [Reaped(*row) for row in await self._rows(self.t.reap, (max_jobs,))]
+        (rows,) = await self._in_setting(self.t.reap_setting_local, [(self.t.reap, (max_jobs,))])
+        return [Reaped(*row) for row in rows]
 
     async def seconds_until_due(self) -> float | None:
         rows = await self._rows(self.t.next_due, (self.store.type_names,))

@@ -1,18 +1,22 @@
 """After-commit notifications of a worker run, batched.
 
-Acknowledgements report the job types they made pending and the chains
-they completed; the publisher coalesces what arrives within ``linger``
-seconds (and while a send is in flight) and sends it in one announcement
-on its own connection, and/or through a non-PostgreSQL notifier. Hints
-only: a crash between the commit and the send loses the hint, never the
-job (workers and ``wait_for_chain`` poll).
+Acknowledgements report the job types they made pending (with how many
+jobs of each: a notifier with wake budgets lets that many idle workers wake)
+and the chains they completed; reaping reports the jobs it took from dead
+workers. The publisher coalesces what arrives within ``linger`` seconds (and
+while a send is in flight) and sends it in one announcement on its own
+connection, and/or through a non-PostgreSQL notifier. Reaped jobs go to the
+notifier only: the database hears of them from the engine itself, unless
+the worker's notify policy turned the engine's notifications off, and then
+it needs none. Hints only: a crash between the commit and the send loses the
+hint, never the job (workers and ``wait_for_chain`` poll).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from queuert._worker.store import Announcer
 from queuert.notify.base import Notifier
@@ -37,8 +41,11 @@ class Publisher:
         self.open_announcer = open_announcer
         self.notifier = notifier
         self.worker_id = worker_id
-        self.ready: set[str] = set()
+        self.ready: dict[str, int] = {}
         self.chains: list[str] = []
+        # reaped jobs: for the notifier only
+        self.reaped_ready: dict[str, int] = {}
+        self.lost: list[str] = []
         self.event = asyncio.Event()
         self.announcer: Announcer | None = None
         self.closing = False
@@ -48,12 +55,27 @@ class Publisher:
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self.main(), name="queuert-publisher")
 
-    def add(self, ready: Iterable[str], chains: Iterable[str]) -> None:
-        """What a committed acknowledgement implies (loop thread)."""
-        self.ready.update(ready)
+    def add(self, ready: Mapping[str, int] | Iterable[str], chains: Iterable[str]) -> None:
+        """What a committed acknowledgement implies (loop thread): job types
+        made pending (``{type: jobs}``, or names counting one each) and
+        chains completed."""
+        _count_into(self.ready, ready)
         self.chains.extend(chains)
         if self.ready or self.chains:
             self.event.set()
+
+    def add_reaped(self, ready: Mapping[str, int], lost: Iterable[str]) -> None:
+        """Jobs a committed reap took from their workers (``lost``: their
+        ids) and the types of those it made pending again (loop thread)."""
+        if self.notifier is None:
+            return
+        _count_into(self.reaped_ready, ready)
+        self.lost.extend(lost)
+        if self.reaped_ready or self.lost:
+            self.event.set()
+
+    def _pending(self) -> bool:
+        return bool(self.ready or self.chains or self.reaped_ready or self.lost)
 
     async def main(self) -> None:
         while True:
@@ -61,20 +83,24 @@ class Publisher:
             if not self.closing:
                 await asyncio.sleep(self.linger)
             self.event.clear()
-            ready, self.ready = self.ready, set()
+            ready, self.ready = self.ready, {}
             chains, self.chains = self.chains, []
+            reaped, self.reaped_ready = self.reaped_ready, {}
+            lost, self.lost = self.lost, []
             if ready or chains:
-                await self.send(sorted(ready), chains)
-            if self.closing and not self.ready and not self.chains:
+                await self.send(ready, chains)
+            if reaped or lost:
+                await self.send_reaped(reaped, lost)
+            if self.closing and not self._pending():
                 return
 
-    async def send(self, ready: list[str], chains: list[str]) -> None:
+    async def send(self, ready: dict[str, int], chains: list[str]) -> None:
         if self.open_announcer is not None:
             for attempt in range(2):
                 try:
                     if self.announcer is None or self.announcer.closed:
                         self.announcer = await self.open_announcer()
-                    await self.announcer.announce(ready, chains)
+                    await self.announcer.announce(sorted(ready), chains)
                     self.sent += 1
                     break
                 except Exception as exc:
@@ -99,6 +125,18 @@ class Publisher:
             except Exception:
                 logger.exception("publishing notifications failed")
 
+    async def send_reaped(self, ready: dict[str, int], lost: list[str]) -> None:
+        notifier = self.notifier
+        if notifier is None:
+            return
+        try:
+            if lost:
+                await notifier.publish_job_lost(lost)
+            if ready:
+                await notifier.publish_job_ready(ready)
+        except Exception:
+            logger.exception("publishing reaped jobs failed")
+
     async def stop(self) -> None:
         """Send what is buffered, then close the connection."""
         self.closing = True
@@ -110,3 +148,12 @@ class Publisher:
                 self.task.cancel()
         if self.announcer is not None:
             await self.announcer.close()
+
+
+def _count_into(counts: dict[str, int], ready: Mapping[str, int] | Iterable[str]) -> None:
+    if isinstance(ready, Mapping):
+        for name, n in ready.items():
+            counts[name] = counts.get(name, 0) + n
+    else:
+        for name in ready:
+            counts[name] = counts.get(name, 0) + 1

@@ -1,5 +1,8 @@
 """Reaping: running jobs whose lease expired (any worker's) go back to
-pending; every worker does it now and then (safe concurrently)."""
+pending; every worker does it now and then (safe concurrently). What it
+reaped is announced after the commit through ``publish`` (job_lost with the
+job ids, job_ready with the types of those back to pending), so idle
+workers wake for them at once, whatever carries the worker's notifications."""
 
 from __future__ import annotations
 
@@ -28,10 +31,12 @@ class Reaper:
         *,
         interval: float,
         worker_id: str,
+        publish: Callable[[dict[str, int], list[str]], None] | None = None,
     ) -> None:
         self.flights = flights
         self.lose = lose
         self.stats = stats
+        self.publish = publish
         self.interval = interval
         self.worker_id = worker_id
         # spread workers started together
@@ -46,7 +51,10 @@ class Reaper:
         while True:
             rows = await session.reap(_BATCH)
             self.stats.reaped += len(rows)
+            ready: dict[str, int] = {}
             for r in rows:
+                if r.status == "pending":
+                    ready[r.type_name] = ready.get(r.type_name, 0) + 1
                 logger.info(
                     "reaped job %s (lease of %s expired), now %s",
                     r.job_id,
@@ -57,6 +65,8 @@ class Reaper:
                 job = self.flights.get(r.job_id)
                 if job is not None:
                     self.lose(job, "lease expired and was reaped")
+            if rows and self.publish is not None:
+                self.publish(ready, [str(r.job_id) for r in rows])
             if len(rows) < _BATCH:
                 break
         self.next = time.monotonic() + self.interval * random.uniform(0.8, 1.2)

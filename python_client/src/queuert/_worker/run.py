@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from queuert._sqlite.worker_connection import is_sqlite_dsn
@@ -30,6 +30,7 @@ from queuert._worker.handlers import Handler
 from queuert._worker.lifecycle import Lifecycle
 from queuert._worker.looper import Looper
 from queuert._worker.maintenance import Maintenance, Service
+from queuert._worker.notify_policy import NotifyPolicy
 from queuert._worker.pg_services import own_connection_services
 from queuert._worker.publisher import Publisher
 from queuert._worker.reaping import Reaper
@@ -38,6 +39,7 @@ from queuert._worker.settings import Settings
 from queuert._worker.staged import StagedDispatcher
 from queuert._worker.stats import WorkerStats
 from queuert._worker.store import Session, Store
+from queuert._worker.wake_budget import WakeBudget
 from queuert._worker.wakeup import Wakeup, listen
 from queuert.job import JobContext
 from queuert.notify.base import Subscription
@@ -80,23 +82,24 @@ class Run:
                 # by polling (or Redis/NATS, given as its notifier)
                 self.notifier = InProcessNotifier()
                 self.own_notifier = True
-        # a non-PostgreSQL notifier: the worker publishes every notification
-        # itself (the engine's reach only PostgreSQL listeners)
-        publish_all = self.notifier is not None and not isinstance(self.notifier, PostgresNotifier)
-        # batch: our acknowledgements send no job_ready / chain_completed
-        # NOTIFY; the publisher sends them after commit. The rare job_ready
-        # of dependents a completion unblocked (a fan-in's last blocker)
-        # stays with the engine unless the worker publishes everything.
-        notify_setting = "job_lost" if publish_all else "job_lost,job_ready_unblocked"
-        self.store: Store = store_for(s, notify_setting=notify_setting if batch else None, unblocked_wanted=publish_all)
+        # what our transactions leave to the engine's NOTIFY and what the
+        # publisher sends after commit (see notify_policy.py): with a
+        # non-PostgreSQL notifier the worker publishes everything itself
+        # (the engine's notifications reach only PostgreSQL listeners); with
+        # a broker the engine sends none at all
+        policy = NotifyPolicy.of(self.notifier, batch)
+        self.store: Store = store_for(
+            s,
+            notify_setting=policy.setting,
+            reap_notify_setting=policy.reap_setting,
+            unblocked_wanted=policy.notifier_publish,
+        )
         self.publisher: Publisher | None = None
-        if batch or publish_all:
+        if policy.publishes:
             store = self.store
             self.publisher = Publisher(
-                (lambda: self.lifecycle.reconnecting("notify", store.open_announcer))
-                if batch
-                else None,
-                self.notifier if publish_all else None,
+                (lambda: self.lifecycle.reconnecting("notify", store.open_announcer)) if policy.pg_notify else None,
+                self.notifier if policy.notifier_publish else None,
                 worker_id=s.worker_id,
             )
         self.acks = Acknowledger(
@@ -104,7 +107,7 @@ class Run:
             stats,
             worker_id=s.worker_id,
             publish=self.publish if self.publisher is not None else None,
-            publish_unblocked=publish_all,
+            publish_unblocked=policy.notifier_publish,
             wake=self.wakeup.dispatcher.set,
         )
         self.renewal = Renewal(
@@ -126,10 +129,29 @@ class Run:
 
     # -- parts' callbacks --------------------------------------------------
 
-    def publish(self, ready: Iterable[str], chains: Iterable[str]) -> None:
-        """Notifications implied by a committed acknowledgement (loop thread)."""
+    def publish(self, ready: Mapping[str, int] | Iterable[str], chains: Iterable[str]) -> None:
+        """Notifications implied by a committed acknowledgement (loop thread):
+        ``{type: jobs made pending}`` (or names, one job each), chains."""
         if self.publisher is not None:
             self.publisher.add(ready, chains)
+
+    def idle(self) -> bool:
+        """Asleep with room for a job: the last claim of every kind of
+        claimer came back short, no hint since, and a slot free. A job_ready
+        then costs a unit of the type's wake budget; a busy worker's next
+        claim sees the job anyway (an atomic worker with one kind of slot
+        still claiming is hinted for free: its drained kind needs the hint)."""
+        if not self.lifecycle.claiming or not self.wakeup.all_drained():
+            return False
+        if self.staged is not None:
+            return self.staged.free() > 0
+        return self.atomic is not None and self.atomic.has_free_slot()
+
+    def _hint_taken(self) -> None:
+        self.stats.wake_hints_taken += 1
+
+    def _hint_declined(self) -> None:
+        self.stats.wake_hints_declined += 1
 
     def lose(self, job: JobContext[Any], reason: str) -> None:
         if self.dispatch is not None:
@@ -156,8 +178,11 @@ class Run:
         maintenance: Maintenance | None = None
         if self.publisher is not None:
             self.publisher.start()
+        budget = WakeBudget(notifier, self.wakeup.hint, self._hint_taken, self._hint_declined)
         try:
-            self.subscription = await listen(notifier, s.type_names, self.wakeup, self.renewal.check)
+            self.subscription = await listen(
+                notifier, s.type_names, self.wakeup, self.renewal.check, budget, self.idle
+            )
             logger.info(
                 "worker %s starting (%s mode, concurrency %d, types %s)",
                 self.worker_id,
@@ -168,7 +193,14 @@ class Run:
             )
             services: list[Service] = [
                 DuePoll(self.wakeup, lambda: self.lifecycle.claiming, poll_interval=s.poll_interval),
-                Reaper(self.flights, self.lose, self.stats, interval=s.reap_interval, worker_id=self.worker_id),
+                Reaper(
+                    self.flights,
+                    self.lose,
+                    self.stats,
+                    interval=s.reap_interval,
+                    worker_id=self.worker_id,
+                    publish=None if self.publisher is None else self.publisher.add_reaped,
+                ),
             ]
             if s.mode == "staged":
                 services.insert(0, self.renewal)
@@ -204,6 +236,7 @@ class Run:
                 await maintenance.stop()
             for looper in self.loopers:
                 await looper.stop()
+            await budget.close()
             if self.publisher is not None:
                 await self.publisher.stop()
             if self.subscription is not None:

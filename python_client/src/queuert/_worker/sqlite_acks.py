@@ -66,7 +66,7 @@ def write_acks(
         if outcome == "completed":
             written.done.append(ack)
             written.chains.append(str(ack.job.chain_id))
-            written.unblocked.update(unblocked)
+            written.count_unblocked(unblocked)
         else:
             written.lost.append((ack, outcome))
     elif completes:
@@ -82,7 +82,7 @@ def write_acks(
             if row["outcome"] == "completed":
                 written.done.append(ack)
                 written.chains.append(str(ack.job.chain_id))
-                written.unblocked.update(row["unblocked_types"])
+                written.count_unblocked(row["unblocked_types"])
             else:
                 written.lost.append((ack, row["outcome"]))
     if continues:
@@ -99,7 +99,7 @@ def write_acks(
             if outcome == "continued":
                 written.done.append(ack)
                 if row["next"]["status"] == "pending":
-                    written.ready.add(row["next"]["type_name"])
+                    written.count_ready(row["next"]["type_name"])
             elif outcome == "refused":
                 raise Rejected(row["error"])
             elif single:
@@ -122,7 +122,7 @@ def write_acks(
             if row["outcome"] == "failed":
                 written.done.append(ack)
                 if row["status"] == "pending":
-                    written.ready.add(ack.job.type_name)
+                    written.count_ready(ack.job.type_name)
             else:
                 written.lost.append((ack, row["outcome"]))
     if releases:
@@ -132,6 +132,6 @@ def write_acks(
         for ack, row in zip(releases, rows):
             if row["outcome"] == "released":
                 written.done.append(ack)
-                written.ready.add(ack.job.type_name)
+                written.count_ready(ack.job.type_name)
             else:
                 written.lost.append((ack, row["outcome"]))

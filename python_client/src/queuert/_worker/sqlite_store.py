@@ -265,7 +265,7 @@ class SqliteSession:
     async def reap(self, max_jobs: int) -> list[Reaped]:
         schema = self.store.schema
         rows = await _run(self.wc, lambda c: qs.reap(c, max_jobs, schema=schema))
-        return [Reaped(r["job_id"], r["previous_worker"], r["status"]) for r in rows]
+        return [Reaped(r["job_id"], r["previous_worker"], r["status"], r["type_name"]) for r in rows]
 
     async def seconds_until_due(self) -> float | None:
         store = self.store

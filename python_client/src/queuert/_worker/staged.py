@@ -55,7 +55,7 @@ class StagedDispatcher:
         wakeup: Wakeup,
         stats: WorkerStats,
         open_session: Callable[[], Awaitable[Session]],
-        publish_released: Callable[[set[str]], None],
+        publish_released: Callable[[list[str]], None],
         flush_connections: int,
         reconnect_max: float,
         worker_id: str,
@@ -77,6 +77,11 @@ class StagedDispatcher:
         self.held = HeldJobs()
         self.reserved = 0
         self.need_reconcile = False
+        # claims in flight, and whether the last one that came back was
+        # full: after a short claim (the queue looked drained) one claim at
+        # a time, so a hint for one job sends one claim, not one per lane
+        self.claiming_lanes = 0
+        self.last_claim_full = True
 
     async def main(self, started: asyncio.Event) -> None:
         """Start a flush on a free lane whenever there are outcomes to
@@ -110,15 +115,19 @@ class StagedDispatcher:
                         self.release_held()
                 if life.claiming:
                     capacity = self.concurrency + self.ahead.extra()
-                    free = capacity - self.dispatch.running - len(self.held) - self.reserved
+                    free = self.free(capacity)
                 else:
                     capacity = free = 0
                 want = free > 0 and self.wakeup.claim_wanted()
+                if self.claiming_lanes and not self.last_claim_full:
+                    want = False  # that claim's answer says whether more are waiting
                 if self.need_reconcile:
                     want = want and not busy  # reconcile first, with no claim in flight
                 if idle is not None and (self.acks.pending or want):
                     claim_n = min(free, -(-capacity // self.n_lanes)) if want else 0
                     self.reserved += claim_n
+                    if claim_n:
+                        self.claiming_lanes += 1
                     idle.busy = True
                     idle.task = asyncio.get_running_loop().create_task(self.run_lane(idle, self.acks.take(), claim_n))
                     tasks.add(idle.task)
@@ -155,6 +164,7 @@ class StagedDispatcher:
         lost, never written twice)."""
         gen = self.wakeup.hint_gen
         reserved = claim_n
+        claiming = claim_n > 0
         rows: list[ClaimRow] = []
         try:
             while True:
@@ -193,6 +203,7 @@ class StagedDispatcher:
             self.reserved -= reserved
             reserved = 0
             if claim_n:
+                self.last_claim_full = len(rows) >= claim_n
                 if len(rows) < claim_n:
                     self.wakeup.mark_drained(gen)
                 if len(rows) > self.stats.largest_claim:
@@ -200,6 +211,8 @@ class StagedDispatcher:
                 self.take_claimed(rows)
         finally:
             self.reserved -= reserved
+            if claiming:
+                self.claiming_lanes -= 1
             lane.busy = False
             lane.task = None
             self.wakeup.dispatcher.set()
@@ -260,6 +273,14 @@ class StagedDispatcher:
         )
         return None
 
+    def free(self, capacity: int | None = None) -> int:
+        """Jobs a claim could take now: room for running and held jobs
+        (``capacity``, by default the slots plus what may be held ahead)
+        beyond those running, held and asked for."""
+        if capacity is None:
+            capacity = self.concurrency + self.ahead.extra()
+        return capacity - self.dispatch.running - len(self.held) - self.reserved
+
     async def reconcile(self, session: Session) -> None:
         """After a connection loss during a claim: jobs running under this
         worker that it does not know about were claimed by a transaction
@@ -279,7 +300,7 @@ class StagedDispatcher:
                 extra={"job_id": str(job_id), "worker_id": self.worker_id},
             )
         if released:
-            self.publish_released({type_name for _, type_name in released})
+            self.publish_released([type_name for _, type_name in released])
 
     async def release_all(self, session: Session | None) -> None:
         """Grace period over: flush finished outcomes, release running jobs

@@ -21,6 +21,12 @@ class WorkerStats:
     #: the most jobs one claim returned (staged mode): above ``concurrency``
     #: when claims take jobs ahead (``prefetch``)
     largest_claim: int = 0
+    #: claim statements sent, the ones that found nothing included
+    claim_calls: int = 0
+    #: job_ready wake-ups of an idle worker that took a unit of the type's
+    #: wake budget (then claimed) / found it spent (then slept on)
+    wake_hints_taken: int = 0
+    wake_hints_declined: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)

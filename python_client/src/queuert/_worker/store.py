@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, Protocol
 
 from queuert._worker.outcomes import Ack
@@ -71,7 +71,8 @@ class Written:
     ``done``: acknowledgements written as asked. ``lost``: refused because the
     job is no longer ours, with the engine's reason ('taken', 'finished',
     'not_found'). ``ready``: job types the acknowledgements made pending
-    (continuations, retries, releases). ``unblocked``: job types of
+    (continuations, retries, releases), with how many jobs of each (the
+    wake budget published). ``unblocked``: job types of
     dependents that completions made pending (the engine announces those
     itself unless the worker publishes through another notifier).
     ``chains``: chains completed. ``claimed``: the rows of the claim sent
@@ -80,10 +81,19 @@ class Written:
 
     done: list[Ack] = dataclasses.field(default_factory=list)
     lost: list[tuple[Ack, str]] = dataclasses.field(default_factory=list)
-    ready: set[str] = dataclasses.field(default_factory=set)
-    unblocked: set[str] = dataclasses.field(default_factory=set)
+    ready: dict[str, int] = dataclasses.field(default_factory=dict)
+    unblocked: dict[str, int] = dataclasses.field(default_factory=dict)
     chains: list[str] = dataclasses.field(default_factory=list)
     claimed: list[ClaimRow] = dataclasses.field(default_factory=list)
+
+    def count_ready(self, type_name: str) -> None:
+        """One more job of ``type_name`` made pending."""
+        self.ready[type_name] = self.ready.get(type_name, 0) + 1
+
+    def count_unblocked(self, type_names: Iterable[str]) -> None:
+        """Dependents of these types made pending by a completion."""
+        for type_name in type_names:
+            self.unblocked[type_name] = self.unblocked.get(type_name, 0) + 1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,6 +101,8 @@ class Reaped:
     job_id: uuid.UUID
     previous_worker: str | None
     status: str
+    #: its type (a reaped job back to pending is announced as job_ready)
+    type_name: str
 
 
 class Session(Protocol):

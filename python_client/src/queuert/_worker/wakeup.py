@@ -8,6 +8,8 @@ the generation before they claim again. Kinds claim different job types
 (atomic mode: the async-handler slots and the sync-handler slots), so one
 kind finding nothing says nothing about the other's types: each has its
 own marker, and the due-time poll waits until every kind is drained.
+A job_ready that finds the worker idle hints only once the worker took a
+unit of the type's wake budget (:mod:`queuert._worker.wake_budget`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 
+from queuert._worker.wake_budget import WakeBudget
 from queuert.notify.base import Notifier, NotifyEvent, Subscription
 
 
@@ -82,13 +85,19 @@ async def listen(
     type_names: Sequence[str],
     wakeup: Wakeup,
     on_job_lost: Callable[[uuid.UUID], None],
+    budget: WakeBudget,
+    idle: Callable[[], bool],
 ) -> Subscription:
-    """Subscribe to job_ready (a hint to claim) and job_lost (a job of ours
-    finished or taken from outside: ``on_job_lost`` checks it)."""
+    """Subscribe to job_ready (a hint to claim: through ``budget``, which
+    makes an ``idle`` worker take a unit of the type's wake budget first),
+    resync (a hint, always) and job_lost (a job of ours finished or taken
+    from outside: ``on_job_lost`` checks it)."""
 
     def on_event(event: NotifyEvent) -> None:
         kind = event.kind
-        if kind == "job_ready" or kind == "resync":
+        if kind == "job_ready":
+            budget.job_ready(event.payload, idle())
+        elif kind == "resync":
             wakeup.hint()
         elif kind == "job_lost":
             try:

@@ -40,10 +40,11 @@ serves:
 * ``True``: it took one unit (or the adapter keeps no budgets): claim;
   ``False``: the budget is spent, other workers took those jobs: go back to
   sleep until the next event or poll;
-* publishers that do not know counts publish one unit per type (the hooks and
-  the worker's publisher today), so for a burst a woken worker whose claim
-  came back full passes the word on with ``publish_job_ready({type: 1})``,
-  waking one more idle worker, and so on while there is work.
+* publishers say how many jobs became ready (:func:`queuert.transaction_hooks`
+  and the worker's publisher count them per type), so a burst of N jobs lets
+  up to N idle workers wake; a publisher that does not know counts publishes
+  one unit per type and wakes one worker, whose claims then take the rest
+  (the poll timer picks up what is left if that worker is full).
 
 A budget is a hint like the event itself: a unit lost (expired, broker down,
 a woken worker that crashed) delays a job until some worker's poll; a unit
@@ -183,6 +184,16 @@ class Notifier(abc.ABC):
     #: True when :meth:`take_wake_hint` consults a budget (a worker may skip
     #: the call when False: the answer is always True).
     wake_budgets: bool = False
+
+    #: Whether a worker using this notifier keeps PostgreSQL's own NOTIFY
+    #: (the engine's, and its batched ``pg_notify`` after commit) for
+    #: LISTENers on the database, such as ``wait_for_chain``. False (the
+    #: brokers, :class:`~queuert.notify.NullNotifier`): the worker turns the
+    #: engine's notifications off in each of its transactions (``SET LOCAL
+    #: queuert.notify = 'none'``, which works behind PgBouncer in transaction
+    #: mode) and publishes only through this notifier; no NOTIFY, so no
+    #: commit serialisation.
+    database_notify: bool = True
 
     @abc.abstractmethod
     async def publish_job_ready(self, type_names: ReadyTypes) -> None:

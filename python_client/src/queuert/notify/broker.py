@@ -75,6 +75,8 @@ class BrokerNotifier(Notifier):
     """
 
     wake_budgets = True
+    #: a broker carries every hint: workers send no NOTIFY (see Notifier)
+    database_notify = False
     #: shown in log messages ("Redis", "NATS")
     broker_name = "broker"
 

@@ -18,7 +18,10 @@ __all__ = ["NullNotifier"]
 
 
 class NullNotifier(Notifier):
-    """Publishes nothing and delivers only the ``resync`` of a new subscriber."""
+    """Publishes nothing and delivers only the ``resync`` of a new subscriber.
+    A worker with it sends no NOTIFY either (``database_notify``)."""
+
+    database_notify = False
 
     async def publish_job_ready(self, type_names: ReadyTypes) -> None:
         return None

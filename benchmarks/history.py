@@ -1,0 +1,83 @@
+"""The spread of recent benchmark runs, per judged figure (issue 16).
+
+    python -m benchmarks.history                # last 5 results per figure
+    python -m benchmarks.history --last 8 --markdown
+
+Reads benchmarks/results/*.json (not the -quick smoke runs), newest first,
+and for every figure a run judged against a target or a floor (its "ratios":
+ratios to a floor, paired ratios, limits such as the wake-up latency) takes
+the last N runs that measured it. A run made with --only contributes the
+figures it measured. Prints, per figure: how many runs, min, median, max,
+the latest value and its target, so the README can show the range a figure
+moves in rather than the best run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _value(row: dict[str, Any]) -> float | None:
+    v = row.get("ratio", row.get("value"))
+    return None if v is None else float(v)
+
+
+def spreads(results_dir: Path, last: int) -> list[dict[str, Any]]:
+    """One entry per (workload, metric, against) over the last ``last`` runs
+    that measured it, in the order of the newest run's table."""
+    files = sorted(p for p in results_dir.glob("*.json") if not p.stem.endswith("-quick"))
+    seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for path in reversed(files):  # newest first
+        data = json.loads(path.read_text())
+        for row in data.get("ratios", []):
+            value = _value(row)
+            if value is None:
+                continue
+            against = str(row.get("floor", ""))
+            if "paired" in against:  # older runs named the paired floor, newer say "paired blocks"
+                against = "paired blocks"
+            key = (row["workload"], row["metric"], against)
+            entry = seen.setdefault(
+                key,
+                {"workload": key[0], "metric": key[1], "against": key[2], "values": [], "runs": [],
+                 "target": row.get("target"), "latest": value},
+            )
+            if len(entry["values"]) < last:
+                entry["values"].append(value)
+                entry["runs"].append(data.get("started_at", path.stem))
+    for entry in seen.values():
+        vals = entry["values"]
+        entry.update(n=len(vals), min=min(vals), median=statistics.median(vals), max=max(vals))
+    return list(seen.values())
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--last", type=int, default=5, help="runs per figure (default 5)")
+    p.add_argument("--dir", default=str(RESULTS), help="directory of results JSON files")
+    p.add_argument("--markdown", action="store_true", help="a markdown table")
+    args = p.parse_args(argv)
+    rows = spreads(Path(args.dir), args.last)
+    if args.markdown:
+        print("| workload | metric | against | runs | min | median | max | latest | target |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        target = "" if r["target"] is None else str(r["target"])
+        cells = [r["workload"], r["metric"], r["against"], str(r["n"]), _fmt(r["min"]),
+                 _fmt(r["median"]), _fmt(r["max"]), _fmt(r["latest"]), target]
+        print(("| " + " | ".join(cells) + " |") if args.markdown else "  ".join(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
