@@ -115,7 +115,7 @@ def asleep(worker: queuert.Worker, until: float = 30.0) -> bool:
     at least ``until`` seconds away (a due job it has not got, another
     worker's for the taking, would have it look again in 50 ms)."""
     run = worker._run
-    if run is None or not run.started.is_set() or run.wakeup.claim_wanted():
+    if run is None or not run.started.is_set() or not run.wakeup.all_drained():
         return False
     poll_at = run.wakeup.poll_at
     return poll_at is not None and poll_at - time.monotonic() > until

@@ -67,6 +67,90 @@ RETURNING
     last_attempt_error, continued_to, dedup_key, trace_context,
     seq, blocker_count;
 
+-- name: claim_for_worker_any
+-- claim_any for the worker: only the columns a worker's job needs (the
+-- job's output, status, completion and lease owner are known or unused),
+-- then seq and blocker_count. Fewer columns through RETURNING is less to
+-- materialise and convert per job (atomic mode claims one per transaction).
+UPDATE {{ schema }}_job AS j
+SET
+    status = 'running',
+    attempt = j.attempt + 1,
+    leased_by = :worker_id,
+    leased_until = :now + coalesce(
+        :lease,
+        (
+            SELECT t.lease FROM {{ schema }}_job_type AS t
+            WHERE t.type_name = j.type_name
+        ),
+        60000000
+    )
+WHERE j.seq IN (
+    SELECT c.seq FROM {{ schema }}_job AS c
+    WHERE c.status = 'pending' AND c.scheduled_at <= :now
+    ORDER BY c.priority DESC, c.scheduled_at ASC, c.seq ASC
+    LIMIT :max_jobs
+)
+RETURNING
+    id, type_name, chain_id, chain_type_name, chain_index, input,
+    priority, attempt, scheduled_at, created_at, leased_until,
+    last_attempt_error, trace_context, seq, blocker_count;
+
+-- name: claim_for_worker_types
+-- claim_types for the worker: the columns of claim_for_worker_any.
+UPDATE {{ schema }}_job AS j
+SET
+    status = 'running',
+    attempt = j.attempt + 1,
+    leased_by = :worker_id,
+    leased_until = :now + coalesce(
+        :lease,
+        (
+            SELECT t.lease FROM {{ schema }}_job_type AS t
+            WHERE t.type_name = j.type_name
+        ),
+        60000000
+    )
+WHERE j.seq IN (
+    SELECT c.seq FROM {{ schema }}_job AS c
+    WHERE c.status = 'pending' AND c.scheduled_at <= :now
+        AND c.type_name IN (SELECT t.value FROM json_each(:type_names) AS t)
+    ORDER BY c.priority DESC, c.scheduled_at ASC, c.seq ASC
+    LIMIT :max_jobs
+)
+RETURNING
+    id, type_name, chain_id, chain_type_name, chain_index, input,
+    priority, attempt, scheduled_at, created_at, leased_until,
+    last_attempt_error, trace_context, seq, blocker_count;
+
+-- name: claim_for_worker_one_type
+-- claim_for_worker_types for a worker of one type (the common case): an
+-- equality instead of reading a JSON list into a temporary table per claim.
+UPDATE {{ schema }}_job AS j
+SET
+    status = 'running',
+    attempt = j.attempt + 1,
+    leased_by = :worker_id,
+    leased_until = :now + coalesce(
+        :lease,
+        (
+            SELECT t.lease FROM {{ schema }}_job_type AS t
+            WHERE t.type_name = j.type_name
+        ),
+        60000000
+    )
+WHERE j.seq IN (
+    SELECT c.seq FROM {{ schema }}_job AS c
+    WHERE c.status = 'pending' AND c.scheduled_at <= :now
+        AND c.type_name = :type_name
+    ORDER BY c.priority DESC, c.scheduled_at ASC, c.seq ASC
+    LIMIT :max_jobs
+)
+RETURNING
+    id, type_name, chain_id, chain_type_name, chain_index, input,
+    priority, attempt, scheduled_at, created_at, leased_until,
+    last_attempt_error, trace_context, seq, blocker_count;
+
 -- name: claim_blockers
 -- For each claimed job of :job_ids: its blocker chains in blocker order, each
 -- with the chain's id, its (root's) type and its final output (its last

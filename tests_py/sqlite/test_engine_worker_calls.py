@@ -37,6 +37,21 @@ def test_claim_for_worker_returns_the_worker_columns_in_claim_order(db_path: str
     assert qs.claim_for_worker(conn, "w2", ["t"], 10) == [], "nothing left to claim"
 
 
+def test_claim_for_worker_takes_only_its_types_whatever_the_filter_shape(db_path: str) -> None:
+    """One statement per filter shape (any type, a list, a worker's one
+    type by equality): each claims only what it names, in claim order."""
+    conn = qs.connect(db_path)
+    a1 = qs.start_chain(conn, "a", None)["id"]
+    b1 = qs.start_chain(conn, "b", None)["id"]
+    c1 = qs.start_chain(conn, "c", None)["id"]
+    a2 = qs.start_chain(conn, "a", None, priority=1)["id"]
+    d1 = qs.start_chain(conn, "d", None)["id"]
+    assert [c[0] for c in qs.claim_for_worker(conn, "w1", ("a",), 10)] == [a2, a1], "one type (a worker's tuple)"
+    assert [c[0] for c in qs.claim_for_worker(conn, "w1", ("x",), 10)] == []
+    assert [c[0] for c in qs.claim_for_worker(conn, "w1", ["b", "c"], 10)] == [b1, c1], "a list of types"
+    assert [c[0] for c in qs.claim_for_worker(conn, "w1", None, 10)] == [d1], "any type"
+
+
 def test_continue_jobs_continues_each_and_reports_the_lost_and_the_refused(db_path: str) -> None:
     conn = qs.connect(db_path)
     for n in range(4):

@@ -53,7 +53,10 @@ def claim(
     columns, then ``blockers`` (the blocker chains' ids, types and final
     outputs, in blocker order) and ``seq``.
     """
-    found, blockers, _now = _claim_rows(conn, worker_id, type_names, max_jobs, lease, schema)
+    types = _type_filter(type_names)
+    found, blockers, _now = _claim_rows(
+        conn, worker_id, "claim_any" if types is None else "claim_types", types, max_jobs, lease, schema
+    )
     claimed = []
     for r in found:
         row = job_row(r[:-2])
@@ -68,14 +71,17 @@ def claim(
 def _claim_rows(
     conn: sqlite3.Connection,
     worker_id: str,
-    type_names: Sequence[str] | None,
+    statement: str,
+    types: str | None,
     max_jobs: int | None,
     lease: timedelta | None,
     schema: str,
 ) -> tuple[list[tuple[Any, ...]], dict[str, str], int]:
-    """The claiming UPDATE's raw rows (the job's columns, then seq and
-    blocker_count), the blockers (JSON text) of the claimed jobs that
-    have some, by job id, and the claim's clock (epoch microseconds)."""
+    """The claiming UPDATE's raw rows (``statement``'s columns, ending
+    with seq and blocker_count), the blockers (JSON text) of the claimed
+    jobs that have some, by job id, and the claim's clock (epoch
+    microseconds). ``types``: the type filter as the statement takes it (a
+    JSON list, one type name, or None)."""
     if worker_id is None or worker_id == "":
         check.invalid("claim needs a worker_id")
     check.check_text(worker_id, "worker_id")
@@ -83,16 +89,16 @@ def _claim_rows(
     if limit < 1:
         check.invalid(f"max_jobs must be at least 1, got {max_jobs}")
     lease_us = check.check_lease(lease)
-    types = _type_filter(type_names)
     q = statements(schema)
     with writing(conn, schema, "claim jobs", single_write=True):
         now = now_us()
         found = rows(
             conn,
-            q["claim_any"] if types is None else q["claim_types"],
+            q[statement],
             {
                 "worker_id": worker_id,
                 "type_names": types,
+                "type_name": types,
                 "max_jobs": limit,
                 "lease": lease_us,
                 "now": now,
@@ -118,9 +124,17 @@ def claim_for_worker(
     priority, attempt, scheduled_at, created_at, leased_until,
     last_attempt_error, trace_context, blockers (JSON text), seq, now``
     (the PostgreSQL worker's claim columns: seq, the claim order, and the
-    claim's clock last). Builds no dict per job: a claim that takes one job per
-    transaction (atomic mode) spends most of its Python time there."""
-    found, blockers, now_at = _claim_rows(conn, worker_id, type_names, max_jobs, lease, schema)
+    claim's clock last). Its own statements return only these columns
+    (and a worker of one type filters by equality); it builds no dict per
+    job: a claim that takes one job per transaction (atomic mode) spends
+    most of its Python time there."""
+    if type_names is None:
+        statement, types = "claim_for_worker_any", None
+    elif type(type_names) is tuple and len(type_names) == 1 and type(type_names[0]) is str:
+        statement, types = "claim_for_worker_one_type", type_names[0]
+    else:
+        statement, types = "claim_for_worker_types", _type_filter(type_names)
+    found, blockers, now_at = _claim_rows(conn, worker_id, statement, types, max_jobs, lease, schema)
     if not found:
         return []
     now = _EPOCH + _td(microseconds=now_at)
@@ -135,15 +149,15 @@ def claim_for_worker(
                 r[3],
                 r[4],
                 None if r[5] is None else from_json(r[5]),
-                r[8],
-                r[9],
+                r[6],
+                r[7],
+                _EPOCH + _td(microseconds=r[8]),
+                _EPOCH + _td(microseconds=r[9]),
                 _EPOCH + _td(microseconds=r[10]),
-                _EPOCH + _td(microseconds=r[11]),
-                _EPOCH + _td(microseconds=r[15]),
-                r[17],
-                r[20],
-                blockers[r[0]] if r[-1] else "[]",
-                r[-2],
+                r[11],
+                r[12],
+                blockers[r[0]] if r[14] else "[]",
+                r[13],
                 now,
             )
         )

@@ -39,6 +39,9 @@ __all__ = ["SqliteTarget", "WorkerConnection", "is_sqlite_dsn"]
 
 T = TypeVar("T")
 
+#: at most this long (seconds) between a connection's turns of the event loop
+YIELD_EVERY = 0.001
+
 
 def is_sqlite_dsn(dsn: str | None) -> bool:
     """True for a ``sqlite:///...`` URL (the worker's SQLite backend)."""
@@ -81,7 +84,7 @@ class WorkerConnection:
     """One connection of a worker: calls run on the loop, and in the
     connection's thread only while they wait for the write lock."""
 
-    __slots__ = ("conn", "target", "_thread", "_busy_ms", "_resting", "_waiting")
+    __slots__ = ("conn", "target", "_thread", "_busy_ms", "_resting", "_waiting", "_yield_at")
 
     def __init__(self, target: SqliteTarget) -> None:
         self.target = target
@@ -93,6 +96,7 @@ class WorkerConnection:
         self.conn.execute(self._resting)
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._waiting: asyncio.Future[Any] | None = None
+        self._yield_at = 0.0  # when the next call lets the loop's other tasks run first
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)``: now, else (the write lock is taken) in the
@@ -106,12 +110,16 @@ class WorkerConnection:
             # acknowledgement waits for nothing (and the claim after it
             # lets the other tasks run)
             return fn(conn, *args)
-        else:
+        elif time.monotonic() >= self._yield_at:
             # A database call is a point where the loop's other tasks run,
             # as they do while PostgreSQL answers: without it a busy slot
             # or lane would run claim after claim and never let the others
-            # (a woken slot of other types, the publisher) take their turn.
+            # (the publisher, renewals, a stop, other slots) take their turn.
+            # Once per YIELD_EVERY, not per call: a turn of the loop costs
+            # as much as the claim's own Python, and these calls take
+            # microseconds, so the others still run within a millisecond.
             await asyncio.sleep(0)
+            self._yield_at = time.monotonic() + YIELD_EVERY
         conn.execute("PRAGMA busy_timeout = 0")
         try:
             return fn(conn, *args)

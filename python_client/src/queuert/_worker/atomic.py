@@ -24,7 +24,7 @@ from queuert._worker.lifecycle import Lifecycle
 from queuert._worker.outcomes import Ack, Failed, Outcome
 from queuert._worker.stats import WorkerStats
 from queuert._worker.store import AtomicSession, ConnectionLost, Store, StoreError, SyncAtomicSession
-from queuert._worker.wakeup import Wakeup
+from queuert._worker.wakeup import ASYNC_SLOTS, SYNC_SLOTS, Wakeup
 from queuert.job import JobContext
 
 logger = logging.getLogger("queuert.worker")
@@ -63,6 +63,9 @@ class AtomicSlots:
         handlers = self.execution.handlers
         async_types = [t for t in type_names if handlers[t].is_async]
         sync_types = [t for t in type_names if not handlers[t].is_async]
+        # each kind of slot has its own "nothing left" marker: async slots
+        # finding none of their types must not stop the sync slots' claims
+        self.wakeup.claimers([kind for kind, types in ((ASYNC_SLOTS, async_types), (SYNC_SLOTS, sync_types)) if types])
         started.set()
         slots: list[asyncio.Task[None]] = []
         if async_types:
@@ -121,15 +124,16 @@ class AtomicSlots:
         key = id(asyncio.current_task())
         carry: Ack | None = None  # async slots: the last job's acknowledgement, sent with the next claim
         wakeup = self.wakeup
+        kind = ASYNC_SLOTS if thread is None else SYNC_SLOTS
         try:
             while self.life.claiming:
-                if not wakeup.claim_wanted():
+                if not wakeup.claim_wanted(kind):
                     if carry is not None:
                         await self._flush_carry(session, carry)
                         carry = None
                         continue
                     evt = wakeup.hint_event
-                    if not wakeup.claim_wanted():
+                    if not wakeup.claim_wanted(kind):
                         await evt.wait()
                     continue
                 gen = wakeup.hint_gen
@@ -170,7 +174,7 @@ class AtomicSlots:
                     delay = min(delay * 2, self.reconnect_max)
                     continue
                 if not got:
-                    wakeup.mark_drained(gen)
+                    wakeup.mark_drained(gen, kind)
             if carry is not None:
                 await self._flush_carry(session, carry)
                 carry = None

@@ -18,7 +18,7 @@ class DuePoll:
         self.cap = poll_interval
 
     def _drained(self) -> bool:
-        return self.claiming() and not self.wakeup.claim_wanted()
+        return self.claiming() and self.wakeup.all_drained()
 
     def next_at(self, now: float) -> float | None:
         if not self._drained():

@@ -137,10 +137,12 @@ class Run:
             self.publisher.add(ready, chains)
 
     def idle(self) -> bool:
-        """Asleep with room for a job: the last claim came back short, no
-        hint since, and a slot free. A job_ready then costs a unit of the
-        type's wake budget; a busy worker's next claim sees the job anyway."""
-        if not self.lifecycle.claiming or self.wakeup.claim_wanted():
+        """Asleep with room for a job: the last claim of every kind of
+        claimer came back short, no hint since, and a slot free. A job_ready
+        then costs a unit of the type's wake budget; a busy worker's next
+        claim sees the job anyway (an atomic worker with one kind of slot
+        still claiming is hinted for free: its drained kind needs the hint)."""
+        if not self.lifecycle.claiming or not self.wakeup.all_drained():
             return False
         if self.staged is not None:
             return self.staged.free() > 0

@@ -1,9 +1,13 @@
 """When a worker claims: hints from notifications and timers, and the
 events that wake its loops.
 
-A claim that comes back short marks the current hint generation drained;
-claimers then wait for a hint (a job_ready notification, a resync, the
-due-time poll, a reconnect) to bump the generation before they claim again.
+A claim that comes back short marks the current hint generation drained
+for its kind of claimer; claimers of that kind then wait for a hint (a
+job_ready notification, a resync, the due-time poll, a reconnect) to bump
+the generation before they claim again. Kinds claim different job types
+(atomic mode: the async-handler slots and the sync-handler slots), so one
+kind finding nothing says nothing about the other's types: each has its
+own marker, and the due-time poll waits until every kind is drained.
 A job_ready that finds the worker idle hints only once the worker took a
 unit of the type's wake budget (:mod:`queuert._worker.wake_budget`).
 """
@@ -18,12 +22,22 @@ from queuert._worker.wake_budget import WakeBudget
 from queuert.notify.base import Notifier, NotifyEvent, Subscription
 
 
+#: the kinds of claimer: staged mode's dispatcher; atomic mode's slots of
+#: async handlers and of sync handlers (each kind claims its own types)
+STAGED = "staged"
+ASYNC_SLOTS = "async slots"
+SYNC_SLOTS = "sync slots"
+
+
 class Wakeup:
     """Claim coordination and wake-up events of one run (loop thread only)."""
 
     def __init__(self) -> None:
         self.hint_gen = 0
-        self.drained_gen: int | None = None
+        #: the kinds of claimer of this run (staged: the one dispatcher)
+        self.kinds: frozenset[str] = frozenset({STAGED})
+        #: per kind, the hint generation its last short claim started at
+        self.drained: dict[str, int] = {}
         #: set (and replaced) at every hint: what idle atomic slots wait on
         self.hint_event = asyncio.Event()
         #: when the due-time poll hints next (monotonic), None: ask the store
@@ -40,13 +54,22 @@ class Wakeup:
         self.hint_event = asyncio.Event()
         self.dispatcher.set()
 
-    def claim_wanted(self) -> bool:
-        return self.drained_gen != self.hint_gen
+    def claimers(self, kinds: Sequence[str]) -> None:
+        """The run's kinds of claimer (atomic mode: ASYNC_SLOTS, SYNC_SLOTS)."""
+        self.kinds = frozenset(kinds)
 
-    def mark_drained(self, gen: int) -> None:
-        """A claim started at hint generation ``gen`` came back short."""
+    def claim_wanted(self, kind: str = STAGED) -> bool:
+        return self.drained.get(kind) != self.hint_gen
+
+    def all_drained(self) -> bool:
+        """Every kind's last claim came back short at the current hint."""
+        gen = self.hint_gen
+        return all(self.drained.get(kind) == gen for kind in self.kinds)
+
+    def mark_drained(self, gen: int, kind: str = STAGED) -> None:
+        """A claim of ``kind`` started at hint generation ``gen`` came back short."""
         if self.hint_gen == gen:
-            self.drained_gen = gen
+            self.drained[kind] = gen
             self.poll_at = None
             self.maintenance.set()
 
