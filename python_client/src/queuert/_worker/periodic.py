@@ -6,6 +6,7 @@ round, and sleeping between rounds for as long as the round says or until
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ Connect = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
 _FIRST_RETRY = 0.05
 
 
-class PeriodicService:
+class PeriodicService(abc.ABC):
     #: for the task's name and the log lines of failed rounds
     task_name = "queuert-periodic"
     label = "periodic service"
@@ -32,9 +33,9 @@ class PeriodicService:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
+    @abc.abstractmethod
     async def _round(self) -> float:
         """One round of work; returns the seconds to wait before the next."""
-        raise NotImplementedError
 
     def start(self) -> None:
         if self._task is None:
