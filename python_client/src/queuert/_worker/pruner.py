@@ -1,6 +1,8 @@
 """The pruner: a worker-side service that runs ``prune`` every ``interval``
-seconds, one batch per transaction until a batch comes back short, with
-``pause`` seconds between batches.
+seconds, one batch per transaction until a batch comes back short. Between
+batches it rests at least three times as long as the batch took (and at
+least ``pause``), so a large backlog is deleted using at most about a
+quarter of one backend's time, beside the worker's own claims and commits.
 
 Each batch first takes a transaction-scoped advisory lock without waiting
 (``pg_try_advisory_xact_lock``): with many workers pruning, one batch runs
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 
 from psycopg.rows import dict_row
@@ -24,6 +27,9 @@ from .periodic import Connect, PeriodicService
 __all__ = ["Pruner"]
 
 logger = logging.getLogger("queuert.prune")
+
+#: rest between batches, as a multiple of the batch's own time
+_REST_PER_BUSY = 3.0
 
 #: advisory lock key space: (this, hashtext(schema))
 _LOCK_CLASS = 0x71756570  # "quep"
@@ -86,6 +92,7 @@ class Pruner(PeriodicService):
         """Batches until one comes back short (or another pruner is busy)."""
         chains = jobs = 0
         while True:
+            began = time.monotonic()
             batch = await self.prune_batch()
             if batch is None:
                 break
@@ -93,7 +100,8 @@ class Pruner(PeriodicService):
             jobs += batch.jobs
             if batch.chains < self._batch_size:
                 break
-            await asyncio.sleep(self._pause)  # room for the worker's own commits
+            # room for the worker's own claims and commits
+            await asyncio.sleep(max(self._pause, (time.monotonic() - began) * _REST_PER_BUSY))
         return PruneResult(chains=chains, jobs=jobs)
 
     async def _round(self) -> float:
