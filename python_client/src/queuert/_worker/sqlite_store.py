@@ -27,7 +27,7 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import queuert._sqlite as qs
 from queuert._sqlite._connection import retry_locked
@@ -190,28 +190,25 @@ class SilentAnnouncer:
         return None
 
 
+def _raise_typed(exc: BaseException) -> NoReturn:
+    typed = _typed(exc)
+    if typed is exc:
+        raise exc
+    raise typed from exc
+
+
 async def _run(wc: WorkerConnection, fn: Callable[..., T], *args: Any) -> T:
     try:
         return await wc.call(fn, *args)
     except BaseException as exc:
-        typed = _typed(exc)
-        if typed is exc:
-            raise
-        raise typed from exc
+        _raise_typed(exc)
 
 
 def _run_here(wc: WorkerConnection, fn: Callable[..., T], *args: Any) -> T:
     try:
         return wc.call_here(fn, *args)
     except BaseException as exc:
-        typed = _typed(exc)
-        if typed is exc:
-            raise
-        raise typed from exc
-
-
-def _state(conn: sqlite3.Connection) -> TransactionState:
-    return "open" if conn.in_transaction else "idle"
+        _raise_typed(exc)
 
 
 class SqliteSession:
@@ -288,9 +285,9 @@ class SqliteSession:
         return (due - datetime.now(timezone.utc)).total_seconds()
 
 
-class SqliteAtomicSession:
-    """An atomic slot's connection, async handlers: ``job.conn`` is its
-    ``sqlite3.Connection``, in the attempt's transaction."""
+class _SlotConnection:
+    """What both atomic slot sessions are: a worker connection whose
+    ``sqlite3.Connection`` is the handler's ``job.conn``."""
 
     def __init__(self, store: SqliteStore, wc: WorkerConnection) -> None:
         self.store = store
@@ -306,7 +303,12 @@ class SqliteAtomicSession:
         return self.wc.conn
 
     def transaction_state(self) -> TransactionState:
-        return _state(self.wc.conn)
+        return "open" if self.wc.conn.in_transaction else "idle"
+
+
+class SqliteAtomicSession(_SlotConnection):
+    """An atomic slot's connection, async handlers: ``job.conn`` is its
+    ``sqlite3.Connection``, in the attempt's transaction."""
 
     async def close(self) -> None:
         if not self._closed:
@@ -341,29 +343,16 @@ class SqliteAtomicSession:
         await _run(self.wc, self.store.rollback_tx, False)
 
 
-class SqliteSyncAtomicSession:
+class SqliteSyncAtomicSession(_SlotConnection):
     """An atomic slot's connection for sync handlers (the slot's thread)."""
 
     def __init__(self, store: SqliteStore, wc: WorkerConnection) -> None:
-        self.store = store
-        self.wc = wc
+        super().__init__(store, wc)
         self.doomed = False
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def handle(self) -> Any:
-        return self.wc.conn
 
     @property
     def backend_id(self) -> int:
         return id(self)
-
-    def transaction_state(self) -> TransactionState:
-        return _state(self.wc.conn)
 
     def close(self) -> None:
         if not self._closed:
