@@ -45,33 +45,32 @@ def write_acks(
     (not for being lost) raises Rejected; with ``single`` a lost
     continuation raises JobLost (acknowledge's contract)."""
     completes, continues, fails, releases = by_kind(acks)
-    if len(completes) == 1:  # atomic mode's every acknowledgement
-        ack = completes[0]
-        outcome, unblocked = qs.complete_one(
-            conn, worker_id, ack.job.id, ack.outcome.output_json, ack.job.attempt, schema=schema  # type: ignore[union-attr]
-        )
-        if outcome == "completed":
-            written.done.append(ack)
-            written.chains.append(str(ack.job.chain_id))
-            written.count_unblocked(unblocked)
+    if completes:
+        results: list[tuple[str, list[str]]]
+        if len(completes) == 1:  # atomic mode's every acknowledgement
+            ack = completes[0]
+            results = [
+                qs.complete_one(
+                    conn, worker_id, ack.job.id, ack.outcome.output_json, ack.job.attempt, schema=schema  # type: ignore[union-attr]
+                )
+            ]
         else:
-            written.lost.append((ack, outcome))
-    elif completes:
-        rows = qs.complete_jobs(
-            conn,
-            worker_id,
-            [a.job.id for a in completes],
-            [None if a.outcome.output_json is None else Json(a.outcome.output_json) for a in completes],  # type: ignore[union-attr]
-            [a.job.attempt for a in completes],
-            schema=schema,
-        )
-        for ack, row in zip(completes, rows):
-            if row["outcome"] == "completed":
+            rows = qs.complete_jobs(
+                conn,
+                worker_id,
+                [a.job.id for a in completes],
+                [None if a.outcome.output_json is None else Json(a.outcome.output_json) for a in completes],  # type: ignore[union-attr]
+                [a.job.attempt for a in completes],
+                schema=schema,
+            )
+            results = [(row["outcome"], row["unblocked_types"]) for row in rows]
+        for ack, (outcome, unblocked) in zip(completes, results):
+            if outcome == "completed":
                 written.done.append(ack)
                 written.chains.append(str(ack.job.chain_id))
-                written.count_unblocked(row["unblocked_types"])
+                written.count_unblocked(unblocked)
             else:
-                written.lost.append((ack, row["outcome"]))
+                written.lost.append((ack, outcome))
     if continues:
         rows = qs.continue_jobs(
             conn,
