@@ -100,8 +100,14 @@ def uuid_of(value: str | None) -> UUID | None:
 def uuid_from_text(value: str) -> UUID:
     """A stored id, which the engine always writes in the canonical form,
     as a UUID without UUID()'s parsing (claim makes two per job)."""
+    return _uuid_of_int(int(value.replace("-", ""), 16))
+
+
+def _uuid_of_int(value: int) -> UUID:
+    """UUID(int=value) without its checks: the callers' values are ids
+    the engine wrote or made, always 128 bits."""
     job_id: UUID = _new_object(UUID)
-    _set_slot(job_id, "int", int(value.replace("-", ""), 16))
+    _set_slot(job_id, "int", value)
     _set_slot(job_id, "is_safe", _SAFE_UNKNOWN)
     return job_id
 
@@ -157,11 +163,8 @@ def new_job_ids() -> tuple[UUID, str]:
     value = ((time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF) << 80 | _random_bits(80)) & _VERSION_MASK | _VERSION_7
     # Built without UUID(int=...)'s checks and str()'s formatting: a batch
     # makes one per item, and those were a third of its Python time.
-    job_id: UUID = _new_object(UUID)
-    _set_slot(job_id, "int", value)
-    _set_slot(job_id, "is_safe", _SAFE_UNKNOWN)
     h = "%032x" % value
-    return job_id, f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return _uuid_of_int(value), f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def new_job_uuid() -> UUID:
