@@ -42,7 +42,6 @@ import json
 import os
 import platform
 import sqlite3
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -54,7 +53,7 @@ import queuert._sqlite as qs
 from queuert import ChainSpec
 from queuert._sqlite._values import new_job_id, now_us
 
-from .sqlite_worker import run_worker_pairs
+from .sqlite_worker import ratio_summary, run_worker_pairs
 
 FLOOR_DDL = """
 CREATE TABLE floor_job (
@@ -245,14 +244,7 @@ def paired(bench: Bench, floor: Callable[[int], float], engine: Callable[[int], 
     for _ in range(blocks):
         floors.append(floor(k))
         engines.append(engine(k))
-    ratios = [e / f for f, e in zip(floors, engines)]
-    return {
-        "floor": statistics.median(floors),
-        "engine": statistics.median(engines),
-        "ratio": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-    }
+    return ratio_summary(floors, engines)
 
 
 def run_pairs(

@@ -80,10 +80,15 @@ def pair_worker(
         workers.append(_drain_with_worker(path, mode, concurrency, n, synchronous))
         left = conn.execute("SELECT count(*) FROM queuert_job WHERE status <> 'completed'").fetchone()
         assert left == (0,), f"the worker left {left[0]} jobs unfinished"
-    ratios = [w / f for f, w in zip(floors, workers)]
+    return ratio_summary(floors, workers)
+
+
+def ratio_summary(floors: list[float], engines: list[float]) -> dict[str, float]:
+    """Medians of paired blocks' rates and of their ratios, with the ratios' range."""
+    ratios = [e / f for f, e in zip(floors, engines)]
     return {
         "floor": statistics.median(floors),
-        "engine": statistics.median(workers),
+        "engine": statistics.median(engines),
         "ratio": statistics.median(ratios),
         "ratio_min": min(ratios),
         "ratio_max": max(ratios),
