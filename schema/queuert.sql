@@ -2684,14 +2684,9 @@ BEGIN
                 WHERE NOT (m.id = ANY(v_locked))
             )
     );
-    IF cardinality(v_roots) = 0 THEN
-        chains := 0;
-        jobs := 0;
-        RETURN NEXT;
-        RETURN;
-    END IF;
 
-    -- Their own edges go with them (ON DELETE CASCADE on job_id).
+    -- Their own edges go with them (ON DELETE CASCADE on job_id). None
+    -- kept: deletes nothing and answers (0, 0).
     DELETE FROM queuert.job AS j
     WHERE (j.chain_index > 0 AND j.chain_id = ANY(v_roots)) OR (j.chain_index = 0 AND j.id = ANY(v_roots));
     GET DIAGNOSTICS v_deleted = ROW_COUNT;

@@ -40,7 +40,7 @@ from ._instructions import Call, Op, Query, Steps
 from ._loaders import repeat_timestamps
 from ._schema_name import validate_schema_name
 from .errors import ChainNotFoundError, InvalidArgumentError
-from .hooks import current_hooks
+from .hooks import announce, current_hooks
 from ._chain_spec import BaseChainSpec
 from ._continuation import Continuation
 from ._job_type import _MAX_NAME, JobType, _check_delays, _type_name_of, dump_payload
@@ -206,23 +206,6 @@ def _explain_missing_current(
     )
 
 
-def _report(
-    ready_types: Iterable[str] = (),
-    completed_chains: Iterable[UUID] = (),
-    lost_jobs: Iterable[UUID] = (),
-) -> None:
-    """Tell the active transaction-hooks block, if any (it deduplicates)."""
-    hooks = current_hooks()
-    if hooks is None:
-        return
-    for type_name in ready_types:
-        hooks.job_ready(type_name)
-    for chain_id in completed_chains:
-        hooks.chain_completed(chain_id)
-    for job_id in lost_jobs:
-        hooks.job_lost(job_id)
-
-
 def complete_chain(
     schema: str,
     chain_id: UUID | str,
@@ -265,7 +248,7 @@ def complete_chain(
         )
         if settlement is not None:
             settlement.settled(done.job_id, done.chain_id, done.chain_completed, "completed")
-        _report(
+        announce(
             completed_chains=[done.chain_id] if done.chain_completed else [],
             lost_jobs=[done.job_id] if row["previous_status"] == "running" else [],
         )
@@ -335,7 +318,7 @@ def _continue_chain(
                 )
             settlement.settled(row["previous_job_id"], nxt.chain_id, False, "continued")
         fresh = not nxt.deduplicated
-        _report(
+        announce(
             ready_types=[nxt.type_name] if fresh and nxt.status == "pending" else [],
             # a worker that held the job lost it (read before the call: a hint)
             lost_jobs=[row["previous_job_id"]]
@@ -382,7 +365,7 @@ def job_op(schema: str, fn: str, job_ids: Iterable[UUID | str]) -> Call[list[UUI
 
 def _job_ids(rows: list[dict[str, Any]]) -> list[UUID]:
     # retry_jobs may leave a job blocked; a spurious wake-up is harmless
-    _report(ready_types=[r["type_name"] for r in rows if r["type_name"]])
+    announce(ready_types=[r["type_name"] for r in rows if r["type_name"]])
     return [r["job_id"] for r in rows]
 
 

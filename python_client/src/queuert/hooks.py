@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -67,6 +67,23 @@ _background: set[asyncio.Task[Any]] = set()
 def current_hooks() -> TransactionHooks | None:
     """The innermost active :class:`TransactionHooks` of this context, or None."""
     return _current.get()
+
+
+def announce(
+    ready_types: Iterable[str] = (),
+    completed_chains: Iterable[UUID | str] = (),
+    lost_jobs: Iterable[UUID | str] = (),
+) -> None:
+    """Tell the innermost active hooks block, if any (it deduplicates)."""
+    hooks = _current.get()
+    if hooks is None:
+        return
+    for type_name in ready_types:
+        hooks.job_ready(type_name)
+    for chain_id in completed_chains:
+        hooks.chain_completed(chain_id)
+    for job_id in lost_jobs:
+        hooks.job_lost(job_id)
 
 
 class TransactionHooks:

@@ -12,24 +12,6 @@ workers poll (``next_due_at``), as with ``queuert.notify = 'none'``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from ..hooks import current_hooks
+from ..hooks import announce
 
 __all__ = ["announce"]
-
-
-def announce(
-    ready_types: Iterable[str] = (),
-    completed_chains: Iterable[str] = (),
-    lost_jobs: Iterable[str] = (),
-) -> None:
-    hooks = current_hooks()
-    if hooks is None:
-        return
-    for type_name in ready_types:
-        hooks.job_ready(type_name)
-    for chain_id in completed_chains:
-        hooks.chain_completed(chain_id)
-    for job_id in lost_jobs:
-        hooks.job_lost(job_id)

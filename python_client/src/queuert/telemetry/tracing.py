@@ -36,6 +36,17 @@ def active() -> bool:
     return tracer() is not None or meter() is not None
 
 
+def _end_rolled_back(span: Any, ended_at: int | None, message: str) -> None:
+    """A client span whose transaction rolled back: an error, marked so."""
+    if span is None:
+        return
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_attribute(a.ROLLED_BACK, True)
+    span.set_status(Status(StatusCode.ERROR, message))
+    span.end(end_time=ended_at)
+
+
 class Creation:
     """One job being created by a client call (or a worker's continuation)."""
 
@@ -82,14 +93,7 @@ class Creation:
             metrics.job_created(self.type_name, self.counts_chain)
 
     def _rollback(self) -> None:
-        span = self.span
-        if span is None:
-            return
-        from opentelemetry.trace import Status, StatusCode
-
-        span.set_attribute(a.ROLLED_BACK, True)
-        span.set_status(Status(StatusCode.ERROR, "the transaction rolled back: nothing was created"))
-        span.end(end_time=self._ended_at)
+        _end_rolled_back(self.span, self._ended_at, "the transaction rolled back: nothing was created")
 
 
 def creating(
@@ -168,13 +172,7 @@ class Settlement:
         after_transaction(commit, self._rollback)
 
     def _rollback(self) -> None:
-        if self.span is None:
-            return
-        from opentelemetry.trace import Status, StatusCode
-
-        self.span.set_attribute(a.ROLLED_BACK, True)
-        self.span.set_status(Status(StatusCode.ERROR, "the transaction rolled back"))
-        self.span.end(end_time=self._ended_at)
+        _end_rolled_back(self.span, self._ended_at, "the transaction rolled back")
 
 
 def settling(
