@@ -261,14 +261,14 @@ class AtomicSlots:
     def attempt_sync(self, session: SyncAtomicSession, type_names: list[str], key: int) -> bool:
         """The whole attempt in a slot thread, on a sync session."""
         row = session.open_attempt(type_names)
-        self.loop.call_soon_threadsafe(self._count_claim_call)
+        # one hand-over to the loop for both counters (each wakes the loop)
+        self.loop.call_soon_threadsafe(self._count_claim, row is not None)
         if row is None:
             return False
         job = self.execution.make_job(row)
         job.conn = session.handle
         job._state = st.RUNNING
         h = self.execution.prepare(job)
-        self.loop.call_soon_threadsafe(self._count_claim)
         outcome: Outcome
         if isinstance(h, Failed):
             outcome = h
@@ -290,11 +290,10 @@ class AtomicSlots:
         self.loop.call_soon_threadsafe(self.acks.record, atomic_plan.drive_sync(plan, session))
         return True
 
-    def _count_claim(self) -> None:
-        self.stats.claimed += 1
-
-    def _count_claim_call(self) -> None:
+    def _count_claim(self, claimed: bool) -> None:
         self.stats.claim_calls += 1
+        if claimed:
+            self.stats.claimed += 1
 
     def has_free_slot(self) -> bool:
         """Fewer attempts in progress than slots of one kind (a job_ready

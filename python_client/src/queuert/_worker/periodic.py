@@ -14,6 +14,8 @@ from typing import Any
 
 import psycopg
 
+from queuert._worker.pg_text import close_quietly
+
 #: An async connection factory; the service puts what it gets in autocommit.
 Connect = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
 
@@ -79,8 +81,4 @@ class PeriodicService(abc.ABC):
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
-            try:
-                await conn.close()
-            except Exception:  # a broken connection: nothing to give back
-                pass
+        await close_quietly(conn)  # a broken connection: nothing to give back

@@ -2,7 +2,7 @@
 acknowledgement batch becomes statements and their rows a ``Written``.
 
 Only ``pg_store`` uses this module. Parameters are rendered as literals by
-``queuert._sqltext`` (one simple-protocol message per round trip), so the
+``pg_text`` (one simple-protocol message per round trip), so the
 arrays a flush carries cost microseconds, not psycopg's per-element binding.
 """
 

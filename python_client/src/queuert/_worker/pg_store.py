@@ -69,6 +69,14 @@ def _typed(exc: Exception) -> StoreError:
     return Rejected(err if isinstance(err, Exception) else exc)
 
 
+async def _execute(conn: psycopg.AsyncConnection[Any], statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
+    """``execute_many`` with driver errors as the store's typed errors."""
+    try:
+        return await execute_many(conn, statements)
+    except Exception as exc:
+        raise _typed(exc) from exc
+
+
 class PgStore:
     """Sessions of one worker run on PostgreSQL."""
 
@@ -166,12 +174,6 @@ class PgSession:
     async def close(self) -> None:
         await close_quietly(self.conn)
 
-    async def _run(self, statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
-        try:
-            return await execute_many(self.conn, statements)
-        except Exception as exc:
-            raise _typed(exc) from exc
-
     async def _rows(self, query: str, params: Any) -> list[Any]:
         try:
             cur = await self.conn.execute(query, params)
@@ -183,8 +185,8 @@ class PgSession:
         """``statements`` in one transaction (one round trip) that begins
         with ``setting`` (a SET LOCAL, or None); their rows."""
         if setting is None:
-            return await self._run(statements)
-        return (await self._run([(setting, None), *statements]))[1:]
+            return await _execute(self.conn, statements)
+        return (await _execute(self.conn, [(setting, None), *statements]))[1:]
 
     async def flush(self, acks: Sequence[Ack], claim_n: int) -> Written:
         plan = pg_sql.plan_acks(self.t, self.worker_id, acks)
@@ -202,7 +204,7 @@ class PgSession:
     async def acknowledge(self, ack: Ack) -> Written:
         plan = pg_sql.plan_acks(self.t, self.worker_id, (ack,), alone=not self.store.unblocked_wanted)
         written = Written()
-        pg_sql.read_acks(plan, await self._run(plan.statements), written)
+        pg_sql.read_acks(plan, await _execute(self.conn, plan.statements), written)
         return written
 
     async def claim(self, n: int) -> list[ClaimRow]:
@@ -252,10 +254,7 @@ class PgAnnouncer:
         await close_quietly(self.conn)
 
     async def announce(self, ready: Sequence[str], chains: Sequence[str]) -> None:
-        try:
-            await execute_many(self.conn, [(pg_sql.notify_statement(self.schema, ready, chains), None)])
-        except Exception as exc:
-            raise _typed(exc) from exc
+        await _execute(self.conn, [(pg_sql.notify_statement(self.schema, ready, chains), None)])
 
 
 _SlotConn = TypeVar("_SlotConn", bound="psycopg.BaseConnection[Any]")
@@ -288,12 +287,6 @@ class PgAtomicSession(_SlotSession[psycopg.AsyncConnection[Any]]):
     async def close(self) -> None:
         await close_quietly(self.conn)
 
-    async def _run(self, statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
-        try:
-            return await execute_many(self.conn, statements)
-        except Exception as exc:
-            raise _typed(exc) from exc
-
     async def open_attempt(
         self, type_names: Sequence[str], carry: tuple[Ack, bool] | None
     ) -> tuple[Written | None, ClaimRow | None]:
@@ -303,8 +296,8 @@ class PgAtomicSession(_SlotSession[psycopg.AsyncConnection[Any]]):
             prefix, plan = pg_sql.atomic_ack_statements(
                 self.t, self.store.worker_id, carry[0], carry[1], unblocked_wanted=self.store.unblocked_wanted
             )
-        results = await self._run(
-            (*prefix, ("BEGIN", None), self.store.claim_statement(1, type_names), (pg_sql.SAVEPOINT, None))
+        results = await _execute(
+            self.conn, (*prefix, ("BEGIN", None), self.store.claim_statement(1, type_names), (pg_sql.SAVEPOINT, None))
         )
         written = None if plan is None else pg_sql.read_atomic_acks(plan, results, len(prefix))
         rows = results[len(prefix) + 1]
@@ -317,16 +310,16 @@ class PgAtomicSession(_SlotSession[psycopg.AsyncConnection[Any]]):
         stmts, plan = pg_sql.atomic_ack_statements(
             self.t, self.store.worker_id, ack, rollback, unblocked_wanted=self.store.unblocked_wanted
         )
-        return pg_sql.read_atomic_acks(plan, await self._run(stmts), len(stmts))
+        return pg_sql.read_atomic_acks(plan, await _execute(self.conn, stmts), len(stmts))
 
     async def restart_transaction(self) -> None:
-        await self._run((("BEGIN", None), (pg_sql.SAVEPOINT, None)))
+        await _execute(self.conn, (("BEGIN", None), (pg_sql.SAVEPOINT, None)))
 
     async def rollback_to_savepoint(self) -> None:
-        await self._run(((pg_sql.ROLLBACK_TO, None),))
+        await _execute(self.conn, ((pg_sql.ROLLBACK_TO, None),))
 
     async def rollback(self) -> None:
-        await self._run((("ROLLBACK", None),))
+        await _execute(self.conn, (("ROLLBACK", None),))
 
 
 class PgSyncAtomicSession(_SlotSession[psycopg.Connection[Any]]):

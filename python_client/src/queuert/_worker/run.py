@@ -107,7 +107,7 @@ class Run:
             self.flights,
             stats,
             worker_id=s.worker_id,
-            publish=self.publish if self.publisher is not None else None,
+            publish=None if self.publisher is None else self.publisher.add,
             publish_unblocked=policy.notifier_publish,
             wake=self.wakeup.dispatcher.set,
         )
