@@ -42,6 +42,15 @@ class Failed:
     retry_at: datetime | None = None
     retry_after: timedelta | None = None
 
+    def asked_retry_at(self, now: datetime) -> datetime | None:
+        """The retry time the handler asked for, ``retry_after`` counted from
+        ``now``; None leaves it to the type's backoff."""
+        if self.retry_at is not None:
+            return self.retry_at
+        if self.retry_after is not None:
+            return now + self.retry_after
+        return None
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Released:

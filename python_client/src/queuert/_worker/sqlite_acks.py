@@ -29,14 +29,6 @@ def _continuation_args(cont: Any) -> dict[str, Any]:
     }
 
 
-def _retry_at(failed: Failed, now: datetime) -> datetime | None:
-    if failed.retry_at is not None:
-        return failed.retry_at
-    if failed.retry_after is not None:
-        return now + failed.retry_after  # the engine's clock is this process's
-    return None
-
-
 def write_acks(
     conn: sqlite3.Connection, worker_id: str, acks: Sequence[Ack], written: Written, *, schema: str, single: bool
 ) -> None:
@@ -96,12 +88,13 @@ def write_acks(
     if fails:
         now = datetime.now(timezone.utc)
         outcomes: list[Failed] = [a.outcome for a in fails]  # type: ignore[misc]
+        # retry_after counts from this process's clock, which is the engine's
         rows = qs.fail_jobs(
             conn,
             worker_id,
             [a.job.id for a in fails],
             [o.error for o in outcomes],
-            [_retry_at(o, now) for o in outcomes],
+            [o.asked_retry_at(now) for o in outcomes],
             [a.job.attempt for a in fails],
             schema=schema,
         )

@@ -49,16 +49,6 @@ def continuation_with_trace(job: JobContext[Any], cont: Continuation) -> Continu
     return dataclasses.replace(cont, trace_context=traceparent)
 
 
-def _retry_at(failed: Failed) -> datetime | None:
-    """The retry time the handler asked for (an acknowledgement whose rows
-    were not read; the engine's backoff is then unknown)."""
-    if failed.retry_at is not None:
-        return failed.retry_at
-    if failed.retry_after is not None:
-        return datetime.now(timezone.utc) + failed.retry_after
-    return None
-
-
 def _report(ack: Ack, written: Written | None) -> None:
     job = ack.job
     attempt = job._telemetry
@@ -79,7 +69,8 @@ def _report(ack: Ack, written: Written | None) -> None:
         # retried: due again at the engine's time; else failed for good
         attempt.failed(None, written.retry_at.get(job.id), outcome.error)
     else:
-        attempt.failed(None, _retry_at(outcome), outcome.error)
+        # rows not read: the engine's backoff is unknown, report what was asked
+        attempt.failed(None, outcome.asked_retry_at(datetime.now(timezone.utc)), outcome.error)
 
 
 def report_written(written: Written) -> None:
