@@ -128,6 +128,27 @@ CREATE FUNCTION queuert._batch_outcomes(job_ids uuid[], done uuid[], done_outcom
 $$;
 
 --
+-- Name: _blocker_dependents(uuid); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._blocker_dependents(chain_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET enable_indexonlyscan TO 'off'
+    AS $$
+    SELECT jsonb_agg(jsonb_build_object(
+        'job_id', b.job_id,
+        'type_name', d.type_name,
+        'trace_context', b.trace_context,
+        'pending', d.status = 'pending'
+    ) ORDER BY b.job_id)
+    FROM queuert.job_blocker AS b
+    CROSS JOIN LATERAL (
+        SELECT x.type_name, x.status FROM queuert.job AS x WHERE x.id = b.job_id
+    ) AS d
+    WHERE b.blocker_chain_id = _blocker_dependents.chain_id
+$$;
+
+--
 -- Name: _chain_item_edges(queuert.chain_item[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
@@ -331,10 +352,10 @@ CREATE FUNCTION queuert._chain_tail(chain_id uuid) RETURNS SETOF queuert.job
 $$;
 
 --
--- Name: _chains_completed(uuid[], uuid[]); Type: FUNCTION; Schema: queuert; Owner: -
+-- Name: _chains_completed(uuid[], uuid[], text[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert._chains_completed(chain_ids uuid[], root_ids_to_mark uuid[]) RETURNS TABLE(chain_id uuid, type_name text)
+CREATE FUNCTION queuert._chains_completed(chain_ids uuid[], root_ids_to_mark uuid[], trace_contexts text[] DEFAULT NULL::text[]) RETURNS TABLE(chain_id uuid, type_name text)
     LANGUAGE plpgsql
     AS $$
 #variable_conflict use_column
@@ -350,7 +371,7 @@ BEGIN
     END IF;
     SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.type_name), '{}')
     INTO v_chains, v_types
-    FROM queuert._resolve_dependents(_chains_completed.chain_ids) AS d;
+    FROM queuert._resolve_dependents(_chains_completed.chain_ids, _chains_completed.trace_contexts) AS d;
     SELECT queuert._notify_batch('chain_completed', array_agg(c::text)) INTO v_notified
     FROM unnest(_chains_completed.chain_ids) AS c;
     RETURN QUERY SELECT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
@@ -750,7 +771,8 @@ BEGIN
                 f.type_name, f.dedup_key, f.ord AS first_ord,
                 coalesce(m.id, f.id) AS resolved_id,
                 m.id IS NOT NULL AS hit,
-                m.status, m.scheduled_at, m.created_at
+                m.status, m.scheduled_at, m.created_at,
+                CASE WHEN m.id IS NOT NULL THEN m.trace_context ELSE f.trace_context END AS resolved_trace
             FROM firsts AS f
             LEFT JOIN LATERAL queuert._find_dedup_match(
                 f.type_name, f.dedup_key, f.dedup_scope, f.dedup_window
@@ -759,7 +781,8 @@ BEGIN
         SELECT ROW(
             it.ord, it.id, it.id_given, it.type_name, it.input, it.scheduled_at,
             it.blockers, it.dedup_key, it.dedup_scope, it.dedup_window,
-            it.priority, it.trace_context,
+            it.priority,
+            CASE WHEN coalesce(r.hit OR it.ord > r.first_ord, false) THEN r.resolved_trace ELSE it.trace_context END,
             coalesce(r.resolved_id, it.id),
             coalesce(r.hit OR it.ord > r.first_ord, false),
             r.status, r.scheduled_at, r.created_at
@@ -1156,10 +1179,10 @@ CREATE FUNCTION queuert._parse_chain_items(items jsonb) RETURNS queuert.chain_it
 $$;
 
 --
--- Name: _resolve_dependents(uuid[]); Type: FUNCTION; Schema: queuert; Owner: -
+-- Name: _resolve_dependents(uuid[], text[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert._resolve_dependents(chain_ids uuid[]) RETURNS TABLE(chain_id uuid, type_name text)
+CREATE FUNCTION queuert._resolve_dependents(chain_ids uuid[], trace_contexts text[] DEFAULT NULL::text[]) RETURNS TABLE(chain_id uuid, type_name text)
     LANGUAGE plpgsql
     SET enable_indexonlyscan TO 'off'
     AS $$
@@ -1171,10 +1194,23 @@ DECLARE
     v_types text[];
     v_notified integer;
 BEGIN
-    SELECT coalesce(array_agg(b.job_id), '{}'), coalesce(array_agg(b.blocker_chain_id), '{}')
-    INTO v_dependents, v_by_chains
-    FROM queuert.job_blocker AS b
-    WHERE b.blocker_chain_id = ANY(_resolve_dependents.chain_ids);
+    IF _resolve_dependents.trace_contexts IS NULL THEN
+        SELECT coalesce(array_agg(b.job_id), '{}'), coalesce(array_agg(b.blocker_chain_id), '{}')
+        INTO v_dependents, v_by_chains
+        FROM queuert.job_blocker AS b
+        WHERE b.blocker_chain_id = ANY(_resolve_dependents.chain_ids);
+    ELSE
+        WITH resolved AS (
+            UPDATE queuert.job_blocker AS b
+            SET resolved_trace_context = t.tc
+            FROM unnest(_resolve_dependents.chain_ids, _resolve_dependents.trace_contexts) AS t (c, tc)
+            WHERE b.blocker_chain_id = t.c
+            RETURNING b.job_id, b.blocker_chain_id
+        )
+        SELECT coalesce(array_agg(r.job_id), '{}'), coalesce(array_agg(r.blocker_chain_id), '{}')
+        INTO v_dependents, v_by_chains
+        FROM resolved AS r;
+    END IF;
     IF cardinality(v_dependents) = 0 THEN
         RETURN;
     END IF;
@@ -1563,7 +1599,10 @@ BEGIN
                 'output', tail.output,
                 -- for tracing: the blocker chain's trace and when it completed
                 'trace_context', tail.chain_trace_context,
-                'completed_at', tail.completed_at
+                'completed_at', tail.completed_at,
+                -- the span that completed it, when it resolved this edge
+                -- (migration 0008)
+                'resolved_trace_context', b.resolved_trace_context
             ) ORDER BY b.position)
             FROM queuert.job_blocker AS b
             CROSS JOIN LATERAL queuert._chain_tail(b.blocker_chain_id) AS tail
@@ -1576,10 +1615,10 @@ END;
 $$;
 
 --
--- Name: complete(uuid, text, jsonb, integer); Type: FUNCTION; Schema: queuert; Owner: -
+-- Name: complete(uuid, text, jsonb, integer, text); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert.complete(job_id uuid, worker_id text, output jsonb DEFAULT NULL::jsonb, attempt integer DEFAULT NULL::integer) RETURNS TABLE(id uuid, chain_id uuid, status queuert.job_status, chain_completed boolean)
+CREATE FUNCTION queuert.complete(job_id uuid, worker_id text, output jsonb DEFAULT NULL::jsonb, attempt integer DEFAULT NULL::integer, trace_context text DEFAULT NULL::text) RETURNS TABLE(id uuid, chain_id uuid, status queuert.job_status, chain_completed boolean, dependents jsonb)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
@@ -1620,21 +1659,23 @@ BEGIN
 
     PERFORM queuert._chains_completed(
         ARRAY[j.chain_id],
-        CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END
+        CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END,
+        CASE WHEN complete.trace_context IS NOT NULL THEN ARRAY[complete.trace_context] END
     );
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
         PERFORM queuert._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
-    RETURN QUERY SELECT j.id, j.chain_id, 'completed'::queuert.job_status, true;
+    RETURN QUERY SELECT j.id, j.chain_id, 'completed'::queuert.job_status, true,
+        CASE WHEN complete.trace_context IS NOT NULL THEN queuert._blocker_dependents(j.chain_id) END;
 END;
 $$;
 
 --
--- Name: complete_jobs(text, uuid[], jsonb[], integer[]); Type: FUNCTION; Schema: queuert; Owner: -
+-- Name: complete_jobs(text, uuid[], jsonb[], integer[], text[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert.complete_jobs(worker_id text, job_ids uuid[], outputs jsonb[] DEFAULT NULL::jsonb[], attempts integer[] DEFAULT NULL::integer[]) RETURNS TABLE(job_id uuid, outcome text, unblocked_types text[])
+CREATE FUNCTION queuert.complete_jobs(worker_id text, job_ids uuid[], outputs jsonb[] DEFAULT NULL::jsonb[], attempts integer[] DEFAULT NULL::integer[], trace_contexts text[] DEFAULT NULL::text[]) RETURNS TABLE(job_id uuid, outcome text, unblocked_types text[], dependents jsonb)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
@@ -1646,6 +1687,7 @@ DECLARE
     v_done_chains uuid[];
     v_marks uuid[];
     v_done uuid[];
+    v_done_traces text[];
     v_unblocked_chains uuid[] := '{}';
     v_unblocked_types text[] := '{}';
 BEGIN
@@ -1656,9 +1698,10 @@ BEGIN
             MESSAGE = 'complete_jobs needs a worker_id and an array of job ids without NULLs';
     END IF;
     IF cardinality(complete_jobs.outputs) <> cardinality(complete_jobs.job_ids)
-        OR cardinality(complete_jobs.attempts) <> cardinality(complete_jobs.job_ids) THEN
+        OR cardinality(complete_jobs.attempts) <> cardinality(complete_jobs.job_ids)
+        OR cardinality(complete_jobs.trace_contexts) <> cardinality(complete_jobs.job_ids) THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = 'outputs and attempts must have one element per job id';
+            MESSAGE = 'outputs, attempts and trace_contexts must have one element per job id';
     END IF;
 
     -- Roots first, in id order (the lock order every writer uses).
@@ -1678,12 +1721,13 @@ BEGIN
     FOR NO KEY UPDATE;
 
     WITH req AS (
-        SELECT DISTINCT ON (u.id) u.id, u.output, u.attempt
+        SELECT DISTINCT ON (u.id) u.id, u.output, u.attempt, u.tc
         FROM unnest(
             complete_jobs.job_ids,
             coalesce(complete_jobs.outputs, array_fill(NULL::jsonb, ARRAY[cardinality(complete_jobs.job_ids)])),
-            coalesce(complete_jobs.attempts, array_fill(NULL::integer, ARRAY[cardinality(complete_jobs.job_ids)]))
-        ) WITH ORDINALITY AS u (id, output, attempt, o)
+            coalesce(complete_jobs.attempts, array_fill(NULL::integer, ARRAY[cardinality(complete_jobs.job_ids)])),
+            coalesce(complete_jobs.trace_contexts, array_fill(NULL::text, ARRAY[cardinality(complete_jobs.job_ids)]))
+        ) WITH ORDINALITY AS u (id, output, attempt, tc, o)
         ORDER BY u.id, u.o
     ),
     done AS (
@@ -1701,19 +1745,23 @@ BEGIN
             AND x.status = 'running'
             AND x.leased_by = complete_jobs.worker_id
             AND (req.attempt IS NULL OR x.attempt = req.attempt)
-        RETURNING x.id, x.chain_id, x.chain_index
+        RETURNING x.id, x.chain_id, x.chain_index, req.tc
     )
     SELECT
         coalesce(array_agg(done.id), '{}'),
         coalesce(array_agg(done.chain_id), '{}'),
-        coalesce(array_agg(done.chain_id) FILTER (WHERE done.chain_index > 0), '{}')
-    INTO v_done, v_done_chains, v_marks
+        coalesce(array_agg(done.chain_id) FILTER (WHERE done.chain_index > 0), '{}'),
+        coalesce(array_agg(done.tc), '{}')
+    INTO v_done, v_done_chains, v_marks, v_done_traces
     FROM done;
 
     IF cardinality(v_done) > 0 THEN
         SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.type_name), '{}')
         INTO v_unblocked_chains, v_unblocked_types
-        FROM queuert._chains_completed(v_done_chains, v_marks) AS d;
+        FROM queuert._chains_completed(
+            v_done_chains, v_marks,
+            CASE WHEN complete_jobs.trace_contexts IS NOT NULL THEN v_done_traces END
+        ) AS d;
     END IF;
 
     RETURN QUERY
@@ -1728,6 +1776,11 @@ BEGIN
                 WHERE u.c = v_done_chains[array_position(v_done, o.job_id)]
                 ORDER BY u.t
             )
+        END,
+        CASE
+            WHEN complete_jobs.trace_contexts IS NULL OR o.outcome <> 'completed' THEN NULL
+            WHEN v_done_traces[array_position(v_done, o.job_id)] IS NULL THEN NULL
+            ELSE queuert._blocker_dependents(v_done_chains[array_position(v_done, o.job_id)])
         END
     FROM queuert._batch_outcomes(complete_jobs.job_ids, v_done, 'completed') AS o;
 END;
@@ -1829,8 +1882,9 @@ BEGIN
             DETAIL = format('job_id=%s', v_id);
     END IF;
     IF cardinality(v_blockers) > 0 THEN
-        INSERT INTO queuert.job_blocker (job_id, position, blocker_chain_id)
-        SELECT v_id, u.o, u.b
+        -- each edge keeps the trace context the new job stores (migration 0008)
+        INSERT INTO queuert.job_blocker (job_id, position, blocker_chain_id, trace_context)
+        SELECT v_id, u.o, u.b, coalesce(continue_with.trace_context, j.trace_context)
         FROM unnest(v_blockers) WITH ORDINALITY AS u (b, o);
     END IF;
 
@@ -3341,8 +3395,9 @@ BEGIN
     END IF;
 
     IF cardinality(v_blockers) > 0 THEN
-        INSERT INTO queuert.job_blocker (job_id, position, blocker_chain_id)
-        SELECT v_id, u.o, u.b
+        -- each edge keeps the creation's trace context (migration 0008)
+        INSERT INTO queuert.job_blocker (job_id, position, blocker_chain_id, trace_context)
+        SELECT v_id, u.o, u.b, start_chain.trace_context
         FROM unnest(v_blockers) WITH ORDINALITY AS u (b, o);
     END IF;
 
@@ -3362,7 +3417,7 @@ $$;
 -- Name: start_chains(jsonb); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert.start_chains(items jsonb) RETURNS TABLE(ord integer, id uuid, chain_id uuid, type_name text, status queuert.job_status, scheduled_at timestamp with time zone, created_at timestamp with time zone, deduplicated boolean)
+CREATE FUNCTION queuert.start_chains(items jsonb) RETURNS TABLE(ord integer, id uuid, chain_id uuid, type_name text, status queuert.job_status, scheduled_at timestamp with time zone, created_at timestamp with time zone, deduplicated boolean, trace_context text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
@@ -3441,7 +3496,7 @@ BEGIN
         )
         SELECT
             s.ord, s.id, s.id, s.type_name, 'pending'::queuert.job_status,
-            s.scheduled_at, now(), false
+            s.scheduled_at, now(), false, s.trace_context
         FROM src AS s
         ORDER BY s.ord;
         v_notified := queuert._notify_batch('job_ready', v_types);
@@ -3506,9 +3561,11 @@ BEGIN
     END;
 
     IF cardinality(v_edge_job) > 0 THEN
-        INSERT INTO queuert.job_blocker (job_id, position, blocker_chain_id)
-        SELECT x.j, x.p, x.c
-        FROM unnest(v_edge_job, v_edge_pos, v_edge_chain) AS x (j, p, c);
+        -- each edge keeps its item's trace context (migration 0008)
+        INSERT INTO queuert.job_blocker (job_id, position, blocker_chain_id, trace_context)
+        SELECT x.j, x.p, x.c, i.trace_context
+        FROM unnest(v_edge_job, v_edge_pos, v_edge_chain) AS x (j, p, c)
+        JOIN unnest(v_items) AS i ON i.resolved_id = x.j AND NOT i.deduplicated;
     END IF;
 
     -- One notification per type per statement, not per row.
@@ -3538,7 +3595,8 @@ BEGIN
         coalesce(f.status, i.existing_status),
         coalesce(f.scheduled_at, i.existing_scheduled_at),
         CASE WHEN f.resolved_id IS NOT NULL THEN now() ELSE i.existing_created_at END,
-        i.deduplicated
+        i.deduplicated,
+        i.trace_context
     FROM unnest(v_items) AS i
     LEFT JOIN fresh AS f ON f.resolved_id = i.resolved_id
     ORDER BY i.ord;
@@ -3628,7 +3686,9 @@ CREATE TABLE queuert.dedup_guard (
 CREATE TABLE queuert.job_blocker (
     job_id uuid NOT NULL,
     "position" integer NOT NULL,
-    blocker_chain_id uuid NOT NULL
+    blocker_chain_id uuid NOT NULL,
+    trace_context text,
+    resolved_trace_context text
 );
 
 --

@@ -92,7 +92,14 @@ $$;
 -- a table tiny or had no statistics (docs/engine.md, "Plans"). No
 -- index-only scans: a full one of the unique (job_id, blocker_chain_id)
 -- index, every edge, is what such a planner chose for the edge lookup.
-CREATE OR REPLACE FUNCTION {{ schema }}._resolve_dependents(chain_ids uuid [])
+--
+-- trace_contexts (one per chain id, or NULL: no telemetry): the traceparent
+-- of the span that completed each chain, written on the edges it resolves
+-- (job_blocker.resolved_trace_context, migration 0008) in the statement that
+-- reads them, so the dependent's attempt can link to it.
+CREATE OR REPLACE FUNCTION {{ schema }}._resolve_dependents(
+    chain_ids uuid [], trace_contexts text [] DEFAULT NULL
+)
 RETURNS TABLE (chain_id uuid, type_name text)
 LANGUAGE plpgsql VOLATILE
 SET enable_indexonlyscan = off
@@ -105,10 +112,23 @@ DECLARE
     v_types text[];
     v_notified integer;
 BEGIN
-    SELECT coalesce(array_agg(b.job_id), '{}'), coalesce(array_agg(b.blocker_chain_id), '{}')
-    INTO v_dependents, v_by_chains
-    FROM {{ schema }}.job_blocker AS b
-    WHERE b.blocker_chain_id = ANY(_resolve_dependents.chain_ids);
+    IF _resolve_dependents.trace_contexts IS NULL THEN
+        SELECT coalesce(array_agg(b.job_id), '{}'), coalesce(array_agg(b.blocker_chain_id), '{}')
+        INTO v_dependents, v_by_chains
+        FROM {{ schema }}.job_blocker AS b
+        WHERE b.blocker_chain_id = ANY(_resolve_dependents.chain_ids);
+    ELSE
+        WITH resolved AS (
+            UPDATE {{ schema }}.job_blocker AS b
+            SET resolved_trace_context = t.tc
+            FROM unnest(_resolve_dependents.chain_ids, _resolve_dependents.trace_contexts) AS t (c, tc)
+            WHERE b.blocker_chain_id = t.c
+            RETURNING b.job_id, b.blocker_chain_id
+        )
+        SELECT coalesce(array_agg(r.job_id), '{}'), coalesce(array_agg(r.blocker_chain_id), '{}')
+        INTO v_dependents, v_by_chains
+        FROM resolved AS r;
+    END IF;
     IF cardinality(v_dependents) = 0 THEN
         RETURN;
     END IF;
@@ -147,4 +167,27 @@ BEGIN
         RETURN QUERY SELECT DISTINCT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
     END IF;
 END;
+$$;
+
+-- The edges waiting on a chain, for the span its completion emits per
+-- waiting job (queuert.telemetry): [{job_id, type_name, trace_context (the
+-- edge's: the waiting job's creation), pending (no open blocker left)}] in
+-- job id order, or NULL when nothing waits on it. Edges by
+-- job_blocker_chain_idx, then each job by its id.
+CREATE OR REPLACE FUNCTION {{ schema }}._blocker_dependents(chain_id uuid)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET enable_indexonlyscan = off
+AS $$
+    SELECT jsonb_agg(jsonb_build_object(
+        'job_id', b.job_id,
+        'type_name', d.type_name,
+        'trace_context', b.trace_context,
+        'pending', d.status = 'pending'
+    ) ORDER BY b.job_id)
+    FROM {{ schema }}.job_blocker AS b
+    CROSS JOIN LATERAL (
+        SELECT x.type_name, x.status FROM {{ schema }}.job AS x WHERE x.id = b.job_id
+    ) AS d
+    WHERE b.blocker_chain_id = _blocker_dependents.chain_id
 $$;

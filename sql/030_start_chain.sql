@@ -125,8 +125,9 @@ BEGIN
     END IF;
 
     IF cardinality(v_blockers) > 0 THEN
-        INSERT INTO {{ schema }}.job_blocker (job_id, position, blocker_chain_id)
-        SELECT v_id, u.o, u.b
+        -- each edge keeps the creation's trace context (migration 0008)
+        INSERT INTO {{ schema }}.job_blocker (job_id, position, blocker_chain_id, trace_context)
+        SELECT v_id, u.o, u.b, start_chain.trace_context
         FROM unnest(v_blockers) WITH ORDINALITY AS u (b, o);
     END IF;
 

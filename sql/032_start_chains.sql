@@ -5,7 +5,10 @@
 -- Deduplication of a batch: the first item of each (type, dedup key) looks
 -- for an existing chain (after taking the keys' guards); later items with
 -- that key resolve to whatever the first did. Every item comes back with
--- resolved_id set: its own id unless it resolved to an existing chain.
+-- resolved_id set: its own id unless it resolved to an existing chain. A
+-- deduplicated item (never inserted) carries the trace_context of the chain
+-- it resolved to instead of its own: start_chains returns it, so the
+-- caller's span for the item can link to that chain (migration 0008).
 CREATE OR REPLACE FUNCTION {{ schema }}._dedup_chain_items(items {{ schema }}.chain_item [])
 RETURNS {{ schema }}.chain_item []
 LANGUAGE plpgsql VOLATILE
@@ -41,7 +44,8 @@ BEGIN
                 f.type_name, f.dedup_key, f.ord AS first_ord,
                 coalesce(m.id, f.id) AS resolved_id,
                 m.id IS NOT NULL AS hit,
-                m.status, m.scheduled_at, m.created_at
+                m.status, m.scheduled_at, m.created_at,
+                CASE WHEN m.id IS NOT NULL THEN m.trace_context ELSE f.trace_context END AS resolved_trace
             FROM firsts AS f
             LEFT JOIN LATERAL {{ schema }}._find_dedup_match(
                 f.type_name, f.dedup_key, f.dedup_scope, f.dedup_window
@@ -50,7 +54,8 @@ BEGIN
         SELECT ROW(
             it.ord, it.id, it.id_given, it.type_name, it.input, it.scheduled_at,
             it.blockers, it.dedup_key, it.dedup_scope, it.dedup_window,
-            it.priority, it.trace_context,
+            it.priority,
+            CASE WHEN coalesce(r.hit OR it.ord > r.first_ord, false) THEN r.resolved_trace ELSE it.trace_context END,
             coalesce(r.resolved_id, it.id),
             coalesce(r.hit OR it.ord > r.first_ord, false),
             r.status, r.scheduled_at, r.created_at
@@ -138,7 +143,8 @@ RETURNS TABLE (
     status {{ schema }}.job_status,
     scheduled_at timestamptz,
     created_at timestamptz,
-    deduplicated boolean
+    deduplicated boolean,
+    trace_context text
 )
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -218,7 +224,7 @@ BEGIN
         )
         SELECT
             s.ord, s.id, s.id, s.type_name, 'pending'::{{ schema }}.job_status,
-            s.scheduled_at, now(), false
+            s.scheduled_at, now(), false, s.trace_context
         FROM src AS s
         ORDER BY s.ord;
         v_notified := {{ schema }}._notify_batch('job_ready', v_types);
@@ -283,9 +289,11 @@ BEGIN
     END;
 
     IF cardinality(v_edge_job) > 0 THEN
-        INSERT INTO {{ schema }}.job_blocker (job_id, position, blocker_chain_id)
-        SELECT x.j, x.p, x.c
-        FROM unnest(v_edge_job, v_edge_pos, v_edge_chain) AS x (j, p, c);
+        -- each edge keeps its item's trace context (migration 0008)
+        INSERT INTO {{ schema }}.job_blocker (job_id, position, blocker_chain_id, trace_context)
+        SELECT x.j, x.p, x.c, i.trace_context
+        FROM unnest(v_edge_job, v_edge_pos, v_edge_chain) AS x (j, p, c)
+        JOIN unnest(v_items) AS i ON i.resolved_id = x.j AND NOT i.deduplicated;
     END IF;
 
     -- One notification per type per statement, not per row.
@@ -315,7 +323,8 @@ BEGIN
         coalesce(f.status, i.existing_status),
         coalesce(f.scheduled_at, i.existing_scheduled_at),
         CASE WHEN f.resolved_id IS NOT NULL THEN now() ELSE i.existing_created_at END,
-        i.deduplicated
+        i.deduplicated,
+        i.trace_context
     FROM unnest(v_items) AS i
     LEFT JOIN fresh AS f ON f.resolved_id = i.resolved_id
     ORDER BY i.ord;

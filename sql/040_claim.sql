@@ -134,7 +134,10 @@ BEGIN
                 'output', tail.output,
                 -- for tracing: the blocker chain's trace and when it completed
                 'trace_context', tail.chain_trace_context,
-                'completed_at', tail.completed_at
+                'completed_at', tail.completed_at,
+                -- the span that completed it, when it resolved this edge
+                -- (migration 0008)
+                'resolved_trace_context', b.resolved_trace_context
             ) ORDER BY b.position)
             FROM {{ schema }}.job_blocker AS b
             CROSS JOIN LATERAL {{ schema }}._chain_tail(b.blocker_chain_id) AS tail

@@ -3,9 +3,10 @@
 -- Everything that follows the completion of chains whose roots the caller
 -- holds FOR UPDATE: mark the roots, unblock dependents, tell listeners.
 -- root_ids_to_mark are the roots that were not themselves the completed job.
--- Returns the dependents made pending (see _resolve_dependents).
+-- Returns the dependents made pending (see _resolve_dependents, which
+-- writes trace_contexts, one per chain or NULL, on the edges it resolves).
 CREATE OR REPLACE FUNCTION {{ schema }}._chains_completed(
-    chain_ids uuid [], root_ids_to_mark uuid []
+    chain_ids uuid [], root_ids_to_mark uuid [], trace_contexts text [] DEFAULT NULL
 )
 RETURNS TABLE (chain_id uuid, type_name text)
 LANGUAGE plpgsql VOLATILE
@@ -23,20 +24,31 @@ BEGIN
     END IF;
     SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.type_name), '{}')
     INTO v_chains, v_types
-    FROM {{ schema }}._resolve_dependents(_chains_completed.chain_ids) AS d;
+    FROM {{ schema }}._resolve_dependents(_chains_completed.chain_ids, _chains_completed.trace_contexts) AS d;
     SELECT {{ schema }}._notify_batch('chain_completed', array_agg(c::text)) INTO v_notified
     FROM unnest(_chains_completed.chain_ids) AS c;
     RETURN QUERY SELECT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
 END;
 $$;
 
+-- trace_context: the traceparent of the span completing the job (an
+-- attempt's, or complete_chain's settle span), or NULL. Given, it is written
+-- on the blocker edges this completion resolves, and dependents lists them
+-- (_blocker_dependents); NULL leaves both alone (dependents NULL).
 CREATE OR REPLACE FUNCTION {{ schema }}.complete(
     job_id uuid,
     worker_id text,
     output jsonb DEFAULT NULL,
-    attempt integer DEFAULT NULL
+    attempt integer DEFAULT NULL,
+    trace_context text DEFAULT NULL
 )
-RETURNS TABLE (id uuid, chain_id uuid, status {{ schema }}.job_status, chain_completed boolean)
+RETURNS TABLE (
+    id uuid,
+    chain_id uuid,
+    status {{ schema }}.job_status,
+    chain_completed boolean,
+    dependents jsonb
+)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -77,13 +89,15 @@ BEGIN
 
     PERFORM {{ schema }}._chains_completed(
         ARRAY[j.chain_id],
-        CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END
+        CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END,
+        CASE WHEN complete.trace_context IS NOT NULL THEN ARRAY[complete.trace_context] END
     );
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
         PERFORM {{ schema }}._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
-    RETURN QUERY SELECT j.id, j.chain_id, 'completed'::{{ schema }}.job_status, true;
+    RETURN QUERY SELECT j.id, j.chain_id, 'completed'::{{ schema }}.job_status, true,
+        CASE WHEN complete.trace_context IS NOT NULL THEN {{ schema }}._blocker_dependents(j.chain_id) END;
 END;
 $$;
 
@@ -94,13 +108,17 @@ $$;
 -- 'not_found'. unblocked_types: on a completed row, the types of the jobs
 -- that this completion made pending (dependents whose last blocker it was),
 -- so the worker can announce them without reading job_blocker again.
+-- trace_contexts (one per job id, or NULL): as complete's trace_context;
+-- dependents, on a completed row whose trace context was given, the edges
+-- waiting on its chain (_blocker_dependents).
 CREATE OR REPLACE FUNCTION {{ schema }}.complete_jobs(
     worker_id text,
     job_ids uuid [],
     outputs jsonb [] DEFAULT NULL,
-    attempts integer [] DEFAULT NULL
+    attempts integer [] DEFAULT NULL,
+    trace_contexts text [] DEFAULT NULL
 )
-RETURNS TABLE (job_id uuid, outcome text, unblocked_types text [])
+RETURNS TABLE (job_id uuid, outcome text, unblocked_types text [], dependents jsonb)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -112,6 +130,7 @@ DECLARE
     v_done_chains uuid[];
     v_marks uuid[];
     v_done uuid[];
+    v_done_traces text[];
     v_unblocked_chains uuid[] := '{}';
     v_unblocked_types text[] := '{}';
 BEGIN
@@ -122,9 +141,10 @@ BEGIN
             MESSAGE = 'complete_jobs needs a worker_id and an array of job ids without NULLs';
     END IF;
     IF cardinality(complete_jobs.outputs) <> cardinality(complete_jobs.job_ids)
-        OR cardinality(complete_jobs.attempts) <> cardinality(complete_jobs.job_ids) THEN
+        OR cardinality(complete_jobs.attempts) <> cardinality(complete_jobs.job_ids)
+        OR cardinality(complete_jobs.trace_contexts) <> cardinality(complete_jobs.job_ids) THEN
         RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = 'outputs and attempts must have one element per job id';
+            MESSAGE = 'outputs, attempts and trace_contexts must have one element per job id';
     END IF;
 
     -- Roots first, in id order (the lock order every writer uses).
@@ -144,12 +164,13 @@ BEGIN
     FOR NO KEY UPDATE;
 
     WITH req AS (
-        SELECT DISTINCT ON (u.id) u.id, u.output, u.attempt
+        SELECT DISTINCT ON (u.id) u.id, u.output, u.attempt, u.tc
         FROM unnest(
             complete_jobs.job_ids,
             coalesce(complete_jobs.outputs, array_fill(NULL::jsonb, ARRAY[cardinality(complete_jobs.job_ids)])),
-            coalesce(complete_jobs.attempts, array_fill(NULL::integer, ARRAY[cardinality(complete_jobs.job_ids)]))
-        ) WITH ORDINALITY AS u (id, output, attempt, o)
+            coalesce(complete_jobs.attempts, array_fill(NULL::integer, ARRAY[cardinality(complete_jobs.job_ids)])),
+            coalesce(complete_jobs.trace_contexts, array_fill(NULL::text, ARRAY[cardinality(complete_jobs.job_ids)]))
+        ) WITH ORDINALITY AS u (id, output, attempt, tc, o)
         ORDER BY u.id, u.o
     ),
     done AS (
@@ -167,19 +188,23 @@ BEGIN
             AND x.status = 'running'
             AND x.leased_by = complete_jobs.worker_id
             AND (req.attempt IS NULL OR x.attempt = req.attempt)
-        RETURNING x.id, x.chain_id, x.chain_index
+        RETURNING x.id, x.chain_id, x.chain_index, req.tc
     )
     SELECT
         coalesce(array_agg(done.id), '{}'),
         coalesce(array_agg(done.chain_id), '{}'),
-        coalesce(array_agg(done.chain_id) FILTER (WHERE done.chain_index > 0), '{}')
-    INTO v_done, v_done_chains, v_marks
+        coalesce(array_agg(done.chain_id) FILTER (WHERE done.chain_index > 0), '{}'),
+        coalesce(array_agg(done.tc), '{}')
+    INTO v_done, v_done_chains, v_marks, v_done_traces
     FROM done;
 
     IF cardinality(v_done) > 0 THEN
         SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.type_name), '{}')
         INTO v_unblocked_chains, v_unblocked_types
-        FROM {{ schema }}._chains_completed(v_done_chains, v_marks) AS d;
+        FROM {{ schema }}._chains_completed(
+            v_done_chains, v_marks,
+            CASE WHEN complete_jobs.trace_contexts IS NOT NULL THEN v_done_traces END
+        ) AS d;
     END IF;
 
     RETURN QUERY
@@ -194,6 +219,11 @@ BEGIN
                 WHERE u.c = v_done_chains[array_position(v_done, o.job_id)]
                 ORDER BY u.t
             )
+        END,
+        CASE
+            WHEN complete_jobs.trace_contexts IS NULL OR o.outcome <> 'completed' THEN NULL
+            WHEN v_done_traces[array_position(v_done, o.job_id)] IS NULL THEN NULL
+            ELSE {{ schema }}._blocker_dependents(v_done_chains[array_position(v_done, o.job_id)])
         END
     FROM {{ schema }}._batch_outcomes(complete_jobs.job_ids, v_done, 'completed') AS o;
 END;

@@ -105,8 +105,9 @@ BEGIN
             DETAIL = format('job_id=%s', v_id);
     END IF;
     IF cardinality(v_blockers) > 0 THEN
-        INSERT INTO {{ schema }}.job_blocker (job_id, position, blocker_chain_id)
-        SELECT v_id, u.o, u.b
+        -- each edge keeps the trace context the new job stores (migration 0008)
+        INSERT INTO {{ schema }}.job_blocker (job_id, position, blocker_chain_id, trace_context)
+        SELECT v_id, u.o, u.b, coalesce(continue_with.trace_context, j.trace_context)
         FROM unnest(v_blockers) WITH ORDINALITY AS u (b, o);
     END IF;
 

@@ -154,8 +154,8 @@ SELECT is(pg_get_function_arguments('queuert.claim'::regproc),
     'claim arguments');
 SELECT is(pg_get_function_arguments('queuert.complete'::regproc),
     'job_id uuid, worker_id text, output jsonb DEFAULT NULL::jsonb, '
-    || 'attempt integer DEFAULT NULL::integer',
-    'complete arguments');
+    || 'attempt integer DEFAULT NULL::integer, trace_context text DEFAULT NULL::text',
+    'complete arguments (trace_context since migration 0008)');
 SELECT is(pg_get_function_arguments('queuert.continue_with'::regproc),
     'job_id uuid, worker_id text, type_name text, input jsonb DEFAULT NULL::jsonb, '
     || 'id uuid DEFAULT NULL::uuid, '
@@ -199,8 +199,8 @@ SELECT is(pg_get_function_arguments('queuert.chain_jobs'::regproc),
     'chain_id uuid', 'chain_jobs arguments');
 SELECT is(pg_get_function_arguments('queuert.complete_jobs'::regproc),
     'worker_id text, job_ids uuid[], outputs jsonb[] DEFAULT NULL::jsonb[], '
-    || 'attempts integer[] DEFAULT NULL::integer[]',
-    'complete_jobs arguments');
+    || 'attempts integer[] DEFAULT NULL::integer[], trace_contexts text[] DEFAULT NULL::text[]',
+    'complete_jobs arguments (trace_contexts since migration 0008)');
 SELECT is(pg_get_function_arguments('queuert.fail_jobs'::regproc),
     'worker_id text, job_ids uuid[], errors text[], '
     || 'retry_ats timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], '
@@ -234,10 +234,11 @@ SELECT is(pg_temp.result_cols('queuert.start_chain'::regproc),
     'start_chain returns id, chain_id, type_name, status, scheduled_at, created_at, deduplicated, trace_context');
 SELECT is(pg_temp.result_cols('queuert.start_chains'::regproc),
     ARRAY['ord', 'id', 'chain_id', 'type_name', 'status', 'scheduled_at', 'created_at',
-        'deduplicated'],
-    'start_chains returns ord first, then the start_chain columns');
+        'deduplicated', 'trace_context'],
+    'start_chains returns ord first, then the start_chain columns (trace_context since migration 0008)');
 SELECT is(pg_temp.result_cols('queuert.complete'::regproc),
-    ARRAY['id', 'chain_id', 'status', 'chain_completed'], 'complete returns its columns');
+    ARRAY['id', 'chain_id', 'status', 'chain_completed', 'dependents'],
+    'complete returns its columns (dependents since migration 0008)');
 SELECT is(pg_temp.result_cols('queuert.continue_with'::regproc),
     ARRAY['id', 'chain_id', 'chain_index', 'type_name', 'status', 'scheduled_at', 'deduplicated'],
     'continue_with returns the new job');
@@ -246,7 +247,8 @@ SELECT is(pg_temp.result_cols('queuert.fail'::regproc),
 SELECT is(pg_temp.result_cols('queuert.renew_leases'::regproc),
     ARRAY['job_id', 'outcome'], 'renew_leases returns job_id, outcome');
 SELECT is(pg_temp.result_cols('queuert.complete_jobs'::regproc),
-    ARRAY['job_id', 'outcome', 'unblocked_types'], 'complete_jobs returns job_id, outcome, unblocked_types');
+    ARRAY['job_id', 'outcome', 'unblocked_types', 'dependents'],
+    'complete_jobs returns job_id, outcome, unblocked_types, dependents (since migration 0008)');
 SELECT is(pg_temp.result_cols('queuert.fail_jobs'::regproc),
     ARRAY['job_id', 'outcome', 'status', 'scheduled_at'], 'fail_jobs returns job_id, outcome, status, scheduled_at');
 SELECT is(pg_temp.result_cols('queuert.release_jobs'::regproc),

@@ -58,8 +58,9 @@ SELECT results_eq(
 
 -- The fan-in sees every blocker's output, in blocker order, with the chain's root type.
 SELECT is(
-    -- the keys a handler reads (trace_context and completed_at: trace_context.sql)
-    (SELECT jsonb_agg(b.e - 'trace_context' - 'completed_at' ORDER BY b.o)
+    -- the keys a handler reads (trace_context, completed_at: trace_context.sql;
+    -- resolved_trace_context: blocker_edge_trace.sql)
+    (SELECT jsonb_agg(b.e - 'trace_context' - 'completed_at' - 'resolved_trace_context' ORDER BY b.o)
      FROM queuert.claim('w', ARRAY['report']) AS c
      CROSS JOIN LATERAL jsonb_array_elements(c.blockers) WITH ORDINALITY AS b (e, o)),
     jsonb_build_array(

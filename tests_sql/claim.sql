@@ -93,7 +93,7 @@ SELECT count(*) AS n FROM queuert.complete(pg_temp.u(23), 'wb', '{"b": "done"}')
 SELECT count(*) AS n FROM queuert.complete(pg_temp.u(21), NULL, '[1, 2]') \gset
 SELECT is(
     -- the keys a handler reads (trace_context and completed_at: trace_context.sql)
-    (SELECT jsonb_agg(b.e - 'trace_context' - 'completed_at' ORDER BY b.o)
+    (SELECT jsonb_agg(b.e - 'trace_context' - 'completed_at' - 'resolved_trace_context' ORDER BY b.o)
      FROM queuert.claim('wf', ARRAY['fan-in']) AS c
      CROSS JOIN LATERAL jsonb_array_elements(c.blockers) WITH ORDINALITY AS b (e, o)),
     jsonb_build_array(
