@@ -193,7 +193,7 @@ def test_a_re_migrate_takes_back_an_earlier_grant_of_internals(app_setup: tuple[
     admin_dsn, app_dsn, role = app_setup
     with psycopg.connect(admin_dsn, autocommit=True) as c:
         c.execute(
-            sql.SQL("GRANT EXECUTE ON FUNCTION queuert._resolve_dependents(uuid[]) TO {}").format(
+            sql.SQL("GRANT EXECUTE ON FUNCTION queuert._resolve_dependents(uuid[], text[]) TO {}").format(
                 sql.Identifier(role)
             )
         )

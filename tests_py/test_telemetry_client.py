@@ -121,6 +121,78 @@ def test_deduplicated_start_is_marked_and_links_to_the_existing_chain(
     assert sdk.counter("queuert.jobs.created") == 1  # not new work
 
 
+def test_start_chains_deduplicated_items_are_marked_and_link_to_the_chain_they_resolved_to(
+    conn: psycopg.Connection[Any], sdk: Sdk
+) -> None:
+    existing = queuert.start_chain(conn, "once", dedup_key="k1")
+    conn.commit()
+    started = queuert.start_chains(
+        conn,
+        [
+            queuert.ChainSpec("once", 1, dedup_key="k1"),  # an existing chain
+            queuert.ChainSpec("once", 2, dedup_key="k2"),  # new
+            queuert.ChainSpec("once", 3, dedup_key="k2"),  # the item before it
+        ],
+    )
+    conn.commit()
+    assert [c.deduplicated for c in started] == [True, False, True]
+    assert started[0].id == existing.id and started[2].id == started[1].id
+    original, dup_existing, fresh, dup_batch = sdk.named("create once")
+    for span, deduplicated in ((dup_existing, True), (fresh, False), (dup_batch, True)):
+        assert span.attributes is not None
+        assert span.attributes["queuert.deduplicated"] is deduplicated
+    # each duplicate links to the creation of the chain it resolved to
+    for dup, target, chain in ((dup_existing, original, existing), (dup_batch, fresh, started[1])):
+        (link,) = dup.links
+        assert link.context.span_id == target.context.span_id
+        assert link.attributes is not None
+        assert link.attributes["queuert.link.kind"] == "deduplicated_to"
+        assert link.attributes["queuert.chain.id"] == str(chain.id)
+    assert list(fresh.links) == []
+    assert _row(conn, started[1].id) == (_tp(fresh), _tp(fresh))  # a duplicate's own is stored nowhere
+    assert sdk.counter("queuert.jobs.created") == 2  # the first start and the new item
+
+
+def test_complete_chain_of_a_blocker_resolves_the_waiting_job_in_its_trace(
+    conn: psycopg.Connection[Any], sdk: Sdk
+) -> None:
+    blocker = queuert.start_chain(conn, "fetch")
+    conn.commit()
+    tracer = sdk.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("POST /report"):
+        waiting = queuert.start_chain(conn, "report", blockers=[blocker.id])
+    conn.commit()
+    with tracer.start_as_current_span("webhook"):
+        with queuert.transaction_hooks():
+            with conn.transaction():
+                queuert.complete_chain(conn, blocker.id, {"fetched": 1})
+                assert sdk.named("resolve report") == []  # not before the commit
+    (create_fetch,) = sdk.named("create fetch")
+    (create_report,) = sdk.named("create report")
+    (settle,) = sdk.named("settle fetch")
+    (resolve,) = sdk.named("resolve report")
+    # in the blocker's trace, under the span that completed it ...
+    assert resolve.parent is not None and resolve.parent.span_id == settle.context.span_id
+    assert resolve.context.trace_id == create_fetch.context.trace_id != create_report.context.trace_id
+    # ... linked to the waiting job's creation, in the waiting chain's trace
+    (link,) = resolve.links
+    assert (link.context.trace_id, link.context.span_id) == (
+        create_report.context.trace_id,
+        create_report.context.span_id,
+    )
+    assert link.attributes is not None and link.attributes["queuert.link.kind"] == "waiting"
+    assert resolve.attributes is not None
+    assert resolve.attributes["messaging.message.id"] == str(waiting.id)
+    assert resolve.attributes["queuert.blocker.chain_id"] == str(blocker.id)
+    assert resolve.attributes["queuert.dependent.ready"] is True
+    # the edge stores both ends: the waiting job's creation and the completion
+    edge = conn.execute(
+        "SELECT trace_context, resolved_trace_context FROM queuert.job_blocker WHERE job_id = %s",
+        (waiting.id,),
+    ).fetchone()
+    assert edge == (_tp(create_report), _tp(settle))
+
+
 def test_start_chains_one_span_per_item_with_blockers(conn: psycopg.Connection[Any], sdk: Sdk) -> None:
     root = queuert.start_chain(conn, "first")
     started = queuert.start_chains(

@@ -94,17 +94,30 @@ def test_a_chain_with_a_continuation_and_a_fan_in_is_one_trace_across_two_worker
         raise
     try:
         tracer = sdk.tracer_provider.get_tracer("app")
+        # the blocker chains are held back (due in an hour) until pack waits
+        # on them, so that their completion resolves its edges; fetch_b comes
+        # from another request: its trace is another one
+        later = timedelta(hours=1)
+        with tracer.start_as_current_span("POST /imports") as other_request:
+            fb = queuert.start_chain(conn, "fetch_b", {"part": "b"}, schedule_after=later)
+        conn.commit()
         with tracer.start_as_current_span("POST /orders") as request:
             with queuert.transaction_hooks():
                 with conn.transaction():
-                    fa = queuert.start_chain(conn, "fetch_a", {"part": "a"})
-                    fb = queuert.start_chain(conn, "fetch_b", {"part": "b"})
+                    fa = queuert.start_chain(conn, "fetch_a", {"part": "a"}, schedule_after=later)
                     order = queuert.start_chain(
                         conn, "order", {"order": 1, "blockers": [str(fa.id), str(fb.id)]}
                     )
         conn.commit()
         autocommit = psycopg.connect(dsn, autocommit=True)
         with autocommit:
+
+            def pack_waits() -> bool:
+                chain = queuert.get_chain(autocommit, order.id)
+                return chain is not None and chain.current_type_name == "pack"
+
+            asyncio.run(eventually(pack_waits, timeout=60))
+            queuert.trigger_jobs(autocommit, [fa.id, fb.id])
             done = queuert.wait_for_chain(autocommit, order.id, 60, poll_interval=0.1)
         assert done.output == {"shipped": ["fetch_a", "fetch_b"]}
         # the last acknowledgements are committed: stop and collect
@@ -126,7 +139,10 @@ def test_a_chain_with_a_continuation_and_a_fan_in_is_one_trace_across_two_worker
             "trace_id": trace_id,
             "parent_span_id": f"{s.parent.span_id:016x}" if s.parent else None,
             "attributes": dict(s.attributes or {}),
-            "links": [{"span_id": f"{link.context.span_id:016x}"} for link in s.links],
+            "links": [
+                {"trace_id": f"{link.context.trace_id:032x}", "span_id": f"{link.context.span_id:016x}"}
+                for link in s.links
+            ],
             "events": [],
             "process": "client",
         }
@@ -137,18 +153,26 @@ def test_a_chain_with_a_continuation_and_a_fan_in_is_one_trace_across_two_worker
         return found[0]
 
     req_trace, req_id = _hex(request)
+    other_trace, other_id = _hex(other_request)
     create_order, create_fa, create_fb = one("create order"), one("create fetch_a"), one("create fetch_b")
     process_order, process_fa, process_fb = one("process order"), one("process fetch_a"), one("process fetch_b")
     create_pack, process_pack = one("create pack"), one("process pack")
     create_ship, process_ship = one("create ship"), one("process ship")
+    resolves = [s for s in spans.values() if s["name"] == "resolve pack"]
+    assert len(resolves) == 2
+    resolve_a = next(s for s in resolves if s["parent_span_id"] == process_fa["span_id"])
+    resolve_b = next(s for s in resolves if s["parent_span_id"] == process_fb["span_id"])
 
-    # one trace, from the request to the last step
-    assert {s["trace_id"] for s in spans.values()} == {req_trace}
+    # one trace from the request to the last step; fetch_b's chain is in
+    # the other request's
+    fetch_b_side = {create_fb["span_id"], process_fb["span_id"], resolve_b["span_id"], other_id}
+    assert {s["trace_id"] for s in spans.values() if s["span_id"] not in fetch_b_side} == {req_trace}
+    assert {s["trace_id"] for s in spans.values() if s["span_id"] in fetch_b_side} == {other_trace}
     # edge by edge: child -> parent
     edges = {
         "create order": req_id,
         "create fetch_a": req_id,
-        "create fetch_b": req_id,
+        "create fetch_b": other_id,
         "process order": create_order["span_id"],
         "process fetch_a": create_fa["span_id"],
         "process fetch_b": create_fb["span_id"],
@@ -172,10 +196,30 @@ def test_a_chain_with_a_continuation_and_a_fan_in_is_one_trace_across_two_worker
     assert [link["span_id"] for link in create_pack["links"]] == [create_order["span_id"]]
     assert [link["span_id"] for link in create_ship["links"]] == [create_pack["span_id"]]
     assert create_pack["attributes"]["messaging.operation.name"] == "continue_with"
-    # the fan-in links to each blocker chain, and shows when each completed
-    assert [(link["span_id"], link["attributes"]["queuert.blocker.chain_id"]) for link in process_pack["links"]] == [
-        (create_fa["span_id"], str(fa.id)),
-        (create_fb["span_id"], str(fb.id)),
+    # the fan-in, from the blockers' side: each blocker chain's completion
+    # (in A for fetch_a, in B for fetch_b) emits a resolve span, a child of
+    # the attempt that completed the chain, linked to the waiting job's
+    # creation in the order's trace; the last one made pack due
+    assert resolve_a["process"] == "A" and resolve_b["process"] == "B"
+    for resolve, blocker in ((resolve_a, fa), (resolve_b, fb)):
+        assert [(link["trace_id"], link["span_id"], link["attributes"]["queuert.link.kind"]) for link in resolve["links"]] == [
+            (req_trace, create_pack["span_id"], "waiting")
+        ]
+        assert resolve["attributes"]["queuert.blocker.chain_id"] == str(blocker.id)
+        assert resolve["attributes"]["messaging.destination.name"] == "pack"
+        assert resolve["attributes"]["messaging.message.id"] == process_pack["attributes"]["messaging.message.id"]
+    assert sorted([resolve_a["attributes"]["queuert.dependent.ready"], resolve_b["attributes"]["queuert.dependent.ready"]]) == [False, True]
+    # and from the dependent's side: its attempt links to each blocker chain
+    # (its creation, in that chain's trace) and to the attempt that completed
+    # it, in the process that ran it, and shows when each completed
+    assert [
+        (link["trace_id"], link["span_id"], link["attributes"]["queuert.link.kind"], link["attributes"]["queuert.blocker.chain_id"])
+        for link in process_pack["links"]
+    ] == [
+        (req_trace, create_fa["span_id"], "blocker", str(fa.id)),
+        (req_trace, process_fa["span_id"], "blocker_completion", str(fa.id)),
+        (other_trace, create_fb["span_id"], "blocker", str(fb.id)),
+        (other_trace, process_fb["span_id"], "blocker_completion", str(fb.id)),
     ]
     resolved = [e for e in process_pack["events"] if e["name"] == "queuert.blocker.resolved"]
     assert [e["attributes"]["queuert.blocker.chain_id"] for e in resolved] == [str(fa.id), str(fb.id)]

@@ -17,7 +17,7 @@ send their JSON as text and build their result objects in the row factory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -156,17 +156,20 @@ def start_chains(
     payload = chain_items(items)
     if not payload:
         return Steps(_nothing_started, _nothing_started)
-    finish: Callable[[list[StartedChain]], list[StartedChain]] = _started_many
     with_creations = traced.items_with_creations(payload) if tracing.active() else None
     if with_creations is not None:
         payload, creations = with_creations
-        finish = traced.started_many_traced(creations, _started_many)
+        return traced.traced_start_many_call(
+            creations,
+            sql.start_chains(s, traced=True),
+            (batch_json(payload),),
+            repeat_timestamps,
+            _started_many,
+            partial(lite.start_chains_call, s, payload),
+        )
     # rows of one batch share their timestamps (_loaders)
     query = Query(sql.start_chains(s), (batch_json(payload),), _started_rows, repeat_timestamps)
-    lite_call = partial(lite.start_chains_call, s, payload)
-    if finish is _started_many:
-        return Call(query, finish, lite_call)
-    return Call(query, finish, lambda conn: finish(lite_call(conn)))
+    return Call(query, _started_many, partial(lite.start_chains_call, s, payload))
 
 
 def _nothing_started() -> Op[list[StartedChain]]:
@@ -226,7 +229,9 @@ def complete_chain(
 
     # validated (typed) and serialised in one pass before anything is sent
     out_text = json_text(job_type.dump_output(output) if isinstance(job_type, JobType) else output)
-    params = {"chain_id": cid, "job_id": jid, "expected_type": expected, "output": out_text}
+    # trace_context: the settle span's, when traced (the engine writes it on
+    # the blocker edges this completion resolves)
+    params = {"chain_id": cid, "job_id": jid, "expected_type": expected, "output": out_text, "trace_context": None}
     text = sql.complete_chain(s, by_job)
     on_sqlite = partial(lite.complete_chain, s, cid, jid, expected, out_text)
 
@@ -236,7 +241,10 @@ def complete_chain(
             current = yield Query(sql.current_job_probe(s, by_job), params)
             if current:
                 settlement, _ = traced.begin_settlement(current[0], "complete_chain", None, None)
-        rows = yield Query(text, params)
+        run_params = params
+        if settlement is not None and settlement.span is not None:
+            run_params = {**params, "trace_context": settlement.traceparent()}
+        rows = yield Query(text, run_params)
         if not rows:
             yield from _explain_missing_current(s, cid, jid, expected)
         row = rows[0]
@@ -247,7 +255,9 @@ def complete_chain(
             chain_completed=bool(row["chain_completed"]),
         )
         if settlement is not None:
-            settlement.settled(done.job_id, done.chain_id, done.chain_completed, "completed")
+            settlement.settled(
+                done.job_id, done.chain_id, done.chain_completed, "completed", row["dependents"]
+            )
         announce(
             completed_chains=[done.chain_id] if done.chain_completed else [],
             lost_jobs=[done.job_id] if row["previous_status"] == "running" else [],

@@ -70,10 +70,13 @@ def start_chain(s: str, given: tuple[str, ...], traced: bool = False) -> str:
 
 
 @lru_cache(maxsize=64)
-def start_chains(s: str) -> str:
+def start_chains(s: str, traced: bool = False) -> str:
     """One parameter: the items as JSON text. The engine returns the rows in
-    input order (docs/DESIGN.md), so no ORDER BY and no ``ord`` column."""
-    return f"SELECT {_STARTED_COLUMNS} FROM {s}.start_chains(items => %s::jsonb)"
+    input order (docs/DESIGN.md), so no ORDER BY and no ``ord`` column.
+    ``traced``: also each item's trace_context (a deduplicated item's is the
+    chain's it resolved to, for a span link)."""
+    columns = f"{_STARTED_COLUMNS}, trace_context" if traced else _STARTED_COLUMNS
+    return f"SELECT {columns} FROM {s}.start_chains(items => %s::jsonb)"
 
 
 def current_job(s: str, by_job_id: bool) -> str:
@@ -108,12 +111,13 @@ def complete_chain(s: str, by_job_id: bool) -> str:
     {current_job(s, by_job_id)}
 )
 SELECT r.id, r.chain_id, r.status::text AS status, r.chain_completed,
-       cur.status AS previous_status
+       cur.status AS previous_status, r.dependents
 FROM cur
 CROSS JOIN LATERAL {s}.complete(
     job_id => cur.id,
     worker_id => NULL::text,
-    output => %(output)s::jsonb
+    output => %(output)s::jsonb,
+    trace_context => %(trace_context)s::text
 ) r
 WHERE %(expected_type)s::text IS NULL OR cur.type_name = %(expected_type)s::text"""
 

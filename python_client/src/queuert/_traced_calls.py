@@ -23,13 +23,14 @@ from .telemetry.traceparent import traceparent_of
 __all__ = [
     "begin_settlement",
     "items_with_creations",
-    "started_many_traced",
+    "traced_start_many_call",
     "traced_start_call",
 ]
 
 
 def _started_traced_rows(cursor: Any) -> RowMaker[tuple[StartedChain, str | None]]:
-    """Row factory: (StartedChain, the root's trace_context)."""
+    """Row factory: (StartedChain, the root's trace_context: the chain's
+    a deduplicated start resolved to)."""
 
     def make(values: Sequence[Any]) -> tuple[StartedChain, str | None]:
         return started_chain(values), values[6]
@@ -85,15 +86,30 @@ def items_with_creations(
     return items, creations
 
 
-def started_many_traced(
-    creations: list[Creation], finish: Callable[[list[StartedChain]], list[StartedChain]]
-) -> Callable[[list[StartedChain]], list[StartedChain]]:
-    def finish_traced(started: list[StartedChain]) -> list[StartedChain]:
+def traced_start_many_call(
+    creations: list[Creation],
+    text: str,
+    params: Sequence[Any],
+    prepare: Callable[[Any], None],
+    finish: Callable[[list[StartedChain]], list[StartedChain]],
+    lite: Callable[[Any], list[StartedChain]],
+) -> Call[list[StartedChain]]:
+    """start_chains reading each item's trace_context too (``text``
+    selects it): a deduplicated item's is the chain it resolved to, which
+    its span links to. SQLite answers without it (no link)."""
+
+    def finish_traced(rows: list[tuple[StartedChain, str | None]]) -> list[StartedChain]:
+        for creation, (chain, existing) in zip(creations, rows):
+            _report(creation, chain, existing)
+        return finish([chain for chain, _ in rows])
+
+    def lite_traced(conn: Any) -> list[StartedChain]:
+        started = lite(conn)
         for creation, chain in zip(creations, started):
             _report(creation, chain, None)
         return finish(started)
 
-    return finish_traced
+    return Call(Query(text, params, _started_traced_rows, prepare), finish_traced, lite_traced)
 
 
 def begin_settlement(

@@ -19,6 +19,7 @@ from psycopg import sql
 from queuert._worker.pg_text import UUID_LIST, literal, quote
 from queuert._worker.outcomes import Ack, Completed, Continued, Failed, Released, by_kind
 from queuert._worker.store import Written
+from queuert._worker.telemetry_reports import completion_traceparents
 
 SAVEPOINT = "SAVEPOINT queuert_handler"
 ROLLBACK_TO = "ROLLBACK TO SAVEPOINT queuert_handler"
@@ -62,12 +63,13 @@ class Texts:
                 "worker_id => %s, type_names => %s, max_jobs => %s, lease => %s)"
             ),
             complete_jobs=(
-                f"SELECT job_id, outcome, unblocked_types FROM {s}.complete_jobs(worker_id => %s, "
-                "job_ids => %s::uuid[], outputs => %s::text[]::jsonb[], attempts => %s::int[])"
+                f"SELECT job_id, outcome, unblocked_types, dependents FROM {s}.complete_jobs(worker_id => %s, "
+                "job_ids => %s::uuid[], outputs => %s::text[]::jsonb[], attempts => %s::int[], "
+                "trace_contexts => %s::text[])"
             ),
             complete=(
-                f"SELECT id, chain_id, status, chain_completed FROM {s}.complete("
-                "job_id => %s, worker_id => %s, output => %s::jsonb, attempt => %s)"
+                f"SELECT id, chain_id, status, chain_completed, dependents FROM {s}.complete("
+                "job_id => %s, worker_id => %s, output => %s::jsonb, attempt => %s, trace_context => %s)"
             ),
             fail=(
                 f"SELECT id, status, scheduled_at FROM {s}.fail(job_id => %s, worker_id => %s, error => %s, "
@@ -156,8 +158,10 @@ def plan_acks(t: Texts, worker_id: str, acks: Sequence[Ack], *, alone: bool = Fa
         outcome = ack.outcome
         job = ack.job
         if type(outcome) is Completed:
+            traceparent = job._telemetry.traceparent()
             return AckPlan(
-                [(t.complete, (job.id, worker_id, outcome.output_json, job.attempt))], [(_CompletedAlone, [ack])]
+                [(t.complete, (job.id, worker_id, outcome.output_json, job.attempt, traceparent))],
+                [(_CompletedAlone, [ack])],
             )
         if type(outcome) is Failed:
             params = (job.id, worker_id, outcome.error, outcome.retry_at, outcome.retry_after, job.attempt)
@@ -174,6 +178,7 @@ def plan_acks(t: Texts, worker_id: str, acks: Sequence[Ack], *, alone: bool = Fa
                     [a.job.id for a in completes],
                     [a.outcome.output_json for a in completes],  # type: ignore[union-attr]
                     [a.job.attempt for a in completes],
+                    completion_traceparents(completes),
                 ),
             )
         )
@@ -238,6 +243,9 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
         if kind is _CompletedAlone:  # complete raises when the job is not ours
             done.append(acks[0])
             into.chains.append(str(acks[0].job.chain_id))
+            for row in rows:
+                if row[4]:
+                    into.dependents[acks[0].job.id] = row[4]
             continue
         if kind is _FailedAlone:  # fail raises when the job is not ours
             done.append(acks[0])
@@ -249,7 +257,7 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
         by_id = {a.job.id: a for a in acks} if len(acks) > 1 else {acks[0].job.id: acks[0]}
         if kind is Completed:
             chains = into.chains
-            for job_id, outcome, unblocked in rows:
+            for job_id, outcome, unblocked, dependents in rows:
                 found = by_id.get(job_id)
                 if found is None:
                     continue
@@ -257,6 +265,8 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                     done.append(found)
                     chains.append(str(found.job.chain_id))
                     into.count_unblocked(unblocked or ())
+                    if dependents:
+                        into.dependents[job_id] = dependents
                 else:
                     lost.append((found, outcome))
         elif kind is Failed:

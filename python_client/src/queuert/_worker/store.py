@@ -78,8 +78,10 @@ class Written:
     itself unless the worker publishes through another notifier).
     ``chains``: chains completed. ``claimed``: the rows of the claim sent
     with it. ``retry_at``: failed jobs pending again, and when they are due;
-    ``continued_to``: the next job of each continued one and its status
-    (both for telemetry).
+    ``continued_to``: the next job of each continued one and its status;
+    ``dependents``: per completed job whose attempt had a span, the jobs
+    waiting on its chain (the engine's ``dependents``: job_id, type_name,
+    trace_context, pending) (all three for telemetry).
     """
 
     done: list[Ack] = dataclasses.field(default_factory=list)
@@ -90,6 +92,7 @@ class Written:
     claimed: list[ClaimRow] = dataclasses.field(default_factory=list)
     retry_at: dict[uuid.UUID, datetime] = dataclasses.field(default_factory=dict)
     continued_to: dict[uuid.UUID, tuple[uuid.UUID, str]] = dataclasses.field(default_factory=dict)
+    dependents: dict[uuid.UUID, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
     def count_ready(self, type_name: str) -> None:
         """One more job of ``type_name`` made pending."""

@@ -14,6 +14,7 @@ With telemetry inactive these cost a check each (``NO_ATTEMPT``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,6 +28,7 @@ from queuert.telemetry.tracing import active
 
 __all__ = [
     "begin_attempt",
+    "completion_traceparents",
     "continuation_with_trace",
     "report_lost",
     "report_reaped",
@@ -49,6 +51,16 @@ def continuation_with_trace(job: JobContext[Any], cont: Continuation) -> Continu
     return dataclasses.replace(cont, trace_context=traceparent)
 
 
+def completion_traceparents(acks: Sequence[Ack]) -> list[str | None] | None:
+    """complete_jobs' trace_contexts: each attempt span's traceparent (the
+    engine writes it on the blocker edges the completion resolves), or None
+    when no attempt has a span."""
+    if acks[0].job._telemetry is NO_ATTEMPT:  # telemetry off: one check per batch
+        return None
+    traceparents = [ack.job._telemetry.traceparent() for ack in acks]
+    return traceparents if any(traceparents) else None
+
+
 def _report(ack: Ack, written: Written | None) -> None:
     job = ack.job
     attempt = job._telemetry
@@ -56,7 +68,9 @@ def _report(ack: Ack, written: Written | None) -> None:
         return
     outcome = ack.outcome
     if isinstance(outcome, Completed):
-        attempt.completed(chain_completed=True)  # a completed job is its chain's last
+        # a completed job is its chain's last; the jobs that waited on it
+        dependents = written.dependents.get(job.id) if written is not None else None
+        attempt.completed(chain_completed=True, dependents=dependents)
     elif isinstance(outcome, Continued):
         next_job = written.continued_to.get(job.id) if written is not None else None
         if next_job is None:

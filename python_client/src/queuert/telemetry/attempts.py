@@ -27,14 +27,15 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from . import attributes as a
 from . import metrics
 from .switch import meter, tracer
+from .resolution import report_resolved
 from .tracing import Creation, creating
-from .traceparent import context_of, span_context_of, traceparent_of
+from .traceparent import context_of, current_with, span_context_of, traceparent_of
 
 __all__ = ["NO_ATTEMPT", "Attempt", "attempt_started", "error_type_of"]
 
@@ -68,7 +69,10 @@ class _NoAttempt:
     def continuing(self, type_name: str, trace_context: str | None) -> str | None:
         return trace_context
 
-    def completed(self, chain_completed: bool = False) -> None:
+    def traceparent(self) -> str | None:
+        return None
+
+    def completed(self, chain_completed: bool = False, dependents: Any = None) -> None:
         pass
 
     def continued(self, next_job_id: Any = None, next_status: str | None = None) -> None:
@@ -86,6 +90,10 @@ class _NoAttempt:
 
 NO_ATTEMPT = _NoAttempt()
 
+# a completed attempt's outcome attributes (the SDK copies them)
+_COMPLETED = {a.OUTCOME: "completed", a.CHAIN_COMPLETED: False}
+_COMPLETED_CHAIN = {a.OUTCOME: "completed", a.CHAIN_COMPLETED: True}
+
 
 class Attempt:
     """One attempt of one claimed job; see the module docstring."""
@@ -97,14 +105,16 @@ class Attempt:
         "chain_id",
         "chain_type",
         "created_at",
+        "ins",
         "job_trace_context",
         "span",
         "started",
         "type_name",
     )
 
-    def __init__(self, span: Any, job: Any):
+    def __init__(self, span: Any, job: Any, ins: Any = None):
         self.span = span
+        self.ins = ins  # the metric instruments (None: metrics off)
         self.type_name: str = job.type_name
         self.chain_type: str = job.chain_type_name
         self.chain_id = job.chain_id
@@ -132,9 +142,7 @@ class Attempt:
         context of the attempt's own (the worker runs an async handler in a
         copied context, one per task)."""
         if self.span is not None:
-            from opentelemetry import context, trace
-
-            context.attach(trace.set_span_in_context(self.span))
+            current_with(self.span)
 
     def wrap(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """``fn`` (a sync handler, run in a pool thread) with the attempt's
@@ -169,6 +177,11 @@ class Attempt:
             return trace_context
         return creation.traceparent
 
+    def traceparent(self) -> str | None:
+        """The attempt span's traceparent (None without a span): what a
+        completion writes on the blocker edges it resolves."""
+        return traceparent_of(self.span) if self.span is not None else None
+
     def _finish(self) -> float | None:
         """The attempt's seconds, the first time only."""
         if self._done:
@@ -176,20 +189,23 @@ class Attempt:
         self._done = True
         return time.monotonic() - self.started
 
-    def completed(self, chain_completed: bool = False) -> None:
-        """The job's completion committed."""
+    def completed(self, chain_completed: bool = False, dependents: Any = None) -> None:
+        """The job's completion committed; ``dependents``: the jobs that
+        waited on its chain (the engine's list), each given a resolve span."""
         seconds = self._finish()
         if seconds is None:
             return
         span = self.span
         if span is not None:
-            span.set_attributes({a.OUTCOME: "completed", a.CHAIN_COMPLETED: chain_completed})
+            span.set_attributes(_COMPLETED_CHAIN if chain_completed else _COMPLETED)
+            if dependents:
+                report_resolved(span, self.chain_id, dependents)
             span.end()
-        metrics.attempt_finished(self.type_name, "completed", seconds)
-        if self.created_at is not None:
-            metrics.job_completed(self.type_name, self.created_at, datetime.now(timezone.utc))
-        if chain_completed:
-            metrics.chain_completed(self.chain_type, self.chain_id)
+        ins = self.ins
+        if ins is not None:
+            metrics.record_finished(ins, self.type_name, "completed", seconds, self.created_at)
+            if chain_completed:
+                metrics.record_chain_completed(ins, self.chain_type, self.chain_id)
 
     def continued(self, next_job_id: Any = None, next_status: str | None = None) -> None:
         """The continuation committed (the job is completed, its chain goes on)."""
@@ -206,9 +222,8 @@ class Attempt:
         if self.span is not None:
             self.span.set_attribute(a.OUTCOME, "continued")
             self.span.end()
-        metrics.attempt_finished(self.type_name, "continued", seconds)
-        if self.created_at is not None:
-            metrics.job_completed(self.type_name, self.created_at, datetime.now(timezone.utc))
+        if self.ins is not None:
+            metrics.record_finished(self.ins, self.type_name, "continued", seconds, self.created_at)
 
     def failed(self, exc: BaseException | None, retry_at: datetime | None, error_text: str | None = None) -> None:
         """The failure committed; ``retry_at`` None: failed for good."""
@@ -261,60 +276,99 @@ class Attempt:
 
 
 def _blocker_links(job: Any) -> tuple[list[Any], list[tuple[str, int]]]:
-    """Links to the blocker chains' traces, and (chain id, ns) of each completion."""
-    raw = job._blockers_json
-    if not raw or raw == "[]":  # the claim's answer for a job without blockers
-        return [], []
+    """Links to the blocker chains' traces (and to the span that completed
+    each, when known), and (chain id, ns) of each completion."""
     items = job.raw_blockers  # parsed once, kept for the handler
     from opentelemetry.trace import Link
 
     links, resolved = [], []
     for b in items or ():
-        attrs: dict[str, Any] = {a.LINK_KIND: "blocker", a.BLOCKER_CHAIN_ID: str(b.get("chain_id"))}
+        chain_id = str(b.get("chain_id"))
+        attrs: dict[str, Any] = {a.LINK_KIND: "blocker", a.BLOCKER_CHAIN_ID: chain_id}
         done = b.get("completed_at")
         if done:
             attrs[a.BLOCKER_COMPLETED_AT] = str(done)
             at = datetime.fromisoformat(str(done))
-            resolved.append((str(b.get("chain_id")), int(at.timestamp() * 1e9)))
+            resolved.append((chain_id, int(at.timestamp() * 1e9)))
         sc = span_context_of(b.get("trace_context"))
         if sc is not None:
             links.append(Link(sc, attrs))
+        # the span that completed the blocker chain, when its completion
+        # resolved this edge (migration 0008): possibly another process
+        completion = span_context_of(b.get("resolved_trace_context"))
+        if completion is not None:
+            links.append(Link(completion, {a.LINK_KIND: "blocker_completion", a.BLOCKER_CHAIN_ID: chain_id}))
     return links, resolved
+
+
+# per (type, chain type, worker id, mode): the span name and the attributes
+# every attempt of that kind shares (an attempt adds its job's three)
+_KINDS: dict[tuple[str, str, str, str], tuple[str, dict[str, Any]]] = {}
+_CONSUMER: Any = None  # SpanKind.CONSUMER, imported once tracing is on
+
+
+def _kind_of(type_name: str, chain_type: str, worker_id: str, mode: str) -> tuple[str, dict[str, Any]]:
+    key = (type_name, chain_type, worker_id, mode)
+    found = _KINDS.get(key)
+    if found is None:
+        found = _KINDS[key] = (
+            f"process {type_name}",
+            {
+                a.SYSTEM: a.SYSTEM_NAME,
+                a.OPERATION_TYPE: "process",
+                a.DESTINATION: type_name,
+                a.CHAIN_TYPE: chain_type,
+                a.WORKER_ID: worker_id,
+                a.WORKER_MODE: mode,
+            },
+        )
+    return found
 
 
 def attempt_started(job: Any, worker_id: str | None, mode: str) -> Attempt | _NoAttempt:
     """The span of the attempt the worker is about to run (claimed ``job``,
-    a JobContext), counted in ``queuert.attempts.started``."""
-    t = tracer()
-    if t is None:
-        if meter() is None:
-            return NO_ATTEMPT
-        metrics.attempt_started(job.type_name)
-        return Attempt(None, job)
-    from opentelemetry.trace import SpanKind
+    a JobContext), counted in ``queuert.attempts.started``.
 
-    links, resolved = _blocker_links(job)
-    span = t.start_span(
-        f"process {job.type_name}",
-        context=context_of(job.trace_context),
-        kind=SpanKind.CONSUMER,
-        attributes={
-            a.SYSTEM: a.SYSTEM_NAME,
-            a.OPERATION_TYPE: "process",
-            a.DESTINATION: job.type_name,
-            a.MESSAGE_ID: str(job.id),
-            a.CHAIN_ID: str(job.chain_id),
-            a.CHAIN_TYPE: job.chain_type_name,
-            a.ATTEMPT: job.attempt,
-            a.WORKER_ID: worker_id or "",
-            a.WORKER_MODE: mode,
-        },
-        links=links,
-    )
+    Built for a worker running thousands of attempts a second: the span's
+    attributes go in at its start in one dict (the shared part cached per
+    type), the stored traceparent becomes a parent without the propagator,
+    and the metric instruments are looked up once per attempt."""
+    global _CONSUMER
+    t = tracer()
+    ins = metrics.instruments()
+    if t is None:
+        if ins is None:
+            return NO_ATTEMPT
+        metrics.count_attempt_started(ins, job.type_name)
+        return Attempt(None, job, ins)
+    if _CONSUMER is None:
+        from opentelemetry.trace import SpanKind
+
+        _CONSUMER = SpanKind.CONSUMER
+    name, shared = _kind_of(job.type_name, job.chain_type_name, worker_id or "", mode)
+    attributes = shared.copy()
+    job_id = attributes[a.MESSAGE_ID] = str(job.id)
+    # a chain's root is the chain: its id text once (UUID.__str__ is ~1 us)
+    attributes[a.CHAIN_ID] = job_id if job.chain_id == job.id else str(job.chain_id)
+    attributes[a.ATTEMPT] = job.attempt
     if job.attempt > 1 and job.last_attempt_error:
         # why the previous attempt ended: a failure, or a lease reap took it back
-        span.set_attribute(a.LAST_ATTEMPT_ERROR, str(job.last_attempt_error)[:500])
+        attributes[a.LAST_ATTEMPT_ERROR] = str(job.last_attempt_error)[:500]
+    raw = job._blockers_json
+    if not raw or raw == "[]":  # the claim's answer for a job without blockers
+        links: list[Any] | None = None
+        resolved: list[tuple[str, int]] = []
+    else:
+        links, resolved = _blocker_links(job)
+    span = t.start_span(
+        name,
+        context=context_of(job.trace_context) if job.trace_context else None,
+        kind=_CONSUMER,
+        attributes=attributes,
+        links=links,
+    )
     for chain_id, at_ns in resolved:
         span.add_event("queuert.blocker.resolved", {a.BLOCKER_CHAIN_ID: chain_id}, timestamp=at_ns)
-    metrics.attempt_started(job.type_name)
-    return Attempt(span, job)
+    if ins is not None:
+        metrics.count_attempt_started(ins, job.type_name)
+    return Attempt(span, job, ins)

@@ -12,6 +12,7 @@ __all__ = [
     "CHAIN_ID",
     "CHAIN_TYPE",
     "DEDUPLICATED",
+    "DEPENDENT_READY",
     "DESTINATION",
     "ERROR_TYPE",
     "JOB_STATUS",
@@ -56,6 +57,9 @@ BLOCKERS = "queuert.blockers"  # chain ids a created job waits on
 ROLLED_BACK = "queuert.rolled_back"
 
 # span links say why they exist
-LINK_KIND = "queuert.link.kind"  # continues | deduplicated_to | blocker
+# continues | deduplicated_to | blocker | blocker_completion | waiting
+LINK_KIND = "queuert.link.kind"
 BLOCKER_CHAIN_ID = "queuert.blocker.chain_id"
 BLOCKER_COMPLETED_AT = "queuert.blocker.completed_at"
+# a resolve span: the waiting job has no open blocker left (it is pending)
+DEPENDENT_READY = "queuert.dependent.ready"

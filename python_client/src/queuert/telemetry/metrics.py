@@ -27,6 +27,7 @@ Names:
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -40,12 +41,15 @@ __all__ = [
     "attempt_started",
     "chain_completed",
     "continuation_created",
+    "count_attempt_started",
     "instruments",
     "job_completed",
     "job_created",
     "lease_expired",
     "leases_renewed",
     "reaped",
+    "record_chain_completed",
+    "record_finished",
 ]
 
 _COUNTERS = {
@@ -128,8 +132,51 @@ def _key(type_name: str, *extra: tuple[str, Any]) -> Key:
     return ((a.SYSTEM, a.SYSTEM_NAME), (a.DESTINATION, type_name), *extra)
 
 
+# Per type (and outcome): a counter's key and a histogram's attributes, built
+# once: a worker records them for every attempt. The SDK only reads the dicts.
+_TYPE_PARTS: dict[str, tuple[Key, dict[str, Any]]] = {}
+_OUTCOME_PARTS: dict[tuple[str, str], tuple[Key, dict[str, Any]]] = {}
+
+
+def _type_parts(type_name: str) -> tuple[Key, dict[str, Any]]:
+    found = _TYPE_PARTS.get(type_name)
+    if found is None:
+        found = _TYPE_PARTS[type_name] = (_key(type_name), {a.SYSTEM: a.SYSTEM_NAME, a.DESTINATION: type_name})
+    return found
+
+
+def _outcome_parts(type_name: str, outcome: str) -> tuple[Key, dict[str, Any]]:
+    found = _OUTCOME_PARTS.get((type_name, outcome))
+    if found is None:
+        found = _OUTCOME_PARTS[(type_name, outcome)] = (
+            _key(type_name, (a.OUTCOME, outcome)),
+            {a.SYSTEM: a.SYSTEM_NAME, a.DESTINATION: type_name, a.OUTCOME: outcome},
+        )
+    return found
+
+
 def _attrs(type_name: str) -> dict[str, Any]:
-    return {a.SYSTEM: a.SYSTEM_NAME, a.DESTINATION: type_name}
+    return _type_parts(type_name)[1]
+
+
+def count_attempt_started(ins: _Instruments, type_name: str) -> None:
+    """``attempt_started`` with the instruments in hand (the worker's path)."""
+    ins.counters.add("attempts_started", _type_parts(type_name)[0])
+
+
+def record_finished(
+    ins: _Instruments, type_name: str, outcome: str, seconds: float, created_at: datetime | None
+) -> None:
+    """An attempt that completed or continued its job, with the instruments
+    in hand: the counter, the attempt's duration and the job's (created to
+    now)."""
+    key, attrs = _outcome_parts(type_name, outcome)
+    ins.counters.add("attempts_completed", key)
+    histograms = ins.histograms
+    histograms["attempt_duration"].record(seconds, attrs)
+    if created_at is not None:
+        job_seconds = time.time() - created_at.timestamp()
+        histograms["job_duration"].record(job_seconds if job_seconds > 0 else 0.0, _type_parts(type_name)[1])
 
 
 def job_created(type_name: str, is_chain: bool) -> None:
@@ -149,7 +196,7 @@ def continuation_created(type_name: str) -> None:
 def attempt_started(type_name: str) -> None:
     ins = instruments()
     if ins is not None:
-        ins.counters.add("attempts_started", _key(type_name))
+        count_attempt_started(ins, type_name)
 
 
 def attempt_finished(type_name: str, outcome: str, seconds: float) -> None:
@@ -157,8 +204,9 @@ def attempt_finished(type_name: str, outcome: str, seconds: float) -> None:
     ins = instruments()
     if ins is None:
         return
-    ins.counters.add("attempts_completed", _key(type_name, (a.OUTCOME, outcome)))
-    ins.histograms["attempt_duration"].record(seconds, {**_attrs(type_name), a.OUTCOME: outcome})
+    key, attrs = _outcome_parts(type_name, outcome)
+    ins.counters.add("attempts_completed", key)
+    ins.histograms["attempt_duration"].record(seconds, attrs)
 
 
 def attempt_failed(type_name: str, error_type: str, seconds: float, will_retry: bool) -> None:
@@ -180,24 +228,29 @@ def job_completed(type_name: str, created_at: datetime, completed_at: datetime) 
 
 def chain_completed(chain_type: str, chain_id: UUID, now_s: float | None = None) -> None:
     ins = instruments()
-    if ins is None:
-        return
-    ins.counters.add("chains_completed", _key(chain_type))
+    if ins is not None:
+        record_chain_completed(ins, chain_type, chain_id, now_s)
+
+
+def record_chain_completed(ins: _Instruments, chain_type: str, chain_id: UUID, now_s: float | None = None) -> None:
+    """``chain_completed`` with the instruments in hand."""
+    key, attrs = _type_parts(chain_type)
+    ins.counters.add("chains_completed", key)
     created_ms = _uuid7_ms(chain_id)
     if created_ms is not None:
-        import time
-
         now = time.time() if now_s is None else now_s
-        ins.histograms["chain_duration"].record(max(0.0, now - created_ms / 1000), _attrs(chain_type))
+        ins.histograms["chain_duration"].record(max(0.0, now - created_ms / 1000), attrs)
 
 
 def _uuid7_ms(chain_id: UUID) -> int | None:
     """Milliseconds since the epoch in a UUIDv7 (the engine's job ids)."""
     if not isinstance(chain_id, UUID):
         chain_id = UUID(str(chain_id))
-    if chain_id.version != 7:
+    value = chain_id.int
+    # version 7 of the RFC 4122 variant (UUID.version, without its property calls)
+    if (value >> 76) & 0xF != 7 or (value >> 62) & 0x3 != 0b10:
         return None
-    return chain_id.int >> 80
+    return value >> 80
 
 
 def leases_renewed(count: int) -> None:

@@ -34,6 +34,14 @@ _default_meter_providers: tuple[type, ...] = ()
 # (provider, tracer or meter) of the last lookup: one per provider
 _tracer_cache: tuple[Any, Any] = (None, None)
 _meter_cache: tuple[Any, Any] = (None, None)
+# The API's global providers are read where the API keeps them (the module
+# globals its get_*_provider functions return once set): with no SDK those
+# functions test os.environ for a provider named there on every call, about
+# half a microsecond a job in a worker. The environment is read once here;
+# set, or an API without those globals, goes through the functions.
+_meter_module: ModuleType | None = None
+_fast_tracer = False
+_fast_meter = False
 
 _SCOPE = "queuert"
 
@@ -70,6 +78,8 @@ def _load_trace() -> ModuleType | None:
             return None
         _trace = trace
         _default_tracer_providers = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        global _fast_tracer
+        _fast_tracer = hasattr(trace, "_TRACER_PROVIDER") and "OTEL_PYTHON_TRACER_PROVIDER" not in os.environ
     return _trace
 
 
@@ -84,6 +94,9 @@ def _load_metrics() -> ModuleType | None:
             return None
         _metrics = metrics
         _default_meter_providers = (_internal._ProxyMeterProvider, metrics.NoOpMeterProvider)
+        global _meter_module, _fast_meter
+        _meter_module = _internal
+        _fast_meter = hasattr(_internal, "_METER_PROVIDER") and "OTEL_PYTHON_METER_PROVIDER" not in os.environ
     return _metrics
 
 
@@ -95,7 +108,12 @@ def tracer() -> Any:
     trace = _trace if _trace is not None else _load_trace()
     if trace is None:
         return None
-    provider = trace.get_tracer_provider()
+    if _fast_tracer:
+        provider = trace._TRACER_PROVIDER
+        if provider is None:  # none set: no SDK
+            return None
+    else:
+        provider = trace.get_tracer_provider()
     if type(provider) in _default_tracer_providers:
         return None
     cached_provider, cached = _tracer_cache
@@ -113,7 +131,12 @@ def meter() -> Any:
     metrics = _metrics if _metrics is not None else _load_metrics()
     if metrics is None:
         return None
-    provider = metrics.get_meter_provider()
+    if _fast_meter:
+        provider = _meter_module._METER_PROVIDER  # type: ignore[union-attr]
+        if provider is None:  # none set: no SDK
+            return None
+    else:
+        provider = metrics.get_meter_provider()
     if type(provider) in _default_meter_providers:
         return None
     cached_provider, cached = _meter_cache

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["context_of", "span_context_of", "traceparent_of"]
+__all__ = ["context_of", "current_with", "span_context_of", "traceparent_of"]
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 
@@ -37,9 +37,8 @@ def span_context_of(traceparent: str | None) -> Any:
     trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
     if not trace_id or not span_id:
         return None
-    from opentelemetry.trace import SpanContext, TraceFlags
-
-    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(flags_hex, 16)))
+    api = _API or _load()
+    return api.SpanContext(trace_id, span_id, is_remote=True, trace_flags=api.TraceFlags(int(flags_hex, 16)))
 
 
 def context_of(traceparent: str | None) -> Any:
@@ -48,6 +47,34 @@ def context_of(traceparent: str | None) -> Any:
     sc = span_context_of(traceparent)
     if sc is None:
         return None
-    from opentelemetry import trace
+    api = _API or _load()
+    return api.set_span_in_context(api.NonRecordingSpan(sc))
 
-    return trace.set_span_in_context(trace.NonRecordingSpan(sc))
+
+def current_with(span: Any) -> None:
+    """Make ``span`` the current span of the running context, for good (no
+    token kept: for a context of the span's own, such as a task's copy)."""
+    api = _API or _load()
+    api.attach(api.set_span_in_context(span))
+
+
+# opentelemetry.trace (and context.attach), imported once, on first use: an
+# import statement in a function costs a lookup on every call, and these run
+# once or twice per attempt
+_API: Any = None
+
+
+def _load() -> Any:
+    global _API
+    from types import SimpleNamespace
+
+    from opentelemetry import context, trace
+
+    _API = SimpleNamespace(
+        SpanContext=trace.SpanContext,
+        TraceFlags=trace.TraceFlags,
+        NonRecordingSpan=trace.NonRecordingSpan,
+        set_span_in_context=trace.set_span_in_context,
+        attach=context.attach,
+    )
+    return _API

@@ -25,6 +25,7 @@ from uuid import UUID
 from . import attributes as a
 from . import metrics
 from .deferral import after_transaction
+from .resolution import report_resolved
 from .switch import meter, tracer
 from .traceparent import context_of, span_context_of, traceparent_of
 
@@ -152,7 +153,16 @@ class Settlement:
         self.chain_type = chain_type
         self._ended_at: int | None = None
 
-    def settled(self, job_id: UUID, chain_id: UUID, chain_completed: bool, outcome: str) -> None:
+    def traceparent(self) -> str | None:
+        """The settle span's traceparent, for ``complete`` to write on the
+        blocker edges the completion resolves (None without a span)."""
+        return traceparent_of(self.span) if self.span is not None else None
+
+    def settled(
+        self, job_id: UUID, chain_id: UUID, chain_completed: bool, outcome: str, dependents: Any = None
+    ) -> None:
+        """The statement returned; ``dependents``: the jobs that waited on
+        the completed chain (resolve spans at commit)."""
         span = self.span
         if span is not None:
             self._ended_at = time.time_ns()
@@ -165,6 +175,7 @@ class Settlement:
 
         def commit() -> None:
             if span is not None:
+                report_resolved(span, chain_id, dependents, self._ended_at)
                 span.end(end_time=self._ended_at)
             if chain_completed:
                 metrics.chain_completed(self.chain_type, chain_id)
