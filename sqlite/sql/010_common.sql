@@ -116,9 +116,14 @@ SELECT
     ) AS open_count;
 
 -- name: insert_blockers
--- A new job's blocker edges, in blocker order.
-INSERT INTO {{ schema }}_job_blocker (job_id, position, blocker_chain_id)
-SELECT :job_id AS job_id, b.key + 1 AS position, b.value AS blocker_chain_id
+-- A new job's blocker edges, in blocker order, each keeping the new job's
+-- trace_context (migration 0004).
+INSERT INTO {{ schema }}_job_blocker (job_id, position, blocker_chain_id, trace_context)
+SELECT
+    :job_id AS job_id,
+    b.key + 1 AS position,
+    b.value AS blocker_chain_id,
+    :trace_context AS trace_context
 FROM json_each(:blockers) AS b;
 
 -- name: batch_outcomes

@@ -285,8 +285,8 @@ WHERE NOT i.deduplicated
 ORDER BY i.ord;
 
 -- name: batch_insert_edges
-INSERT INTO {{ schema }}_job_blocker (job_id, position, blocker_chain_id)
-SELECT i.resolved_id, e.pos, e.chain_id
+INSERT INTO {{ schema }}_job_blocker (job_id, position, blocker_chain_id, trace_context)
+SELECT i.resolved_id, e.pos, e.chain_id, i.trace_context
 FROM {{ schema }}_batch_edge AS e
 INNER JOIN {{ schema }}_batch_item AS i ON e.ord = i.ord
 ORDER BY e.ord, e.pos;

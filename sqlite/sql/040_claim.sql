@@ -154,14 +154,19 @@ RETURNING
 -- name: claim_blockers
 -- For each claimed job of :job_ids: its blocker chains in blocker order, each
 -- with the chain's id, its (root's) type and its final output (its last
--- job's), as a JSON array ('[]' when it has none).
+-- job's), as a JSON array ('[]' when it has none). For tracing: the chain's
+-- trace (its root's trace_context), when it completed (ISO text) and the
+-- span that completed it, when that resolved this edge (migration 0004).
 SELECT
     c.value AS job_id,
     (
         SELECT json_group_array(json_object(
             'chain_id', bc.blocker_chain_id,
             'type_name', bc.type_name,
-            'output', json(bc.output)
+            'output', json(bc.output),
+            'trace_context', bc.trace_context,
+            'completed_at', bc.completed_at,
+            'resolved_trace_context', bc.resolved_trace_context
         ))
         FROM (
             SELECT
@@ -172,7 +177,12 @@ SELECT
                     WHERE l.chain_id = b.blocker_chain_id AND l.chain_index > 0
                     ORDER BY l.chain_index DESC
                     LIMIT 1
-                ), r.output) AS output
+                ), r.output) AS output,
+                r.trace_context,
+                strftime(
+                    '%Y-%m-%dT%H:%M:%f+00:00', r.chain_completed_at / 1000000.0, 'unixepoch'
+                ) AS completed_at,
+                b.resolved_trace_context
             FROM {{ schema }}_job_blocker AS b
             INNER JOIN {{ schema }}_job AS r ON b.blocker_chain_id = r.id
             WHERE b.job_id = c.value

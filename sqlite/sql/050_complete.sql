@@ -107,3 +107,30 @@ FROM (
 ) AS d
 WHERE j.id = d.job_id
 RETURNING status, open_blockers;
+
+-- name: resolve_edges
+-- Telemetry (migration 0004): the chains of :traces (a JSON object, chain id
+-- -> the traceparent of the span that completed it) completed now; their
+-- edges keep that traceparent, which the dependent's claim hands out.
+UPDATE {{ schema }}_job_blocker
+SET
+    resolved_trace_context = (
+        SELECT t.value FROM json_each(:traces) AS t
+        WHERE t.key = {{ schema }}_job_blocker.blocker_chain_id
+    )
+WHERE blocker_chain_id IN (SELECT t.key FROM json_each(:traces) AS t);
+
+-- name: blocker_dependents
+-- The jobs waiting on the chains of :chain_ids (a JSON array), after their
+-- resolution: per edge, the chain, the waiting job, its type, the edge's
+-- trace_context and whether the job is now pending.
+SELECT
+    b.blocker_chain_id,
+    b.job_id,
+    d.type_name,
+    b.trace_context,
+    d.status = 'pending' AS pending
+FROM json_each(:chain_ids) AS c
+INNER JOIN {{ schema }}_job_blocker AS b ON c.value = b.blocker_chain_id
+INNER JOIN {{ schema }}_job AS d ON b.job_id = d.id
+ORDER BY b.blocker_chain_id, b.job_id;

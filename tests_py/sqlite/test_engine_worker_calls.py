@@ -28,9 +28,17 @@ def test_claim_for_worker_returns_the_worker_columns_in_claim_order(db_path: str
     assert (index, input_, priority, attempt, error, trace) == (0, {"n": 2}, 5, 1, None, None)
     assert leased_until - now == timedelta(seconds=30), "the claim's clock comes back with the lease"
     assert scheduled_at <= created_at + timedelta(seconds=1) and isinstance(seq, int)
-    assert json.loads(claimed[2][13]) == [
-        {"chain_id": str(blocker["chain_id"]), "type_name": "b", "output": {"ok": True}}
-    ]
+    ((done_blocker,),) = [json.loads(claimed[2][13])]
+    # the shared keys, and for tracing (migration 0004) its trace, when it
+    # completed and the span that completed it (none given here)
+    assert done_blocker.pop("completed_at") is not None
+    assert done_blocker == {
+        "chain_id": str(blocker["chain_id"]),
+        "type_name": "b",
+        "output": {"ok": True},
+        "trace_context": None,
+        "resolved_trace_context": None,
+    }
     assert json.loads(claimed[1][13]) == []
     row = conn.execute("SELECT status, leased_by, attempt FROM queuert_job WHERE id = ?", (str(job_id),)).fetchone()
     assert row == ("running", "w1", 1)

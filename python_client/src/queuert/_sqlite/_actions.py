@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from . import _checks as check
-from ._connection import one, rows
+from ._connection import one, rows, run
 from ._errors import engine_error
 from ._values import ids_json
 
@@ -65,7 +65,12 @@ def job_for_action(
 
 
 def finish_chains(
-    conn: sqlite3.Connection, q: dict[str, str], completed: Sequence[tuple[Any, ...]], now: int
+    conn: sqlite3.Connection,
+    q: dict[str, str],
+    completed: Sequence[tuple[Any, ...]],
+    now: int,
+    traces: dict[str, str] | None = None,
+    dependents: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, list[str]]:
     """Resolve the chains that the completing statement just completed:
     record their completion on the roots of later jobs, unblock their
@@ -75,6 +80,12 @@ def finish_chains(
     ``completed`` are the (job_id, chain_id, chain_index, has_dependents)
     rows of the completing statement; every one completed its chain (only
     a chain's last job can be completed).
+
+    Telemetry (migration 0004): ``traces`` maps a completed chain's id to
+    the traceparent of the span that completed it, written on the edges it
+    resolves; ``dependents`` then gets, per such chain that jobs waited on,
+    those jobs (``job_id, type_name, trace_context, pending``, as
+    PostgreSQL's ``dependents``).
     """
     waited_on = [chain for _job, chain, index, flagged in completed if index == 0 and flagged]
     later = [chain for _job, chain, index, _flagged in completed if index > 0]
@@ -84,7 +95,17 @@ def finish_chains(
     if not waited_on:  # most chains: nothing waits on them
         return {}
     chain_ids = json.dumps(list(dict.fromkeys(waited_on)))
+    traced = {chain: traces[chain] for chain in waited_on if traces and traces.get(chain)}
+    if traced:
+        run(conn, q["resolve_edges"], {"traces": json.dumps(traced)})
     touched = rows(conn, q["resolve_dependents"], {"chain_ids": chain_ids, "now": now})
+    if traced and dependents is not None:
+        for chain, job_id, type_name, trace_context, pending in rows(
+            conn, q["blocker_dependents"], {"chain_ids": json.dumps(list(traced))}
+        ):
+            dependents.setdefault(chain, []).append(
+                {"job_id": job_id, "type_name": type_name, "trace_context": trace_context, "pending": bool(pending)}
+            )
     if not any(status == "pending" and left == 0 for status, left in touched):
         return {}
     found: dict[str, set[str]] = {}

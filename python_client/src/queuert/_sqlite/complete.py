@@ -28,13 +28,16 @@ def complete(
     output: Any = None,
     attempt: int | None = None,
     *,
+    trace_context: str | None = None,
     schema: str = "queuert",
 ) -> Row:
     """Complete a job (DESIGN.md ``complete``): by the worker it is running
     under (at ``attempt``, when given), or from outside with ``worker_id``
     None (a blocked, pending or running job). Returns ``id, chain_id,
-    status, chain_completed``; dependents the chain unblocks become pending
-    in the same transaction."""
+    status, chain_completed``, and ``dependents`` when a ``trace_context``
+    is given (written on the blocker edges the completion resolves, as in
+    PostgreSQL); dependents the chain unblocks become pending in the same
+    transaction."""
     jid = check.job_id_text(job_id)
     q = statements(schema)
     with writing(conn, schema, "complete a job"):
@@ -45,20 +48,26 @@ def complete(
             q["complete_job"],
             {"id": jid, "output": to_json(output), "attempt": attempt, "worker_id": worker_id, "now": now},
         )
-        unblocked = finish_chains(conn, q, completed, now)
+        check.check_text(trace_context, "trace_context")
+        traces = {job.chain_id: trace_context} if trace_context else None
+        dependents: dict[str, list[dict[str, Any]]] = {}
+        unblocked = finish_chains(conn, q, completed, now, traces, dependents)
     announce(
         ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
         completed_chains=(job.chain_id,),
         lost_jobs=(jid,) if worker_id is None and job.status == "running" else (),
     )
-    return {"id": UUID(jid), "chain_id": UUID(job.chain_id), "status": "completed", "chain_completed": True}
+    row: Row = {"id": UUID(jid), "chain_id": UUID(job.chain_id), "status": "completed", "chain_completed": True}
+    if trace_context is not None:
+        row["dependents"] = dependents.get(job.chain_id)
+    return row
 
 
 def _per_job(what: str, values: Sequence[Any] | None, size: int) -> list[Any]:
     if values is None:
         return [None] * size
     if isinstance(values, (str, bytes)) or len(values) != size:
-        check.invalid("outputs and attempts must have one element per job id")
+        check.invalid("outputs, attempts and trace_contexts must have one element per job id")
     return list(values)
 
 
@@ -69,17 +78,21 @@ def complete_jobs(
     outputs: Sequence[Any] | None = None,
     attempts: Sequence[int | None] | None = None,
     *,
+    trace_contexts: Sequence[str | None] | None = None,
     schema: str = "queuert",
 ) -> list[Row]:
     """The worker's batched acknowledgement (DESIGN.md Additions).
 
     One row per input element: ``job_id, outcome, unblocked_types``, outcome
     ``completed``, ``taken``, ``finished`` or ``not_found``. Never raises for
-    a single lost job.
+    a single lost job. With ``trace_contexts`` (one per job id) each row
+    also has ``dependents``, as PostgreSQL's complete_jobs (migration 0004).
     """
     ids = check.check_batch_worker("complete_jobs", worker_id, job_ids)
     outs = _per_job("outputs", outputs, len(ids))
     tries = [None if a is None else check.int32(a, "attempts") for a in _per_job("attempts", attempts, len(ids))]
+    traced = None if trace_contexts is None else _per_job("trace_contexts", trace_contexts, len(ids))
+    by_job = {} if traced is None else {jid: tc for jid, tc in zip(ids, traced) if tc}
     requests: dict[str, list[Any]] = {}
     for jid, out, tried in zip(ids, outs, tries):
         if jid not in requests:  # a repeated id: its first element
@@ -101,14 +114,16 @@ def complete_jobs(
                 {"requests": json.dumps(list(requests.values())), "worker_id": worker_id, "now": now},
             )
         done = {row[0]: row[1] for row in completed}
-        unblocked = finish_chains(conn, q, completed, now)
+        traces = {done[jid]: tc for jid, tc in by_job.items() if jid in done} if by_job else None
+        dependents: dict[str, list[dict[str, Any]]] = {}
+        unblocked = finish_chains(conn, q, completed, now, traces, dependents)
         outcomes = batch_outcomes(conn, q, ids, done, "completed")
     announce(
         ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
         completed_chains=dict.fromkeys(done.values()),
     )
     given = job_ids if isinstance(job_ids, (list, tuple)) else ids
-    return [
+    result: list[Row] = [
         {
             "job_id": job_id if isinstance(job_id, UUID) else UUID(jid),
             "outcome": outcome,
@@ -116,6 +131,10 @@ def complete_jobs(
         }
         for job_id, jid, outcome in zip(given, ids, outcomes)
     ]
+    if traced is not None:
+        for row, jid in zip(result, ids):
+            row["dependents"] = dependents.get(done[jid]) if row["outcome"] == "completed" and jid in by_job else None
+    return result
 
 
 def complete_one(
@@ -125,6 +144,8 @@ def complete_one(
     output_json: str | None,
     attempt: int,
     *,
+    trace_context: str | None = None,
+    dependents: dict[str, list[dict[str, Any]]] | None = None,
     schema: str = "queuert",
 ) -> tuple[str, list[str]]:
     """complete_jobs for the one job a worker acknowledges (atomic mode's
@@ -132,7 +153,10 @@ def complete_one(
     JSON text the worker wrote, its attempt. Returns ``(outcome,
     unblocked_types)`` as complete_jobs' row has them. The same statements
     without the batch's argument checks and result rows: at one job per
-    transaction they were a fifth of the worker's time."""
+    transaction they were a fifth of the worker's time. ``trace_context``:
+    the completing span's traceparent (written on the blocker edges this
+    completion resolves); ``dependents`` then gets the jobs that waited on
+    the chain, by chain id (complete_jobs' ``dependents``)."""
     jid = str(job_id)
     q = statements(schema)
     with writing(conn, schema, "complete a job", single_write=True):
@@ -144,7 +168,8 @@ def complete_one(
         )
         if not completed:
             return batch_outcomes(conn, q, [jid], {}, "completed")[0], []
-        unblocked = finish_chains(conn, q, completed, now)
+        traces = {completed[0][1]: trace_context} if trace_context else None
+        unblocked = finish_chains(conn, q, completed, now, traces, dependents)
     announce(
         ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
         completed_chains=(completed[0][1],),

@@ -91,7 +91,11 @@ def continue_with(
         if created is None:
             raise engine_error("QU006", f"a job with id {params['id']} already exists", f"job_id={params['id']}")
         if wanted:
-            run(conn, q["insert_blockers"], {"job_id": params["id"], "blockers": json.dumps(wanted)})
+            run(
+                conn,
+                q["insert_blockers"],
+                {"job_id": params["id"], "blockers": json.dumps(wanted), "trace_context": params["trace_context"]},
+            )
         run(
             conn,
             q["continue_hand_off"],

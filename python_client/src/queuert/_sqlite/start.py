@@ -128,7 +128,11 @@ def start_chain(
             job_id = params["id"]
             raise engine_error("QU006", f"a job with id {job_id} already exists", f"job_id={job_id}")
         if wanted:
-            run(conn, q["insert_blockers"], {"job_id": params["id"], "blockers": json.dumps(wanted)})
+            run(
+                conn,
+                q["insert_blockers"],
+                {"job_id": params["id"], "blockers": json.dumps(wanted), "trace_context": params["trace_context"]},
+            )
     status, scheduled_at = inserted
     if status == "pending":
         announce(ready_types=(type_name,))

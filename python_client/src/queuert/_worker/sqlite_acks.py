@@ -13,6 +13,7 @@ import queuert._sqlite as qs
 from queuert._sqlite._values import Json
 from queuert._worker.outcomes import Ack, Failed, by_kind
 from queuert._worker.store import JobLost, Rejected, Written
+from queuert._worker.telemetry_reports import completion_traceparents
 
 
 def _continuation_args(cont: Any) -> dict[str, Any]:
@@ -39,13 +40,26 @@ def write_acks(
     completes, continues, fails, releases = by_kind(acks)
     if completes:
         results: list[tuple[str, list[str]]]
+        # telemetry: the attempts' traceparents, for the blocker edges the
+        # completions resolve (None without spans)
+        traceparents = completion_traceparents(completes)
         if len(completes) == 1:  # atomic mode's every acknowledgement
             ack = completes[0]
+            by_chain: dict[str, list[dict[str, Any]]] = {}
             results = [
                 qs.complete_one(
-                    conn, worker_id, ack.job.id, ack.outcome.output_json, ack.job.attempt, schema=schema  # type: ignore[union-attr]
+                    conn,
+                    worker_id,
+                    ack.job.id,
+                    ack.outcome.output_json,  # type: ignore[union-attr]
+                    ack.job.attempt,
+                    trace_context=traceparents[0] if traceparents else None,
+                    dependents=by_chain,
+                    schema=schema,
                 )
             ]
+            if by_chain:
+                written.dependents[ack.job.id] = by_chain[str(ack.job.chain_id)]
         else:
             rows = qs.complete_jobs(
                 conn,
@@ -53,9 +67,13 @@ def write_acks(
                 [a.job.id for a in completes],
                 [None if a.outcome.output_json is None else Json(a.outcome.output_json) for a in completes],  # type: ignore[union-attr]
                 [a.job.attempt for a in completes],
+                trace_contexts=traceparents,
                 schema=schema,
             )
             results = [(row["outcome"], row["unblocked_types"]) for row in rows]
+            for ack, row in zip(completes, rows):
+                if row.get("dependents"):
+                    written.dependents[ack.job.id] = row["dependents"]
         for ack, (outcome, unblocked) in zip(completes, results):
             if outcome == "completed":
                 written.done.append(ack)
