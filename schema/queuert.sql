@@ -128,14 +128,14 @@ CREATE FUNCTION queuert._batch_outcomes(job_ids uuid[], done uuid[], done_outcom
 $$;
 
 --
--- Name: _blocker_dependents(uuid); Type: FUNCTION; Schema: queuert; Owner: -
+-- Name: _blocker_dependents(uuid[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert._blocker_dependents(chain_id uuid) RETURNS jsonb
+CREATE FUNCTION queuert._blocker_dependents(chain_ids uuid[]) RETURNS TABLE(chain_id uuid, dependents jsonb)
     LANGUAGE sql STABLE
     SET enable_indexonlyscan TO 'off'
     AS $$
-    SELECT jsonb_agg(jsonb_build_object(
+    SELECT b.blocker_chain_id, jsonb_agg(jsonb_build_object(
         'job_id', b.job_id,
         'type_name', d.type_name,
         'trace_context', b.trace_context,
@@ -145,7 +145,8 @@ CREATE FUNCTION queuert._blocker_dependents(chain_id uuid) RETURNS jsonb
     CROSS JOIN LATERAL (
         SELECT x.type_name, x.status FROM queuert.job AS x WHERE x.id = b.job_id
     ) AS d
-    WHERE b.blocker_chain_id = _blocker_dependents.chain_id
+    WHERE b.blocker_chain_id = ANY(_blocker_dependents.chain_ids)
+    GROUP BY b.blocker_chain_id
 $$;
 
 --
@@ -1667,7 +1668,9 @@ BEGIN
     END IF;
 
     RETURN QUERY SELECT j.id, j.chain_id, 'completed'::queuert.job_status, true,
-        CASE WHEN complete.trace_context IS NOT NULL THEN queuert._blocker_dependents(j.chain_id) END;
+        CASE WHEN complete.trace_context IS NOT NULL THEN (
+            SELECT d.dependents FROM queuert._blocker_dependents(ARRAY[j.chain_id]) AS d
+        ) END;
 END;
 $$;
 
@@ -1688,6 +1691,8 @@ DECLARE
     v_marks uuid[];
     v_done uuid[];
     v_done_traces text[];
+    v_dep_chains uuid[] := '{}';
+    v_dep_lists jsonb[] := '{}';
     v_unblocked_chains uuid[] := '{}';
     v_unblocked_types text[] := '{}';
 BEGIN
@@ -1762,6 +1767,14 @@ BEGIN
             v_done_chains, v_marks,
             CASE WHEN complete_jobs.trace_contexts IS NOT NULL THEN v_done_traces END
         ) AS d;
+        IF complete_jobs.trace_contexts IS NOT NULL THEN
+            -- the jobs waiting on the traced completions' chains, in one statement
+            SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.dependents), '{}')
+            INTO v_dep_chains, v_dep_lists
+            FROM queuert._blocker_dependents(ARRAY(
+                SELECT u.c FROM unnest(v_done_chains, v_done_traces) AS u (c, tc) WHERE u.tc IS NOT NULL
+            )) AS d;
+        END IF;
     END IF;
 
     RETURN QUERY
@@ -1778,9 +1791,8 @@ BEGIN
             )
         END,
         CASE
-            WHEN complete_jobs.trace_contexts IS NULL OR o.outcome <> 'completed' THEN NULL
-            WHEN v_done_traces[array_position(v_done, o.job_id)] IS NULL THEN NULL
-            ELSE queuert._blocker_dependents(v_done_chains[array_position(v_done, o.job_id)])
+            WHEN cardinality(v_dep_chains) = 0 OR o.outcome <> 'completed' THEN NULL
+            ELSE v_dep_lists[array_position(v_dep_chains, v_done_chains[array_position(v_done, o.job_id)])]
         END
     FROM queuert._batch_outcomes(complete_jobs.job_ids, v_done, 'completed') AS o;
 END;

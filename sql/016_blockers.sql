@@ -169,17 +169,18 @@ BEGIN
 END;
 $$;
 
--- The edges waiting on a chain, for the span its completion emits per
--- waiting job (queuert.telemetry): [{job_id, type_name, trace_context (the
--- edge's: the waiting job's creation), pending (no open blocker left)}] in
--- job id order, or NULL when nothing waits on it. Edges by
--- job_blocker_chain_idx, then each job by its id.
-CREATE OR REPLACE FUNCTION {{ schema }}._blocker_dependents(chain_id uuid)
-RETURNS jsonb
+-- The edges waiting on these chains, for the span a completion emits per
+-- waiting job (queuert.telemetry): per chain that anything waits on, one
+-- row with [{job_id, type_name, trace_context (the edge's: the waiting
+-- job's creation), pending (no open blocker left)}] in job id order. One
+-- statement for a whole batch: edges by job_blocker_chain_idx (one probe per
+-- chain, most find nothing), then each waiting job by its id.
+CREATE OR REPLACE FUNCTION {{ schema }}._blocker_dependents(chain_ids uuid [])
+RETURNS TABLE (chain_id uuid, dependents jsonb)
 LANGUAGE sql STABLE
 SET enable_indexonlyscan = off
 AS $$
-    SELECT jsonb_agg(jsonb_build_object(
+    SELECT b.blocker_chain_id, jsonb_agg(jsonb_build_object(
         'job_id', b.job_id,
         'type_name', d.type_name,
         'trace_context', b.trace_context,
@@ -189,5 +190,6 @@ AS $$
     CROSS JOIN LATERAL (
         SELECT x.type_name, x.status FROM {{ schema }}.job AS x WHERE x.id = b.job_id
     ) AS d
-    WHERE b.blocker_chain_id = _blocker_dependents.chain_id
+    WHERE b.blocker_chain_id = ANY(_blocker_dependents.chain_ids)
+    GROUP BY b.blocker_chain_id
 $$;

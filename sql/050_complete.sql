@@ -97,7 +97,9 @@ BEGIN
     END IF;
 
     RETURN QUERY SELECT j.id, j.chain_id, 'completed'::{{ schema }}.job_status, true,
-        CASE WHEN complete.trace_context IS NOT NULL THEN {{ schema }}._blocker_dependents(j.chain_id) END;
+        CASE WHEN complete.trace_context IS NOT NULL THEN (
+            SELECT d.dependents FROM {{ schema }}._blocker_dependents(ARRAY[j.chain_id]) AS d
+        ) END;
 END;
 $$;
 
@@ -131,6 +133,8 @@ DECLARE
     v_marks uuid[];
     v_done uuid[];
     v_done_traces text[];
+    v_dep_chains uuid[] := '{}';
+    v_dep_lists jsonb[] := '{}';
     v_unblocked_chains uuid[] := '{}';
     v_unblocked_types text[] := '{}';
 BEGIN
@@ -205,6 +209,14 @@ BEGIN
             v_done_chains, v_marks,
             CASE WHEN complete_jobs.trace_contexts IS NOT NULL THEN v_done_traces END
         ) AS d;
+        IF complete_jobs.trace_contexts IS NOT NULL THEN
+            -- the jobs waiting on the traced completions' chains, in one statement
+            SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.dependents), '{}')
+            INTO v_dep_chains, v_dep_lists
+            FROM {{ schema }}._blocker_dependents(ARRAY(
+                SELECT u.c FROM unnest(v_done_chains, v_done_traces) AS u (c, tc) WHERE u.tc IS NOT NULL
+            )) AS d;
+        END IF;
     END IF;
 
     RETURN QUERY
@@ -221,9 +233,8 @@ BEGIN
             )
         END,
         CASE
-            WHEN complete_jobs.trace_contexts IS NULL OR o.outcome <> 'completed' THEN NULL
-            WHEN v_done_traces[array_position(v_done, o.job_id)] IS NULL THEN NULL
-            ELSE {{ schema }}._blocker_dependents(v_done_chains[array_position(v_done, o.job_id)])
+            WHEN cardinality(v_dep_chains) = 0 OR o.outcome <> 'completed' THEN NULL
+            ELSE v_dep_lists[array_position(v_dep_chains, v_done_chains[array_position(v_done, o.job_id)])]
         END
     FROM {{ schema }}._batch_outcomes(complete_jobs.job_ids, v_done, 'completed') AS o;
 END;
