@@ -136,12 +136,15 @@ def _drain(
     expect: int,
     prefetch: int | str = "auto",
     env: dict[str, str] | None = None,
+    cpu: list[float] | None = None,
 ) -> tuple[float, int | None]:
     """Starts the worker; returns (seconds, None) once the worker process
     reports ``expect`` committed acknowledgements (its own counters: the
     database is not polled while it runs, a poll loop would compete for the
     2 cores) and the database then shows nothing pending or running; or
-    (cap, jobs completed so far) when the time cap is hit first."""
+    (cap, jobs completed so far) when the time cap is hit first. ``cpu``:
+    gets the CPU seconds the worker process used until then appended (not
+    when capped)."""
     worker = WorkerProcess(dsn, mode, concurrency, kind, prefetch=prefetch, expect=expect, env=env)
     out = worker.proc.stdout
     assert out is not None
@@ -155,6 +158,8 @@ def _drain(
                     line = out.readline()
                     if line.startswith("done "):
                         t_done = float(line.split()[1])
+                        if cpu is not None:
+                            cpu.append(float(line.split()[4]))
                         row = poll.execute(IDLE).fetchone()
                         assert row is not None and row[0], "worker reported done, database disagrees"
                         return t_done - t0, None

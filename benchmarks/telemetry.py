@@ -9,53 +9,122 @@ MeterProvider (periodic reader), both exporting to exporters that drop
 everything, so the cost measured is queuert's spans and metrics and the
 SDK's own processing, not a network. Staged c10 also runs two cheaper
 settings: the SDK with the sampler ParentBased(TraceIdRatioBased(0.01)),
-and metrics only (``QUEUERT_TELEMETRY=metrics``). Each ratio is with/without
-of the same repetition (target: at least 0.9x for the default setting).
+and metrics only (``QUEUERT_TELEMETRY=metrics``). A last pair runs staged
+c10 with a handler that does 1 ms of work (CPU time: ``work1ms`` in
+worker_proc.py) on a tenth as many jobs, with and without the SDK: the
+share of the telemetry's fixed cost per attempt for a handler that does
+something. Each ratio is with/without of the same repetition (target: at
+least 0.9x for the default setting). Every drain also reports the worker
+process's CPU time per job (all its threads), a figure the machine's load
+moves far less than a rate. Last, ``benchmarks.telemetry_cost`` measures in
+a process of its own what one attempt's telemetry costs, queuert's calls
+against the same SDK calls made directly (the SDK's own share).
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 from .common import Databases, Results, Sizes
-from .processing import _create, _drain, _status_counts
+from .processing import ROOT, _create, _drain, _status_counts
 
 _WITHOUT = {"QUEUERT_BENCH_OTEL": ""}
 _SDK = {"QUEUERT_BENCH_OTEL": "1"}
 _SAMPLED = {"QUEUERT_BENCH_OTEL": "1", "QUEUERT_BENCH_OTEL_SAMPLE": "0.01"}
 _METRICS = {"QUEUERT_BENCH_OTEL": "1", "QUEUERT_TELEMETRY": "metrics"}
 
+# (mode, concurrency, handler kind, label suffix, variants)
 _RUNS = (
-    ("atomic", 1, {"without": _WITHOUT, "with SDK": _SDK}),
+    ("atomic", 1, "noop", "", {"without": _WITHOUT, "with SDK": _SDK}),
     (
         "staged",
         10,
+        "noop",
+        "",
         {"without": _WITHOUT, "with SDK": _SDK, "with SDK, 1% of traces sampled": _SAMPLED, "with SDK, metrics only": _METRICS},
     ),
+    ("staged", 10, "work1ms", ", 1 ms handler", {"without": _WITHOUT, "with SDK": _SDK}),
 )
 
 
+def _jobs(sizes: Sizes, mode: str, kind: str) -> int:
+    if mode == "atomic":
+        return sizes.process_atomic_c1_n
+    # a 1 ms handler runs about 1,000 jobs/s: a tenth of the no-op jobs
+    return sizes.process_n // 10 if kind == "work1ms" else sizes.process_n
+
+
 def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
-    for mode, concurrency, variants in _RUNS:
-        n = sizes.process_atomic_c1_n if mode == "atomic" else sizes.process_n
+    for mode, concurrency, kind, suffix, variants in _RUNS:
+        n = _jobs(sizes, mode, kind)
         rates = {}
+        cpu_us: dict[str, float] = {}
         for variant, env in variants.items():
             with dbs.fresh(f"telemetry-{mode}") as dsn:
                 _create(dsn, [{"type_name": "bench", "input": {"n": i}} for i in range(n)])
-                seconds, done = _drain(dsn, mode, concurrency, "noop", sizes.drain_cap_s, n, env=env)
+                cpu: list[float] = []
+                seconds, done = _drain(dsn, mode, concurrency, kind, sizes.drain_cap_s, n, env=env, cpu=cpu)
                 counts = _status_counts(dsn)
                 if done is None:
                     assert counts == {"completed": n}, counts
                 else:
                     assert counts.get("running", 0) == 0 and sum(counts.values()) == n, counts
-                    results.note("telemetry", f"{mode} c{concurrency}, {variant}: CAPPED in some runs")
+                    results.note("telemetry", f"{mode} c{concurrency}{suffix}, {variant}: CAPPED in some runs")
             rates[variant] = (n if done is None else done) / seconds
-            results.add("telemetry", f"{mode} c{concurrency}, {variant}", rates[variant], "jobs/s")
+            results.add("telemetry", f"{mode} c{concurrency}{suffix}, {variant}", rates[variant], "jobs/s")
+            if cpu:
+                cpu_us[variant] = cpu[0] / n * 1e6
+                results.add(
+                    "telemetry",
+                    f"{mode} c{concurrency}{suffix}, worker CPU per job, {variant}",
+                    cpu_us[variant],
+                    "us",
+                    higher_is_better=False,
+                )
         for variant in variants:
             if variant != "without":
                 results.add(
-                    "telemetry", f"{mode} c{concurrency}, ratio {variant} / without", rates[variant] / rates["without"], "x"
+                    "telemetry",
+                    f"{mode} c{concurrency}{suffix}, ratio {variant} / without",
+                    rates[variant] / rates["without"],
+                    "x",
                 )
+                if variant in cpu_us and "without" in cpu_us:
+                    results.add(
+                        "telemetry",
+                        f"{mode} c{concurrency}{suffix}, telemetry CPU per job, {variant}",
+                        cpu_us[variant] - cpu_us["without"],
+                        "us",
+                        higher_is_better=False,
+                    )
+    _attempt_cost(sizes, results)
     results.note(
         "telemetry",
-        "no-op jobs; 'with SDK': TracerProvider + BatchSpanProcessor and MeterProvider + "
+        "no-op jobs (the 1 ms handler: 1 ms of CPU time per job); 'with SDK': TracerProvider + BatchSpanProcessor and MeterProvider + "
         "PeriodicExportingMetricReader, both exporting to exporters that drop everything",
     )
+
+
+def _attempt_cost(sizes: Sizes, results: Results) -> None:
+    """One attempt's telemetry in CPU microseconds, queuert's calls against
+    the SDK's own (benchmarks/telemetry_cost.py, in a process of its own:
+    it installs the global providers)."""
+    n = max(1_000, sizes.process_n // 5)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.telemetry_cost", str(n)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    cost = json.loads(out.stdout.strip().splitlines()[-1])
+    for key, label in (
+        ("queuert", "per attempt, all of it"),
+        ("sdk", "per attempt, the SDK's own calls"),
+        ("queuert_own", "per attempt, queuert's own work"),
+        ("off", "per attempt, no SDK configured"),
+    ):
+        results.add("telemetry", f"in-process CPU {label}", cost[key], "us", higher_is_better=False)

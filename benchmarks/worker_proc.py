@@ -8,7 +8,9 @@ imports are not timed but connecting and everything after is. Stops on
 SIGTERM (the Worker's own graceful shutdown).
 
 KIND: "noop" (one no-op handler for type "bench"), "sleep" (a handler for
-type "bench" that awaits 5 ms, so every slot holds a job), "chain3" (step1 and
+type "bench" that awaits 5 ms, so every slot holds a job), "work1ms" (a
+handler for type "bench" that computes for 1 ms of CPU time: a handler doing
+real work, as in benchmarks/telemetry.py), "chain3" (step1 and
 step2 continue, step3 returns an output), "wakeup" (no-op that records the
 CLOCK_MONOTONIC time it started, with the job's input "i", to TIMES_FILE).
 
@@ -29,7 +31,8 @@ providers) with exporters that drop everything (benchmarks/telemetry.py);
 QUEUERT_BENCH_OTEL_SAMPLE=R gives its tracer provider the sampler
 ParentBased(TraceIdRatioBased(R)) instead of the default (every trace);
 QUEUERT_BENCH_EXPECT=N makes the process print "done <CLOCK_MONOTONIC> <RSS
-KiB> <peak RSS KiB>" once
+KiB> <peak RSS KiB> <CPU seconds>" (the CPU time the whole process used, all
+threads, since "go") once
 its own counters say N acknowledgements (completed + continued) committed, so
 the harness need not poll the database while the worker runs;
 QUEUERT_BENCH_PROGRESS=K (with EXPECT) also prints "progress <acks> <RSS KiB>"
@@ -87,6 +90,14 @@ def build(dsn: str, mode: str, concurrency: int, kind: str, times_file: str | No
             await asyncio.sleep(0.005)
 
         worker.handler("bench", nap)
+    elif kind == "work1ms":
+
+        async def work(job: Any) -> None:
+            until = time.thread_time() + 0.001  # this thread's CPU time, not the clock
+            while time.thread_time() < until:
+                pass
+
+        worker.handler("bench", work)
     elif kind == "chain3":
 
         async def step1(job: Any) -> Any:
@@ -174,6 +185,7 @@ def main() -> None:
     worker = build(dsn, mode, concurrency, kind, times_file)
     print(f"ready {rss_kib()}", flush=True)
     sys.stdin.readline()
+    cpu_at_go = time.process_time()
     expect = int(os.environ.get("QUEUERT_BENCH_EXPECT", "0"))
     if expect:
 
@@ -190,7 +202,8 @@ def main() -> None:
                 if acks >= expect:
                     break
                 time.sleep(0.002)
-            print(f"done {time.monotonic()!r} {rss_kib()} {rss_kib('VmHWM')}", flush=True)
+            cpu = time.process_time() - cpu_at_go
+            print(f"done {time.monotonic()!r} {rss_kib()} {rss_kib('VmHWM')} {cpu!r}", flush=True)
 
         threading.Thread(target=report, daemon=True).start()
     profile = os.environ.get("QUEUERT_BENCH_PROFILE")

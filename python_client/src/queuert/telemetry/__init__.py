@@ -13,6 +13,8 @@ one; read at import).
   ``settle <type>``), reported only when the caller's transaction commits.
 - :mod:`queuert.telemetry.attempts`: the worker's ``process <type>`` span
   per attempt and the outcome it records.
+- :mod:`queuert.telemetry.resolution`: the ``resolve <type>`` span a blocker
+  chain's completion emits per job that waited on it.
 - :mod:`queuert.telemetry.metrics`: counters and histograms.
 - :mod:`queuert.telemetry.queue_gauges`: queue depth per type and status.
 - :mod:`queuert.telemetry.log_fields`: the ``extra`` of the worker's logs.
