@@ -37,13 +37,10 @@ from .switch import meter
 
 __all__ = [
     "attempt_failed",
-    "attempt_finished",
-    "attempt_started",
     "chain_completed",
     "continuation_created",
     "count_attempt_started",
     "instruments",
-    "job_completed",
     "job_created",
     "lease_expired",
     "leases_renewed",
@@ -193,22 +190,6 @@ def continuation_created(type_name: str) -> None:
     job_created(type_name, False)
 
 
-def attempt_started(type_name: str) -> None:
-    ins = instruments()
-    if ins is not None:
-        count_attempt_started(ins, type_name)
-
-
-def attempt_finished(type_name: str, outcome: str, seconds: float) -> None:
-    """An attempt that completed or continued its job."""
-    ins = instruments()
-    if ins is None:
-        return
-    key, attrs = _outcome_parts(type_name, outcome)
-    ins.counters.add("attempts_completed", key)
-    ins.histograms["attempt_duration"].record(seconds, attrs)
-
-
 def attempt_failed(type_name: str, error_type: str, seconds: float, will_retry: bool) -> None:
     """A failed attempt; ``will_retry``: the job is pending again (a retry),
     else it failed for good."""
@@ -217,13 +198,6 @@ def attempt_failed(type_name: str, error_type: str, seconds: float, will_retry: 
         return
     ins.counters.add("attempts_failed", _key(type_name, (a.ERROR_TYPE, error_type), (a.WILL_RETRY, will_retry)))
     ins.histograms["attempt_duration"].record(seconds, {**_attrs(type_name), a.OUTCOME: "failed"})
-
-
-def job_completed(type_name: str, created_at: datetime, completed_at: datetime) -> None:
-    ins = instruments()
-    if ins is not None:
-        seconds = max(0.0, (completed_at - created_at).total_seconds())
-        ins.histograms["job_duration"].record(seconds, _attrs(type_name))
 
 
 def chain_completed(chain_type: str, chain_id: UUID, now_s: float | None = None) -> None:
