@@ -31,6 +31,7 @@ from typing import Any, Literal, NoReturn, TypeVar
 
 import queuert._sqlite as qs
 from queuert._sqlite._connection import retry_locked
+from queuert._sqlite.claim import WorkerClaim
 from queuert._sqlite.worker_connection import SqliteTarget, WorkerConnection
 from queuert._worker.outcomes import Ack
 from queuert._worker.sqlite_acks import write_acks
@@ -88,6 +89,8 @@ class SqliteStore:
         self.type_names = tuple(type_names)  # a tuple: the claim caches its JSON
         self.lease = lease
         self._sync_sessions: dict[int, SqliteSyncAtomicSession] = {}
+        # a prepared claim per set of types (a flush's, each kind of slot's)
+        self._claims: dict[tuple[str, ...], WorkerClaim] = {}
 
     def connect(self) -> WorkerConnection:
         try:
@@ -134,16 +137,25 @@ class SqliteStore:
                 written.claimed = self.claim_rows(conn, claim_n, self.type_names)
         return written
 
-    def claim_rows(self, conn: sqlite3.Connection, n: int, type_names: Sequence[str]) -> list[ClaimRow]:
-        return qs.claim_for_worker(conn, self.worker_id, type_names, n, self.lease, schema=self.schema)
+    def claim_rows(
+        self, conn: sqlite3.Connection, n: int, type_names: tuple[str, ...], texts: list[tuple[str, str]] | None = None
+    ) -> list[ClaimRow]:
+        """In the open transaction: up to ``n`` jobs of these types
+        (``texts`` gets each one's id and chain id as stored)."""
+        claim = self._claims.get(type_names)
+        if claim is None:
+            claim = self._claims[type_names] = WorkerClaim(self.worker_id, type_names, self.lease, schema=self.schema)
+        return claim(conn, n, texts)
 
-    def begin_attempt_tx(self, conn: sqlite3.Connection, type_names: Sequence[str]) -> ClaimRow | None:
+    def begin_attempt_tx(
+        self, conn: sqlite3.Connection, type_names: tuple[str, ...], texts: list[tuple[str, str]] | None = None
+    ) -> ClaimRow | None:
         """BEGIN IMMEDIATE, claim one job; the transaction stays open for
         the handler (rolled back when nothing was claimed). The handler's
         savepoint is taken at its first use of ``job.conn`` (``lend``)."""
         retry_locked(conn, "BEGIN IMMEDIATE", "claim a job")
         try:
-            rows = self.claim_rows(conn, 1, type_names)
+            rows = self.claim_rows(conn, 1, type_names, texts)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -152,15 +164,18 @@ class SqliteStore:
             return None
         return rows[0]
 
-    def ack_tx(self, conn: sqlite3.Connection, ack: Ack, rollback: bool) -> Written:
+    def ack_tx(
+        self, conn: sqlite3.Connection, ack: Ack, rollback: bool, texts: tuple[Any, str, str] | None = None
+    ) -> Written:
         """In the attempt's open transaction: undo the handler (``rollback``:
         to its savepoint, when it took one), write the acknowledgement,
         COMMIT. A refusal leaves the transaction open, the handler's work in
-        it, for the failure the worker writes next."""
+        it, for the failure the worker writes next. ``texts``: the claimed
+        job's UUID, id and chain id as stored."""
         if rollback:
             conn.execute(_ROLLBACK_TO)
         written = Written()
-        write_acks(conn, self.worker_id, (ack,), written, schema=self.schema, single=False)
+        write_acks(conn, self.worker_id, (ack,), written, schema=self.schema, single=False, texts=texts)
         conn.execute("COMMIT")
         return written
 
@@ -308,6 +323,8 @@ class _SlotConnection:
         self._closed = False
         self.attempts = 0  # which attempt a job.conn hook belongs to
         self.savepoint = False  # taken in the open attempt
+        # the open attempt's job: its UUID, id and chain id as stored
+        self.texts: tuple[Any, str, str] | None = None
 
     @property
     def closed(self) -> bool:
@@ -333,7 +350,13 @@ class _SlotConnection:
         return "open" if self.wc.conn.in_transaction else "idle"
 
     def _ack_tx(self, conn: sqlite3.Connection, ack: Ack, rollback: bool) -> Written:
-        return self.store.ack_tx(conn, ack, rollback and self.savepoint)
+        return self.store.ack_tx(conn, ack, rollback and self.savepoint, self.texts)
+
+    def _begin_tx(self, conn: sqlite3.Connection, type_names: tuple[str, ...]) -> ClaimRow | None:
+        texts: list[tuple[str, str]] = []
+        row = self.store.begin_attempt_tx(conn, type_names, texts)
+        self.texts = None if row is None else (row[0], *texts[0])
+        return row
 
     def _restart_tx(self, conn: sqlite3.Connection) -> None:
         self.store.restart_tx(conn)
@@ -357,7 +380,7 @@ class SqliteAtomicSession(_SlotConnection):
             # the previous attempt's transaction holds the lock: no wait
             written = await _run(self.wc, self._ack_tx, carry[0], carry[1])
         try:
-            row = await _run(self.wc, self.store.begin_attempt_tx, tuple(type_names))
+            row = await _run(self.wc, self._begin_tx, tuple(type_names))
         except Conflict:
             # another writer held the file longer than the busy timeout:
             # as if nothing were due; the due-time poll looks again soon
@@ -396,7 +419,7 @@ class SqliteSyncAtomicSession(_SlotConnection):
 
     def open_attempt(self, type_names: Sequence[str]) -> ClaimRow | None:
         try:
-            return _run_here(self.wc, self.store.begin_attempt_tx, tuple(type_names))
+            return _run_here(self.wc, self._begin_tx, tuple(type_names))
         except Conflict:
             return None  # as SqliteAtomicSession.open_attempt
 
