@@ -69,7 +69,8 @@ def test_a_prepared_worker_claim_answers_as_claim_for_worker(db_path: str) -> No
     claim = WorkerClaim("w1", ("t",), timedelta(seconds=30))
     texts: list[tuple[str, str]] = []
     with qs.transaction(conn):
-        claimed = claim(conn, 10, texts)
+        claimed = claim(conn, 1, texts)  # one job of one type: its own statement (= instead of IN)
+        claimed += claim(conn, 10, texts)
     assert [c[0] for c in claimed] == [high, low], "claim order, its one type only"
     assert texts == [(str(high), str(high)), (str(low), str(low))]
     assert claimed[0][5] == {"n": 2} and claimed[0][7] == 1 and claimed[0][10] - claimed[0][15] == timedelta(seconds=30)

@@ -196,7 +196,7 @@ class WorkerClaim:
     gets the checked path of claim_for_worker).
     """
 
-    __slots__ = ("worker_id", "type_names", "lease", "schema", "_statement", "_blockers", "_params")
+    __slots__ = ("worker_id", "type_names", "lease", "schema", "_statement", "_one_job", "_blockers", "_params")
 
     def __init__(
         self,
@@ -216,6 +216,8 @@ class WorkerClaim:
         self.lease = lease
         self.schema = schema
         self._statement = q[statement]
+        # a worker of one type claiming one job (an atomic slot): `=`, not IN
+        self._one_job = q["claim_for_worker_one_job"] if statement == "claim_for_worker_one_type" else None
         self._blockers = q["claim_blockers"]
         self._params: dict[str, Any] = {
             "worker_id": worker_id,
@@ -243,7 +245,8 @@ class WorkerClaim:
         params = self._params
         params["max_jobs"] = max_jobs
         now = params["now"] = now_us()
-        found = conn.execute(self._statement, params).fetchall()
+        sql = self._one_job if max_jobs == 1 and self._one_job is not None else self._statement
+        found = conn.execute(sql, params).fetchall()
         waiting = [r[0] for r in found if r[-1]]
         blockers = dict(conn.execute(self._blockers, {"job_ids": ids_json(waiting)}).fetchall()) if waiting else {}
         return _worker_rows(found, blockers, now, texts)

@@ -45,9 +45,12 @@ def write_acks(
     continuation raises JobLost (acknowledge's contract). ``texts``: an
     atomic attempt's job (UUID, id and chain id as the claim returned them),
     so its completion formats no UUID."""
+    completes: Sequence[Ack]
+    continues: Sequence[Ack]
+    fails: Sequence[Ack]
+    releases: Sequence[Ack]
     if len(acks) == 1 and type(acks[0].outcome) is Completed:  # atomic mode's usual acknowledgement
-        completes: Sequence[Ack] = acks
-        continues = fails = releases = ()
+        completes, continues, fails, releases = acks, (), (), ()
     else:
         completes, continues, fails, releases = by_kind(acks)
     if completes:
