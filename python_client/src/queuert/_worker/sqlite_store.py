@@ -314,8 +314,9 @@ class _SlotConnection:
     The handler's savepoint (what a failure rolls back to) and the full
     busy timeout are set at the handler's first use of ``job.conn``, not
     at every claim: a handler that never touches it has written nothing to
-    undo, and its attempt runs two statements fewer (SAVEPOINT, and the
-    PRAGMA that WorkerConnection would set back to zero)."""
+    undo, and its attempt runs three statements fewer (SAVEPOINT, the
+    PRAGMA for the full timeout and the one WorkerConnection would run
+    to set it back to zero)."""
 
     def __init__(self, store: SqliteStore, wc: WorkerConnection) -> None:
         self.store = store
