@@ -357,3 +357,6 @@ class PgSyncAtomicSession(_SlotSession[psycopg.Connection[Any]]):
 
     def restart_transaction(self) -> None:
         self._run((("BEGIN", None), (pg_sql.SAVEPOINT, None)))
+
+    def rollback(self) -> None:
+        self._run((("ROLLBACK", None),))

@@ -375,3 +375,6 @@ class SqliteSyncAtomicSession(_SlotConnection):
 
     def restart_transaction(self) -> None:
         _run_here(self.wc, self.store.restart_tx)
+
+    def rollback(self) -> None:
+        _run_here(self.wc, self.store.rollback_tx, False)
