@@ -1,7 +1,8 @@
 """Atomic-mode workers under real faults: a deadlock on the completion
 statement, a completion the server always refuses with 40001, a handler
-that ends the worker's transaction itself, and a sync handler whose backend
-is terminated mid-statement. The exactly-once rule
+that deallocates the slot's prepared statements, a handler that ends the
+worker's transaction itself, and a sync handler whose backend is terminated
+mid-statement. The exactly-once rule
 holds in each: the database keeps the job's effects from one attempt, the
 one that completed it. Only public API, database reads, logs and faults.
 """
@@ -182,6 +183,48 @@ async def test_a_job_whose_completion_always_conflicts_fails_after_three_reruns(
     assert job["attempt"] == 1 and "could not serialize access" in job["last_attempt_error"]
     assert worker.stats.conflicts_retried == 3
     assert worker.stats.failed == 1 and worker.stats.completed == 0
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_a_handler_that_deallocates_the_slots_statements_runs_again(side: DB, dsn: str, kind: str) -> None:
+    """An atomic slot prepares its claim and completion once per
+    connection. A handler's DEALLOCATE ALL on job.conn removes them: the
+    acknowledgement finds no statement, the slot drops its connection (the
+    attempt rolls back whole, claim included) and reconnects, preparing
+    again; the job runs again at the same attempt and completes once."""
+    db = side
+    await db.set_type("dealloc", max_attempts=1)
+    job_id = await db.start("dealloc")
+    worker = fast(dsn, mode="atomic", concurrency=1)
+    ran: list[int] = []
+    insert = "INSERT INTO side VALUES (%s, %s, %s)"
+
+    if kind == "async":
+
+        @worker.handler("dealloc")
+        async def dealloc(job: JobContext[Any]) -> Any:
+            ran.append(job.attempt)
+            await job.conn.execute(insert, (job.id, job.attempt, job.worker_id))
+            if len(ran) == 1:
+                await job.conn.execute("DEALLOCATE ALL")
+            return "done"
+
+    else:
+
+        @worker.handler("dealloc")
+        def dealloc_sync(job: JobContext[Any]) -> Any:
+            ran.append(job.attempt)
+            job.conn.execute(insert, (job.id, job.attempt, job.worker_id))
+            if len(ran) == 1:
+                job.conn.execute("DEALLOCATE ALL")
+            return "done"
+
+    async with running(worker):
+        await eventually(lambda: _completed(db, job_id), timeout=30)
+    assert ran == [1, 1]
+    assert await db.all("SELECT job_id, attempt FROM side") == [(job_id, 1)]
+    assert (await db.job(job_id))["completed_by"] == worker.worker_id
+    assert worker.stats.completed == 1 and worker.stats.failed == 0 and worker.stats.reconnects == 1
 
 
 async def _status_is(db: DB, job_id: UUID, status: str) -> bool:
