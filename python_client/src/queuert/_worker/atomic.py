@@ -269,7 +269,7 @@ class AtomicSlots:
         if row is None:
             return False, None
         job = self.execution.make_job(row)
-        job.conn = session.handle
+        session.lend(job)
         self.stats.claimed += 1
         job._state = st.RUNNING
         h = self.execution.prepare(job)
@@ -304,7 +304,7 @@ class AtomicSlots:
         if row is None:
             return False
         job = self.execution.make_job(row)
-        job.conn = session.handle
+        session.lend(job)
         job._state = st.RUNNING
         h = self.execution.prepare(job)
         outcome: Outcome
