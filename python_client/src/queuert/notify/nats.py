@@ -186,7 +186,9 @@ class NatsNotifier(BrokerNotifier):
             subject = self.subjects[kind]
             for payload in payloads:
                 await nc.publish(subject, payload.encode())
-        await nc.flush(timeout=max(1, int(self.send_timeout)))
+        # no flush (a PING / PONG round trip per batch): nats-py's flusher
+        # writes the buffer at once, and closing the connection writes what
+        # is left; a connection lost meanwhile loses these hints, as a hint may
 
     async def _take_hint(self, type_names: list[str]) -> bool:
         await self._connection()
