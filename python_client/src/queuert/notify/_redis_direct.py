@@ -43,8 +43,9 @@ logger = logging.getLogger("queuert.notify")
 class DirectPublisher:
     """One reply-less connection, written by any thread under a lock."""
 
-    def __init__(self, url: str, connect_timeout: float) -> None:
+    def __init__(self, url: str, connect_timeout: float, name: str) -> None:
         self.url = url
+        self.name = name  # CLIENT SETNAME: an operator sees who it is
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
         self._conn: Any = None  # a redis.Connection, handshaken, replies off
@@ -76,7 +77,10 @@ class DirectPublisher:
         conn: Any = None
         try:
             pool = redis.ConnectionPool.from_url(
-                self.url, socket_connect_timeout=self.connect_timeout, socket_timeout=self.connect_timeout
+                self.url,
+                socket_connect_timeout=self.connect_timeout,
+                socket_timeout=self.connect_timeout,
+                client_name=self.name,
             )
             conn = pool.make_connection()
             conn.connect()

@@ -119,6 +119,7 @@ class BrokerNotifier(Notifier):
         #: job_ready subscriptions on the broker (see queuert.notify._alone)
         self._listeners = ListenerCount(self._count_listeners, lambda: self._io_thread().loop)
         self._background: set[asyncio.Task[bool]] = set()  # takes nobody waits for
+        self._background_done = 0  # such takes finished (for tests)
         self._listener = SharedSubscription(
             self.broker_name,
             self._wanted_kinds,
@@ -279,7 +280,11 @@ class BrokerNotifier(Notifier):
     def _take_in_background(self, names: list[str]) -> None:
         task = asyncio.get_running_loop().create_task(self._take_hint_guarded(names), name="queuert-notify-take")
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_finished)
+
+    def _background_finished(self, task: asyncio.Task[bool]) -> None:
+        self._background.discard(task)
+        self._background_done += 1
 
     async def _take_hint_guarded(self, names: list[str]) -> bool:
         try:

@@ -157,7 +157,7 @@ class RedisNotifier(BrokerNotifier):
         #: standalone over TCP / a Unix socket, from a URL: callers write
         #: their hints themselves (queuert.notify._redis_direct)
         self._direct = (
-            DirectPublisher(self.url, 2.0)
+            DirectPublisher(self.url, 2.0, f"queuert-publish-{self.prefix}")
             if self.url is not None and not self.cluster and DirectPublisher.usable_for(self.url)
             else None
         )
