@@ -10,20 +10,25 @@ call it from their own loops; workers may live in several threads. An asyncio br
 broker call runs on this notifier's private loop, in a daemon thread started
 on first use (and again in a forked child), and callers only hand work over:
 
-* ``publish_*`` put the hint in a buffer and return at once. The sender task
-  takes everything buffered and sends it in one round trip (per-type job
-  counts add up, ids are deduplicated), so a burst of commits costs one
-  message batch, and a broker outage or a slow broker never holds up a
-  caller: when a send fails the hints are dropped with one warning per outage
-  (workers fall back to polling). :meth:`BrokerNotifier.flush` waits until
-  what was published so far has been sent or dropped.
+* ``publish_*`` first offer the batch to the adapter's
+  :meth:`BrokerNotifier._publish_direct` (Redis writes it from the caller's
+  thread without waiting: :mod:`queuert.notify._redis_direct`); otherwise
+  they put it in a buffer and return at once, and the pump
+  (:mod:`queuert.notify._sender`) sends everything buffered in one batch
+  (per-type job counts add up, ids are deduplicated), so a burst of commits
+  costs one message batch, and a broker outage or a slow broker never holds
+  up a caller: when a send fails the hints are dropped with one warning per
+  outage (workers fall back to polling). :meth:`BrokerNotifier.flush` waits
+  until what was published so far has been sent or dropped.
 * subscribers share one broker subscription per channel (event kind), kept
   by :class:`queuert.notify._listener.SharedSubscription`: it follows the
   union of the kinds the subscribers want; a lost connection is reopened with
   capped exponential backoff, and every (re)connection delivers ``resync`` to
   every subscriber (events sent meanwhile are gone; a worker polls once).
 * :meth:`BrokerNotifier.take_wake_hint` runs the adapter's atomic "take one
-  unit" and answers True when the broker does not answer in time.
+  unit" and answers True when the broker does not answer in time, or at once
+  when the caller's subscription is the only one listening (the adapter's
+  ``_count_listeners``; :mod:`queuert.notify._alone`).
 
 An adapter implements :meth:`_send`, :meth:`_take_hint`, :meth:`_listen`
 (returning a :class:`ListenSession`) and :meth:`_close_clients`; all of them

@@ -16,6 +16,11 @@ Wire format (``<p>`` is the prefix, default ``queuert``, one per schema):
   finds its unit) and taken by another (GET, DECR or DEL), with an expiry of
   ``hint_ttl`` refreshed on every top-up.
 
+Publishing from a ``redis://`` or ``unix://`` URL (standalone): the
+caller's thread writes the send script's ``EVAL`` itself on a connection with
+replies off (:mod:`queuert.notify._redis_direct`), else the I/O thread sends
+it (``EVALSHA`` on a connection of its own; Cluster: the client's script).
+
 Cluster: classic pub/sub, not sharded. A PUBLISH reaches subscribers on any
 node (the cluster bus forwards it), so the subscriber holds one connection to
 one node (picked at random, another one after a failure) and needs no
