@@ -55,6 +55,8 @@ class DirectPublisher:
         self._retry_at = 0.0  # monotonic: no new connection attempt before
         #: batches written since the last barrier (a flush has to wait for them)
         self.unconfirmed = False
+        #: hints written (counted under the lock: callers on many threads)
+        self.sent = 0
 
     @staticmethod
     def usable_for(url: str) -> bool:
@@ -101,9 +103,9 @@ class DirectPublisher:
                 return
             self._conn, self._sock = conn, sock
 
-    def send(self, args: Sequence[Any]) -> bool:
-        """Write one command; False (nothing sent) when the caller must take
-        the other path. Never blocks, never raises."""
+    def send(self, args: Sequence[Any], hints: int) -> bool:
+        """Write one command carrying ``hints`` hints; False (nothing sent)
+        when the caller must take the other path. Never blocks, never raises."""
         with self._lock:
             sock = self._sock
             if sock is None or self._pid != os.getpid():
@@ -125,6 +127,7 @@ class DirectPublisher:
                 return False
             if sent == len(data):
                 self.unconfirmed = True
+                self.sent += hints
                 return True
             if sent:  # half a command: closing the connection discards it
                 self._close_locked()

@@ -244,10 +244,11 @@ class RedisNotifier(BrokerNotifier):
         keys, args = self._script_args(ready, chains, lost)
         # EVAL, not EVALSHA: with replies off a NOSCRIPT would go unseen
         # (Redis caches the compiled script by its hash either way)
-        if not direct.send(("EVAL", _SEND, len(keys), *keys, *args)):
-            return False
-        self._sender.published += len(ready) + len(chains) + len(lost)
-        return True
+        return direct.send(("EVAL", _SEND, len(keys), *keys, *args), len(ready) + len(chains) + len(lost))
+
+    @property
+    def published(self) -> int:
+        return super().published + (self._direct.sent if self._direct is not None else 0)
 
     def _connect_direct(self) -> None:
         assert self._direct is not None
