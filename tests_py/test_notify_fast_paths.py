@@ -11,10 +11,11 @@ import time
 import redis.asyncio as aioredis
 
 from queuert.notify import NotifyEvent
+from queuert.notify.nats import NatsNotifier
 from queuert.notify.redis import RedisNotifier
 
-from notify_brokers import REDIS_URL, unique_prefix
-from test_notify_brokers import Make, cluster_ports, make, of, until  # noqa: F401  (fixtures)
+from notify_brokers import NATS_URL, REDIS_URL, unique_prefix
+from test_notify_brokers import Make, cluster_ports, drop_bucket, make, of, until  # noqa: F401  (fixtures)
 
 
 async def test_a_lone_listener_claims_at_once_and_the_unit_is_still_taken(make: Make) -> None:
@@ -92,3 +93,23 @@ async def test_redis_callers_write_hints_directly_and_survive_a_killed_connectio
         await publisher.close()
         await subscriber.close()
         await admin.aclose()
+
+
+async def test_nats_with_one_listener_the_budget_still_follows_the_event() -> None:
+    """NATS sends the event before the top-up when a fresh count says one
+    subscription listens; the unit is there all the same once flushed."""
+    prefix = unique_prefix()
+    publisher, worker = NatsNotifier(NATS_URL, prefix=prefix), NatsNotifier(NATS_URL, prefix=prefix)
+    got: list[NotifyEvent] = []
+    try:
+        await worker.subscribe(got.append, kinds=("job_ready",))
+        await publisher.publish_job_ready({"first": 1})  # no count yet: budget first; counts
+        await until(lambda: publisher._listeners.value == 1)
+        await publisher.publish_job_ready({"x": 2})
+        assert await publisher.flush()
+        await until(lambda: of(got, "job_ready") == ["first", "x"])
+        assert [await publisher.take_wake_hint(["x"]) for _ in range(3)] == [True, True, False]
+    finally:
+        await publisher.close()
+        await worker.close()
+        await drop_bucket(f"{prefix}-wake-hints")

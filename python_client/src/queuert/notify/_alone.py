@@ -50,6 +50,12 @@ class ListenerCount:
     def alone(self) -> bool:
         """Exactly one subscription, as of a recent count (any thread). A
         stale count schedules a new one and still answers from the old."""
+        return self.recent(self.trust_for) == 1
+
+    def recent(self, max_age: float) -> int | None:
+        """The count if it is younger than ``max_age`` seconds, else None
+        (any thread); a count older than ``refresh_after`` is renewed in the
+        background."""
         now = time.monotonic()
         if now - self.at >= self.refresh_after and not self._refreshing:
             self._refreshing = True
@@ -57,7 +63,7 @@ class ListenerCount:
                 self._loop().call_soon_threadsafe(self._start)
             except RuntimeError:  # the loop is closing
                 self._refreshing = False
-        return self.value == 1 and now - self.at < self.trust_for
+        return self.value if now - self.at < max_age else None
 
     def forget(self) -> None:
         """Subscriptions changed (ours or the connection): count again."""

@@ -186,9 +186,15 @@ class NatsNotifier(BrokerNotifier):
     async def _send(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
         nc = await self._connection()
         kv = self._kv
-        if kv is not None:
-            for name, n in ready.items():
-                await _cas(kv, kv_key(name), _add(n))
+        # The budget goes up before the event goes out, so a woken worker
+        # finds its unit: two JetStream round trips ahead of the event. When
+        # a count younger than a second says at most one subscription
+        # listens, that listener claims without asking (queuert.notify._alone):
+        # the event goes first and the budget follows.
+        listeners = self._listeners.recent(self._listeners.refresh_after) if kv is not None and ready else None
+        budget_first = listeners is None or listeners > 1
+        if kv is not None and budget_first:
+            await self._top_up(kv, ready)
         for kind, payloads in (("job_ready", list(ready)), ("chain_completed", chains), ("job_lost", lost)):
             subject = self.subjects[kind]
             for payload in payloads:
@@ -196,6 +202,13 @@ class NatsNotifier(BrokerNotifier):
         # no flush (a PING / PONG round trip per batch): nats-py's flusher
         # writes the buffer at once, and closing the connection writes what
         # is left; a connection lost meanwhile loses these hints, as a hint may
+        if kv is not None and not budget_first:
+            await self._top_up(kv, ready)
+
+    @staticmethod
+    async def _top_up(kv: KeyValue, ready: dict[str, int]) -> None:
+        for name, n in ready.items():
+            await _cas(kv, kv_key(name), _add(n))
 
     async def _take_hint(self, type_names: list[str]) -> bool:
         await self._connection()
