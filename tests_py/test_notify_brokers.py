@@ -296,9 +296,11 @@ async def test_async_transaction_hooks_publish(make: Make, aconn: psycopg.AsyncC
 
 
 async def test_close_flushes_and_the_notifier_can_be_used_again(make: Make) -> None:
-    publisher, subscriber = make(), make()
+    publisher, subscriber, witness = make(), make(), make()
     got: list[NotifyEvent] = []
+    heard: list[NotifyEvent] = []
     await subscriber.subscribe(got.append, kinds=("job_lost",))
+    await witness.subscribe(heard.append, kinds=("job_lost",))
     await publisher.publish_job_lost(["before-close"])
     await publisher.close()  # sends what is buffered first
     await until(lambda: of(got, "job_lost") == ["before-close"])
@@ -306,11 +308,14 @@ async def test_close_flushes_and_the_notifier_can_be_used_again(make: Make) -> N
     await publisher.publish_job_lost(["after-close"])
     await until(lambda: of(got, "job_lost") == ["before-close", "after-close"])
     await subscriber.close()
+    events = list(got)
     await subscriber.publish_job_lost(["unheard"])
     assert await subscriber.flush()
-    events = list(got)
-    await asyncio.sleep(0.2)
+    # the broker delivered it (a subscriber still listening heard it), and
+    # the closed subscriber's listener was not called
+    await until(lambda: "unheard" in of(heard, "job_lost"))
     assert got == events
+    await witness.close()
 
 
 async def test_a_failing_listener_is_logged_and_others_still_get_events(
