@@ -673,7 +673,10 @@ async def test_auto_prefetch_claims_far_ahead_for_fast_handlers(dsn: str, db: DB
     assert peak == 2  # never more handlers than slots
     assert worker.stats.completed == 600 and worker.stats.claimed == 600
     assert worker.stats.largest_claim > 20  # far beyond the 2 free slots
-    assert worker.stats.flushes < 100  # with claims of 2, it would take >= 300
+    # claims of 2 would need >= 300 claim calls; these average more than 4
+    # jobs each. (Not flushes: acknowledgement-only flushes multiply when a
+    # loaded machine slows each round trip; 103 were seen with both cores busy.)
+    assert worker.stats.claim_calls < 150
 
 
 async def test_auto_prefetch_holds_at_most_one_job_ahead_of_slow_handlers(dsn: str, db: DB) -> None:
