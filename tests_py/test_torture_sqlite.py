@@ -337,3 +337,34 @@ def test_the_torture_fan_in_handler_reports_a_lost_blocker(world: World, tmp_pat
     figures, found = _check(w)
     assert found == {checks.HANDLER_REPORTED}
     assert figures["lost"] == 0 and figures["duplicates"] == 0
+
+
+def test_worker_defects_are_told_apart_from_kills_and_clean_stops(tmp_path: Path) -> None:
+    """The run's own verdict on its workers (sqlite_run.Workers.defects): a
+    worker that exited on its own, or whose log holds a traceback or a bare
+    sqlite3 error, is a defect; one the chaos loop killed, or one that
+    stopped cleanly with a clean log, is not."""
+    workers = sqlite_run.Workers(str(tmp_path / "unused.db"), tmp_path, {"staged": 1, "atomic": 1}, 0.0)
+    logs = {name: tmp_path / f"{name}.log" for name in ("died", "killed", "clean", "traced", "locked")}
+    logs["traced"].write_text("worker w1 stopping\nTraceback (most recent call last):\n  ...\n")
+    logs["locked"].write_text("sqlite3.OperationalError: database is locked\n")
+    logs["clean"].write_text("worker w1 stopped\n")
+    logs["died"].write_text("")
+    logs["killed"].write_text("")
+    procs = {
+        "died": subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]),
+        "killed": subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]),
+        "clean": subprocess.Popen([sys.executable, "-c", "pass"]),
+        "traced": subprocess.Popen([sys.executable, "-c", "pass"]),
+        "locked": subprocess.Popen([sys.executable, "-c", "pass"]),
+    }
+    procs["killed"].kill()
+    workers.killed.add(procs["killed"].pid)
+    for name, proc in procs.items():
+        proc.wait()
+        workers.procs.append(("staged", proc, logs[name]))
+    found = workers.defects()
+    assert len(found) == 3, found
+    assert f"pid {procs['died'].pid}" in found[0] and "exited with 3" in found[0]
+    assert "'Traceback'" in found[1] and f"pid {procs['traced'].pid}" in found[1]
+    assert "'OperationalError'" in found[2] and f"pid {procs['locked'].pid}" in found[2]
