@@ -231,7 +231,7 @@ class AtomicSlots:
         if row is None:
             return False, None
         job = self.execution.make_job(row)
-        job.conn = session.handle
+        session.lend(job)
         self.stats.claimed += 1
         job._state = st.RUNNING
         h = self.execution.prepare(job)
@@ -266,7 +266,7 @@ class AtomicSlots:
         if row is None:
             return False
         job = self.execution.make_job(row)
-        job.conn = session.handle
+        session.lend(job)
         job._state = st.RUNNING
         h = self.execution.prepare(job)
         outcome: Outcome
