@@ -58,7 +58,9 @@ async def test_async_and_sync_slots_each_claim_their_types_without_the_poll(db: 
         run = worker._run
         assert run is not None
         hints_at_start = run.wakeup.hint_gen
-        for _ in range(1000):  # up to 20 s; a sync slot held back waits for the hour's poll
+        # up to 60 s (50 trivial jobs take well under a second; the rest is
+        # room for a loaded machine): a sync slot held back waits for the hour's poll
+        for _ in range(3000):
             if worker.stats.completed == 50:
                 break
             await asyncio.sleep(0.02)

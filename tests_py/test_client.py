@@ -656,11 +656,23 @@ def test_list_chains_pages_through_ties_in_created_at(conn: Conn) -> None:
 # ---------------------------------------------------------------- wait_for_chain
 
 
-def _complete_later(db: Db, chain_id: uuid.UUID, delay: float, output: object) -> threading.Thread:
+def _complete_later(
+    db: Db, chain_id: uuid.UUID, delay: float, output: object, *, listening_pid: int | None = None
+) -> threading.Thread:
+    """Complete the chain from another connection after ``delay``, or (with
+    ``listening_pid``) once that backend has listened and found the chain
+    unfinished: its probe is its last statement and it sits idle on LISTEN."""
+
     def run() -> None:
-        time.sleep(delay)
         c = db.connect(autocommit=True)
         try:
+            if listening_pid is None:
+                time.sleep(delay)
+            while listening_pid is not None and not c.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'idle'"
+                " AND query LIKE '%%transaction_isolation%%'", (listening_pid,)
+            ).fetchone():
+                time.sleep(0.01)
             queuert.complete_chain(c, chain_id, output)
         finally:
             c.close()
@@ -674,7 +686,7 @@ def _complete_later(db: Db, chain_id: uuid.UUID, delay: float, output: object) -
 def test_wait_for_chain_wakes_on_notification(db: Db) -> None:
     with psycopg.connect(db.target, autocommit=True) as ac:
         started = queuert.start_chain(ac, "x", None)
-        t = _complete_later(db, started.chain_id, 0.2, {"done": 1})
+        t = _complete_later(db, started.chain_id, 0, {"done": 1}, listening_pid=ac.info.backend_pid)
         # poll_interval far above the timeout: only the notification can wake it
         chain = queuert.wait_for_chain(ac, started.chain_id, timeout=30, poll_interval=60)
         t.join()

@@ -182,9 +182,17 @@ async def test_wait_for_chain_notification_and_timeout(db: Db) -> None:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as ac, \
             await psycopg.AsyncConnection.connect(dsn, autocommit=True) as other:
         started = await aio.start_chain(ac, "x", None)
+        waiter = ac.info.backend_pid
 
         async def finish() -> None:
-            await asyncio.sleep(0.2)
+            # once the waiter has listened and found the chain unfinished
+            # (its probe is its last statement, and it sits idle on LISTEN),
+            # only the notification can end its wait before the 60 s poll
+            while not await (await other.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'idle'"
+                " AND query LIKE '%%transaction_isolation%%'", (waiter,)
+            )).fetchone():
+                await asyncio.sleep(0.01)
             await aio.complete_chain(other, started.chain_id, {"ok": True})
 
         task = asyncio.create_task(finish())

@@ -8,6 +8,7 @@ are checked against Django's own settings machinery."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -151,3 +152,44 @@ def test_conninfo_from_settings_keeps_libpq_options_only() -> None:
     }
     with pytest.raises(Exception, match="needs a PostgreSQL database"):
         conninfo_from_settings({"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"})
+
+
+def test_the_integrations_guides_shell_block_runs_in_the_project(shop: str) -> None:
+    """docs/integrations.md's ```sh block, line by line in the example
+    project: queuert_migrate installs the schema; queuert_worker starts on
+    the project's worker (then stops on SIGTERM). Every option its comment
+    names is one the command accepts."""
+    doc = (PROJECT.parents[1] / "docs" / "integrations.md").read_text()
+    (block,) = re.findall(r"^```sh\n(.*?)^```$", doc, flags=re.S | re.M)
+    env = {**os.environ, "DATABASE_URL": shop, "PYTHONPATH": str(PROJECT),
+           "DJANGO_SETTINGS_MODULE": "shop.settings",
+           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+    lines = [line.partition("#") for line in block.splitlines() if line.strip()]
+    assert [cmd.split()[:3] for cmd, _, _ in lines] == [
+        ["python", "manage.py", "queuert_migrate"], ["python", "manage.py", "queuert_worker"],
+    ]
+    for cmd, _, comment in lines:
+        command = cmd.split()[2]
+        usage = manage(shop, command, "--help").stdout
+        for option in re.findall(r"--[a-z-]+", comment):
+            assert option in usage, f"{command} has no {option}:\n{usage}"
+        if command == "queuert_migrate":
+            out = subprocess.run(["bash", "-euo", "pipefail", "-c", cmd], cwd=PROJECT, env=env,
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0 and "applied 0001_init" in out.stdout, out.stdout + out.stderr
+            continue
+        worker = subprocess.Popen(["bash", "-c", f"exec {cmd}"], cwd=PROJECT, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert worker.stdout is not None
+            seen: list[str] = []
+            for line in worker.stdout:  # ends when the process does
+                seen.append(line)
+                if "starting (" in line:
+                    break
+            assert seen and "starting (" in seen[-1], "".join(seen)
+        finally:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+            rest, _ = worker.communicate(timeout=60)
+        assert worker.returncode == 0, "".join(seen) + rest

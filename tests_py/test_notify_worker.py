@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from queuert.notify.redis import RedisNotifier
 
 from notify_brokers import NATS_URL, REDIS_URL, redis_cluster, unique_prefix
 from test_worker import DB, db, eventually, fast, running  # noqa: F401 - fixture
+from worker_helpers import asleep
 
 
 @pytest.fixture(scope="module")
@@ -107,18 +107,6 @@ async def test_hooks_wake_an_idle_worker_through_the_broker(
         finally:
             await conn.close()
     assert worker.stats.as_dict()["completed"] == 1
-
-
-def asleep(worker: queuert.Worker, until: float = 30.0) -> bool:
-    """Idle: its last claim came back short, no hint came since, and it has
-    looked up when its next job is due: it sleeps until an event or its poll,
-    at least ``until`` seconds away (a due job it has not got, another
-    worker's for the taking, would have it look again in 50 ms)."""
-    run = worker._run
-    if run is None or not run.started.is_set() or not run.wakeup.all_drained():
-        return False
-    poll_at = run.wakeup.poll_at
-    return poll_at is not None and poll_at - time.monotonic() > until
 
 
 async def test_eight_idle_workers_one_job_one_claim(

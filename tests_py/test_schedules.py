@@ -32,6 +32,14 @@ def ticker(dsn: str, **kw: Any) -> ScheduleTicker:
     return ScheduleTicker(lambda: psycopg.AsyncConnection.connect(dsn), **kw)
 
 
+async def rounds_past(tickers: list[ScheduleTicker], marks: list[int], timeout: float = 30) -> None:
+    """Until each ticker has finished at least its mark of rounds."""
+    deadline = time.monotonic() + timeout
+    while not all(t.rounds >= m for t, m in zip(tickers, marks)):
+        assert time.monotonic() < deadline, f"rounds {[t.rounds for t in tickers]}, waiting for {marks}"
+        await asyncio.sleep(0.01)
+
+
 async def make_due(conn: psycopg.AsyncConnection[Any], name: str, minutes_ago: int) -> None:
     """The schedule's next tick, moved into the past (as if time had passed)."""
     await conn.execute(
@@ -82,7 +90,10 @@ async def test_tickers_running_in_the_background_fire_each_tick_once(
             while len(await chains_of(admin, "bg")) < (4 - minutes_ago // 10):
                 assert time.monotonic() < deadline, "the tickers never fired"
                 await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)  # several more rounds of every ticker
+            # every ticker finishes two more rounds, so one of them began
+            # after the tick's chain was seen: none fires the tick again
+            marks = [t.rounds for t in tickers]
+            await rounds_past(tickers, [m + 2 for m in marks])
     finally:
         for t in tickers:
             await t.stop()
@@ -103,11 +114,12 @@ async def test_ticker_survives_a_lost_connection(dsn: str, admin: psycopg.AsyncC
     t = ticker(dsn, type_names=["lost"], max_sleep=0.05, reconnect_max=0.1)
     t.start()
     try:
-        await asyncio.sleep(0.2)
-        await admin.execute(
+        await rounds_past([t], [1])  # connected: a round went through
+        cur = await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+        assert await cur.fetchall() == [(True,)], "the ticker's connection was not there to lose"
         await make_due(admin, "s", 5)
         deadline = time.monotonic() + 30
         while not await chains_of(admin, "lost"):
@@ -158,7 +170,13 @@ async def test_workers_fire_their_schedules_once_per_tick_and_run_the_chains(
             while len(ran) < round_:
                 assert time.monotonic() < deadline, "the schedule never ran"
                 await asyncio.sleep(0.02)
-            await asyncio.sleep(0.3)  # every worker has had its turn at the tick
+            # every worker's ticker has had its turn at the tick: its first
+            # round began after make_due, in a worker started after it
+            for w in workers:
+                await w.wait_started(30)  # its ticker was started before
+                assert w._run is not None
+                (t,) = [s for s in w._run.loopers if isinstance(s, ScheduleTicker)]
+                await rounds_past([t], [1])
         finally:
             for w in workers:
                 w.stop()

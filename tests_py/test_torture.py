@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -326,3 +327,76 @@ def test_each_check_catches_its_corruption_and_no_other_does(
     figures, found = _check(world)
     assert found == {name}
     assert {k: figures[k] for k in ("lost", "duplicates")} == {"lost": 0, "duplicates": 0, **tally}
+
+
+# -- the handlers' own checks (app.py), run by a real torture worker ----------
+#
+# HANDLER_REPORTED above is proven with a planted violation row; these plant
+# the engine faults the handlers look for and let app.py's handlers, in a
+# worker process as the torture run starts them, find and report them.
+
+
+def _fan_in_short_of_a_blocker(w: World) -> uuid.UUID:
+    """A fan-in on two chains whose engine lost one blocker edge (the count
+    kept consistent with the edges left): it becomes due after one blocker."""
+    blockers = [w.chain("s.single", "single"), w.chain("s.single", "single")]
+    row = w.c.execute(
+        "SELECT chain_id FROM queuert.start_chain(type_name => 's.join', input => '{\"n\": 2}', blockers => %s)",
+        (blockers,),
+    ).fetchone()
+    assert row is not None
+    join: uuid.UUID = row[0]
+    w.c.execute("INSERT INTO torture_chain (chain_id, kind, mode, n) VALUES (%s, 'join', 'staged', 2)", (join,))
+    w.c.execute("DELETE FROM queuert.job_blocker WHERE job_id = %s AND blocker_chain_id = %s", (join, blockers[1]))
+    w.c.execute("UPDATE queuert.job SET open_blockers = open_blockers - 1 WHERE id = %s", (join,))
+    w.run("w1", "s.single")
+    w.run("w1", "s.single")
+    return join
+
+
+def _claimed_before_its_time(w: World) -> uuid.UUID:
+    """A claim that hands out a job scheduled an hour ahead (the engine's
+    fault planted as a trigger on the claim's UPDATE)."""
+    w.c.execute(
+        "CREATE FUNCTION plant_early() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "NEW.scheduled_at := now() + interval '1 hour'; RETURN NEW; END $$"
+    )
+    w.c.execute(
+        "CREATE TRIGGER plant_early BEFORE UPDATE OF status ON queuert.job FOR EACH ROW "
+        "WHEN (OLD.status = 'pending' AND NEW.status = 'running' AND NEW.type_name = 's.sched') "
+        "EXECUTE FUNCTION plant_early()"
+    )
+    row = w.c.execute(
+        "SELECT chain_id FROM queuert.start_chain(type_name => 's.sched', input => '{\"k\": \"sched\"}')"
+    ).fetchone()
+    assert row is not None
+    w.c.execute("INSERT INTO torture_chain (chain_id, kind, mode) VALUES (%s, 'sched', 'staged')", (row[0],))
+    return uuid.UUID(str(row[0]))
+
+
+@pytest.mark.parametrize(("plant", "what"), [
+    (_fan_in_short_of_a_blocker, "fan-in ran with 1/2 blockers"),
+    (_claimed_before_its_time, "scheduled job ran "),
+], ids=["fan_in_short_of_a_blocker", "claimed_before_its_time"])
+def test_the_torture_handlers_report_what_they_check(
+    world: World, tmp_path: Path, plant: Callable[[World], uuid.UUID], what: str
+) -> None:
+    chain = plant(world)
+    workers = run.Workers(world.dsn, tmp_path, {"staged": 2, "atomic": 2}, 0.0)
+    proc = workers.start("staged")
+    try:
+        deadline = time.monotonic() + 60
+        while (status := world.c.execute(
+            "SELECT status::text FROM queuert.chain WHERE chain_id = %s", (chain,)
+        ).fetchone()) != ("completed",):
+            assert proc.proc.poll() is None, proc.log_path.read_text()
+            assert time.monotonic() < deadline, f"the planted chain is {status}\n{proc.log_path.read_text()}"
+            time.sleep(0.05)
+    finally:
+        workers.stop_all()
+    assert proc.proc.returncode == 0, proc.log_path.read_text()
+    reports = world.c.execute("SELECT job_id, what FROM torture_violation").fetchall()
+    assert len(reports) == 1 and reports[0][1].startswith(what), reports
+    figures, found = _check(world)
+    assert found == {checks.HANDLER_REPORTED}
+    assert figures["lost"] == 0 and figures["duplicates"] == 0

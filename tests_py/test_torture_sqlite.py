@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import queuert._sqlite as qs
 
 checks = load_torture("checks")
 sqlite_checks = load_torture("sqlite_checks")
+sqlite_run = load_torture("sqlite_run")
 
 
 @pytest.mark.timeout(290)
@@ -294,3 +296,75 @@ def test_each_check_catches_its_corruption_and_no_other_does(
     figures, found = _check(world)
     assert found == {name}
     assert {k: figures[k] for k in ("lost", "duplicates")} == {"lost": 0, "duplicates": 0, **tally}
+
+
+def test_the_torture_fan_in_handler_reports_a_lost_blocker(world: World, tmp_path: Path) -> None:
+    """sqlite_app.py's fan-in check, run by a real torture worker: a fan-in
+    on two chains whose engine lost one blocker edge (the counts kept
+    consistent with the edge left) runs after one blocker; its handler
+    reports it, and only HANDLER_REPORTED says so. (The handler's schedule
+    check has no planted fault here: the SQLite claim's RETURNING shows no
+    trigger's change, so a claim before its time cannot be staged from
+    outside the engine; tests_py/test_torture.py plants it on PostgreSQL.)"""
+    w = world
+    blockers = [w.chain("s.single", "single"), w.chain("s.single", "single")]
+    join: UUID = qs.start_chain(w.c, "s.join", {"n": 2}, blockers=blockers)["chain_id"]
+    w.c.execute("INSERT INTO torture_chain (chain_id, kind, mode, n) VALUES (?, 'join', 'staged', 2)", (str(join),))
+    w.c.execute("DELETE FROM queuert_job_blocker WHERE job_id = ? AND blocker_chain_id = ?",
+                (str(join), str(blockers[1])))
+    w.c.execute("UPDATE queuert_job SET open_blockers = open_blockers - 1, blocker_count = blocker_count - 1 "
+                "WHERE id = ?", (str(join),))
+    w.run("w1", "s.single")
+    w.run("w1", "s.single")
+    workers = sqlite_run.Workers(w.path, tmp_path, {"staged": 2, "atomic": 2}, 0.0)
+    workers.start("staged")
+    try:
+        deadline = time.monotonic() + 60
+        while (status := w.c.execute("SELECT status FROM queuert_job WHERE id = ?", (str(join),)).fetchone()) \
+                != ("completed",):
+            assert workers.alive(), workers.procs[0][2].read_text()
+            assert time.monotonic() < deadline, f"the fan-in is {status}\n{workers.procs[0][2].read_text()}"
+            time.sleep(0.05)
+    finally:
+        workers.stop_all()
+    assert workers.defects() == []
+    side = sqlite3.connect(f"{w.path}.violations")
+    try:
+        reports = side.execute("SELECT job_id, what FROM torture_violation").fetchall()
+    finally:
+        side.close()
+    assert len(reports) == 1 and reports[0][1].startswith("fan-in ran with 1/2 blockers"), reports
+    figures, found = _check(w)
+    assert found == {checks.HANDLER_REPORTED}
+    assert figures["lost"] == 0 and figures["duplicates"] == 0
+
+
+def test_worker_defects_are_told_apart_from_kills_and_clean_stops(tmp_path: Path) -> None:
+    """The run's own verdict on its workers (sqlite_run.Workers.defects): a
+    worker that exited on its own, or whose log holds a traceback or a bare
+    sqlite3 error, is a defect; one the chaos loop killed, or one that
+    stopped cleanly with a clean log, is not."""
+    workers = sqlite_run.Workers(str(tmp_path / "unused.db"), tmp_path, {"staged": 1, "atomic": 1}, 0.0)
+    logs = {name: tmp_path / f"{name}.log" for name in ("died", "killed", "clean", "traced", "locked")}
+    logs["traced"].write_text("worker w1 stopping\nTraceback (most recent call last):\n  ...\n")
+    logs["locked"].write_text("sqlite3.OperationalError: database is locked\n")
+    logs["clean"].write_text("worker w1 stopped\n")
+    logs["died"].write_text("")
+    logs["killed"].write_text("")
+    procs = {
+        "died": subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]),
+        "killed": subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]),
+        "clean": subprocess.Popen([sys.executable, "-c", "pass"]),
+        "traced": subprocess.Popen([sys.executable, "-c", "pass"]),
+        "locked": subprocess.Popen([sys.executable, "-c", "pass"]),
+    }
+    procs["killed"].kill()
+    workers.killed.add(procs["killed"].pid)
+    for name, proc in procs.items():
+        proc.wait()
+        workers.procs.append(("staged", proc, logs[name]))
+    found = workers.defects()
+    assert len(found) == 3, found
+    assert f"pid {procs['died'].pid}" in found[0] and "exited with 3" in found[0]
+    assert "'Traceback'" in found[1] and f"pid {procs['traced'].pid}" in found[1]
+    assert "'OperationalError'" in found[2] and f"pid {procs['locked'].pid}" in found[2]

@@ -26,7 +26,7 @@ import pytest
 import queuert
 from queuert import aio
 from queuert.job import JobContext
-from worker_helpers import eventually, running
+from worker_helpers import asleep, eventually, running
 
 
 # ---------------------------------------------------------------- helpers
@@ -420,7 +420,9 @@ async def test_in_process_notifier_wakes_worker_after_commit_only(dsn: str, conn
         ran.append(job.input)
 
     async with running(worker):
-        await asyncio.sleep(0.3)
+        # asleep (its first claim found nothing, the poll a minute away): only
+        # the notifier can start the committed job within the wait below
+        await eventually(lambda: asleep(worker))
         with pytest.raises(RuntimeError):
             with queuert.transaction_hooks(notifier):
                 with conn.transaction():
@@ -499,10 +501,10 @@ async def test_stop_releases_jobs_that_outlive_the_grace_period(dsn: str, db: DB
     chain = await db.start("stuck")
     task = asyncio.create_task(worker.run_async())
     await asyncio.wait_for(started.wait(), 10)
-    t0 = time.monotonic()
     worker.stop()
-    await asyncio.wait_for(task, 10)
-    assert time.monotonic() - t0 < 5
+    # the handler sleeps 60 s: a run that ends within 20 s (grace 0.3 s, with
+    # room for a loaded machine) did not wait for it
+    await asyncio.wait_for(task, 20)
     job = await db.job(chain)
     assert job["status"] == "pending" and job["leased_by"] is None
     due = await db.one("SELECT scheduled_at <= now() FROM queuert.job WHERE id = %s", (chain,))
@@ -671,7 +673,10 @@ async def test_auto_prefetch_claims_far_ahead_for_fast_handlers(dsn: str, db: DB
     assert peak == 2  # never more handlers than slots
     assert worker.stats.completed == 600 and worker.stats.claimed == 600
     assert worker.stats.largest_claim > 20  # far beyond the 2 free slots
-    assert worker.stats.flushes < 100  # with claims of 2, it would take >= 300
+    # claims of 2 would need >= 300 claim calls; these average more than 4
+    # jobs each. (Not flushes: acknowledgement-only flushes multiply when a
+    # loaded machine slows each round trip; 103 were seen with both cores busy.)
+    assert worker.stats.claim_calls < 150
 
 
 async def test_auto_prefetch_holds_at_most_one_job_ahead_of_slow_handlers(dsn: str, db: DB) -> None:
@@ -936,11 +941,26 @@ async def test_a_slot_thread_closes_its_connection_after_the_call_in_flight(dsn:
     loop = asyncio.get_running_loop()
     slot = SlotThread(loop, 0)
     conn = await slot.call(lambda: psycopg.connect(dsn, autocommit=True))
-    in_flight = slot.call(lambda: conn.execute("SELECT pg_sleep(0.3), 42").fetchone())
-    await asyncio.sleep(0.1)  # the statement is on the wire
-    slot.stop(close=conn)
-    assert not conn.closed  # not from this thread
-    assert (await asyncio.wait_for(in_flight, 5))[1] == 42
+    holder = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    try:
+        await holder.execute("SELECT pg_advisory_lock(4242)")
+        pid = conn.info.backend_pid
+        in_flight = slot.call(lambda: conn.execute("SELECT pg_advisory_lock(4242), 42").fetchone())
+
+        async def waiting() -> bool:
+            cur = await holder.execute(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)
+            )
+            return bool((await cur.fetchone() or (False,))[0])
+
+        await eventually(waiting)  # the statement is on the wire, waiting for the lock
+        slot.stop(close=conn)
+        assert not conn.closed  # not from this thread
+        assert not in_flight.done()
+        await holder.execute("SELECT pg_advisory_unlock(4242)")
+    finally:
+        await holder.close()
+    assert (await asyncio.wait_for(in_flight, 10))[1] == 42
     slot.thread.join(5)
     assert not slot.thread.is_alive()
     assert conn.closed

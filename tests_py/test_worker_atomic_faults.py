@@ -1,8 +1,9 @@
 """Atomic-mode workers under real faults: a deadlock on the completion
 statement, a completion the server always refuses with 40001, a handler
 that deallocates the slot's prepared statements, a handler that ends the
-worker's transaction itself, and a sync handler whose backend is terminated
-mid-statement. The exactly-once rule
+worker's transaction itself, a sync handler whose backend is terminated
+mid-statement, and a graceful stop that must end a sync handler's statement
+itself. The exactly-once rule
 holds in each: the database keeps the job's effects from one attempt, the
 one that completed it. Only public API, database reads, logs and faults.
 """
@@ -318,3 +319,50 @@ async def test_terminating_a_sync_handlers_backend_rolls_its_attempt_back(side: 
     job = await db.job(chain)
     assert (job["attempt"], job["last_attempt_error"], job["output"]) == (1, None, "second run")
     assert worker.stats.reconnects >= 1 and worker.stats.completed == 1 and worker.stats.failed == 0
+
+
+async def test_stop_ends_a_sync_handler_stuck_in_a_statement_and_rolls_its_attempt_back(side: DB, dsn: str) -> None:
+    """Graceful stop in atomic mode, past the grace period, with a sync
+    handler inside a 60 s statement (a thread cannot be interrupted): the
+    worker terminates that backend, the server rolls the claim and the
+    handler's write back, and the run ends long before the statement would:
+    the job is pending again, its attempt unchanged."""
+    db = side
+    worker = fast(dsn, mode="atomic", concurrency=1, grace_period=0.3, lease=timedelta(seconds=60))
+    inside = threading.Event()
+    errors: list[str | None] = []
+
+    @worker.handler("stuck")
+    def stuck(job: JobContext[Any]) -> Any:
+        job.conn.execute("INSERT INTO side VALUES (%s, %s, %s)", (job.id, job.attempt, job.worker_id))
+        inside.set()
+        try:
+            job.conn.execute("SELECT pg_sleep(60)")
+        except psycopg.Error as exc:
+            errors.append(exc.sqlstate)
+            raise
+        return "not reached"
+
+    chain = await db.start("stuck")
+    task = asyncio.create_task(worker.run_async())
+    try:
+        await asyncio.wait_for(asyncio.to_thread(inside.wait, 30), 35)
+        await wait_for_statement(db, "SELECT pg_sleep(60)")
+    finally:
+        worker.stop()
+    # the statement sleeps 60 s: a run that ends within 20 s (grace 0.3 s,
+    # with room for a loaded machine) did not wait for it
+    await asyncio.wait_for(task, 20)
+    job = await db.job(chain)
+    assert (job["status"], job["attempt"], job["leased_by"]) == ("pending", 0, None)
+    assert await db.all("SELECT * FROM side") == [], "the attempt's write rolled back with it"
+    assert errors == ["57P01"], errors  # admin_shutdown: its backend was terminated
+    assert worker.stats.completed == 0
+
+
+async def wait_for_statement(db: DB, text: str) -> None:
+    """Until a backend of this database runs ``text``."""
+    await eventually(lambda: db.one(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query = %s",
+        (text,),
+    ), timeout=30)

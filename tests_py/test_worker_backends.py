@@ -31,7 +31,7 @@ import queuert._sqlite as qs
 from queuert.job import JobContext
 from queuert.notify import notifier_from_url
 from queuert.notify.inprocess import InProcessNotifier
-from worker_helpers import eventually, running
+from worker_helpers import asleep, eventually, running
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -451,7 +451,7 @@ async def test_the_in_process_notifier_wakes_the_worker_after_commit_only(db: Db
             conn.close()
 
     async with running(worker):
-        await asyncio.sleep(0.3)  # past its first claim: idle
+        await eventually(lambda: asleep(worker, until=10))  # past its first claim: idle until the poll
         await asyncio.to_thread(start_in_hooks, False)
         await asyncio.to_thread(start_in_hooks, True)
         await asyncio.wait_for(ran.wait(), 10)
@@ -487,8 +487,7 @@ async def test_a_broker_carries_another_connections_job_to_an_idle_worker(db: Db
 
     try:
         async with running(worker):
-            await eventually(lambda: worker.stats.claimed == 0 and worker.running)
-            await asyncio.sleep(0.3)  # past its first, empty claim: asleep until its poll
+            await eventually(lambda: asleep(worker, until=10))  # past its first, empty claim: asleep until its poll
             await asyncio.to_thread(start_in_hooks)
             await asyncio.wait_for(ran.wait(), 10)
     finally:
@@ -665,7 +664,9 @@ async def test_a_worker_on_sqlite_runs_no_postgresql_only_service(
     chain = await side.start("plain")
     async with running(worker):
         await eventually(lambda: side.done(chain))
-        await asyncio.sleep(0.5)  # a ticker would have tried (and failed) to connect by now
+        # no own-connection service was started (no ticker, no pruner), so
+        # none can try to connect later: nothing to wait for
+        assert worker._run is not None and worker._run.loopers == []
     assert [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == []
     pruning = fast(db, prune_after=timedelta(days=7))
     pruning.handler("plain", plain)

@@ -205,10 +205,10 @@ def test_sigterm_releases_jobs_that_outlive_the_grace_period(side: psycopg.Conne
     start_many(side, "sleepy", [30])
     p = spawn(APP_GRACE="0.5")
     wait_for(lambda: scalar(side, "SELECT count(*) FROM side WHERE phase = 'start'") == 1)
-    t0 = time.monotonic()
     p.send_signal(signal.SIGTERM)
+    # the handler sleeps 30 s: exiting within 20 s (grace 0.5 s, with room
+    # for a loaded machine) shows the worker did not wait for it
     assert p.wait(20) == 0
-    assert time.monotonic() - t0 < 10
     row = side.execute(
         "SELECT status::text, leased_by, scheduled_at <= now(), last_attempt_error FROM queuert.job"
     ).fetchone()

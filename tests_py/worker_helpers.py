@@ -36,3 +36,15 @@ async def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def asleep(worker: queuert.Worker, until: float = 30.0) -> bool:
+    """Idle: its last claim came back short, no hint came since, and it has
+    looked up when its next job is due: it sleeps until an event or its poll,
+    at least ``until`` seconds away (a due job it has not got, another
+    worker's for the taking, would have it look again in 50 ms)."""
+    run = worker._run
+    if run is None or not run.started.is_set() or not run.wakeup.all_drained():
+        return False
+    poll_at = run.wakeup.poll_at
+    return poll_at is not None and poll_at - time.monotonic() > until

@@ -78,7 +78,13 @@ def test_worker_processes_share_one_file(tmp_path: Path) -> None:
         codes = [p.wait(timeout=60) for p in procs]
     text = "\n".join(log.read_text(errors="replace") for log in logs)
     assert codes == [0, 0, 0, 0], text
-    assert "database is locked" not in text and "Traceback" not in text, text
+    # the typed warning of a lock held past the busy timeout ("... locked by
+    # another connection for longer than the busy timeout ...; retrying") is
+    # the handled path, and a loaded machine produces it; a bare sqlite3
+    # error is what must never appear
+    bare = [line for line in text.splitlines() if "database is locked" in line
+            and "locked by another connection for longer than the busy timeout" not in line]
+    assert bare == [] and "OperationalError" not in text and "Traceback" not in text, text
     assert _left(path) == 0, "every job finished"
 
     jobs = conn.execute("SELECT id, status, attempt, completed_by FROM queuert_job").fetchall()

@@ -34,6 +34,9 @@ class PeriodicService(abc.ABC):
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        #: rounds finished, with or without an error (what a caller waits on
+        #: to know the service has looked again since some moment)
+        self.rounds = 0
 
     @abc.abstractmethod
     async def _round(self) -> float:
@@ -66,6 +69,7 @@ class PeriodicService(abc.ABC):
                 await self._close()
                 wait = delay
                 delay = min(delay * 2, self._reconnect_max)
+            self.rounds += 1
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), wait)
