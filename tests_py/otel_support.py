@@ -87,3 +87,9 @@ def installed_sdk() -> Iterator[Sdk]:
         reset_globals()
         tracer_provider.shutdown()
         meter_provider.shutdown()
+
+
+def traceparent_of(span: Any) -> str:
+    """The W3C traceparent a finished span would propagate."""
+    c = span.context
+    return f"00-{c.trace_id:032x}-{c.span_id:016x}-{int(c.trace_flags):02x}"

@@ -20,18 +20,13 @@ import queuert
 from queuert import aio, telemetry
 from queuert._sqlite.migrate import migrate as sqlite_migrate
 from queuert.telemetry import switch
-from otel_support import Sdk, installed_sdk
+from otel_support import Sdk, installed_sdk, traceparent_of
 
 
 @pytest.fixture
 def sdk() -> Iterator[Sdk]:
     with installed_sdk() as s:
         yield s
-
-
-def _tp(span: Any) -> str:
-    c = span.context
-    return f"00-{c.trace_id:032x}-{c.span_id:016x}-{int(c.trace_flags):02x}"
 
 
 def _row(conn: psycopg.Connection[Any], job_id: Any) -> tuple[Any, ...]:
@@ -64,7 +59,7 @@ def test_start_chain_is_a_producer_span_under_the_callers_span_reported_at_commi
     assert span.attributes["queuert.chain.id"] == str(started.chain_id)
     assert span.attributes["queuert.deduplicated"] is False
     # the row stores the span's traceparent, as the chain's too
-    assert _row(conn, started.id) == (_tp(span), _tp(span))
+    assert _row(conn, started.id) == (traceparent_of(span), traceparent_of(span))
     assert sdk.counter("queuert.jobs.created", **{"messaging.destination.name": "welcome"}) == 1
     assert sdk.counter("queuert.chains.created") == 1
 
@@ -76,7 +71,7 @@ def test_a_given_trace_context_is_the_parent(conn: psycopg.Connection[Any], sdk:
     (span,) = sdk.named("create t")
     assert f"{span.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
     assert span.parent is not None and f"{span.parent.span_id:016x}" == "b7ad6b7169203331"
-    assert _row(conn, started.id)[0] == _tp(span)
+    assert _row(conn, started.id)[0] == traceparent_of(span)
 
 
 def test_rolled_back_start_reports_no_successful_creation(conn: psycopg.Connection[Any], sdk: Sdk) -> None:
@@ -149,7 +144,7 @@ def test_start_chains_deduplicated_items_are_marked_and_link_to_the_chain_they_r
         assert link.attributes["queuert.link.kind"] == "deduplicated_to"
         assert link.attributes["queuert.chain.id"] == str(chain.id)
     assert list(fresh.links) == []
-    assert _row(conn, started[1].id) == (_tp(fresh), _tp(fresh))  # a duplicate's own is stored nowhere
+    assert _row(conn, started[1].id) == (traceparent_of(fresh), traceparent_of(fresh))  # a duplicate's own is stored nowhere
     assert sdk.counter("queuert.jobs.created") == 2  # the first start and the new item
 
 
@@ -190,7 +185,7 @@ def test_complete_chain_of_a_blocker_resolves_the_waiting_job_in_its_trace(
         "SELECT trace_context, resolved_trace_context FROM queuert.job_blocker WHERE job_id = %s",
         (waiting.id,),
     ).fetchone()
-    assert edge == (_tp(create_report), _tp(settle))
+    assert edge == (traceparent_of(create_report), traceparent_of(settle))
 
 
 def test_start_chains_one_span_per_item_with_blockers(conn: psycopg.Connection[Any], sdk: Sdk) -> None:
@@ -207,7 +202,7 @@ def test_start_chains_one_span_per_item_with_blockers(conn: psycopg.Connection[A
     assert spans[1].attributes["queuert.job.status"] == "blocked"
     assert list(spans[1].attributes["queuert.blockers"]) == [str(root.id)]
     for chain, span in zip(started, spans):
-        assert _row(conn, chain.id) == (_tp(span), _tp(span))
+        assert _row(conn, chain.id) == (traceparent_of(span), traceparent_of(span))
 
 
 def test_workerless_continue_and_complete_stay_in_the_chains_trace(
@@ -240,7 +235,7 @@ def test_workerless_continue_and_complete_stay_in_the_chains_trace(
     assert settle_ship.attributes["queuert.chain.completed"] is True
     assert [e.name for e in settle_ship.events] == ["queuert.chain.completed"]
     assert done.continued_to is not None
-    assert _row(conn, done.continued_to.id) == (_tp(create_ship), _tp(create_order))
+    assert _row(conn, done.continued_to.id) == (traceparent_of(create_ship), traceparent_of(create_order))
     assert final.chain_completed
     assert sdk.counter("queuert.chains.completed", **{"messaging.destination.name": "order"}) == 1
     assert sdk.counter("queuert.continuations") == 1
@@ -290,7 +285,7 @@ async def test_async_client_rollback_and_commit(aconn: psycopg.AsyncConnection[A
     assert gone.status.status_code == StatusCode.ERROR
     assert span.status.status_code == StatusCode.UNSET
     cur = await aconn.execute("SELECT trace_context FROM queuert.job WHERE id = %s", (kept.id,))
-    assert await cur.fetchone() == (_tp(span),)
+    assert await cur.fetchone() == (traceparent_of(span),)
     assert sdk.counter("queuert.chains.created") == 1
 
 
@@ -310,7 +305,7 @@ def test_sqlite_client_calls_are_traced_too(tmp_path: Path, sdk: Sdk) -> None:
         str(started.id),
         str(many[0].id),
     ]
-    assert stored == [_tp(s) for s in spans]
+    assert stored == [traceparent_of(s) for s in spans]
 
 
 NO_OTEL = """

@@ -17,7 +17,7 @@ import pytest
 import queuert
 from queuert._sqlite.migrate import migrate as sqlite_migrate
 from queuert.job import JobContext
-from otel_support import Sdk, installed_sdk
+from otel_support import Sdk, installed_sdk, traceparent_of
 from worker_helpers import eventually, running
 
 
@@ -25,11 +25,6 @@ from worker_helpers import eventually, running
 def sdk() -> Iterator[Sdk]:
     with installed_sdk() as s:
         yield s
-
-
-def _tp(span: Any) -> str:
-    c = span.context
-    return f"00-{c.trace_id:032x}-{c.span_id:016x}-{int(c.trace_flags):02x}"
 
 
 @pytest.mark.parametrize("mode", ["staged", "atomic"])
@@ -98,4 +93,4 @@ async def test_a_blocker_completed_by_the_sqlite_worker_resolves_the_waiting_job
         ).fetchone()
     finally:
         conn.close()
-    assert edge == (_tp(create_report), _tp(process_fetch))
+    assert edge == (traceparent_of(create_report), traceparent_of(process_fetch))
