@@ -1579,7 +1579,7 @@ $$;
 -- Name: complete(uuid, text, jsonb, integer); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert.complete(job_id uuid, worker_id text, output jsonb DEFAULT NULL::jsonb, attempt integer DEFAULT NULL::integer) RETURNS TABLE(id uuid, chain_id uuid, status queuert.job_status, chain_completed boolean)
+CREATE FUNCTION queuert.complete(job_id uuid, worker_id text, output jsonb DEFAULT NULL::jsonb, attempt integer DEFAULT NULL::integer) RETURNS TABLE(id uuid, chain_id uuid, status queuert.job_status, chain_completed boolean, unblocked_types text[])
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
@@ -1589,6 +1589,7 @@ CREATE FUNCTION queuert.complete(job_id uuid, worker_id text, output jsonb DEFAU
 #variable_conflict use_column
 DECLARE
     v_chain_id uuid;
+    v_unblocked text[];
     j queuert.job;
 BEGIN
     SELECT x.chain_id INTO v_chain_id FROM queuert.job AS x WHERE x.id = complete.job_id;
@@ -1618,15 +1619,17 @@ BEGIN
         chain_completed_at = CASE WHEN x.chain_index = 0 THEN now() END
     WHERE x.id = j.id;
 
-    PERFORM queuert._chains_completed(
+    SELECT coalesce(array_agg(DISTINCT d.type_name ORDER BY d.type_name), '{}')
+    INTO v_unblocked
+    FROM queuert._chains_completed(
         ARRAY[j.chain_id],
         CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END
-    );
+    ) AS d;
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
         PERFORM queuert._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
-    RETURN QUERY SELECT j.id, j.chain_id, 'completed'::queuert.job_status, true;
+    RETURN QUERY SELECT j.id, j.chain_id, 'completed'::queuert.job_status, true, v_unblocked;
 END;
 $$;
 
@@ -2464,7 +2467,7 @@ $$;
 -- Name: fire_schedules(text[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert.fire_schedules(type_names text[] DEFAULT NULL::text[]) RETURNS TABLE(schedule_name text, tick_at timestamp with time zone, chain_id uuid, deduplicated boolean, next_tick_at timestamp with time zone)
+CREATE FUNCTION queuert.fire_schedules(type_names text[] DEFAULT NULL::text[]) RETURNS TABLE(schedule_name text, tick_at timestamp with time zone, chain_id uuid, deduplicated boolean, next_tick_at timestamp with time zone, type_name text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET enable_seqscan TO 'off'
@@ -2508,6 +2511,7 @@ BEGIN
         chain_id := v_started.chain_id;
         deduplicated := v_started.deduplicated;
         next_tick_at := v_next;
+        type_name := v_due.type_name;
         RETURN NEXT;
     END LOOP;
 END;

@@ -30,13 +30,24 @@ BEGIN
 END;
 $$;
 
+-- Complete one job, by the worker it runs under or (worker_id NULL) from
+-- outside. unblocked_types (migration 0010): the types of the dependents this
+-- completion made pending (a fan-in's last blocker), so a caller that
+-- announces job types itself (a notifier outside the database) needs no
+-- second read of job_blocker.
 CREATE OR REPLACE FUNCTION {{ schema }}.complete(
     job_id uuid,
     worker_id text,
     output jsonb DEFAULT NULL,
     attempt integer DEFAULT NULL
 )
-RETURNS TABLE (id uuid, chain_id uuid, status {{ schema }}.job_status, chain_completed boolean)
+RETURNS TABLE (
+    id uuid,
+    chain_id uuid,
+    status {{ schema }}.job_status,
+    chain_completed boolean,
+    unblocked_types text []
+)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -46,6 +57,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_chain_id uuid;
+    v_unblocked text[];
     j {{ schema }}.job;
 BEGIN
     SELECT x.chain_id INTO v_chain_id FROM {{ schema }}.job AS x WHERE x.id = complete.job_id;
@@ -75,15 +87,17 @@ BEGIN
         chain_completed_at = CASE WHEN x.chain_index = 0 THEN now() END
     WHERE x.id = j.id;
 
-    PERFORM {{ schema }}._chains_completed(
+    SELECT coalesce(array_agg(DISTINCT d.type_name ORDER BY d.type_name), '{}')
+    INTO v_unblocked
+    FROM {{ schema }}._chains_completed(
         ARRAY[j.chain_id],
         CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END
-    );
+    ) AS d;
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
         PERFORM {{ schema }}._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
-    RETURN QUERY SELECT j.id, j.chain_id, 'completed'::{{ schema }}.job_status, true;
+    RETURN QUERY SELECT j.id, j.chain_id, 'completed'::{{ schema }}.job_status, true, v_unblocked;
 END;
 $$;
 

@@ -249,6 +249,8 @@ def complete_chain(
         if settlement is not None:
             settlement.settled(done.job_id, done.chain_id, done.chain_completed, "completed")
         announce(
+            # dependents this completion made pending (a fan-in's last blocker)
+            ready_types=row["unblocked_types"] or (),
             completed_chains=[done.chain_id] if done.chain_completed else [],
             lost_jobs=[done.job_id] if row["previous_status"] == "running" else [],
         )

@@ -108,7 +108,7 @@ def complete_chain(s: str, by_job_id: bool) -> str:
     {current_job(s, by_job_id)}
 )
 SELECT r.id, r.chain_id, r.status::text AS status, r.chain_completed,
-       cur.status AS previous_status
+       cur.status AS previous_status, r.unblocked_types
 FROM cur
 CROSS JOIN LATERAL {s}.complete(
     job_id => cur.id,

@@ -51,7 +51,13 @@ def complete(
         completed_chains=(job.chain_id,),
         lost_jobs=(jid,) if worker_id is None and job.status == "running" else (),
     )
-    return {"id": UUID(jid), "chain_id": UUID(job.chain_id), "status": "completed", "chain_completed": True}
+    return {
+        "id": UUID(jid),
+        "chain_id": UUID(job.chain_id),
+        "status": "completed",
+        "chain_completed": True,
+        "unblocked_types": sorted({t for types in unblocked.values() for t in types}),
+    }
 
 
 def _per_job(what: str, values: Sequence[Any] | None, size: int) -> list[Any]:
