@@ -6,6 +6,12 @@ same round trip as its next claim (the "carry"), so a busy slot needs one
 round trip per job. Sync handlers run in one thread per slot, each with its
 own sync session. How an outcome is written is planned once, in
 ``atomic_plan``.
+
+A handler runs with its attempt's hooks block current (``hooks.collecting``):
+what its calls on ``job.conn`` make ready (``start_chain``, a fan-in
+``complete_chain``, ...) is published through the worker's notifier once
+the attempt commits (``Acknowledger.settle``), and dropped when it rolls
+back.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from queuert._worker.outcomes import Ack, Failed, Outcome
 from queuert._worker.stats import WorkerStats
 from queuert._worker.store import AtomicSession, ConnectionLost, Store, StoreError, SyncAtomicSession
 from queuert._worker.wakeup import ASYNC_SLOTS, SYNC_SLOTS, Wakeup
+from queuert.hooks import TransactionHooks, collecting
 from queuert.job import JobContext
 
 logger = logging.getLogger("queuert.worker")
@@ -143,7 +150,8 @@ class AtomicSlots:
                         # statement): the rollback already happened server-side
                         self.stats.reconnects += 1
                         session = None
-                        carry = None  # its transaction died with the connection
+                        self._drop(carry)  # its transaction died with the connection
+                        carry = None
                     if thread is None:
                         if session is None:
                             session = await self.life.reconnecting("atomic", self.store.open_atomic)
@@ -156,7 +164,10 @@ class AtomicSlots:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    carry = None  # its transaction committed or rolled back with the connection
+                    # its transaction committed or rolled back with the
+                    # connection: its handler's notifications are dropped
+                    self._drop(carry)
+                    carry = None
                     if isinstance(exc, ConnectionLost):
                         self.stats.reconnects += 1
                         logger.warning(
@@ -192,9 +203,17 @@ class AtomicSlots:
             plan = atomic_plan.acknowledge(carry.job, carry.outcome, session.transaction_state())
             self.acks.record(await atomic_plan.drive(plan, session))
         except Exception as exc:
+            self._drop(carry)
             if not isinstance(exc, ConnectionLost):
                 logger.exception("acknowledging job %s failed", carry.job.id, extra={"worker_id": self.worker_id})
             await session.close()
+
+    def _drop(self, carry: Ack | None) -> None:
+        """An acknowledgement whose transaction's fate is unknown or rolled
+        back: its handler's notifications are dropped (hints: the poll
+        finds the jobs)."""
+        if carry is not None:
+            self.acks.settle(carry.job, False)
 
     async def attempt(
         self, session: AtomicSession, type_names: list[str], key: int, carry: Ack | None
@@ -238,14 +257,16 @@ class AtomicSlots:
         if isinstance(h, Failed):
             return True, Ack(job, h)
         self.jobs[key] = (job, asyncio.current_task())
+        hooks = job._hooks = TransactionHooks()
         exc2: BaseException | None
         try:
-            with job._telemetry.active():
+            with collecting(hooks), job._telemetry.active():
                 result = await h.fn(job)
             exc2 = None
         except asyncio.CancelledError:
             if self.life.immediate:
                 # shutdown: roll back, the job is pending again
+                self.acks.settle(job, False)
                 try:
                     await asyncio.shield(session.rollback())
                 except BaseException:
@@ -274,8 +295,9 @@ class AtomicSlots:
             outcome = h
         else:
             self.jobs[key] = (job, session.backend_id)
+            hooks = job._hooks = TransactionHooks()
             try:
-                with job._telemetry.active():
+                with collecting(hooks), job._telemetry.active():
                     result = h.fn(job)
                 exc: BaseException | None = None
             except Exception as e:
@@ -284,10 +306,16 @@ class AtomicSlots:
                 self.jobs.pop(key, None)
             if job.lease_lost.is_set():
                 # shutdown terminated our backend; the transaction is gone
+                self.loop.call_soon_threadsafe(self.acks.settle, job, False)
                 raise ConnectionLost("released at shutdown")
             outcome = self.execution.outcome(job, h, result, exc)
         plan = atomic_plan.acknowledge(job, outcome, session.transaction_state())
-        self.loop.call_soon_threadsafe(self.acks.record, atomic_plan.drive_sync(plan, session))
+        try:
+            written = atomic_plan.drive_sync(plan, session)
+        except BaseException:
+            self.loop.call_soon_threadsafe(self.acks.settle, job, False)
+            raise
+        self.loop.call_soon_threadsafe(self.acks.record, written)
         return True
 
     def _count_claim(self, claimed: bool) -> None:

@@ -296,11 +296,12 @@ class PgAtomicSession(_SlotSession[psycopg.AsyncConnection[Any]]):
             prefix, plan = pg_sql.atomic_ack_statements(
                 self.t, self.store.worker_id, carry[0], carry[1], unblocked_wanted=self.store.unblocked_wanted
             )
+        begin = self.t.begin_attempt
         results = await _execute(
-            self.conn, (*prefix, ("BEGIN", None), self.store.claim_statement(1, type_names), (pg_sql.SAVEPOINT, None))
+            self.conn, (*prefix, *begin, self.store.claim_statement(1, type_names), (pg_sql.SAVEPOINT, None))
         )
         written = None if plan is None else pg_sql.read_atomic_acks(plan, results, len(prefix))
-        rows = results[len(prefix) + 1]
+        rows = results[len(prefix) + len(begin)]
         if not rows:
             await self.rollback()
             return written, None
@@ -342,7 +343,8 @@ class PgSyncAtomicSession(_SlotSession[psycopg.Connection[Any]]):
             raise _typed(exc) from exc
 
     def open_attempt(self, type_names: Sequence[str]) -> ClaimRow | None:
-        rows = self._run((("BEGIN", None), self.store.claim_statement(1, type_names), (pg_sql.SAVEPOINT, None)))[1]
+        begin = self.t.begin_attempt
+        rows = self._run((*begin, self.store.claim_statement(1, type_names), (pg_sql.SAVEPOINT, None)))[len(begin)]
         if not rows:
             self._run((("ROLLBACK", None),))
             return None
