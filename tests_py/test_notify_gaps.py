@@ -11,7 +11,8 @@ never after a sleep.
 The paths: a workerless ``complete_chain`` that unblocks a fan-in (and
 completes a chain); what an atomic handler does on ``job.conn`` (start a
 chain, complete a blocker), async and sync; the schedule ticker; the
-dashboard's actions; SQLite's atomic handlers.
+dashboard's actions; SQLite's atomic handlers. And the other way round:
+``cancel_chains`` publishes ``job_lost`` for the running job it took.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class Heard:
         self.events: list[NotifyEvent] = []
 
     async def listen(self, notifier: BrokerNotifier) -> None:
-        await notifier.subscribe(self.events.append, kinds=("job_ready", "chain_completed"))
+        await notifier.subscribe(self.events.append, kinds=("job_ready", "chain_completed", "job_lost"))
         await eventually(lambda: self.payloads("resync"), timeout=30)  # the subscription is live
 
     def payloads(self, kind: str) -> list[str]:
@@ -129,6 +130,49 @@ async def test_workerless_completion_publishes_the_fan_in_it_unblocks(
     assert done.output == ["a", "b"]
     assert heard.payloads("job_ready") == ["gather"]
     assert heard.payloads("chain_completed")[:2] == [str(a.chain_id) for a in approvals]
+
+
+# -- cancel_chains: job_lost to the worker running the job -------------------
+
+
+async def test_cancel_publishes_job_lost_to_the_worker_running_the_job(
+    make: Callable[[], BrokerNotifier], dsn: str, db: DB
+) -> None:
+    """Cancelling a chain whose job is running publishes job_lost (the job's
+    id) after the commit: its worker stops the handler at once, not at its
+    next lease renewal (half a minute away here). A rolled-back cancel
+    publishes nothing and the handler runs on."""
+    heard = Heard()
+    await heard.listen(make())
+    worker = fast(dsn, notifier=make(), renew_interval=30)
+    started = asyncio.Event()
+    stopped: list[str] = []
+
+    @worker.handler("long")
+    async def long(job: JobContext[None]) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            stopped.append(str(job.lease_lost.reason))
+            raise
+
+    chain = await aio.start_chain(db.conn, "long", None)
+    producer = make()
+    async with running(worker):
+        await asyncio.wait_for(started.wait(), 30)
+        with pytest.raises(RuntimeError):
+            async with queuert.transaction_hooks(producer):
+                async with db.conn.transaction():
+                    await aio.cancel_chains(db.conn, [chain.chain_id])
+                    raise RuntimeError("the transaction rolls back")
+        async with queuert.transaction_hooks(producer):
+            async with db.conn.transaction():
+                assert await aio.cancel_chains(db.conn, [chain.chain_id]) == [chain.chain_id]
+        await eventually(lambda: stopped, timeout=20)
+    assert heard.payloads("job_lost") == [str(chain.chain_id)]  # the root is the running job
+    assert (await db.job(chain.chain_id))["status"] == "cancelled"
+    assert worker.stats.lost == 1
 
 
 # -- an atomic handler's calls on job.conn -----------------------------------

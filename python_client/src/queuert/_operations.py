@@ -355,6 +355,8 @@ def chain_op(
 
 
 def _chain_ids(rows: list[dict[str, Any]]) -> list[UUID]:
+    # the running jobs these chains had: their workers lost them
+    announce(lost_jobs=[job_id for r in rows for job_id in r["lost_job_ids"]])
     return [r["chain_id"] for r in rows]
 
 
