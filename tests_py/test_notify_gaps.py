@@ -11,7 +11,8 @@ never after a sleep.
 The paths: a workerless ``complete_chain`` that unblocks a fan-in (and
 completes a chain); what an atomic handler does on ``job.conn`` (start a
 chain, complete a blocker), async and sync; the schedule ticker; the
-dashboard's actions; SQLite's atomic handlers. And the other way round:
+dashboard's actions; SQLite's atomic handlers; and a producer's
+transaction in a broker hooks block sends no engine NOTIFY. And the other way round:
 ``cancel_chains`` publishes ``job_lost`` for the running job it took.
 """
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 import queuert
@@ -80,6 +82,50 @@ class Heard:
 
     def payloads(self, kind: str) -> list[str]:
         return [e.payload for e in self.events if e.kind == kind]
+
+
+# -- the producer's transaction sends no engine NOTIFY -----------------------
+
+
+@pytest.mark.parametrize("autocommit", [False, True])
+async def test_broker_hooks_turn_the_engine_notify_off_in_the_callers_transaction(
+    make: Callable[[], BrokerNotifier], dsn: str, db: DB, autocommit: bool
+) -> None:
+    """Inside ``transaction_hooks(broker)`` the client's calls make the
+    engine send no NOTIFY (the broker carries the news, and a NOTIFY would
+    serialise the commit), with no role or database setting: per
+    transaction (``SET LOCAL``, riding with the first call), so the
+    connection's next transaction notifies again. A LISTEN on the database
+    hears only the later start made without hooks."""
+    heard = Heard()
+    await heard.listen(make())
+    listener = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=autocommit)
+    try:
+        await listener.execute("LISTEN queuert_job_ready")
+        producer = make()
+        async with queuert.transaction_hooks(producer):
+            if autocommit:  # each call its own transaction
+                await aio.start_chain(conn, "quiet", 1)
+                await aio.start_chain(conn, "quiet", 2)
+            else:
+                async with conn.transaction():
+                    await aio.start_chain(conn, "quiet", 1)
+                    await aio.start_chain(conn, "quiet", 2)
+        await aio.start_chain(conn, "loud", 3)  # no hooks: the engine notifies
+        if not autocommit:
+            await conn.commit()
+        notes = []
+        async for note in listener.notifies(timeout=30):
+            notes.append(note.payload)
+            if note.payload == "loud":
+                break
+        await eventually(lambda: heard.payloads("job_ready"), timeout=30)
+    finally:
+        await listener.close()
+        await conn.close()
+    assert notes == ["loud"]
+    assert heard.payloads("job_ready") == ["quiet"]
 
 
 # -- a workerless complete_chain ---------------------------------------------

@@ -111,6 +111,9 @@ class TransactionHooks:
         self._chain_completed: dict[str, None] = {}
         self._job_lost: dict[str, None] = {}
         self._rollbacks: list[Callback] = []
+        # connections whose transaction already has the engine's NOTIFY
+        # off (queuert._engine_quiet)
+        self._quiet_connections: set[int] = set()
         self._token: Token[TransactionHooks | None] | None = None
         self._parent: TransactionHooks | None = None
         self._active = False
