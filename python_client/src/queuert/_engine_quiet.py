@@ -14,24 +14,32 @@ its own statement; on an autocommit connection, where each call is its own
 transaction, every call does. It is per transaction, never per session, so
 it holds behind PgBouncer in transaction mode. A role or database setting
 (docs/notify.md) does the same for every transaction without the extra
-statement.
+statement: the statement also reads the setting it replaces, and a
+connection found with ``none`` already is left alone from then on (if that
+was wrong, the engine simply notifies, as without hooks).
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from psycopg.pq import TransactionStatus
 
 from .hooks import TransactionHooks, current_hooks
 
-__all__ = ["QUIET", "quiet_needed"]
+__all__ = ["QUIET", "learn", "quiet_needed"]
 
 #: the statement sent ahead of the call (SET LOCAL, as a function: it can be
-#: pipelined with the call's parameters on the extended protocol)
-QUIET = "SELECT set_config('queuert.notify', 'none', true)"
+#: pipelined with the call's parameters on the extended protocol), reading
+#: the value it replaces
+QUIET = "SELECT current_setting('queuert.notify', true), set_config('queuert.notify', 'none', true)"
 
 _IDLE = TransactionStatus.IDLE
+
+# connections whose sessions already have queuert.notify = 'none' (their
+# role's, their database's or their own setting)
+_quiet_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _outermost_publisher(hooks: TransactionHooks) -> tuple[TransactionHooks, bool]:
@@ -57,7 +65,7 @@ def quiet_needed(conn: Any) -> bool:
     if hooks is None:
         return False
     outer, quiet = _outermost_publisher(hooks)
-    if not quiet:
+    if not quiet or conn in _quiet_sessions:
         return False
     if conn.autocommit and conn.pgconn.transaction_status == _IDLE:
         return True  # the call is its own transaction
@@ -66,3 +74,9 @@ def quiet_needed(conn: Any) -> bool:
         return False
     outer._quiet_connections.add(key)
     return True
+
+
+def learn(conn: Any, row: Any) -> None:
+    """What :data:`QUIET` read: the setting before it (``row[0]``)."""
+    if row is not None and row[0] == "none":
+        _quiet_sessions.add(conn)

@@ -31,10 +31,11 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.rows import tuple_row
 from psycopg.types.json import JsonbLoader
 
 from ._connections import async_connection, sync_connection
-from ._engine_quiet import QUIET, quiet_needed
+from ._engine_quiet import QUIET, learn, quiet_needed
 from .hooks import current_hooks
 from ._instructions import Call, CanListen, Cleanup, Op, Operation, Query, Sleep, WaitNotify
 from ._lite_execution import run_aiosqlite, run_sqlite
@@ -74,8 +75,10 @@ def _execute(conn: psycopg.Connection[Any], query: Query, json_as_text: bool = F
     try:
         if current_hooks() is not None and quiet_needed(conn):
             with conn.pipeline():  # one round trip; results read at its end
-                conn.execute(QUIET)
+                quiet = conn.cursor(row_factory=tuple_row)
+                quiet.execute(QUIET)
                 cur = _send(conn, query, json_as_text)
+            learn(conn, quiet.fetchone())
         else:
             cur = _send(conn, query, json_as_text)
         # a row set or not, from the result status (cheaper than building
@@ -172,8 +175,10 @@ async def _execute_async(conn: psycopg.AsyncConnection[Any], query: Query) -> li
     try:
         if current_hooks() is not None and quiet_needed(conn):
             async with conn.pipeline():  # one round trip; results read at its end
-                await conn.execute(QUIET)
+                quiet_async = conn.cursor(row_factory=tuple_row)
+                await quiet_async.execute(QUIET)
                 cur = await _send_async(conn, query)
+            learn(conn, await quiet_async.fetchone())
         else:
             cur = await _send_async(conn, query)
         result = cur.pgresult
