@@ -135,13 +135,20 @@ PAIRED: list[tuple[str, str, float]] = [
     # SQLite (issue 14): the client against raw sqlite3 on the same WAL file
     # (the claim+complete pairs are the engine calls a worker makes, shown
     # as ratios without a target: the targets are the worker's)
-    ("sqlite", "create-single, client: queuert / floor", 0.5),
-    ("sqlite", "create-batch x1,000, client: queuert / floor", 0.5),
     # the worker on SQLite (a process draining no-op jobs) against the
-    # claim+complete 1/tx floor, in alternating blocks (benchmarks/sqlite_worker.py)
-    ("sqlite", "worker staged c1: queuert / floor", 0.5),
-    ("sqlite", "worker staged c10: queuert / floor", 0.5),
-    ("sqlite", "worker atomic c1: queuert / floor", 0.5),
+    # claim+complete 1/tx floor, in alternating blocks (benchmarks/sqlite_worker.py);
+    # each with synchronous=FULL and (", NORMAL") NORMAL
+    *(
+        ("sqlite", f"{name}{suffix}: queuert / floor", 0.5)
+        for suffix in ("", ", NORMAL")
+        for name in (
+            "create-single, client",
+            "create-batch x1,000, client",
+            "worker staged c1",
+            "worker staged c10",
+            "worker atomic c1",
+        )
+    ),
 ]
 
 # (workload, cold metric, analyzed metric, target): jobs drained on a fresh

@@ -10,14 +10,15 @@
 
 -- name: start_chains_fast
 -- Run once per item (executemany): the bulk of real batches, items with a
--- type, an input, maybe a priority or trace context, due now. Positional
--- parameters: id, type_name, id again, type_name again, input, priority,
--- now (due), now (created), trace_context. Rows go in input order.
+-- type, an input, maybe a priority or trace context, due now. Numbered
+-- parameters, each bound once (a root is its own chain, of its own type,
+-- due when created): ?1 id, ?2 type_name, ?3 input, ?4 priority, ?5 now,
+-- ?6 trace_context. Rows go in input order.
 INSERT INTO {{ schema }}_job (
     id, type_name, chain_id, chain_type_name, chain_index, input, status,
     priority, scheduled_at, created_at, trace_context
 )
-VALUES (?, ?, ?, ?, 0, ?, 'pending', ?, ?, ?, ?);
+VALUES (?1, ?2, ?1, ?2, 0, ?3, 'pending', ?4, ?5, ?5, ?6);
 
 -- name: start_chains_plain
 -- :items is a JSON array of [id, type_name, input JSON text, priority,

@@ -151,6 +151,37 @@ RETURNING
     priority, attempt, scheduled_at, created_at, leased_until,
     last_attempt_error, trace_context, seq, blocker_count;
 
+-- name: claim_for_worker_one_job
+-- claim_for_worker_one_type for one job (an atomic slot's every claim):
+-- `=` on the one seq the subquery picks, where `IN` makes SQLite build a
+-- temporary b-tree of the picked seqs on every run (about 3 us of an
+-- atomic job's 40 us of SQL). No pending job: the subquery is NULL and
+-- nothing is claimed.
+UPDATE {{ schema }}_job AS j
+SET
+    status = 'running',
+    attempt = j.attempt + 1,
+    leased_by = :worker_id,
+    leased_until = :now + coalesce(
+        :lease,
+        (
+            SELECT t.lease FROM {{ schema }}_job_type AS t
+            WHERE t.type_name = j.type_name
+        ),
+        60000000
+    )
+WHERE j.seq = (
+    SELECT c.seq FROM {{ schema }}_job AS c
+    WHERE c.status = 'pending' AND c.scheduled_at <= :now
+        AND c.type_name = :type_name
+    ORDER BY c.priority DESC, c.scheduled_at ASC, c.seq ASC
+    LIMIT 1
+)
+RETURNING
+    id, type_name, chain_id, chain_type_name, chain_index, input,
+    priority, attempt, scheduled_at, created_at, leased_until,
+    last_attempt_error, trace_context, seq, blocker_count;
+
 -- name: claim_blockers
 -- For each claimed job of :job_ids: its blocker chains in blocker order, each
 -- with the chain's id, its (root's) type and its final output (its last

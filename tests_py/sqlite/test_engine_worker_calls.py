@@ -6,11 +6,15 @@ PostgreSQL worker sends claim and continue_with themselves."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import timedelta
 from uuid import UUID
 
+import pytest
+
 import queuert._sqlite as qs
-from queuert.errors import ChainNotFoundError, JobTakenError
+from queuert._sqlite.claim import WorkerClaim
+from queuert.errors import ChainNotFoundError, InvalidArgumentError, JobTakenError
 
 
 def test_claim_for_worker_returns_the_worker_columns_in_claim_order(db_path: str) -> None:
@@ -50,6 +54,43 @@ def test_claim_for_worker_takes_only_its_types_whatever_the_filter_shape(db_path
     assert [c[0] for c in qs.claim_for_worker(conn, "w1", ("x",), 10)] == []
     assert [c[0] for c in qs.claim_for_worker(conn, "w1", ["b", "c"], 10)] == [b1, c1], "a list of types"
     assert [c[0] for c in qs.claim_for_worker(conn, "w1", None, 10)] == [d1], "any type"
+
+
+def test_a_prepared_worker_claim_answers_as_claim_for_worker(db_path: str) -> None:
+    """WorkerClaim (the worker store's claim, its arguments checked once)
+    returns claim_for_worker's tuples in claim order, each job's id and
+    chain id as stored beside them, and the same on a connection whose row
+    and text factories a handler changed; its arguments are refused as
+    claim's are."""
+    conn = qs.connect(db_path)
+    low = qs.start_chain(conn, "t", {"n": 1})["id"]
+    high = qs.start_chain(conn, "t", {"n": 2}, priority=3)["id"]
+    other = qs.start_chain(conn, "u", None)["id"]
+    claim = WorkerClaim("w1", ("t",), timedelta(seconds=30))
+    texts: list[tuple[str, str]] = []
+    with qs.transaction(conn):
+        claimed = claim(conn, 1, texts)  # one job of one type: its own statement (= instead of IN)
+        claimed += claim(conn, 10, texts)
+    assert [c[0] for c in claimed] == [high, low], "claim order, its one type only"
+    assert texts == [(str(high), str(high)), (str(low), str(low))]
+    assert claimed[0][5] == {"n": 2} and claimed[0][7] == 1 and claimed[0][10] - claimed[0][15] == timedelta(seconds=30)
+    conn.row_factory = sqlite3.Row
+    conn.text_factory = bytes
+    texts.clear()
+    with qs.transaction(conn):
+        (row,) = WorkerClaim("w1", None, None)(conn, 5, texts)
+    assert row[0] == other and row[1] == "u" and texts == [(str(other), str(other))]
+    conn.row_factory = None
+    conn.text_factory = str
+    with qs.transaction(conn):
+        assert claim(conn, 1) == [], "nothing left"
+    with pytest.raises(InvalidArgumentError, match="max_jobs"):
+        with qs.transaction(conn):
+            claim(conn, 0)
+    with pytest.raises(InvalidArgumentError, match="worker_id"):
+        WorkerClaim("", None, None)
+    with pytest.raises(InvalidArgumentError, match="lease"):
+        WorkerClaim("w1", None, timedelta(0))
 
 
 def test_continue_jobs_continues_each_and_reports_the_lost_and_the_refused(db_path: str) -> None:

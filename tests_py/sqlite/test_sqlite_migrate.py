@@ -185,3 +185,75 @@ def test_the_wheel_ships_the_sqlite_engine(tmp_path: Path) -> None:
     ).stdout.split("\n")
     assert out[:2] == [str(MIGRATIONS), "pending"]
     assert Path(out[2]).is_relative_to(site), "the installed copy, not the checkout"
+
+
+def test_upgrade_to_0003_keeps_every_row_and_edge(tmp_path: Path) -> None:
+    """A file at 0002 with jobs in every status, blocker edges, a continuation
+    and a dedup key upgrades to 0003 (the job table rebuilt with its status
+    CHECK written as equalities): every row and edge as it was, even on a
+    connection enforcing foreign keys (the old table's drop must not cascade
+    to job_blocker), the CHECK still refuses an unknown status, and the
+    rebuilt table's index, trigger and views work."""
+    path = tmp_path / "app.db"
+    old = tmp_path / "migrations"
+    old.mkdir()
+    for name in MIGRATIONS:
+        if int(name[:4]) < 3:
+            shutil.copy(REPO / "sqlite" / "migrations" / f"{name}.sql", old / f"{name}.sql")
+    assert qs.migrate(path, migrations_dir=old) == ["0001_init", "0002_explicit_fan_in"]
+    conn = qs.connect(path)
+    qs.set_job_type(conn, "flaky", max_attempts=1)
+    blocker = qs.start_chain(conn, "blocker", {"b": 1})
+    waiting = qs.start_chain(conn, "fan_in", None, blockers=[blocker["chain_id"]])
+    qs.start_chain(conn, "deduped", {"k": 1}, dedup_key="once")
+    stepped = qs.start_chain(conn, "step", {"s": 1})
+    (step,) = qs.claim(conn, "w", ["step"])
+    qs.continue_with(conn, step["id"], "w", "step2", {"s": 2}, attempt=step["attempt"])
+    finished = qs.start_chain(conn, "done", None)
+    qs.complete(conn, finished["id"], None, {"ok": True})
+    flaky = qs.start_chain(conn, "flaky", None)
+    (job,) = qs.claim(conn, "w", ["flaky"])
+    qs.fail(conn, job["id"], "w", "boom", attempt=job["attempt"])
+    cancelled = qs.start_chain(conn, "gone", None)
+    qs.cancel_chains(conn, [cancelled["chain_id"]])
+    qs.start_chain(conn, "held", None)
+    qs.claim(conn, "w", ["held"])  # running, with a lease
+    before = conn.execute("SELECT * FROM queuert_job ORDER BY seq").fetchall()
+    edges = conn.execute("SELECT * FROM queuert_job_blocker ORDER BY job_id, position").fetchall()
+    statuses = {row[8] for row in before}
+    assert statuses == {"pending", "blocked", "running", "completed", "failed", "cancelled"}
+    assert edges
+    conn.close()
+
+    with sqlite3.connect(path, isolation_level=None) as mine:
+        mine.execute("PRAGMA foreign_keys = ON")
+        assert qs.migrate(mine) == ["0003_status_check"]
+        assert mine.execute("PRAGMA foreign_keys").fetchone() == (1,), "restored after the migration"
+    conn = qs.connect(path)
+    assert conn.execute("SELECT * FROM queuert_job ORDER BY seq").fetchall() == before
+    assert conn.execute("SELECT * FROM queuert_job_blocker ORDER BY job_id, position").fetchall() == edges
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    table_sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'queuert_job'").fetchone()[0]
+    assert "status IN" not in table_sql and "status = 'cancelled'" in table_sql
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        conn.execute("UPDATE queuert_job SET status = 'paused' WHERE id = ?", (str(finished["id"]),))
+    # the indexes, the trigger and the views, on the rebuilt table
+    assert {"queuert_job_claim_idx", "queuert_job_lease_idx", "queuert_job_dedup_idx",
+            "queuert_job_chain_position_idx", "queuert_job_chain_root_created_idx",
+            "queuert_job_blocker_marks_chain"} <= names(path)
+    assert conn.execute(
+        "SELECT tbl_name FROM sqlite_master WHERE name = 'sqlite_autoindex_queuert_job_1'"
+    ).fetchone() == ("queuert_job",), "the unique index of id, under its usual name"
+    assert [j["type_name"] for j in qs.claim(conn, "w2", ["step2"])] == ["step2"]
+    (first,) = qs.claim(conn, "w2", ["blocker"])
+    qs.complete(conn, first["id"], "w2", {"b": "done"}, attempt=first["attempt"])
+    assert qs.chain(conn, waiting["chain_id"])["status"] == "pending", "fan-in resolved after the upgrade"
+    late = qs.start_chain(conn, "late_blocker", None)
+    qs.start_chain(conn, "late_fan_in", None, blockers=[late["chain_id"]])
+    assert conn.execute("SELECT has_dependents FROM queuert_job WHERE id = ?", (str(late["id"]),)).fetchone() == (1,)
+    assert qs.start_chain(conn, "deduped", {"k": 2}, dedup_key="once")["deduplicated"]
+    assert {r["status"] for r in qs.stats(conn)} >= {"completed", "failed", "cancelled", "running"}
+    assert qs.chain(conn, stepped["chain_id"])["status"] == "running"
+    assert qs.chain(conn, flaky["chain_id"])["status"] == "failed"
+    conn.close()

@@ -27,6 +27,7 @@ EXPECTED = {
     "claim_for_worker_any": ["SCAN c USING INDEX queuert_job_claim_idx"],
     "claim_for_worker_types": ["SCAN c USING INDEX queuert_job_claim_idx"],
     "claim_for_worker_one_type": ["SCAN c USING INDEX queuert_job_claim_idx"],
+    "claim_for_worker_one_job": ["SCAN c USING INDEX queuert_job_claim_idx", "SEARCH j USING INTEGER PRIMARY KEY"],
     "claim_blockers": ["SEARCH b USING PRIMARY KEY (job_id=?)"],
     "next_due_at": ["USING INDEX queuert_job_claim_idx (priority<?)", "USING INDEX queuert_job_claim_idx (priority=?)"],
     "complete_jobs": ["SEARCH x USING INDEX sqlite_autoindex_queuert_job_1 (id=?)"],

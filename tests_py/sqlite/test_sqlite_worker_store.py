@@ -171,7 +171,8 @@ def test_an_atomic_attempt_is_one_transaction(db_path: str) -> None:
         _, row = await session.open_attempt(["t"], None)
         assert row is not None and row[0] == first["id"] and session.transaction_state() == "open"
         job = _job(row)
-        session.handle.execute("INSERT INTO effect VALUES (?, ?)", (str(job.id), job.attempt))
+        session.lend(job)
+        job.conn.execute("INSERT INTO effect VALUES (?, ?)", (str(job.id), job.attempt))
         assert _status(db_path, job.id)[0] == "pending", "nothing is visible before the commit"
         # a failure undoes the handler's write and is recorded in the same transaction
         written = await session.acknowledge(Ack(job, Failed("no", datetime.now(timezone.utc) + timedelta(hours=1))), True)
@@ -182,7 +183,8 @@ def test_an_atomic_attempt_is_one_transaction(db_path: str) -> None:
         _, row = await session.open_attempt(["t"], None)
         assert row is not None and row[0] == second["id"]
         job = _job(row)
-        session.handle.execute("INSERT INTO effect VALUES (?, ?)", (str(job.id), job.attempt))
+        session.lend(job)
+        job.conn.execute("INSERT INTO effect VALUES (?, ?)", (str(job.id), job.attempt))
         # the previous acknowledgement is carried into the next claim
         written, nothing = await session.open_attempt(["t"], (Ack(job, Completed('"done"')), False))
         assert written is not None and [a.job.id for a in written.done] == [job.id]
@@ -202,7 +204,9 @@ def test_a_sync_slot_interrupted_at_shutdown_commits_nothing(db_path: str) -> No
     session = store.open_atomic_sync()
     row = session.open_attempt(["t"])
     assert row is not None
-    session.handle.execute("INSERT INTO effect VALUES (?)", (str(row[0]),))
+    job = _job(row)
+    session.lend(job)
+    job.conn.execute("INSERT INTO effect VALUES (?)", (str(row[0]),))
 
     async def shut() -> None:
         await store.interrupt([session.backend_id])
@@ -211,7 +215,7 @@ def test_a_sync_slot_interrupted_at_shutdown_commits_nothing(db_path: str) -> No
     threading.Thread(target=lambda: (asyncio.run(shut()), done.set())).start()
     assert done.wait(5)
     with pytest.raises(Exception, match="released at shutdown"):
-        session.acknowledge(Ack(_job(row), Completed(None)), False)
+        session.acknowledge(Ack(job, Completed(None)), False)
     session.close()
     assert _status(db_path, started["id"])[:2] == ("pending", 0), "the claim rolled back with the rest"
     assert conn.execute("SELECT count(*) FROM effect").fetchone() == (0,)
@@ -229,3 +233,69 @@ def test_a_missing_or_uninstalled_file_is_said_clearly(tmp_path: Any) -> None:
             await _store(str(plain)).open("main")
 
     asyncio.run(main())
+
+
+def test_the_handler_savepoint_and_busy_timeout_come_with_its_first_use_of_job_conn(db_path: str) -> None:
+    """An attempt whose handler never touches job.conn runs no SAVEPOINT and
+    no PRAGMA (nothing to undo, no lock to wait for); one that does gets
+    both before its first statement: its writes are undone by a failure,
+    and after ending the transaction itself it waits for the write lock
+    within the busy timeout like any connection."""
+    conn = qs.connect(db_path)
+    conn.execute("CREATE TABLE effect (job_id TEXT)")
+    quiet, used, committing = (qs.start_chain(conn, "t", None) for _ in range(3))
+
+    async def main() -> None:
+        session = await _store(db_path, busy=5.0).open_atomic()
+        ran: list[str] = []
+        session.wc.conn.set_trace_callback(ran.append)
+
+        _, row = await session.open_attempt(["t"], None)
+        assert row is not None and row[0] == quiet["id"]
+        job = _job(row)
+        session.lend(job)
+        written = await session.acknowledge(Ack(job, Failed("no", None)), True)
+        assert [a.job.id for a in written.done] == [job.id]
+        assert not [s for s in ran if "SAVEPOINT" in s or "PRAGMA" in s], ran
+
+        ran.clear()
+        _, row = await session.open_attempt(["t"], None)
+        assert row is not None and row[0] == used["id"]
+        job = _job(row)
+        session.lend(job)
+        job.conn.execute("INSERT INTO effect VALUES (?)", (str(job.id),))
+        assert job.conn.execute("PRAGMA busy_timeout").fetchone() == (5000,)
+        await session.acknowledge(Ack(job, Failed("no", None)), True)
+        assert "SAVEPOINT queuert_handler" in ran and "ROLLBACK TO queuert_handler" in ran
+        assert conn.execute("SELECT count(*) FROM effect").fetchone() == (0,), "the failure undid the write"
+
+        ran.clear()
+        _, row = await session.open_attempt(["t"], None)
+        assert row is not None and row[0] == committing["id"]
+        assert "PRAGMA busy_timeout = 0" in ran, "the worker's own calls never wait on the loop"
+        job = _job(row)
+        session.lend(job)
+        job.conn.execute("COMMIT")  # the handler ends the attempt's transaction itself
+        holder = sqlite3.connect(db_path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        outcome: list[object] = []
+
+        def write() -> None:  # the handler's next statement, which needs the lock
+            try:
+                job.conn.execute("INSERT INTO effect VALUES (?)", (str(job.id),))
+                outcome.append("written")
+            except sqlite3.Error as e:
+                outcome.append(e)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        writer.join(0.2)
+        assert outcome == [], "it waits for the lock (a busy timeout of zero would have failed at once)"
+        holder.execute("ROLLBACK")
+        writer.join(10)
+        assert outcome == ["written"]
+        holder.close()
+        await session.close()
+
+    asyncio.run(main())
+    assert conn.execute("SELECT job_id FROM effect").fetchall() == [(str(committing["id"]),)]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -103,7 +103,8 @@ class JobContext(Generic[InT]):
         "last_attempt_error",
         "trace_context",
         "_blockers_json",
-        "conn",
+        "_conn",
+        "_conn_hook",
         "worker_id",
         "job_type",
         "_lease_lost",
@@ -121,7 +122,10 @@ class JobContext(Generic[InT]):
         self._lease_lost: LeaseLost | None = None
         self._blockers: tuple[Blocker, ...] | None = None
         self._blockers_json: Any = None
-        self.conn: Any = None
+        self._conn: Any = None
+        # run once, at the handler's first use of ``conn`` (the SQLite
+        # atomic slot takes its savepoint and full busy timeout only then)
+        self._conn_hook: Callable[[], None] | None = None
         self._task: Any = None
         self._state = 0
         self._telemetry: Attempt | _NoAttempt = NO_ATTEMPT
@@ -158,6 +162,21 @@ class JobContext(Generic[InT]):
     worker_id: str
     #: the job type the handler was registered for (None: by name only)
     job_type: JobType[InT, Any] | None
+
+    @property
+    def conn(self) -> Any:
+        """Atomic mode: the connection of the job's transaction (its claim,
+        your statements and its completion commit together); None in staged
+        mode."""
+        hook = self._conn_hook
+        if hook is not None:
+            self._conn_hook = None
+            hook()
+        return self._conn
+
+    @conn.setter
+    def conn(self, value: Any) -> None:
+        self._conn = value
 
     @property
     def raw_blockers(self) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from ._statements import statements
 from ._values import EPOCH as _EPOCH
 from ._values import from_json, from_us, ids_json, now_us, uuid_from_text
 
-__all__ = ["claim", "claim_for_worker", "next_due_at"]
+__all__ = ["WorkerClaim", "claim", "claim_for_worker", "next_due_at"]
 
 
 def _type_filter(type_names: Sequence[str] | None) -> str | None:
@@ -128,13 +128,26 @@ def claim_for_worker(
     (and a worker of one type filters by equality); it builds no dict per
     job: a claim that takes one job per transaction (atomic mode) spends
     most of its Python time there."""
-    if type_names is None:
-        statement, types = "claim_for_worker_any", None
-    elif type(type_names) is tuple and len(type_names) == 1 and type(type_names[0]) is str:
-        statement, types = "claim_for_worker_one_type", type_names[0]
-    else:
-        statement, types = "claim_for_worker_types", _type_filter(type_names)
+    statement, types = _worker_statement(type_names)
     found, blockers, now_at = _claim_rows(conn, worker_id, statement, types, max_jobs, lease, schema)
+    return _worker_rows(found, blockers, now_at, None)
+
+
+def _worker_statement(type_names: Sequence[str] | None) -> tuple[str, str | None]:
+    """The worker claim statement for these types, and its type filter."""
+    if type_names is None:
+        return "claim_for_worker_any", None
+    if type(type_names) is tuple and len(type_names) == 1 and type(type_names[0]) is str:
+        return "claim_for_worker_one_type", type_names[0]
+    return "claim_for_worker_types", _type_filter(type_names)
+
+
+def _worker_rows(
+    found: list[tuple[Any, ...]], blockers: dict[str, str], now_at: int, texts: list[tuple[str, str]] | None
+) -> list[tuple[Any, ...]]:
+    """claim_for_worker's tuples from the statement's rows; ``texts``, when
+    given, gets each job's id and chain id as stored (text), in the same
+    order."""
     if not found:
         return []
     now = _EPOCH + _td(microseconds=now_at)
@@ -163,8 +176,83 @@ def claim_for_worker(
         )
     if len(claimed) > 1:
         # RETURNING comes back in no particular order
-        claimed.sort(key=lambda c: (-c[6], c[8], c[14]))
+        order = sorted(range(len(claimed)), key=lambda i: (-claimed[i][6], claimed[i][8], claimed[i][14]))
+        claimed = [claimed[i] for i in order]
+        found = [found[i] for i in order]
+    if texts is not None:
+        texts.extend((r[0], r[2]) for r in found)
     return claimed
+
+
+class WorkerClaim:
+    """claim_for_worker for one worker's types, its arguments checked once.
+
+    A worker claims with the same worker id, types and lease every time;
+    this keeps the statement and its parameters, so a claim is the
+    statement and the conversion of its rows. It runs in the caller's
+    open write transaction (``BEGIN IMMEDIATE``, which the worker's store
+    always begins first), on a connection whose rows are tuples and text
+    str (the worker's own; a handler that changed either on ``job.conn``
+    gets the checked path of claim_for_worker).
+    """
+
+    __slots__ = ("worker_id", "type_names", "lease", "schema", "_statement", "_one_job", "_blockers", "_params")
+
+    def __init__(
+        self,
+        worker_id: str,
+        type_names: Sequence[str] | None,
+        lease: timedelta | None,
+        *,
+        schema: str = "queuert",
+    ) -> None:
+        if worker_id is None or worker_id == "":
+            check.invalid("claim needs a worker_id")
+        check.check_text(worker_id, "worker_id")
+        statement, types = _worker_statement(type_names)
+        q = statements(schema)
+        self.worker_id = worker_id
+        self.type_names = type_names
+        self.lease = lease
+        self.schema = schema
+        self._statement = q[statement]
+        # a worker of one type claiming one job (an atomic slot): `=`, not IN
+        self._one_job = q["claim_for_worker_one_job"] if statement == "claim_for_worker_one_type" else None
+        self._blockers = q["claim_blockers"]
+        self._params: dict[str, Any] = {
+            "worker_id": worker_id,
+            "type_names": types,
+            "type_name": types,
+            "max_jobs": 1,
+            "lease": check.check_lease(lease),
+            "now": 0,
+        }
+
+    def __call__(
+        self, conn: sqlite3.Connection, max_jobs: int, texts: list[tuple[str, str]] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Claim up to ``max_jobs`` (claim_for_worker's tuples)."""
+        if conn.row_factory is not None or conn.text_factory is not str or not conn.in_transaction:
+            claimed = claim_for_worker(
+                conn, self.worker_id, self.type_names, max_jobs, self.lease, schema=self.schema
+            )
+            if texts is not None:
+                texts.extend((str(c[0]), str(c[2])) for c in claimed)
+            return claimed
+        if max_jobs < 1 or max_jobs > _INT32_MAX:
+            check.int32(max_jobs, "max_jobs")
+            check.invalid(f"max_jobs must be at least 1, got {max_jobs}")
+        params = self._params
+        params["max_jobs"] = max_jobs
+        now = params["now"] = now_us()
+        sql = self._one_job if max_jobs == 1 and self._one_job is not None else self._statement
+        found = conn.execute(sql, params).fetchall()
+        waiting = [r[0] for r in found if r[-1]]
+        blockers = dict(conn.execute(self._blockers, {"job_ids": ids_json(waiting)}).fetchall()) if waiting else {}
+        return _worker_rows(found, blockers, now, texts)
+
+
+_INT32_MAX = 2**31 - 1
 
 
 def next_due_at(

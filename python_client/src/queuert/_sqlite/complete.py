@@ -127,19 +127,20 @@ def complete_jobs(
 def complete_one(
     conn: sqlite3.Connection,
     worker_id: str,
-    job_id: UUID,
+    job_id: UUID | str,
     output_json: str | None,
     attempt: int,
     *,
     schema: str = "queuert",
 ) -> tuple[str, list[str]]:
     """complete_jobs for the one job a worker acknowledges (atomic mode's
-    every completion), from the worker's own values: a UUID, the output as
-    JSON text the worker wrote, its attempt. Returns ``(outcome,
-    unblocked_types)`` as complete_jobs' row has them. The same statements
-    without the batch's argument checks and result rows: at one job per
-    transaction they were a fifth of the worker's time."""
-    jid = str(job_id)
+    every completion), from the worker's own values: a UUID (or the id as
+    the claim returned it, canonical text), the output as JSON text the
+    worker wrote, its attempt. Returns ``(outcome, unblocked_types)`` as
+    complete_jobs' row has them. The same statements without the batch's
+    argument checks and result rows: at one job per transaction they were
+    a fifth of the worker's time."""
+    jid = job_id if type(job_id) is str else str(job_id)
     q = statements(schema)
     with writing(conn, schema, "complete a job", single_write=True):
         now = now_us()

@@ -17,6 +17,10 @@ tables in an application's database file.
    migration whose checksum changed is :class:`ChecksumMismatchError`;
 6. commits. Any failure rolls everything back.
 
+Foreign key enforcement is off while it runs, on a connection you pass
+too (restored after): 0003 rebuilds the job table, and dropping the old
+one must not cascade to the blocker edges.
+
 Nothing is re-applied on every run: SQLite has no stored functions, so the
 engine's statements (``sqlite/sql/``) are read by the Python layer, not
 installed. The tables are ``<schema>_job``, ``<schema>_job_blocker``,
@@ -131,17 +135,28 @@ def migrate(
             )
         _check_library(conn)
         _use_wal(conn)
+        # A migration that rebuilds a table (0003) drops the old one; with
+        # foreign keys enforced that drop would first delete its rows and
+        # cascade to job_blocker. The pragma is a no-op inside a
+        # transaction, so it is set before BEGIN and restored after.
+        enforcing = conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+        if enforcing:
+            conn.execute("PRAGMA foreign_keys = OFF")
         try:
-            retry_locked(conn, "BEGIN IMMEDIATE", "migrate")
-        except DatabaseBusyError as e:
-            raise MigrationError(str(e)) from e
-        try:
-            applied = _apply(conn, schema, migrations)
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            try:
+                retry_locked(conn, "BEGIN IMMEDIATE", "migrate")
+            except DatabaseBusyError as e:
+                raise MigrationError(str(e)) from e
+            try:
+                applied = _apply(conn, schema, migrations)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if enforcing:
+                conn.execute("PRAGMA foreign_keys = ON")
         return applied
     except sqlite3.Error as e:
         if is_locked(e):

@@ -213,7 +213,7 @@ def _fast_rows(items: list[Any], now: int) -> tuple[list[tuple[Any, ...]], list[
         if type(type_name) is not str or not 0 < len(type_name) <= 255:
             return None
         job_id, text = new_job_ids()
-        add_row((text, type_name, text, type_name, to_json(item.get("input")), priority or 0, now, now, trace))
+        add_row((text, type_name, to_json(item.get("input")), priority or 0, now, trace))
         add_id(job_id)
     return rows, ids
 

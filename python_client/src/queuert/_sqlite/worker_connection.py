@@ -7,10 +7,17 @@ atomic slot's open transaction) may hold for as long as its busy timeout:
 the loop would stall, and with it renewals and async handlers. So each call
 first runs with a busy timeout of zero; if the lock is taken it is run
 again, from the start, in the connection's own thread with the full busy
-timeout (which the connection keeps between calls, for a handler's own
-statements on ``job.conn``). The first try wrote nothing: a locked ``BEGIN IMMEDIATE`` is where
+timeout. The first try wrote nothing: a locked ``BEGIN IMMEDIATE`` is where
 every engine call meets the lock (in WAL mode nothing after it waits), and
 the engine rolls back whatever a refused call began.
+
+The connection keeps a busy timeout of zero between calls, so a call costs
+no PRAGMA. Only an atomic handler's ``job.conn`` gets the full timeout
+(:meth:`WorkerConnection.full_timeout`, at the handler's first use of it):
+inside the attempt's transaction no statement waits (it holds the write
+lock), but a handler that ends that transaction itself and writes again
+waits for the lock as any other connection would. The next worker call sets
+zero again.
 
 The connection: ``check_same_thread`` off (the loop and that thread take
 turns, never overlap: one call at a time per connection), autocommit
@@ -84,16 +91,17 @@ class WorkerConnection:
     """One connection of a worker: calls run on the loop, and in the
     connection's thread only while they wait for the write lock."""
 
-    __slots__ = ("conn", "target", "_thread", "_busy_ms", "_resting", "_waiting", "_yield_at")
+    __slots__ = ("conn", "target", "_thread", "_busy_ms", "_full", "_waits", "_waiting", "_yield_at")
 
     def __init__(self, target: SqliteTarget) -> None:
         self.target = target
         self.conn = open_connection(target)
         self._busy_ms = round(target.busy_timeout * 1000)
-        # between calls (a handler's own statements on job.conn included)
-        # the connection waits for the lock as any other would
-        self._resting = f"PRAGMA busy_timeout = {self._busy_ms}"
-        self.conn.execute(self._resting)
+        self._full = f"PRAGMA busy_timeout = {self._busy_ms}"
+        # whether SQLite's own busy handler is on (the full timeout): off
+        # between calls, on for an atomic handler's job.conn
+        self._waits = True  # as connect() left it
+        self._no_wait()
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._waiting: asyncio.Future[Any] | None = None
         self._yield_at = 0.0  # when the next call lets the loop's other tasks run first
@@ -120,7 +128,8 @@ class WorkerConnection:
             # microseconds, so the others still run within a millisecond.
             await asyncio.sleep(0)
             self._yield_at = time.monotonic() + YIELD_EVERY
-        conn.execute("PRAGMA busy_timeout = 0")
+        if self._waits:
+            self._no_wait()
         try:
             return fn(conn, *args)
         except SnapshotConflictError:
@@ -128,8 +137,6 @@ class WorkerConnection:
         except DatabaseBusyError:
             if self._busy_ms == 0:
                 raise
-        finally:
-            conn.execute(self._resting)
         if self._thread is None:
             self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="queuert-sqlite-wait")
         waiting = asyncio.get_running_loop().run_in_executor(self._thread, self._patiently, fn, args)
@@ -150,19 +157,28 @@ class WorkerConnection:
         every millisecond or two, at random, finds the short gaps."""
         conn = self.conn
         deadline = time.monotonic() + self.target.busy_timeout
-        conn.execute("PRAGMA busy_timeout = 0")
-        try:
-            while True:
-                try:
-                    return fn(conn, *args)
-                except SnapshotConflictError:
+        if self._waits:
+            self._no_wait()
+        while True:
+            try:
+                return fn(conn, *args)
+            except SnapshotConflictError:
+                raise
+            except DatabaseBusyError:
+                if time.monotonic() >= deadline:
                     raise
-                except DatabaseBusyError:
-                    if time.monotonic() >= deadline:
-                        raise
-                time.sleep(random.uniform(0.0002, 0.002))
-        finally:
-            conn.execute(self._resting)
+            time.sleep(random.uniform(0.0002, 0.002))
+
+    def full_timeout(self) -> None:
+        """SQLite's busy handler with the full busy timeout, until the next
+        call: for an atomic handler's own statements on ``job.conn``."""
+        if not self._waits:
+            self.conn.execute(self._full)
+            self._waits = True
+
+    def _no_wait(self) -> None:
+        self.conn.execute("PRAGMA busy_timeout = 0")
+        self._waits = False
 
     def close(self) -> None:
         """Roll back what is open and close; the waiting thread ends after

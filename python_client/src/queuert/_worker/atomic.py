@@ -250,7 +250,7 @@ class AtomicSlots:
         if row is None:
             return False, None
         job = self.execution.make_job(row)
-        job.conn = session.handle
+        session.lend(job)
         self.stats.claimed += 1
         job._state = st.RUNNING
         h = self.execution.prepare(job)
@@ -287,7 +287,7 @@ class AtomicSlots:
         if row is None:
             return False
         job = self.execution.make_job(row)
-        job.conn = session.handle
+        session.lend(job)
         job._state = st.RUNNING
         h = self.execution.prepare(job)
         outcome: Outcome

@@ -32,6 +32,7 @@ from queuert._worker.store import (
     Written,
 )
 from queuert.errors import sqlstate_of, translate
+from queuert.job import JobContext
 
 _LOST_SQLSTATES = frozenset({"QU001", "QU003", "QU004"})
 _CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
@@ -273,9 +274,8 @@ class _SlotSession(Generic[_SlotConn]):
     def closed(self) -> bool:
         return self.conn.closed
 
-    @property
-    def handle(self) -> Any:
-        return self.conn
+    def lend(self, job: JobContext[Any]) -> None:
+        job.conn = self.conn
 
     def transaction_state(self) -> TransactionState:
         return _TX_STATE.get(self.conn.info.transaction_status, "aborted")

@@ -11,7 +11,7 @@ from typing import Any
 
 import queuert._sqlite as qs
 from queuert._sqlite._values import Json
-from queuert._worker.outcomes import Ack, Failed, by_kind
+from queuert._worker.outcomes import Ack, Completed, Failed, by_kind
 from queuert._worker.store import JobLost, Rejected, Written
 
 
@@ -30,20 +30,44 @@ def _continuation_args(cont: Any) -> dict[str, Any]:
 
 
 def write_acks(
-    conn: sqlite3.Connection, worker_id: str, acks: Sequence[Ack], written: Written, *, schema: str, single: bool
+    conn: sqlite3.Connection,
+    worker_id: str,
+    acks: Sequence[Ack],
+    written: Written,
+    *,
+    schema: str,
+    single: bool,
+    texts: tuple[Any, str, str] | None = None,
 ) -> None:
     """Write ``acks`` in the open transaction: one engine call per kind, an
     outcome per job into ``written``. A continuation the engine refuses
     (not for being lost) raises Rejected; with ``single`` a lost
-    continuation raises JobLost (acknowledge's contract)."""
-    completes, continues, fails, releases = by_kind(acks)
+    continuation raises JobLost (acknowledge's contract). ``texts``: an
+    atomic attempt's job (UUID, id and chain id as the claim returned them),
+    so its completion formats no UUID."""
+    completes: Sequence[Ack]
+    continues: Sequence[Ack]
+    fails: Sequence[Ack]
+    releases: Sequence[Ack]
+    if len(acks) == 1 and type(acks[0].outcome) is Completed:  # atomic mode's usual acknowledgement
+        completes, continues, fails, releases = acks, (), (), ()
+    else:
+        completes, continues, fails, releases = by_kind(acks)
     if completes:
         results: list[tuple[str, list[str]]]
-        if len(completes) == 1:  # atomic mode's every acknowledgement
+        chain_text: str | None = None
+        if len(completes) == 1:
             ack = completes[0]
+            job = ack.job
+            known = texts is not None and texts[0] is job.id
+            if known:
+                job_id: Any = texts[1]  # type: ignore[index]
+                chain_text = texts[2]  # type: ignore[index]
+            else:
+                job_id = job.id
             results = [
                 qs.complete_one(
-                    conn, worker_id, ack.job.id, ack.outcome.output_json, ack.job.attempt, schema=schema  # type: ignore[union-attr]
+                    conn, worker_id, job_id, ack.outcome.output_json, job.attempt, schema=schema  # type: ignore[union-attr]
                 )
             ]
         else:
@@ -59,7 +83,7 @@ def write_acks(
         for ack, (outcome, unblocked) in zip(completes, results):
             if outcome == "completed":
                 written.done.append(ack)
-                written.chains.append(str(ack.job.chain_id))
+                written.chains.append(chain_text or str(ack.job.chain_id))
                 written.count_unblocked(unblocked)
             else:
                 written.lost.append((ack, outcome))

@@ -31,6 +31,7 @@ from typing import Any, Literal, NoReturn, TypeVar
 
 import queuert._sqlite as qs
 from queuert._sqlite._connection import retry_locked
+from queuert._sqlite.claim import WorkerClaim
 from queuert._sqlite.worker_connection import SqliteTarget, WorkerConnection
 from queuert._worker.outcomes import Ack
 from queuert._worker.sqlite_acks import write_acks
@@ -46,6 +47,7 @@ from queuert._worker.store import (
     Written,
 )
 from queuert.errors import MigrationError, QueuertError
+from queuert.job import JobContext
 
 T = TypeVar("T")
 
@@ -87,6 +89,8 @@ class SqliteStore:
         self.type_names = tuple(type_names)  # a tuple: the claim caches its JSON
         self.lease = lease
         self._sync_sessions: dict[int, SqliteSyncAtomicSession] = {}
+        # a prepared claim per set of types (a flush's, each kind of slot's)
+        self._claims: dict[tuple[str, ...], WorkerClaim] = {}
 
     def connect(self) -> WorkerConnection:
         try:
@@ -133,33 +137,45 @@ class SqliteStore:
                 written.claimed = self.claim_rows(conn, claim_n, self.type_names)
         return written
 
-    def claim_rows(self, conn: sqlite3.Connection, n: int, type_names: Sequence[str]) -> list[ClaimRow]:
-        return qs.claim_for_worker(conn, self.worker_id, type_names, n, self.lease, schema=self.schema)
+    def claim_rows(
+        self, conn: sqlite3.Connection, n: int, type_names: tuple[str, ...], texts: list[tuple[str, str]] | None = None
+    ) -> list[ClaimRow]:
+        """In the open transaction: up to ``n`` jobs of these types
+        (``texts`` gets each one's id and chain id as stored)."""
+        claim = self._claims.get(type_names)
+        if claim is None:
+            claim = self._claims[type_names] = WorkerClaim(self.worker_id, type_names, self.lease, schema=self.schema)
+        return claim(conn, n, texts)
 
-    def begin_attempt_tx(self, conn: sqlite3.Connection, type_names: Sequence[str]) -> ClaimRow | None:
-        """BEGIN IMMEDIATE, claim one job, SAVEPOINT; the transaction stays
-        open for the handler (rolled back when nothing was claimed)."""
+    def begin_attempt_tx(
+        self, conn: sqlite3.Connection, type_names: tuple[str, ...], texts: list[tuple[str, str]] | None = None
+    ) -> ClaimRow | None:
+        """BEGIN IMMEDIATE, claim one job; the transaction stays open for
+        the handler (rolled back when nothing was claimed). The handler's
+        savepoint is taken at its first use of ``job.conn`` (``lend``)."""
         retry_locked(conn, "BEGIN IMMEDIATE", "claim a job")
         try:
-            rows = self.claim_rows(conn, 1, type_names)
+            rows = self.claim_rows(conn, 1, type_names, texts)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         if not rows:
             conn.execute("ROLLBACK")
             return None
-        conn.execute(_SAVEPOINT)
         return rows[0]
 
-    def ack_tx(self, conn: sqlite3.Connection, ack: Ack, rollback: bool) -> Written:
-        """In the attempt's open transaction: undo the handler (``rollback``),
-        write the acknowledgement, COMMIT. A refusal leaves the transaction
-        open, the handler's work in it, for the failure the worker writes
-        next."""
+    def ack_tx(
+        self, conn: sqlite3.Connection, ack: Ack, rollback: bool, texts: tuple[Any, str, str] | None = None
+    ) -> Written:
+        """In the attempt's open transaction: undo the handler (``rollback``:
+        to its savepoint, when it took one), write the acknowledgement,
+        COMMIT. A refusal leaves the transaction open, the handler's work in
+        it, for the failure the worker writes next. ``texts``: the claimed
+        job's UUID, id and chain id as stored."""
         if rollback:
             conn.execute(_ROLLBACK_TO)
         written = Written()
-        write_acks(conn, self.worker_id, (ack,), written, schema=self.schema, single=False)
+        write_acks(conn, self.worker_id, (ack,), written, schema=self.schema, single=False, texts=texts)
         conn.execute("COMMIT")
         return written
 
@@ -169,13 +185,19 @@ class SqliteStore:
         conn.execute(_SAVEPOINT)
 
     @staticmethod
-    def rollback_tx(conn: sqlite3.Connection, to_savepoint: bool) -> None:
+    def rollback_tx(conn: sqlite3.Connection, to_savepoint: bool, savepoint: bool = True) -> None:
+        """``ROLLBACK``, or ``ROLLBACK TO`` the handler's savepoint (nothing
+        to undo when ``savepoint`` is False: the handler never used
+        ``job.conn``)."""
         if not conn.in_transaction:
             if to_savepoint:
                 # the worker reads this as "the acknowledgement committed"
                 raise StoreError("no attempt is open: its transaction has ended")
             return
-        conn.execute(_ROLLBACK_TO if to_savepoint else "ROLLBACK")
+        if not to_savepoint:
+            conn.execute("ROLLBACK")
+        elif savepoint:
+            conn.execute(_ROLLBACK_TO)
 
 
 class SilentAnnouncer:
@@ -287,23 +309,59 @@ class SqliteSession:
 
 class _SlotConnection:
     """What both atomic slot sessions are: a worker connection whose
-    ``sqlite3.Connection`` is the handler's ``job.conn``."""
+    ``sqlite3.Connection`` is the handler's ``job.conn``.
+
+    The handler's savepoint (what a failure rolls back to) and the full
+    busy timeout are set at the handler's first use of ``job.conn``, not
+    at every claim: a handler that never touches it has written nothing to
+    undo, and its attempt runs three statements fewer (SAVEPOINT, the
+    PRAGMA for the full timeout and the one WorkerConnection would run
+    to set it back to zero)."""
 
     def __init__(self, store: SqliteStore, wc: WorkerConnection) -> None:
         self.store = store
         self.wc = wc
         self._closed = False
+        self.attempts = 0  # which attempt a job.conn hook belongs to
+        self.savepoint = False  # taken in the open attempt
+        # the open attempt's job: its UUID, id and chain id as stored
+        self.texts: tuple[Any, str, str] | None = None
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    @property
-    def handle(self) -> Any:
-        return self.wc.conn
+    def lend(self, job: JobContext[Any]) -> None:
+        job.conn = self.wc.conn
+        self.attempts += 1
+        self.savepoint = False
+        attempt = self.attempts
+
+        def first_use() -> None:
+            # a job.conn kept past its attempt changes nothing of the next
+            if attempt == self.attempts and not self.savepoint and not self._closed:
+                self.wc.full_timeout()
+                if self.wc.conn.in_transaction:
+                    self.wc.conn.execute(_SAVEPOINT)
+                    self.savepoint = True
+
+        job._conn_hook = first_use
 
     def transaction_state(self) -> TransactionState:
         return "open" if self.wc.conn.in_transaction else "idle"
+
+    def _ack_tx(self, conn: sqlite3.Connection, ack: Ack, rollback: bool) -> Written:
+        return self.store.ack_tx(conn, ack, rollback and self.savepoint, self.texts)
+
+    def _begin_tx(self, conn: sqlite3.Connection, type_names: tuple[str, ...]) -> ClaimRow | None:
+        texts: list[tuple[str, str]] = []
+        row = self.store.begin_attempt_tx(conn, type_names, texts)
+        self.texts = None if row is None else (row[0], *texts[0])
+        return row
+
+    def _restart_tx(self, conn: sqlite3.Connection) -> None:
+        self.store.restart_tx(conn)
+        self.savepoint = True
 
 
 class SqliteAtomicSession(_SlotConnection):
@@ -321,9 +379,9 @@ class SqliteAtomicSession(_SlotConnection):
         written = None
         if carry is not None:
             # the previous attempt's transaction holds the lock: no wait
-            written = await _run(self.wc, self.store.ack_tx, carry[0], carry[1])
+            written = await _run(self.wc, self._ack_tx, carry[0], carry[1])
         try:
-            row = await _run(self.wc, self.store.begin_attempt_tx, tuple(type_names))
+            row = await _run(self.wc, self._begin_tx, tuple(type_names))
         except Conflict:
             # another writer held the file longer than the busy timeout:
             # as if nothing were due; the due-time poll looks again soon
@@ -331,13 +389,13 @@ class SqliteAtomicSession(_SlotConnection):
         return written, row
 
     async def acknowledge(self, ack: Ack, rollback: bool) -> Written:
-        return await _run(self.wc, self.store.ack_tx, ack, rollback)
+        return await _run(self.wc, self._ack_tx, ack, rollback)
 
     async def restart_transaction(self) -> None:
-        await _run(self.wc, self.store.restart_tx)
+        await _run(self.wc, self._restart_tx)
 
     async def rollback_to_savepoint(self) -> None:
-        await _run(self.wc, self.store.rollback_tx, True)
+        await _run(self.wc, self.store.rollback_tx, True, self.savepoint)
 
     async def rollback(self) -> None:
         await _run(self.wc, self.store.rollback_tx, False)
@@ -362,7 +420,7 @@ class SqliteSyncAtomicSession(_SlotConnection):
 
     def open_attempt(self, type_names: Sequence[str]) -> ClaimRow | None:
         try:
-            return _run_here(self.wc, self.store.begin_attempt_tx, tuple(type_names))
+            return _run_here(self.wc, self._begin_tx, tuple(type_names))
         except Conflict:
             return None  # as SqliteAtomicSession.open_attempt
 
@@ -371,7 +429,7 @@ class SqliteSyncAtomicSession(_SlotConnection):
             # interrupted at shutdown: nothing of this attempt commits
             self.store.rollback_tx(self.wc.conn, False)
             raise ConnectionLost("released at shutdown")
-        return _run_here(self.wc, self.store.ack_tx, ack, rollback)
+        return _run_here(self.wc, self._ack_tx, ack, rollback)
 
     def restart_transaction(self) -> None:
-        _run_here(self.wc, self.store.restart_tx)
+        _run_here(self.wc, self._restart_tx)

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from queuert._worker.outcomes import Ack
+from queuert.job import JobContext
 
 
 class StoreError(Exception):
@@ -160,13 +161,15 @@ class AtomicSession(Protocol):
     with a savepoint after the claim, so a failure can undo the handler's
     writes and still be recorded in the same transaction.
 
-    ``handle`` is what the handler sees as ``job.conn``."""
+    ``lend(job)`` makes the connection the handler's ``job.conn``."""
 
     @property
     def closed(self) -> bool: ...
 
-    @property
-    def handle(self) -> Any: ...
+    def lend(self, job: JobContext[Any]) -> None:
+        """Set ``job.conn`` for this attempt (and whatever the session must
+        do before the handler's first statement on it)."""
+        ...
 
     def transaction_state(self) -> TransactionState: ...
 
@@ -202,8 +205,7 @@ class SyncAtomicSession(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    @property
-    def handle(self) -> Any: ...
+    def lend(self, job: JobContext[Any]) -> None: ...
 
     @property
     def backend_id(self) -> int:
