@@ -65,16 +65,25 @@ BEGIN
         PERFORM {{ schema }}._job_not_found(complete.job_id);
     END IF;
     -- Root first (it never moves): serialises with anyone adding this chain
-    -- as a blocker, and with cancel/delete.
-    PERFORM 1 FROM {{ schema }}.job AS r WHERE r.id = v_chain_id FOR UPDATE;
+    -- as a blocker, and with cancel/delete. A chain's first job is its
+    -- root: then the lock below is that one.
+    IF v_chain_id <> complete.job_id THEN
+        PERFORM 1 FROM {{ schema }}.job AS r WHERE r.id = v_chain_id FOR UPDATE;
+    END IF;
     SELECT * INTO j FROM {{ schema }}.job AS x WHERE x.id = complete.job_id FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM {{ schema }}._job_not_found(complete.job_id);
     END IF;
-    PERFORM {{ schema }}._check_owner(
-        j, complete.worker_id, complete.attempt,
-        '{blocked,pending,running}'::{{ schema }}.job_status[], 'complete'
-    );
+    -- A worker's own running attempt passes _check_owner; only the other
+    -- cases call it (an outside completion, or for the error to raise).
+    -- One expression instead of a call per completion: the worker's path.
+    IF complete.worker_id IS NULL OR j.status <> 'running' OR j.leased_by IS DISTINCT FROM complete.worker_id
+        OR complete.attempt <> j.attempt THEN
+        PERFORM {{ schema }}._check_owner(
+            j, complete.worker_id, complete.attempt,
+            '{blocked,pending,running}'::{{ schema }}.job_status[], 'complete'
+        );
+    END IF;
 
     UPDATE {{ schema }}.job AS x
     SET

@@ -826,6 +826,7 @@ async def test_a_deadlocked_flush_is_sent_again_without_reconnecting(dsn: str, d
     await eventually(lambda: _more_deadlocks_than(db, before))
     assert (await db.job(job_id))["completed_by"] == worker.worker_id
     assert worker.stats.reconnects == 0 and worker.stats.completed == 1
+    assert worker.stats.conflicts_retried == 1  # sent again once
 
 
 async def deadlocks(db: DB) -> int:

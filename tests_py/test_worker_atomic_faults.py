@@ -1,6 +1,8 @@
 """Atomic-mode workers under real faults: a deadlock on the completion
-statement, a handler that ends the worker's transaction itself, and a sync
-handler whose backend is terminated mid-statement. The exactly-once rule
+statement, a completion the server always refuses with 40001, a handler
+that deallocates the slot's prepared statements, a handler that ends the
+worker's transaction itself, and a sync handler whose backend is terminated
+mid-statement. The exactly-once rule
 holds in each: the database keeps the job's effects from one attempt, the
 one that completed it. Only public API, database reads, logs and faults.
 """
@@ -52,67 +54,181 @@ async def _status(db: DB, job_id: UUID) -> str:
     return (await db.job(job_id))["status"]
 
 
-async def test_a_deadlock_on_the_completion_statement_undoes_the_attempts_writes(side: DB, dsn: str) -> None:
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_a_deadlock_on_the_completion_statement_rolls_the_attempt_back_unspent(
+    side: DB, dsn: str, kind: str
+) -> None:
     """The completion waits for the chain's root, which the test holds; the
     test then asks for the job's row, which the worker's claim holds: a lock
     cycle the worker's backend breaks with 40P01 on the completion statement.
-    The worker rolls back to the savepoint taken after the claim (the
-    handler's write is undone) and records the failed attempt in the same
-    transaction (fail() needs only the job's row, which the claim holds).
-    The retry completes; the effect exists once, from the completing attempt."""
+    The worker rolls back the whole transaction, its claim included: the
+    handler's write is undone and the job is pending again at its old
+    attempt, not failed (a transient conflict spends no attempt, so a type
+    with max_attempts=1 survives it). It runs again and completes; the
+    effect exists once, from the completing run."""
     db = side
-    await db.set_type("atom", backoff_initial=timedelta(milliseconds=10))
+    await db.set_type("atom", max_attempts=1)
     root, job_id = await _second_job_of_a_chain(db, "atom")
     worker = fast(dsn, mode="atomic", concurrency=1)
     ran: list[int] = []
-    inside = asyncio.Event()
-    gates = [asyncio.Event(), asyncio.Event()]  # one per run: the retry waits until the test let go
+    inside = threading.Event()
+    # one per run: the rerun waits until the test let go
+    gates = [threading.Event(), threading.Event()]
+    insert = "INSERT INTO side VALUES (%s, %s, %s)"
 
-    @worker.handler("atom")
-    async def atom(job: JobContext[Any]) -> Any:
-        ran.append(job.attempt)
-        await job.conn.execute("INSERT INTO side VALUES (%s, %s, %s)", (job.id, job.attempt, job.worker_id))
-        inside.set()
-        await gates[min(len(ran), 2) - 1].wait()
-        return "done"
+    if kind == "async":
+
+        @worker.handler("atom")
+        async def atom(job: JobContext[Any]) -> Any:
+            ran.append(job.attempt)
+            await job.conn.execute(insert, (job.id, job.attempt, job.worker_id))
+            inside.set()
+            await asyncio.to_thread(gates[min(len(ran), 2) - 1].wait)
+            return "done"
+
+    else:
+
+        @worker.handler("atom")
+        def atom_sync(job: JobContext[Any]) -> Any:
+            ran.append(job.attempt)
+            job.conn.execute(insert, (job.id, job.attempt, job.worker_id))
+            inside.set()
+            gates[min(len(ran), 2) - 1].wait()
+            return "done"
 
     before = await deadlocks(db)
     other = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
     try:
         async with running(worker):
-            await asyncio.wait_for(inside.wait(), 30)
-            await other.execute("SET deadlock_timeout = '20s'")  # the worker's backend detects it
-            await other.execute("BEGIN")
-            await other.execute("SELECT 1 FROM queuert.job WHERE id = %s FOR UPDATE", (root,))
-            gates[0].set()  # the handler returns; its completion waits for the root
-            await wait_for_lock_wait(db, "queuert-atomic")
-            # the job's row, held by the claim: the cycle closes
-            lock_job = asyncio.create_task(
-                other.execute("SELECT 1 FROM queuert.job WHERE id = %s FOR UPDATE", (job_id,))
-            )
-            await eventually(lambda: _failed_by_deadlock(db, job_id), timeout=60)
-            # the retry may have claimed the row before our request got it:
-            # give up the request, then the root
-            await db.conn.execute("SELECT pg_cancel_backend(%s)", (other.info.backend_pid,))
-            with contextlib.suppress(psycopg.errors.QueryCanceled):
-                await asyncio.wait_for(lock_job, 30)
-            await other.execute("ROLLBACK")
-            gates[1].set()
-            await eventually(lambda: _completed(db, job_id), timeout=30)
+            try:
+                assert await asyncio.to_thread(inside.wait, 30)
+                await other.execute("SET deadlock_timeout = '20s'")  # the worker's backend detects it
+                await other.execute("BEGIN")
+                await other.execute("SELECT 1 FROM queuert.job WHERE id = %s FOR UPDATE", (root,))
+                gates[0].set()  # the handler returns; its completion waits for the root
+                await wait_for_lock_wait(db, "queuert-atomic")
+                # the job's row, held by the claim: the cycle closes
+                lock_job = asyncio.create_task(
+                    other.execute("SELECT 1 FROM queuert.job WHERE id = %s FOR UPDATE", (job_id,))
+                )
+                await eventually(lambda: worker.stats.conflicts_retried == 1, timeout=60)
+                # the rerun may have claimed the row before our request got it:
+                # give up the request (a no-op once granted), then the root
+                await db.conn.execute("SELECT pg_cancel_backend(%s)", (other.info.backend_pid,))
+                with contextlib.suppress(psycopg.errors.QueryCanceled):
+                    await asyncio.wait_for(lock_job, 30)
+                await other.execute("ROLLBACK")
+                gates[1].set()
+                await eventually(lambda: _completed(db, job_id), timeout=30)
+            finally:
+                for gate in gates:  # a failed step must not leave a handler waiting
+                    gate.set()
     finally:
         await other.close()
     await eventually(lambda: _more_deadlocks_than(db, before))
-    assert ran == [1, 2]  # the conflict failed attempt 1
-    assert await db.all("SELECT job_id, attempt, worker FROM side") == [(job_id, 2, worker.worker_id)]
+    assert ran == [1, 1]  # the conflict spent no attempt: the rerun is attempt 1 again
+    assert await db.all("SELECT job_id, attempt, worker FROM side") == [(job_id, 1, worker.worker_id)]
     job = await db.job(job_id)
-    assert (job["attempt"], job["completed_by"], job["output"]) == (2, worker.worker_id, "done")
-    assert "deadlock detected" in job["last_attempt_error"].splitlines()[0]  # the conflict is the error
-    assert worker.stats.completed == 1 and worker.stats.failed == 1
+    assert (job["attempt"], job["completed_by"], job["output"]) == (1, worker.worker_id, "done")
+    assert job["last_attempt_error"] is None  # no failure was recorded
+    assert worker.stats.completed == 1 and worker.stats.failed == 0 and worker.stats.conflicts_retried == 1
 
 
-async def _failed_by_deadlock(db: DB, job_id: UUID) -> bool:
-    error = (await db.job(job_id))["last_attempt_error"]
-    return error is not None and "deadlock detected" in error
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_a_job_whose_completion_always_conflicts_fails_after_three_reruns(
+    side: DB, dsn: str, kind: str
+) -> None:
+    """A conflict that is not transient: a trigger makes the server refuse
+    every completion of the job with 40001. The first three roll the whole
+    attempt back (unspent, the handler's write undone each time); the fourth
+    is recorded as the attempt's failure, so such a job cannot run forever."""
+    db = side
+    await db.set_type("doomed", max_attempts=1)
+    await db.conn.execute(
+        "CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.status = 'completed' THEN"
+        " RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'test: could not serialize access';"
+        " END IF; RETURN NEW; END $$"
+    )
+    await db.conn.execute(
+        "CREATE TRIGGER refuse_completion BEFORE UPDATE ON queuert.job"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_completion()"
+    )
+    job_id = await db.start("doomed")
+    worker = fast(dsn, mode="atomic", concurrency=1)
+    ran: list[int] = []
+    insert = "INSERT INTO side VALUES (%s, %s, %s)"
+
+    if kind == "async":
+
+        @worker.handler("doomed")
+        async def doomed(job: JobContext[Any]) -> Any:
+            ran.append(job.attempt)
+            await job.conn.execute(insert, (job.id, job.attempt, job.worker_id))
+            return "done"
+
+    else:
+
+        @worker.handler("doomed")
+        def doomed_sync(job: JobContext[Any]) -> Any:
+            ran.append(job.attempt)
+            job.conn.execute(insert, (job.id, job.attempt, job.worker_id))
+            return "done"
+
+    async with running(worker):
+        await eventually(lambda: _status_is(db, job_id, "failed"), timeout=30)
+    assert ran == [1, 1, 1, 1]  # three reruns at the same attempt, then the failure
+    assert await db.all("SELECT job_id FROM side") == []  # every run's write undone
+    job = await db.job(job_id)
+    assert job["attempt"] == 1 and "could not serialize access" in job["last_attempt_error"]
+    assert worker.stats.conflicts_retried == 3
+    assert worker.stats.failed == 1 and worker.stats.completed == 0
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_a_handler_that_deallocates_the_slots_statements_runs_again(side: DB, dsn: str, kind: str) -> None:
+    """An atomic slot prepares its claim and completion once per
+    connection. A handler's DEALLOCATE ALL on job.conn removes them: the
+    acknowledgement finds no statement, the slot drops its connection (the
+    attempt rolls back whole, claim included) and reconnects, preparing
+    again; the job runs again at the same attempt and completes once."""
+    db = side
+    await db.set_type("dealloc", max_attempts=1)
+    job_id = await db.start("dealloc")
+    worker = fast(dsn, mode="atomic", concurrency=1)
+    ran: list[int] = []
+    insert = "INSERT INTO side VALUES (%s, %s, %s)"
+
+    if kind == "async":
+
+        @worker.handler("dealloc")
+        async def dealloc(job: JobContext[Any]) -> Any:
+            ran.append(job.attempt)
+            await job.conn.execute(insert, (job.id, job.attempt, job.worker_id))
+            if len(ran) == 1:
+                await job.conn.execute("DEALLOCATE ALL")
+            return "done"
+
+    else:
+
+        @worker.handler("dealloc")
+        def dealloc_sync(job: JobContext[Any]) -> Any:
+            ran.append(job.attempt)
+            job.conn.execute(insert, (job.id, job.attempt, job.worker_id))
+            if len(ran) == 1:
+                job.conn.execute("DEALLOCATE ALL")
+            return "done"
+
+    async with running(worker):
+        await eventually(lambda: _completed(db, job_id), timeout=30)
+    assert ran == [1, 1]
+    assert await db.all("SELECT job_id, attempt FROM side") == [(job_id, 1)]
+    assert (await db.job(job_id))["completed_by"] == worker.worker_id
+    assert worker.stats.completed == 1 and worker.stats.failed == 0 and worker.stats.reconnects == 1
+
+
+async def _status_is(db: DB, job_id: UUID, status: str) -> bool:
+    return await _status(db, job_id) == status
 
 
 async def _completed(db: DB, job_id: UUID) -> bool:

@@ -121,6 +121,7 @@ class Acknowledger:
                 # transaction back: the same batch is simply sent again
                 if retry == 2:
                     raise
+                self.stats.conflicts_retried += 1
                 await asyncio.sleep(random.uniform(0.002, 0.02) * (retry + 1))
         raise AssertionError("unreachable")
 
@@ -164,6 +165,7 @@ class Acknowledger:
             except Conflict:
                 if retry == 4:
                     raise
+                self.stats.conflicts_retried += 1
                 await asyncio.sleep(random.uniform(0.005, 0.05))
         raise AssertionError("unreachable")
 

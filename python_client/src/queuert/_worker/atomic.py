@@ -5,7 +5,9 @@ An async slot sends the previous job's acknowledgement and COMMIT in the
 same round trip as its next claim (the "carry"), so a busy slot needs one
 round trip per job. Sync handlers run in one thread per slot, each with its
 own sync session. How an outcome is written is planned once, in
-``atomic_plan``.
+``atomic_plan``; an acknowledgement that meets a conflict rolls the whole
+attempt back (the job pending again, its attempt unspent) and the slot
+claims again after a short random pause.
 
 A handler runs with its attempt's hooks block current (``hooks.collecting``):
 what its calls on ``job.conn`` make ready (``start_chain``, a fan-in
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
+import uuid
 from typing import Any
 
 from queuert._worker.runners import SlotThread
@@ -29,7 +33,8 @@ from queuert._worker.execution import Execution
 from queuert._worker.lifecycle import Lifecycle
 from queuert._worker.outcomes import Ack, Failed, Outcome
 from queuert._worker.stats import WorkerStats
-from queuert._worker.store import AtomicSession, ConnectionLost, Store, StoreError, SyncAtomicSession
+from queuert._worker.store import AtomicSession, ConnectionLost, Store, StoreError, SyncAtomicSession, Written
+from queuert._worker.telemetry_reports import report_released
 from queuert._worker.wakeup import ASYNC_SLOTS, SYNC_SLOTS, Wakeup
 from queuert.hooks import TransactionHooks, collecting
 from queuert.job import JobContext
@@ -65,6 +70,8 @@ class AtomicSlots:
         self.worker_id = worker_id
         self.loop = asyncio.get_running_loop()
         self.jobs: dict[int, tuple[JobContext[Any], Any]] = {}
+        #: conflicts in a row on each job's acknowledgement (see atomic_plan)
+        self.conflicts: dict[uuid.UUID, int] = {}
 
     async def main(self, type_names: list[str], started: asyncio.Event) -> None:
         handlers = self.execution.handlers
@@ -198,10 +205,39 @@ class AtomicSlots:
             elif session is not None:
                 await session.close()
 
+    def _retry_conflict(self, job: JobContext[Any]) -> bool:
+        """Whether a conflict on ``job``'s acknowledgement rolls it back
+        whole (else it is the attempt's failure)."""
+        return self.conflicts.get(job.id, 0) < atomic_plan.CONFLICT_RETRIES
+
+    def _settle(self, done: Written | atomic_plan.RolledBack) -> bool:
+        """Bookkeeping of an acknowledgement's end (loop thread); True: it
+        was rolled back by a conflict, the job is pending again."""
+        conflicts = self.conflicts
+        if isinstance(done, atomic_plan.RolledBack):
+            self.acks.settle(done.job, False)  # the handler's work rolled back with it
+            self.stats.conflicts_retried += 1
+            if len(conflicts) > 10_000:  # jobs another worker finished
+                conflicts.clear()
+            conflicts[done.job.id] = conflicts.get(done.job.id, 0) + 1
+            report_released(done.job)
+            self.wakeup.hint()  # a job is pending again: claim
+            return True
+        if conflicts:
+            for ack in done.done:
+                conflicts.pop(ack.job.id, None)
+            for ack, _ in done.lost:
+                conflicts.pop(ack.job.id, None)
+        self.acks.record(done)
+        return False
+
     async def _flush_carry(self, session: AtomicSession, carry: Ack) -> None:
         try:
-            plan = atomic_plan.acknowledge(carry.job, carry.outcome, session.transaction_state())
-            self.acks.record(await atomic_plan.drive(plan, session))
+            job = carry.job
+            plan = atomic_plan.acknowledge(
+                job, carry.outcome, session.transaction_state(), retry_conflict=self._retry_conflict(job)
+            )
+            self._settle(await atomic_plan.drive(plan, session))
         except Exception as exc:
             self._drop(carry)
             if not isinstance(exc, ConnectionLost):
@@ -226,7 +262,7 @@ class AtomicSlots:
             state = session.transaction_state()
             if state == "idle":  # the handler ended the transaction itself: slow path
                 plan = atomic_plan.acknowledge(carry.job, carry.outcome, state)
-                self.acks.record(await atomic_plan.drive(plan, session))
+                self._settle(await atomic_plan.drive(plan, session))
             else:
                 write = atomic_plan.in_transaction(carry.job, carry.outcome, state)
         self.stats.claim_calls += 1
@@ -239,14 +275,17 @@ class AtomicSlots:
         except StoreError as exc:
             if write is None:
                 raise
-            failed = await atomic_plan.drive(atomic_plan.after_failed_carry(write.ack, exc), session)
+            plan = atomic_plan.after_failed_carry(
+                write.ack, exc, retry_conflict=self._retry_conflict(write.ack.job)
+            )
+            failed = await atomic_plan.drive(plan, session)
             if failed is None:
                 self.acks.count_committed(write.ack)
-            else:
-                self.acks.record(failed)
-            return True, None  # claim again at once
+            elif self._settle(failed):
+                await asyncio.sleep(random.uniform(0.002, 0.02))  # let the other transaction finish
+            return True, None  # claim again
         if written is not None:
-            self.acks.record(written)
+            self._settle(written)
         if row is None:
             return False, None
         job = self.execution.make_job(row)
@@ -309,13 +348,17 @@ class AtomicSlots:
                 self.loop.call_soon_threadsafe(self.acks.settle, job, False)
                 raise ConnectionLost("released at shutdown")
             outcome = self.execution.outcome(job, h, result, exc)
-        plan = atomic_plan.acknowledge(job, outcome, session.transaction_state())
+        plan = atomic_plan.acknowledge(
+            job, outcome, session.transaction_state(), retry_conflict=self._retry_conflict(job)
+        )
         try:
-            written = atomic_plan.drive_sync(plan, session)
+            done = atomic_plan.drive_sync(plan, session)
         except BaseException:
             self.loop.call_soon_threadsafe(self.acks.settle, job, False)
             raise
-        self.loop.call_soon_threadsafe(self.acks.record, written)
+        self.loop.call_soon_threadsafe(self._settle, done)
+        if isinstance(done, atomic_plan.RolledBack):
+            time.sleep(random.uniform(0.002, 0.02))  # let the other transaction finish
         return True
 
     def _count_claim(self, claimed: bool) -> None:

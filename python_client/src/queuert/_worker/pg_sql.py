@@ -122,6 +122,28 @@ class Texts:
             ),
         )
 
+    def prepared(self) -> tuple[Texts, list[str]]:
+        """The texts of an atomic slot's session whose claim and complete
+        are server-side prepared statements (EXECUTE with literals: neither
+        parsed nor planned again per job), and the PREPAREs the session
+        runs once when it connects."""
+        prepares = []
+        executes: dict[str, Any] = {}
+        for field, name, types in _PREPARED:
+            text = getattr(self, field)
+            parts = text.split("%s")
+            numbered = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+            prepares.append(f"PREPARE {name} ({', '.join(types)}) AS {numbered}")
+            executes[field] = f"EXECUTE {name}({', '.join(['%s'] * len(types))})"
+        return dataclasses.replace(self, **executes), prepares
+
+
+#: the atomic slot's statements it prepares: field, name, parameter types
+_PREPARED = (
+    ("claim", "queuert_slot_claim", ("text", "text[]", "integer", "interval")),
+    ("complete", "queuert_slot_complete", ("uuid", "text", "jsonb", "integer")),
+)
+
 
 def _set_local(setting: str | None) -> str | None:
     return None if setting is None else f"SET LOCAL queuert.notify = '{setting}'"
@@ -293,32 +315,39 @@ def read_acks(plan: AckPlan, results: Sequence[list[Any]], into: Written) -> Non
                     lost.append((found, outcome))
 
 
-def atomic_ack_statements(
-    t: Texts, worker_id: str, ack: Ack, rollback: bool, *, unblocked_wanted: bool
-) -> tuple[list[tuple[str, Any]], AckPlan]:
+@dataclasses.dataclass(slots=True)
+class AtomicAck:
+    """An atomic slot's acknowledgement as statements; ``plan``'s start at
+    ``first``."""
+
+    statements: list[tuple[str, Any]]
+    plan: AckPlan
+    first: int
+
+
+def atomic_ack_statements(t: Texts, worker_id: str, ack: Ack, rollback: bool, *, unblocked_wanted: bool) -> AtomicAck:
     """An atomic slot's acknowledgement in its open transaction, ending with
     COMMIT. ``unblocked_wanted``: a completion goes through complete_jobs,
-    which reports the types of the dependents it made pending. With batched notifications the engine sends no job_ready /
-    chain_completed from here on in this transaction (the handler's own SQL
-    before it keeps the engine's notifications); the worker publishes them
-    after the commit."""
+    which reports the types of the dependents it made pending. With batched
+    notifications the engine sends no job_ready / chain_completed from here
+    on in this transaction (the handler's own SQL before it keeps the
+    engine's notifications); the worker publishes them after the commit."""
     stmts: list[tuple[str, Any]] = []
     if rollback:
         stmts.append((ROLLBACK_TO, None))
     if t.notify_setting_local is not None:
         stmts.append((t.notify_setting_local, None))
     plan = plan_acks(t, worker_id, (ack,), alone=not unblocked_wanted)
+    first = len(stmts)
     stmts.extend(plan.statements)
     stmts.append(("COMMIT", None))
-    return stmts, plan
+    return AtomicAck(stmts, plan, first)
 
 
-def read_atomic_acks(plan: AckPlan, results: Sequence[list[Any]], statement_count: int) -> Written:
-    """What ``atomic_ack_statements``' ``statement_count`` statements, the
-    first of ``results``, wrote: the plan's are the last before COMMIT."""
+def read_atomic_acks(a: AtomicAck, results: Sequence[list[Any]]) -> Written:
+    """What ``a``'s statements, the first of ``results``, wrote."""
     written = Written()
-    first = statement_count - 1 - len(plan.statements)
-    read_acks(plan, results[first : first + len(plan.statements)], written)
+    read_acks(a.plan, results[a.first : a.first + len(a.plan.statements)], written)
     return written
 
 

@@ -36,6 +36,11 @@ from queuert.job import JobContext
 
 _LOST_SQLSTATES = frozenset({"QU001", "QU003", "QU004"})
 _CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+#: invalid_sql_statement_name: the session lost an atomic slot's prepared
+#: statements (a handler's DEALLOCATE on job.conn): treated as a lost
+#: connection, so the slot reconnects (and prepares again); closing the
+#: connection rolls its transaction back
+_UNPREPARED_SQLSTATE = "26000"
 
 _TX_STATE: dict[int, TransactionState] = {
     psycopg.pq.TransactionStatus.IDLE: "idle",
@@ -64,6 +69,8 @@ def _typed(exc: Exception) -> StoreError:
     state = sqlstate_of(exc)
     if state in _CONFLICT_SQLSTATES:
         return Conflict(str(exc))
+    if state == _UNPREPARED_SQLSTATE:
+        return ConnectionLost(str(exc))
     err = translate(exc)
     if state in _LOST_SQLSTATES:
         return JobLost(str(err))
@@ -110,6 +117,11 @@ class PgStore:
         self.unblocked_wanted = unblocked_wanted
         self.schema = schema
         self.texts = pg_sql.Texts.for_schema(schema, notify_setting, reap_notify_setting)
+        # an atomic slot's claim and complete, prepared once per connection
+        # (not behind PgBouncer in transaction mode: prepare_threshold None)
+        self.slot_texts, self.slot_prepares = (
+            (self.texts, []) if prepare_threshold is None else self.texts.prepared()
+        )
 
     async def connect(self, purpose: str) -> psycopg.AsyncConnection[Any]:
         try:
@@ -129,7 +141,14 @@ class PgStore:
         return PgSession(self, await self.connect(purpose))
 
     async def open_atomic(self) -> PgAtomicSession:
-        return PgAtomicSession(self, await self.connect("atomic"))
+        conn = await self.connect("atomic")
+        if self.slot_prepares:
+            try:
+                await execute_many(conn, [(p, None) for p in self.slot_prepares])
+            except Exception as exc:
+                await close_quietly(conn)
+                raise _typed(exc) from exc
+        return PgAtomicSession(self, conn)
 
     async def open_announcer(self) -> PgAnnouncer:
         return PgAnnouncer(self.schema, await self.connect("notify"))
@@ -146,6 +165,12 @@ class PgStore:
                 conn.execute("SET standard_conforming_strings = on")  # see pg_text.quote
         except Exception as exc:
             raise ConnectionLost(str(exc)) from exc
+        if self.slot_prepares:
+            try:
+                execute_many_sync(conn, [(p, None) for p in self.slot_prepares])
+            except Exception as exc:
+                conn.close()
+                raise _typed(exc) from exc
         return PgSyncAtomicSession(self, conn)
 
     async def interrupt(self, backend_ids: Sequence[int]) -> None:
@@ -268,7 +293,16 @@ class _SlotSession(Generic[_SlotConn]):
     def __init__(self, store: PgStore, conn: _SlotConn) -> None:
         self.store = store
         self.conn = conn
-        self.t = store.texts
+        self.t = store.slot_texts
+
+    def _claim(self, type_names: Sequence[str]) -> tuple[str, Any]:
+        return (self.t.claim, (self.store.worker_id, list(type_names), 1, self.store.lease))
+
+    def _ack(self, ack: Ack, rollback: bool) -> pg_sql.AtomicAck:
+        store = self.store
+        return pg_sql.atomic_ack_statements(
+            self.t, store.worker_id, ack, rollback, unblocked_wanted=store.unblocked_wanted
+        )
 
     @property
     def closed(self) -> bool:
@@ -291,16 +325,15 @@ class PgAtomicSession(_SlotSession[psycopg.AsyncConnection[Any]]):
         self, type_names: Sequence[str], carry: tuple[Ack, bool] | None
     ) -> tuple[Written | None, ClaimRow | None]:
         prefix: list[tuple[str, Any]] = []
-        plan = None
+        a = None
         if carry is not None:
-            prefix, plan = pg_sql.atomic_ack_statements(
-                self.t, self.store.worker_id, carry[0], carry[1], unblocked_wanted=self.store.unblocked_wanted
-            )
+            a = self._ack(carry[0], carry[1])
+            prefix = a.statements
         begin = self.t.begin_attempt
         results = await _execute(
-            self.conn, (*prefix, *begin, self.store.claim_statement(1, type_names), (pg_sql.SAVEPOINT, None))
+            self.conn, (*prefix, *begin, self._claim(type_names), (pg_sql.SAVEPOINT, None))
         )
-        written = None if plan is None else pg_sql.read_atomic_acks(plan, results, len(prefix))
+        written = None if a is None else pg_sql.read_atomic_acks(a, results)
         rows = results[len(prefix) + len(begin)]
         if not rows:
             await self.rollback()
@@ -308,10 +341,8 @@ class PgAtomicSession(_SlotSession[psycopg.AsyncConnection[Any]]):
         return written, rows[0]
 
     async def acknowledge(self, ack: Ack, rollback: bool) -> Written:
-        stmts, plan = pg_sql.atomic_ack_statements(
-            self.t, self.store.worker_id, ack, rollback, unblocked_wanted=self.store.unblocked_wanted
-        )
-        return pg_sql.read_atomic_acks(plan, await _execute(self.conn, stmts), len(stmts))
+        a = self._ack(ack, rollback)
+        return pg_sql.read_atomic_acks(a, await _execute(self.conn, a.statements))
 
     async def restart_transaction(self) -> None:
         await _execute(self.conn, (("BEGIN", None), (pg_sql.SAVEPOINT, None)))
@@ -344,7 +375,7 @@ class PgSyncAtomicSession(_SlotSession[psycopg.Connection[Any]]):
 
     def open_attempt(self, type_names: Sequence[str]) -> ClaimRow | None:
         begin = self.t.begin_attempt
-        rows = self._run((*begin, self.store.claim_statement(1, type_names), (pg_sql.SAVEPOINT, None)))[len(begin)]
+        rows = self._run((*begin, self._claim(type_names), (pg_sql.SAVEPOINT, None)))[len(begin)]
         if not rows:
             self._run((("ROLLBACK", None),))
             return None
@@ -352,10 +383,11 @@ class PgSyncAtomicSession(_SlotSession[psycopg.Connection[Any]]):
         return row
 
     def acknowledge(self, ack: Ack, rollback: bool) -> Written:
-        stmts, plan = pg_sql.atomic_ack_statements(
-            self.t, self.store.worker_id, ack, rollback, unblocked_wanted=self.store.unblocked_wanted
-        )
-        return pg_sql.read_atomic_acks(plan, self._run(stmts), len(stmts))
+        a = self._ack(ack, rollback)
+        return pg_sql.read_atomic_acks(a, self._run(a.statements))
 
     def restart_transaction(self) -> None:
         self._run((("BEGIN", None), (pg_sql.SAVEPOINT, None)))
+
+    def rollback(self) -> None:
+        self._run((("ROLLBACK", None),))

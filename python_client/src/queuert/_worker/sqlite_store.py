@@ -433,3 +433,6 @@ class SqliteSyncAtomicSession(_SlotConnection):
 
     def restart_transaction(self) -> None:
         _run_here(self.wc, self._restart_tx)
+
+    def rollback(self) -> None:
+        _run_here(self.wc, self.store.rollback_tx, False)

@@ -27,6 +27,11 @@ class WorkerStats:
     #: wake budget (then claimed) / found it spent (then slept on)
     wake_hints_taken: int = 0
     wake_hints_declined: int = 0
+    #: deadlocks and serialization failures met by an acknowledgement and
+    #: retried: a staged flush (or one acknowledgement) sent again, an
+    #: atomic attempt rolled back whole (claim included, the attempt
+    #: unspent) to run again
+    conflicts_retried: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)

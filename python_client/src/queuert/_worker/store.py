@@ -222,6 +222,8 @@ class SyncAtomicSession(Protocol):
 
     def restart_transaction(self) -> None: ...
 
+    def rollback(self) -> None: ...
+
 
 class Announcer(Protocol):
     """A connection that announces, after their commit, what acknowledgements

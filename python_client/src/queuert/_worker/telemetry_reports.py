@@ -30,6 +30,7 @@ __all__ = [
     "continuation_with_trace",
     "report_lost",
     "report_reaped",
+    "report_released",
     "report_renewed",
     "report_settled",
     "report_written",
@@ -88,6 +89,11 @@ def report_settled(ack: Ack) -> None:
 
 def report_lost(job: JobContext[Any], reason: str) -> None:
     job._telemetry.lost(reason)
+
+
+def report_released(job: JobContext[Any]) -> None:
+    """The attempt was rolled back whole: the job is pending again, unspent."""
+    job._telemetry.released()
 
 
 def report_renewed(count: int) -> None:

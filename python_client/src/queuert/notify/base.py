@@ -37,7 +37,9 @@ serves:
   ``await notifier.take_wake_hint(types)`` with the types of the events that
   woke it, once per wake-up (the claims that follow while claims come back
   full need no more units; a busy worker takes none);
-* ``True``: it took one unit (or the adapter keeps no budgets): claim;
+* ``True``: it took one unit (or the adapter keeps no budgets, or knows
+  the caller's subscription is the only one listening, and takes the unit
+  in the background: :mod:`queuert.notify._alone`): claim;
   ``False``: the budget is spent, other workers took those jobs: go back to
   sleep until the next event or poll;
 * publishers say how many jobs became ready (:func:`queuert.transaction_hooks`

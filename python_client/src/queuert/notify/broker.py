@@ -10,20 +10,25 @@ call it from their own loops; workers may live in several threads. An asyncio br
 broker call runs on this notifier's private loop, in a daemon thread started
 on first use (and again in a forked child), and callers only hand work over:
 
-* ``publish_*`` put the hint in a buffer and return at once. The sender task
-  takes everything buffered and sends it in one round trip (per-type job
-  counts add up, ids are deduplicated), so a burst of commits costs one
-  message batch, and a broker outage or a slow broker never holds up a
-  caller: when a send fails the hints are dropped with one warning per outage
-  (workers fall back to polling). :meth:`BrokerNotifier.flush` waits until
-  what was published so far has been sent or dropped.
+* ``publish_*`` first offer the batch to the adapter's
+  :meth:`BrokerNotifier._publish_direct` (Redis writes it from the caller's
+  thread without waiting: :mod:`queuert.notify._redis_direct`); otherwise
+  they put it in a buffer and return at once, and the pump
+  (:mod:`queuert.notify._sender`) sends everything buffered in one batch
+  (per-type job counts add up, ids are deduplicated), so a burst of commits
+  costs one message batch, and a broker outage or a slow broker never holds
+  up a caller: when a send fails the hints are dropped with one warning per
+  outage (workers fall back to polling). :meth:`BrokerNotifier.flush` waits
+  until what was published so far has been sent or dropped.
 * subscribers share one broker subscription per channel (event kind), kept
   by :class:`queuert.notify._listener.SharedSubscription`: it follows the
   union of the kinds the subscribers want; a lost connection is reopened with
   capped exponential backoff, and every (re)connection delivers ``resync`` to
   every subscriber (events sent meanwhile are gone; a worker polls once).
 * :meth:`BrokerNotifier.take_wake_hint` runs the adapter's atomic "take one
-  unit" and answers True when the broker does not answer in time.
+  unit" and answers True when the broker does not answer in time, or at once
+  when the caller's subscription is the only one listening (the adapter's
+  ``_count_listeners``; :mod:`queuert.notify._alone`).
 
 An adapter implements :meth:`_send`, :meth:`_take_hint`, :meth:`_listen`
 (returning a :class:`ListenSession`) and :meth:`_close_clients`; all of them
@@ -40,8 +45,10 @@ import threading
 from collections.abc import Collection, Coroutine, Iterable
 from typing import Any, TypeVar
 
+from queuert.notify._alone import ListenerCount
 from queuert.notify._iothread import IoThread, quietly, register
 from queuert.notify._listener import Deliver, ListenSession, SharedSubscription
+from queuert.notify._sender import HintSender
 from queuert.notify.base import Notifier, NotifyEvent, ReadyTypes, Subscription, ready_counts
 
 __all__ = ["BrokerNotifier", "ListenSession", "validate_prefix"]
@@ -101,27 +108,23 @@ class BrokerNotifier(Notifier):
         self.send_timeout = send_timeout
         self.hint_timeout = hint_timeout
         self.max_buffered = max_buffered
-        #: successful subscriber (re)connections, hints sent and dropped
-        #: (for observability and tests)
+        #: successful subscriber (re)connections (for observability and tests)
         self.connections = 0
-        self.published = 0
-        self.dropped = 0
-        self._lock = threading.Lock()  # the buffer and _io, from any thread
+        self._lock = threading.Lock()  # _io, from any thread
         self._io: IoThread | None = None
-        self._ready: dict[str, int] = {}
-        self._chains: dict[str, None] = {}
-        self._lost: dict[str, None] = {}
-        self._enqueued = 0  # publish calls buffered so far
-        self._kicked = False  # the sender was woken for the buffer's content
+        self._sender = HintSender(
+            self.broker_name, lambda: self._io_thread().loop, self._send, send_timeout, max_buffered
+        )
         self._init_loop_state()
         register(self)
 
     def _init_loop_state(self) -> None:
         """State that lives on the I/O loop (reset with the thread)."""
-        self._sent_seq = 0
-        self._sent_cond: asyncio.Condition | None = None
-        self._send_wake: asyncio.Event | None = None
-        self._sender_task: asyncio.Task[None] | None = None
+        self._sender.reset_loop_state()
+        #: job_ready subscriptions on the broker (see queuert.notify._alone)
+        self._listeners = ListenerCount(self._count_listeners, lambda: self._io_thread().loop)
+        self._background: set[asyncio.Task[bool]] = set()  # takes nobody waits for
+        self._background_done = 0  # such takes finished (for tests)
         self._listener = SharedSubscription(
             self.broker_name,
             self._wanted_kinds,
@@ -131,7 +134,6 @@ class BrokerNotifier(Notifier):
             self.reconnect_initial,
             self.reconnect_max,
         )
-        self._publish_down = False
         self._hint_down = False
 
     # -- adapter interface (all on the I/O loop) -------------------------------
@@ -157,6 +159,19 @@ class BrokerNotifier(Notifier):
     def _forget_clients(self) -> None:
         """In a forked child: drop the parent's connections without using them."""
 
+    def _publish_direct(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> bool:
+        """Send from the caller's thread without waiting, if the adapter can
+        (True: sent); any thread, never blocks, never raises."""
+        return False
+
+    async def _confirm_direct(self) -> None:
+        """For flush(): wait until what _publish_direct sent has arrived."""
+
+    async def _count_listeners(self) -> int | None:
+        """How many subscriptions the broker has on the job_ready channel,
+        or None (unknown: every take goes to the broker)."""
+        return None
+
     # -- the I/O thread --------------------------------------------------------
 
     def _io_thread(self) -> IoThread:
@@ -172,133 +187,79 @@ class BrokerNotifier(Notifier):
 
     # -- publishing ------------------------------------------------------------
 
+    @property
+    def published(self) -> int:
+        """Hints sent (a job type with its count, a chain id, a job id)."""
+        return self._sender.published
+
+    @property
+    def dropped(self) -> int:
+        """Hints dropped (the broker was down, or the buffer full)."""
+        return self._sender.dropped
+
     async def publish_job_ready(self, type_names: ReadyTypes) -> None:
         counts = ready_counts(type_names)
         if counts:
-            self._buffer(counts, (), ())
+            self._publish(counts, [], [])
 
     async def publish_chain_completed(self, chain_ids: Iterable[str]) -> None:
         ids = [str(c) for c in chain_ids]
         if ids:
-            self._buffer({}, ids, ())
+            self._publish({}, ids, [])
 
     async def publish_job_lost(self, job_ids: Iterable[str]) -> None:
         ids = [str(j) for j in job_ids]
         if ids:
-            self._buffer({}, (), ids)
+            self._publish({}, [], ids)
 
     def publish_nowait(self, ready: ReadyTypes, chain_ids: Iterable[str], job_ids: Iterable[str]) -> bool:
         try:
             counts = ready_counts(ready)
             chains, lost = [str(c) for c in chain_ids], [str(j) for j in job_ids]
             if counts or chains or lost:
-                self._buffer(counts, chains, lost)
+                self._publish(counts, chains, lost)
         except Exception:  # a hint, after commit: never the caller's problem
             logger.exception("%s notifier: buffering hints failed", self.broker_name)
         return True
 
-    def _buffer(self, ready: dict[str, int], chains: Iterable[str], lost: Iterable[str]) -> None:
-        overflow = 0
-        with self._lock:
-            for name, n in ready.items():
-                self._ready[name] = self._ready.get(name, 0) + n
-            for target, ids in ((self._chains, chains), (self._lost, lost)):
-                for i in ids:
-                    if len(target) < self.max_buffered:
-                        target[i] = None
-                    elif i not in target:
-                        overflow += 1
-            self._enqueued += 1
-            kick = not self._kicked
-            self._kicked = True
-        if overflow:
-            self.dropped += overflow
-            logger.warning("%s notifier: %d hint(s) dropped, the send buffer is full", self.broker_name, overflow)
-        if kick:
-            try:
-                self._io_thread().loop.call_soon_threadsafe(self._kick_sender)
-            except RuntimeError:  # the loop closed under us (close() racing): drop
-                with self._lock:
-                    self._kicked = False
-
-    def _kick_sender(self) -> None:
-        if self._send_wake is None:
-            self._send_wake = asyncio.Event()
-            self._sent_cond = asyncio.Condition()
-        if self._sender_task is None or self._sender_task.done():
-            self._sender_task = asyncio.get_running_loop().create_task(self._sender(), name="queuert-notify-send")
-        self._send_wake.set()
-
-    async def _sender(self) -> None:
-        assert self._send_wake is not None and self._sent_cond is not None
-        while True:
-            await self._send_wake.wait()
-            self._send_wake.clear()
-            with self._lock:
-                ready, self._ready = self._ready, {}
-                chains, self._chains = list(self._chains), {}
-                lost, self._lost = list(self._lost), {}
-                seq = self._enqueued
-                self._kicked = False
-            if ready or chains or lost:
-                await self._send_batch(ready, chains, lost)
-            async with self._sent_cond:
-                self._sent_seq = seq
-                self._sent_cond.notify_all()
-
-    async def _send_batch(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
-        n = len(ready) + len(chains) + len(lost)
-        try:
-            await asyncio.wait_for(self._send(ready, chains, lost), self.send_timeout)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.dropped += n
-            if not self._publish_down:
-                self._publish_down = True
-                logger.warning(
-                    "%s notifier: publishing failed (%s: %s); hints are dropped until it works "
-                    "again (workers poll meanwhile)",
-                    self.broker_name,
-                    type(exc).__name__,
-                    exc,
-                )
-            else:
-                logger.debug("%s notifier: publishing failed again: %s", self.broker_name, exc)
-            return
-        self.published += n
-        if self._publish_down:
-            self._publish_down = False
-            logger.info("%s notifier: publishing works again", self.broker_name)
+    def _publish(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
+        if not self._publish_direct(ready, chains, lost):
+            self._sender.add(ready, chains, lost)
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every hint published before this call was sent (or
         dropped); False when that took longer than ``timeout`` seconds."""
+        seq = self._sender.enqueued
         with self._lock:
-            seq = self._enqueued
             io = self._io
-        if io is None or not io.usable or seq == 0:
+        if io is None or not io.usable:
             return True
         try:
-            await asyncio.wait_for(asyncio.wrap_future(io.submit(self._wait_sent(seq))), timeout)
+            await asyncio.wait_for(self._flushed(io, seq), timeout)
         except asyncio.TimeoutError:
             return False
         except RuntimeError:  # the loop closed meanwhile: nothing left to send
             return True
         return True
 
-    async def _wait_sent(self, seq: int) -> None:
-        if self._sent_cond is None:
-            self._kick_sender()
-        assert self._sent_cond is not None
-        async with self._sent_cond:
-            await self._sent_cond.wait_for(lambda: self._sent_seq >= seq)
+    async def _flushed(self, io: IoThread, seq: int) -> None:
+        await self._confirm_direct()
+        if seq:
+            await asyncio.wrap_future(io.submit(self._sender.wait_sent(seq)))
 
     # -- wake hints ------------------------------------------------------------
 
     async def take_wake_hint(self, type_names: Collection[str]) -> bool:
         names = list(dict.fromkeys(type_names))
         if not names or not self.wake_budgets:
+            return True
+        if self._alone(names):
+            # nobody to share the budget with: claim now, and take the unit
+            # meanwhile so the budget stays right for workers that join
+            try:
+                self._io_thread().loop.call_soon_threadsafe(self._take_in_background, names)
+            except RuntimeError:  # closing
+                pass
             return True
         try:
             return await self._on_io(self._take_hint_guarded(names))
@@ -307,6 +268,28 @@ class BrokerNotifier(Notifier):
         except Exception as exc:  # the loop itself failed: claim, to be safe
             logger.warning("%s notifier: wake hint unavailable (%s); claiming", self.broker_name, exc)
             return True
+
+    def _alone(self, names: list[str]) -> bool:
+        """One subscriber here wants job_ready of ``names``, our subscription
+        is live, and the broker counts no other (a recent count)."""
+        wanting = 0
+        for sub in list(self._subscriptions):
+            if sub.closed or (sub.kinds is not None and "job_ready" not in sub.kinds):
+                continue
+            if sub.type_names is None or not sub.type_names.isdisjoint(names):
+                wanting += 1
+        if wanting != 1 or self._listener.session is None or "job_ready" not in self._listener.live:
+            return False
+        return self._listeners.alone()
+
+    def _take_in_background(self, names: list[str]) -> None:
+        task = asyncio.get_running_loop().create_task(self._take_hint_guarded(names), name="queuert-notify-take")
+        self._background.add(task)
+        task.add_done_callback(self._background_finished)
+
+    def _background_finished(self, task: asyncio.Task[bool]) -> None:
+        self._background.discard(task)
+        self._background_done += 1
 
     async def _take_hint_guarded(self, names: list[str]) -> bool:
         try:
@@ -336,8 +319,10 @@ class BrokerNotifier(Notifier):
 
     def _count_connection(self) -> None:
         self.connections += 1
+        self._listeners.forget()
 
     async def _subscribed(self, sub: Subscription) -> None:
+        self._listeners.forget()
         state = await self._on_io(self._listener.ensure())
         if state == "already":
             # the channels were live already: no (re)connection resync reached
@@ -345,6 +330,7 @@ class BrokerNotifier(Notifier):
             sub.deliver(NotifyEvent("resync", ""))
 
     async def _unsubscribed(self, sub: Subscription) -> None:
+        self._listeners.forget()
         io = self._io
         if io is not None and io.usable:
             try:
@@ -369,15 +355,14 @@ class BrokerNotifier(Notifier):
         except RuntimeError:
             pass
         io.stop(timeout)
-        self._init_loop_state()
-        with self._lock:
-            self._kicked = False  # a new loop starts with a new sender
+        self._init_loop_state()  # a new loop starts with a new pump
 
     async def _shutdown(self) -> None:
         await self._listener.stop()
-        if self._sender_task is not None:
-            self._sender_task.cancel()
-            await asyncio.gather(self._sender_task, return_exceptions=True)
+        await self._sender.stop()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await quietly(self._close_clients())
 
     def _after_fork(self) -> None:
@@ -385,8 +370,7 @@ class BrokerNotifier(Notifier):
         subscribers are not ours; start from scratch."""
         self._lock = threading.Lock()
         self._io = None
-        self._ready, self._chains, self._lost = {}, {}, {}
-        self._kicked = False
+        self._sender.after_fork()
         self._subscriptions.clear()
         self._init_loop_state()
         self._forget_clients()
@@ -398,11 +382,10 @@ class BrokerNotifier(Notifier):
         io = self._io
         if io is None or not io.usable:
             return
-        with self._lock:
-            seq = self._enqueued
+        seq = self._sender.enqueued
         try:
             if seq:
-                io.submit(self._wait_sent(seq)).result(timeout)
+                io.submit(self._sender.wait_sent(seq)).result(timeout)
             io.submit(self._shutdown()).result(timeout)
         except Exception:  # exiting: a hint more or less
             pass

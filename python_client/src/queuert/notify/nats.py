@@ -57,6 +57,9 @@ logger = logging.getLogger("queuert.notify")
 
 _KINDS = ("job_ready", "chain_completed", "job_lost")
 _CAS_ATTEMPTS = 20
+_ROLL_CALL = "roll call"  # the session's subscription answering listener counts
+#: how long a roll call collects answers (a background count, see _alone)
+_ROLL_CALL_WINDOW = 0.25
 
 
 def kv_key(type_name: str) -> str:
@@ -91,6 +94,8 @@ class NatsNotifier(BrokerNotifier):
         self.health_interval = health_interval
         self.subjects = {kind: f"{self.prefix}.{kind}" for kind in _KINDS}
         self.bucket = f"{self.prefix}-wake-hints"
+        #: every job_ready subscription answers a message here (its count)
+        self.roll_call = f"{self.prefix}.listeners"
         self._nc: Client | None = None
         self._kv: KeyValue | None = None
         self._connecting: asyncio.Lock | None = None
@@ -152,7 +157,9 @@ class NatsNotifier(BrokerNotifier):
         js = nc.jetstream(timeout=2.0)
         try:
             return await js.create_key_value(
-                KeyValueConfig(bucket=self.bucket, history=1, ttl=self.hint_ttl, storage=StorageType.MEMORY)
+                KeyValueConfig(
+                    bucket=self.bucket, history=1, ttl=self.hint_ttl, storage=StorageType.MEMORY, direct=True
+                )
             )
         except Exception as exc:
             try:  # it exists with another configuration: use it as it is
@@ -179,14 +186,29 @@ class NatsNotifier(BrokerNotifier):
     async def _send(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
         nc = await self._connection()
         kv = self._kv
-        if kv is not None:
-            for name, n in ready.items():
-                await _cas(kv, kv_key(name), _add(n))
+        # The budget goes up before the event goes out, so a woken worker
+        # finds its unit: two JetStream round trips ahead of the event. When
+        # a count younger than a second says at most one subscription
+        # listens, that listener claims without asking (queuert.notify._alone):
+        # the event goes first and the budget follows.
+        listeners = self._listeners.recent(self._listeners.refresh_after) if kv is not None and ready else None
+        budget_first = listeners is None or listeners > 1
+        if kv is not None and budget_first:
+            await self._top_up(kv, ready)
         for kind, payloads in (("job_ready", list(ready)), ("chain_completed", chains), ("job_lost", lost)):
             subject = self.subjects[kind]
             for payload in payloads:
                 await nc.publish(subject, payload.encode())
-        await nc.flush(timeout=max(1, int(self.send_timeout)))
+        # no flush (a PING / PONG round trip per batch): nats-py's flusher
+        # writes the buffer at once, and closing the connection writes what
+        # is left; a connection lost meanwhile loses these hints, as a hint may
+        if kv is not None and not budget_first:
+            await self._top_up(kv, ready)
+
+    @staticmethod
+    async def _top_up(kv: KeyValue, ready: dict[str, int]) -> None:
+        for name, n in ready.items():
+            await _cas(kv, kv_key(name), _add(n))
 
     async def _take_hint(self, type_names: list[str]) -> bool:
         await self._connection()
@@ -197,6 +219,32 @@ class NatsNotifier(BrokerNotifier):
             if await _cas(kv, kv_key(name), _take_one):
                 return True
         return False
+
+    async def _count_listeners(self) -> int | None:
+        """A roll call: every session subscribed to job_ready answers; the
+        answers within a quarter second, up to 2 (all that matters is
+        whether there is more than one)."""
+        nc = await self._connection()
+        inbox = nc.new_inbox()
+        answers = 0
+        two = asyncio.get_running_loop().create_future()
+
+        async def answered(msg: Msg) -> None:
+            nonlocal answers
+            answers += 1
+            if answers >= 2 and not two.done():
+                two.set_result(None)
+
+        sub = await nc.subscribe(inbox, cb=answered)
+        try:
+            await nc.publish(self.roll_call, b"", reply=inbox)
+            try:
+                await asyncio.wait_for(two, _ROLL_CALL_WINDOW)
+            except asyncio.TimeoutError:
+                pass
+        finally:
+            await sub.unsubscribe()
+        return answers
 
     # -- subscribing -------------------------------------------------------------
 
@@ -257,14 +305,20 @@ class _NatsSession(ListenSession):
                     self.deliver(kind, msg.data.decode("utf-8", "replace"))
 
                 self.subs[kind] = await self.nc.subscribe(self.n.subjects[kind], cb=on_msg)
+                if kind == "job_ready":  # answer roll calls (NatsNotifier._count_listeners)
+                    self.subs[_ROLL_CALL] = await self.nc.subscribe(self.n.roll_call, cb=self._present)
         # live once the server has the interest (a PING / PONG behind the SUBs)
         await self.nc.flush(timeout=max(1, int(self.n.send_timeout)))
 
     async def remove(self, kinds: Collection[str]) -> None:
-        for kind in kinds:
+        for kind in [*kinds, *([_ROLL_CALL] if "job_ready" in kinds else [])]:
             sub = self.subs.pop(kind, None)
             if sub is not None:
                 await sub.unsubscribe()
+
+    async def _present(self, msg: Msg) -> None:
+        if msg.reply:
+            await self.nc.publish(msg.reply, b"")
 
     async def run(self) -> None:
         # nats-py reads on its own tasks; we only wait for the end

@@ -16,6 +16,11 @@ Wire format (``<p>`` is the prefix, default ``queuert``, one per schema):
   finds its unit) and taken by another (GET, DECR or DEL), with an expiry of
   ``hint_ttl`` refreshed on every top-up.
 
+Publishing from a ``redis://`` or ``unix://`` URL (standalone): the
+caller's thread writes the send script's ``EVAL`` itself on a connection with
+replies off (:mod:`queuert.notify._redis_direct`), else the I/O thread sends
+it (``EVALSHA`` on a connection of its own; Cluster: the client's script).
+
 Cluster: classic pub/sub, not sharded. A PUBLISH reaches subscribers on any
 node (the cluster bus forwards it), so the subscriber holds one connection to
 one node (picked at random, another one after a failure) and needs no
@@ -36,6 +41,7 @@ stays silent forever).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import time
 from collections.abc import Callable, Collection
@@ -43,7 +49,9 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
+from queuert.notify._redis_direct import DirectPublisher
 from queuert.notify.broker import BrokerNotifier, ListenSession
 
 __all__ = ["RedisNotifier"]
@@ -80,6 +88,31 @@ for i, key in ipairs(KEYS) do
 end
 return 0
 """
+
+
+_SEND_SHA = hashlib.sha1(_SEND.encode()).hexdigest()
+
+
+def _numsub(reply: Any, channel: str) -> int:
+    """The count out of a PUBSUB NUMSUB reply (a flat list or pairs, by client)."""
+    if isinstance(reply, dict):
+        items = list(reply.items())
+    elif reply and isinstance(reply[0], (list, tuple)):
+        items = [tuple(pair) for pair in reply]
+    else:
+        items = list(zip(reply[::2], reply[1::2]))
+    return sum(int(n) for ch, n in items if _text(ch) == channel)
+
+
+def _connection(pool: Any) -> Any:
+    """A connection of its own with the pool's settings (not from the pool),
+    with no read timeout of its own (redis-py would wrap every read in a
+    timeout task; the sender's timer bounds the whole batch instead)."""
+    kwargs = dict(pool.connection_kwargs)
+    kwargs["socket_timeout"] = None
+    for key in ("maint_notifications_config", "maint_notifications_pool_handler"):
+        kwargs.pop(key, None)  # redis-py 7+ for RESP3 pools only
+    return pool.connection_class(**kwargs)
 
 
 def _text(value: Any) -> str:
@@ -125,6 +158,14 @@ class RedisNotifier(BrokerNotifier):
         self.channels = {kind: f"{self.prefix}:{kind}" for kind in _KINDS}
         self._kind_of = {name: kind for kind, name in self.channels.items()}
         self._scripts: tuple[Any, Any] | None = None  # (send, take), per client
+        self._pub_conn: Any = None  # standalone: the sender's own connection
+        #: standalone over TCP / a Unix socket, from a URL: callers write
+        #: their hints themselves (queuert.notify._redis_direct)
+        self._direct = (
+            DirectPublisher(self.url, 2.0, f"queuert-publish-{self.prefix}")
+            if self.url is not None and not self.cluster and DirectPublisher.usable_for(self.url)
+            else None
+        )
 
     def budget_key(self, type_name: str) -> str:
         """The Redis key holding ``type_name``'s wake budget."""
@@ -152,7 +193,12 @@ class RedisNotifier(BrokerNotifier):
         return self._scripts[which]
 
     async def _close_clients(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         client, self._scripts = self._client, None
+        conn, self._pub_conn = self._pub_conn, None
+        if conn is not None:
+            await _disconnect(conn)
         if client is None:
             return
         if self.url is not None:  # ours: closed, and made again on next use
@@ -164,13 +210,17 @@ class RedisNotifier(BrokerNotifier):
             await client.connection_pool.disconnect()
 
     def _forget_clients(self) -> None:
+        if self._direct is not None:
+            self._direct.forget()
         self._scripts = None
+        self._pub_conn = None
         if self.url is not None:
             self._client = None
 
     # -- publishing and hints --------------------------------------------------
 
-    async def _send(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
+    def _script_args(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> tuple[list[str], list[Any]]:
+        """The send script's KEYS and ARGV for a batch."""
         keys = [self.budget_key(name) for name in ready]
         args: list[Any] = [int(self.hint_ttl * 1000), self.channels["job_ready"]]
         for name, n in ready.items():
@@ -179,11 +229,75 @@ class RedisNotifier(BrokerNotifier):
             channel = self.channels[kind]
             for payload in ids:
                 args += [channel, payload]
-        await self._script(0)(keys=keys, args=args)
+        return keys, args
+
+    def _publish_direct(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> bool:
+        direct = self._direct
+        if direct is None:
+            return False
+        if direct.wants_connection():  # made by a worker thread of the I/O loop
+            try:
+                self._io_thread().loop.call_soon_threadsafe(self._connect_direct)
+            except RuntimeError:
+                pass
+            return False
+        keys, args = self._script_args(ready, chains, lost)
+        # EVAL, not EVALSHA: with replies off a NOSCRIPT would go unseen
+        # (Redis caches the compiled script by its hash either way)
+        return direct.send(("EVAL", _SEND, len(keys), *keys, *args), len(ready) + len(chains) + len(lost))
+
+    @property
+    def published(self) -> int:
+        return super().published + (self._direct.sent if self._direct is not None else 0)
+
+    def _connect_direct(self) -> None:
+        assert self._direct is not None
+        asyncio.get_running_loop().run_in_executor(None, self._direct.connect)
+
+    async def _confirm_direct(self) -> None:
+        if self._direct is not None and self._direct.unconfirmed:
+            await asyncio.to_thread(self._direct.barrier)
+
+    async def _send(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
+        keys, args = self._script_args(ready, chains, lost)
+        client = self._redis()
+        if isinstance(client, RedisCluster):
+            await self._script(0)(keys=keys, args=args)
+            return
+        # standalone: EVALSHA on the sender's own connection (one batch at a
+        # time), without the client's pool and per-call bookkeeping
+        conn = self._pub_conn
+        if conn is None:
+            conn = self._pub_conn = _connection(client.connection_pool)
+        try:
+            await conn.send_command("EVALSHA", _SEND_SHA, len(keys), *keys, *args)
+            try:
+                await conn.read_response()
+            except NoScriptError:  # a restarted or flushed server: load it
+                await conn.send_command("EVAL", _SEND, len(keys), *keys, *args)
+                await conn.read_response()
+        except BaseException:
+            # a timeout or cancellation mid-reply leaves the stream out of
+            # step: start the next batch on a new connection
+            self._pub_conn = None
+            await _disconnect(conn)
+            raise
 
     async def _take_hint(self, type_names: list[str]) -> bool:
         taken = await self._script(1)(keys=[self.budget_key(n) for n in type_names])
         return int(taken) > 0
+
+    async def _count_listeners(self) -> int | None:
+        channel = self.channels["job_ready"]
+        client: Any = self._redis()  # execute_command is untyped in redis-py
+        if isinstance(client, RedisCluster):
+            # classic pub/sub: each node counts the subscribers connected to it
+            total = 0
+            for node in client.get_nodes():
+                reply = await client.execute_command("PUBSUB NUMSUB", channel, target_nodes=node)
+                total += _numsub(reply, channel)
+            return total
+        return _numsub(await client.execute_command("PUBSUB NUMSUB", channel), channel)
 
     # -- subscribing ---------------------------------------------------------------
 
