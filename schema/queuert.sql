@@ -1619,7 +1619,7 @@ $$;
 -- Name: complete(uuid, text, jsonb, integer, text); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert.complete(job_id uuid, worker_id text, output jsonb DEFAULT NULL::jsonb, attempt integer DEFAULT NULL::integer, trace_context text DEFAULT NULL::text) RETURNS TABLE(id uuid, chain_id uuid, status queuert.job_status, chain_completed boolean, dependents jsonb)
+CREATE FUNCTION queuert.complete(job_id uuid, worker_id text, output jsonb DEFAULT NULL::jsonb, attempt integer DEFAULT NULL::integer, trace_context text DEFAULT NULL::text) RETURNS TABLE(id uuid, chain_id uuid, status queuert.job_status, chain_completed boolean, dependents jsonb, unblocked_types text[])
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
@@ -1629,6 +1629,7 @@ CREATE FUNCTION queuert.complete(job_id uuid, worker_id text, output jsonb DEFAU
 #variable_conflict use_column
 DECLARE
     v_chain_id uuid;
+    v_unblocked text[];
     j queuert.job;
 BEGIN
     SELECT x.chain_id INTO v_chain_id FROM queuert.job AS x WHERE x.id = complete.job_id;
@@ -1667,11 +1668,13 @@ BEGIN
         chain_completed_at = CASE WHEN x.chain_index = 0 THEN now() END
     WHERE x.id = j.id;
 
-    PERFORM queuert._chains_completed(
+    SELECT coalesce(array_agg(DISTINCT d.type_name ORDER BY d.type_name), '{}')
+    INTO v_unblocked
+    FROM queuert._chains_completed(
         ARRAY[j.chain_id],
         CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END,
         CASE WHEN complete.trace_context IS NOT NULL THEN ARRAY[complete.trace_context] END
-    );
+    ) AS d;
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
         PERFORM queuert._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
@@ -1679,7 +1682,8 @@ BEGIN
     RETURN QUERY SELECT j.id, j.chain_id, 'completed'::queuert.job_status, true,
         CASE WHEN complete.trace_context IS NOT NULL THEN (
             SELECT d.dependents FROM queuert._blocker_dependents(ARRAY[j.chain_id]) AS d
-        ) END;
+        ) END,
+        v_unblocked;
 END;
 $$;
 
@@ -2539,7 +2543,7 @@ $$;
 -- Name: fire_schedules(text[]); Type: FUNCTION; Schema: queuert; Owner: -
 --
 
-CREATE FUNCTION queuert.fire_schedules(type_names text[] DEFAULT NULL::text[]) RETURNS TABLE(schedule_name text, tick_at timestamp with time zone, chain_id uuid, deduplicated boolean, next_tick_at timestamp with time zone)
+CREATE FUNCTION queuert.fire_schedules(type_names text[] DEFAULT NULL::text[]) RETURNS TABLE(schedule_name text, tick_at timestamp with time zone, chain_id uuid, deduplicated boolean, next_tick_at timestamp with time zone, type_name text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET enable_seqscan TO 'off'
@@ -2583,6 +2587,7 @@ BEGIN
         chain_id := v_started.chain_id;
         deduplicated := v_started.deduplicated;
         next_tick_at := v_next;
+        type_name := v_due.type_name;
         RETURN NEXT;
     END LOOP;
 END;

@@ -31,10 +31,15 @@ BEGIN
 END;
 $$;
 
--- trace_context: the traceparent of the span completing the job (an
+-- Complete one job, by the worker it runs under or (worker_id NULL) from
+-- outside. trace_context: the traceparent of the span completing the job (an
 -- attempt's, or complete_chain's settle span), or NULL. Given, it is written
 -- on the blocker edges this completion resolves, and dependents lists them
 -- (_blocker_dependents); NULL leaves both alone (dependents NULL).
+-- unblocked_types (migration 0009): the types of the dependents this
+-- completion made pending (a fan-in's last blocker), so a caller that
+-- announces job types itself (a notifier outside the database) needs no
+-- second read of job_blocker.
 CREATE OR REPLACE FUNCTION {{ schema }}.complete(
     job_id uuid,
     worker_id text,
@@ -47,7 +52,8 @@ RETURNS TABLE (
     chain_id uuid,
     status {{ schema }}.job_status,
     chain_completed boolean,
-    dependents jsonb
+    dependents jsonb,
+    unblocked_types text []
 )
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -58,6 +64,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_chain_id uuid;
+    v_unblocked text[];
     j {{ schema }}.job;
 BEGIN
     SELECT x.chain_id INTO v_chain_id FROM {{ schema }}.job AS x WHERE x.id = complete.job_id;
@@ -96,11 +103,13 @@ BEGIN
         chain_completed_at = CASE WHEN x.chain_index = 0 THEN now() END
     WHERE x.id = j.id;
 
-    PERFORM {{ schema }}._chains_completed(
+    SELECT coalesce(array_agg(DISTINCT d.type_name ORDER BY d.type_name), '{}')
+    INTO v_unblocked
+    FROM {{ schema }}._chains_completed(
         ARRAY[j.chain_id],
         CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END,
         CASE WHEN complete.trace_context IS NOT NULL THEN ARRAY[complete.trace_context] END
-    );
+    ) AS d;
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
         PERFORM {{ schema }}._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
@@ -108,7 +117,8 @@ BEGIN
     RETURN QUERY SELECT j.id, j.chain_id, 'completed'::{{ schema }}.job_status, true,
         CASE WHEN complete.trace_context IS NOT NULL THEN (
             SELECT d.dependents FROM {{ schema }}._blocker_dependents(ARRAY[j.chain_id]) AS d
-        ) END;
+        ) END,
+        v_unblocked;
 END;
 $$;
 

@@ -84,14 +84,17 @@ $$;
 -- 'schedule:<name>@<tick in UTC>' (scope any) keeps it one even if a
 -- schedule is deleted and set again. Ticks missed while nothing called
 -- this are not replayed: one chain for the first missed tick, then the
--- first tick after now.
+-- first tick after now. type_name (migration 0009): the type of the chain
+-- started, so a caller that announces job types itself (a notifier outside
+-- the database) needs no second read.
 CREATE OR REPLACE FUNCTION {{ schema }}.fire_schedules(type_names text [] DEFAULT NULL)
 RETURNS TABLE (
     schedule_name text,
     tick_at timestamptz,
     chain_id uuid,
     deduplicated boolean,
-    next_tick_at timestamptz
+    next_tick_at timestamptz,
+    type_name text
 )
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -136,6 +139,7 @@ BEGIN
         chain_id := v_started.chain_id;
         deduplicated := v_started.deduplicated;
         next_tick_at := v_next;
+        type_name := v_due.type_name;
         RETURN NEXT;
     END LOOP;
 END;

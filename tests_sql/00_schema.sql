@@ -237,8 +237,8 @@ SELECT is(pg_temp.result_cols('queuert.start_chains'::regproc),
         'deduplicated', 'trace_context'],
     'start_chains returns ord first, then the start_chain columns (trace_context since migration 0008)');
 SELECT is(pg_temp.result_cols('queuert.complete'::regproc),
-    ARRAY['id', 'chain_id', 'status', 'chain_completed', 'dependents'],
-    'complete returns its columns (dependents since migration 0008)');
+    ARRAY['id', 'chain_id', 'status', 'chain_completed', 'dependents', 'unblocked_types'],
+    'complete returns its columns (dependents since migration 0008, unblocked_types since 0009)');
 SELECT is(pg_temp.result_cols('queuert.continue_with'::regproc),
     ARRAY['id', 'chain_id', 'chain_index', 'type_name', 'status', 'scheduled_at', 'deduplicated'],
     'continue_with returns the new job');
@@ -294,8 +294,8 @@ SELECT columns_are('queuert', 'schedule', ARRAY[
     'name', 'cron', 'timezone', 'type_name', 'input', 'priority', 'next_tick_at',
     'last_tick_at', 'last_chain_id', 'created_at', 'updated_at'], 'queuert.schedule columns');
 SELECT is(pg_temp.result_cols('queuert.fire_schedules'::regproc),
-    ARRAY['schedule_name', 'tick_at', 'chain_id', 'deduplicated', 'next_tick_at'],
-    'fire_schedules returns schedule_name, tick_at, chain_id, deduplicated, next_tick_at');
+    ARRAY['schedule_name', 'tick_at', 'chain_id', 'deduplicated', 'next_tick_at', 'type_name'],
+    'fire_schedules returns schedule_name, tick_at, chain_id, deduplicated, next_tick_at, type_name');
 SELECT is(pg_temp.result_cols('queuert.prune'::regproc), ARRAY['chains', 'jobs'], 'prune returns chains, jobs');
 SELECT is(pg_get_function_arguments('queuert.set_schedule'::regproc),
     'name text, cron text, type_name text, input jsonb DEFAULT NULL::jsonb, '

@@ -1,6 +1,6 @@
 -- complete: by the owning worker, fencing, workerless completion, chain completion.
 BEGIN;
-SELECT plan(26);
+SELECT plan(27);
 
 CREATE FUNCTION pg_temp.u(i integer) RETURNS uuid
 LANGUAGE sql IMMUTABLE AS $$ SELECT ('00000000-0000-0000-0000-' || lpad(i::text, 12, '0'))::uuid $$;
@@ -65,8 +65,8 @@ SELECT lives_ok($$SELECT * FROM queuert.complete(pg_temp.u(4), NULL, '1')$$,
     'a blocked job can be completed from outside');
 SELECT row_eq($$SELECT status::text, output, chain_completed_at FROM queuert.job WHERE id = pg_temp.u(4)$$,
     ROW('completed'::text, '1'::jsonb, now()), 'the blocked job is completed');
-SELECT lives_ok($$SELECT * FROM queuert.complete(pg_temp.u(3), NULL)$$,
-    'its blocker completes later');
+SELECT is((SELECT unblocked_types FROM queuert.complete(pg_temp.u(3), NULL)), '{}'::text[],
+    'its blocker completes later; the dependent was done already, so nothing became pending');
 SELECT row_eq($$SELECT status::text, open_blockers FROM queuert.job WHERE id = pg_temp.u(4)$$,
     ROW('completed'::text, 0), 'the early-completed dependent stays completed');
 
@@ -109,8 +109,9 @@ SELECT is((SELECT chain_completed_at FROM queuert.job WHERE id = pg_temp.u(7)), 
     'a continued chain is not complete');
 SELECT count(*) AS n FROM queuert.claim('w', ARRAY['s2']) \gset
 CREATE TEMP TABLE r8 AS SELECT * FROM queuert.complete(pg_temp.u(8), 'w', '{"final": 1}');
-SELECT row_eq($$SELECT id, chain_id, status::text, chain_completed FROM r8$$,
-    ROW(pg_temp.u(8), pg_temp.u(7), 'completed'::text, true), 'the last job completes the chain');
+SELECT row_eq($$SELECT id, chain_id, status::text, chain_completed, unblocked_types FROM r8$$,
+    ROW(pg_temp.u(8), pg_temp.u(7), 'completed'::text, true, '{}'::text[]),
+    'the last job completes the chain; nothing waited on it');
 SELECT is((SELECT chain_completed_at FROM queuert.job WHERE id = pg_temp.u(7)), now(),
     'the root records the chain''s completion');
 
@@ -120,7 +121,10 @@ SELECT count(*) AS n FROM queuert.start_chain('dep', id => pg_temp.u(11), blocke
 SELECT count(*) AS n FROM queuert.start_chain('dep', id => pg_temp.u(12), blockers => ARRAY[pg_temp.u(10)],
     schedule_at => now() + interval '2 hours') \gset
 UPDATE queuert.job SET scheduled_at = now() - interval '1 day' WHERE id = pg_temp.u(11);
-SELECT count(*) AS n FROM queuert.complete(pg_temp.u(10), NULL) \gset
+SELECT count(*) AS n FROM queuert.start_chain('other', id => pg_temp.u(13), blockers => ARRAY[pg_temp.u(10)]) \gset
+CREATE TEMP TABLE r10 AS SELECT * FROM queuert.complete(pg_temp.u(10), NULL);
+SELECT is((SELECT unblocked_types FROM r10), ARRAY['dep', 'other'],
+    'complete reports the types it made pending, each once, sorted');
 SELECT results_eq(
     $$SELECT id, status::text, scheduled_at, open_blockers FROM queuert.job
       WHERE id IN (pg_temp.u(11), pg_temp.u(12)) ORDER BY id$$,

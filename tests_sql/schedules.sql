@@ -1,6 +1,6 @@
 -- Schedules: set_schedule, delete_schedule, fire_schedules, next_schedule_at.
 BEGIN;
-SELECT plan(24);
+SELECT plan(25);
 
 SELECT row_eq(
     $$SELECT name, cron, timezone, type_name, input, priority, next_tick_at
@@ -30,6 +30,7 @@ SELECT is((SELECT count(*)::integer FROM queuert.fire_schedules()), 0, 'no due t
 UPDATE queuert.schedule SET next_tick_at = date_trunc('minute', now()) - interval '1 minute' WHERE name = 'minutely';
 CREATE TEMP TABLE f1 AS SELECT * FROM queuert.fire_schedules(ARRAY['tick']);
 SELECT is((SELECT count(*)::integer FROM f1), 1, 'one chain for the due tick');
+SELECT is((SELECT type_name FROM f1), 'tick', 'the row names the type of the chain it started');
 SELECT row_eq(
     $$SELECT schedule_name, tick_at, deduplicated, next_tick_at FROM f1$$,
     ROW('minutely'::text, date_trunc('minute', now()) - interval '1 minute', false,

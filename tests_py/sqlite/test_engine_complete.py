@@ -40,7 +40,7 @@ def test_an_expired_lease_nobody_reclaimed_still_counts(engine: Engine) -> None:
     engine.claim("w1", ["t"])
     engine.set_job(U(1), leased_until=engine.clock() - timedelta(minutes=1))
     r = engine.complete(U(1), "w1", {"ok": True}, attempt=1)
-    assert r == {"id": U(1), "chain_id": U(1), "status": "completed", "chain_completed": True}
+    assert r == {"id": U(1), "chain_id": U(1), "status": "completed", "chain_completed": True, "unblocked_types": []}
     assert pick(
         engine.job(U(1)), "status", "output", "completed_at", "completed_by", "leased_by", "leased_until",
         "continued_to", "chain_completed_at",
@@ -117,7 +117,7 @@ def test_completing_a_later_job_completes_the_chain_on_its_root(engine: Engine) 
     assert engine.job(U(7))["chain_completed_at"] is None, "a continued chain is not complete"  # type: ignore[index]
     engine.claim("w", ["s2"])
     r = engine.complete(U(8), "w", {"final": 1})
-    assert r == {"id": U(8), "chain_id": U(7), "status": "completed", "chain_completed": True}
+    assert r == {"id": U(8), "chain_id": U(7), "status": "completed", "chain_completed": True, "unblocked_types": []}
     assert engine.job(U(7))["chain_completed_at"] == engine.now  # type: ignore[index]
 
 
@@ -126,8 +126,10 @@ def test_dependents_become_pending_at_the_later_of_their_time_and_now(engine: En
     engine.start_chain("blk", id=U(10))
     engine.start_chain("dep", id=U(11), blockers=[U(10)])
     engine.start_chain("dep", id=U(12), blockers=[U(10)], schedule_at=now + timedelta(hours=2))
+    engine.start_chain("other", id=U(13), blockers=[U(10)])
     engine.set_job(U(11), scheduled_at=now - timedelta(days=1))
-    engine.complete(U(10), None)
+    r = engine.complete(U(10), None)
+    assert r["unblocked_types"] == ["dep", "other"], "the types it made pending, each once, sorted"
     assert [pick(engine.job(u), "status", "scheduled_at", "open_blockers") for u in (U(11), U(12))] == [
         {"status": "pending", "scheduled_at": now, "open_blockers": 0},
         {"status": "pending", "scheduled_at": now + timedelta(hours=2), "open_blockers": 0},

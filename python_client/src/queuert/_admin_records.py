@@ -62,13 +62,14 @@ class Schedule:
 @dataclasses.dataclass(frozen=True)
 class FiredTick:
     """A row of ``fire_schedules``: the chain started for a schedule's tick
-    (``deduplicated`` when that tick had already started it)."""
+    (``deduplicated`` when that tick had already started it) and its type."""
 
     schedule_name: str
     tick_at: datetime
     chain_id: UUID
     deduplicated: bool
     next_tick_at: datetime
+    type_name: str
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> FiredTick:

@@ -14,6 +14,10 @@ written side by side so they stay twins:
   directly, a multi-step one through drive), again after a serialization
   failure or deadlock when the call was its own transaction.
 
+Inside a hooks block that publishes through a broker, the first query of
+the caller's transaction goes out pipelined behind ``SET LOCAL
+queuert.notify = 'none'`` (:mod:`queuert._engine_quiet`): one round trip.
+
 A connection that resolves to SQLite's runs the operation's SQLite twin
 instead (:mod:`queuert._lite_execution`).
 """
@@ -27,9 +31,12 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.rows import tuple_row
 from psycopg.types.json import JsonbLoader
 
 from ._connections import async_connection, sync_connection
+from ._engine_quiet import QUIET, learn, quiet_needed
+from .hooks import current_hooks
 from ._instructions import Call, CanListen, Cleanup, Op, Operation, Query, Sleep, WaitNotify
 from ._lite_execution import run_aiosqlite, run_sqlite
 from .errors import is_conflict, translate
@@ -66,12 +73,14 @@ def _backoff(attempt: int) -> float:
 
 def _execute(conn: psycopg.Connection[Any], query: Query, json_as_text: bool = False) -> list[Any]:
     try:
-        cur = conn.cursor(row_factory=query.row_factory)
-        if json_as_text:  # a Django connection: read JSON as JSON (_connections)
-            cur.adapters.register_loader("jsonb", JsonbLoader)
-        if query.prepare is not None:
-            query.prepare(cur)
-        cur.execute(query.sql, query.params)
+        if current_hooks() is not None and quiet_needed(conn):
+            with conn.pipeline():  # one round trip; results read at its end
+                quiet = conn.cursor(row_factory=tuple_row)
+                quiet.execute(QUIET)
+                cur = _send(conn, query, json_as_text)
+            learn(conn, quiet.fetchone())
+        else:
+            cur = _send(conn, query, json_as_text)
         # a row set or not, from the result status (cheaper than building
         # cur.description)
         result = cur.pgresult
@@ -81,6 +90,16 @@ def _execute(conn: psycopg.Connection[Any], query: Query, json_as_text: bool = F
         if new is e:
             raise
         raise new from e
+
+
+def _send(conn: psycopg.Connection[Any], query: Query, json_as_text: bool) -> psycopg.Cursor[Any]:
+    cur = conn.cursor(row_factory=query.row_factory)
+    if json_as_text:  # a Django connection: read JSON as JSON (_connections)
+        cur.adapters.register_loader("jsonb", JsonbLoader)
+    if query.prepare is not None:
+        query.prepare(cur)
+    cur.execute(query.sql, query.params)
+    return cur
 
 
 def _perform(conn: psycopg.Connection[Any], instr: Any, json_as_text: bool) -> Any:
@@ -154,10 +173,14 @@ def run(conn: object, op: Operation[T]) -> T:
 
 async def _execute_async(conn: psycopg.AsyncConnection[Any], query: Query) -> list[Any]:
     try:
-        cur = conn.cursor(row_factory=query.row_factory)
-        if query.prepare is not None:
-            query.prepare(cur)
-        await cur.execute(query.sql, query.params)
+        if current_hooks() is not None and quiet_needed(conn):
+            async with conn.pipeline():  # one round trip; results read at its end
+                quiet_async = conn.cursor(row_factory=tuple_row)
+                await quiet_async.execute(QUIET)
+                cur = await _send_async(conn, query)
+            learn(conn, await quiet_async.fetchone())
+        else:
+            cur = await _send_async(conn, query)
         result = cur.pgresult
         if result is not None and result.status == _TUPLES_OK:
             return await cur.fetchall()
@@ -167,6 +190,14 @@ async def _execute_async(conn: psycopg.AsyncConnection[Any], query: Query) -> li
         if new is e:
             raise
         raise new from e
+
+
+async def _send_async(conn: psycopg.AsyncConnection[Any], query: Query) -> psycopg.AsyncCursor[Any]:
+    cur = conn.cursor(row_factory=query.row_factory)
+    if query.prepare is not None:
+        query.prepare(cur)
+    await cur.execute(query.sql, query.params)
+    return cur
 
 
 async def _perform_async(conn: psycopg.AsyncConnection[Any], instr: Any) -> Any:

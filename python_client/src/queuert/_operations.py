@@ -259,6 +259,8 @@ def complete_chain(
                 done.job_id, done.chain_id, done.chain_completed, "completed", row["dependents"]
             )
         announce(
+            # dependents this completion made pending (a fan-in's last blocker)
+            ready_types=row["unblocked_types"] or (),
             completed_chains=[done.chain_id] if done.chain_completed else [],
             lost_jobs=[done.job_id] if row["previous_status"] == "running" else [],
         )
@@ -363,6 +365,8 @@ def chain_op(
 
 
 def _chain_ids(rows: list[dict[str, Any]]) -> list[UUID]:
+    # the running jobs these chains had: their workers lost them
+    announce(lost_jobs=[job_id for r in rows for job_id in r["lost_job_ids"]])
     return [r["chain_id"] for r in rows]
 
 

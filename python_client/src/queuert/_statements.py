@@ -111,7 +111,7 @@ def complete_chain(s: str, by_job_id: bool) -> str:
     {current_job(s, by_job_id)}
 )
 SELECT r.id, r.chain_id, r.status::text AS status, r.chain_completed,
-       cur.status AS previous_status, r.dependents
+       cur.status AS previous_status, r.dependents, r.unblocked_types
 FROM cur
 CROSS JOIN LATERAL {s}.complete(
     job_id => cur.id,
@@ -147,7 +147,16 @@ WHERE %(expected_type)s::text IS NULL OR cur.type_name = %(expected_type)s::text
 
 @lru_cache(maxsize=64)
 def chain_op(s: str, fn: str) -> str:
-    return f"""SELECT r.chain_id
+    # lost_job_ids: the jobs of each chain that were running, read from the
+    # statement's snapshot (taken before the function cancelled or deleted
+    # them), so the transaction hooks can publish job_lost to their workers
+    # (the engine's own NOTIFY reaches only PostgreSQL listeners). A hint:
+    # a worker that misses it learns at its next lease renewal.
+    return f"""SELECT r.chain_id, ARRAY(
+    SELECT j.id FROM {s}.job j
+    WHERE ((j.chain_index > 0 AND j.chain_id = r.chain_id) OR (j.chain_index = 0 AND j.id = r.chain_id))
+        AND j.status = 'running'
+) AS lost_job_ids
 FROM {s}.{fn}(chain_ids => %(chain_ids)s::uuid[], "cascade" => %(cascade)s::boolean) r"""
 
 

@@ -317,8 +317,13 @@ def _run_with_notifier(loaded: Any, notify: str) -> None:
 @click.option("--read-only", is_flag=True, help="Hide and refuse every action.")
 @click.option("--base-path", default=None, metavar="PATH",
               help="URL prefix of every link, behind a proxy that strips it (e.g. /queuert).")
+@click.option("--notify", default=None, envvar="QUEUERT_NOTIFY", metavar="URL",
+              help="Publish what an action makes ready through this notifier (redis://..., "
+              "nats://..., as for queuert worker). Env QUEUERT_NOTIFY; default: the "
+              "engine's NOTIFY only. See docs/notify.md.")
 def dashboard(
-    dsn: str | None, schema: str, host: str, port: int, read_only: bool, base_path: str | None
+    dsn: str | None, schema: str, host: str, port: int, read_only: bool, base_path: str | None,
+    notify: str | None,
 ) -> None:
     check_schema(schema)
     try:
@@ -329,9 +334,18 @@ def dashboard(
         raise click.ClickException(
             f"the dashboard needs its extra: pip install 'queuert[dashboard]' ({exc})"
         ) from exc
+    conninfo = dsn or default_dsn()
+    notifier = None
+    if notify is not None:
+        from queuert.notify import notifier_from_url
+
+        try:
+            notifier = notifier_from_url(notify, conninfo=conninfo, schema=schema)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--notify") from exc
     try:
         app = create_dashboard(
-            dsn or default_dsn(), schema=schema, read_only=read_only, base_path=base_path
+            conninfo, schema=schema, read_only=read_only, base_path=base_path, notifier=notifier
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--base-path") from exc

@@ -27,6 +27,14 @@ deduplicated, so a batch of 1,000 chains of one type publishes once, as one
 ``job_ready`` whose wake budget is 1,000 (a notifier with wake budgets lets
 that many idle workers wake, not every one and not only one).
 
+In an atomic worker's handler, :func:`current_hooks` is the attempt's own
+block (the worker makes it current with :func:`collecting`): what the
+handler's calls on ``job.conn`` announce, and its callbacks, wait for the
+attempt's transaction; the worker publishes the notifications through its
+notifier after the commit (:meth:`TransactionHooks.committed`), and a
+failed attempt, rolled back to its savepoint, drops them
+(:meth:`TransactionHooks.rolled_back`).
+
 Nested blocks behave like savepoints: an inner block that exits normally hands
 its callbacks and notifications to the enclosing block (which runs them after
 the outer transaction commits); an inner block that exits with an exception
@@ -42,7 +50,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -51,7 +60,7 @@ from uuid import UUID
 if TYPE_CHECKING:
     from queuert.notify.base import Notifier
 
-__all__ = ["TransactionHooks", "current_hooks", "transaction_hooks"]
+__all__ = ["TransactionHooks", "collecting", "current_hooks", "transaction_hooks"]
 
 logger = logging.getLogger("queuert.hooks")
 
@@ -102,6 +111,9 @@ class TransactionHooks:
         self._chain_completed: dict[str, None] = {}
         self._job_lost: dict[str, None] = {}
         self._rollbacks: list[Callback] = []
+        # connections whose transaction already has the engine's NOTIFY
+        # off (queuert._engine_quiet)
+        self._quiet_connections: set[int] = set()
         self._token: Token[TransactionHooks | None] | None = None
         self._parent: TransactionHooks | None = None
         self._active = False
@@ -254,19 +266,57 @@ class TransactionHooks:
 
     def _fire_sync(self) -> None:
         callbacks, ready, chains, lost = self._take()
-        for cb in callbacks:
-            try:
-                result = cb()
-                if inspect.isawaitable(result):
-                    _run_awaitable(result)
-            except Exception:
-                logger.exception("after-commit callback %r failed", cb)
+        _run_callbacks(callbacks)
         notifier = self.notifier
         if notifier is not None and (ready or chains or lost):
             # a notifier that can take the hints without awaiting spares a
             # sync caller an event loop per transaction (asyncio.run)
             if not notifier.publish_nowait(ready, chains, lost):
                 _run_awaitable(self._publish(ready, chains, lost))
+
+
+    # -- settled by whoever owns the transaction (see collecting) ----------
+
+    def committed(self) -> tuple[dict[str, int], list[str], list[str]]:
+        """The transaction committed: run the callbacks (an async one as a
+        task of the running loop) and return the notifications for the
+        caller to publish: ``({type: jobs}, chain ids, job ids lost)``."""
+        callbacks, ready, chains, lost = self._take()
+        _run_callbacks(callbacks)
+        return ready, chains, lost
+
+    def rolled_back(self) -> None:
+        """The transaction rolled back: drop everything, run the on-rollback
+        callbacks."""
+        rollbacks = list(self._rollbacks)
+        self._clear()
+        _run_rollbacks(rollbacks)
+
+
+@contextmanager
+def collecting(hooks: TransactionHooks) -> Iterator[TransactionHooks]:
+    """Make ``hooks`` the current block while the body runs, without firing
+    or dropping anything at its end: for a transaction that ends after the
+    body (an atomic worker's attempt). Its owner settles it later with
+    :meth:`TransactionHooks.committed` or :meth:`TransactionHooks.rolled_back`.
+    Blocks opened in the body merge into it, as nested blocks do."""
+    hooks._active = True
+    token = _current.set(hooks)
+    try:
+        yield hooks
+    finally:
+        _current.reset(token)
+        hooks._active = False
+
+
+def _run_callbacks(callbacks: list[Callback]) -> None:
+    for cb in callbacks:
+        try:
+            result = cb()
+            if inspect.isawaitable(result):
+                _run_awaitable(result)
+        except Exception:
+            logger.exception("after-commit callback %r failed", cb)
 
 
 def _run_rollbacks(callbacks: list[Callback]) -> None:

@@ -22,11 +22,14 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from uuid import UUID
 
 from queuert.telemetry.attempts import NO_ATTEMPT, Attempt, _NoAttempt
 from queuert.types import Continuation, JobType, continue_with
+
+if TYPE_CHECKING:
+    from queuert.hooks import TransactionHooks
 
 __all__ = ["Blocker", "JobContext", "LeaseLost"]
 
@@ -112,6 +115,7 @@ class JobContext(Generic[InT]):
         "_state",
         "_renewed",
         "_telemetry",
+        "_hooks",
     )
 
     def __init__(self) -> None:  # filled in by the worker
@@ -125,6 +129,9 @@ class JobContext(Generic[InT]):
         self._task: Any = None
         self._state = 0
         self._telemetry: Attempt | _NoAttempt = NO_ATTEMPT
+        # atomic mode: what the handler's calls on job.conn announced, until
+        # the attempt's transaction commits or rolls back (hooks.collecting)
+        self._hooks: TransactionHooks | None = None
 
     #: job id
     id: UUID

@@ -57,7 +57,13 @@ def complete(
         completed_chains=(job.chain_id,),
         lost_jobs=(jid,) if worker_id is None and job.status == "running" else (),
     )
-    row: Row = {"id": UUID(jid), "chain_id": UUID(job.chain_id), "status": "completed", "chain_completed": True}
+    row: Row = {
+        "id": UUID(jid),
+        "chain_id": UUID(job.chain_id),
+        "status": "completed",
+        "chain_completed": True,
+        "unblocked_types": sorted({t for types in unblocked.values() for t in types}),
+    }
     if trace_context is not None:
         row["dependents"] = dependents.get(job.chain_id)
     return row

@@ -25,13 +25,18 @@ logger = logging.getLogger("queuert.worker")
 
 #: publish(ready, chains): ready is ``{type: jobs made pending}``
 Publish = Callable[[Mapping[str, int], Iterable[str]], None]
+#: publish_outside(ready, chains, lost): for the notifier only (Publisher.add_outside)
+PublishOutside = Callable[[Mapping[str, int], Iterable[str], Iterable[str]], None]
 
 
 class Acknowledger:
     """``publish(ready, chains)`` (None: nothing to publish) receives what
     committed acknowledgements imply; ``publish_unblocked``: also the types
     of dependents completions made pending (the engine announces those
-    itself unless the worker publishes through another notifier)."""
+    itself unless the worker publishes through another notifier).
+    ``publish_outside`` receives what an atomic handler's own calls on
+    ``job.conn`` announced (their statements notified the database
+    themselves), once the attempt committed."""
 
     def __init__(
         self,
@@ -42,6 +47,7 @@ class Acknowledger:
         publish: Publish | None,
         publish_unblocked: bool,
         wake: Callable[[], None],
+        publish_outside: PublishOutside | None = None,
     ) -> None:
         self.flights = flights
         self.stats = stats
@@ -49,6 +55,7 @@ class Acknowledger:
         self.publish = publish
         self.publish_unblocked = publish_unblocked
         self.wake = wake
+        self.publish_outside = publish_outside
         self.pending: list[Ack] = []  # outcomes not yet sent
 
     def queue(self, job: JobContext[Any], outcome: Outcome) -> None:
@@ -175,6 +182,8 @@ class Acknowledger:
             flights.pop(job.id, None)
             job._state = st.DONE
             kind = type(ack.outcome)
+            if job._hooks is not None:  # atomic: a failure rolled the handler back
+                self.settle(job, kind is not Failed)
             if kind is Completed:
                 stats.completed += 1
                 if debug:
@@ -188,6 +197,8 @@ class Acknowledger:
         for ack, outcome in written.lost:
             job = ack.job
             flights.pop(job.id, None)
+            if job._hooks is not None:  # the transaction committed all the same
+                self.settle(job, type(ack.outcome) is not Failed)
             if type(ack.outcome) is Released:
                 job._state = st.DONE
                 logger.info("job %s was no longer ours to release (%s)", job.id, outcome, extra=log_extra(job))
@@ -209,9 +220,25 @@ class Acknowledger:
             if ready or written.chains:
                 self.publish(ready, written.chains)
 
+    def settle(self, job: JobContext[Any], committed: bool) -> None:
+        """An atomic attempt's transaction ended (loop thread): publish what
+        its handler's calls announced if it committed (and run their
+        after-commit callbacks), else drop it (and run their on-rollback
+        ones). Once per attempt; a job without hooks is left alone."""
+        hooks, job._hooks = job._hooks, None
+        if hooks is None:
+            return
+        if not committed:
+            hooks.rolled_back()
+            return
+        ready, chains, lost = hooks.committed()
+        if self.publish_outside is not None and (ready or chains or lost):
+            self.publish_outside(ready, chains, lost)
+
     def count_committed(self, ack: Ack) -> None:
         """An acknowledgement known to have committed whose answer was not
         read (its transaction's later statement failed)."""
+        self.settle(ack.job, type(ack.outcome) is not Failed)
         report_settled(ack)
         kind = type(ack.outcome)
         if kind is Completed:

@@ -8,6 +8,12 @@ own sync session. How an outcome is written is planned once, in
 ``atomic_plan``; an acknowledgement that meets a conflict rolls the whole
 attempt back (the job pending again, its attempt unspent) and the slot
 claims again after a short random pause.
+
+A handler runs with its attempt's hooks block current (``hooks.collecting``):
+what its calls on ``job.conn`` make ready (``start_chain``, a fan-in
+``complete_chain``, ...) is published through the worker's notifier once
+the attempt commits (``Acknowledger.settle``), and dropped when it rolls
+back.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from queuert._worker.stats import WorkerStats
 from queuert._worker.store import AtomicSession, ConnectionLost, Store, StoreError, SyncAtomicSession, Written
 from queuert._worker.telemetry_reports import report_released
 from queuert._worker.wakeup import ASYNC_SLOTS, SYNC_SLOTS, Wakeup
+from queuert.hooks import TransactionHooks, collecting
 from queuert.job import JobContext
 
 logger = logging.getLogger("queuert.worker")
@@ -150,7 +157,8 @@ class AtomicSlots:
                         # statement): the rollback already happened server-side
                         self.stats.reconnects += 1
                         session = None
-                        carry = None  # its transaction died with the connection
+                        self._drop(carry)  # its transaction died with the connection
+                        carry = None
                     if thread is None:
                         if session is None:
                             session = await self.life.reconnecting("atomic", self.store.open_atomic)
@@ -163,7 +171,10 @@ class AtomicSlots:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    carry = None  # its transaction committed or rolled back with the connection
+                    # its transaction committed or rolled back with the
+                    # connection: its handler's notifications are dropped
+                    self._drop(carry)
+                    carry = None
                     if isinstance(exc, ConnectionLost):
                         self.stats.reconnects += 1
                         logger.warning(
@@ -204,6 +215,7 @@ class AtomicSlots:
         was rolled back by a conflict, the job is pending again."""
         conflicts = self.conflicts
         if isinstance(done, atomic_plan.RolledBack):
+            self.acks.settle(done.job, False)  # the handler's work rolled back with it
             self.stats.conflicts_retried += 1
             if len(conflicts) > 10_000:  # jobs another worker finished
                 conflicts.clear()
@@ -227,9 +239,17 @@ class AtomicSlots:
             )
             self._settle(await atomic_plan.drive(plan, session))
         except Exception as exc:
+            self._drop(carry)
             if not isinstance(exc, ConnectionLost):
                 logger.exception("acknowledging job %s failed", carry.job.id, extra={"worker_id": self.worker_id})
             await session.close()
+
+    def _drop(self, carry: Ack | None) -> None:
+        """An acknowledgement whose transaction's fate is unknown or rolled
+        back: its handler's notifications are dropped (hints: the poll
+        finds the jobs)."""
+        if carry is not None:
+            self.acks.settle(carry.job, False)
 
     async def attempt(
         self, session: AtomicSession, type_names: list[str], key: int, carry: Ack | None
@@ -276,14 +296,16 @@ class AtomicSlots:
         if isinstance(h, Failed):
             return True, Ack(job, h)
         self.jobs[key] = (job, asyncio.current_task())
+        hooks = job._hooks = TransactionHooks()
         exc2: BaseException | None
         try:
-            with job._telemetry.active():
+            with collecting(hooks), job._telemetry.active():
                 result = await h.fn(job)
             exc2 = None
         except asyncio.CancelledError:
             if self.life.immediate:
                 # shutdown: roll back, the job is pending again
+                self.acks.settle(job, False)
                 try:
                     await asyncio.shield(session.rollback())
                 except BaseException:
@@ -312,8 +334,9 @@ class AtomicSlots:
             outcome = h
         else:
             self.jobs[key] = (job, session.backend_id)
+            hooks = job._hooks = TransactionHooks()
             try:
-                with job._telemetry.active():
+                with collecting(hooks), job._telemetry.active():
                     result = h.fn(job)
                 exc: BaseException | None = None
             except Exception as e:
@@ -322,12 +345,17 @@ class AtomicSlots:
                 self.jobs.pop(key, None)
             if job.lease_lost.is_set():
                 # shutdown terminated our backend; the transaction is gone
+                self.loop.call_soon_threadsafe(self.acks.settle, job, False)
                 raise ConnectionLost("released at shutdown")
             outcome = self.execution.outcome(job, h, result, exc)
         plan = atomic_plan.acknowledge(
             job, outcome, session.transaction_state(), retry_conflict=self._retry_conflict(job)
         )
-        done = atomic_plan.drive_sync(plan, session)
+        try:
+            done = atomic_plan.drive_sync(plan, session)
+        except BaseException:
+            self.loop.call_soon_threadsafe(self.acks.settle, job, False)
+            raise
         self.loop.call_soon_threadsafe(self._settle, done)
         if isinstance(done, atomic_plan.RolledBack):
             time.sleep(random.uniform(0.002, 0.02))  # let the other transaction finish

@@ -53,6 +53,11 @@ class Texts:
     #: (None: the session's setting)
     notify_setting_local: str | None
     reap_setting_local: str | None
+    #: an atomic attempt's first statements: BEGIN, then (a worker whose
+    #: notifier carries everything) SET LOCAL queuert.notify = 'none', so
+    #: the handler's own calls on job.conn send no NOTIFY either (the worker
+    #: publishes what they made ready after the commit)
+    begin_attempt: tuple[tuple[str, None], ...]
 
     @classmethod
     def for_schema(cls, schema: str, notify_setting: str | None, reap_setting: str | None = None) -> Texts:
@@ -112,6 +117,11 @@ class Texts:
             ),
             notify_setting_local=_set_local(notify_setting),
             reap_setting_local=_set_local(reap_setting),
+            begin_attempt=(
+                (("BEGIN", None),)
+                if reap_setting is None
+                else (("BEGIN", None), (f"SET LOCAL queuert.notify = '{reap_setting}'", None))
+            ),
         )
 
     def prepared(self) -> tuple[Texts, list[str]]:
@@ -120,7 +130,7 @@ class Texts:
         parsed nor planned again per job), and the PREPAREs the session
         runs once when it connects."""
         prepares = []
-        executes = {}
+        executes: dict[str, Any] = {}
         for field, name, types in _PREPARED:
             text = getattr(self, field)
             parts = text.split("%s")

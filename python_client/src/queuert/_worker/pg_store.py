@@ -329,11 +329,12 @@ class PgAtomicSession(_SlotSession[psycopg.AsyncConnection[Any]]):
         if carry is not None:
             a = self._ack(carry[0], carry[1])
             prefix = a.statements
+        begin = self.t.begin_attempt
         results = await _execute(
-            self.conn, (*prefix, ("BEGIN", None), self._claim(type_names), (pg_sql.SAVEPOINT, None))
+            self.conn, (*prefix, *begin, self._claim(type_names), (pg_sql.SAVEPOINT, None))
         )
         written = None if a is None else pg_sql.read_atomic_acks(a, results)
-        rows = results[len(prefix) + 1]
+        rows = results[len(prefix) + len(begin)]
         if not rows:
             await self.rollback()
             return written, None
@@ -373,7 +374,8 @@ class PgSyncAtomicSession(_SlotSession[psycopg.Connection[Any]]):
             raise _typed(exc) from exc
 
     def open_attempt(self, type_names: Sequence[str]) -> ClaimRow | None:
-        rows = self._run((("BEGIN", None), self._claim(type_names), (pg_sql.SAVEPOINT, None)))[1]
+        begin = self.t.begin_attempt
+        rows = self._run((*begin, self._claim(type_names), (pg_sql.SAVEPOINT, None)))[len(begin)]
         if not rows:
             self._run((("ROLLBACK", None),))
             return None

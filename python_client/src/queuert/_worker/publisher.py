@@ -5,10 +5,11 @@ jobs of each: a notifier with wake budgets lets that many idle workers wake)
 and the chains they completed; reaping reports the jobs it took from dead
 workers. The publisher coalesces what arrives within ``linger`` seconds (and
 while a send is in flight) and sends it in one announcement on its own
-connection, and/or through a non-PostgreSQL notifier. Reaped jobs go to the
-notifier only: the database hears of them from the engine itself, unless
-the worker's notify policy turned the engine's notifications off, and then
-it needs none. Hints only: a crash between the commit and the send loses the
+connection, and/or through a non-PostgreSQL notifier. Reaped jobs, chains
+the schedule ticker started and what an atomic handler did on ``job.conn``
+go to the notifier only: the database hears of them from the engine itself,
+unless the worker's notify policy turned the engine's notifications off,
+and then it needs none. Hints only: a crash between the commit and the send loses the
 hint, never the job (workers and ``wait_for_chain`` poll).
 """
 
@@ -43,8 +44,9 @@ class Publisher:
         self.worker_id = worker_id
         self.ready: dict[str, int] = {}
         self.chains: list[str] = []
-        # reaped jobs: for the notifier only
-        self.reaped_ready: dict[str, int] = {}
+        # for the notifier only (see add_outside)
+        self.outside_ready: dict[str, int] = {}
+        self.outside_chains: list[str] = []
         self.lost: list[str] = []
         self.event = asyncio.Event()
         self.announcer: Announcer | None = None
@@ -67,15 +69,25 @@ class Publisher:
     def add_reaped(self, ready: Mapping[str, int], lost: Iterable[str]) -> None:
         """Jobs a committed reap took from their workers (``lost``: their
         ids) and the types of those it made pending again (loop thread)."""
+        self.add_outside(ready, (), lost)
+
+    def add_outside(
+        self, ready: Mapping[str, int] | Iterable[str], chains: Iterable[str], lost: Iterable[str]
+    ) -> None:
+        """What a committed transaction whose own statements notified the
+        database (unless the policy turned that off) implies, for the
+        notifier only (loop thread): job types made pending, chains
+        completed, running jobs taken from their workers."""
         if self.notifier is None:
             return
-        _count_into(self.reaped_ready, ready)
+        _count_into(self.outside_ready, ready)
+        self.outside_chains.extend(chains)
         self.lost.extend(lost)
-        if self.reaped_ready or self.lost:
+        if self.outside_ready or self.outside_chains or self.lost:
             self.event.set()
 
     def _pending(self) -> bool:
-        return bool(self.ready or self.chains or self.reaped_ready or self.lost)
+        return bool(self.ready or self.chains or self.outside_ready or self.outside_chains or self.lost)
 
     async def main(self) -> None:
         while True:
@@ -85,12 +97,13 @@ class Publisher:
             self.event.clear()
             ready, self.ready = self.ready, {}
             chains, self.chains = self.chains, []
-            reaped, self.reaped_ready = self.reaped_ready, {}
+            outside, self.outside_ready = self.outside_ready, {}
+            outside_chains, self.outside_chains = self.outside_chains, []
             lost, self.lost = self.lost, []
             if ready or chains:
                 await self.send(ready, chains)
-            if reaped or lost:
-                await self.send_reaped(reaped, lost)
+            if outside or outside_chains or lost:
+                await self.send_outside(outside, outside_chains, lost)
             if self.closing and not self._pending():
                 return
 
@@ -125,7 +138,7 @@ class Publisher:
             except Exception:
                 logger.exception("publishing notifications failed")
 
-    async def send_reaped(self, ready: dict[str, int], lost: list[str]) -> None:
+    async def send_outside(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
         notifier = self.notifier
         if notifier is None:
             return
@@ -134,8 +147,10 @@ class Publisher:
                 await notifier.publish_job_lost(lost)
             if ready:
                 await notifier.publish_job_ready(ready)
+            if chains:
+                await notifier.publish_chain_completed(chains)
         except Exception:
-            logger.exception("publishing reaped jobs failed")
+            logger.exception("publishing notifications failed")
 
     async def stop(self) -> None:
         """Send what is buffered, then close the connection."""

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from queuert._admin_records import FiredTick
 from queuert._sqlite.worker_connection import is_sqlite_dsn
 from queuert._worker.acks import Acknowledger
 from queuert._worker.atomic import AtomicSlots
@@ -88,7 +89,7 @@ class Run:
         # non-PostgreSQL notifier the worker publishes everything itself
         # (the engine's notifications reach only PostgreSQL listeners); with
         # a broker the engine sends none at all
-        policy = NotifyPolicy.of(self.notifier, batch)
+        policy = self.policy = NotifyPolicy.of(self.notifier, batch)
         self.store: Store = store_for(
             s,
             notify_setting=policy.setting,
@@ -110,6 +111,7 @@ class Run:
             publish=None if self.publisher is None else self.publisher.add,
             publish_unblocked=policy.notifier_publish,
             wake=self.wakeup.dispatcher.set,
+            publish_outside=None if self.publisher is None else self.publisher.add_outside,
         )
         self.renewal = Renewal(
             self.flights, self.lose, lease=s.lease, interval=s.renew_interval, wake=self.wakeup.maintenance.set
@@ -167,8 +169,22 @@ class Run:
         """Services on connections of their own (pg_services.py): the
         schedule ticker, the pruner. PostgreSQL only: the SQLite engine has
         no schedules (the ticker has nothing to tick) and no prune."""
-        self.loopers = [] if self.sqlite else own_connection_services(self.settings)
+        if self.sqlite:
+            self.loopers = []
+        else:
+            # the ticker's transactions, like reaping, leave the news to the
+            # notifier when the engine's notifications are off
+            self.loopers = own_connection_services(
+                self.settings, on_fired=self._fired, notify_setting=self.policy.reap_setting
+            )
         return self.loopers
+
+    def _fired(self, fired: list[FiredTick]) -> None:
+        """Chains the schedule ticker started (loop thread, after commit):
+        their types to the notifier (the database heard of them from the
+        engine, unless the policy turned that off)."""
+        if self.publisher is not None:
+            self.publisher.add_outside([f.type_name for f in fired if not f.deduplicated], (), ())
 
     async def main(self) -> None:
         s = self.settings

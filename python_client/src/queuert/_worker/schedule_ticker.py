@@ -7,6 +7,12 @@ set or changed meanwhile is seen within that time. Exactly one chain per
 tick is the engine's guarantee (a row lock per schedule, SKIP LOCKED), so
 every worker may run a ticker. Depends only on a connection factory, the
 schema name and its settings; ``start()`` / ``await stop()``.
+
+``on_fired`` hears of the ticks each committed round fired (the worker
+publishes their chains' types through its notifier). ``notify_setting``:
+``queuert.notify`` for the firing transaction (``SET LOCAL``, so it holds
+behind PgBouncer too); the worker passes ``none`` when its notifier, not the
+engine, carries the news.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class ScheduleTicker(PeriodicService):
         max_sleep: float = 30.0,
         reconnect_max: float = 5.0,
         on_fired: Callable[[list[FiredTick]], None] | None = None,
+        notify_setting: str | None = None,
     ) -> None:
         if max_sleep <= 0:
             raise ValueError("max_sleep must be positive")
@@ -49,6 +56,7 @@ class ScheduleTicker(PeriodicService):
         self._max_sleep = max_sleep
         self._on_fired = on_fired
         self._q_fire = sql.fire_schedules(s)
+        self._set_local = None if notify_setting is None else f"SET LOCAL queuert.notify = '{notify_setting}'"
         self._q_next = sql.next_schedule_at(s) + ", clock_timestamp() AS now"
         self.fired = 0  # chains started by this ticker
 
@@ -60,8 +68,15 @@ class ScheduleTicker(PeriodicService):
         """Start the chains of every due tick now; returns them."""
         conn = await self._connection()
         cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(self._q_fire, {"type_names": self._type_names})
-        fired = [FiredTick.from_row(r) for r in await cur.fetchall()]
+        if self._set_local is None:
+            await cur.execute(self._q_fire, {"type_names": self._type_names})
+            rows = await cur.fetchall()
+        else:
+            async with conn.transaction():
+                await cur.execute(self._set_local)
+                await cur.execute(self._q_fire, {"type_names": self._type_names})
+                rows = await cur.fetchall()
+        fired = [FiredTick.from_row(r) for r in rows]
         self.fired += sum(1 for f in fired if not f.deduplicated)
         if fired and self._on_fired is not None:
             self._on_fired(fired)

@@ -112,7 +112,9 @@ def worker_lifespan(
     ``dashboard``: a :class:`queuert.dashboard.Dashboard` of your own (you
     close it); otherwise one is made on the worker's database and schema with
     ``dashboard_options`` (the keyword arguments of ``create_dashboard``:
-    ``read_only``, ``authorize``, ...) and closed with the app.
+    ``read_only``, ``authorize``, ...) and closed with the app; it publishes
+    what its actions make ready through the worker's notifier unless the
+    options name another (``notifier=``).
     """
     if dashboard_path is None and (dashboard is not None or dashboard_options):
         raise ValueError("dashboard and dashboard_options need dashboard_path, the path to mount it at")
@@ -137,4 +139,9 @@ def _dashboard_of(worker: Worker, options: Mapping[str, Any]) -> Dashboard:
 
     if worker.conninfo is None:
         raise ValueError("the worker has no conninfo yet: the dashboard reads the worker's database")
+    from queuert.notify.postgres import PostgresNotifier
+
+    # the PostgreSQL notifier needs no publishing: the engine's NOTIFY does it
+    if "notifier" not in options and worker.notifier is not None and not isinstance(worker.notifier, PostgresNotifier):
+        options = {**options, "notifier": worker.notifier}
     return create_dashboard(worker.conninfo, schema=worker.schema, **options)

@@ -15,6 +15,8 @@ from uuid import UUID
 import psycopg
 
 from .. import aio
+from ..hooks import transaction_hooks
+from ..notify.base import Notifier
 from ..errors import (
     ChainHasDependentsError,
     ChainNotFoundError,
@@ -69,9 +71,13 @@ def _plural(n: int, word: str) -> str:
 
 
 class Actions:
-    def __init__(self, queries: Queries) -> None:
+    """``notifier``: publishes what an action made ready after it commits
+    (each action is one autocommit statement; None: the engine's NOTIFY only)."""
+
+    def __init__(self, queries: Queries, notifier: Notifier | None = None) -> None:
         self.queries = queries
         self.schema = queries.schema
+        self.notifier = notifier
 
     async def run(
         self, conn: AsyncConn, action: str, ids: list[UUID], *, cascade: bool = False
@@ -80,7 +86,8 @@ class Actions:
         if not ids:
             raise ActionError(400, "invalid_argument", f"{action}: nothing selected")
         try:
-            done = await self._call(conn, action, ids, cascade)
+            async with transaction_hooks(self.notifier):
+                done = await self._call(conn, action, ids, cascade)
         except ChainHasDependentsError as exc:
             # The refusal names one waiting job; list every waiting chain.
             dependents = await self.queries.dependents(conn, ids, cascade)

@@ -15,6 +15,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from ..notify.base import Notifier
 from . import api, pages
 from .actions import ActionError
 from .core import HERE, DashboardCore
@@ -63,6 +64,7 @@ def create_dashboard(
     authorize: Authorize | None = None,
     refresh_seconds: float = 5.0,
     title: str = "queuert",
+    notifier: Notifier | None = None,
 ) -> Dashboard:
     """The dashboard as an ASGI app.
 
@@ -74,6 +76,10 @@ def create_dashboard(
     ``read_only``: hide and refuse every action. ``authorize(request,
     action)``: return (or await) True to allow ``"view"``, ``"trigger"``,
     ``"retry"``, ``"cancel"`` or ``"delete"``; anything else is a 403.
+    ``notifier``: what an action makes ready (a triggered or retried job)
+    is published through it after the action commits, as
+    :func:`queuert.transaction_hooks` does; give the workers' Redis or NATS
+    notifier (the default PostgreSQL one needs none: the engine notifies).
     """
     return Dashboard(
         source,
@@ -83,4 +89,5 @@ def create_dashboard(
         authorize=authorize,
         refresh_seconds=refresh_seconds,
         title=title,
+        notifier=notifier,
     )

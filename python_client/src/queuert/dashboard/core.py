@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from ..migrate import validate_schema_name
+from ..notify.base import Notifier
 from . import formatting
 from .actions import ActionError, Actions, json_error
 from .params import BadRequest
@@ -45,6 +46,7 @@ class DashboardCore:
         authorize: Authorize | None = None,
         refresh_seconds: float = 5.0,
         title: str = "queuert",
+        notifier: Notifier | None = None,
     ) -> None:
         if isinstance(source, str):
             self._pool: AsyncConnectionPool[Any] | None = None
@@ -70,7 +72,8 @@ class DashboardCore:
         self.refresh_seconds = refresh_seconds
         self.title = title
         self.queries = Queries(self.schema)
-        self.actions = Actions(self.queries)
+        self.notifier = notifier
+        self.actions = Actions(self.queries, notifier)
         self._open_lock = asyncio.Lock()
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(HERE / "templates")),
