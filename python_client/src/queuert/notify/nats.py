@@ -27,7 +27,9 @@ One connection carries both publishing and subscriptions. nats-py's own
 reconnection is off: a lost connection closes, publishing drops its hints
 until a publish reconnects, and the subscriber reconnects with the notifier's
 backoff and sends ``resync`` (nats-py would resubscribe silently, and the
-events lost during the gap would go unnoticed). nats-py's PINGs
+events lost during the gap would go unnoticed); the subscriber watches the
+client's state as well as nats-py's closed callback, which a close that fails
+half-way (unsent publishes on a lost socket) never calls. nats-py's PINGs
 (``health_interval``, two unanswered close the connection) catch a half-open
 connection.
 """
@@ -60,6 +62,8 @@ _CAS_ATTEMPTS = 20
 _ROLL_CALL = "roll call"  # the session's subscription answering listener counts
 #: how long a roll call collects answers (a background count, see _alone)
 _ROLL_CALL_WINDOW = 0.25
+#: how often a session checks the client's state besides the closed callback
+_CLOSED_CHECK = 0.5
 
 
 def kv_key(type_name: str) -> str:
@@ -321,8 +325,18 @@ class _NatsSession(ListenSession):
             await self.nc.publish(msg.reply, b"")
 
     async def run(self) -> None:
-        # nats-py reads on its own tasks; we only wait for the end
-        await self.closed.wait()
+        # nats-py reads on its own tasks; we only wait for the end. Its
+        # closed callback is not enough: when the connection drops while
+        # publishes sit in its buffer (unflushed: _send does not flush),
+        # nats-py's close writes them and drain() raises on the lost socket,
+        # which ends the close before the callbacks, the client CLOSED but
+        # silent. So the client's own state is checked too.
+        while not self.nc.is_closed:
+            try:
+                await asyncio.wait_for(self.closed.wait(), _CLOSED_CHECK)
+                break
+            except asyncio.TimeoutError:
+                pass
         raise ConnectionError("NATS connection closed")
 
     async def close(self) -> None:
