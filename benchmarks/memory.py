@@ -48,7 +48,7 @@ def _run(
                 _, acks, rss = line.split()
                 samples.append((int(acks), int(rss)))
             elif line.startswith("done "):
-                _, _, end, peak = line.split()
+                _, _, end, peak = line.split()[:4]  # then the worker CPU (telemetry.py reads it)
                 return worker.ready_rss_kib, samples, int(end), int(peak)
         raise TimeoutError(
             f"{n} jobs not drained in {cap:.0f}s at concurrency {concurrency} "
