@@ -5,6 +5,7 @@ beyond the test's own prefix."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -15,8 +16,9 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 REDIS_URL = os.environ.get("QUEUERT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 NATS_URL = os.environ.get("QUEUERT_TEST_NATS", "nats://127.0.0.1:4222")
@@ -232,3 +234,39 @@ def own_pgbouncer(pg_host: str, pg_port: int, user: str = "postgres") -> Iterato
             yield server
         finally:
             server.stop()
+
+
+@contextlib.contextmanager
+def broker_notifiers(kind: str, cluster_ports: Callable[[], list[int]] | None = None) -> Iterator[Callable[[], Any]]:
+    """A factory of broker notifiers of one kind ("redis", "redis-cluster",
+    "nats") sharing a fresh prefix; each is closed afterwards, and the NATS
+    wake-hint bucket of the prefix dropped. Cluster notifiers connect to the
+    nodes of ``cluster_ports()`` in turn."""
+    from queuert.notify.nats import NatsNotifier
+    from queuert.notify.redis import RedisNotifier
+
+    prefix = unique_prefix()
+    made: list[Any] = []
+
+    def factory() -> Any:
+        notifier: Any
+        if kind == "redis":
+            notifier = RedisNotifier(REDIS_URL, prefix=prefix)
+        elif kind == "redis-cluster":
+            assert cluster_ports is not None
+            ports = cluster_ports()
+            notifier = RedisNotifier(f"redis://127.0.0.1:{ports[len(made) % len(ports)]}", prefix=prefix, cluster=True)
+        else:
+            notifier = NatsNotifier(NATS_URL, prefix=prefix)
+        made.append(notifier)
+        return notifier
+
+    try:
+        yield factory
+    finally:
+        for notifier in made:
+            asyncio.run(notifier.close())
+        if kind == "nats":
+            from test_notify_brokers import drop_bucket
+
+            asyncio.run(drop_bucket(f"{prefix}-wake-hints"))

@@ -42,32 +42,15 @@ from queuert.notify.broker import BrokerNotifier
 from queuert.notify.nats import NatsNotifier
 from queuert.notify.redis import RedisNotifier
 
-from notify_brokers import NATS_URL, REDIS_URL, unique_prefix
+from notify_brokers import NATS_URL, REDIS_URL, broker_notifiers, unique_prefix
 from test_notify_worker import asleep
 from test_worker import DB, db, eventually, fast, running  # noqa: F401 - fixture
 
 
 @pytest.fixture(params=["redis", "nats"])
 def make(request: pytest.FixtureRequest) -> Iterator[Callable[[], BrokerNotifier]]:
-    prefix = unique_prefix()
-    made: list[BrokerNotifier] = []
-
-    def factory() -> BrokerNotifier:
-        notifier: BrokerNotifier
-        if request.param == "redis":
-            notifier = RedisNotifier(REDIS_URL, prefix=prefix)
-        else:
-            notifier = NatsNotifier(NATS_URL, prefix=prefix)
-        made.append(notifier)
-        return notifier
-
-    yield factory
-    for notifier in made:
-        asyncio.run(notifier.close())
-    if request.param == "nats":
-        from test_notify_brokers import drop_bucket
-
-        asyncio.run(drop_bucket(f"{prefix}-wake-hints"))
+    with broker_notifiers(request.param) as factory:
+        yield factory
 
 
 class Heard:

@@ -21,7 +21,7 @@ from queuert.notify.broker import BrokerNotifier
 from queuert.notify.nats import NatsNotifier
 from queuert.notify.redis import RedisNotifier
 
-from notify_brokers import NATS_URL, REDIS_URL, redis_cluster, unique_prefix
+from notify_brokers import NATS_URL, REDIS_URL, broker_notifiers, redis_cluster, unique_prefix
 from test_worker import DB, db, eventually, fast, running  # noqa: F401 - fixture
 from worker_helpers import asleep
 
@@ -34,28 +34,8 @@ def cluster_ports() -> Iterator[list[int]]:
 
 @pytest.fixture(params=["redis", "redis-cluster", "nats"])
 def make(request: pytest.FixtureRequest) -> Iterator[Callable[[], BrokerNotifier]]:
-    prefix = unique_prefix()
-    made: list[BrokerNotifier] = []
-
-    def factory() -> BrokerNotifier:
-        notifier: BrokerNotifier
-        if request.param == "redis":
-            notifier = RedisNotifier(REDIS_URL, prefix=prefix)
-        elif request.param == "redis-cluster":
-            port = request.getfixturevalue("cluster_ports")[len(made) % 3]
-            notifier = RedisNotifier(f"redis://127.0.0.1:{port}", prefix=prefix, cluster=True)
-        else:
-            notifier = NatsNotifier(NATS_URL, prefix=prefix)
-        made.append(notifier)
-        return notifier
-
-    yield factory
-    for notifier in made:
-        asyncio.run(notifier.close())
-    if request.param == "nats":
-        from test_notify_brokers import drop_bucket
-
-        asyncio.run(drop_bucket(f"{prefix}-wake-hints"))
+    with broker_notifiers(request.param, lambda: request.getfixturevalue("cluster_ports")) as factory:
+        yield factory
 
 
 @pytest.mark.parametrize("mode", ["staged", "atomic"])
