@@ -11,8 +11,8 @@ broker call runs on this notifier's private loop, in a daemon thread started
 on first use (and again in a forked child), and callers only hand work over:
 
 * ``publish_*`` first offer the batch to the adapter's
-  :meth:`BrokerNotifier._publish_direct` (Redis writes it from the caller's
-  thread without waiting: :mod:`queuert.notify._redis_direct`); otherwise
+  :meth:`BrokerNotifier._publish_direct` (Redis hands it to a plain writer
+  thread: :mod:`queuert.notify._redis_direct`); otherwise
   they put it in a buffer and return at once, and the pump
   (:mod:`queuert.notify._sender`) sends everything buffered in one batch
   (per-type job counts add up, ids are deduplicated), so a burst of commits
@@ -248,6 +248,8 @@ class BrokerNotifier(Notifier):
 
     async def _flushed(self, io: IoThread, seq: int) -> None:
         await self._confirm_direct()
+        # what the direct path could not send went to the buffer meanwhile
+        seq = max(seq, self._sender.enqueued)
         if seq:
             await asyncio.wrap_future(io.submit(self._sender.wait_sent(seq)))
 
