@@ -172,3 +172,36 @@ async def test_nats_budget_writes_stay_exact_when_a_remembered_revision_is_stale
         await publisher.close()
         await worker.close()
         await drop_bucket(f"{prefix}-wake-hints")
+
+
+async def test_nats_publisher_keeps_sending_the_event_first_across_count_renewals() -> None:
+    """A NATS publisher that counted one listener sends each job_ready before
+    its budget top-up, and keeps doing so while its count is renewed in the
+    background (every second, a roll call of a quarter second): the count is
+    trusted as long as the lone listener trusts its own. Before, every
+    renewal sent a quarter second of events budget first (two JetStream
+    round trips ahead of the event)."""
+    prefix = unique_prefix()
+    publisher, worker = NatsNotifier(NATS_URL, prefix=prefix), NatsNotifier(NATS_URL, prefix=prefix)
+    got: list[NotifyEvent] = []
+    try:
+        await worker.subscribe(got.append, kinds=("job_ready",))
+        await publisher.publish_job_ready({"x": 1})  # no count yet: budget first; starts one
+        assert await publisher.flush()
+        await until(lambda: publisher._listeners.value == 1)
+        first = publisher.events_first
+        started = time.monotonic()
+        sent = 0
+        while time.monotonic() - started < 2.6:  # two renewals at least
+            await publisher.publish_job_ready({"x": 1})
+            assert await publisher.flush()
+            sent += 1
+            await asyncio.sleep(0.02)
+        assert publisher.events_first - first == sent
+        await until(lambda: of(got, "job_ready").count("x") == sent + 1)
+        # every unit is there all the same, budget after the event
+        assert [await publisher.take_wake_hint(["x"]) for _ in range(sent + 2)] == [True] * (sent + 1) + [False]
+    finally:
+        await publisher.close()
+        await worker.close()
+        await drop_bucket(f"{prefix}-wake-hints")

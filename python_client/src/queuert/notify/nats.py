@@ -111,6 +111,9 @@ class NatsNotifier(BrokerNotifier):
         self._closed_event: asyncio.Event | None = None  # set when _nc closes
         #: the revisions this notifier last wrote (_cas)
         self._written = _Written()
+        #: batches whose job_ready went out before the budget top-up (a
+        #: count of at most one listener; for observability and tests)
+        self.events_first = 0
 
     # -- the connection (on the I/O loop) ----------------------------------------
 
@@ -221,6 +224,7 @@ class NatsNotifier(BrokerNotifier):
         # writes the buffer at once, and closing the connection writes what
         # is left; a connection lost meanwhile loses these hints, as a hint may
         if kv is not None and not budget_first:
+            self.events_first += 1
             await self._top_up(kv, ready)
 
     async def _top_up(self, kv: KeyValue, ready: dict[str, int]) -> None:
