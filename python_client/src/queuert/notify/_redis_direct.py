@@ -196,10 +196,14 @@ class DirectPublisher:
                     rest: Batch = (self._ready, list(self._chains), list(self._lost))
                     self._ready, self._chains, self._lost = {}, {}, {}
                     seq = self._offered
-                for failed in (batch, rest):
-                    if failed[0] or failed[1] or failed[2]:
-                        self._hand_over(failed)
-                self._hand_over(None)  # and a new connection, without waiting for a caller
+                    stopping = self._stopping
+                if stopping:  # the notifier is closing: its other path too
+                    logger.debug("Redis notifier: hints dropped at close (the connection broke)")
+                else:
+                    for failed in (batch, rest):
+                        if failed[0] or failed[1] or failed[2]:
+                            self._hand_over(failed)
+                    self._hand_over(None)  # and a new connection, without waiting for a caller
             with self._lock:
                 self._written = seq
                 self._drained.notify_all()
