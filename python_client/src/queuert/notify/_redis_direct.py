@@ -69,7 +69,7 @@ class DirectPublisher:
         name: str,
         pack: Callable[[dict[str, int], list[str], list[str]], Sequence[Any]],
         fallback: Callable[[dict[str, int], list[str], list[str]], None],
-        reconnect: Callable[[], None],
+        reconnect: Callable[[], object],
         max_buffered: int = 100_000,
     ) -> None:
         self.url = url
