@@ -110,7 +110,8 @@ class DirectPublisher:
 
     @property
     def connected(self) -> bool:
-        return self._sock is not None and self._pid == os.getpid()
+        # a forked child's notifier calls forget() at once (register_at_fork)
+        return self._sock is not None
 
     def wants_connection(self) -> bool:
         """True once per missing connection (the caller then runs connect())."""
@@ -160,16 +161,20 @@ class DirectPublisher:
     def offer(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> bool:
         """Hand a batch to the writer; False (nothing taken) when the caller
         must take the other path. Never blocks on I/O, never raises."""
+        # no pid check: a forked child's notifier calls forget() first
         with self._lock:
-            if self._sock is None or self._stopping or self._pid != os.getpid():
-                return False
-            if len(self._chains) + len(chains) > self.max_buffered or len(self._lost) + len(lost) > self.max_buffered:
+            if self._sock is None or self._stopping:
                 return False
             buffered = self._ready
             for name, n in ready.items():
                 buffered[name] = buffered.get(name, 0) + n
-            self._chains.update(dict.fromkeys(chains))
-            self._lost.update(dict.fromkeys(lost))
+            if chains or lost:
+                if len(self._chains) + len(chains) > self.max_buffered or (
+                    len(self._lost) + len(lost) > self.max_buffered
+                ):
+                    return False
+                self._chains.update(dict.fromkeys(chains))
+                self._lost.update(dict.fromkeys(lost))
             self._offered += 1
             if self._idle:
                 self._idle = False

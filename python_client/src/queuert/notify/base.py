@@ -96,7 +96,8 @@ def ready_counts(type_names: ReadyTypes) -> dict[str, int]:
     """``{type: count}`` from what :meth:`Notifier.publish_job_ready` takes
     (a repeated name adds up; counts below 1 are left out)."""
     counts: dict[str, int] = {}
-    if isinstance(type_names, Mapping):
+    # a dict (what the hooks and the worker pass) skips the ABC check
+    if type(type_names) is dict or isinstance(type_names, Mapping):
         for name, n in type_names.items():
             if n >= 1:
                 counts[str(name)] = counts.get(str(name), 0) + int(n)

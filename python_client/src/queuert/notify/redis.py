@@ -249,7 +249,7 @@ class RedisNotifier(BrokerNotifier):
         direct = self._direct
         if direct is None:
             return False
-        if self._reconnect_direct():
+        if not direct.connected and self._reconnect_direct():
             return False
         return direct.offer(ready, chains, lost)
 
