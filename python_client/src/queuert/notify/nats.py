@@ -163,9 +163,16 @@ class NatsNotifier(BrokerNotifier):
                 )
             except NoServersError:
                 raise ConnectionError(f"no NATS server reachable ({errors[-1] if errors else 'no server'})") from None
-            self._nc, self._closed_event = nc, closed
+            # the bucket before the connection is published: a concurrent
+            # caller that found _nc connected and _kv still None took its
+            # wake hint as "no budgets kept" (True), one unit too many
+            try:
+                kv = await self._hint_bucket(nc)
+            except BaseException:
+                await _close(nc)
+                raise
             self._written = _Written()
-            self._kv = await self._hint_bucket(nc)
+            self._nc, self._closed_event, self._kv = nc, closed, kv
             return nc
 
     async def _hint_bucket(self, nc: Client) -> KeyValue | None:
