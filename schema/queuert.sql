@@ -1247,7 +1247,9 @@ BEGIN
     IF cardinality(v_types) > 0 THEN
         SELECT queuert._notify_batch('job_ready_unblocked', array_agg(DISTINCT t)) INTO v_notified
         FROM unnest(v_types) AS t;
-        RETURN QUERY SELECT DISTINCT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
+        -- one row per dependent made pending: callers count them per type
+        -- (a wake budget of N for N jobs)
+        RETURN QUERY SELECT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
     END IF;
 END;
 $$;
@@ -1668,7 +1670,7 @@ BEGIN
         chain_completed_at = CASE WHEN x.chain_index = 0 THEN now() END
     WHERE x.id = j.id;
 
-    SELECT coalesce(array_agg(DISTINCT d.type_name ORDER BY d.type_name), '{}')
+    SELECT coalesce(array_agg(d.type_name ORDER BY d.type_name), '{}')
     INTO v_unblocked
     FROM queuert._chains_completed(
         ARRAY[j.chain_id],
@@ -1797,7 +1799,7 @@ BEGIN
         CASE
             WHEN cardinality(v_unblocked_types) = 0 OR o.outcome <> 'completed' THEN '{}'::text[]
             ELSE ARRAY(
-                SELECT DISTINCT u.t
+                SELECT u.t
                 FROM unnest(v_unblocked_chains, v_unblocked_types) AS u (c, t)
                 WHERE u.c = v_done_chains[array_position(v_done, o.job_id)]
                 ORDER BY u.t

@@ -164,7 +164,9 @@ BEGIN
     IF cardinality(v_types) > 0 THEN
         SELECT {{ schema }}._notify_batch('job_ready_unblocked', array_agg(DISTINCT t)) INTO v_notified
         FROM unnest(v_types) AS t;
-        RETURN QUERY SELECT DISTINCT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
+        -- one row per dependent made pending: callers count them per type
+        -- (a wake budget of N for N jobs)
+        RETURN QUERY SELECT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
     END IF;
 END;
 $$;

@@ -53,7 +53,7 @@ def complete(
         dependents: dict[str, list[dict[str, Any]]] = {}
         unblocked = finish_chains(conn, q, completed, now, traces, dependents)
     announce(
-        ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
+        ready_types=[t for types in unblocked.values() for t in types],
         completed_chains=(job.chain_id,),
         lost_jobs=(jid,) if worker_id is None and job.status == "running" else (),
     )
@@ -62,7 +62,7 @@ def complete(
         "chain_id": UUID(job.chain_id),
         "status": "completed",
         "chain_completed": True,
-        "unblocked_types": sorted({t for types in unblocked.values() for t in types}),
+        "unblocked_types": sorted(t for types in unblocked.values() for t in types),
     }
     if trace_context is not None:
         row["dependents"] = dependents.get(job.chain_id)
@@ -125,7 +125,7 @@ def complete_jobs(
         unblocked = finish_chains(conn, q, completed, now, traces, dependents)
         outcomes = batch_outcomes(conn, q, ids, done, "completed")
     announce(
-        ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
+        ready_types=[t for types in unblocked.values() for t in types],
         completed_chains=dict.fromkeys(done.values()),
     )
     given = job_ids if isinstance(job_ids, (list, tuple)) else ids
@@ -178,7 +178,7 @@ def complete_one(
         traces = {completed[0][1]: trace_context} if trace_context else None
         unblocked = finish_chains(conn, q, completed, now, traces, dependents)
     announce(
-        ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
+        ready_types=[t for types in unblocked.values() for t in types],
         completed_chains=(completed[0][1],),
     )
     return "completed", unblocked.get(completed[0][1], [])
