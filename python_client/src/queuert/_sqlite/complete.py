@@ -16,7 +16,7 @@ from ._rows import Row
 from ._statements import statements
 from ._values import now_us, to_json
 
-__all__ = ["complete", "complete_jobs", "complete_one"]
+__all__ = ["complete", "complete_jobs", "complete_one", "complete_picked"]
 
 _OUTSIDE = ("blocked", "pending", "running")
 
@@ -182,3 +182,45 @@ def complete_one(
         completed_chains=(completed[0][1],),
     )
     return "completed", unblocked.get(completed[0][1], [])
+
+
+def complete_picked(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    seq: int,
+    attempt: int,
+    output_json: str | None,
+    *,
+    trace_context: str | None = None,
+    dependents: dict[str, list[dict[str, Any]]] | None = None,
+    schema: str = "queuert",
+) -> tuple[str, list[str]]:
+    """complete_one for a job an atomic slot picked and never claimed
+    (``WorkerClaim.pick``: its seq and the attempt the claim would have
+    counted), in the pick's open transaction: pending to completed in one
+    statement (complete_picked), then the chain's fan-in as complete_one.
+    Returns ``(outcome, unblocked_types)`` as complete_one: outcome
+    ``completed``, else (the job was no longer pending at the attempt
+    before: nothing written) ``taken``, ``finished`` or ``not_found``."""
+    q = statements(schema)
+    now = now_us()
+    completed = conn.execute(
+        q["complete_picked"],
+        {"seq": seq, "output": output_json, "attempt": attempt, "worker_id": worker_id, "now": now},
+    ).fetchall()
+    if not completed:
+        found = conn.execute(q["picked_id"], {"seq": seq}).fetchone()
+        if found is None:
+            return "not_found", []
+        return batch_outcomes(conn, q, [found[0]], {}, "completed")[0], []
+    chain = completed[0][1]
+    if completed[0][2] == 0 and not completed[0][3]:  # a root nothing waits on: the chain is done
+        unblocked: dict[str, list[str]] = {}
+    else:
+        traces = {chain: trace_context} if trace_context else None
+        unblocked = finish_chains(conn, q, completed, now, traces, dependents)
+    if unblocked:
+        announce(ready_types=dict.fromkeys(t for types in unblocked.values() for t in types), completed_chains=(chain,))
+    else:
+        announce(completed_chains=(chain,))
+    return "completed", unblocked.get(chain, [])

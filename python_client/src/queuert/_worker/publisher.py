@@ -61,9 +61,10 @@ class Publisher:
         """What a committed acknowledgement implies (loop thread): job types
         made pending (``{type: jobs}``, or names counting one each) and
         chains completed."""
-        _count_into(self.ready, ready)
+        if ready:
+            _count_into(self.ready, ready)
         self.chains.extend(chains)
-        if self.ready or self.chains:
+        if (self.ready or self.chains) and not self.event.is_set():
             self.event.set()
 
     def add_reaped(self, ready: Mapping[str, int], lost: Iterable[str]) -> None:
