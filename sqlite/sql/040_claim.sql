@@ -277,7 +277,8 @@ SELECT
         ),
         60000000
     ),
-    c.last_attempt_error, c.trace_context, c.seq, c.blocker_count
+    c.last_attempt_error, c.trace_context, c.seq, c.blocker_count,
+    c.has_dependents
 FROM {{ schema }}_job AS c
 WHERE
     c.status = 'pending' AND c.scheduled_at <= :now

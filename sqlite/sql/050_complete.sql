@@ -72,7 +72,9 @@ RETURNING id, chain_id, chain_index, has_dependents;
 -- atomic slot whose handler never used job.conn, in the transaction of the
 -- pick): pending to completed in one UPDATE, with the attempt the claim
 -- would have counted. The same end state as claim_picked then complete_job,
--- one row write and two index changes fewer.
+-- one row write and two index changes fewer. No RETURNING (SQLite buffers
+-- its rows in a temporary table: half this statement's time): the caller
+-- knows the job's chain from the pick, or reads it with picked_job.
 UPDATE {{ schema }}_job AS x
 SET
     status = 'completed',
@@ -81,13 +83,14 @@ SET
     completed_at = :now,
     completed_by = :worker_id,
     chain_completed_at = CASE WHEN x.chain_index = 0 THEN :now END
-WHERE x.seq = :seq AND x.status = 'pending' AND x.attempt = :attempt - 1
-RETURNING id, chain_id, chain_index, has_dependents;
+WHERE x.seq = :seq AND x.status = 'pending' AND x.attempt = :attempt - 1;
 
--- name: picked_id
--- The id of the job at :seq (complete_picked that changed nothing: its
--- outcome is batch_outcomes' for that id).
-SELECT id FROM {{ schema }}_job WHERE seq = :seq;
+-- name: picked_job
+-- The job at :seq as complete_job's RETURNING has it (complete_picked's
+-- caller, when something was written since the pick).
+SELECT id, chain_id, chain_index, has_dependents
+FROM {{ schema }}_job
+WHERE seq = :seq;
 
 -- name: complete_chain_roots
 -- The chains of the later jobs (chain_index > 0) just completed, :chain_ids

@@ -147,6 +147,41 @@ def test_a_picked_job_changed_meanwhile_is_reported_lost_and_left_alone(db_path:
     assert _row(conn, second["id"], "status, attempt, output") == ("cancelled", 0, None)
 
 
+
+def test_a_dependent_added_after_the_pick_is_resolved_by_the_completion(db_path: str) -> None:
+    """The completion trusts what the pick read of the job's chain (is it
+    waited on?) only while nothing was written on the connection since: a
+    handler that kept an earlier attempt's ``job.conn`` and starts a chain
+    waiting on this job's chain makes it read again, and the dependent is
+    unblocked with the completion."""
+    conn = qs.connect(db_path)
+    qs.start_chain(conn, "t", None)
+    second = qs.start_chain(conn, "t", None)
+
+    async def main() -> UUID:
+        session = await _store(db_path).open_atomic()
+        _, row = await session.open_attempt(["t"], None)
+        assert row is not None
+        job = _job(row)
+        session.lend(job)
+        kept = job.conn
+        await session.acknowledge(Ack(job, Completed(None)), False)
+
+        _, row = await session.open_attempt(["t"], None)
+        assert row is not None and row[0] == second["id"]
+        job = _job(row)
+        session.lend(job)
+        waiting = qs.start_chain(kept, "report", None, blockers=[second["chain_id"]])
+        assert waiting["status"] == "blocked"
+        written = await session.acknowledge(Ack(job, Completed(None)), False)
+        assert [a.job.id for a in written.done] == [job.id] and written.unblocked == {"report": 1}
+        await session.close()
+        return UUID(str(waiting["id"]))
+
+    waiting_id = asyncio.run(main())
+    assert _row(conn, waiting_id, "status, open_blockers") == ("pending", 0)
+
+
 def test_an_async_slot_runs_awaiting_and_failing_handlers_on_the_short_path(db_path: str) -> None:
     """The worker's short path (queuert/_worker/atomic_lean.py): a handler
     that awaits is resumed in its slot with its attempt's hooks block still

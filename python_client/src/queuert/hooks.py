@@ -101,6 +101,20 @@ class TransactionHooks:
     one thread or task (as one transaction does).
     """
 
+    # slots: an atomic worker makes one per attempt
+    __slots__ = (
+        "notifier",
+        "_callbacks",
+        "_job_ready",
+        "_chain_completed",
+        "_job_lost",
+        "_rollbacks",
+        "_quiet_connections",
+        "_token",
+        "_parent",
+        "_active",
+    )
+
     def __init__(self, notifier: Notifier | None = None) -> None:
         self.notifier = notifier
         self._callbacks: list[Callback] = []

@@ -273,13 +273,15 @@ class WorkerClaim:
         return _worker_rows(found, blockers, now, texts)
 
 
-    def pick(self, conn: sqlite3.Connection) -> tuple[tuple[Any, ...], int, str, str] | None:
+    def pick(self, conn: sqlite3.Connection) -> tuple[tuple[Any, ...], int, tuple[str, str, int, int]] | None:
         """The job ``self(conn, 1)`` would claim, without writing the claim
         (pick_for_worker; ``claim_picked`` writes it): its claim_for_worker
-        tuple, its lease's end (epoch microseconds), its id and chain id as
-        stored. In the caller's open write transaction, on the worker's own
-        connection (tuples, str): the caller has checked. None: nothing is
-        due. One row, converted here (an atomic slot's every claim)."""
+        tuple, its lease's end (epoch microseconds), and its id, chain id,
+        chain index and has_dependents as stored (complete_job's RETURNING,
+        for complete_picked). In the caller's open write transaction, on the
+        worker's own connection (tuples, str): the caller has checked. None:
+        nothing is due. One row, converted here (an atomic slot's every
+        claim)."""
         params = self._pick_params
         now = params["now"] = now_us()
         found = conn.execute(self._pick, params).fetchall()
@@ -309,7 +311,7 @@ class WorkerClaim:
             r[13],
             _EPOCH + _td(microseconds=now),
         )
-        return row, r[10], r[0], r[2]
+        return row, r[10], (r[0], r[2], r[4], r[15])
 
     def claim_picked(self, conn: sqlite3.Connection, seq: int, attempt: int, leased_until_us: int) -> bool:
         """Write the claim of a picked job (its seq, its new attempt and

@@ -59,8 +59,10 @@ class SlotStore(Protocol):
 
 
 #: a picked job whose claim is not written yet: its claim, seq, the
-#: attempt the claim counts, the lease's end (epoch microseconds)
-Picked = tuple[WorkerClaim, int, int, int]
+#: attempt the claim counts, the lease's end (epoch microseconds), the
+#: connection's total_changes after the pick, and the job's id, chain id,
+#: chain index and has_dependents as picked (valid while nothing is written)
+Picked = tuple[WorkerClaim, int, int, int, int, tuple[str, str, int, int]]
 
 
 def begin_attempt_tx(
@@ -84,8 +86,8 @@ def _pick(
         if conn.row_factory is None and conn.text_factory is str:
             got = claim.pick(conn)
             if got is not None:
-                row, leased_until, id_text, chain_text = got
-                return row, (claim, row[14], row[7], leased_until), id_text, chain_text
+                row, leased_until, known = got
+                return row, (claim, row[14], row[7], leased_until, conn.total_changes, known), known[0], known[1]
         else:
             texts: list[tuple[str, str]] = []
             rows = claim(conn, 1, texts)
@@ -101,7 +103,7 @@ def _pick(
 def write_claim(conn: sqlite3.Connection, picked: Picked) -> None:
     """The picked job's claim, in the pick's transaction (a job no longer
     as picked is left alone: the acknowledgement then reports it lost)."""
-    claim, seq, attempt, leased_until = picked
+    claim, seq, attempt, leased_until, _, _ = picked
     claim.claim_picked(conn, seq, attempt, leased_until)
 
 
@@ -150,6 +152,7 @@ def _complete_picked(
         picked[1],
         picked[2],
         ack.outcome.output_json,  # type: ignore[union-attr]
+        known=picked[5] if conn.total_changes == picked[4] else None,
         trace_context=traceparents[0] if traceparents else None,
         dependents=by_chain,
         schema=store.schema,
@@ -320,6 +323,7 @@ class SqliteAtomicSession(_SlotConnection):
                     picked[1],
                     picked[2],
                     ack.outcome.output_json,  # type: ignore[union-attr]
+                    known=picked[5] if conn.total_changes == picked[4] else None,
                     schema=self.store.schema,
                 )
                 if outcome == "completed" and not unblocked:
