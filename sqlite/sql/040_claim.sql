@@ -268,7 +268,7 @@ WHERE p.priority IS NOT NULL;
 -- list), or neither (any); the filter runs on the claim index's rows.
 SELECT
     c.id, c.type_name, c.chain_id, c.chain_type_name, c.chain_index, c.input,
-    c.priority, c.attempt + 1, c.scheduled_at, c.created_at,
+    c.priority, c.attempt + 1 AS attempt, c.scheduled_at, c.created_at,
     :now + coalesce(
         :lease,
         (
@@ -276,7 +276,7 @@ SELECT
             WHERE t.type_name = c.type_name
         ),
         60000000
-    ),
+    ) AS leased_until,
     c.last_attempt_error, c.trace_context, c.seq, c.blocker_count,
     c.has_dependents
 FROM {{ schema }}_job AS c
