@@ -220,6 +220,21 @@ class Acknowledger:
             if ready or written.chains:
                 self.publish(ready, written.chains)
 
+    def record_completed(self, job: JobContext[Any], chain: str) -> None:
+        """``record`` of a committed Written holding only ``job``'s
+        completion, which completed ``chain`` and unblocked nothing, its
+        attempt without telemetry (an atomic slot's usual commit, reported
+        without building the Written)."""
+        self.flights.pop(job.id, None)
+        job._state = st.DONE
+        if job._hooks is not None:
+            self.settle(job, True)
+        self.stats.completed += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("job completed", extra=log_extra(job))
+        if self.publish is not None:
+            self.publish({}, (chain,))
+
     def settle(self, job: JobContext[Any], committed: bool) -> None:
         """An atomic attempt's transaction ended (loop thread): publish what
         its handler's calls announced if it committed (and run their
