@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["context_of", "current_with", "span_context_of", "traceparent_of"]
+__all__ = ["attach_span", "context_of", "current_with", "detach", "span_context_of", "traceparent_of"]
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 
@@ -58,6 +58,17 @@ def current_with(span: Any) -> None:
     api.attach(api.set_span_in_context(span))
 
 
+def attach_span(span: Any) -> Any:
+    """Make ``span`` current; returns the token for :func:`detach`."""
+    api = _API or _load()
+    return api.attach(api.set_span_in_context(span))
+
+
+def detach(token: Any) -> None:
+    api = _API or _load()
+    api.detach(token)
+
+
 # opentelemetry.trace (and context.attach), imported once, on first use: an
 # import statement in a function costs a lookup on every call, and these run
 # once or twice per attempt
@@ -76,5 +87,6 @@ def _load() -> Any:
         NonRecordingSpan=trace.NonRecordingSpan,
         set_span_in_context=trace.set_span_in_context,
         attach=context.attach,
+        detach=context.detach,
     )
     return _API
