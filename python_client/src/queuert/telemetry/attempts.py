@@ -216,9 +216,10 @@ class Attempt:
             span.end()
         ins = self.ins
         if ins is not None:
-            metrics.record_finished(ins, self.type_name, "completed", seconds, self.created_at)
+            now = time.time()  # one clock read for the job's and the chain's durations
+            metrics.record_finished(ins, self.type_name, "completed", seconds, self.created_at, now)
             if chain_completed:
-                metrics.record_chain_completed(ins, self.chain_type, self.chain_id)
+                metrics.record_chain_completed(ins, self.chain_type, self.chain_id, now)
 
     def continued(self, next_job_id: Any = None, next_status: str | None = None) -> None:
         """The continuation committed (the job is completed, its chain goes on)."""
