@@ -230,7 +230,12 @@ class Acknowledger:
         is asked (at concurrency 1 every microsecond before the send adds
         to each job's latency). Nothing is deferred without telemetry."""
         first = written.done[0] if written.done else written.lost[0][0] if written.lost else None
-        if first is None or not has_telemetry(first.job):
+        if first is None:
+            return
+        if not has_telemetry(first.job):
+            # at once, ack by ack, as before: one of a batch may still have
+            # telemetry (switched on between its claims)
+            report_written(written)
             return
         try:
             loop = asyncio.get_running_loop()
