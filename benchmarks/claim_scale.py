@@ -1,7 +1,8 @@
 """Workload 8: claim latency with a large table versus an empty one.
 
 "loaded": 1,000,000 completed and 1,000,000 blocked rows written straight
-into queuert.job with INSERT ... SELECT generate_series (setup, not timed),
+into queuert.job with INSERT ... SELECT generate_series (setup, not timed;
+two connections at once),
 then VACUUM ANALYZE, as autovacuum would have done. "empty": no such rows.
 Both then get the same pending jobs, and one client claims them one at a
 time (claim(worker, NULL, 1)); each claim's statement time is recorded
@@ -16,7 +17,7 @@ import time
 
 import psycopg
 
-from .common import SCHEMA, Databases, Results, Sizes, percentile
+from .common import SCHEMA, Databases, Results, Sizes, execute_parallel, percentile
 
 NAME = "claim-at-scale"
 
@@ -43,13 +44,13 @@ CLAIM = f"SELECT * FROM {SCHEMA}.claim(worker_id => %s, max_jobs => %s)"
 
 def _build(dsn: str, completed: int, blocked: int, pending: int) -> float:
     t = time.perf_counter()
+    step = 250_000
+    execute_parallel(dsn, [
+        (BULK, {"status": status, "n": min(step, n - done)})
+        for status, n in (("completed", completed), ("blocked", blocked))
+        for done in range(0, n, step)
+    ])
     with psycopg.connect(dsn, autocommit=True) as conn:
-        step = 250_000
-        for status, n in (("completed", completed), ("blocked", blocked)):
-            left = n
-            while left > 0:
-                conn.execute(BULK, {"status": status, "n": min(step, left)})
-                left -= step
         conn.execute(BULK, {"status": "pending", "n": pending})
         conn.execute(f"VACUUM ANALYZE {SCHEMA}.job")
     return time.perf_counter() - t

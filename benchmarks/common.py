@@ -34,6 +34,7 @@ class Sizes:
     reps: int = 3
     single_n: int = 10_000
     ladder_n: int = 5_000  # per rung, in blocks of 250 alternating with the floor
+    create_notify_n: int = 2_500  # per broker side, in blocks of 250 (create-notify)
     batch_total: int = 200_000
     batch_total_small: int = 20_000  # batch sizes 100 and 5,000, and the client
     batch_paired_total: int = 100_000  # per side, in blocks of 10 statements alternating with the floor
@@ -44,18 +45,23 @@ class Sizes:
     floor_claim1_n: int = 5_000
     floor_claim100_n: int = 50_000
     process_n: int = 50_000
-    # atomic at concurrency 1 runs near the commit rate: 10,000 jobs take
-    # about 10 s, enough for a steady rate (50,000 took 45 s a drain)
-    process_atomic_c1_n: int = 10_000
+    # atomic runs near the commit rate at every concurrency (1,200-2,200
+    # jobs/s on a quiet day): 10,000 jobs take 5-8 s, enough for a steady
+    # rate (50,000 took 23-45 s a drain, 2 minutes of make bench at c10 and c50)
+    process_atomic_n: int = 10_000
     # the labelled prefetch-0 comparison rows (staged): at concurrency 1 they
-    # run near the commit rate, so 50,000 jobs would take a minute per repetition
-    process_prefetch0_n: int = 10_000
+    # run near the commit rate (about 1,000 jobs/s), 5 s a drain
+    process_prefetch0_n: int = 5_000
+    # telemetry's atomic c1 pair (with / without the SDK) and its 1 ms
+    # handler pair (staged c10, about 1,000 jobs/s): 4-6 s a drain
+    telemetry_atomic_n: int = 5_000
+    telemetry_work_n: int = 2_500
     concurrencies: tuple[int, ...] = (1, 10, 50)
     chain3_n: int = 10_000
     fanin_n: int = 10_000
     wakeup_n: int = 500
     wakeup_gap_s: float = 0.020
-    wakeup_notify_n: int = 300  # per notifier, five notifiers per repetition
+    wakeup_notify_n: int = 250  # per notifier, six notifiers per repetition
     scale_completed: int = 1_000_000
     scale_blocked: int = 1_000_000
     scale_claims: int = 2_000
@@ -64,6 +70,10 @@ class Sizes:
     # worker-memory (benchmarks/memory.py): jobs in flight at concurrency 10
     # and 100, and the long drain whose RSS must not grow
     memory_inflight_n: int = 10_000
+    # the in-flight drains are run this many times, not once per repetition:
+    # the peak RSS is a count of pages, the same from run to run within
+    # 0.1 MiB, however loaded the machine
+    memory_reps: int = 1
     memory_drain_n: int = 100_000
     # retention (issue 17): completed rows retained, a pending backlog for
     # the busy worker, claims sampled, create blocks beside the pruner
@@ -81,6 +91,7 @@ class Sizes:
             reps=1,
             single_n=200,
             ladder_n=250,
+            create_notify_n=250,
             batch_total=5_000,
             batch_total_small=5_000,
             batch_paired_total=5_000,
@@ -89,8 +100,10 @@ class Sizes:
             floor_claim1_n=200,
             floor_claim100_n=2_000,
             process_n=500,
-            process_atomic_c1_n=300,
+            process_atomic_n=300,
             process_prefetch0_n=300,
+            telemetry_atomic_n=300,
+            telemetry_work_n=50,
             concurrencies=(1, 10),
             chain3_n=200,
             fanin_n=300,
@@ -211,6 +224,29 @@ def percentile(sorted_values: list[float], p: float) -> float:
         raise ValueError("no values")
     k = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
     return sorted_values[k]
+
+
+def execute_parallel(dsn: str, statements: list[tuple[str, Any]], connections: int = 2) -> None:
+    """Runs setup statements (bulk INSERT ... SELECT of independent row
+    ranges) on ``connections`` connections at once, each statement in its
+    own transaction: on 2 cores a build that one backend would run alone
+    takes about half the wall time. Raises the first error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    todo = list(statements)
+
+    def work() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while todo:
+                try:
+                    query, params = todo.pop(0)
+                except IndexError:
+                    return
+                conn.execute(query, params)
+
+    with ThreadPoolExecutor(connections) as pool:
+        for f in [pool.submit(work) for _ in range(connections)]:
+            f.result()
 
 
 class Timer:

@@ -102,11 +102,11 @@ async def drop_nats_bucket(bucket: str) -> None:
 
 def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
     with dbs.fresh("create-notify") as dsn:
-        ratios, dropped = paired(dsn, sizes.ladder_n)
+        ratios, dropped = paired(dsn, sizes.create_notify_n)
     for name, ratio in ratios.items():
         results.add("create-notify", _metric(name), ratio, "x today, paired")
     results.note(
         "create-notify",
-        f"{sizes.ladder_n:,} starts per broker side in blocks of {BLOCK}, each paired with a block of "
+        f"{sizes.create_notify_n:,} starts per broker side in blocks of {BLOCK}, each paired with a block of "
         f"today's path (engine NOTIFY on, no hooks); {dropped} hint(s) dropped",
     )

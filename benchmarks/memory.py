@@ -65,7 +65,7 @@ def _mib(kib: int) -> float:
 
 def run_all(dbs: Databases, sizes: Sizes, results: Results) -> None:
     n = sizes.memory_inflight_n
-    for _ in range(sizes.reps):
+    for _ in range(sizes.memory_reps):
         for c in (10, 100):
             with dbs.fresh(f"memory-{c}") as dsn:
                 _create(dsn, [{"type_name": "bench", "input": {"n": i}} for i in range(n)])

@@ -262,8 +262,8 @@ def _record(
 ) -> float:
     if prefetch == 0:
         n = sizes.process_prefetch0_n
-    elif mode == "atomic" and c == 1:
-        n = sizes.process_atomic_c1_n
+    elif mode == "atomic":
+        n = sizes.process_atomic_n
     else:
         n = sizes.process_n
     label = f"concurrency {c}" + (f", prefetch {prefetch}" if prefetch != "auto" else "")

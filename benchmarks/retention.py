@@ -4,7 +4,8 @@ claim p50 / p99 with many completed chains retained against an empty
 table: `retention_completed` (10,000,000) completed single-job chains are
 written with one INSERT ... SELECT generate_series per million rows
 (engine-made version 7 ids, created and completed over the last 60 days,
-`chain_completed_at` set as a completion sets it), then VACUUM ANALYZE, as
+`chain_completed_at` set as a completion sets it; two connections at once),
+then VACUUM ANALYZE, as
 autovacuum would; both databases then get the same pending jobs and one
 client claims them one at a time (statement time: execute + fetch; each
 claim committed after), in blocks of 100 that alternate between the two
@@ -33,7 +34,7 @@ from datetime import timedelta
 
 import psycopg
 
-from .common import SCHEMA, Databases, Results, Sizes, percentile
+from .common import SCHEMA, Databases, Results, Sizes, execute_parallel, percentile
 
 NAME = "retention"
 
@@ -63,10 +64,12 @@ CLAIM = f"SELECT * FROM {SCHEMA}.claim(worker_id => %s, max_jobs => 1)"
 
 def _build(dsn: str, completed: int, pending: int) -> float:
     t = time.perf_counter()
+    step = 1_000_000
+    execute_parallel(dsn, [
+        (BULK, {"first": first, "last": min(first + step - 1, completed), "total": completed})
+        for first in range(1, completed + 1, step)
+    ])
     with psycopg.connect(dsn, autocommit=True) as conn:
-        step = 1_000_000
-        for first in range(1, completed + 1, step):
-            conn.execute(BULK, {"first": first, "last": min(first + step - 1, completed), "total": completed})
         conn.execute(BACKLOG, {"n": pending})
         conn.execute(f"VACUUM ANALYZE {SCHEMA}.job")
         conn.execute("CHECKPOINT")  # the build's dirty pages are not the claims' to write

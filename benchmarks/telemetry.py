@@ -51,9 +51,9 @@ _RUNS = (
 
 def _jobs(sizes: Sizes, mode: str, kind: str) -> int:
     if mode == "atomic":
-        return sizes.process_atomic_c1_n
-    # a 1 ms handler runs about 1,000 jobs/s: a tenth of the no-op jobs
-    return sizes.process_n // 10 if kind == "work1ms" else sizes.process_n
+        return sizes.telemetry_atomic_n
+    # a 1 ms handler runs about 1,000 jobs/s
+    return sizes.telemetry_work_n if kind == "work1ms" else sizes.process_n
 
 
 def run(dbs: Databases, sizes: Sizes, results: Results) -> None:

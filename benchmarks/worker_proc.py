@@ -24,6 +24,8 @@ QUEUERT_BENCH_NOTIFY=URL gives the worker the notifier
 ``queuert.notify.notifier_from_url(URL)`` names (``queuert worker --notify``);
 QUEUERT_BENCH_WAKE_BUDGETS=0 makes that notifier's wake-ups skip the budget
 (every job_ready claims at once, as without budgets: for comparison runs);
+QUEUERT_BENCH_COALESCE=S sets the publisher's ``coalesce`` (seconds between
+announcements of completed chains alone; 0 = one after each 2 ms linger).
 QUEUERT_BENCH_PREPARE_THRESHOLD=none turns server-side prepared statements
 off (PgBouncer in transaction mode);
 QUEUERT_BENCH_OTEL=1 configures OpenTelemetry's SDK (tracer and meter
@@ -70,6 +72,12 @@ def build(dsn: str, mode: str, concurrency: int, kind: str, times_file: str | No
             extra["notifier"].wake_budgets = False
     if os.environ.get("QUEUERT_BENCH_PREPARE_THRESHOLD") == "none":
         extra["prepare_threshold"] = None
+    if os.environ.get("QUEUERT_BENCH_COALESCE"):
+        # the publisher's wait between announcements of completed chains
+        # alone (0: each after its 2 ms linger, as before issue 16 item 5)
+        from queuert._worker.publisher import Publisher
+
+        Publisher.coalesce = float(os.environ["QUEUERT_BENCH_COALESCE"])
     worker = qw.Worker(
         dsn,
         mode=mode,  # type: ignore[arg-type]

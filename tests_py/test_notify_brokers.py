@@ -150,7 +150,10 @@ async def _numsub(client: Any, channels: list[str]) -> dict[str, int]:
 
 
 async def test_wake_budget_counts_and_is_taken_atomically(make: Make) -> None:
-    publisher, worker_side = make(), make()
+    # a take that outlives hint_timeout claims by design (fail open); on a
+    # loaded machine 16 concurrent JetStream CAS rounds can, so this test of
+    # atomicity gives them time
+    publisher, worker_side = make(hint_timeout=60.0), make(hint_timeout=60.0)
     assert publisher.wake_budgets
     await publisher.publish_job_ready({"burst": 5})
     await publisher.publish_job_ready(["single", "single"])  # a repeated name counts twice

@@ -5,7 +5,15 @@ jobs of each: a notifier with wake budgets lets that many idle workers wake)
 and the chains they completed; reaping reports the jobs it took from dead
 workers. The publisher coalesces what arrives within ``linger`` seconds (and
 while a send is in flight) and sends it in one announcement on its own
-connection, and/or through a non-PostgreSQL notifier. Reaped jobs, chains
+connection, and/or through a non-PostgreSQL notifier. Completed chains alone
+(no job made pending, nothing lost) wait longer while announcements follow
+each other: at most one such announcement per ``coalesce`` seconds, so a
+worker acknowledging job after job (atomic at concurrency 1: a commit every
+millisecond or so) sends one announcement per ``coalesce`` rather than one per
+job, each costing a round trip and a transaction on its own connection and a
+wake-up of every listening backend. A ``job_ready``, a lost job, or stopping
+ends that wait at once (after ``linger``), and after a quiet spell the first
+completion goes out after ``linger`` as before. Reaped jobs, chains
 the schedule ticker started and what an atomic handler did on ``job.conn``
 go to the notifier only: the database hears of them from the engine itself,
 unless the worker's notify policy turned the engine's notifications off,
@@ -31,6 +39,8 @@ class Publisher:
     notifier to publish through as well."""
 
     linger = 0.002
+    # completed chains alone, sent back to back: one announcement per this
+    coalesce = 0.010
 
     def __init__(
         self,
@@ -49,6 +59,9 @@ class Publisher:
         self.outside_chains: list[str] = []
         self.lost: list[str] = []
         self.event = asyncio.Event()
+        # set when what is buffered should not wait out ``coalesce``
+        self.hurry = asyncio.Event()
+        self.last_sent = float("-inf")  # loop time the last send ended
         self.announcer: Announcer | None = None
         self.closing = False
         self.sent = 0  # announcements sent (for tests and benchmarks)
@@ -64,6 +77,8 @@ class Publisher:
         _count_into(self.ready, ready)
         self.chains.extend(chains)
         if self.ready or self.chains:
+            if self.ready:
+                self.hurry.set()
             self.event.set()
 
     def add_reaped(self, ready: Mapping[str, int], lost: Iterable[str]) -> None:
@@ -84,17 +99,46 @@ class Publisher:
         self.outside_chains.extend(chains)
         self.lost.extend(lost)
         if self.outside_ready or self.outside_chains or self.lost:
+            if self.outside_ready or self.lost:
+                self.hurry.set()
             self.event.set()
 
     def _pending(self) -> bool:
         return bool(self.ready or self.chains or self.outside_ready or self.outside_chains or self.lost)
 
+    def _urgent(self) -> bool:
+        return bool(self.closing or self.ready or self.outside_ready or self.lost)
+
+    async def _wait(self) -> None:
+        """Lingers before a send: ``linger``, or while only completed chains
+        are buffered and the last send ended less than ``coalesce`` ago,
+        until ``coalesce`` after it (cut short, to ``linger``, by anything
+        urgent arriving)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        until = self.last_sent + self.coalesce
+        if self._urgent() or until <= now + self.linger:
+            await asyncio.sleep(self.linger)
+            return
+        self.hurry.clear()
+        if self._urgent():  # raced in before the clear
+            await asyncio.sleep(self.linger)
+            return
+        try:
+            await asyncio.wait_for(self.hurry.wait(), until - now)
+        except asyncio.TimeoutError:
+            return
+        if not self.closing:
+            await asyncio.sleep(min(self.linger, max(until - loop.time(), 0.0)))
+
     async def main(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self.event.wait()
             if not self.closing:
-                await asyncio.sleep(self.linger)
+                await self._wait()
             self.event.clear()
+            self.hurry.clear()
             ready, self.ready = self.ready, {}
             chains, self.chains = self.chains, []
             outside, self.outside_ready = self.outside_ready, {}
@@ -104,6 +148,7 @@ class Publisher:
                 await self.send(ready, chains)
             if outside or outside_chains or lost:
                 await self.send_outside(outside, outside_chains, lost)
+            self.last_sent = loop.time()
             if self.closing and not self._pending():
                 return
 
@@ -155,6 +200,7 @@ class Publisher:
     async def stop(self) -> None:
         """Send what is buffered, then close the connection."""
         self.closing = True
+        self.hurry.set()
         self.event.set()
         if self.task is not None:
             try:
