@@ -116,7 +116,11 @@ BEGIN
     END IF;
 
     RETURN QUERY SELECT j.id, j.chain_id, 'completed'::{{ schema }}.job_status, true,
-        CASE WHEN complete.trace_context IS NOT NULL THEN (
+        -- the edge probe inline first: nothing waits on most chains, and
+        -- then no call of _blocker_dependents (a function with SET clauses)
+        CASE WHEN complete.trace_context IS NOT NULL AND EXISTS (
+            SELECT 1 FROM {{ schema }}.job_blocker AS b WHERE b.blocker_chain_id = j.chain_id
+        ) THEN (
             SELECT d.dependents FROM {{ schema }}._blocker_dependents(ARRAY[j.chain_id]) AS d
         ) END,
         v_unblocked;
@@ -230,7 +234,9 @@ BEGIN
             v_done_chains, v_marks,
             CASE WHEN complete_jobs.trace_contexts IS NOT NULL THEN v_done_traces END
         ) AS d;
-        IF complete_jobs.trace_contexts IS NOT NULL THEN
+        IF complete_jobs.trace_contexts IS NOT NULL AND EXISTS (
+            SELECT 1 FROM {{ schema }}.job_blocker AS b WHERE b.blocker_chain_id = ANY(v_done_chains)
+        ) THEN
             -- the jobs waiting on the traced completions' chains, in one statement
             SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.dependents), '{}')
             INTO v_dep_chains, v_dep_lists

@@ -131,7 +131,7 @@ def start_chain(
             sql.start_chain(s, given, True),
             params,
             _started_one,
-            partial(lite.start_chain_call, s, params, given),
+            partial(lite.start_chain_traced_call, s, params, given),
         )
     return Call(
         Query(sql.start_chain(s, given), params, _started_rows),
@@ -165,7 +165,7 @@ def start_chains(
             (batch_json(payload),),
             repeat_timestamps,
             _started_many,
-            partial(lite.start_chains_call, s, payload),
+            partial(lite.start_chains_traced_call, s, payload),
         )
     # rows of one batch share their timestamps (_loaders)
     query = Query(sql.start_chains(s), (batch_json(payload),), _started_rows, repeat_timestamps)
@@ -267,6 +267,9 @@ def complete_chain(
         return done
 
     def lite_complete() -> Op[CompletedJob]:
+        if tracing.active():  # the settle span, as above
+            traced_done: CompletedJob = yield partial(lite.complete_chain, s, cid, jid, expected, out_text, traced=True)
+            return traced_done
         done: CompletedJob = yield on_sqlite
         return done
 

@@ -43,9 +43,10 @@ def traced_start_call(
     text: str,
     params: list[Any],
     finish: Callable[[list[StartedChain]], StartedChain],
-    lite: Callable[[Any], StartedChain],
+    lite: Callable[[Any], tuple[StartedChain, str | None]],
 ) -> Call[StartedChain]:
-    """start_chain reading the root's trace_context too (``text`` selects it)."""
+    """start_chain reading the root's trace_context too (``text`` selects
+    it; on SQLite ``lite`` reads it)."""
 
     def finish_traced(rows: list[tuple[StartedChain, str | None]]) -> StartedChain:
         started, existing = rows[0]
@@ -53,8 +54,8 @@ def traced_start_call(
         return finish([started])
 
     def lite_traced(conn: Any) -> StartedChain:
-        started = lite(conn)
-        _report(creation, started, None)
+        started, existing = lite(conn)
+        _report(creation, started, existing)
         return started
 
     return Call(Query(text, params, _started_traced_rows), finish_traced, lite_traced)
@@ -92,11 +93,11 @@ def traced_start_many_call(
     params: Sequence[Any],
     prepare: Callable[[Any], None],
     finish: Callable[[list[StartedChain]], list[StartedChain]],
-    lite: Callable[[Any], list[StartedChain]],
+    lite: Callable[[Any], list[tuple[StartedChain, str | None]]],
 ) -> Call[list[StartedChain]]:
     """start_chains reading each item's trace_context too (``text``
-    selects it): a deduplicated item's is the chain it resolved to, which
-    its span links to. SQLite answers without it (no link)."""
+    selects it; on SQLite ``lite`` reads it): a deduplicated item's is the
+    chain it resolved to, which its span links to."""
 
     def finish_traced(rows: list[tuple[StartedChain, str | None]]) -> list[StartedChain]:
         for creation, (chain, existing) in zip(creations, rows):
@@ -104,10 +105,10 @@ def traced_start_many_call(
         return finish([chain for chain, _ in rows])
 
     def lite_traced(conn: Any) -> list[StartedChain]:
-        started = lite(conn)
-        for creation, chain in zip(creations, started):
-            _report(creation, chain, None)
-        return finish(started)
+        pairs = lite(conn)
+        for creation, (chain, existing) in zip(creations, pairs):
+            _report(creation, chain, existing)
+        return finish([chain for chain, _ in pairs])
 
     return Call(Query(text, params, _started_traced_rows, prepare), finish_traced, lite_traced)
 
