@@ -19,8 +19,8 @@ target: 5 ms). The worker is the only ``job_ready`` listener on its broker,
 so once it has counted the listeners (in the background, within a second of
 the first take) it claims at once and takes its unit of the wake budget
 meanwhile (docs/notify.md, "A lone listener does not ask"); "Redis, no
-budget" skips budgets altogether. Redis producers write their hint from the
-caller's thread (``CLIENT REPLY OFF``). Needs redis-server, redis-cli,
+budget" skips budgets altogether. Redis producers hand their hint to the
+notifier's writer thread (``CLIENT REPLY OFF``). Needs redis-server, redis-cli,
 nats-server (with JetStream) and pgbouncer, which ``make bench`` /
 ``scripts/ensure-services.sh`` provide.
 """

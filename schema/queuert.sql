@@ -1195,25 +1195,20 @@ DECLARE
     v_types text[];
     v_notified integer;
 BEGIN
-    IF _resolve_dependents.trace_contexts IS NULL THEN
-        SELECT coalesce(array_agg(b.job_id), '{}'), coalesce(array_agg(b.blocker_chain_id), '{}')
-        INTO v_dependents, v_by_chains
-        FROM queuert.job_blocker AS b
-        WHERE b.blocker_chain_id = ANY(_resolve_dependents.chain_ids);
-    ELSE
-        WITH resolved AS (
-            UPDATE queuert.job_blocker AS b
-            SET resolved_trace_context = t.tc
-            FROM unnest(_resolve_dependents.chain_ids, _resolve_dependents.trace_contexts) AS t (c, tc)
-            WHERE b.blocker_chain_id = t.c
-            RETURNING b.job_id, b.blocker_chain_id
-        )
-        SELECT coalesce(array_agg(r.job_id), '{}'), coalesce(array_agg(r.blocker_chain_id), '{}')
-        INTO v_dependents, v_by_chains
-        FROM resolved AS r;
-    END IF;
+    SELECT coalesce(array_agg(b.job_id), '{}'), coalesce(array_agg(b.blocker_chain_id), '{}')
+    INTO v_dependents, v_by_chains
+    FROM queuert.job_blocker AS b
+    WHERE b.blocker_chain_id = ANY(_resolve_dependents.chain_ids);
     IF cardinality(v_dependents) = 0 THEN
+        -- the common case: nothing waits on these chains, and no edge to
+        -- write a trace context on (no UPDATE planned or run for it)
         RETURN;
+    END IF;
+    IF _resolve_dependents.trace_contexts IS NOT NULL THEN
+        UPDATE queuert.job_blocker AS b
+        SET resolved_trace_context = t.tc
+        FROM unnest(_resolve_dependents.chain_ids, _resolve_dependents.trace_contexts) AS t (c, tc)
+        WHERE b.blocker_chain_id = t.c;
     END IF;
 
     WITH dec AS (
@@ -1247,7 +1242,9 @@ BEGIN
     IF cardinality(v_types) > 0 THEN
         SELECT queuert._notify_batch('job_ready_unblocked', array_agg(DISTINCT t)) INTO v_notified
         FROM unnest(v_types) AS t;
-        RETURN QUERY SELECT DISTINCT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
+        -- one row per dependent made pending: callers count them per type
+        -- (a wake budget of N for N jobs)
+        RETURN QUERY SELECT u.c, u.t FROM unnest(v_chains, v_types) AS u (c, t);
     END IF;
 END;
 $$;
@@ -1668,7 +1665,7 @@ BEGIN
         chain_completed_at = CASE WHEN x.chain_index = 0 THEN now() END
     WHERE x.id = j.id;
 
-    SELECT coalesce(array_agg(DISTINCT d.type_name ORDER BY d.type_name), '{}')
+    SELECT coalesce(array_agg(d.type_name ORDER BY d.type_name), '{}')
     INTO v_unblocked
     FROM queuert._chains_completed(
         ARRAY[j.chain_id],
@@ -1680,7 +1677,11 @@ BEGIN
     END IF;
 
     RETURN QUERY SELECT j.id, j.chain_id, 'completed'::queuert.job_status, true,
-        CASE WHEN complete.trace_context IS NOT NULL THEN (
+        -- the edge probe inline first: nothing waits on most chains, and
+        -- then no call of _blocker_dependents (a function with SET clauses)
+        CASE WHEN complete.trace_context IS NOT NULL AND EXISTS (
+            SELECT 1 FROM queuert.job_blocker AS b WHERE b.blocker_chain_id = j.chain_id
+        ) THEN (
             SELECT d.dependents FROM queuert._blocker_dependents(ARRAY[j.chain_id]) AS d
         ) END,
         v_unblocked;
@@ -1780,7 +1781,9 @@ BEGIN
             v_done_chains, v_marks,
             CASE WHEN complete_jobs.trace_contexts IS NOT NULL THEN v_done_traces END
         ) AS d;
-        IF complete_jobs.trace_contexts IS NOT NULL THEN
+        IF complete_jobs.trace_contexts IS NOT NULL AND EXISTS (
+            SELECT 1 FROM queuert.job_blocker AS b WHERE b.blocker_chain_id = ANY(v_done_chains)
+        ) THEN
             -- the jobs waiting on the traced completions' chains, in one statement
             SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.dependents), '{}')
             INTO v_dep_chains, v_dep_lists
@@ -1797,7 +1800,7 @@ BEGIN
         CASE
             WHEN cardinality(v_unblocked_types) = 0 OR o.outcome <> 'completed' THEN '{}'::text[]
             ELSE ARRAY(
-                SELECT DISTINCT u.t
+                SELECT u.t
                 FROM unnest(v_unblocked_chains, v_unblocked_types) AS u (c, t)
                 WHERE u.c = v_done_chains[array_position(v_done, o.job_id)]
                 ORDER BY u.t

@@ -37,7 +37,8 @@ $$;
 -- on the blocker edges this completion resolves, and dependents lists them
 -- (_blocker_dependents); NULL leaves both alone (dependents NULL).
 -- unblocked_types (migration 0009): the types of the dependents this
--- completion made pending (a fan-in's last blocker), so a caller that
+-- completion made pending (a fan-in's last blocker), one element per job
+-- (a type repeats for each, sorted: its count is the wake budget), so a caller that
 -- announces job types itself (a notifier outside the database) needs no
 -- second read of job_blocker.
 CREATE OR REPLACE FUNCTION {{ schema }}.complete(
@@ -103,7 +104,7 @@ BEGIN
         chain_completed_at = CASE WHEN x.chain_index = 0 THEN now() END
     WHERE x.id = j.id;
 
-    SELECT coalesce(array_agg(DISTINCT d.type_name ORDER BY d.type_name), '{}')
+    SELECT coalesce(array_agg(d.type_name ORDER BY d.type_name), '{}')
     INTO v_unblocked
     FROM {{ schema }}._chains_completed(
         ARRAY[j.chain_id],
@@ -115,7 +116,11 @@ BEGIN
     END IF;
 
     RETURN QUERY SELECT j.id, j.chain_id, 'completed'::{{ schema }}.job_status, true,
-        CASE WHEN complete.trace_context IS NOT NULL THEN (
+        -- the edge probe inline first: nothing waits on most chains, and
+        -- then no call of _blocker_dependents (a function with SET clauses)
+        CASE WHEN complete.trace_context IS NOT NULL AND EXISTS (
+            SELECT 1 FROM {{ schema }}.job_blocker AS b WHERE b.blocker_chain_id = j.chain_id
+        ) THEN (
             SELECT d.dependents FROM {{ schema }}._blocker_dependents(ARRAY[j.chain_id]) AS d
         ) END,
         v_unblocked;
@@ -128,6 +133,7 @@ $$;
 -- worker holds it or the attempt is stale), 'finished' (no longer running),
 -- 'not_found'. unblocked_types: on a completed row, the types of the jobs
 -- that this completion made pending (dependents whose last blocker it was),
+-- one element per job, sorted (a type repeats: its count is the wake budget),
 -- so the worker can announce them without reading job_blocker again.
 -- trace_contexts (one per job id, or NULL): as complete's trace_context;
 -- dependents, on a completed row whose trace context was given, the edges
@@ -228,7 +234,9 @@ BEGIN
             v_done_chains, v_marks,
             CASE WHEN complete_jobs.trace_contexts IS NOT NULL THEN v_done_traces END
         ) AS d;
-        IF complete_jobs.trace_contexts IS NOT NULL THEN
+        IF complete_jobs.trace_contexts IS NOT NULL AND EXISTS (
+            SELECT 1 FROM {{ schema }}.job_blocker AS b WHERE b.blocker_chain_id = ANY(v_done_chains)
+        ) THEN
             -- the jobs waiting on the traced completions' chains, in one statement
             SELECT coalesce(array_agg(d.chain_id), '{}'), coalesce(array_agg(d.dependents), '{}')
             INTO v_dep_chains, v_dep_lists
@@ -245,7 +253,7 @@ BEGIN
         CASE
             WHEN cardinality(v_unblocked_types) = 0 OR o.outcome <> 'completed' THEN '{}'::text[]
             ELSE ARRAY(
-                SELECT DISTINCT u.t
+                SELECT u.t
                 FROM unnest(v_unblocked_chains, v_unblocked_types) AS u (c, t)
                 WHERE u.c = v_done_chains[array_position(v_done, o.job_id)]
                 ORDER BY u.t

@@ -74,7 +74,9 @@ async def test_redis_callers_write_hints_directly_and_survive_a_killed_connectio
         for i in range(1, 4):
             await publisher.publish_chain_completed([f"c-{i}"])  # written by this thread
         assert await publisher.flush()
-        await until(lambda: of(got, "chain_completed") == [f"c-{i}" for i in range(4)])
+        # c-0 went out on the I/O thread's connection, the rest on the direct
+        # one: Redis keeps order per connection only
+        await until(lambda: sorted(of(got, "chain_completed")) == [f"c-{i}" for i in range(4)])
         assert publisher.published == 4 and publisher.dropped == 0
 
         # Redis closes the direct connection (by its name: only ours)
@@ -111,6 +113,96 @@ async def test_nats_with_one_listener_the_budget_still_follows_the_event() -> No
         assert await publisher.flush()
         await until(lambda: of(got, "job_ready") == ["first", "x"])
         assert [await publisher.take_wake_hint(["x"]) for _ in range(3)] == [True, True, False]
+    finally:
+        await publisher.close()
+        await worker.close()
+        await drop_bucket(f"{prefix}-wake-hints")
+
+
+async def test_redis_direct_writer_coalesces_a_burst_into_fewer_batches() -> None:
+    """Callers only hand their hints to the writer thread; a burst of 1,000
+    commits' hints goes out in fewer batches (one job_ready event per type
+    per batch), with every unit in the budget and every id delivered."""
+    prefix = unique_prefix()
+    publisher, subscriber = RedisNotifier(REDIS_URL, prefix=prefix), RedisNotifier(REDIS_URL, prefix=prefix)
+    admin = aioredis.Redis.from_url(REDIS_URL)
+    got: list[NotifyEvent] = []
+    try:
+        await subscriber.subscribe(got.append, kinds=("job_ready", "chain_completed"))
+        publisher.publish_nowait(["warm"], [], [])  # connects the direct path
+        await until(lambda: publisher._direct is not None and publisher._direct.connected)
+        assert await publisher.flush()
+        await until(lambda: of(got, "job_ready") == ["warm"])
+
+        def burst() -> None:  # a producer thread committing 1,000 times
+            for i in range(1000):
+                publisher.publish_nowait({"burst": 1}, [f"c-{i}"], [])
+
+        await asyncio.to_thread(burst)
+        assert await publisher.flush()
+        assert int(await admin.get(publisher.budget_key("burst")) or 0) == 1000
+        await until(lambda: len(of(got, "chain_completed")) == 1000)
+        events = of(got, "job_ready").count("burst")
+        assert 1 <= events < 1000, events  # coalesced: one event per batch
+        assert publisher.published == 1 + events + 1000 and publisher.dropped == 0
+    finally:
+        await publisher.close()
+        await subscriber.close()
+        await admin.delete(f"{{{prefix}}}:hint:burst", f"{{{prefix}}}:hint:warm")
+        await admin.aclose()
+
+
+async def test_nats_budget_writes_stay_exact_when_a_remembered_revision_is_stale() -> None:
+    """A NATS publisher that wrote a budget last tops it up at the revision
+    it remembers (one JetStream round trip); when a worker took a unit in
+    between, the server refuses that revision and the publisher reads the
+    key first: no unit is lost or doubled either way."""
+    prefix = unique_prefix()
+    publisher, worker = NatsNotifier(NATS_URL, prefix=prefix), NatsNotifier(NATS_URL, prefix=prefix)
+    try:
+        for _ in range(3):  # the first creates the key; the next two at the remembered revision
+            await publisher.publish_job_ready({"t": 1})
+            assert await publisher.flush()
+        assert await worker.take_wake_hint(["t"]) is True  # 2 left, a revision the publisher did not write
+        await publisher.publish_job_ready({"t": 2})  # refused at the old revision: read, then 4
+        assert await publisher.flush()
+        await publisher.publish_job_ready({"t": 1})  # read first for a while after a miss: 5
+        assert await publisher.flush()
+        assert publisher.dropped == 0
+        assert [await worker.take_wake_hint(["t"]) for _ in range(6)] == [True] * 5 + [False]
+    finally:
+        await publisher.close()
+        await worker.close()
+        await drop_bucket(f"{prefix}-wake-hints")
+
+
+async def test_nats_publisher_keeps_sending_the_event_first_across_count_renewals() -> None:
+    """A NATS publisher that counted one listener sends each job_ready before
+    its budget top-up, and keeps doing so while its count is renewed in the
+    background (every second, a roll call of a quarter second): the count is
+    trusted as long as the lone listener trusts its own. Before, every
+    renewal sent a quarter second of events budget first (two JetStream
+    round trips ahead of the event)."""
+    prefix = unique_prefix()
+    publisher, worker = NatsNotifier(NATS_URL, prefix=prefix), NatsNotifier(NATS_URL, prefix=prefix)
+    got: list[NotifyEvent] = []
+    try:
+        await worker.subscribe(got.append, kinds=("job_ready",))
+        await publisher.publish_job_ready({"x": 1})  # no count yet: budget first; starts one
+        assert await publisher.flush()
+        await until(lambda: publisher._listeners.value == 1)
+        first = publisher.events_first
+        started = time.monotonic()
+        sent = 0
+        while time.monotonic() - started < 2.6:  # two renewals at least
+            await publisher.publish_job_ready({"x": 1})
+            assert await publisher.flush()
+            sent += 1
+            await asyncio.sleep(0.02)
+        assert publisher.events_first - first == sent
+        await until(lambda: of(got, "job_ready").count("x") == sent + 1)
+        # every unit is there all the same, budget after the event
+        assert [await publisher.take_wake_hint(["x"]) for _ in range(sent + 2)] == [True] * (sent + 1) + [False]
     finally:
         await publisher.close()
         await worker.close()

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,55 @@ def sdk() -> Iterator[Sdk]:
         yield s
 
 
-def _row(conn: psycopg.Connection[Any], job_id: Any) -> tuple[Any, ...]:
-    row = conn.execute(
-        "SELECT trace_context, chain_trace_context FROM queuert.job WHERE id = %s", (job_id,)
-    ).fetchone()
+@pytest.fixture(params=["postgres", "sqlite"])
+def either(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A client connection of each backend: the tests taking it assert the
+    same spans on PostgreSQL and SQLite."""
+    if request.param == "postgres":
+        yield request.getfixturevalue("conn")
+        return
+    path = str(tmp_path / "app.db")
+    sqlite_migrate(path)
+    lite = sqlite3.connect(path)
+    try:
+        yield lite
+    finally:
+        lite.close()
+
+
+@contextmanager
+def _transaction(conn: Any) -> Iterator[None]:
+    """One transaction of the caller's, on either backend."""
+    if isinstance(conn, sqlite3.Connection):
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        return
+    with conn.transaction():
+        yield
+
+
+def _select(conn: Any, statement: str, *params: Any) -> Any:
+    """``statement`` (``{t}`` for the table prefix, ``?`` placeholders) on either backend."""
+    if isinstance(conn, sqlite3.Connection):
+        return conn.execute(statement.format(t="queuert_"), [str(p) for p in params]).fetchone()
+    return conn.execute(statement.format(t="queuert.").replace("?", "%s"), params).fetchone()
+
+
+def _row(conn: Any, job_id: Any) -> tuple[Any, ...]:
+    """The job's stored traceparent and its chain's (SQLite keeps the
+    chain's on the root only)."""
+    if isinstance(conn, sqlite3.Connection):
+        statement = (
+            "SELECT j.trace_context, r.trace_context FROM {t}job AS j JOIN {t}job AS r ON r.id = j.chain_id"
+            " WHERE j.id = ?"
+        )
+    else:
+        statement = "SELECT trace_context, chain_trace_context FROM {t}job WHERE id = ?"
+    row = _select(conn, statement, job_id)
     assert row is not None
     return tuple(row)
 
@@ -102,11 +148,11 @@ def test_a_statement_that_fails_reports_nothing(conn: psycopg.Connection[Any], s
 
 
 def test_deduplicated_start_is_marked_and_links_to_the_existing_chain(
-    conn: psycopg.Connection[Any], sdk: Sdk
+    either: Any, sdk: Sdk
 ) -> None:
-    first = queuert.start_chain(conn, "once", dedup_key="k")
-    again = queuert.start_chain(conn, "once", dedup_key="k")
-    conn.commit()
+    first = queuert.start_chain(either, "once", dedup_key="k")
+    again = queuert.start_chain(either, "once", dedup_key="k")
+    either.commit()
     assert again.deduplicated and again.id == first.id
     original, dup = sdk.named("create once")
     assert dup.attributes is not None and dup.attributes["queuert.deduplicated"] is True
@@ -117,19 +163,19 @@ def test_deduplicated_start_is_marked_and_links_to_the_existing_chain(
 
 
 def test_start_chains_deduplicated_items_are_marked_and_link_to_the_chain_they_resolved_to(
-    conn: psycopg.Connection[Any], sdk: Sdk
+    either: Any, sdk: Sdk
 ) -> None:
-    existing = queuert.start_chain(conn, "once", dedup_key="k1")
-    conn.commit()
+    existing = queuert.start_chain(either, "once", dedup_key="k1")
+    either.commit()
     started = queuert.start_chains(
-        conn,
+        either,
         [
             queuert.ChainSpec("once", 1, dedup_key="k1"),  # an existing chain
             queuert.ChainSpec("once", 2, dedup_key="k2"),  # new
             queuert.ChainSpec("once", 3, dedup_key="k2"),  # the item before it
         ],
     )
-    conn.commit()
+    either.commit()
     assert [c.deduplicated for c in started] == [True, False, True]
     assert started[0].id == existing.id and started[2].id == started[1].id
     original, dup_existing, fresh, dup_batch = sdk.named("create once")
@@ -144,23 +190,23 @@ def test_start_chains_deduplicated_items_are_marked_and_link_to_the_chain_they_r
         assert link.attributes["queuert.link.kind"] == "deduplicated_to"
         assert link.attributes["queuert.chain.id"] == str(chain.id)
     assert list(fresh.links) == []
-    assert _row(conn, started[1].id) == (traceparent_of(fresh), traceparent_of(fresh))  # a duplicate's own is stored nowhere
+    assert _row(either, started[1].id) == (traceparent_of(fresh), traceparent_of(fresh))  # a duplicate's own is stored nowhere
     assert sdk.counter("queuert.jobs.created") == 2  # the first start and the new item
 
 
 def test_complete_chain_of_a_blocker_resolves_the_waiting_job_in_its_trace(
-    conn: psycopg.Connection[Any], sdk: Sdk
+    either: Any, sdk: Sdk
 ) -> None:
-    blocker = queuert.start_chain(conn, "fetch")
-    conn.commit()
+    blocker = queuert.start_chain(either, "fetch")
+    either.commit()
     tracer = sdk.tracer_provider.get_tracer("app")
     with tracer.start_as_current_span("POST /report"):
-        waiting = queuert.start_chain(conn, "report", blockers=[blocker.id])
-    conn.commit()
+        waiting = queuert.start_chain(either, "report", blockers=[blocker.id])
+    either.commit()
     with tracer.start_as_current_span("webhook"):
         with queuert.transaction_hooks():
-            with conn.transaction():
-                queuert.complete_chain(conn, blocker.id, {"fetched": 1})
+            with _transaction(either):
+                queuert.complete_chain(either, blocker.id, {"fetched": 1})
                 assert sdk.named("resolve report") == []  # not before the commit
     (create_fetch,) = sdk.named("create fetch")
     (create_report,) = sdk.named("create report")
@@ -181,10 +227,9 @@ def test_complete_chain_of_a_blocker_resolves_the_waiting_job_in_its_trace(
     assert resolve.attributes["queuert.blocker.chain_id"] == str(blocker.id)
     assert resolve.attributes["queuert.dependent.ready"] is True
     # the edge stores both ends: the waiting job's creation and the completion
-    edge = conn.execute(
-        "SELECT trace_context, resolved_trace_context FROM queuert.job_blocker WHERE job_id = %s",
-        (waiting.id,),
-    ).fetchone()
+    edge = _select(
+        either, "SELECT trace_context, resolved_trace_context FROM {t}job_blocker WHERE job_id = ?", waiting.id
+    )
     assert edge == (traceparent_of(create_report), traceparent_of(settle))
 
 

@@ -64,9 +64,10 @@ SELECT results_eq(
 SELECT is((SELECT chain_completed_at FROM queuert.job WHERE id = pg_temp.u(5)), now(),
     'its root records the chain completion');
 
--- A fan-in: 'fan' waits on chains 10 and 11, 'solo' on chain 11 only. One
--- batch completes both: each unblocked type is reported once, on the row of
--- a chain it waited on; a dependent still blocked is not reported.
+-- A fan-in: 'fan' waits on chains 10 and 11, two 'solo' jobs on chain 11
+-- only. One batch completes both: each unblocked job's type is reported
+-- once per job (two 'solo', one 'fan' although it waited on both), on the
+-- row of a chain it waited on; a dependent still blocked is not reported.
 SELECT count(*) AS n FROM queuert.start_chains(jsonb_build_array(
     jsonb_build_object('type_name', 'f', 'id', pg_temp.u(10)),
     jsonb_build_object('type_name', 'f', 'id', pg_temp.u(11)),
@@ -74,13 +75,14 @@ SELECT count(*) AS n FROM queuert.start_chains(jsonb_build_array(
 )) \gset
 SELECT count(*) AS n FROM queuert.start_chain('fan', blockers => ARRAY[pg_temp.u(10), pg_temp.u(11)]) \gset
 SELECT count(*) AS n FROM queuert.start_chain('solo', blockers => ARRAY[pg_temp.u(11)]) \gset
+SELECT count(*) AS n FROM queuert.start_chain('solo', blockers => ARRAY[pg_temp.u(11)]) \gset
 SELECT count(*) AS n FROM queuert.start_chain('later', blockers => ARRAY[pg_temp.u(11), pg_temp.u(12)]) \gset
 SELECT count(*) AS n FROM queuert.claim('w3', ARRAY['f'], 3) \gset
 SELECT results_eq(
     $$SELECT job_id, outcome, unblocked_types
       FROM queuert.complete_jobs('w3', ARRAY[pg_temp.u(11), pg_temp.u(10)])$$,
-    $$VALUES (pg_temp.u(11), 'completed', '{solo}'::text[]), (pg_temp.u(10), 'completed', '{fan}')$$,
-    'fan-in: each unblocked type once, on a completed blocker''s row; still-blocked dependents are not reported'
+    $$VALUES (pg_temp.u(11), 'completed', '{solo,solo}'::text[]), (pg_temp.u(10), 'completed', '{fan}')$$,
+    'fan-in: one type per unblocked job, on a completed blocker''s row; still-blocked dependents are not reported'
 );
 
 SELECT throws_ok($$SELECT * FROM queuert.complete_jobs(NULL, ARRAY[pg_temp.u(1)])$$, 'QU006',

@@ -255,3 +255,49 @@ SELECT min((
 )) AS next_due_at
 FROM priorities AS p
 WHERE p.priority IS NOT NULL;
+
+-- name: pick_for_worker
+-- An atomic slot's claim, in two halves (docs/sqlite.md "Atomic mode"):
+-- the job claim_for_worker_one_job would claim, read without writing, with
+-- the values the claim would give it (its next attempt, its lease's end).
+-- The slot's transaction holds the write lock from its BEGIN IMMEDIATE, so
+-- nobody else can claim or see the job meanwhile; the claim is written by
+-- claim_picked when the handler first uses job.conn (or its outcome is not
+-- a completion), else complete_picked takes the job from pending to
+-- completed in one UPDATE. Types: :type_name (one), :type_names (a JSON
+-- list), or neither (any); the filter runs on the claim index's rows.
+SELECT
+    c.id, c.type_name, c.chain_id, c.chain_type_name, c.chain_index, c.input,
+    c.priority, c.attempt + 1 AS attempt, c.scheduled_at, c.created_at,
+    :now + coalesce(
+        :lease,
+        (
+            SELECT t.lease FROM {{ schema }}_job_type AS t
+            WHERE t.type_name = c.type_name
+        ),
+        60000000
+    ) AS leased_until,
+    c.last_attempt_error, c.trace_context, c.seq, c.blocker_count,
+    c.has_dependents
+FROM {{ schema }}_job AS c
+WHERE
+    c.status = 'pending' AND c.scheduled_at <= :now
+    AND (:type_name IS NULL OR c.type_name = :type_name)
+    AND (
+        :type_names IS NULL
+        OR c.type_name IN (SELECT t.value FROM json_each(:type_names) AS t)
+    )
+ORDER BY c.priority DESC, c.scheduled_at ASC, c.seq ASC
+LIMIT 1;
+
+-- name: claim_picked
+-- Write the claim of a job pick_for_worker read, in the same transaction:
+-- what claim_for_worker_one_job would have written (:attempt and
+-- :leased_until as the pick computed them).
+UPDATE {{ schema }}_job
+SET
+    status = 'running',
+    attempt = :attempt,
+    leased_by = :worker_id,
+    leased_until = :leased_until
+WHERE seq = :seq AND status = 'pending' AND attempt = :attempt - 1;

@@ -5,7 +5,8 @@
 -- name: current_job
 -- A chain's current job is its last one (the highest chain_index): a later
 -- job through job_chain_position_idx, else the root by its id.
-SELECT j.id, j.type_name, j.status
+-- trace_context and chain_type_name: for the settle span (queuert.telemetry)
+SELECT j.id, j.type_name, j.status, j.trace_context, j.chain_type_name
 FROM {{ schema }}_job AS j
 WHERE
     (j.chain_index > 0 AND j.chain_id = :chain_id)
@@ -15,7 +16,7 @@ LIMIT 1;
 
 -- name: chain_job
 -- The job :job_id, if it belongs to chain :chain_id.
-SELECT j.id, j.type_name, j.status
+SELECT j.id, j.type_name, j.status, j.trace_context, j.chain_type_name
 FROM {{ schema }}_job AS j
 WHERE j.id = :job_id AND j.chain_id = :chain_id;
 
@@ -31,3 +32,10 @@ SELECT
     ) AS last_attempt_error
 FROM {{ schema }}_chain AS c
 WHERE c.chain_id = :chain_id;
+
+-- name: root_trace_context
+-- The traceparent stored on a chain's root (its creation span's): what a
+-- deduplicated start's span links to (queuert.telemetry).
+SELECT j.trace_context
+FROM {{ schema }}_job AS j
+WHERE j.id = :chain_id;

@@ -129,7 +129,7 @@ def test_dependents_become_pending_at_the_later_of_their_time_and_now(engine: En
     engine.start_chain("other", id=U(13), blockers=[U(10)])
     engine.set_job(U(11), scheduled_at=now - timedelta(days=1))
     r = engine.complete(U(10), None)
-    assert r["unblocked_types"] == ["dep", "other"], "the types it made pending, each once, sorted"
+    assert r["unblocked_types"] == ["dep", "dep", "other"], "the types it made pending, one per job, sorted"
     assert [pick(engine.job(u), "status", "scheduled_at", "open_blockers") for u in (U(11), U(12))] == [
         {"status": "pending", "scheduled_at": now, "open_blockers": 0},
         {"status": "pending", "scheduled_at": now + timedelta(hours=2), "open_blockers": 0},
@@ -183,15 +183,16 @@ def test_complete_jobs_completes_a_continued_chain(engine: Engine) -> None:
     assert engine.job(U(5))["chain_completed_at"] == engine.now  # type: ignore[index]
 
 
-def test_complete_jobs_reports_each_unblocked_type_once(engine: Engine) -> None:
+def test_complete_jobs_reports_each_unblocked_job_s_type(engine: Engine) -> None:
     engine.start_chains([{"type_name": "f", "id": str(U(i))} for i in (10, 11, 12)])
-    engine.start_chain("fan", blockers=[U(10), U(11)])
+    engine.start_chain("fan", blockers=[U(10), U(11)])  # waits on both: counted once
+    engine.start_chain("solo", blockers=[U(11)])
     engine.start_chain("solo", blockers=[U(11)])
     engine.start_chain("later", blockers=[U(11), U(12)])
     engine.claim("w3", ["f"], 3)
     rows = engine.complete_jobs("w3", [U(11), U(10)])
     assert [(r["job_id"], r["outcome"], r["unblocked_types"]) for r in rows] == [
-        (U(11), "completed", ["solo"]), (U(10), "completed", ["fan"]),
+        (U(11), "completed", ["solo", "solo"]), (U(10), "completed", ["fan"]),
     ], "on a completed blocker's row; still-blocked dependents are not reported"
 
 

@@ -130,7 +130,7 @@ def start_chain(
             sql.start_chain(s, given, True),
             params,
             _started_one,
-            partial(lite.start_chain_call, s, params, given),
+            partial(lite.start_chain_traced_call, s, params, given),
         )
     return Call(
         Query(sql.start_chain(s, given), params, started_rows),
@@ -165,7 +165,7 @@ def start_chains(
             sql.start_chains(s, traced=True),
             (batch_json(payload),),
             _started_many,
-            partial(lite.start_chains_call, s, payload),
+            partial(lite.start_chains_traced_call, s, payload),
         )
     # rows of one batch share their timestamps: parsed once (_started_rows)
     query = Query(sql.start_chains(s), (batch_json(payload),), started_rows)
@@ -267,6 +267,9 @@ def complete_chain(
         return done
 
     def lite_complete() -> Op[CompletedJob]:
+        if tracing.active():  # the settle span, as above
+            traced_done: CompletedJob = yield partial(lite.complete_chain, s, cid, jid, expected, out_text, traced=True)
+            return traced_done
         done: CompletedJob = yield on_sqlite
         return done
 

@@ -32,9 +32,10 @@ def traced_start_call(
     text: str,
     params: list[Any],
     finish: Callable[[list[StartedChain]], StartedChain],
-    lite: Callable[[Any], StartedChain],
+    lite: Callable[[Any], tuple[StartedChain, str | None]],
 ) -> Call[StartedChain]:
-    """start_chain reading the root's trace_context too (``text`` selects it)."""
+    """start_chain reading the root's trace_context too (``text`` selects
+    it; on SQLite ``lite`` reads it)."""
 
     def finish_traced(rows: list[tuple[StartedChain, str | None]]) -> StartedChain:
         started, existing = rows[0]
@@ -42,8 +43,8 @@ def traced_start_call(
         return finish([started])
 
     def lite_traced(conn: Any) -> StartedChain:
-        started = lite(conn)
-        _report(creation, started, None)
+        started, existing = lite(conn)
+        _report(creation, started, existing)
         return started
 
     return Call(Query(text, params, started_traced_rows), finish_traced, lite_traced)
@@ -80,11 +81,11 @@ def traced_start_many_call(
     text: str,
     params: Sequence[Any],
     finish: Callable[[list[StartedChain]], list[StartedChain]],
-    lite: Callable[[Any], list[StartedChain]],
+    lite: Callable[[Any], list[tuple[StartedChain, str | None]]],
 ) -> Call[list[StartedChain]]:
     """start_chains reading each item's trace_context too (``text``
-    selects it): a deduplicated item's is the chain it resolved to, which
-    its span links to. SQLite answers without it (no link)."""
+    selects it; on SQLite ``lite`` reads it): a deduplicated item's is the
+    chain it resolved to, which its span links to."""
 
     def finish_traced(rows: list[tuple[StartedChain, str | None]]) -> list[StartedChain]:
         for creation, (chain, existing) in zip(creations, rows):
@@ -92,10 +93,10 @@ def traced_start_many_call(
         return finish([chain for chain, _ in rows])
 
     def lite_traced(conn: Any) -> list[StartedChain]:
-        started = lite(conn)
-        for creation, chain in zip(creations, started):
-            _report(creation, chain, None)
-        return finish(started)
+        pairs = lite(conn)
+        for creation, (chain, existing) in zip(creations, pairs):
+            _report(creation, chain, existing)
+        return finish([chain for chain, _ in pairs])
 
     return Call(Query(text, params, started_traced_rows), finish_traced, lite_traced)
 

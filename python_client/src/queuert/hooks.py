@@ -28,7 +28,7 @@ deduplicated, so a batch of 1,000 chains of one type publishes once, as one
 that many idle workers wake, not every one and not only one).
 
 In an atomic worker's handler, :func:`current_hooks` is the attempt's own
-block (the worker makes it current with :func:`collecting`): what the
+block (the worker makes it current with :class:`collecting`): what the
 handler's calls on ``job.conn`` announce, and its callbacks, wait for the
 attempt's transaction; the worker publishes the notifications through its
 notifier after the commit (:meth:`TransactionHooks.committed`), and a
@@ -50,8 +50,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -101,6 +100,20 @@ class TransactionHooks:
     Use through :func:`transaction_hooks`. Not thread-safe: one block belongs to
     one thread or task (as one transaction does).
     """
+
+    # slots: an atomic worker makes one per attempt
+    __slots__ = (
+        "notifier",
+        "_callbacks",
+        "_job_ready",
+        "_chain_completed",
+        "_job_lost",
+        "_rollbacks",
+        "_quiet_connections",
+        "_token",
+        "_parent",
+        "_active",
+    )
 
     def __init__(self, notifier: Notifier | None = None) -> None:
         self.notifier = notifier
@@ -281,6 +294,8 @@ class TransactionHooks:
         """The transaction committed: run the callbacks (an async one as a
         task of the running loop) and return the notifications for the
         caller to publish: ``({type: jobs}, chain ids, job ids lost)``."""
+        if not (self._callbacks or self._job_ready or self._chain_completed or self._job_lost or self._rollbacks):
+            return {}, [], []  # nothing buffered (most atomic attempts)
         callbacks, ready, chains, lost = self._take()
         _run_callbacks(callbacks)
         return ready, chains, lost
@@ -293,20 +308,36 @@ class TransactionHooks:
         _run_rollbacks(rollbacks)
 
 
-@contextmanager
-def collecting(hooks: TransactionHooks) -> Iterator[TransactionHooks]:
+class collecting:
     """Make ``hooks`` the current block while the body runs, without firing
     or dropping anything at its end: for a transaction that ends after the
     body (an atomic worker's attempt). Its owner settles it later with
     :meth:`TransactionHooks.committed` or :meth:`TransactionHooks.rolled_back`.
-    Blocks opened in the body merge into it, as nested blocks do."""
-    hooks._active = True
-    token = _current.set(hooks)
-    try:
-        yield hooks
-    finally:
-        _current.reset(token)
-        hooks._active = False
+    Blocks opened in the body merge into it, as nested blocks do.
+
+    ``with collecting(hooks):`` (a class, not a generator: it is entered
+    once per atomic attempt)."""
+
+    __slots__ = ("hooks", "token")
+
+    def __init__(self, hooks: TransactionHooks) -> None:
+        self.hooks = hooks
+        self.token: Token[TransactionHooks | None] | None = None
+
+    def __enter__(self) -> TransactionHooks:
+        self.hooks._active = True
+        self.token = _current.set(self.hooks)
+        return self.hooks
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self.token is not None
+        _current.reset(self.token)
+        self.hooks._active = False
 
 
 def _run_callbacks(callbacks: list[Callback]) -> None:

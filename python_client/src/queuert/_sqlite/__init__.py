@@ -23,7 +23,7 @@ from ._rows import Row
 from ._values import frozen_clock, new_job_id
 from .admin import cancel_chains, delete_chains, retry_jobs, set_job_type, trigger_jobs
 from .claim import claim, claim_for_worker, next_due_at
-from .complete import complete, complete_jobs, complete_one
+from .complete import complete, complete_jobs, complete_one, complete_picked
 from .continuation import continue_jobs, continue_with
 from .fail import fail, fail_jobs
 from .inspection import chain, chain_blockers, chain_jobs, list_chains, stats
@@ -45,6 +45,7 @@ __all__ = [
     "complete",
     "complete_jobs",
     "complete_one",
+    "complete_picked",
     "connect",
     "continue_jobs",
     "continue_with",

@@ -75,7 +75,8 @@ def finish_chains(
     """Resolve the chains that the completing statement just completed:
     record their completion on the roots of later jobs, unblock their
     dependents, and return the types of the dependents made pending, by the
-    completed chain they are reported on (sorted, distinct).
+    completed chain they are reported on (sorted, one per job: a type
+    repeats for each job of it, so its count is the wake budget).
 
     ``completed`` are the (job_id, chain_id, chain_index, has_dependents)
     rows of the completing statement; every one completed its chain (only
@@ -108,9 +109,9 @@ def finish_chains(
             )
     if not any(status == "pending" and left == 0 for status, left in touched):
         return {}
-    found: dict[str, set[str]] = {}
+    found: dict[str, list[str]] = {}
     for by_chain, type_name in rows(conn, q["unblocked_by"], {"chain_ids": chain_ids}):
-        found.setdefault(by_chain, set()).add(type_name)
+        found.setdefault(by_chain, []).append(type_name)
     return {chain: sorted(types) for chain, types in found.items()}
 
 

@@ -196,7 +196,19 @@ class WorkerClaim:
     gets the checked path of claim_for_worker).
     """
 
-    __slots__ = ("worker_id", "type_names", "lease", "schema", "_statement", "_one_job", "_blockers", "_params")
+    __slots__ = (
+        "worker_id",
+        "type_names",
+        "lease",
+        "schema",
+        "_statement",
+        "_one_job",
+        "_blockers",
+        "_params",
+        "_pick",
+        "_pick_params",
+        "_claim_picked",
+    )
 
     def __init__(
         self,
@@ -227,6 +239,15 @@ class WorkerClaim:
             "lease": check.check_lease(lease),
             "now": 0,
         }
+        self._pick = q["pick_for_worker"]
+        one = statement == "claim_for_worker_one_type"
+        self._pick_params: dict[str, Any] = {
+            "type_name": types if one else None,
+            "type_names": None if one else types,
+            "lease": self._params["lease"],
+            "now": 0,
+        }
+        self._claim_picked = q["claim_picked"]
 
     def __call__(
         self, conn: sqlite3.Connection, max_jobs: int, texts: list[tuple[str, str]] | None = None
@@ -250,6 +271,57 @@ class WorkerClaim:
         waiting = [r[0] for r in found if r[-1]]
         blockers = dict(conn.execute(self._blockers, {"job_ids": ids_json(waiting)}).fetchall()) if waiting else {}
         return _worker_rows(found, blockers, now, texts)
+
+
+    def pick(self, conn: sqlite3.Connection) -> tuple[tuple[Any, ...], int, tuple[str, str, int, int]] | None:
+        """The job ``self(conn, 1)`` would claim, without writing the claim
+        (pick_for_worker; ``claim_picked`` writes it): its claim_for_worker
+        tuple, its lease's end (epoch microseconds), and its id, chain id,
+        chain index and has_dependents as stored (complete_job's RETURNING,
+        for complete_picked). In the caller's open write transaction, on the
+        worker's own connection (tuples, str): the caller has checked. None:
+        nothing is due. One row, converted here (an atomic slot's every
+        claim)."""
+        params = self._pick_params
+        now = params["now"] = now_us()
+        found = conn.execute(self._pick, params).fetchall()
+        if not found:
+            return None
+        r = found[0]
+        job_id = uuid_from_text(r[0])
+        if r[14]:
+            blockers = dict(conn.execute(self._blockers, {"job_ids": ids_json([r[0]])}).fetchall())[r[0]]
+        else:
+            blockers = "[]"
+        row = (
+            job_id,
+            r[1],
+            job_id if r[2] == r[0] else uuid_from_text(r[2]),
+            r[3],
+            r[4],
+            None if r[5] is None else from_json(r[5]),
+            r[6],
+            r[7],
+            _EPOCH + _td(microseconds=r[8]),
+            _EPOCH + _td(microseconds=r[9]),
+            _EPOCH + _td(microseconds=r[10]),
+            r[11],
+            r[12],
+            blockers,
+            r[13],
+            _EPOCH + _td(microseconds=now),
+        )
+        return row, r[10], (r[0], r[2], r[4], r[15])
+
+    def claim_picked(self, conn: sqlite3.Connection, seq: int, attempt: int, leased_until_us: int) -> bool:
+        """Write the claim of a picked job (its seq, its new attempt and
+        lease end as picked), in the pick's transaction. False: the job was
+        no longer pending at the attempt before (nothing written)."""
+        cur = conn.execute(
+            self._claim_picked,
+            {"seq": seq, "attempt": attempt, "worker_id": self.worker_id, "leased_until": leased_until_us},
+        )
+        return cur.rowcount == 1
 
 
 _INT32_MAX = 2**31 - 1

@@ -19,6 +19,7 @@ from typing import Any
 from uuid import UUID
 
 from .._records import Chain, CompletedJob, ContinuedJob, Job, StartedChain, started_chain
+from .._traced_calls import begin_settlement
 from ..errors import ChainNotFoundError, InvalidArgumentError
 from ._connection import one, reading, writing
 from ._rows import chain_row
@@ -39,7 +40,9 @@ __all__ = [
     "job_op",
     "list_chain_rows",
     "start_chain_call",
+    "start_chain_traced_call",
     "start_chains_call",
+    "start_chains_traced_call",
     "wait_probe",
 ]
 
@@ -79,10 +82,44 @@ def start_chains_call(schema: str, items: list[dict[str, Any]], conn: sqlite3.Co
     ]
 
 
+def with_existing_traces(
+    schema: str, started: list[StartedChain], conn: sqlite3.Connection
+) -> list[tuple[StartedChain, str | None]]:
+    """Each started chain with, when its start was deduplicated, the
+    traceparent stored on the chain it resolved to (what its creation span
+    links to, as PostgreSQL's traced start_chain(s) return it); read in the
+    caller's transaction, after the start."""
+    if not any(chain.deduplicated for chain in started):
+        return [(chain, None) for chain in started]
+    q = statements(schema)["root_trace_context"]
+    pairs: list[tuple[StartedChain, str | None]] = []
+    with reading(conn, "read a chain's trace context"):
+        for chain in started:
+            found = one(conn, q, {"chain_id": str(chain.id)}) if chain.deduplicated else None
+            pairs.append((chain, None if found is None else found[0]))
+    return pairs
+
+
+def start_chain_traced_call(
+    schema: str, params: Sequence[Any], given: Sequence[str], conn: sqlite3.Connection
+) -> tuple[StartedChain, str | None]:
+    """start_chain_call, and the existing chain's traceparent when deduplicated."""
+    return with_existing_traces(schema, [start_chain_call(schema, params, given, conn)], conn)[0]
+
+
+def start_chains_traced_call(
+    schema: str, items: list[dict[str, Any]], conn: sqlite3.Connection
+) -> list[tuple[StartedChain, str | None]]:
+    """start_chains_call, each with the existing chain's traceparent when deduplicated."""
+    return with_existing_traces(schema, start_chains_call(schema, items, conn), conn)
+
+
 def _target_job(
     conn: sqlite3.Connection, q: dict[str, str], chain_id: UUID, job_id: UUID | None, expected: str | None
-) -> tuple[str, str]:
-    """The (id, status) of the job complete_chain acts on, or why there is none."""
+) -> tuple[str, str, dict[str, Any]]:
+    """The (id, status, row) of the job complete_chain acts on, or why there
+    is none; the row has what a settle span needs (type_name,
+    chain_type_name, trace_context)."""
     if job_id is None:
         found = one(conn, q["current_job"], {"chain_id": str(chain_id)})
         if found is None:
@@ -93,14 +130,14 @@ def _target_job(
             raise ChainNotFoundError(
                 f"job {job_id} is not a job of chain {chain_id}", chain_id=chain_id, job_id=job_id
             )
-    jid, type_name, status = found
+    jid, type_name, status, trace_context, chain_type_name = found
     if expected is not None and type_name != expected:
         raise InvalidArgumentError(
             f"the current job of chain {chain_id} is of type {type_name!r}, not {expected!r}",
             chain_id=chain_id,
             job_id=UUID(jid),
         )
-    return jid, status
+    return jid, status, {"type_name": type_name, "chain_type_name": chain_type_name, "trace_context": trace_context}
 
 
 def complete_chain(
@@ -110,16 +147,29 @@ def complete_chain(
     expected: str | None,
     output: str | None,
     conn: sqlite3.Connection,
+    traced: bool = False,
 ) -> CompletedJob:
     """Complete the chain's current job (or ``job_id``) from outside a
-    worker; ``output`` is JSON text."""
+    worker; ``output`` is JSON text. ``traced`` (telemetry active): the
+    settle span, as on PostgreSQL (queuert._operations.complete_chain): a
+    child of the job's creation span, its traceparent written on the
+    blocker edges the completion resolves, ended at commit."""
     q = statements(schema)
+    settlement = None
     with writing(conn, schema, "complete a chain"):
-        jid, _status = _target_job(conn, q, chain_id, job_id, expected)
-        done = complete(conn, jid, None, _json(output), schema=schema)
-    return CompletedJob(
+        jid, _status, current = _target_job(conn, q, chain_id, job_id, expected)
+        if traced:
+            settlement, _ = begin_settlement(current, "complete_chain", None, None)
+        trace_context = settlement.traceparent() if settlement is not None else None
+        done = complete(conn, jid, None, _json(output), schema=schema, trace_context=trace_context)
+    completed = CompletedJob(
         job_id=done["id"], chain_id=done["chain_id"], status=done["status"], chain_completed=bool(done["chain_completed"])
     )
+    if settlement is not None:
+        settlement.settled(
+            completed.job_id, completed.chain_id, completed.chain_completed, "completed", done.get("dependents")
+        )
+    return completed
 
 
 def continue_chain(
@@ -134,7 +184,7 @@ def continue_chain(
     worker; ``params`` are the continuation's, its input JSON text."""
     q = statements(schema)
     with writing(conn, schema, "continue a chain"):
-        jid, _status = _target_job(conn, q, chain_id, job_id, expected)
+        jid, _status, _current = _target_job(conn, q, chain_id, job_id, expected)
         nxt = continue_with(
             conn,
             jid,

@@ -16,7 +16,7 @@ from ._rows import Row
 from ._statements import statements
 from ._values import now_us, to_json
 
-__all__ = ["complete", "complete_jobs", "complete_one"]
+__all__ = ["complete", "complete_jobs", "complete_one", "complete_picked"]
 
 _OUTSIDE = ("blocked", "pending", "running")
 
@@ -53,7 +53,7 @@ def complete(
         dependents: dict[str, list[dict[str, Any]]] = {}
         unblocked = finish_chains(conn, q, completed, now, traces, dependents)
     announce(
-        ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
+        ready_types=[t for types in unblocked.values() for t in types],
         completed_chains=(job.chain_id,),
         lost_jobs=(jid,) if worker_id is None and job.status == "running" else (),
     )
@@ -62,7 +62,7 @@ def complete(
         "chain_id": UUID(job.chain_id),
         "status": "completed",
         "chain_completed": True,
-        "unblocked_types": sorted({t for types in unblocked.values() for t in types}),
+        "unblocked_types": sorted(t for types in unblocked.values() for t in types),
     }
     if trace_context is not None:
         row["dependents"] = dependents.get(job.chain_id)
@@ -125,7 +125,7 @@ def complete_jobs(
         unblocked = finish_chains(conn, q, completed, now, traces, dependents)
         outcomes = batch_outcomes(conn, q, ids, done, "completed")
     announce(
-        ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
+        ready_types=[t for types in unblocked.values() for t in types],
         completed_chains=dict.fromkeys(done.values()),
     )
     given = job_ids if isinstance(job_ids, (list, tuple)) else ids
@@ -178,7 +178,56 @@ def complete_one(
         traces = {completed[0][1]: trace_context} if trace_context else None
         unblocked = finish_chains(conn, q, completed, now, traces, dependents)
     announce(
-        ready_types=dict.fromkeys(t for types in unblocked.values() for t in types),
+        ready_types=[t for types in unblocked.values() for t in types],
         completed_chains=(completed[0][1],),
     )
     return "completed", unblocked.get(completed[0][1], [])
+
+
+def complete_picked(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    seq: int,
+    attempt: int,
+    output_json: str | None,
+    *,
+    known: tuple[str, str, int, int] | None = None,
+    trace_context: str | None = None,
+    dependents: dict[str, list[dict[str, Any]]] | None = None,
+    schema: str = "queuert",
+) -> tuple[str, list[str]]:
+    """complete_one for a job an atomic slot picked and never claimed
+    (``WorkerClaim.pick``: its seq and the attempt the claim would have
+    counted), in the pick's open transaction: pending to completed in one
+    statement (complete_picked), then the chain's fan-in as complete_one.
+    ``known``: the job's id, chain id, chain index and has_dependents as
+    picked, when nothing has been written on ``conn`` since the pick (so
+    they still hold: the transaction holds the write lock); else they are
+    read again. Returns ``(outcome, unblocked_types)`` as complete_one:
+    outcome ``completed``, else (the job was no longer pending at the
+    attempt before: nothing written) ``taken``, ``finished`` or
+    ``not_found``."""
+    q = statements(schema)
+    now = now_us()
+    done = conn.execute(
+        q["complete_picked"],
+        {"seq": seq, "output": output_json, "attempt": attempt, "worker_id": worker_id, "now": now},
+    ).rowcount
+    if done != 1 or known is None:
+        found = conn.execute(q["picked_job"], {"seq": seq}).fetchone()
+        if found is None:
+            return "not_found", []
+        if done != 1:
+            return batch_outcomes(conn, q, [found[0]], {}, "completed")[0], []
+        known = found
+    chain = known[1]
+    if known[2] == 0 and not known[3]:  # a root nothing waits on: the chain is done
+        unblocked: dict[str, list[str]] = {}
+    else:
+        traces = {chain: trace_context} if trace_context else None
+        unblocked = finish_chains(conn, q, [known], now, traces, dependents)
+    if unblocked:
+        announce(ready_types=dict.fromkeys(t for types in unblocked.values() for t in types), completed_chains=(chain,))
+    else:
+        announce(completed_chains=(chain,))
+    return "completed", unblocked.get(chain, [])

@@ -44,6 +44,7 @@ from ._errors import DatabaseBusyError, SnapshotConflictError, is_locked, locked
 
 __all__ = ["SqliteTarget", "WorkerConnection", "is_sqlite_dsn"]
 
+
 T = TypeVar("T")
 
 #: at most this long (seconds) between a connection's turns of the event loop
@@ -142,6 +143,42 @@ class WorkerConnection:
         waiting = asyncio.get_running_loop().run_in_executor(self._thread, self._patiently, fn, args)
         self._waiting = waiting
         return await waiting
+
+    def begin_now(self) -> bool:
+        """``BEGIN IMMEDIATE`` right now on the loop, as :meth:`call` would
+        run a call's first statement without awaiting anything; False
+        (nothing done) when :meth:`call` would wait or first let the
+        loop's other tasks run (a call of its thread still ending, the
+        write lock taken, its turn of the loop due, a transaction open):
+        the caller then uses :meth:`call`. For a caller that runs call
+        after call (an atomic slot): no coroutine per call."""
+        conn = self.conn
+        if (
+            (self._waiting is not None and not self._waiting.done())
+            or conn.in_transaction
+            or time.monotonic() >= self._yield_at
+        ):
+            return False
+        if self._waits:
+            self._no_wait()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if is_locked(e):
+                return False
+            raise
+        return True
+
+    def turn_due(self) -> bool:
+        """Whether the next call lets the loop's other tasks run first
+        (:meth:`call`'s once per YIELD_EVERY)."""
+        return time.monotonic() >= self._yield_at
+
+    async def take_turn(self) -> None:
+        """Let the loop's other tasks run, as :meth:`call` does when
+        :meth:`turn_due`."""
+        await asyncio.sleep(0)
+        self._yield_at = time.monotonic() + YIELD_EVERY
 
     def call_here(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` in the calling thread (a sync handler's slot),

@@ -17,7 +17,7 @@ from queuert._worker.execution import log_extra
 from queuert._worker.outcomes import Ack, Completed, Continued, Failed, Outcome, Released, error_text
 from queuert._worker.stats import WorkerStats
 from queuert._worker.store import ClaimRow, Conflict, ConnectionLost, JobLost, Rejected, Session, Written
-from queuert._worker.telemetry_reports import report_lost, report_settled, report_written
+from queuert._worker.telemetry_reports import has_telemetry, report_lost, report_settled, report_written
 from queuert.errors import QueuertError
 from queuert.job import JobContext
 
@@ -57,6 +57,8 @@ class Acknowledger:
         self.wake = wake
         self.publish_outside = publish_outside
         self.pending: list[Ack] = []  # outcomes not yet sent
+        # committed acknowledgements whose telemetry is yet to be reported
+        self._reports: list[Written] = []
 
     def queue(self, job: JobContext[Any], outcome: Outcome) -> None:
         job._state = st.ACKING
@@ -173,7 +175,7 @@ class Acknowledger:
         """Bookkeeping after a committed acknowledgement (loop thread): job
         states and counters, telemetry, and what to publish (chains
         completed, job types made pending)."""
-        report_written(written)
+        self._report_soon(written)
         flights = self.flights
         stats = self.stats
         debug = logger.isEnabledFor(logging.DEBUG)
@@ -219,6 +221,51 @@ class Acknowledger:
                     ready[type_name] = ready.get(type_name, 0) + n
             if ready or written.chains:
                 self.publish(ready, written.chains)
+
+    def record_completed(self, job: JobContext[Any], chain: str) -> None:
+        """``record`` of a committed Written holding only ``job``'s
+        completion, which completed ``chain`` and unblocked nothing, its
+        attempt without telemetry (an atomic slot's usual commit, reported
+        without building the Written)."""
+        self.flights.pop(job.id, None)
+        job._state = st.DONE
+        if job._hooks is not None:
+            self.settle(job, True)
+        self.stats.completed += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("job completed", extra=log_extra(job))
+        if self.publish is not None:
+            self.publish({}, (chain,))
+
+    def _report_soon(self, written: Written) -> None:
+        """Telemetry of a committed acknowledgement, in the loop's next turn:
+        the worker sends its next statement first (an atomic slot its next
+        claim, a dispatcher its next flush), so the spans' ends and the
+        metric records run while the database works instead of before it
+        is asked (at concurrency 1 every microsecond before the send adds
+        to each job's latency). Nothing is deferred without telemetry."""
+        first = written.done[0] if written.done else written.lost[0][0] if written.lost else None
+        if first is None:
+            return
+        if not has_telemetry(first.job):
+            # at once, ack by ack, as before: one of a batch may still have
+            # telemetry (switched on between its claims)
+            report_written(written)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop running here: report at once
+            report_written(written)
+            return
+        self._reports.append(written)
+        if len(self._reports) == 1:
+            loop.call_soon(self.report_now)
+
+    def report_now(self) -> None:
+        """Report what :meth:`_report_soon` deferred (also at shutdown)."""
+        reports, self._reports = self._reports, []
+        for written in reports:
+            report_written(written)
 
     def settle(self, job: JobContext[Any], committed: bool) -> None:
         """An atomic attempt's transaction ended (loop thread): publish what

@@ -21,14 +21,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from queuert._worker.runners import SlotThread
 from queuert._worker import atomic_plan
 from queuert._worker import job_state as st
 from queuert._worker.acks import Acknowledger
+from queuert._worker.atomic_lean import LeanAttempts
 from queuert._worker.execution import Execution
 from queuert._worker.lifecycle import Lifecycle
 from queuert._worker.outcomes import Ack, Failed, Outcome
@@ -41,10 +44,14 @@ from queuert.job import JobContext
 
 logger = logging.getLogger("queuert.worker")
 
+#: the longest run of back-to-back attempts in a sync slot's thread (lean stores)
+BURST = 0.02
 
-class AtomicSlots:
+
+class AtomicSlots(LeanAttempts):
     """``jobs``: the attempt in progress of each slot (key: the slot's task
-    id) and what can stop it (its task, or its sync session's backend id)."""
+    id) and what can stop it (its task, or its sync session's backend id).
+    ``lean``: the store's async sessions take ``atomic_lean``'s short path."""
 
     def __init__(
         self,
@@ -72,6 +79,10 @@ class AtomicSlots:
         self.jobs: dict[int, tuple[JobContext[Any], Any]] = {}
         #: conflicts in a row on each job's acknowledgement (see atomic_plan)
         self.conflicts: dict[uuid.UUID, int] = {}
+        self.lean = bool(getattr(store, "lean_atomic", False))
+        # sync slots' hand-overs to the loop, in order, one wake-up per batch
+        self._handed: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self._handing = threading.Lock()
 
     async def main(self, type_names: list[str], started: asyncio.Event) -> None:
         handlers = self.execution.handlers
@@ -139,6 +150,7 @@ class AtomicSlots:
         carry: Ack | None = None  # async slots: the last job's acknowledgement, sent with the next claim
         wakeup = self.wakeup
         kind = ASYNC_SLOTS if thread is None else SYNC_SLOTS
+        lean, lean_types = self.lean, tuple(type_names)
         try:
             while self.life.claiming:
                 if not wakeup.claim_wanted(kind):
@@ -162,11 +174,20 @@ class AtomicSlots:
                     if thread is None:
                         if session is None:
                             session = await self.life.reconnecting("atomic", self.store.open_atomic)
-                        got, carry = await self.attempt(session, type_names, key, carry)
+                        if not lean:
+                            got, carry = await self.attempt(session, type_names, key, carry)
+                        elif carry is not None:
+                            # no round trip to save on this store: the
+                            # carry is written on its own, then the short path
+                            await self._flush_carry(session, carry)
+                            carry = None
+                            continue
+                        else:
+                            got, carry = await self.attempt_lean(session, lean_types, key)
                     else:
                         if session is None:
                             session = await thread.call(self.store.open_atomic_sync)
-                        got = await thread.call(self.attempt_sync, session, type_names, key)
+                        got = await thread.call(self.attempts_sync, session, type_names, key)
                     delay = 0.05
                 except asyncio.CancelledError:
                     raise
@@ -318,11 +339,25 @@ class AtomicSlots:
             self.jobs.pop(key, None)
         return True, Ack(job, self.execution.outcome(job, h, result, exc2))
 
+    def attempts_sync(self, session: SyncAtomicSession, type_names: list[str], key: int) -> bool:
+        """``attempt_sync``, and on a ``lean`` store job after job in the
+        slot's thread for as long as jobs come and the run claims (up to
+        BURST seconds before the slot task looks at its hints again):
+        no hand-over to the loop between them. Returns whether the last
+        attempt claimed a job."""
+        got = self.attempt_sync(session, type_names, key)
+        if not self.lean:
+            return got
+        until = time.monotonic() + BURST
+        while got and self.life.claiming and not session.closed and time.monotonic() < until:
+            got = self.attempt_sync(session, type_names, key)
+        return got
+
     def attempt_sync(self, session: SyncAtomicSession, type_names: list[str], key: int) -> bool:
         """The whole attempt in a slot thread, on a sync session."""
         row = session.open_attempt(type_names)
         # one hand-over to the loop for both counters (each wakes the loop)
-        self.loop.call_soon_threadsafe(self._count_claim, row is not None)
+        self._to_loop(self._count_claim, row is not None)
         if row is None:
             return False
         job = self.execution.make_job(row)
@@ -345,7 +380,7 @@ class AtomicSlots:
                 self.jobs.pop(key, None)
             if job.lease_lost.is_set():
                 # shutdown terminated our backend; the transaction is gone
-                self.loop.call_soon_threadsafe(self.acks.settle, job, False)
+                self._to_loop(self.acks.settle, job, False)
                 raise ConnectionLost("released at shutdown")
             outcome = self.execution.outcome(job, h, result, exc)
         plan = atomic_plan.acknowledge(
@@ -354,12 +389,32 @@ class AtomicSlots:
         try:
             done = atomic_plan.drive_sync(plan, session)
         except BaseException:
-            self.loop.call_soon_threadsafe(self.acks.settle, job, False)
+            self._to_loop(self.acks.settle, job, False)
             raise
-        self.loop.call_soon_threadsafe(self._settle, done)
+        self._to_loop(self._settle, done)
         if isinstance(done, atomic_plan.RolledBack):
             time.sleep(random.uniform(0.002, 0.02))  # let the other transaction finish
         return True
+
+    def _to_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """``fn(*args)`` on the loop (from a slot thread): what the threads
+        hand over while the loop has not yet run the last batch joins it,
+        so a thread running job after job wakes the loop once per batch,
+        not twice per job."""
+        with self._handing:
+            self._handed.append((fn, args))
+            if len(self._handed) > 1:
+                return
+        self.loop.call_soon_threadsafe(self._run_handed)
+
+    def _run_handed(self) -> None:
+        with self._handing:
+            handed, self._handed = self._handed, []
+        for fn, args in handed:
+            try:
+                fn(*args)
+            except Exception:  # as the loop would log a failed callback
+                logger.exception("atomic slot hand-over failed", extra={"worker_id": self.worker_id})
 
     def _count_claim(self, claimed: bool) -> None:
         self.stats.claim_calls += 1

@@ -74,7 +74,8 @@ class Publisher:
         """What a committed acknowledgement implies (loop thread): job types
         made pending (``{type: jobs}``, or names counting one each) and
         chains completed."""
-        _count_into(self.ready, ready)
+        if ready:
+            _count_into(self.ready, ready)
         self.chains.extend(chains)
         if self.ready or self.chains:
             if self.ready:

@@ -250,6 +250,7 @@ class Run:
         finally:
             self.finished = True
             self.lifecycle.stop_event.set()
+            self.acks.report_now()  # telemetry deferred to the loop's next turn
             if maintenance is not None:
                 await maintenance.stop()
             for looper in self.loopers:

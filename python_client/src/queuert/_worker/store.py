@@ -66,6 +66,12 @@ ClaimRow = tuple[Any, ...]
 TransactionState = Literal["idle", "open", "aborted"]
 
 
+class NotNow(Exception):
+    """A session's call that cannot run right now without waiting or
+    letting the loop's other tasks run first (``atomic_lean``: the slot
+    then takes the Protocol's awaited calls). Nothing was done."""
+
+
 @dataclasses.dataclass(slots=True)
 class Written:
     """What a committed acknowledgement did.

@@ -30,6 +30,7 @@ __all__ = [
     "begin_attempt",
     "completion_traceparents",
     "continuation_with_trace",
+    "has_telemetry",
     "report_lost",
     "report_reaped",
     "report_released",
@@ -37,6 +38,11 @@ __all__ = [
     "report_settled",
     "report_written",
 ]
+
+
+def has_telemetry(job: JobContext[Any]) -> bool:
+    """Whether the job's attempt reports anything (telemetry active)."""
+    return job._telemetry is not NO_ATTEMPT
 
 
 def begin_attempt(job: JobContext[Any], worker_id: str | None, mode: str) -> None:

@@ -39,7 +39,9 @@ serves:
   full need no more units; a busy worker takes none);
 * ``True``: it took one unit (or the adapter keeps no budgets, or knows
   the caller's subscription is the only one listening, and takes the unit
-  in the background: :mod:`queuert.notify._alone`): claim;
+  in the background: :mod:`queuert.notify._alone`; the worker asks through
+  :meth:`Notifier.take_wake_hint_or_defer`, which says so, to count the
+  background answer in its stats): claim;
   ``False``: the budget is spent, other workers took those jobs: go back to
   sleep until the next event or poll;
 * publishers say how many jobs became ready (:func:`queuert.transaction_hooks`
@@ -94,7 +96,8 @@ def ready_counts(type_names: ReadyTypes) -> dict[str, int]:
     """``{type: count}`` from what :meth:`Notifier.publish_job_ready` takes
     (a repeated name adds up; counts below 1 are left out)."""
     counts: dict[str, int] = {}
-    if isinstance(type_names, Mapping):
+    # a dict (what the hooks and the worker pass) skips the ABC check
+    if type(type_names) is dict or isinstance(type_names, Mapping):
         for name, n in type_names.items():
             if n >= 1:
                 counts[str(name)] = counts.get(str(name), 0) + int(n)
@@ -226,6 +229,17 @@ class Notifier(abc.ABC):
         took it, sleep. This default (no budgets) is always True. Never
         raises: an adapter that cannot reach its store answers True."""
         return True
+
+    async def take_wake_hint_or_defer(
+        self, type_names: Collection[str], settled: Callable[[bool], None]
+    ) -> bool | None:
+        """:meth:`take_wake_hint` for a caller that keeps count (the
+        worker's stats): True / False as there, or None: claim now, the unit
+        is being taken meanwhile (a lone listener, :mod:`queuert.notify._alone`),
+        and ``settled(taken)`` will be called once with the broker's answer,
+        from any thread (not at all if the notifier closes first). This
+        default answers at once."""
+        return await self.take_wake_hint(type_names)
 
     # -- subscribing -----------------------------------------------------------
 

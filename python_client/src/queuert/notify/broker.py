@@ -11,8 +11,8 @@ broker call runs on this notifier's private loop, in a daemon thread started
 on first use (and again in a forked child), and callers only hand work over:
 
 * ``publish_*`` first offer the batch to the adapter's
-  :meth:`BrokerNotifier._publish_direct` (Redis writes it from the caller's
-  thread without waiting: :mod:`queuert.notify._redis_direct`); otherwise
+  :meth:`BrokerNotifier._publish_direct` (Redis hands it to a plain writer
+  thread: :mod:`queuert.notify._redis_direct`); otherwise
   they put it in a buffer and return at once, and the pump
   (:mod:`queuert.notify._sender`) sends everything buffered in one batch
   (per-type job counts add up, ids are deduplicated), so a burst of commits
@@ -42,7 +42,7 @@ import asyncio
 import logging
 import re
 import threading
-from collections.abc import Collection, Coroutine, Iterable
+from collections.abc import Callable, Collection, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from queuert.notify._alone import ListenerCount
@@ -58,6 +58,10 @@ logger = logging.getLogger("queuert.notify")
 _T = TypeVar("_T")
 _KINDS = ("job_ready", "chain_completed", "job_lost")
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _ignore(taken: bool) -> None:
+    """settled() of a caller that keeps no count."""
 
 
 def validate_prefix(prefix: str) -> str:
@@ -244,23 +248,31 @@ class BrokerNotifier(Notifier):
 
     async def _flushed(self, io: IoThread, seq: int) -> None:
         await self._confirm_direct()
+        # what the direct path could not send went to the buffer meanwhile
+        seq = max(seq, self._sender.enqueued)
         if seq:
             await asyncio.wrap_future(io.submit(self._sender.wait_sent(seq)))
 
     # -- wake hints ------------------------------------------------------------
 
     async def take_wake_hint(self, type_names: Collection[str]) -> bool:
+        return await self.take_wake_hint_or_defer(type_names, _ignore) is not False
+
+    async def take_wake_hint_or_defer(
+        self, type_names: Collection[str], settled: Callable[[bool], None]
+    ) -> bool | None:
         names = list(dict.fromkeys(type_names))
         if not names or not self.wake_budgets:
             return True
         if self._alone(names):
             # nobody to share the budget with: claim now, and take the unit
-            # meanwhile so the budget stays right for workers that join
+            # meanwhile so the budget stays right for workers that join;
+            # settled() tells the caller what the budget said
             try:
-                self._io_thread().loop.call_soon_threadsafe(self._take_in_background, names)
+                self._io_thread().loop.call_soon_threadsafe(self._take_in_background, names, settled)
             except RuntimeError:  # closing
-                pass
-            return True
+                return True
+            return None
         try:
             return await self._on_io(self._take_hint_guarded(names))
         except asyncio.CancelledError:
@@ -282,13 +294,18 @@ class BrokerNotifier(Notifier):
             return False
         return self._listeners.alone()
 
-    def _take_in_background(self, names: list[str]) -> None:
+    def _take_in_background(self, names: list[str], settled: Callable[[bool], None]) -> None:
         task = asyncio.get_running_loop().create_task(self._take_hint_guarded(names), name="queuert-notify-take")
         self._background.add(task)
-        task.add_done_callback(self._background_finished)
+        task.add_done_callback(lambda t: self._background_finished(t, settled))
 
-    def _background_finished(self, task: asyncio.Task[bool]) -> None:
+    def _background_finished(self, task: asyncio.Task[bool], settled: Callable[[bool], None]) -> None:
         self._background.discard(task)
+        if not task.cancelled():  # cancelled: closing, nobody counts any more
+            try:
+                settled(task.result())
+            except Exception:
+                logger.exception("%s notifier: a wake hint's settled callback failed", self.broker_name)
         self._background_done += 1
 
     async def _take_hint_guarded(self, names: list[str]) -> bool:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -59,6 +60,10 @@ logger = logging.getLogger("queuert.notify")
 
 _KINDS = ("job_ready", "chain_completed", "job_lost")
 _CAS_ATTEMPTS = 20
+#: keys whose last own write _cas remembers (one per job type in practice)
+_REMEMBERED = 10_000
+#: seconds a key is read first after a remembered revision missed (_cas)
+_AFTER_MISS = 1.0
 _ROLL_CALL = "roll call"  # the session's subscription answering listener counts
 #: how long a roll call collects answers (a background count, see _alone)
 _ROLL_CALL_WINDOW = 0.25
@@ -104,6 +109,11 @@ class NatsNotifier(BrokerNotifier):
         self._kv: KeyValue | None = None
         self._connecting: asyncio.Lock | None = None
         self._closed_event: asyncio.Event | None = None  # set when _nc closes
+        #: the revisions this notifier last wrote (_cas)
+        self._written = _Written()
+        #: batches whose job_ready went out before the budget top-up (a
+        #: count of at most one listener; for observability and tests)
+        self.events_first = 0
 
     # -- the connection (on the I/O loop) ----------------------------------------
 
@@ -153,8 +163,16 @@ class NatsNotifier(BrokerNotifier):
                 )
             except NoServersError:
                 raise ConnectionError(f"no NATS server reachable ({errors[-1] if errors else 'no server'})") from None
-            self._nc, self._closed_event = nc, closed
-            self._kv = await self._hint_bucket(nc)
+            # the bucket before the connection is published: a concurrent
+            # caller that found _nc connected and _kv still None took its
+            # wake hint as "no budgets kept" (True), one unit too many
+            try:
+                kv = await self._hint_bucket(nc)
+            except BaseException:
+                await _close(nc)
+                raise
+            self._written = _Written()
+            self._nc, self._closed_event, self._kv = nc, closed, kv
             return nc
 
     async def _hint_bucket(self, nc: Client) -> KeyValue | None:
@@ -183,6 +201,7 @@ class NatsNotifier(BrokerNotifier):
 
     def _forget_clients(self) -> None:
         self._nc = self._kv = None
+        self._written = _Written()
         self._connecting = None
 
     # -- publishing and hints --------------------------------------------------
@@ -191,11 +210,16 @@ class NatsNotifier(BrokerNotifier):
         nc = await self._connection()
         kv = self._kv
         # The budget goes up before the event goes out, so a woken worker
-        # finds its unit: two JetStream round trips ahead of the event. When
-        # a count younger than a second says at most one subscription
-        # listens, that listener claims without asking (queuert.notify._alone):
-        # the event goes first and the budget follows.
-        listeners = self._listeners.recent(self._listeners.refresh_after) if kv is not None and ready else None
+        # finds its unit: one JetStream round trip ahead of the event when
+        # this notifier wrote the key last (_cas), else two. When a count
+        # says at most one subscription listens, that listener claims
+        # without asking (queuert.notify._alone): the event goes first and
+        # the budget follows. The count is trusted as long as the listener
+        # trusts its own (trust_for; renewed in the background every
+        # refresh_after while hints flow): with refresh_after as the limit,
+        # every renewal left a quarter second (the roll call's window) of
+        # events behind their budgets.
+        listeners = self._listeners.recent(self._listeners.trust_for) if kv is not None and ready else None
         budget_first = listeners is None or listeners > 1
         if kv is not None and budget_first:
             await self._top_up(kv, ready)
@@ -207,12 +231,12 @@ class NatsNotifier(BrokerNotifier):
         # writes the buffer at once, and closing the connection writes what
         # is left; a connection lost meanwhile loses these hints, as a hint may
         if kv is not None and not budget_first:
+            self.events_first += 1
             await self._top_up(kv, ready)
 
-    @staticmethod
-    async def _top_up(kv: KeyValue, ready: dict[str, int]) -> None:
+    async def _top_up(self, kv: KeyValue, ready: dict[str, int]) -> None:
         for name, n in ready.items():
-            await _cas(kv, kv_key(name), _add(n))
+            await _cas(kv, kv_key(name), _add(n), self._written)
 
     async def _take_hint(self, type_names: list[str]) -> bool:
         await self._connection()
@@ -220,7 +244,7 @@ class NatsNotifier(BrokerNotifier):
         if kv is None:
             return True
         for name in type_names:
-            if await _cas(kv, kv_key(name), _take_one):
+            if await _cas(kv, kv_key(name), _take_one, self._written):
                 return True
         return False
 
@@ -268,9 +292,55 @@ def _take_one(units: int) -> int | None:
     return units - 1 if units > 0 else None
 
 
-async def _cas(kv: KeyValue, key: str, change: Callable[[int], int | None]) -> bool:
+class _Written:
+    """Per KV key, the (revision, units) of this notifier's own last write,
+    and when a write at such a revision last failed (another writer came
+    between: a worker took a unit)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[int, int]] = {}
+        self.missed: dict[str, float] = {}
+
+    def usable(self, key: str) -> tuple[int, int] | None:
+        known = self.values.get(key)
+        if known is None or time.monotonic() - self.missed.get(key, float("-inf")) < _AFTER_MISS:
+            return None
+        return known
+
+    def wrote(self, key: str, revision: int, units: int) -> None:
+        if len(self.values) >= _REMEMBERED and key not in self.values:
+            self.values.clear()
+            self.missed.clear()
+        self.values[key] = (revision, units)
+
+    def miss(self, key: str) -> None:
+        self.values.pop(key, None)
+        self.missed[key] = time.monotonic()
+
+
+async def _cas(kv: KeyValue, key: str, change: Callable[[int], int | None], written: _Written) -> bool:
     """Apply ``change`` to the integer under ``key`` with compare-and-set;
-    ``change`` returns None to leave it. True when a change was written."""
+    ``change`` returns None to leave it. True when a change was written.
+
+    ``written`` remembers the revision and value of this notifier's own
+    last write of each key: when nobody changed the key since (a producer
+    topping up a budget no worker took from: a burst of creation), the
+    update at that revision succeeds at once, one JetStream round trip
+    instead of a read and a write. Otherwise the server refuses it (a wrong
+    last sequence, also for an entry that expired) and the read-then-write
+    loop follows, as without it; after such a miss the key is read first
+    for a second (workers take from it: a guess would cost a round trip
+    each time). A remembered value that ``change`` would leave alone proves
+    nothing (others may have topped it up): the key is read."""
+    known = written.usable(key)
+    if known is not None:
+        new = change(known[1])
+        if new is not None:
+            try:
+                written.wrote(key, await kv.update(key, str(new).encode(), last=known[0]), new)
+                return True
+            except KeyWrongLastSequenceError:
+                written.miss(key)
     for _ in range(_CAS_ATTEMPTS):
         try:
             entry = await kv.get(key)
@@ -282,12 +352,13 @@ async def _cas(kv: KeyValue, key: str, change: Callable[[int], int | None]) -> b
             return False
         try:
             if entry is None:
-                await kv.create(key, str(new).encode())
+                revision = await kv.create(key, str(new).encode())
             else:
-                await kv.update(key, str(new).encode(), last=entry.revision)
-            return True
+                revision = await kv.update(key, str(new).encode(), last=entry.revision)
         except KeyWrongLastSequenceError:
             continue  # someone else changed it: read again
+        written.wrote(key, revision, new)
+        return True
     raise RuntimeError(f"wake budget {key!r}: too much contention")
 
 

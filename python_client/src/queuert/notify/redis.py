@@ -16,10 +16,10 @@ Wire format (``<p>`` is the prefix, default ``queuert``, one per schema):
   finds its unit) and taken by another (GET, DECR or DEL), with an expiry of
   ``hint_ttl`` refreshed on every top-up.
 
-Publishing from a ``redis://`` or ``unix://`` URL (standalone): the
-caller's thread writes the send script's ``EVAL`` itself on a connection with
-replies off (:mod:`queuert.notify._redis_direct`), else the I/O thread sends
-it (``EVALSHA`` on a connection of its own; Cluster: the client's script).
+Publishing from a ``redis://`` or ``unix://`` URL (standalone): callers
+hand their hints to a plain writer thread, which writes the send script's
+``EVAL`` on a connection with replies off, one batch per write
+(:mod:`queuert.notify._redis_direct`); else the I/O thread sends it (``EVALSHA`` on a connection of its own; Cluster: the client's script).
 
 Cluster: classic pub/sub, not sharded. A PUBLISH reaches subscribers on any
 node (the cluster bus forwards it), so the subscriber holds one connection to
@@ -162,7 +162,15 @@ class RedisNotifier(BrokerNotifier):
         #: standalone over TCP / a Unix socket, from a URL: callers write
         #: their hints themselves (queuert.notify._redis_direct)
         self._direct = (
-            DirectPublisher(self.url, 2.0, f"queuert-publish-{self.prefix}")
+            DirectPublisher(
+                self.url,
+                2.0,
+                f"queuert-publish-{self.prefix}",
+                self._direct_args,
+                self._sender.add,
+                self._reconnect_direct,
+                self.max_buffered,
+            )
             if self.url is not None and not self.cluster and DirectPublisher.usable_for(self.url)
             else None
         )
@@ -231,20 +239,31 @@ class RedisNotifier(BrokerNotifier):
                 args += [channel, payload]
         return keys, args
 
+    def _direct_args(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> list[Any]:
+        keys, args = self._script_args(ready, chains, lost)
+        # EVAL, not EVALSHA: with replies off a NOSCRIPT would go unseen
+        # (Redis caches the compiled script by its hash either way)
+        return ["EVAL", _SEND, len(keys), *keys, *args]
+
     def _publish_direct(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> bool:
         direct = self._direct
         if direct is None:
             return False
-        if direct.wants_connection():  # made by a worker thread of the I/O loop
-            try:
-                self._io_thread().loop.call_soon_threadsafe(self._connect_direct)
-            except RuntimeError:
-                pass
+        if not direct.connected and self._reconnect_direct():
             return False
-        keys, args = self._script_args(ready, chains, lost)
-        # EVAL, not EVALSHA: with replies off a NOSCRIPT would go unseen
-        # (Redis caches the compiled script by its hash either way)
-        return direct.send(("EVAL", _SEND, len(keys), *keys, *args), len(ready) + len(chains) + len(lost))
+        return direct.offer(ready, chains, lost)
+
+    def _reconnect_direct(self) -> bool:
+        """Have the direct connection made if it is missing (by a worker
+        thread of the I/O loop); True when it was missing."""
+        direct = self._direct
+        if direct is None or not direct.wants_connection():
+            return False
+        try:
+            self._io_thread().loop.call_soon_threadsafe(self._connect_direct)
+        except RuntimeError:
+            pass
+        return True
 
     @property
     def published(self) -> int:
@@ -255,8 +274,8 @@ class RedisNotifier(BrokerNotifier):
         asyncio.get_running_loop().run_in_executor(None, self._direct.connect)
 
     async def _confirm_direct(self) -> None:
-        if self._direct is not None and self._direct.unconfirmed:
-            await asyncio.to_thread(self._direct.barrier)
+        if self._direct is not None and self._direct.connected:
+            await asyncio.to_thread(self._direct.barrier, self.send_timeout)
 
     async def _send(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
         keys, args = self._script_args(ready, chains, lost)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +35,7 @@ from . import metrics
 from .switch import meter, tracer
 from .resolution import report_resolved
 from .tracing import Creation, creating
-from .traceparent import context_of, current_with, span_context_of, traceparent_of
+from .traceparent import attach_span, context_of, current_with, detach, span_context_of, traceparent_of
 
 __all__ = ["NO_ATTEMPT", "Attempt", "attempt_started", "error_type_of"]
 
@@ -90,6 +90,24 @@ class _NoAttempt:
 
 NO_ATTEMPT = _NoAttempt()
 
+
+class _Current:
+    """``span`` current while the block runs: what ``trace.use_span`` does
+    with its options off (no exception recorded there, no status set, the
+    span not ended), without its generator-based context manager."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: Any) -> None:
+        self.span = span
+        self.token: Any = None
+
+    def __enter__(self) -> None:
+        self.token = attach_span(self.span)
+
+    def __exit__(self, *exc: object) -> None:
+        detach(self.token)
+
 # a completed attempt's outcome attributes (the SDK copies them)
 _COMPLETED = {a.OUTCOME: "completed", a.CHAIN_COMPLETED: False}
 _COMPLETED_CHAIN = {a.OUTCOME: "completed", a.CHAIN_COMPLETED: True}
@@ -125,17 +143,12 @@ class Attempt:
         self._done = False
         self._error: BaseException | None = None
 
-    @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
+    def active(self) -> contextlib.AbstractContextManager[None]:
         """The attempt's span as the current span (the handler's own spans,
         and a continuation it starts, become its children)."""
         if self.span is None:
-            yield
-            return
-        from opentelemetry import trace
-
-        with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-            yield
+            return _NOTHING
+        return _Current(self.span)
 
     def attach(self) -> None:
         """Make the span current in the running context for good: for a
@@ -203,9 +216,10 @@ class Attempt:
             span.end()
         ins = self.ins
         if ins is not None:
-            metrics.record_finished(ins, self.type_name, "completed", seconds, self.created_at)
+            now = time.time()  # one clock read for the job's and the chain's durations
+            metrics.record_finished(ins, self.type_name, "completed", seconds, self.created_at, now)
             if chain_completed:
-                metrics.record_chain_completed(ins, self.chain_type, self.chain_id)
+                metrics.record_chain_completed(ins, self.chain_type, self.chain_id, now)
 
     def continued(self, next_job_id: Any = None, next_status: str | None = None) -> None:
         """The continuation committed (the job is completed, its chain goes on)."""

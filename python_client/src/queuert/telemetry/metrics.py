@@ -162,17 +162,22 @@ def count_attempt_started(ins: _Instruments, type_name: str) -> None:
 
 
 def record_finished(
-    ins: _Instruments, type_name: str, outcome: str, seconds: float, created_at: datetime | None
+    ins: _Instruments,
+    type_name: str,
+    outcome: str,
+    seconds: float,
+    created_at: datetime | None,
+    now_s: float | None = None,
 ) -> None:
     """An attempt that completed or continued its job, with the instruments
     in hand: the counter, the attempt's duration and the job's (created to
-    now)."""
+    now; ``now_s``: time.time(), when the caller has it)."""
     key, attrs = _outcome_parts(type_name, outcome)
     ins.counters.add("attempts_completed", key)
     histograms = ins.histograms
     histograms["attempt_duration"].record(seconds, attrs)
     if created_at is not None:
-        job_seconds = time.time() - created_at.timestamp()
+        job_seconds = (time.time() if now_s is None else now_s) - created_at.timestamp()
         histograms["job_duration"].record(job_seconds if job_seconds > 0 else 0.0, _type_parts(type_name)[1])
 
 

@@ -12,15 +12,22 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["context_of", "current_with", "span_context_of", "traceparent_of"]
+__all__ = ["attach_span", "context_of", "current_with", "detach", "span_context_of", "traceparent_of"]
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+
+
+# the two hex digits of each trace-flags byte: an int subclass (TraceFlags)
+# formatted through int() and a format spec cost a worker about a
+# microsecond per attempt, as did f-string hex of the 128-bit trace id
+# ("%x" is the faster path for large ints)
+_FLAGS = tuple(f"{i:02x}" for i in range(256))
 
 
 def traceparent_of(span: Any) -> str:
     """The span's traceparent, ``00-<trace id>-<span id>-<flags>``."""
     sc = span.get_span_context()
-    return f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{int(sc.trace_flags):02x}"
+    return "00-%032x-%016x-%s" % (sc.trace_id, sc.span_id, _FLAGS[sc.trace_flags & 0xFF])
 
 
 def span_context_of(traceparent: str | None) -> Any:
@@ -58,6 +65,17 @@ def current_with(span: Any) -> None:
     api.attach(api.set_span_in_context(span))
 
 
+def attach_span(span: Any) -> Any:
+    """Make ``span`` current; returns the token for :func:`detach`."""
+    api = _API or _load()
+    return api.attach(api.set_span_in_context(span))
+
+
+def detach(token: Any) -> None:
+    api = _API or _load()
+    api.detach(token)
+
+
 # opentelemetry.trace (and context.attach), imported once, on first use: an
 # import statement in a function costs a lookup on every call, and these run
 # once or twice per attempt
@@ -76,5 +94,6 @@ def _load() -> Any:
         NonRecordingSpan=trace.NonRecordingSpan,
         set_span_in_context=trace.set_span_in_context,
         attach=context.attach,
+        detach=context.detach,
     )
     return _API
