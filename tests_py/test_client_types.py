@@ -6,6 +6,7 @@ import dataclasses
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import psycopg
 import pydantic
 import pytest
 from typing_extensions import TypedDict
@@ -228,3 +229,32 @@ def test_started_chain_rows_are_ordinary_records() -> None:
     assert hash(built) == hash(StartedChain(cid, cid, "t", "pending", now, now, False))
     with pytest.raises(dataclasses.FrozenInstanceError):
         built.status = "blocked"  # type: ignore[misc]
+
+
+def test_started_chains_carry_the_timestamps_psycopg_reads_in_the_sessions_zone(
+    conn: psycopg.Connection[tuple[object, ...]],
+) -> None:
+    """The client selects start_chain(s)' timestamps as text and parses them
+    itself (each distinct text once): the values must be the ones psycopg
+    reads from the job rows, in the session's time zone, whether a batch's
+    rows repeat them or not."""
+    from queuert import ChainSpec, client
+
+    conn.execute("SET TIME ZONE 'America/Sao_Paulo'")
+    one = client.start_chain(conn, "tz-one", {"n": 0}, schedule_after=timedelta(seconds=5))
+    many = client.start_chains(
+        conn,
+        [ChainSpec("tz-many", {"n": 1}), ChainSpec("tz-many", {"n": 2})]
+        + [ChainSpec("tz-many", {"n": n}, schedule_after=timedelta(seconds=n)) for n in (3, 4)],
+    )
+    for started in [one, *many]:
+        row = conn.execute(
+            "SELECT scheduled_at, created_at FROM queuert.job WHERE id = %s", (started.id,)
+        ).fetchone()
+        assert row is not None
+        assert (started.scheduled_at, started.created_at) == row
+        assert started.created_at.utcoffset() == row[1].utcoffset() == timedelta(hours=-3)
+        assert started.created_at.tzinfo == row[1].tzinfo
+    assert one.scheduled_at - one.created_at == timedelta(seconds=5)
+    assert many[0].scheduled_at == many[0].created_at == many[1].created_at == many[3].created_at
+    assert many[3].scheduled_at - many[3].created_at == timedelta(seconds=4)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +33,10 @@ __all__ = [
     "uuid_of",
     "uuids_of",
 ]
+
+
+#: the item a ChainSpec built without options carries (_chain_spec)
+_item_of = operator.attrgetter("_item")
 
 
 def uuid_of(value: UUID | str, what: str) -> UUID:
@@ -132,8 +137,8 @@ def chain_items(items: Sequence[BaseChainSpec]) -> list[dict[str, Any]]:
     # steps (this runs once per item of a batch); else item by item.
     if set(map(type, items)) == {ChainSpec}:
         try:
-            return [spec.__dict__["_item"] for spec in items]
-        except KeyError:
+            return list(map(_item_of, items))
+        except AttributeError:  # a spec with options has "_base" instead
             pass
     return [chain_item(spec) for spec in items]
 

@@ -23,8 +23,6 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
-from psycopg.rows import RowMaker
-
 from . import _statements as sql
 from ._arguments import (
     batch_json,
@@ -37,17 +35,18 @@ from ._arguments import (
     uuids_of,
 )
 from ._instructions import Call, Op, Query, Steps
-from ._loaders import repeat_timestamps
 from ._schema_name import validate_schema_name
 from .errors import ChainNotFoundError, InvalidArgumentError
-from .hooks import announce, current_hooks
+from .hooks import _current, announce
 from ._chain_spec import BaseChainSpec
 from ._continuation import Continuation
 from ._job_type import _MAX_NAME, JobType, _check_delays, _type_name_of, dump_payload
-from ._records import Chain, ChainPage, CompletedJob, ContinuedJob, Job, StartedChain, started_chain
+from ._records import Chain, ChainPage, CompletedJob, ContinuedJob, Job, StartedChain
+from ._started_rows import started_rows
 from ._sqlite import client_calls as lite
 from . import _traced_calls as traced
 from .telemetry import tracing
+from .telemetry.switch import inactive as _telemetry_inactive
 
 __all__ = [
     "chain_op",
@@ -60,11 +59,7 @@ __all__ = [
 ]
 
 _NO_OPTIONS: tuple[str, ...] = ()
-
-
-def _started_rows(cursor: Any) -> RowMaker[StartedChain]:
-    """Row factory: each row of start_chain(s) straight into a StartedChain."""
-    return started_chain
+_current_hooks = _current.get  # hooks.current_hooks without its frame
 
 
 def start_chain(
@@ -89,7 +84,11 @@ def start_chain(
     else:
         params = [_type_name_of(job_type), json_text(dump_payload(job_type, input))]
     # telemetry (None when off): the creation span's traceparent is stored
-    creation = tracing.creating(params[0], trace_context, "start_chain", blockers=blockers)
+    creation = (
+        None
+        if _telemetry_inactive()
+        else tracing.creating(params[0], trace_context, "start_chain", blockers=blockers)
+    )
     if creation is not None:
         trace_context = creation.traceparent
     if (
@@ -134,7 +133,7 @@ def start_chain(
             partial(lite.start_chain_traced_call, s, params, given),
         )
     return Call(
-        Query(sql.start_chain(s, given), params, _started_rows),
+        Query(sql.start_chain(s, given), params, started_rows),
         _started_one,
         partial(lite.start_chain_call, s, params, given),
     )
@@ -143,7 +142,7 @@ def start_chain(
 def _started_one(rows: list[StartedChain]) -> StartedChain:
     started = rows[0]
     if started.status == "pending" and not started.deduplicated:
-        hooks = current_hooks()
+        hooks = _current_hooks()
         if hooks is not None:
             hooks.job_ready(started.type_name)
     return started
@@ -156,19 +155,20 @@ def start_chains(
     payload = chain_items(items)
     if not payload:
         return Steps(_nothing_started, _nothing_started)
-    with_creations = traced.items_with_creations(payload) if tracing.active() else None
+    with_creations = (
+        None if _telemetry_inactive() or not tracing.active() else traced.items_with_creations(payload)
+    )
     if with_creations is not None:
         payload, creations = with_creations
         return traced.traced_start_many_call(
             creations,
             sql.start_chains(s, traced=True),
             (batch_json(payload),),
-            repeat_timestamps,
             _started_many,
             partial(lite.start_chains_traced_call, s, payload),
         )
-    # rows of one batch share their timestamps (_loaders)
-    query = Query(sql.start_chains(s), (batch_json(payload),), _started_rows, repeat_timestamps)
+    # rows of one batch share their timestamps: parsed once (_started_rows)
+    query = Query(sql.start_chains(s), (batch_json(payload),), started_rows)
     return Call(query, _started_many, partial(lite.start_chains_call, s, payload))
 
 
@@ -178,7 +178,7 @@ def _nothing_started() -> Op[list[StartedChain]]:
 
 
 def _started_many(started: list[StartedChain]) -> list[StartedChain]:
-    hooks = current_hooks()
+    hooks = _current_hooks()
     if hooks is not None:
         for c in started:
             if c.status == "pending" and not c.deduplicated:

@@ -51,9 +51,11 @@ START_CHAIN_OPTIONAL: dict[str, tuple[str, Any]] = {
     "trace_context": ("text", None),
 }
 
-# The columns of a StartedChain, in queuert.types.started_chain's order; a
-# chain is its root job, so chain_id (= id) is not fetched twice.
-_STARTED_COLUMNS = "id, type_name, status::text, scheduled_at, created_at, deduplicated"
+# The columns of a StartedChain, in queuert._started_rows' order; a chain is
+# its root job, so chain_id (= id) is not fetched twice. The timestamps come
+# as text: _started_rows parses each distinct one once (a batch's rows, and
+# a start's two, repeat them).
+_STARTED_COLUMNS = "id, type_name, status::text, scheduled_at::text, created_at::text, deduplicated"
 
 
 @lru_cache(maxsize=256)

@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from psycopg.rows import RowMaker
-
 from ._instructions import Call, Query
-from ._records import StartedChain, started_chain
+from ._records import StartedChain
+from ._started_rows import started_traced_rows
 from .telemetry.tracing import Creation, Settlement, creating, settling
 from .telemetry.traceparent import traceparent_of
 
@@ -26,16 +25,6 @@ __all__ = [
     "traced_start_many_call",
     "traced_start_call",
 ]
-
-
-def _started_traced_rows(cursor: Any) -> RowMaker[tuple[StartedChain, str | None]]:
-    """Row factory: (StartedChain, the root's trace_context: the chain's
-    a deduplicated start resolved to)."""
-
-    def make(values: Sequence[Any]) -> tuple[StartedChain, str | None]:
-        return started_chain(values), values[6]
-
-    return make
 
 
 def traced_start_call(
@@ -58,7 +47,7 @@ def traced_start_call(
         _report(creation, started, existing)
         return started
 
-    return Call(Query(text, params, _started_traced_rows), finish_traced, lite_traced)
+    return Call(Query(text, params, started_traced_rows), finish_traced, lite_traced)
 
 
 def _report(creation: Creation, started: StartedChain, existing: str | None) -> None:
@@ -91,7 +80,6 @@ def traced_start_many_call(
     creations: list[Creation],
     text: str,
     params: Sequence[Any],
-    prepare: Callable[[Any], None],
     finish: Callable[[list[StartedChain]], list[StartedChain]],
     lite: Callable[[Any], list[tuple[StartedChain, str | None]]],
 ) -> Call[list[StartedChain]]:
@@ -110,7 +98,7 @@ def traced_start_many_call(
             _report(creation, chain, existing)
         return finish([chain for chain, _ in pairs])
 
-    return Call(Query(text, params, _started_traced_rows, prepare), finish_traced, lite_traced)
+    return Call(Query(text, params, started_traced_rows), finish_traced, lite_traced)
 
 
 def begin_settlement(

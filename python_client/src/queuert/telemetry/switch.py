@@ -16,7 +16,7 @@ import os
 from types import ModuleType
 from typing import Any
 
-__all__ = ["is_enabled", "meter", "set_enabled", "tracer"]
+__all__ = ["inactive", "is_enabled", "meter", "set_enabled", "tracer"]
 
 _OFF_WORDS = frozenset({"0", "off", "false", "no", "disabled"})
 
@@ -98,6 +98,27 @@ def _load_metrics() -> ModuleType | None:
         _meter_module = _internal
         _fast_meter = hasattr(_internal, "_METER_PROVIDER") and "OTEL_PYTHON_METER_PROVIDER" not in os.environ
     return _metrics
+
+
+def inactive() -> bool:
+    """True when neither :func:`tracer` nor :func:`meter` can return one now:
+    the client's hot paths (``start_chain``, ``start_chains``) ask this once
+    per call, in one function call and a few global reads; False when unsure
+    (the API not looked at yet, a provider set, or one named in the
+    environment), and then they ask :func:`tracer` and :func:`meter`."""
+    if _traces_on:
+        if _fast_tracer:
+            if _trace._TRACER_PROVIDER is not None:  # type: ignore[union-attr]
+                return False
+        elif not _trace_looked or _trace is not None:
+            return False
+    if _metrics_on:
+        if _fast_meter:
+            if _meter_module._METER_PROVIDER is not None:  # type: ignore[union-attr]
+                return False
+        elif not _metrics_looked or _metrics is not None:
+            return False
+    return True
 
 
 def tracer() -> Any:
