@@ -325,12 +325,7 @@ class AtomicSlots(LeanAttempts):
             exc2 = None
         except asyncio.CancelledError:
             if self.life.immediate:
-                # shutdown: roll back, the job is pending again
-                self.acks.settle(job, False)
-                try:
-                    await asyncio.shield(session.rollback())
-                except BaseException:
-                    pass
+                await self.roll_back_for_shutdown(job, session)
                 raise
             result, exc2 = None, asyncio.CancelledError()
         except Exception as e:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from queuert._worker import job_state as st
@@ -48,11 +49,18 @@ class LeanAttempts:
     jobs: dict[int, tuple[JobContext[Any], Any]]
     conflicts: dict[uuid.UUID, int]
 
-    async def attempt(self, session: Any, type_names: list[str], key: int, carry: Ack | None) -> tuple[bool, Ack | None]:
-        raise NotImplementedError
+    # AtomicSlots' own methods, which this short path falls back to
+    attempt: Callable[[Any, list[str], int, Ack | None], Awaitable[tuple[bool, Ack | None]]]
+    _settle: Callable[[Any], bool]
 
-    def _settle(self, done: Any) -> bool:
-        raise NotImplementedError
+    async def roll_back_for_shutdown(self, job: JobContext[Any], session: Any) -> None:
+        """An attempt cancelled by an immediate stop: its transaction rolls
+        back (the job is pending again) and its hooks are dropped."""
+        self.acks.settle(job, False)
+        try:
+            await asyncio.shield(session.rollback())
+        except BaseException:
+            pass
 
     async def attempt_lean(self, session: Any, type_names: tuple[str, ...], key: int) -> tuple[bool, Ack | None]:
         """``attempt(session, type_names, key, None)``, short where it can
@@ -95,12 +103,7 @@ class LeanAttempts:
                         result = await Resume(coro, first)
             except asyncio.CancelledError:
                 if life.immediate:
-                    # shutdown: roll back, the job is pending again
-                    self.acks.settle(job, False)
-                    try:
-                        await asyncio.shield(session.rollback())
-                    except BaseException:
-                        pass
+                    await self.roll_back_for_shutdown(job, session)
                     raise
                 result, exc = None, asyncio.CancelledError()
             except Exception as e:
