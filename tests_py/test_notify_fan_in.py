@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -24,24 +24,12 @@ from queuert import aio
 from queuert.job import JobContext
 from queuert.notify.broker import BrokerNotifier
 
-from notify_brokers import broker_notifiers, redis_cluster
+from test_notify_worker import cluster_ports, make  # noqa: F401 - fixtures (every broker)
 from test_worker import DB, db, eventually, fast  # noqa: F401 - fixture
 from worker_helpers import asleep, running
 
 DEPENDENTS = 3
 IDLE_WORKERS = 5
-
-
-@pytest.fixture(scope="module")
-def cluster_ports() -> Iterator[list[int]]:
-    with redis_cluster() as ports:
-        yield ports
-
-
-@pytest.fixture(params=["redis", "redis-cluster", "nats"])
-def make(request: pytest.FixtureRequest) -> Iterator[Callable[[], BrokerNotifier]]:
-    with broker_notifiers(request.param, lambda: request.getfixturevalue("cluster_ports")) as factory:
-        yield factory
 
 
 @pytest.mark.parametrize("completed_by", ["outside", "worker"])
