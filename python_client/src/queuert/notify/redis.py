@@ -175,6 +175,7 @@ class RedisNotifier(BrokerNotifier):
                 self._sender.add,
                 self._reconnect_direct,
                 self.max_buffered,
+                self.batch_gap,
             )
             if self.url is not None and not self.cluster and DirectPublisher.usable_for(self.url)
             else None
