@@ -312,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [w for w in chosen if w not in all_w]
     if unknown:
         p.error(f"unknown workload(s) {unknown}; known: {', '.join(all_w)}")
+    # the claim floors run once a repetition, in the adjacent trio of the
+    # processing workload that is compared with them (processing.py)
+    sizes.claim_floors_in_trios = tuple(
+        per_tx for per_tx, wl in ((100, "process-staged"), (1, "process-atomic")) if wl in chosen
+    )
 
     info = machine_info(args.dsn)
     print(f"queuert benchmarks ({'quick' if args.quick else 'full'}), {info['cpu_count']} CPUs, "
