@@ -161,8 +161,10 @@ COLD: list[tuple[str, str, str, float]] = [
 
 # (workload, metric, limit, description) for absolute targets
 LIMITS: list[tuple[str, str, float, str]] = [
-    ("wake-up", "p50", 2.0, "<= 2 ms"),
-    ("wake-up", "p99", 5.0, "<= 5 ms"),
+    # issue 16 item 4 (was 2 / 5 ms); the "p50 split" rows say where the
+    # time goes (benchmarks/wakeup_trace.py)
+    ("wake-up", "p50", 1.5, "<= 1.5 ms"),
+    ("wake-up", "p99", 3.0, "<= 3 ms"),
     ("fan-in", "last blocker -> dependent claimed", 1000.0, "< 1 s"),
     # issue 16: the worker's memory must not grow over a long drain
     ("worker-memory", "long drain, concurrency 10: growth, end - first tenth", 1.0, "<= 1 MiB"),
