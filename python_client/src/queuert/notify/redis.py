@@ -190,14 +190,14 @@ class RedisNotifier(BrokerNotifier):
     def _redis(self) -> aioredis.Redis | RedisCluster:
         if self._client is None:
             assert self.url is not None
-            # the notifier's own timers bound each call (send_timeout a batch,
-            # hint_timeout a take): a shorter socket timeout would cut a slow
-            # take short, and a take that fails claims ("no budget kept")
-            timeout = max(self.send_timeout, self.hint_timeout)
             if self.cluster:
-                self._client = RedisCluster.from_url(self.url, socket_connect_timeout=2.0, socket_timeout=timeout)
+                self._client = RedisCluster.from_url(
+                    self.url, socket_connect_timeout=2.0, socket_timeout=self.send_timeout
+                )
             else:
-                self._client = aioredis.Redis.from_url(self.url, socket_connect_timeout=2.0, socket_timeout=timeout)
+                self._client = aioredis.Redis.from_url(
+                    self.url, socket_connect_timeout=2.0, socket_timeout=self.send_timeout
+                )
         return self._client
 
     def _script(self, which: int) -> Any:
