@@ -24,6 +24,19 @@ REDIS_URL = os.environ.get("QUEUERT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 NATS_URL = os.environ.get("QUEUERT_TEST_NATS", "nats://127.0.0.1:4222")
 
 
+async def budget_answer(notifier: Any, type_names: list[str], timeout: float = 10.0) -> bool:
+    """What the wake budget answered one take. A lone listener claims at once
+    and takes its unit in the background (queuert.notify._alone), so a plain
+    ``take_wake_hint`` may return before the unit is gone; this waits for it."""
+    said: list[bool] = []  # settled() runs on the notifier's I/O thread
+    answer = await notifier.take_wake_hint_or_defer(type_names, said.append)
+    deadline = time.monotonic() + timeout
+    while answer is None and not said:
+        assert time.monotonic() < deadline, "the background take never settled"
+        await asyncio.sleep(0.005)
+    return bool(said[0]) if answer is None else bool(answer)
+
+
 def unique_prefix() -> str:
     return "t" + uuid.uuid4().hex[:16]
 

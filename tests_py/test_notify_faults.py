@@ -21,7 +21,7 @@ from queuert.notify.broker import BrokerNotifier
 from queuert.notify.nats import NatsNotifier
 from queuert.notify.redis import RedisNotifier
 
-from notify_brokers import Server, own_nats, own_redis, unique_prefix
+from notify_brokers import Server, budget_answer, own_nats, own_redis, unique_prefix
 from test_worker import DB, db, fast, running  # noqa: F401 - fixture
 
 BROKERS = ["redis", "nats"]
@@ -93,9 +93,8 @@ async def test_outage_drops_hints_quietly_and_the_subscriber_resyncs(
     assert not [e for e in got if e.payload.startswith(("down-", "chain-"))]
     await publisher.publish_job_ready({"after": 1})
     await until(lambda: "after" in of(got, "job_ready"))
-    assert await subscriber.take_wake_hint(["after"]) is True
-    # budgets are back too (asked by the publisher, which listens to nothing:
-    # a lone subscriber may claim without asking, queuert.notify._alone)
+    assert await budget_answer(subscriber, ["after"]) is True  # the unit is spent, even when alone
+    # budgets are back too (asked by the publisher, which listens to nothing)
     assert await publisher.take_wake_hint(["after"]) is False
     assert any("publishing works again" in r.getMessage() for r in caplog.records)
     assert any("subscribed again" in r.getMessage() for r in caplog.records)
