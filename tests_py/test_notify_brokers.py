@@ -153,10 +153,11 @@ async def _numsub(client: Any, channels: list[str]) -> dict[str, int]:
 
 
 async def test_wake_budget_counts_and_is_taken_atomically(make: Make) -> None:
-    # a take that outlives hint_timeout claims by design (fail open), and so
-    # does one the client's socket timeout (send_timeout, Redis) cuts; this
-    # test is of atomicity, so slow takes on a loaded machine get time
-    publisher, worker_side = (make(hint_timeout=60.0, send_timeout=60.0) for _ in range(2))
+    # a take that outlives hint_timeout claims by design (fail open); this
+    # test is of atomicity, so slow takes on a loaded machine get time. The
+    # Redis client's socket timeout (send_timeout) must be longer still: a
+    # Cluster client retries a timed-out take, which then spends two units
+    publisher, worker_side = (make(hint_timeout=60.0, send_timeout=120.0) for _ in range(2))
     assert publisher.wake_budgets
     await publisher.publish_job_ready({"burst": 5})
     await publisher.publish_job_ready(["single", "single"])  # a repeated name counts twice
@@ -356,10 +357,11 @@ async def test_eight_idle_listeners_one_job_one_claim(make: Make, dsn: str) -> N
     "workers" (a notifier each, as eight processes would have) hear the
     job_ready of one started job; each takes a unit before claiming, so one
     claim runs, not eight, and it gets the job."""
-    # a take that outlives hint_timeout (1 s by default) or the client's
-    # socket timeout (send_timeout, Redis) claims by design (fail open): on
-    # a loaded machine that is a second claim, not the contract under test
-    listeners = [make(hint_timeout=60.0, send_timeout=60.0) for _ in range(8)]
+    # a take that outlives hint_timeout (1 s by default) claims by design
+    # (fail open): on a loaded machine that is a second claim, not the
+    # contract under test. The Redis client's socket timeout (send_timeout)
+    # must not cut the take first (a Cluster client retries it: two units)
+    listeners = [make(hint_timeout=60.0, send_timeout=120.0) for _ in range(8)]
     producer = make()
     claims: list[tuple[int, Any]] = []
     woken: list[int] = []

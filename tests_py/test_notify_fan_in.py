@@ -43,7 +43,8 @@ async def test_a_fan_in_wakes_one_idle_worker_per_unblocked_job(
         # a slow broker answer must not read as "no budget kept" (a take that
         # fails claims by design): hint_timeout bounds the take, and the
         # client's socket timeout (send_timeout on Redis) must not cut it first
-        notifier = make(hint_timeout=30.0, send_timeout=30.0)
+        # (a Cluster client retries a timed-out take: it spends two units)
+        notifier = make(hint_timeout=30.0, send_timeout=60.0)
         # one job at a time: a worker that wakes claims one
         worker = fast(dsn, notifier=notifier, poll_interval=60, concurrency=1)
 

@@ -103,7 +103,8 @@ async def test_eight_idle_workers_one_job_one_claim(
         # a slow broker answer must not read as "no budget kept" (a take that
         # fails claims by design): hint_timeout bounds the take, and the
         # client's socket timeout (send_timeout on Redis) must not cut it first
-        notifier = make(hint_timeout=30.0, send_timeout=30.0)
+        # (a Cluster client retries a timed-out take: it spends two units)
+        notifier = make(hint_timeout=30.0, send_timeout=60.0)
         worker = fast(dsn, notifier=notifier, poll_interval=60, concurrency=2)
 
         def solo(job: JobContext[None], i: int = i) -> None:
