@@ -250,21 +250,20 @@ def test_start_chains_one_span_per_item_with_blockers(conn: psycopg.Connection[A
         assert _row(conn, chain.id) == (traceparent_of(span), traceparent_of(span))
 
 
-def test_workerless_continue_and_complete_stay_in_the_chains_trace(
-    conn: psycopg.Connection[Any], sdk: Sdk
-) -> None:
-    started = queuert.start_chain(conn, "order")
-    conn.commit()
+def test_workerless_continue_and_complete_stay_in_the_chains_trace(either: Any, sdk: Sdk) -> None:
+    started = queuert.start_chain(either, "order")
+    either.commit()
     tracer = sdk.tracer_provider.get_tracer("app")
     with tracer.start_as_current_span("api handler"):
         with queuert.transaction_hooks():
-            with conn.transaction():
+            with _transaction(either):
                 done = queuert.complete_chain(
-                    conn, started.id, continue_with=queuert.continue_with("ship", {"to": "x"})
+                    either, started.id, continue_with=queuert.continue_with("ship", {"to": "x"})
                 )
+                assert sdk.named("create ship") == sdk.named("settle order") == []  # not before the commit
         with queuert.transaction_hooks():
-            with conn.transaction():
-                final = queuert.complete_chain(conn, started.id, {"shipped": True})
+            with _transaction(either):
+                final = queuert.complete_chain(either, started.id, {"shipped": True})
     (create_order,) = sdk.named("create order")
     (settle_order,) = sdk.named("settle order")
     (create_ship,) = sdk.named("create ship")
@@ -280,7 +279,11 @@ def test_workerless_continue_and_complete_stay_in_the_chains_trace(
     assert settle_ship.attributes["queuert.chain.completed"] is True
     assert [e.name for e in settle_ship.events] == ["queuert.chain.completed"]
     assert done.continued_to is not None
-    assert _row(conn, done.continued_to.id) == (traceparent_of(create_ship), traceparent_of(create_order))
+    assert create_ship.attributes is not None and settle_order.attributes is not None
+    assert create_ship.attributes["messaging.message.id"] == str(done.continued_to.id)
+    assert settle_order.attributes["messaging.message.id"] == str(done.job_id) == str(started.id)
+    assert settle_order.attributes["queuert.outcome"] == "continued"
+    assert _row(either, done.continued_to.id) == (traceparent_of(create_ship), traceparent_of(create_order))
     assert final.chain_completed
     assert sdk.counter("queuert.chains.completed", **{"messaging.destination.name": "order"}) == 1
     assert sdk.counter("queuert.continuations") == 1

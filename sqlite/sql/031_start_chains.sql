@@ -2,18 +2,20 @@
 -- statements (never one statement per item).
 --
 -- Items with a type and an input (maybe a priority or trace context) are
--- inserted by one prepared INSERT run per item; plain items that also carry
+-- inserted by a prepared multi-row INSERT; plain items that also carry
 -- a schedule by one statement from a JSON array. Items with ids, blockers
 -- or dedup keys go through working tables in the connection's temp schema
 -- (the PostgreSQL engine's chain_item array): loaded once, resolved by a few
 -- statements, inserted, cleared. Unqualified names find temp tables first.
 
 -- name: start_chains_fast
--- Run once per item (executemany): the bulk of real batches, items with a
--- type, an input, maybe a priority or trace context, due now. Numbered
--- parameters, each bound once (a root is its own chain, of its own type,
--- due when created): ?1 id, ?2 type_name, ?3 input, ?4 priority, ?5 now,
--- ?6 trace_context. Rows go in input order.
+-- The bulk of real batches: items with a type, an input, maybe a priority
+-- or trace context, due now. Numbered parameters, each bound once (a root
+-- is its own chain, of its own type, due when created): ?1 id, ?2
+-- type_name, ?3 input, ?4 priority, ?5 now, ?6 trace_context. start_batch.py
+-- runs it with its VALUES row repeated for 100 or 10 items at a time (row k
+-- renumbered ?6k+1 .. ?6k+6; Python's executemany costs a reset and a step
+-- per row) and once per item for the last few. Rows go in input order.
 INSERT INTO {{ schema }}_job (
     id, type_name, chain_id, chain_type_name, chain_index, input, status,
     priority, scheduled_at, created_at, trace_context

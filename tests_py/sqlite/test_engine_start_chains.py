@@ -210,3 +210,20 @@ def test_built_for_bulk(engine: Engine) -> None:
     assert len(rows) == 1000
     assert all(r["ord"] == engine.job(r["id"])["input"] for r in rows[:: 97])  # type: ignore[index]
     assert [j["input"] for j in engine.jobs()] == list(range(1, 1001)), "inserted in input order"
+
+
+@pytest.mark.parametrize("size", [9, 10, 11, 100, 237])
+def test_a_bulk_of_any_size_stores_each_items_own_fields_in_input_order(engine: Engine, size: int) -> None:
+    """SQLite inserts plain items 100 and 10 rows per statement and the rest
+    one by one: every size lands each item's id, input, priority and trace
+    context on its own row, in input order."""
+    items = [
+        {"type_name": "bulk", "input": {"g": g}, "priority": g % 3, "trace_context": f"tc-{g}"} for g in range(size)
+    ]
+    rows = engine.start_chains(items)
+    jobs = engine.jobs()
+    assert [j["id"] for j in jobs] == [r["id"] for r in rows] == [j["chain_id"] for j in jobs]
+    assert [(j["input"], j["priority"], j["trace_context"]) for j in jobs] == [
+        ({"g": g}, g % 3, f"tc-{g}") for g in range(size)
+    ]
+    assert {(j["status"], j["scheduled_at"], j["created_at"]) for j in jobs} == {("pending", engine.now, engine.now)}

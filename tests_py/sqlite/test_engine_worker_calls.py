@@ -50,8 +50,9 @@ def test_claim_for_worker_returns_the_worker_columns_in_claim_order(db_path: str
 
 
 def test_claim_for_worker_takes_only_its_types_whatever_the_filter_shape(db_path: str) -> None:
-    """One statement per filter shape (any type, a list, a worker's one
-    type by equality): each claims only what it names, in claim order."""
+    """One statement, the filter a parameter (any type, a list, a worker's
+    one type by equality): each shape claims only what it names, in claim
+    order."""
     conn = qs.connect(db_path)
     a1 = qs.start_chain(conn, "a", None)["id"]
     b1 = qs.start_chain(conn, "b", None)["id"]
@@ -62,6 +63,36 @@ def test_claim_for_worker_takes_only_its_types_whatever_the_filter_shape(db_path
     assert [c[0] for c in qs.claim_for_worker(conn, "w1", ("x",), 10)] == []
     assert [c[0] for c in qs.claim_for_worker(conn, "w1", ["b", "c"], 10)] == [b1, c1], "a list of types"
     assert [c[0] for c in qs.claim_for_worker(conn, "w1", None, 10)] == [d1], "any type"
+
+
+@pytest.mark.parametrize("one_at_a_time", [True, False])
+def test_a_prepared_worker_claim_takes_only_its_types_whatever_the_filter_shape(
+    db_path: str, one_at_a_time: bool
+) -> None:
+    """WorkerClaim of one job (claim_for_worker_one_job, `=`) or of many
+    (claim_for_worker, IN), for each filter shape: only the named types, in
+    claim order, jobs of other types ahead of them in the claim index left
+    pending."""
+    conn = qs.connect(db_path)
+    made = {
+        name: qs.start_chain(conn, name[0], None, priority=int(name[1]))["id"]
+        for name in ("x9", "a0", "b0", "c2", "a1", "d0", "x5")
+    }
+
+    def drain(claim: WorkerClaim) -> list[UUID]:
+        taken: list[UUID] = []
+        with qs.transaction(conn):
+            while batch := claim(conn, 1 if one_at_a_time else 10):
+                taken += [c[0] for c in batch]
+                if not one_at_a_time:
+                    break
+        return taken
+
+    names = [[made[n] for n in group] for group in (["a1", "a0"], ["c2", "b0"], ["x9", "x5", "d0"])]
+    assert drain(WorkerClaim("w1", ("a",), None)) == names[0], "one type (a worker's tuple)"
+    assert drain(WorkerClaim("w1", ("q",), None)) == []
+    assert drain(WorkerClaim("w1", ("b", "c"), None)) == names[1], "a list of types"
+    assert drain(WorkerClaim("w1", None, None)) == names[2], "any type"
 
 
 def test_a_prepared_worker_claim_answers_as_claim_for_worker(db_path: str) -> None:

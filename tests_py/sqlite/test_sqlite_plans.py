@@ -22,12 +22,10 @@ PARAMS = {
 
 # statement -> what its plan must contain (an index walked, not a table scan)
 EXPECTED = {
-    "claim_any": ["SCAN c USING INDEX queuert_job_claim_idx"],
-    "claim_types": ["SCAN c USING INDEX queuert_job_claim_idx"],
-    "claim_for_worker_any": ["SCAN c USING INDEX queuert_job_claim_idx"],
-    "claim_for_worker_types": ["SCAN c USING INDEX queuert_job_claim_idx"],
-    "claim_for_worker_one_type": ["SCAN c USING INDEX queuert_job_claim_idx"],
+    "claim": ["SCAN c USING INDEX queuert_job_claim_idx"],
+    "claim_for_worker": ["SCAN c USING INDEX queuert_job_claim_idx"],
     "claim_for_worker_one_job": ["SCAN c USING INDEX queuert_job_claim_idx", "SEARCH j USING INTEGER PRIMARY KEY"],
+    "pick_for_worker": ["SCAN c USING INDEX queuert_job_claim_idx"],
     "claim_blockers": ["SEARCH b USING PRIMARY KEY (job_id=?)"],
     "next_due_at": ["USING INDEX queuert_job_claim_idx (priority<?)", "USING INDEX queuert_job_claim_idx (priority=?)"],
     "complete_jobs": ["SEARCH x USING INDEX sqlite_autoindex_queuert_job_1 (id=?)"],

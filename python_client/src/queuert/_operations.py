@@ -349,6 +349,11 @@ def _continue_chain(
         )
 
     def lite_continue() -> Op[CompletedJob]:
+        if tracing.active():  # the settle and creation spans, as above
+            traced_done: CompletedJob = yield partial(
+                lite.continue_chain, s, cid, jid, expected, params, traced=True
+            )
+            return traced_done
         done: CompletedJob = yield on_sqlite
         return done
 

@@ -34,6 +34,7 @@ __all__ = [
     "from_us",
     "new_job_id",
     "new_job_ids",
+    "new_job_id_batch",
     "new_job_uuid",
     "now_us",
     "to_json",
@@ -165,6 +166,18 @@ def new_job_ids() -> tuple[UUID, str]:
     # makes one per item, and those were a third of its Python time.
     h = "%032x" % value
     return _uuid_of_int(value), f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def new_job_id_batch(count: int) -> tuple[list[UUID], list[str]]:
+    """``count`` new job ids (new_job_ids' kind) as UUIDs and as stored
+    texts, for one batch: one clock read for all (they share the batch's
+    millisecond, as they share its created_at) and each step a list pass,
+    about half the time of ``count`` calls of new_job_ids."""
+    prefix = (time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF) << 80 | _VERSION_7
+    mask, bits = _VERSION_MASK, _random_bits
+    values = [bits(80) & mask | prefix for _ in range(count)]
+    texts = [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in ["%032x" % v for v in values]]
+    return list(map(_uuid_of_int, values)), texts
 
 
 def new_job_uuid() -> UUID:

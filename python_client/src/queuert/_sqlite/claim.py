@@ -53,9 +53,8 @@ def claim(
     columns, then ``blockers`` (the blocker chains' ids, types and final
     outputs, in blocker order) and ``seq``.
     """
-    types = _type_filter(type_names)
     found, blockers, _now = _claim_rows(
-        conn, worker_id, "claim_any" if types is None else "claim_types", types, max_jobs, lease, schema
+        conn, worker_id, "claim", (None, _type_filter(type_names)), max_jobs, lease, schema
     )
     claimed = []
     for r in found:
@@ -72,7 +71,7 @@ def _claim_rows(
     conn: sqlite3.Connection,
     worker_id: str,
     statement: str,
-    types: str | None,
+    types: tuple[str | None, str | None],
     max_jobs: int | None,
     lease: timedelta | None,
     schema: str,
@@ -80,8 +79,8 @@ def _claim_rows(
     """The claiming UPDATE's raw rows (``statement``'s columns, ending
     with seq and blocker_count), the blockers (JSON text) of the claimed
     jobs that have some, by job id, and the claim's clock (epoch
-    microseconds). ``types``: the type filter as the statement takes it (a
-    JSON list, one type name, or None)."""
+    microseconds). ``types``: the type filter as the statement takes it,
+    ``(type_name, type_names)`` (_worker_types)."""
     if worker_id is None or worker_id == "":
         check.invalid("claim needs a worker_id")
     check.check_text(worker_id, "worker_id")
@@ -97,8 +96,8 @@ def _claim_rows(
             q[statement],
             {
                 "worker_id": worker_id,
-                "type_names": types,
-                "type_name": types,
+                "type_name": types[0],
+                "type_names": types[1],
                 "max_jobs": limit,
                 "lease": lease_us,
                 "now": now,
@@ -124,22 +123,23 @@ def claim_for_worker(
     priority, attempt, scheduled_at, created_at, leased_until,
     last_attempt_error, trace_context, blockers (JSON text), seq, now``
     (the PostgreSQL worker's claim columns: seq, the claim order, and the
-    claim's clock last). Its own statements return only these columns
-    (and a worker of one type filters by equality); it builds no dict per
-    job: a claim that takes one job per transaction (atomic mode) spends
-    most of its Python time there."""
-    statement, types = _worker_statement(type_names)
-    found, blockers, now_at = _claim_rows(conn, worker_id, statement, types, max_jobs, lease, schema)
+    claim's clock last). Its own statement returns only these columns (and
+    a worker of one type filters by equality); it builds no dict per job: a
+    claim that takes one job per transaction spends most of its Python
+    time there."""
+    found, blockers, now_at = _claim_rows(
+        conn, worker_id, "claim_for_worker", _worker_types(type_names), max_jobs, lease, schema
+    )
     return _worker_rows(found, blockers, now_at, None)
 
 
-def _worker_statement(type_names: Sequence[str] | None) -> tuple[str, str | None]:
-    """The worker claim statement for these types, and its type filter."""
-    if type_names is None:
-        return "claim_for_worker_any", None
-    if type(type_names) is tuple and len(type_names) == 1 and type(type_names[0]) is str:
-        return "claim_for_worker_one_type", type_names[0]
-    return "claim_for_worker_types", _type_filter(type_names)
+def _worker_types(type_names: Sequence[str] | None) -> tuple[str | None, str | None]:
+    """The claim statements' type filter for these types: ``(type_name,
+    type_names)``, one type name (a worker's tuple of one: an equality),
+    else a JSON list, or neither (any type)."""
+    if type_names is not None and type(type_names) is tuple and len(type_names) == 1 and type(type_names[0]) is str:
+        return type_names[0], None
+    return None, _type_filter(type_names)
 
 
 def _worker_rows(
@@ -221,29 +221,28 @@ class WorkerClaim:
         if worker_id is None or worker_id == "":
             check.invalid("claim needs a worker_id")
         check.check_text(worker_id, "worker_id")
-        statement, types = _worker_statement(type_names)
+        type_name, types = _worker_types(type_names)
         q = statements(schema)
         self.worker_id = worker_id
         self.type_names = type_names
         self.lease = lease
         self.schema = schema
-        self._statement = q[statement]
-        # a worker of one type claiming one job (an atomic slot): `=`, not IN
-        self._one_job = q["claim_for_worker_one_job"] if statement == "claim_for_worker_one_type" else None
+        self._statement = q["claim_for_worker"]
+        # a claim of one job: `=`, not IN
+        self._one_job = q["claim_for_worker_one_job"]
         self._blockers = q["claim_blockers"]
         self._params: dict[str, Any] = {
             "worker_id": worker_id,
+            "type_name": type_name,
             "type_names": types,
-            "type_name": types,
             "max_jobs": 1,
             "lease": check.check_lease(lease),
             "now": 0,
         }
         self._pick = q["pick_for_worker"]
-        one = statement == "claim_for_worker_one_type"
         self._pick_params: dict[str, Any] = {
-            "type_name": types if one else None,
-            "type_names": None if one else types,
+            "type_name": type_name,
+            "type_names": types,
             "lease": self._params["lease"],
             "now": 0,
         }
@@ -266,7 +265,7 @@ class WorkerClaim:
         params = self._params
         params["max_jobs"] = max_jobs
         now = params["now"] = now_us()
-        sql = self._one_job if max_jobs == 1 and self._one_job is not None else self._statement
+        sql = self._one_job if max_jobs == 1 else self._statement
         found = conn.execute(sql, params).fetchall()
         waiting = [r[0] for r in found if r[-1]]
         blockers = dict(conn.execute(self._blockers, {"job_ids": ids_json(waiting)}).fetchall()) if waiting else {}

@@ -179,12 +179,26 @@ def continue_chain(
     expected: str | None,
     params: Mapping[str, Any],
     conn: sqlite3.Connection,
+    traced: bool = False,
 ) -> CompletedJob:
     """Continue the chain's current job (or ``job_id``) from outside a
-    worker; ``params`` are the continuation's, its input JSON text."""
+    worker; ``params`` are the continuation's, its input JSON text.
+    ``traced`` (telemetry active): the spans PostgreSQL's path has
+    (queuert._operations._continue_chain): the job's settle span, a child
+    of its creation span, and the next job's creation span under it,
+    linked to the job it continues; the next job stores that creation's
+    traceparent. Both end at commit."""
     q = statements(schema)
+    settlement = creation = None
     with writing(conn, schema, "continue a chain"):
-        jid, _status, _current = _target_job(conn, q, chain_id, job_id, expected)
+        jid, _status, current = _target_job(conn, q, chain_id, job_id, expected)
+        trace_context = params["trace_context"]
+        if traced:
+            settlement, creation = begin_settlement(
+                current, "complete_chain", params["type_name"], params["trace_context"]
+            )
+            if creation is not None and creation.traceparent is not None:
+                trace_context = creation.traceparent
         nxt = continue_with(
             conn,
             jid,
@@ -196,15 +210,22 @@ def continue_chain(
             schedule_after=params["schedule_after"],
             blockers=params["blockers"],
             priority=params["priority"],
-            trace_context=params["trace_context"],
+            trace_context=trace_context,
             schema=schema,
         )
+    continued = ContinuedJob.from_row(nxt)
+    if settlement is not None:
+        if creation is not None:
+            creation.created(
+                continued.id, continued.chain_id, current["chain_type_name"], continued.status, continued.deduplicated
+            )
+        settlement.settled(UUID(jid), continued.chain_id, False, "continued")
     return CompletedJob(
         job_id=UUID(jid),
-        chain_id=nxt["chain_id"],
+        chain_id=continued.chain_id,
         status="completed",
         chain_completed=False,
-        continued_to=ContinuedJob.from_row(nxt),
+        continued_to=continued,
     )
 
 
