@@ -250,27 +250,29 @@ def own_pgbouncer(pg_host: str, pg_port: int, user: str = "postgres") -> Iterato
 
 
 @contextlib.contextmanager
-def broker_notifiers(kind: str, cluster_ports: Callable[[], list[int]] | None = None) -> Iterator[Callable[[], Any]]:
+def broker_notifiers(kind: str, cluster_ports: Callable[[], list[int]] | None = None) -> Iterator[Callable[..., Any]]:
     """A factory of broker notifiers of one kind ("redis", "redis-cluster",
     "nats") sharing a fresh prefix; each is closed afterwards, and the NATS
     wake-hint bucket of the prefix dropped. Cluster notifiers connect to the
-    nodes of ``cluster_ports()`` in turn."""
+    nodes of ``cluster_ports()`` in turn. ``factory(**options)`` passes
+    options (``hint_timeout``, ``send_timeout``) to the notifier."""
     from queuert.notify.nats import NatsNotifier
     from queuert.notify.redis import RedisNotifier
 
     prefix = unique_prefix()
     made: list[Any] = []
 
-    def factory() -> Any:
+    def factory(**options: Any) -> Any:
+        options.setdefault("prefix", prefix)
         notifier: Any
         if kind == "redis":
-            notifier = RedisNotifier(REDIS_URL, prefix=prefix)
+            notifier = RedisNotifier(REDIS_URL, **options)
         elif kind == "redis-cluster":
             assert cluster_ports is not None
             ports = cluster_ports()
-            notifier = RedisNotifier(f"redis://127.0.0.1:{ports[len(made) % len(ports)]}", prefix=prefix, cluster=True)
+            notifier = RedisNotifier(f"redis://127.0.0.1:{ports[len(made) % len(ports)]}", cluster=True, **options)
         else:
-            notifier = NatsNotifier(NATS_URL, prefix=prefix)
+            notifier = NatsNotifier(NATS_URL, **options)
         made.append(notifier)
         return notifier
 

@@ -216,7 +216,11 @@ def test_max_running_under_raw_claim_races_with_failures_and_reaps(dsn: str) -> 
         ).fetchall()
     assert held.peak <= LIMIT
     assert max(seen) <= LIMIT, f"{max(seen)} running at once"
-    assert held.peak == LIMIT, "the limit was reached (the test can fail)"
+    # the limit was reached (the test can fail): by the claimers' own count,
+    # or in the table (abandoned jobs hold their slots until reaped, so on a
+    # loaded machine the claimers alone may never hold all three at once;
+    # make test saw a peak of 2 there)
+    assert max(held.peak, max(seen)) == LIMIT, (held.peak, max(seen))
     # abandoned jobs came back through reap and someone finished them
     assert left == [], left
 

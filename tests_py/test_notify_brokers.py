@@ -125,7 +125,10 @@ async def test_one_subscription_per_channel_is_shared(make: Make) -> None:
                           notifier.channels["job_lost"]: 0}
     await notifier.publish_job_ready(["t"])
     await notifier.publish_chain_completed(["c"])
-    await until(lambda: of(b, "chain_completed") == ["c"] and of(a, "job_ready") == ["t"])
+    # each listener's delivery is queued on its own (a's first): b's "t" can
+    # follow a's by a moment, and the two publications may use two
+    # connections (Redis's direct path), so nothing orders "c" before it
+    await until(lambda: of(b, "chain_completed") == ["c"] and of(a, "job_ready") == ["t"] and of(b, "job_ready"))
     assert of(b, "job_ready") == ["t"] and of(a, "chain_completed") == []
     await sub_a.close()
     await notifier.publish_job_ready(["after"])
@@ -151,8 +154,10 @@ async def _numsub(client: Any, channels: list[str]) -> dict[str, int]:
 
 async def test_wake_budget_counts_and_is_taken_atomically(make: Make) -> None:
     # a take that outlives hint_timeout claims by design (fail open); this
-    # test is of atomicity, so slow takes on a loaded machine get time
-    publisher, worker_side = make(hint_timeout=60.0), make(hint_timeout=60.0)
+    # test is of atomicity, so slow takes on a loaded machine get time. The
+    # Redis client's socket timeout (send_timeout) must be longer still: a
+    # Cluster client retries a timed-out take, which then spends two units
+    publisher, worker_side = (make(hint_timeout=60.0, send_timeout=120.0) for _ in range(2))
     assert publisher.wake_budgets
     await publisher.publish_job_ready({"burst": 5})
     await publisher.publish_job_ready(["single", "single"])  # a repeated name counts twice
@@ -172,7 +177,7 @@ async def test_wake_budget_counts_and_is_taken_atomically(make: Make) -> None:
 
 
 async def test_wake_budget_is_there_before_the_event(make: Make) -> None:
-    publisher, worker_side = make(), make()
+    publisher, worker_side, other = make(), make(), make()
     took: list[bool] = []
     woke = asyncio.Event()
 
@@ -180,6 +185,11 @@ async def test_wake_budget_is_there_before_the_event(make: Make) -> None:
         if e.kind == "job_ready":
             woke.set()
 
+    # a second listener, so that worker_side is not alone: a lone listener
+    # claims without asking (queuert.notify._alone), its "True" would not
+    # show the unit was there, and a NATS publisher that counts one listener
+    # may send the event first on purpose
+    await other.subscribe(lambda e: None, kinds=("job_ready",))
     await worker_side.subscribe(on_event, kinds=("job_ready",))
     for _ in range(5):
         woke.clear()
@@ -190,7 +200,9 @@ async def test_wake_budget_is_there_before_the_event(make: Make) -> None:
 
 
 async def test_wake_budget_expires(make: Make) -> None:
-    notifier = make(hint_ttl=1.0)
+    # 3 s, not 1: the units must outlive the flush and the first take, and
+    # a loaded 2-core machine can stall a second between them
+    notifier = make(hint_ttl=3.0)
     await notifier.publish_job_ready({"stale": 3})
     assert await notifier.flush()
     assert await notifier.take_wake_hint(["stale"]) is True
@@ -345,7 +357,11 @@ async def test_eight_idle_listeners_one_job_one_claim(make: Make, dsn: str) -> N
     "workers" (a notifier each, as eight processes would have) hear the
     job_ready of one started job; each takes a unit before claiming, so one
     claim runs, not eight, and it gets the job."""
-    listeners = [make() for _ in range(8)]
+    # a take that outlives hint_timeout (1 s by default) claims by design
+    # (fail open): on a loaded machine that is a second claim, not the
+    # contract under test. The Redis client's socket timeout (send_timeout)
+    # must not cut the take first (a Cluster client retries it: two units)
+    listeners = [make(hint_timeout=60.0, send_timeout=120.0) for _ in range(8)]
     producer = make()
     claims: list[tuple[int, Any]] = []
     woken: list[int] = []

@@ -34,14 +34,17 @@ IDLE_WORKERS = 5
 
 @pytest.mark.parametrize("completed_by", ["outside", "worker"])
 async def test_a_fan_in_wakes_one_idle_worker_per_unblocked_job(
-    make: Callable[[], BrokerNotifier], dsn: str, db: DB, completed_by: str
+    make: Callable[..., BrokerNotifier], dsn: str, db: DB, completed_by: str
 ) -> None:
     ran: list[int] = []
     all_running = asyncio.Event()
     workers: list[queuert.Worker] = []
     for i in range(IDLE_WORKERS):
-        notifier = make()
-        notifier.hint_timeout = 30.0  # a slow broker answer must not read as "no budget kept"
+        # a slow broker answer must not read as "no budget kept" (a take that
+        # fails claims by design): hint_timeout bounds the take, and the
+        # client's socket timeout (send_timeout on Redis) must not cut it first
+        # (a Cluster client retries a timed-out take: it spends two units)
+        notifier = make(hint_timeout=30.0, send_timeout=60.0)
         # one job at a time: a worker that wakes claims one
         worker = fast(dsn, notifier=notifier, poll_interval=60, concurrency=1)
 
@@ -53,9 +56,10 @@ async def test_a_fan_in_wakes_one_idle_worker_per_unblocked_job(
 
         worker.handler("part", part)
         workers.append(worker)
-    gate_worker = fast(dsn, notifier=make(), poll_interval=0.2)
+    # whoever completes the gate publishes the N units: a stall must not drop them
+    gate_worker = fast(dsn, notifier=make(send_timeout=30.0), poll_interval=0.2)
     gate_worker.handler("gate", lambda job: "open")
-    producer = make()
+    producer = make(send_timeout=30.0)
 
     gate = await aio.start_chain(db.conn, "gate", None)
     parts = [await aio.start_chain(db.conn, "part", None, blockers=[gate.chain_id]) for _ in range(DEPENDENTS)]

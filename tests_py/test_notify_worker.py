@@ -33,7 +33,7 @@ def cluster_ports() -> Iterator[list[int]]:
 
 
 @pytest.fixture(params=["redis", "redis-cluster", "nats"])
-def make(request: pytest.FixtureRequest) -> Iterator[Callable[[], BrokerNotifier]]:
+def make(request: pytest.FixtureRequest) -> Iterator[Callable[..., BrokerNotifier]]:
     with broker_notifiers(request.param, lambda: request.getfixturevalue("cluster_ports")) as factory:
         yield factory
 
@@ -90,7 +90,7 @@ async def test_hooks_wake_an_idle_worker_through_the_broker(
 
 
 async def test_eight_idle_workers_one_job_one_claim(
-    make: Callable[[], BrokerNotifier], dsn: str, db: DB
+    make: Callable[..., BrokerNotifier], dsn: str, db: DB
 ) -> None:
     """Wake budgets in the worker: eight idle workers (a notifier each, as
     eight processes have) all hear the job_ready of one started job; each
@@ -100,8 +100,11 @@ async def test_eight_idle_workers_one_job_one_claim(
     workers: list[queuert.Worker] = []
     ran: list[int] = []
     for i in range(8):
-        notifier = make()
-        notifier.hint_timeout = 30.0  # a slow broker answer must not read as "no budget kept"
+        # a slow broker answer must not read as "no budget kept" (a take that
+        # fails claims by design): hint_timeout bounds the take, and the
+        # client's socket timeout (send_timeout on Redis) must not cut it first
+        # (a Cluster client retries a timed-out take: it spends two units)
+        notifier = make(hint_timeout=30.0, send_timeout=60.0)
         worker = fast(dsn, notifier=notifier, poll_interval=60, concurrency=2)
 
         def solo(job: JobContext[None], i: int = i) -> None:
@@ -109,7 +112,7 @@ async def test_eight_idle_workers_one_job_one_claim(
 
         worker.handler("solo", solo)
         workers.append(worker)
-    producer = make()
+    producer = make(send_timeout=30.0)  # its one job_ready must not be dropped by a stall
     async with contextlib.AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(running(worker))
@@ -121,7 +124,10 @@ async def test_eight_idle_workers_one_job_one_claim(
                 started = await aio.start_chain(db.conn, "solo", None)
         await aio.wait_for_chain(db.conn, started.chain_id, timeout=30, poll_interval=0.05)
         # every worker heard the event: one took the unit, seven found none
-        await eventually(lambda: sum(w.stats.wake_hints_declined for w in workers) == 7, timeout=30)
+        try:
+            await eventually(lambda: sum(w.stats.wake_hints_declined for w in workers) == 7, timeout=30)
+        except AssertionError:  # say which worker did not decline, and what it did instead
+            raise AssertionError([(w.stats.as_dict(), w.notifier.connections) for w in workers]) from None
         await eventually(lambda: all(asleep(w) for w in workers), timeout=30)
         claimed_since = [w.stats.claim_calls - n for w, n in zip(workers, claims_before)]
     assert len(ran) == 1

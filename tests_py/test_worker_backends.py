@@ -358,7 +358,11 @@ async def test_lease_loss_stops_the_handler_and_discards_its_outcome(db: Db, sid
 
 
 async def test_leases_are_renewed_while_a_job_runs_long(db: Db, side: Side) -> None:
-    worker = fast(db, lease=timedelta(seconds=1), renew_interval=0.1)
+    # a 3 s lease renewed every 0.1 s: a loaded 2-core machine can starve
+    # the event loop for a second, so a 1 s lease could expire for real and
+    # be reaped (that case is test_worker_faults.py's); here the lease must
+    # outlive its first term because it was renewed
+    worker = fast(db, lease=timedelta(seconds=3), renew_interval=0.1)
     other = fast(db, reap_interval=0.1)  # reaps expired leases eagerly
     finish = asyncio.Event()
 
@@ -375,8 +379,9 @@ async def test_leases_are_renewed_while_a_job_runs_long(db: Db, side: Side) -> N
     async with running(other), running(worker):
         await eventually(lambda: side.status_is(chain, "running"))
         first = (await side.job(chain))["leased_until"]
-        # two lease lengths and more pass while the other worker reaps
-        await eventually(lambda: _lease_moved_past(side, chain, first + timedelta(seconds=2)))
+        # the first term and a second more pass while the other worker reaps
+        # (a lease renewed at claim + x seconds ends x seconds after the first)
+        await eventually(lambda: _lease_moved_past(side, chain, first + timedelta(seconds=4)))
         finish.set()
         await eventually(lambda: side.done(chain))
     assert (await side.job(chain))["output"] == 1, "never reaped: one attempt"

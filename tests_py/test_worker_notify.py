@@ -165,8 +165,9 @@ async def test_a_non_postgres_notifier_gets_the_published_events_too(dsn: str, d
         chain = await aio.start_chain(db.conn, "one", 1)
         async with running(worker):
             await aio.wait_for_chain(db.conn, chain.chain_id, timeout=30)
-            await eventually(lambda: ("chain_completed", str(chain.chain_id)) in events, timeout=5)
-            await eventually(lambda: listener.payloads("queuert_chain_completed"), timeout=5)
+            await eventually(lambda: ("chain_completed", str(chain.chain_id)) in events, timeout=30)
+            await eventually(lambda: listener.payloads("queuert_chain_completed"), timeout=30)
+        await notifications_settled(db.conn, listener)  # a second one would be in by now
     await sub.close()
     assert listener.payloads("queuert_chain_completed") == [str(chain.chain_id)]
     assert isinstance(chain.chain_id, UUID)
