@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psycopg
 
-from . import floors
+from . import floors, wakeup_trace
 from .common import SCHEMA, Databases, Results, Sizes, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,6 +235,8 @@ def process(dbs: Databases, sizes: Sizes, results: Results, mode: str) -> None:
     for part in trio:
         if part == "floor":
             rate[part] = _floor_once(dbs, per_tx, floor_n)
+            if per_tx in sizes.claim_floors_in_trios:  # the floor workload's row too
+                results.add(floors.NAME, floors.claim_metric(per_tx), rate[part], "jobs/s")
         else:
             rate[part] = _record(dbs, sizes, results, mode, paired_c, "auto", part == "cold")
     for num, den, label in (
@@ -334,7 +336,10 @@ def run_wakeup(dbs: Databases, sizes: Sizes, results: Results) -> None:
     n, gap, warmup = sizes.wakeup_n, sizes.wakeup_gap_s, 10
     with dbs.fresh("wake-up") as dsn, tempfile.TemporaryDirectory() as tmp:
         times_file = os.path.join(tmp, "times")
-        worker = WorkerProcess(dsn, "staged", 10, "wakeup", times_file)
+        trace_file = os.path.join(tmp, "trace")
+        worker = WorkerProcess(
+            dsn, "staged", 10, "wakeup", times_file, env={"QUEUERT_BENCH_WAKE_TRACE": trace_file}
+        )
         commits: dict[int, float] = {}
         try:
             worker.go()
@@ -364,12 +369,24 @@ def run_wakeup(dbs: Databases, sizes: Sizes, results: Results) -> None:
         for line in Path(times_file).read_text().splitlines():
             key, t = line.split()
             started.setdefault(int(key), float(t))
+        parts = wakeup_trace.segments(trace_file, commits, started, n)
     lat = sorted((started[i] - commits[i]) * 1000 for i in range(n))
     assert len(lat) == n
     results.add("wake-up", "p50", percentile(lat, 50), "ms", False)
     results.add("wake-up", "p95", percentile(lat, 95), "ms", False)
     results.add("wake-up", "p99", percentile(lat, 99), "ms", False)
     results.add("wake-up", "max", lat[-1], "ms", False)
+    # where the time goes (issue 16 item 4): each segment's median
+    for label, ms in wakeup_trace.medians(parts).items():
+        results.add("wake-up", f"p50 split: {label}", ms, "ms", False)
+    results.note(
+        "wake-up",
+        "p50 split: medians of each segment over the jobs whose points were all seen"
+        " (benchmarks/wakeup_trace.py): NOTIFY delivery = COMMIT returned -> the worker's"
+        " LISTEN connection yields job_ready; worker wake path = -> claim sent; claim round"
+        " trip = queuert.claim + the COMMIT's WAL flush, one round trip; to the handler ="
+        " -> handler's first line. The medians need not add up to the p50",
+    )
     results.note(
         "wake-up",
         f"{n} jobs {gap * 1000:.0f} ms apart (+{warmup} warm-up jobs not counted), "

@@ -161,8 +161,10 @@ COLD: list[tuple[str, str, str, float]] = [
 
 # (workload, metric, limit, description) for absolute targets
 LIMITS: list[tuple[str, str, float, str]] = [
-    ("wake-up", "p50", 2.0, "<= 2 ms"),
-    ("wake-up", "p99", 5.0, "<= 5 ms"),
+    # issue 16 item 4 (was 2 / 5 ms); the "p50 split" rows say where the
+    # time goes (benchmarks/wakeup_trace.py)
+    ("wake-up", "p50", 1.5, "<= 1.5 ms"),
+    ("wake-up", "p99", 3.0, "<= 3 ms"),
     ("fan-in", "last blocker -> dependent claimed", 1000.0, "< 1 s"),
     # issue 16: the worker's memory must not grow over a long drain
     ("worker-memory", "long drain, concurrency 10: growth, end - first tenth", 1.0, "<= 1 MiB"),
@@ -312,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [w for w in chosen if w not in all_w]
     if unknown:
         p.error(f"unknown workload(s) {unknown}; known: {', '.join(all_w)}")
+    # the claim floors run once a repetition, in the adjacent trio of the
+    # processing workload that is compared with them (processing.py)
+    sizes.claim_floors_in_trios = tuple(
+        per_tx for per_tx, wl in ((100, "process-staged"), (1, "process-atomic")) if wl in chosen
+    )
 
     info = machine_info(args.dsn)
     print(f"queuert benchmarks ({'quick' if args.quick else 'full'}), {info['cpu_count']} CPUs, "

@@ -53,7 +53,7 @@ def _jobs(sizes: Sizes, mode: str, kind: str) -> int:
     if mode == "atomic":
         return sizes.telemetry_atomic_n
     # a 1 ms handler runs about 1,000 jobs/s
-    return sizes.telemetry_work_n if kind == "work1ms" else sizes.process_n
+    return sizes.telemetry_work_n if kind == "work1ms" else sizes.telemetry_staged_n
 
 
 def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
@@ -124,7 +124,7 @@ def _attempt_cost(sizes: Sizes, results: Results) -> float:
     """One attempt's telemetry in CPU microseconds, queuert's calls against
     the SDK's own (benchmarks/telemetry_cost.py, in a process of its own:
     it installs the global providers); returns the SDK's own."""
-    n = max(1_000, sizes.process_n // 5)
+    n = sizes.telemetry_cost_n
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.telemetry_cost", str(n)],
         cwd=ROOT,

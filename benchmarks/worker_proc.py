@@ -32,6 +32,9 @@ QUEUERT_BENCH_OTEL=1 configures OpenTelemetry's SDK (tracer and meter
 providers) with exporters that drop everything (benchmarks/telemetry.py);
 QUEUERT_BENCH_OTEL_SAMPLE=R gives its tracer provider the sampler
 ParentBased(TraceIdRatioBased(R)) instead of the default (every trace);
+QUEUERT_BENCH_WAKE_TRACE=FILE marks the wake path's points (a job_ready
+heard, a claim sent, its rows back) and writes them to FILE at exit
+(benchmarks/wakeup_trace.py);
 QUEUERT_BENCH_EXPECT=N makes the process print "done <CLOCK_MONOTONIC> <RSS
 KiB> <peak RSS KiB> <CPU seconds>" (the CPU time the whole process used, all
 threads, since "go") once
@@ -188,6 +191,10 @@ def rss_kib(field: str = "VmRSS") -> int:
 def main() -> None:
     if os.environ.get("QUEUERT_BENCH_OTEL") == "1":
         _install_otel_sdk()
+    if os.environ.get("QUEUERT_BENCH_WAKE_TRACE"):
+        from benchmarks import wakeup_trace
+
+        wakeup_trace.install(os.environ["QUEUERT_BENCH_WAKE_TRACE"])
     dsn, mode, concurrency, kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     times_file = sys.argv[5] if len(sys.argv) > 5 else None
     worker = build(dsn, mode, concurrency, kind, times_file)
