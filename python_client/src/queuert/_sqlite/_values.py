@@ -108,8 +108,8 @@ def _uuid_of_int(value: int) -> UUID:
     """UUID(int=value) without its checks: the callers' values are ids
     the engine wrote or made, always 128 bits."""
     job_id: UUID = _new_object(UUID)
-    _set_slot(job_id, "int", value)
-    _set_slot(job_id, "is_safe", _SAFE_UNKNOWN)
+    _set_int(job_id, value)
+    _set_is_safe(job_id, _SAFE_UNKNOWN)
     return job_id
 
 
@@ -187,7 +187,10 @@ def new_job_uuid() -> UUID:
 
 _random_bits = random.getrandbits
 _new_object = object.__new__
-_set_slot = object.__setattr__
+# UUID's slots written through their descriptors: what object.__setattr__
+# ends up calling, without its attribute lookup (0.3 of 0.6 us per UUID)
+_set_int = UUID.__dict__["int"].__set__
+_set_is_safe = UUID.__dict__["is_safe"].__set__
 _SAFE_UNKNOWN = SafeUUID.unknown
 _VERSION_MASK = ~(0xF << 76) & ~(0x3 << 62) & (2**128 - 1)
 _VERSION_7 = 0x7 << 76 | 0x2 << 62

@@ -7,7 +7,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from datetime import timedelta as _td
+from datetime import timedelta as _td  # _td(0, 0, us): positional, ~0.1 us less than microseconds=us
 from typing import Any
 
 from . import _checks as check
@@ -150,7 +150,7 @@ def _worker_rows(
     order."""
     if not found:
         return []
-    now = _EPOCH + _td(microseconds=now_at)
+    now = _EPOCH + _td(0, 0, now_at)
     claimed = []
     for r in found:
         job_id = uuid_from_text(r[0])
@@ -164,9 +164,9 @@ def _worker_rows(
                 None if r[5] is None else from_json(r[5]),
                 r[6],
                 r[7],
-                _EPOCH + _td(microseconds=r[8]),
-                _EPOCH + _td(microseconds=r[9]),
-                _EPOCH + _td(microseconds=r[10]),
+                _EPOCH + _td(0, 0, r[8]),
+                _EPOCH + _td(0, 0, r[9]),
+                _EPOCH + _td(0, 0, r[10]),
                 r[11],
                 r[12],
                 blockers[r[0]] if r[14] else "[]",
@@ -301,14 +301,14 @@ class WorkerClaim:
             None if r[5] is None else from_json(r[5]),
             r[6],
             r[7],
-            _EPOCH + _td(microseconds=r[8]),
-            _EPOCH + _td(microseconds=r[9]),
-            _EPOCH + _td(microseconds=r[10]),
+            _EPOCH + _td(0, 0, r[8]),
+            _EPOCH + _td(0, 0, r[9]),
+            _EPOCH + _td(0, 0, r[10]),
             r[11],
             r[12],
             blockers,
             r[13],
-            _EPOCH + _td(microseconds=now),
+            _EPOCH + _td(0, 0, now),
         )
         return row, r[10], (r[0], r[2], r[4], r[15])
 

@@ -277,6 +277,12 @@ class Notifier(abc.ABC):
     async def _unsubscribed(self, sub: Subscription) -> None:
         """Hook for adapters: stop listening when the last subscriber leaves."""
 
+    def _anyone_wants(self, kind: str) -> bool:
+        """Whether a subscriber may take events of ``kind`` (then build
+        them): a worker alone subscribes to job_ready and resync, so the
+        chains it completes are not made into events one by one."""
+        return any(sub.kinds is None or kind in sub.kinds for sub in self._subscriptions)
+
     def _dispatch(self, event: NotifyEvent) -> None:
         """Deliver ``event`` to every matching subscriber (any thread)."""
         for sub in list(self._subscriptions):

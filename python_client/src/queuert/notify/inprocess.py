@@ -44,20 +44,22 @@ class InProcessNotifier(Notifier):
         self._ready(type_names)
 
     async def publish_chain_completed(self, chain_ids: Iterable[str]) -> None:
-        for cid in dict.fromkeys(chain_ids):
-            self._dispatch(NotifyEvent("chain_completed", str(cid)))
+        self._each("chain_completed", chain_ids)
 
     async def publish_job_lost(self, job_ids: Iterable[str]) -> None:
-        for jid in dict.fromkeys(job_ids):
-            self._dispatch(NotifyEvent("job_lost", str(jid)))
+        self._each("job_lost", job_ids)
 
     def publish_nowait(self, ready: ReadyTypes, chain_ids: Iterable[str], job_ids: Iterable[str]) -> bool:
         self._ready(ready)
-        for cid in dict.fromkeys(chain_ids):
-            self._dispatch(NotifyEvent("chain_completed", str(cid)))
-        for jid in dict.fromkeys(job_ids):
-            self._dispatch(NotifyEvent("job_lost", str(jid)))
+        self._each("chain_completed", chain_ids)
+        self._each("job_lost", job_ids)
         return True
+
+    def _each(self, kind: str, payloads: Iterable[str]) -> None:
+        """One event per distinct payload, when anyone subscribed to ``kind``."""
+        if payloads and self._anyone_wants(kind):
+            for payload in dict.fromkeys(payloads):
+                self._dispatch(NotifyEvent(kind, str(payload)))
 
     def _ready(self, type_names: ReadyTypes) -> None:
         counts = ready_counts(type_names)

@@ -32,7 +32,7 @@ from typing import Any
 
 from . import attributes as a
 from . import metrics
-from .switch import meter, tracer
+from .switch import inactive, meter, tracer
 from .resolution import report_resolved
 from .tracing import Creation, creating
 from .traceparent import attach_span, context_of, current_with, detach, span_context_of, traceparent_of
@@ -348,6 +348,8 @@ def attempt_started(job: Any, worker_id: str | None, mode: str) -> Attempt | _No
     type), the stored traceparent becomes a parent without the propagator,
     and the metric instruments are looked up once per attempt."""
     global _CONSUMER
+    if inactive():  # no SDK: two global reads, not a tracer and meter lookup
+        return NO_ATTEMPT
     t = tracer()
     ins = metrics.instruments()
     if t is None:

@@ -13,6 +13,7 @@ cost at thousands of jobs per second (benchmarks/README.md, telemetry).
 from __future__ import annotations
 
 import os
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -46,6 +47,26 @@ _fast_meter = False
 _SCOPE = "queuert"
 
 
+def _api_in_use(module: str, provider_variable: str) -> bool:
+    """Whether an SDK can be configured in this process yet: a provider is
+    set through the API's module (so someone imported it: the SDK, an
+    auto-instrumentation, the application), or named in the environment
+    (the API loads it on first use; read on the first look). Until then
+    the API is not imported: a worker that starts without an SDK would pay
+    ~9 ms of CPU for the import at its start (benchmarks/README.md, "SQLite:
+    the fifth pass"). Looked at again on each call (a dict lookup) until the
+    module appears."""
+    if module in sys.modules:
+        return True
+    named = _provider_named.get(provider_variable)
+    if named is None:
+        named = _provider_named[provider_variable] = provider_variable in os.environ
+    return named
+
+
+_provider_named: dict[str, bool] = {}
+
+
 def set_enabled(enabled: bool = True, *, traces: bool | None = None, metrics: bool | None = None) -> None:
     """Turn queuert's instrumentation on or off for this process: both
     traces and metrics, or (``traces=`` / ``metrics=``) each on its own."""
@@ -71,6 +92,8 @@ def _version() -> str:
 def _load_trace() -> ModuleType | None:
     global _trace, _trace_looked, _default_tracer_providers
     if not _trace_looked:
+        if not _api_in_use("opentelemetry.trace", "OTEL_PYTHON_TRACER_PROVIDER"):
+            return None
         _trace_looked = True
         try:
             from opentelemetry import trace
@@ -86,6 +109,8 @@ def _load_trace() -> ModuleType | None:
 def _load_metrics() -> ModuleType | None:
     global _metrics, _metrics_looked, _default_meter_providers
     if not _metrics_looked:
+        if not _api_in_use("opentelemetry.metrics", "OTEL_PYTHON_METER_PROVIDER"):
+            return None
         _metrics_looked = True
         try:
             from opentelemetry import metrics
@@ -102,21 +127,26 @@ def _load_metrics() -> ModuleType | None:
 
 def inactive() -> bool:
     """True when neither :func:`tracer` nor :func:`meter` can return one now:
-    the client's hot paths (``start_chain``, ``start_chains``) ask this once
-    per call, in one function call and a few global reads; False when unsure
-    (the API not looked at yet, a provider set, or one named in the
-    environment), and then they ask :func:`tracer` and :func:`meter`."""
+    the client's hot paths (``start_chain``, ``start_chains``) and the
+    worker's every attempt ask this once per call, in one function call and
+    a few global reads; False when unsure (the API imported but not looked
+    at yet, a provider set, or one named in the environment), and then they
+    ask :func:`tracer` and :func:`meter`."""
     if _traces_on:
         if _fast_tracer:
             if _trace._TRACER_PROVIDER is not None:  # type: ignore[union-attr]
                 return False
-        elif not _trace_looked or _trace is not None:
+        elif _trace is not None:
+            return False
+        elif not _trace_looked and _api_in_use("opentelemetry.trace", "OTEL_PYTHON_TRACER_PROVIDER"):
             return False
     if _metrics_on:
         if _fast_meter:
             if _meter_module._METER_PROVIDER is not None:  # type: ignore[union-attr]
                 return False
-        elif not _metrics_looked or _metrics is not None:
+        elif _metrics is not None:
+            return False
+        elif not _metrics_looked and _api_in_use("opentelemetry.metrics", "OTEL_PYTHON_METER_PROVIDER"):
             return False
     return True
 
