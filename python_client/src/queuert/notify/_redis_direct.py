@@ -10,9 +10,11 @@ socket's cost (a loopback ``send`` runs the receiving side's TCP work too,
 charged to the sender: about 100 us of the caller's CPU per commit when the
 caller wrote the hint itself). The writer packs everything buffered into
 one ``EVAL`` of the send script and makes one non-blocking ``send``; hints
-buffered while it was writing go out together in its next batch, so under a
-steady stream of commits the cost per commit shrinks, and an idle writer
-starts at once (no added latency). It waits for no reply: the server sends
+buffered while it was writing, or within ``batch_gap`` of its last batch's
+start, go out together in its next batch (at the gap's end), so under a
+steady stream of commits the cost per commit shrinks (one send per gap, and
+callers wake nobody: the writer is not idle), and a writer idle for longer
+than the gap starts at once (no added latency). It waits for no reply: the server sends
 none. Unlike the notifier's asyncio I/O thread, it runs no event loop and no
 redis-py asyncio machinery per batch.
 
@@ -59,7 +61,8 @@ class DirectPublisher:
     ``fallback(ready, chains, lost)`` takes a batch the writer could not
     send (the I/O thread's path); ``reconnect()`` asks for a new connection
     after the writer closed a broken one. ``max_buffered``: ids held while the writer
-    is busy; beyond, callers take the other path.
+    is busy; beyond, callers take the other path. ``batch_gap``: the least
+    time between the starts of two batches (seconds).
     """
 
     def __init__(
@@ -71,8 +74,10 @@ class DirectPublisher:
         fallback: Callable[[dict[str, int], list[str], list[str]], None],
         reconnect: Callable[[], object],
         max_buffered: int = 100_000,
+        batch_gap: float = 0.0,
     ) -> None:
         self.url = url
+        self.batch_gap = batch_gap
         self.name = name  # CLIENT SETNAME: an operator sees who it is
         self.connect_timeout = connect_timeout
         self._pack = pack
@@ -95,6 +100,7 @@ class DirectPublisher:
         self._retry_at = 0.0  # monotonic: no new connection attempt before
         self._writer: threading.Thread | None = None
         self._idle = False  # the writer waits for work
+        self._last_batch = float("-inf")  # monotonic time the last batch was taken
         self._stopping = False
         self._ready: dict[str, int] = {}
         self._chains: dict[str, None] = {}
@@ -186,13 +192,22 @@ class DirectPublisher:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not (self._ready or self._chains or self._lost):
-                    if self._stopping or self._sock is None:
-                        self._end_locked()
-                        return
-                    self._idle = True
-                    self._wake.wait()
-                self._idle = False
+                while True:
+                    if not (self._ready or self._chains or self._lost):
+                        if self._stopping or self._sock is None:
+                            self._end_locked()
+                            return
+                        self._idle = True
+                        self._wake.wait()
+                        continue
+                    self._idle = False
+                    wait = self._last_batch + self.batch_gap - time.monotonic()
+                    if wait <= 0 or self._stopping or self._sock is None:
+                        break
+                    # the gap since the last batch: offers meanwhile join this one
+                    # (not idle: they wake nobody)
+                    self._wake.wait(wait)
+                self._last_batch = time.monotonic()
                 batch: Batch = (self._ready, list(self._chains), list(self._lost))
                 self._ready, self._chains, self._lost = {}, {}, {}
                 seq = self._offered

@@ -6,7 +6,13 @@ buffer was empty, one ``call_soon_threadsafe``. On the I/O loop the pump
 takes everything buffered (job counts summed per type, ids deduplicated) and
 hands it to the adapter's send, one batch at a time: hints buffered while a
 batch is on the wire go out together in the next one, so a burst of commits
-costs one round trip per batch, not one per commit. There is no sender task
+costs one round trip per batch, not one per commit. Batches are also spaced
+``batch_gap`` seconds apart (start to start): a hint that follows a batch
+within the gap waits for the gap's end and goes out with whatever came
+meanwhile, so a steady stream of commits (a producer creating thousands of
+chains a second) costs one send per gap instead of one per commit, and its
+callers no longer wake the loop (the pump is already scheduled); a hint
+after a quiet spell goes out at once. There is no sender task
 waiting on an event, no condition variable and no ``wait_for`` task per
 batch: one task per batch, and a timer that cancels it after
 ``send_timeout``.
@@ -42,8 +48,10 @@ class HintSender:
         send: Send,
         send_timeout: float,
         max_buffered: int,
+        batch_gap: float = 0.0,
     ) -> None:
         self.name = name
+        self.batch_gap = batch_gap
         self._loop = loop
         self._send = send
         self.send_timeout = send_timeout
@@ -63,6 +71,8 @@ class HintSender:
         """State that lives on the I/O loop (a new loop starts afresh)."""
         self._sent_seq = 0  # publish calls sent (or dropped) so far
         self._in_flight: asyncio.Task[None] | None = None
+        self._deferred: asyncio.TimerHandle | None = None  # a pump at the gap's end
+        self._last_start = float("-inf")  # loop time the last batch started
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         with self._lock:
             self._kicked = False
@@ -108,21 +118,35 @@ class HintSender:
     # -- the I/O loop ------------------------------------------------------------
 
     def pump(self) -> None:
-        """Send what is buffered, unless a batch is in flight (its end pumps)."""
-        if self._in_flight is not None:
+        """Send what is buffered, unless a batch is in flight (its end pumps)
+        or the last one started less than ``batch_gap`` ago (then at the
+        gap's end)."""
+        if self._in_flight is not None or self._deferred is not None:
             return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due = self._last_start + self.batch_gap
         with self._lock:
+            pending = bool(self._ready or self._chains or self._lost)
+            if pending and now < due:
+                # _kicked stays set: callers meanwhile only fill the buffer
+                self._deferred = loop.call_at(due, self._pump_deferred)
+                return
             ready, self._ready = self._ready, {}
             chains, self._chains = list(self._chains), {}
             lost, self._lost = list(self._lost), {}
             seq = self._enqueued
             self._kicked = False
-        if ready or chains or lost:
-            loop = asyncio.get_running_loop()
+        if pending:
+            self._last_start = now
             task = loop.create_task(self._batch(ready, chains, lost, seq), name="queuert-notify-send")
             self._in_flight = task
         else:
             self._settle(seq)
+
+    def _pump_deferred(self) -> None:
+        self._deferred = None
+        self.pump()
 
     async def _batch(self, ready: dict[str, int], chains: list[str], lost: list[str], seq: int) -> None:
         n = len(ready) + len(chains) + len(lost)
@@ -196,6 +220,9 @@ class HintSender:
 
     async def stop(self) -> None:
         """Cancel a batch in flight (the loop is shutting down)."""
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            deferred.cancel()
         task, self._in_flight = self._in_flight, None
         if task is not None:
             task.cancel()

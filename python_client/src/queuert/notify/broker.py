@@ -82,7 +82,10 @@ class BrokerNotifier(Notifier):
     longest a batch of hints may take before it is dropped. ``hint_timeout``:
     the longest :meth:`take_wake_hint` waits for the broker (then True).
     ``max_buffered``: ids (chains, jobs) held while a send is in flight;
-    more are dropped (hints only).
+    more are dropped (hints only). ``batch_gap``: the least time between the
+    starts of two batches of hints (a hint after a quiet spell goes at once;
+    hints that follow a batch within the gap go together at its end), so a
+    steady stream of commits costs one send per gap, not one per commit.
     """
 
     wake_budgets = True
@@ -101,6 +104,7 @@ class BrokerNotifier(Notifier):
         send_timeout: float = 5.0,
         hint_timeout: float = 1.0,
         max_buffered: int = 100_000,
+        batch_gap: float = 0.002,
     ) -> None:
         super().__init__()
         self.prefix = validate_prefix(prefix)
@@ -112,12 +116,15 @@ class BrokerNotifier(Notifier):
         self.send_timeout = send_timeout
         self.hint_timeout = hint_timeout
         self.max_buffered = max_buffered
+        if not batch_gap >= 0:
+            raise ValueError("batch_gap must not be negative")
+        self.batch_gap = float(batch_gap)
         #: successful subscriber (re)connections (for observability and tests)
         self.connections = 0
         self._lock = threading.Lock()  # _io, from any thread
         self._io: IoThread | None = None
         self._sender = HintSender(
-            self.broker_name, lambda: self._io_thread().loop, self._send, send_timeout, max_buffered
+            self.broker_name, lambda: self._io_thread().loop, self._send, send_timeout, max_buffered, self.batch_gap
         )
         self._init_loop_state()
         register(self)

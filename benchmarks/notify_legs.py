@@ -1,0 +1,143 @@
+"""Where a notifier's wake-up delivery spends its time, without the claim
+(not in ``make bench``): ``python -m benchmarks.notify_legs [N] [kinds]``.
+
+A listener process of its own (``--listen``) subscribes with one notifier
+(``postgres``: a plain ``LISTEN`` connection; ``redis``, ``nats``: a broker
+notifier) and records, per event, when the notifier's thread handed it out
+(``BrokerNotifier._dispatch``) and when the listener's loop ran its
+callback; the producer commits one transaction per event, 20 ms apart, and
+publishes right after commit the way ``transaction_hooks`` does
+(``publish_nowait``; ``pg_notify`` inside the transaction for LISTEN). All
+times CLOCK_MONOTONIC. Printed: commit -> notifier thread, thread -> loop,
+commit -> loop, p50 and p99 in ms. Needs the Redis and NATS of
+``scripts/ensure-services.sh``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import psycopg
+
+from .run import DEFAULT_DSN
+
+CHANNEL = "queuert_bench_legs"
+
+
+def _url(kind: str, prefix: str) -> str:
+    return {
+        "postgres": DEFAULT_DSN,
+        "redis": f"redis://127.0.0.1:6379/0?prefix={prefix}",
+        "nats": f"nats://127.0.0.1:4222?prefix={prefix}",
+    }[kind]
+
+
+async def _listen(kind: str, url: str, out: str) -> None:
+    rec: list[tuple[str, float, float]] = []
+    if kind == "postgres":
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+        await conn.execute(f"LISTEN {CHANNEL}")
+        print("ready", flush=True)
+        async for n in conn.notifies():
+            t = time.monotonic()
+            rec.append((n.payload, t, t))
+            if n.payload == "end":
+                break
+        await conn.close()
+    else:
+        from queuert.notify import NotifyEvent, notifier_from_url
+        from queuert.notify.broker import BrokerNotifier
+
+        handed: dict[str, float] = {}
+        dispatch = BrokerNotifier._dispatch
+
+        def spy(self: BrokerNotifier, event: NotifyEvent) -> None:  # on the notifier's thread
+            handed.setdefault(event.payload, time.monotonic())
+            dispatch(self, event)
+
+        BrokerNotifier._dispatch = spy  # type: ignore[method-assign,assignment]
+        notifier = notifier_from_url(url)
+        done = asyncio.Event()
+
+        def on_event(event: NotifyEvent) -> None:
+            if event.kind == "job_ready":
+                t = time.monotonic()
+                rec.append((event.payload, handed.get(event.payload, t), t))
+                if event.payload == "end":
+                    done.set()
+
+        await notifier.subscribe(on_event, kinds=("job_ready",))
+        print("ready", flush=True)
+        await done.wait()
+        await notifier.close()
+    with open(out, "w") as f:
+        f.writelines(f"{p} {a} {b}\n" for p, a, b in rec)
+
+
+def _pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p / 100))]
+
+
+def measure(kind: str, n: int) -> str:
+    from queuert.notify import notifier_from_url
+
+    prefix = f"benchlegs{os.getpid()}{kind}"
+    url = _url(kind, prefix)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rec")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.notify_legs", "--listen", kind, url, out],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
+        time.sleep(1.5)  # a broker listener counts itself alone meanwhile
+        notifier: Any = None if kind == "postgres" else notifier_from_url(url)
+        sent: dict[str, float] = {}
+        with psycopg.connect(DEFAULT_DSN, autocommit=True) as conn:
+            for i in [*range(-10, n), "end"]:
+                with conn.transaction():
+                    if kind == "postgres":
+                        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(i)))
+                    else:
+                        conn.execute("SELECT 1")
+                sent[str(i)] = time.monotonic()
+                if notifier is not None:
+                    notifier.publish_nowait({str(i): 1}, [], [])
+                time.sleep(0.02)
+        proc.wait(30)
+        if notifier is not None:
+            asyncio.run(notifier.close())
+        rows = [line.split() for line in open(out)]
+    if kind == "nats":
+        from .create_notify import drop_nats_bucket
+
+        asyncio.run(drop_nats_bucket(f"{prefix}-wake-hints"))
+    kept = [(k, float(a), float(b)) for k, a, b in rows if k != "end" and int(k) >= 0]
+    thread = [(a - sent[k]) * 1000 for k, a, _ in kept]
+    hop = [(b - a) * 1000 for _, a, b in kept]
+    loop = [(b - sent[k]) * 1000 for k, _, b in kept]
+    return (
+        f"{kind:8s} n={len(kept)}  commit -> notifier thread p50 {_pct(thread, 50):.2f} p99 {_pct(thread, 99):.2f}"
+        f" | thread -> loop p50 {_pct(hop, 50):.2f} p99 {_pct(hop, 99):.2f}"
+        f" | commit -> loop p50 {_pct(loop, 50):.2f} p99 {_pct(loop, 99):.2f} ms"
+    )
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--listen"]:
+        asyncio.run(_listen(*sys.argv[2:5]))
+        return
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    for kind in (sys.argv[2] if len(sys.argv) > 2 else "postgres,redis,nats").split(","):
+        print(measure(kind, n), flush=True)
+
+
+if __name__ == "__main__":
+    main()
