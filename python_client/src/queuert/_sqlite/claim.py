@@ -142,6 +142,31 @@ def _worker_types(type_names: Sequence[str] | None) -> tuple[str | None, str | N
     return None, _type_filter(type_names)
 
 
+def _worker_row(r: tuple[Any, ...], blockers: str, now: datetime) -> tuple[Any, ...]:
+    """One claim_for_worker tuple from a claim or pick statement's row (the
+    same leading columns): ids as UUIDs, the input parsed, times as
+    datetimes, the job's blocker outputs and the claim's clock last."""
+    job_id = uuid_from_text(r[0])
+    return (
+        job_id,
+        r[1],
+        job_id if r[2] == r[0] else uuid_from_text(r[2]),
+        r[3],
+        r[4],
+        None if r[5] is None else from_json(r[5]),
+        r[6],
+        r[7],
+        _EPOCH + _td(0, 0, r[8]),
+        _EPOCH + _td(0, 0, r[9]),
+        _EPOCH + _td(0, 0, r[10]),
+        r[11],
+        r[12],
+        blockers,
+        r[13],
+        now,
+    )
+
+
 def _worker_rows(
     found: list[tuple[Any, ...]], blockers: dict[str, str], now_at: int, texts: list[tuple[str, str]] | None
 ) -> list[tuple[Any, ...]]:
@@ -151,29 +176,7 @@ def _worker_rows(
     if not found:
         return []
     now = _EPOCH + _td(0, 0, now_at)
-    claimed = []
-    for r in found:
-        job_id = uuid_from_text(r[0])
-        claimed.append(
-            (
-                job_id,
-                r[1],
-                job_id if r[2] == r[0] else uuid_from_text(r[2]),
-                r[3],
-                r[4],
-                None if r[5] is None else from_json(r[5]),
-                r[6],
-                r[7],
-                _EPOCH + _td(0, 0, r[8]),
-                _EPOCH + _td(0, 0, r[9]),
-                _EPOCH + _td(0, 0, r[10]),
-                r[11],
-                r[12],
-                blockers[r[0]] if r[14] else "[]",
-                r[13],
-                now,
-            )
-        )
+    claimed = [_worker_row(r, blockers[r[0]] if r[14] else "[]", now) for r in found]
     if len(claimed) > 1:
         # RETURNING comes back in no particular order
         order = sorted(range(len(claimed)), key=lambda i: (-claimed[i][6], claimed[i][8], claimed[i][14]))
@@ -287,29 +290,11 @@ class WorkerClaim:
         if not found:
             return None
         r = found[0]
-        job_id = uuid_from_text(r[0])
         if r[14]:
             blockers = dict(conn.execute(self._blockers, {"job_ids": ids_json([r[0]])}).fetchall())[r[0]]
         else:
             blockers = "[]"
-        row = (
-            job_id,
-            r[1],
-            job_id if r[2] == r[0] else uuid_from_text(r[2]),
-            r[3],
-            r[4],
-            None if r[5] is None else from_json(r[5]),
-            r[6],
-            r[7],
-            _EPOCH + _td(0, 0, r[8]),
-            _EPOCH + _td(0, 0, r[9]),
-            _EPOCH + _td(0, 0, r[10]),
-            r[11],
-            r[12],
-            blockers,
-            r[13],
-            _EPOCH + _td(0, 0, now),
-        )
+        row = _worker_row(r, blockers, _EPOCH + _td(0, 0, now))
         return row, r[10], (r[0], r[2], r[4], r[15])
 
     def claim_picked(self, conn: sqlite3.Connection, seq: int, attempt: int, leased_until_us: int) -> bool:
