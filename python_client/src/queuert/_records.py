@@ -17,6 +17,8 @@ __all__ = [
     "ContinuedJob",
     "Job",
     "StartedChain",
+    "STARTED_CHAIN_SETTERS",
+    "new_started_chain",
     "started_chain",
 ]
 
@@ -42,11 +44,14 @@ def _fields_from(cls: type, row: Mapping[str, Any]) -> dict[str, Any]:
     return {name: row[name] for name in _field_names(cls) if name in row}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class StartedChain:
     """The result of :func:`queuert.start_chain`. ``id == chain_id`` (a chain is
     its first job); ``deduplicated`` is true when an existing chain matched the
     dedup key and nothing was written."""
+
+    # slots: a batch returns thousands, and an instance dict would be one
+    # more object per row for the garbage collector to count (_chain_spec)
 
     id: UUID
     chain_id: UUID
@@ -62,6 +67,15 @@ class StartedChain:
 
 
 _new_object = object.__new__
+#: each field's slot setter, in field order, past the frozen dataclass's
+#: __setattr__ (queuert._started_rows builds a batch's rows with them)
+STARTED_CHAIN_SETTERS: tuple[Any, ...] = tuple(
+    StartedChain.__dict__[f.name].__set__ for f in dataclasses.fields(StartedChain)
+)
+(
+    _set_id, _set_chain_id, _set_type_name, _set_status, _set_scheduled_at, _set_created_at,
+    _set_deduplicated,
+) = STARTED_CHAIN_SETTERS
 
 
 def started_chain(values: Sequence[Any]) -> StartedChain:
@@ -71,16 +85,20 @@ def started_chain(values: Sequence[Any]) -> StartedChain:
     through ``object.__setattr__``): the client builds one per item of a
     batch, as psycopg's row maker. A chain is its root job, so ``chain_id``
     is ``id``."""
+    return new_started_chain(values[0], values[1], values[2], values[3], values[4], values[5])
+
+
+def new_started_chain(
+    id: UUID, type_name: str, status: str, scheduled_at: datetime, created_at: datetime, deduplicated: bool
+) -> StartedChain:
     chain: StartedChain = _new_object(StartedChain)
-    chain.__dict__.update(
-        id=values[0],
-        chain_id=values[0],
-        type_name=values[1],
-        status=values[2],
-        scheduled_at=values[3],
-        created_at=values[4],
-        deduplicated=values[5],
-    )
+    _set_id(chain, id)
+    _set_chain_id(chain, id)
+    _set_type_name(chain, type_name)
+    _set_status(chain, status)
+    _set_scheduled_at(chain, scheduled_at)
+    _set_created_at(chain, created_at)
+    _set_deduplicated(chain, deduplicated)
     return chain
 
 
