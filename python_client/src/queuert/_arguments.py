@@ -39,6 +39,8 @@ __all__ = [
 
 #: set on a ChainSpec built without options: True for a type name (_chain_spec)
 _plain_of = operator.attrgetter("_plain")
+_job_type_of = operator.attrgetter("job_type")
+_input_of = operator.attrgetter("input")
 
 
 def uuid_of(value: UUID | str, what: str) -> UUID:
@@ -142,7 +144,21 @@ def _items_list(items: Sequence[BaseChainSpec]) -> Sequence[BaseChainSpec]:
 
 
 def chain_items(items: Sequence[BaseChainSpec]) -> list[dict[str, Any]]:
-    return [chain_item(spec) for spec in _items_list(items)]
+    items = _items_list(items)
+    # The common batch, every item a ChainSpec of a type name without
+    # options (SQLite's twin and the traced call take it as items), in one
+    # comprehension; else item by item.
+    if set(map(type, items)) == {ChainSpec}:
+        try:
+            plain = all(map(_plain_of, items))  # AttributeError: a spec with options
+        except AttributeError:
+            plain = False
+        if plain:
+            return [
+                {"type_name": name} if value is None else {"type_name": name, "input": value}
+                for name, value in zip(map(_job_type_of, items), map(_input_of, items))
+            ]
+    return [chain_item(spec) for spec in items]
 
 
 # The common batch (every item a ChainSpec of a type name, built without
