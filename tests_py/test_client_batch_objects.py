@@ -12,6 +12,7 @@ import gc
 import math
 import pickle
 import uuid
+import weakref
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -112,5 +113,6 @@ def test_slotted_specs_and_rows_stay_ordinary_values() -> None:
         plain.colour  # type: ignore[attr-defined]  # noqa: B018
     now = datetime.now(timezone.utc)
     row = StartedChain(uuid.UUID(int=1), uuid.UUID(int=1), "t", "pending", now, now, False)
-    assert pickle.loads(pickle.dumps(row)) == row
+    assert pickle.loads(pickle.dumps(row)) == row and copy.deepcopy(row) == row
     assert dataclasses.replace(row, status="blocked").status == "blocked"
+    assert weakref.ref(row)() is row and weakref.ref(plain)() is plain

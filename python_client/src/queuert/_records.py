@@ -44,14 +44,19 @@ def _fields_from(cls: type, row: Mapping[str, Any]) -> dict[str, Any]:
     return {name: row[name] for name in _field_names(cls) if name in row}
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class StartedChain:
     """The result of :func:`queuert.start_chain`. ``id == chain_id`` (a chain is
     its first job); ``deduplicated`` is true when an existing chain matched the
     dedup key and nothing was written."""
 
     # slots: a batch returns thousands, and an instance dict would be one
-    # more object per row for the garbage collector to count (_chain_spec)
+    # more object per row for the garbage collector to count (_chain_spec);
+    # __weakref__ kept, as a dict-based instance had it
+    __slots__ = (
+        "id", "chain_id", "type_name", "status", "scheduled_at", "created_at", "deduplicated",
+        "__weakref__",
+    )
 
     id: UUID
     chain_id: UUID
@@ -64,6 +69,15 @@ class StartedChain:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> StartedChain:
         return cls(**_fields_from(cls, row))
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        # copy and pickle (a frozen dataclass's __setattr__ would refuse the
+        # default restore of slots)
+        return tuple(getattr(self, name) for name in _field_names(StartedChain))
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip(_field_names(StartedChain), state):
+            object.__setattr__(self, name, value)
 
 
 _new_object = object.__new__
