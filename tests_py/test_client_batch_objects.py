@@ -105,6 +105,8 @@ def test_slotted_specs_and_rows_stay_ordinary_values() -> None:
     spec = ChainSpec("t", {"n": 1}, dedup_key="k")
     plain = ChainSpec("t", {"n": 1})
     assert (plain.dedup_key, plain.dedup_scope, plain.priority) == (None, "incomplete", 0)
+    defaults = {f.name: f.default for f in dataclasses.fields(ChainSpec)}
+    assert (defaults["dedup_scope"], defaults["priority"], defaults["id"]) == ("incomplete", 0, None)
     for other in (copy.copy(spec), copy.deepcopy(spec), pickle.loads(pickle.dumps(spec))):
         assert other == spec and other.dedup_key == "k"
     for other in (copy.copy(plain), pickle.loads(pickle.dumps(plain))):

@@ -224,6 +224,13 @@ class ChainSpec(BaseChainSpec, Generic[InT]):
         return _payload_of(self)
 
 
+# dataclasses.fields() shows the options' defaults, as when they were class
+# attributes (a slot cannot have one; nothing generated here reads them)
+for _field in dataclasses.fields(ChainSpec):
+    if _field.name in OPTION_DEFAULTS:
+        _field.default = OPTION_DEFAULTS[_field.name]
+del _field
+
 # each slot's setter, past the frozen dataclass's __setattr__ (half the
 # cost of object.__setattr__)
 _set_job_type, _set_input, _set_plain, _set_type_name, _set_payload = (
