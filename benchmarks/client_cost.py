@@ -40,7 +40,7 @@ from queuert import aio, client
 from queuert.types import ChainSpec
 
 from .common import Databases
-from .create import START_MANY
+from .create import START_MANY, client_forms
 from .run import DEFAULT_DSN
 
 BLOCK = 10
@@ -175,12 +175,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--heap", type=int, default=0, help="extra live objects (an application's heap)")
     parser.add_argument("--bench-imports", action="store_true", help="the heap of make bench's process")
+    parser.add_argument("--ratios", type=int, default=0, help="create-client's batch ratios, N rounds")
     parser.add_argument("--dsn", default=DEFAULT_DSN)
     args = parser.parse_args()
-    if args.bench_imports:
+    if args.bench_imports or args.ratios:
         from . import run
 
         run.workloads()
+    if args.ratios:
+        dbs = Databases(args.dsn)
+        try:
+            with dbs.fresh("client-cost") as dsn:
+                ratios = client_forms(dsn, args.ratios, batched=True)
+        finally:
+            dbs.close()
+        print(" ".join(f"{k} {v:.3f}x" for k, v in ratios.items() if "/ raw" in k))
+        return
     ballast = [[i] for i in range(args.heap)]  # lists: tracked by the collector
     gc.collect()
     print(f"objects tracked by the collector at start: {len(gc.get_objects()):,}")
