@@ -67,6 +67,24 @@ def test_a_plain_batch_stores_what_the_item_path_stores(conn: psycopg.Connection
     assert stored[5] == {"amount": "1.50", "model": {"A": 3, "b": None}}
 
 
+def test_a_typed_batch_stores_what_the_item_path_stores(conn: psycopg.Connection[Any]) -> None:
+    from queuert import JobType
+
+    typed = JobType("typed", input=Nested)
+    plain = [ChainSpec(typed, Nested(A=i)) for i in range(3)]
+    with_option = [ChainSpec(typed, Nested(A=i), priority=0) for i in range(3)]
+    mixed = [ChainSpec(typed, Nested(A=1)), ChainSpec("t", {"n": 1})]
+    assert plain_batch_json(plain)[1] is not None
+    assert plain_batch_json(with_option)[1] is None and plain_batch_json(mixed)[1] is None
+    sent_plain = start_chains(conn, plain)
+    sent_items = start_chains(conn, with_option)
+    assert [c.type_name for c in sent_plain] == ["typed"] * 3
+    stored = _stored_inputs(conn, [c.id for c in sent_plain])
+    assert stored == _stored_inputs(conn, [c.id for c in sent_items])
+    assert stored == [typed.dump_input(Nested(A=i)) for i in range(3)]
+    assert [c.type_name for c in start_chains(conn, mixed)] == ["typed", "t"]
+
+
 def test_a_plain_batch_refuses_what_the_item_path_refuses(conn: psycopg.Connection[Any]) -> None:
     # NaN: written as to_json writes it, which the engine refuses
     for specs in ([ChainSpec("t", {"x": math.nan})], [ChainSpec("t", {"x": math.nan}, priority=0)]):

@@ -161,49 +161,60 @@ def chain_items(items: Sequence[BaseChainSpec]) -> list[dict[str, Any]]:
     return [chain_item(spec) for spec in items]
 
 
-# The common batch (every item a ChainSpec of a type name, built without
-# options) is serialised from the specs themselves: their job_type and input
-# slots, read by pydantic-core as a dataclass's fields. The same serialiser as
-# pydantic_core.to_json for the inputs (inference, NaN and Infinity as
-# to_json writes them: the engine refuses them), and no item dict per spec.
-# An input of None is sent as "input": null, which the engine takes as no
-# input (docs/DESIGN.md).
-_PLAIN_SPECS = pydantic_core.SchemaSerializer(
-    core_schema.list_schema(
-        core_schema.dataclass_schema(
-            ChainSpec,
-            core_schema.dataclass_args_schema(
-                "ChainSpec",
-                [
-                    core_schema.dataclass_field(
-                        "job_type", core_schema.str_schema(), serialization_alias="type_name"
-                    ),
-                    core_schema.dataclass_field("input", core_schema.any_schema()),
-                ],
-            ),
-            ["job_type", "input"],
-            slots=True,
-        )
-    ),
-    core_schema.CoreConfig(ser_json_inf_nan="constants"),
-)
+# The common batch (every item a ChainSpec built without options, all of a
+# type name or all of a JobType) is serialised from the specs themselves:
+# two of their slots, read by pydantic-core as a dataclass's fields (a type
+# name's job_type and input as given; a JobType's name and its validated,
+# dumped input). The same serialiser as pydantic_core.to_json for the
+# inputs (inference, NaN and Infinity as to_json writes them: the engine
+# refuses them), and no item dict per spec. An input of None is sent as
+# "input": null, which the engine takes as no input (docs/DESIGN.md).
+def _specs_serializer(type_name_slot: str, input_slot: str) -> pydantic_core.SchemaSerializer:
+    return pydantic_core.SchemaSerializer(
+        core_schema.list_schema(
+            core_schema.dataclass_schema(
+                ChainSpec,
+                core_schema.dataclass_args_schema(
+                    "ChainSpec",
+                    [
+                        core_schema.dataclass_field(
+                            type_name_slot, core_schema.str_schema(), serialization_alias="type_name"
+                        ),
+                        core_schema.dataclass_field(
+                            input_slot, core_schema.any_schema(), serialization_alias="input"
+                        ),
+                    ],
+                ),
+                [type_name_slot, input_slot],
+                slots=True,
+            )
+        ),
+        core_schema.CoreConfig(ser_json_inf_nan="constants"),
+    )
+
+
+#: by the specs' _plain: True (a type name), False (a JobType)
+_PLAIN_SPECS = {True: _specs_serializer("job_type", "input"), False: _specs_serializer("_type_name", "_payload")}
 
 
 def plain_batch_json(items: Sequence[BaseChainSpec]) -> tuple[Sequence[BaseChainSpec], str | None]:
     """The items as a sequence, and the JSON document of ``start_chains``
-    when every item is a ChainSpec of a type name built without options
-    (else None: the
-    caller takes :func:`chain_items` and :func:`batch_json`, which check the
-    options and name an item whose input cannot be serialised)."""
+    when every item is a ChainSpec built without options, all of a type name
+    or all of a JobType (else None: the caller takes :func:`chain_items` and
+    :func:`batch_json`, which check the options and name an item whose
+    input cannot be serialised)."""
     items = _items_list(items)
     if not items or set(map(type, items)) != {ChainSpec}:
         return items, None
     try:
-        # AttributeError: a spec with options; False: a JobType's
-        if not all(map(_plain_of, items)):
-            return items, None
-        return items, _PLAIN_SPECS.to_json(items, by_alias=True).decode()
-    except (AttributeError, pydantic_core.PydanticSerializationError):
+        kinds = set(map(_plain_of, items))  # AttributeError: a spec with options
+    except AttributeError:
+        return items, None
+    if len(kinds) != 1:
+        return items, None
+    try:
+        return items, _PLAIN_SPECS[kinds.pop()].to_json(items, by_alias=True).decode()
+    except pydantic_core.PydanticSerializationError:
         return items, None
 
 
