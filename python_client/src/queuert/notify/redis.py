@@ -176,6 +176,7 @@ class RedisNotifier(BrokerNotifier):
                 self._reconnect_direct,
                 self.max_buffered,
                 self.batch_gap,
+                self.max_batch_gap,
             )
             if self.url is not None and not self.cluster and DirectPublisher.usable_for(self.url)
             else None
