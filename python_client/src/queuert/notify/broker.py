@@ -239,8 +239,10 @@ class BrokerNotifier(Notifier):
 
     def publish_nowait(self, ready: ReadyTypes, chain_ids: Iterable[str], job_ids: Iterable[str]) -> bool:
         try:
-            counts = ready_counts(ready)
-            chains, lost = [str(c) for c in chain_ids], [str(j) for j in job_ids]
+            # a producer's commit has job_ready only: no work for the rest
+            counts = ready_counts(ready) if ready else {}
+            chains = [str(c) for c in chain_ids] if chain_ids else []
+            lost = [str(j) for j in job_ids] if job_ids else []
             if counts or chains or lost:
                 self._publish(counts, chains, lost)
         except Exception:  # a hint, after commit: never the caller's problem
