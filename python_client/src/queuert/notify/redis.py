@@ -191,14 +191,14 @@ class RedisNotifier(BrokerNotifier):
     def _redis(self) -> aioredis.Redis | RedisCluster:
         if self._client is None:
             assert self.url is not None
+            # the client serves sends and takes: its socket timeout must not
+            # cut either short (each has its own bound: the sender's timer,
+            # hint_timeout); a client passed in keeps its own
+            timeout = max(self.send_timeout, self.hint_timeout)
             if self.cluster:
-                self._client = RedisCluster.from_url(
-                    self.url, socket_connect_timeout=2.0, socket_timeout=self.send_timeout
-                )
+                self._client = RedisCluster.from_url(self.url, socket_connect_timeout=2.0, socket_timeout=timeout)
             else:
-                self._client = aioredis.Redis.from_url(
-                    self.url, socket_connect_timeout=2.0, socket_timeout=self.send_timeout
-                )
+                self._client = aioredis.Redis.from_url(self.url, socket_connect_timeout=2.0, socket_timeout=timeout)
         return self._client
 
     def _script(self, which: int) -> Any:
