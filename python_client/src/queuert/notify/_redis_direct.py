@@ -16,7 +16,8 @@ hints buffered meanwhile go out together at the gap's end, and their callers
 wake nobody (the writer is not idle), so under a steady stream of commits
 the cost per commit shrinks to a lock and a dict update; a gap that ends
 with nothing buffered leaves the writer idle, and the next hint goes out at
-once (no added latency). It waits for no reply: the server sends none. Unlike the notifier's asyncio I/O thread, it runs no event loop and no
+once (no added latency). It waits for no reply: the server sends none.
+Unlike the notifier's asyncio I/O thread, it runs no event loop and no
 redis-py asyncio machinery per batch.
 
 The connection is made (handshake by redis-py: AUTH, SELECT, ...) by the I/O

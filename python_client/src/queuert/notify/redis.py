@@ -54,6 +54,8 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from queuert.notify._redis_direct import DirectPublisher
@@ -96,6 +98,7 @@ return 0
 
 
 _SEND_SHA = hashlib.sha1(_SEND.encode()).hexdigest()
+_TAKE_SHA = hashlib.sha1(_TAKE.encode()).hexdigest()
 
 
 def _numsub(reply: Any, channel: str) -> int:
@@ -195,10 +198,15 @@ class RedisNotifier(BrokerNotifier):
             # cut either short (each has its own bound: the sender's timer,
             # hint_timeout); a client passed in keeps its own
             timeout = max(self.send_timeout, self.hint_timeout)
-            if self.cluster:
+            if self.cluster:  # a take is never retried (_take_once)
                 self._client = RedisCluster.from_url(self.url, socket_connect_timeout=2.0, socket_timeout=timeout)
             else:
-                self._client = aioredis.Redis.from_url(self.url, socket_connect_timeout=2.0, socket_timeout=timeout)
+                # no retries: a take that failed after it was sent may have
+                # run, and its retry would spend a second unit (every caller
+                # here fails open: a hint, never a lost job)
+                self._client = aioredis.Redis.from_url(
+                    self.url, socket_connect_timeout=2.0, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+                )
         return self._client
 
     def _script(self, which: int) -> Any:
@@ -333,8 +341,30 @@ class RedisNotifier(BrokerNotifier):
             return None
 
     async def _take_hint(self, type_names: list[str]) -> bool:
-        taken = await self._script(1)(keys=[self.budget_key(n) for n in type_names])
+        keys = [self.budget_key(n) for n in type_names]
+        client = self._redis()
+        if isinstance(client, RedisCluster):
+            taken = await self._take_once(client, keys)
+        else:
+            taken = await self._script(1)(keys=keys)
         return int(taken) > 0
+
+    async def _take_once(self, client: RedisCluster, keys: list[str]) -> Any:
+        """The take script on the node of the budgets' slot, sent once.
+        redis-py's cluster client sends a command again after a timeout or
+        a connection error, and a take that timed out may still run (a
+        stalled node runs what it had received when it resumes): its retry
+        spent a second unit. With its node named, redis-py does not retry;
+        a failure (a node down, a slot moved) answers True (fail open)."""
+        await client.initialize()  # the slot map (at once when it is known)
+        node = self._home_node(client)
+        if node is None:
+            raise ConnectionError("no node serves the wake budgets' slot")
+        command: Any = client.execute_command  # untyped in redis-py
+        try:
+            return await command("EVALSHA", _TAKE_SHA, len(keys), *keys, target_nodes=node)
+        except NoScriptError:  # a restarted node, or the first take: load it
+            return await command("EVAL", _TAKE, len(keys), *keys, target_nodes=node)
 
     async def _count_listeners(self) -> int | None:
         channel = self.channels["job_ready"]
