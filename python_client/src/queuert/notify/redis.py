@@ -54,8 +54,6 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from queuert.notify._redis_direct import DirectPublisher
@@ -201,12 +199,7 @@ class RedisNotifier(BrokerNotifier):
             if self.cluster:  # a take is never retried (_take_once)
                 self._client = RedisCluster.from_url(self.url, socket_connect_timeout=2.0, socket_timeout=timeout)
             else:
-                # no retries: a take that failed after it was sent may have
-                # run, and its retry would spend a second unit (every caller
-                # here fails open: a hint, never a lost job)
-                self._client = aioredis.Redis.from_url(
-                    self.url, socket_connect_timeout=2.0, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
-                )
+                self._client = aioredis.Redis.from_url(self.url, socket_connect_timeout=2.0, socket_timeout=timeout)
         return self._client
 
     def _script(self, which: int) -> Any:
