@@ -4,8 +4,9 @@
 A listener process of its own (``--listen``) subscribes with one notifier
 (``postgres``: a plain ``LISTEN`` connection; ``redis``, ``nats``: a broker
 notifier) and records, per event, when the notifier's thread handed it out
-(``BrokerNotifier._dispatch``) and when the listener's loop ran its
-callback; the producer commits one transaction per event, 20 ms apart, and
+(``BrokerNotifier._dispatch_here`` on the listener's loop since the
+subscription is read there, ``_dispatch`` on the notifier's I/O thread
+before) and when the listener's loop ran its callback; the producer commits one transaction per event, 20 ms apart, and
 publishes right after commit the way ``transaction_hooks`` does
 (``publish_nowait``; ``pg_notify`` inside the transaction for LISTEN). All
 times CLOCK_MONOTONIC. Printed: commit -> notifier thread, thread -> loop,
@@ -55,13 +56,16 @@ async def _listen(kind: str, url: str, out: str) -> None:
         from queuert.notify.broker import BrokerNotifier
 
         handed: dict[str, float] = {}
-        dispatch = BrokerNotifier._dispatch
+        # where the subscription hands an event out: on the listener's loop
+        # (_dispatch_here), or before the Fifth pass on the notifier's thread
+        point = "_dispatch_here" if hasattr(BrokerNotifier, "_dispatch_here") else "_dispatch"
+        dispatch = getattr(BrokerNotifier, point)
 
-        def spy(self: BrokerNotifier, event: NotifyEvent) -> None:  # on the notifier's thread
-            handed.setdefault(event.payload, time.monotonic())
-            dispatch(self, event)
+        def spy(self: BrokerNotifier, *args: Any) -> None:
+            handed.setdefault(args[-1].payload, time.monotonic())
+            dispatch(self, *args)
 
-        BrokerNotifier._dispatch = spy  # type: ignore[method-assign,assignment]
+        setattr(BrokerNotifier, point, spy)
         notifier = notifier_from_url(url)
         done = asyncio.Event()
 
