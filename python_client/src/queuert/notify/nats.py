@@ -69,6 +69,7 @@ _REMEMBERED = 10_000
 #: seconds a key is read first after a remembered revision missed (_cas)
 _AFTER_MISS = 1.0
 _ROLL_CALL = "roll call"  # the session's subscription answering listener counts
+_NO_RESPONDERS = "503"  # the status of the server's reply to a request nobody subscribes to
 #: how long a roll call collects answers (a background count, see _alone)
 _ROLL_CALL_WINDOW = 0.25
 #: how often a session checks the client's state besides the closed callback
@@ -271,6 +272,8 @@ class NatsNotifier(BrokerNotifier):
 
         async def answered(msg: Msg) -> None:
             nonlocal answers
+            if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
+                return  # the server's own "nobody listens" (503), not an answer
             answers += 1
             if answers >= 2 and not two.done():
                 two.set_result(None)

@@ -341,7 +341,10 @@ class RedisNotifier(BrokerNotifier):
         channel = self.channels["job_ready"]
         client: Any = self._redis()  # execute_command is untyped in redis-py
         if isinstance(client, RedisCluster):
-            # classic pub/sub: each node counts the subscribers connected to it
+            # classic pub/sub: each node counts the subscribers connected to
+            # it (the slot map first: a client that sent nothing yet knows no
+            # node, and would count 0)
+            await client.initialize()
             total = 0
             for node in client.get_nodes():
                 reply = await client.execute_command("PUBSUB NUMSUB", channel, target_nodes=node)
