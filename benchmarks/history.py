@@ -10,8 +10,9 @@ the last N runs that measured it. A run made with --only contributes the
 figures it measured. A few figures the README quotes without a target in the
 run (``EXTRA``: retention, telemetry, memory) come from the runs' metrics.
 Prints, per figure: how many runs, min, median, max,
-the latest value and its target, so the README can show the range a figure
-moves in rather than the best run.
+the latest value, its target and in how many of those runs the target was
+met, so the README can show the range a figure moves in rather than the
+best run.
 """
 
 from __future__ import annotations
@@ -68,15 +69,27 @@ def spreads(results_dir: Path, last: int) -> list[dict[str, Any]]:
             entry = seen.setdefault(
                 key,
                 {"workload": key[0], "metric": key[1], "against": key[2], "values": [], "runs": [],
-                 "target": row.get("target"), "latest": value},
+                 "met": [], "target": row.get("target"), "latest": value},
             )
             if len(entry["values"]) < last:
                 entry["values"].append(value)
+                entry["met"].append(row.get("met"))
                 entry["runs"].append(data.get("started_at", path.stem))
     for entry in seen.values():
         vals = entry["values"]
         entry.update(n=len(vals), min=min(vals), median=statistics.median(vals), max=max(vals))
     return list(seen.values())
+
+
+def _met(entry: dict[str, Any]) -> str:
+    """"latest: met, 4 of 5" from the runs' own verdicts ("" where no
+    run judged the figure)."""
+    judged = [m for m in entry["met"] if m is not None]
+    if not judged:
+        return ""
+    latest = entry["met"][0]
+    head = "" if latest is None else ("met" if latest else "MISSED") + ", "
+    return f"{head}{sum(judged)} of {len(judged)}"
 
 
 def _fmt(v: float) -> str:
@@ -91,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows = spreads(Path(args.dir), args.last)
     if args.markdown:
-        print("| workload | metric | against | runs | min | median | max | latest | target |")
-        print("|---|---|---|---:|---:|---:|---:|---:|---|")
+        print("| workload | metric | against | runs | min | median | max | latest | target | met: latest, runs |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---|---|")
     for r in rows:
         target = "" if r["target"] is None else str(r["target"])
         cells = [r["workload"], r["metric"], r["against"], str(r["n"]), _fmt(r["min"]),
-                 _fmt(r["median"]), _fmt(r["max"]), _fmt(r["latest"]), target]
+                 _fmt(r["median"]), _fmt(r["max"]), _fmt(r["latest"]), target, _met(r)]
         print(("| " + " | ".join(cells) + " |") if args.markdown else "  ".join(cells))
     return 0
 
