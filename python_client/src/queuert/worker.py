@@ -90,9 +90,10 @@ class Worker:
     to a subset of the registered handlers. ``worker_id`` defaults to a fresh
     ``<host>-<pid>-<uuid>`` per run. ``prepare_threshold`` is passed to
     psycopg (``None`` disables server-side prepared statements, for PgBouncer
-    in transaction mode). ``flush_connections`` (staged mode) is the number
-    of connections that claim and acknowledge, so one batch can commit while
-    the next is on its way. ``prefetch`` (staged mode) is how many jobs a
+    in transaction mode; the connection that announces completions always
+    runs with ``None``, each of its texts being new). ``flush_connections``
+    (staged mode) is the number of connections that claim and acknowledge,
+    so one batch can commit while the next is on its way. ``prefetch`` (staged mode) is how many jobs a
     claim may take beyond the free slots; they wait in a local queue,
     leased and renewed, until a slot frees (bigger batches per commit, at
     the price of holding jobs other workers could run; released at stop).
