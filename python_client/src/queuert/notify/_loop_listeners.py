@@ -2,9 +2,9 @@
 has subscribers reads its own (one :class:`SharedSubscription` per loop,
 shared by that loop's subscribers), so an event goes from the socket to its
 listener on the thread that runs the listener. Read on the notifier's I/O
-thread instead, each event cost a thread wake-up and a
-``call_soon_threadsafe`` hand-over (another wake-up) more, 0.1-0.5 ms each
-on a loaded 2-core machine (benchmarks/README.md, "Fifth pass").
+thread instead, each event woke that thread and then, through a
+``call_soon_threadsafe`` hand-over, the listener's (0.04-0.17 ms at p50 on
+a loaded 2-core machine; benchmarks/README.md, "Fifth pass").
 """
 
 from __future__ import annotations
