@@ -66,6 +66,10 @@ _KINDS = ("job_ready", "chain_completed", "job_lost")
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+class _Handed:
+    """A lone listener's take handed to the I/O loop, not started yet."""
+
+
 def _ignore(taken: bool) -> None:
     """settled() of a caller that keeps no count."""
 
@@ -142,7 +146,10 @@ class BrokerNotifier(Notifier):
         self._sender.reset_loop_state()
         #: job_ready subscriptions on the broker (see queuert.notify._alone)
         self._listeners = ListenerCount(self._count_listeners, lambda: self._io_thread().loop)
-        self._background: set[asyncio.Task[bool]] = set()  # takes nobody waits for
+        #: takes nobody waits for: their tasks, and those handed to the I/O
+        #: loop that it has not started yet (so the set is never empty while
+        #: a take is on its way)
+        self._background: set[asyncio.Task[bool] | _Handed] = set()
         self._background_done = 0  # such takes finished (for tests)
         self._hint_down = False
 
@@ -275,9 +282,12 @@ class BrokerNotifier(Notifier):
             # nobody to share the budget with: claim now, and take the unit
             # meanwhile so the budget stays right for workers that join;
             # settled() tells the caller what the budget said
+            handed = _Handed()
+            self._background.add(handed)
             try:
-                self._io_thread().loop.call_soon_threadsafe(self._take_in_background, names, settled)
+                self._io_thread().loop.call_soon_threadsafe(self._take_in_background, names, settled, handed)
             except RuntimeError:  # closing
+                self._background.discard(handed)
                 return True
             return None
         try:
@@ -304,9 +314,10 @@ class BrokerNotifier(Notifier):
             return False
         return self._listeners.alone()
 
-    def _take_in_background(self, names: list[str], settled: Callable[[bool], None]) -> None:
+    def _take_in_background(self, names: list[str], settled: Callable[[bool], None], handed: _Handed) -> None:
         task = asyncio.get_running_loop().create_task(self._take_hint_guarded(names), name="queuert-notify-take")
         self._background.add(task)
+        self._background.discard(handed)
         task.add_done_callback(lambda t: self._background_finished(t, settled))
 
     def _background_finished(self, task: asyncio.Task[bool], settled: Callable[[bool], None]) -> None:
@@ -404,9 +415,10 @@ class BrokerNotifier(Notifier):
 
     async def _shutdown(self) -> None:
         await self._sender.stop()
-        for task in list(self._background):
+        tasks = [task for task in list(self._background) if isinstance(task, asyncio.Task)]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await quietly(self._close_clients())
 
     def _after_fork(self) -> None:
