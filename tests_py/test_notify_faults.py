@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -155,3 +156,32 @@ async def test_worker_loses_no_job_across_a_broker_restart(
     assert sorted(done) == list(range(30))
     rows = await db.all("SELECT status::text, count(*) FROM queuert.job GROUP BY 1")
     assert rows == [("completed", 60)]
+
+
+async def test_a_take_waits_for_a_stalled_broker_as_long_as_hint_timeout_says(
+    broker: tuple[Server, Callable[..., BrokerNotifier]],
+) -> None:
+    """hint_timeout beyond the client's own timeouts (Redis: send_timeout,
+    the client's socket timeout; NATS: JetStream's 2 s) is honoured: the
+    take waits that long for a stalled broker, then claims."""
+    server, make = broker
+    hint_timeout = 3.0
+    notifier = make(send_timeout=1.0, hint_timeout=hint_timeout)
+    assert await notifier.take_wake_hint(["stalled"]) is False  # connected, the budget empty
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)  # stalled: connections stay open, nothing answers
+    await until(lambda: _state(server) == "T")
+    try:
+        started = time.monotonic()
+        assert await notifier.take_wake_hint(["stalled"]) is True  # fail open: claim
+        waited = time.monotonic() - started
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    assert hint_timeout - 0.3 <= waited < hint_timeout + 5.0, waited
+
+
+def _state(server: Server) -> str:
+    """The process state letter of a server (T: stopped)."""
+    assert server.proc is not None
+    with open(f"/proc/{server.proc.pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]

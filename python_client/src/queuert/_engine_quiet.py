@@ -37,9 +37,11 @@ QUIET = "SELECT current_setting('queuert.notify', true), set_config('queuert.not
 
 _IDLE = TransactionStatus.IDLE
 
-# connections whose sessions already have queuert.notify = 'none' (their
-# role's, their database's or their own setting)
-_quiet_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+# ids of the connections whose sessions already have queuert.notify = 'none'
+# (their role's, their database's or their own setting), each dropped when
+# its connection is collected (a WeakSet would make a weak reference per
+# lookup: every call inside a hooks block looks)
+_quiet_sessions: set[int] = set()
 
 
 def _outermost_publisher(hooks: TransactionHooks) -> tuple[TransactionHooks, bool]:
@@ -62,10 +64,10 @@ def quiet_needed(conn: Any) -> bool:
     :data:`QUIET` first: inside a hooks block publishing through a broker,
     once per transaction."""
     hooks = current_hooks()
-    if hooks is None:
+    if hooks is None or id(conn) in _quiet_sessions:
         return False
     outer, quiet = _outermost_publisher(hooks)
-    if not quiet or conn in _quiet_sessions:
+    if not quiet:
         return False
     if conn.autocommit and conn.pgconn.transaction_status == _IDLE:
         return True  # the call is its own transaction
@@ -79,4 +81,7 @@ def quiet_needed(conn: Any) -> bool:
 def learn(conn: Any, row: Any) -> None:
     """What :data:`QUIET` read: the setting before it (``row[0]``)."""
     if row is not None and row[0] == "none":
-        _quiet_sessions.add(conn)
+        key = id(conn)
+        if key not in _quiet_sessions:
+            _quiet_sessions.add(key)
+            weakref.finalize(conn, _quiet_sessions.discard, key)

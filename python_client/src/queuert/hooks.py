@@ -278,14 +278,19 @@ class TransactionHooks:
         await self._publish(ready, chains, lost)
 
     def _fire_sync(self) -> None:
-        callbacks, ready, chains, lost = self._take()
-        _run_callbacks(callbacks)
+        # the containers themselves, not copies (a producer's every commit
+        # comes here; the block starts over with new ones)
+        callbacks, ready, chains, lost = self._callbacks, self._job_ready, self._chain_completed, self._job_lost
+        self._callbacks, self._job_ready, self._chain_completed, self._job_lost = [], {}, {}, {}
+        self._rollbacks.clear()
+        if callbacks:
+            _run_callbacks(callbacks)
         notifier = self.notifier
         if notifier is not None and (ready or chains or lost):
             # a notifier that can take the hints without awaiting spares a
             # sync caller an event loop per transaction (asyncio.run)
             if not notifier.publish_nowait(ready, chains, lost):
-                _run_awaitable(self._publish(ready, chains, lost))
+                _run_awaitable(self._publish(ready, list(chains), list(lost)))
 
 
     # -- settled by whoever owns the transaction (see collecting) ----------

@@ -4,7 +4,7 @@ shared by that loop's subscribers), so an event goes from the socket to its
 listener on the thread that runs the listener. Read on the notifier's I/O
 thread instead, each event woke that thread and then, through a
 ``call_soon_threadsafe`` hand-over, the listener's (0.04-0.17 ms at p50 on
-a loaded 2-core machine; benchmarks/README.md, "Fifth pass").
+a loaded 2-core machine; benchmarks/README.md, "Fifth pass (wake11)").
 """
 
 from __future__ import annotations

@@ -9,13 +9,15 @@ a few microseconds, no system call when the writer is busy, and none of the
 socket's cost (a loopback ``send`` runs the receiving side's TCP work too,
 charged to the sender: about 100 us of the caller's CPU per commit when the
 caller wrote the hint itself). The writer packs everything buffered into
-one ``EVAL`` of the send script and makes one non-blocking ``send``; hints
-buffered while it was writing, or within ``batch_gap`` of its last batch's
-start, go out together in its next batch (at the gap's end), so under a
-steady stream of commits the cost per commit shrinks (one send per gap, and
-callers wake nobody: the writer is not idle), and a writer idle for longer
-than the gap starts at once (no added latency). It waits for no reply: the server sends
-none. Unlike the notifier's asyncio I/O thread, it runs no event loop and no
+one ``EVAL`` of the send script and makes one non-blocking ``send``, then
+waits out the gap (:mod:`queuert.notify._spacing`: ``batch_gap``, growing
+to ``max_batch_gap`` under a stream) before it looks at the buffer again:
+hints buffered meanwhile go out together at the gap's end, and their callers
+wake nobody (the writer is not idle), so under a steady stream of commits
+the cost per commit shrinks to a lock and a dict update; a gap that ends
+with nothing buffered leaves the writer idle, and the next hint goes out at
+once (no added latency). It waits for no reply: the server sends none.
+Unlike the notifier's asyncio I/O thread, it runs no event loop and no
 redis-py asyncio machinery per batch.
 
 The connection is made (handshake by redis-py: AUTH, SELECT, ...) by the I/O
@@ -46,6 +48,8 @@ from typing import Any
 
 import redis
 
+from queuert.notify._spacing import BatchSpacing
+
 __all__ = ["DirectPublisher"]
 
 logger = logging.getLogger("queuert.notify")
@@ -61,8 +65,9 @@ class DirectPublisher:
     ``fallback(ready, chains, lost)`` takes a batch the writer could not
     send (the I/O thread's path); ``reconnect()`` asks for a new connection
     after the writer closed a broken one. ``max_buffered``: ids held while the writer
-    is busy; beyond, callers take the other path. ``batch_gap``: the least
-    time between the starts of two batches (seconds).
+    is busy; beyond, callers take the other path. ``batch_gap`` /
+    ``max_batch_gap``: the gap between the starts of two batches, at first
+    and at most under a stream of hints (seconds; :mod:`queuert.notify._spacing`).
     """
 
     def __init__(
@@ -75,9 +80,11 @@ class DirectPublisher:
         reconnect: Callable[[], object],
         max_buffered: int = 100_000,
         batch_gap: float = 0.0,
+        max_batch_gap: float = 0.0,
     ) -> None:
         self.url = url
         self.batch_gap = batch_gap
+        self.max_batch_gap = max_batch_gap
         self.name = name  # CLIENT SETNAME: an operator sees who it is
         self.connect_timeout = connect_timeout
         self._pack = pack
@@ -100,7 +107,7 @@ class DirectPublisher:
         self._retry_at = 0.0  # monotonic: no new connection attempt before
         self._writer: threading.Thread | None = None
         self._idle = False  # the writer waits for work
-        self._last_batch = float("-inf")  # monotonic time the last batch was taken
+        self._spacing = BatchSpacing(self.batch_gap, self.max_batch_gap)
         self._stopping = False
         self._ready: dict[str, int] = {}
         self._chains: dict[str, None] = {}
@@ -190,24 +197,20 @@ class DirectPublisher:
     # -- the writer thread ---------------------------------------------------------
 
     def _run(self) -> None:
+        after_idle = True
         while True:
             with self._lock:
-                while True:
-                    if not (self._ready or self._chains or self._lost):
-                        if self._stopping or self._sock is None:
-                            self._end_locked()
-                            return
-                        self._idle = True
-                        self._wake.wait()
-                        continue
-                    self._idle = False
-                    wait = self._last_batch + self.batch_gap - time.monotonic()
-                    if wait <= 0 or self._stopping or self._sock is None:
-                        break
-                    # the gap since the last batch: offers meanwhile join this one
-                    # (not idle: they wake nobody)
-                    self._wake.wait(wait)
-                self._last_batch = time.monotonic()
+                while not (self._ready or self._chains or self._lost):
+                    if self._stopping or self._sock is None:
+                        self._end_locked()
+                        return
+                    self._idle = after_idle = True
+                    self._spacing.idle()
+                    self._wake.wait()
+                self._idle = False
+                gap = self._spacing.batch(after_idle)
+                after_idle = False
+                next_batch = time.monotonic() + gap
                 batch: Batch = (self._ready, list(self._chains), list(self._lost))
                 self._ready, self._chains, self._lost = {}, {}, {}
                 seq = self._offered
@@ -227,6 +230,13 @@ class DirectPublisher:
             with self._lock:
                 self._written = seq
                 self._drained.notify_all()
+                # the gap (batch_spacing): offers meanwhile wake nobody (the
+                # writer is not idle) and go out together at its end
+                while not self._stopping and self._sock is not None:
+                    left = next_batch - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._wake.wait(left)
 
     def _hand_over(self, batch: Batch | None) -> None:
         try:

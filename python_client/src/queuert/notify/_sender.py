@@ -7,12 +7,14 @@ takes everything buffered (job counts summed per type, ids deduplicated) and
 hands it to the adapter's send, one batch at a time: hints buffered while a
 batch is on the wire go out together in the next one, so a burst of commits
 costs one round trip per batch, not one per commit. Batches are also spaced
-``batch_gap`` seconds apart (start to start): a hint that follows a batch
-within the gap waits for the gap's end and goes out with whatever came
-meanwhile, so a steady stream of commits (a producer creating thousands of
-chains a second) costs one send per gap instead of one per commit, and its
-callers no longer wake the loop (the pump is already scheduled); a hint
-after a quiet spell goes out at once. There is no sender task
+a gap apart (start to start; :mod:`queuert.notify._spacing`: ``batch_gap``,
+growing to ``max_batch_gap`` under a stream): after each batch the pump
+waits out the gap on a timer, a hint published meanwhile goes out with
+whatever came at the gap's end, so a steady stream of commits (a producer
+creating thousands of chains a second) costs one send per gap instead of
+one per commit, and its callers do not wake the loop (the pump is already
+scheduled); a gap that ends with nothing buffered leaves the pump idle, and
+the next hint goes out at once. There is no sender task
 waiting on an event, no condition variable and no ``wait_for`` task per
 batch: one task per batch, and a timer that cancels it after
 ``send_timeout``.
@@ -24,6 +26,8 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable
+
+from queuert.notify._spacing import BatchSpacing
 
 __all__ = ["HintSender"]
 
@@ -49,9 +53,11 @@ class HintSender:
         send_timeout: float,
         max_buffered: int,
         batch_gap: float = 0.0,
+        max_batch_gap: float = 0.0,
     ) -> None:
         self.name = name
         self.batch_gap = batch_gap
+        self.max_batch_gap = max_batch_gap
         self._loop = loop
         self._send = send
         self.send_timeout = send_timeout
@@ -72,7 +78,9 @@ class HintSender:
         self._sent_seq = 0  # publish calls sent (or dropped) so far
         self._in_flight: asyncio.Task[None] | None = None
         self._deferred: asyncio.TimerHandle | None = None  # a pump at the gap's end
-        self._last_start = float("-inf")  # loop time the last batch started
+        self._next_start = float("-inf")  # loop time: no batch starts before
+        self._idle = True  # the last pump found nothing to send
+        self._spacing = BatchSpacing(self.batch_gap, self.max_batch_gap)
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         with self._lock:
             self._kicked = False
@@ -119,29 +127,35 @@ class HintSender:
 
     def pump(self) -> None:
         """Send what is buffered, unless a batch is in flight (its end pumps)
-        or the last one started less than ``batch_gap`` ago (then at the
-        gap's end)."""
+        or the last one started less than a gap ago (then at the gap's end,
+        whether anything is buffered yet or not: callers meanwhile only fill
+        the buffer). Nothing buffered after the gap: idle, and the next
+        hint kicks."""
         if self._in_flight is not None or self._deferred is not None:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        due = self._last_start + self.batch_gap
         with self._lock:
-            pending = bool(self._ready or self._chains or self._lost)
-            if pending and now < due:
+            if now < self._next_start:
                 # _kicked stays set: callers meanwhile only fill the buffer
-                self._deferred = loop.call_at(due, self._pump_deferred)
+                self._kicked = True
+                self._deferred = loop.call_at(self._next_start, self._pump_deferred)
                 return
+            pending = bool(self._ready or self._chains or self._lost)
             ready, self._ready = self._ready, {}
             chains, self._chains = list(self._chains), {}
             lost, self._lost = list(self._lost), {}
             seq = self._enqueued
-            self._kicked = False
+            # a batch keeps _kicked set (its end pumps); idle clears it
+            self._kicked = pending
         if pending:
-            self._last_start = now
+            self._next_start = now + self._spacing.batch(self._idle)
+            self._idle = False
             task = loop.create_task(self._batch(ready, chains, lost, seq), name="queuert-notify-send")
             self._in_flight = task
         else:
+            self._idle = True
+            self._spacing.idle()
             self._settle(seq)
 
     def _pump_deferred(self) -> None:
@@ -177,10 +191,7 @@ class HintSender:
             timer.cancel()
         self._in_flight = None
         self._settle(seq)
-        with self._lock:
-            more = self._kicked
-        if more:  # published while this batch was on the wire: the next batch
-            self.pump()
+        self.pump()  # the gap, then what was published meanwhile (or idle)
 
     def _failed(self, n: int, exc: BaseException) -> None:
         self.dropped += n

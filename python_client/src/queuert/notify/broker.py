@@ -96,6 +96,9 @@ class BrokerNotifier(Notifier):
     starts of two batches of hints (a hint after a quiet spell goes at once;
     hints that follow a batch within the gap go together at its end), so a
     steady stream of commits costs one send per gap, not one per commit.
+    ``max_batch_gap``: while every gap ends with hints waiting (a stream),
+    the gap doubles up to this (:mod:`queuert.notify._spacing`); the first
+    quiet gap brings it back to ``batch_gap``.
     """
 
     wake_budgets = True
@@ -115,6 +118,7 @@ class BrokerNotifier(Notifier):
         hint_timeout: float = 1.0,
         max_buffered: int = 100_000,
         batch_gap: float = 0.002,
+        max_batch_gap: float = 0.016,
     ) -> None:
         super().__init__()
         self.prefix = validate_prefix(prefix)
@@ -129,12 +133,22 @@ class BrokerNotifier(Notifier):
         if not batch_gap >= 0:
             raise ValueError("batch_gap must not be negative")
         self.batch_gap = float(batch_gap)
+        if not max_batch_gap >= 0:
+            raise ValueError("max_batch_gap must not be negative")
+        #: never below batch_gap
+        self.max_batch_gap = max(self.batch_gap, float(max_batch_gap))
         #: successful subscriber (re)connections (for observability and tests)
         self.connections = 0
         self._lock = threading.Lock()  # _io, from any thread
         self._io: IoThread | None = None
         self._sender = HintSender(
-            self.broker_name, lambda: self._io_thread().loop, self._send, send_timeout, max_buffered, self.batch_gap
+            self.broker_name,
+            lambda: self._io_thread().loop,
+            self._send,
+            send_timeout,
+            max_buffered,
+            self.batch_gap,
+            self.max_batch_gap,
         )
         #: the broker subscriptions, one per subscribers' loop (not the I/O loop's)
         self._loop_listeners = LoopListeners(self._new_listener)
@@ -232,8 +246,10 @@ class BrokerNotifier(Notifier):
 
     def publish_nowait(self, ready: ReadyTypes, chain_ids: Iterable[str], job_ids: Iterable[str]) -> bool:
         try:
-            counts = ready_counts(ready)
-            chains, lost = [str(c) for c in chain_ids], [str(j) for j in job_ids]
+            # a producer's commit has job_ready only: no work for the rest
+            counts = ready_counts(ready) if ready else {}
+            chains = [str(c) for c in chain_ids] if chain_ids else []
+            lost = [str(j) for j in job_ids] if job_ids else []
             if counts or chains or lost:
                 self._publish(counts, chains, lost)
         except Exception:  # a hint, after commit: never the caller's problem
@@ -321,13 +337,15 @@ class BrokerNotifier(Notifier):
         task.add_done_callback(lambda t: self._background_finished(t, settled))
 
     def _background_finished(self, task: asyncio.Task[bool], settled: Callable[[bool], None]) -> None:
-        self._background.discard(task)
         if not task.cancelled():  # cancelled: closing, nobody counts any more
             try:
                 settled(task.result())
             except Exception:
                 logger.exception("%s notifier: a wake hint's settled callback failed", self.broker_name)
+        # counted before it leaves _background: who sees _background empty
+        # (another thread) sees every count
         self._background_done += 1
+        self._background.discard(task)
 
     async def _take_hint_guarded(self, names: list[str]) -> bool:
         try:

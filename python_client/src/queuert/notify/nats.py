@@ -185,7 +185,10 @@ class NatsNotifier(BrokerNotifier):
         return nc, closed
 
     async def _hint_bucket(self, nc: Client) -> KeyValue | None:
-        js = nc.jetstream(timeout=2.0)
+        # the bucket's requests serve top-ups and takes: their timeout must
+        # not cut either short (each has its own bound: the sender's timer,
+        # hint_timeout)
+        js = nc.jetstream(timeout=max(2.0, self.send_timeout, self.hint_timeout))
         try:
             return await js.create_key_value(
                 KeyValueConfig(

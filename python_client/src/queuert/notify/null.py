@@ -32,5 +32,9 @@ class NullNotifier(Notifier):
     async def publish_job_lost(self, job_ids: Iterable[str]) -> None:
         return None
 
+    def publish_nowait(self, ready: ReadyTypes, chain_ids: Iterable[str], job_ids: Iterable[str]) -> bool:
+        # nothing to hand over: a sync hooks block needs no event loop for it
+        return True
+
     async def _subscribed(self, sub: Subscription) -> None:
         sub.deliver(NotifyEvent("resync", ""))

@@ -82,6 +82,10 @@ class PostgresNotifier(Notifier):
     async def publish_job_lost(self, job_ids: Iterable[str]) -> None:
         return None
 
+    def publish_nowait(self, ready: ReadyTypes, chain_ids: Iterable[str], job_ids: Iterable[str]) -> bool:
+        # nothing to hand over: a sync hooks block needs no event loop for it
+        return True
+
     def _wanted(self) -> dict[str, str]:
         """The channels the current subscribers need (each kind's channel is
         LISTENed only when someone wants it: a worker does not want every

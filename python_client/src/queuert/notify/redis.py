@@ -98,6 +98,7 @@ return 0
 
 
 _SEND_SHA = hashlib.sha1(_SEND.encode()).hexdigest()
+_TAKE_SHA = hashlib.sha1(_TAKE.encode()).hexdigest()
 
 
 def _numsub(reply: Any, channel: str) -> int:
@@ -178,6 +179,7 @@ class RedisNotifier(BrokerNotifier):
                 self._reconnect_direct,
                 self.max_buffered,
                 self.batch_gap,
+                self.max_batch_gap,
             )
             if self.url is not None and not self.cluster and DirectPublisher.usable_for(self.url)
             else None
@@ -192,14 +194,14 @@ class RedisNotifier(BrokerNotifier):
     def _redis(self) -> aioredis.Redis | RedisCluster:
         if self._client is None:
             assert self.url is not None
-            if self.cluster:
-                self._client = RedisCluster.from_url(
-                    self.url, socket_connect_timeout=2.0, socket_timeout=self.send_timeout
-                )
+            # the client serves sends and takes: its socket timeout must not
+            # cut either short (each has its own bound: the sender's timer,
+            # hint_timeout); a client passed in keeps its own
+            timeout = max(self.send_timeout, self.hint_timeout)
+            if self.cluster:  # a take is never retried (_take_once)
+                self._client = RedisCluster.from_url(self.url, socket_connect_timeout=2.0, socket_timeout=timeout)
             else:
-                self._client = aioredis.Redis.from_url(
-                    self.url, socket_connect_timeout=2.0, socket_timeout=self.send_timeout
-                )
+                self._client = aioredis.Redis.from_url(self.url, socket_connect_timeout=2.0, socket_timeout=timeout)
         return self._client
 
     def _script(self, which: int) -> Any:
@@ -334,8 +336,30 @@ class RedisNotifier(BrokerNotifier):
             return None
 
     async def _take_hint(self, type_names: list[str]) -> bool:
-        taken = await self._script(1)(keys=[self.budget_key(n) for n in type_names])
+        keys = [self.budget_key(n) for n in type_names]
+        client = self._redis()
+        if isinstance(client, RedisCluster):
+            taken = await self._take_once(client, keys)
+        else:
+            taken = await self._script(1)(keys=keys)
         return int(taken) > 0
+
+    async def _take_once(self, client: RedisCluster, keys: list[str]) -> Any:
+        """The take script on the node of the budgets' slot, sent once.
+        redis-py's cluster client sends a command again after a timeout or
+        a connection error, and a take that timed out may still run (a
+        stalled node runs what it had received when it resumes): its retry
+        spent a second unit. With its node named, redis-py does not retry;
+        a failure (a node down, a slot moved) answers True (fail open)."""
+        await client.initialize()  # the slot map (at once when it is known)
+        node = self._home_node(client)
+        if node is None:
+            raise ConnectionError("no node serves the wake budgets' slot")
+        command: Any = client.execute_command  # untyped in redis-py
+        try:
+            return await command("EVALSHA", _TAKE_SHA, len(keys), *keys, target_nodes=node)
+        except NoScriptError:  # a restarted node, or the first take: load it
+            return await command("EVAL", _TAKE, len(keys), *keys, target_nodes=node)
 
     async def _count_listeners(self) -> int | None:
         channel = self.channels["job_ready"]
