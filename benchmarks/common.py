@@ -39,6 +39,9 @@ class Sizes:
     # ratios a repetition (their spread within a run is 0.02-0.03x)
     ladder_n: int = 2_500
     create_notify_n: int = 2_500  # per broker side, in blocks of 250 (create-notify)
+    # create-notify's deployment shape: rounds of one block per side (4
+    # producers x 100 starts), about 0.2-0.5 s a block: 10-15 s a repetition
+    create_notify_deploy_rounds: int = 8
     # the unpaired x1,000 rows (floor unnest, start_chains): 100 statements,
     # 1-2 s at 50,000-135,000/s (the judged figure is the paired one)
     batch_total: int = 100_000
@@ -114,6 +117,7 @@ class Sizes:
             single_n=200,
             ladder_n=250,
             create_notify_n=250,
+            create_notify_deploy_rounds=1,
             batch_total=5_000,
             batch_total_small=5_000,
             batch_paired_total=5_000,

@@ -30,6 +30,7 @@ from queuert.notify.broker import BrokerNotifier
 from queuert.notify.nats import NatsNotifier
 from queuert.notify.redis import RedisNotifier
 
+from . import create_notify_deploy
 from .common import Databases, Results, Sizes
 
 BLOCK = 250
@@ -110,3 +111,5 @@ def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
         f"{sizes.create_notify_n:,} starts per broker side in blocks of {BLOCK}, each paired with a block of "
         f"today's path (engine NOTIFY on, no hooks); {dropped} hint(s) dropped",
     )
+    # the same comparison as deployments run it: listeners up, producers concurrent
+    create_notify_deploy.run(dbs, sizes, results)
