@@ -175,8 +175,6 @@ class WaitSampler:
     def __init__(self, dsn: str, interval: float = 0.002) -> None:
         self.side: str | None = None
         self.counts: dict[str, Counter[str]] = {side: Counter() for side in SIDES}
-        self.wal_syncs: dict[str, int] = {side: 0 for side in SIDES}
-        self._wal = psycopg.connect(dsn, autocommit=True)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(dsn, interval), daemon=True)
         self._thread.start()
@@ -193,19 +191,10 @@ class WaitSampler:
                     self.counts[side].update(r[0] for r in rows)
                 time.sleep(interval)
 
-    def wal_sync_count(self) -> int:
-        """WAL flushes of the whole cluster so far (other sessions' too)."""
-        row = self._wal.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
-        return int(row[0]) if row else 0
-
     def close(self) -> dict[str, dict[str, int]]:
         self._stop.set()
         self._thread.join(5)
-        self._wal.close()
-        waits: dict[str, dict[str, int]] = {side: dict(c.most_common(6)) for side, c in self.counts.items()}
-        for side, syncs in self.wal_syncs.items():
-            waits[side]["WAL syncs"] = syncs
-        return waits
+        return {side: dict(c.most_common(6)) for side, c in self.counts.items()}
 
 
 def paired(
@@ -249,7 +238,6 @@ def paired(
                         "listener process": [listener.pid] if listener.pid else [],
                     }
                 before = {g: _cpu_ticks(pids) for g, pids in groups.items()}
-                syncs = sampler.wal_sync_count() if sampler is not None else 0
                 t = time.perf_counter()
                 if sampler is not None:
                     sampler.side = side
@@ -257,7 +245,6 @@ def paired(
                 walls[side].append(time.perf_counter() - t)
                 if sampler is not None:
                     sampler.side = None
-                    sampler.wal_syncs[side] += sampler.wal_sync_count() - syncs
                 for g, pids in groups.items():
                     cpu[side][g] = cpu[side].get(g, 0) + _cpu_ticks(pids) - before[g]
         for p in procs:
@@ -290,8 +277,10 @@ def paired(
 
 
 def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
+    started = time.perf_counter()
     with dbs.fresh("create-notify-deploy") as dsn:
         out = paired(dsn, sizes.create_notify_deploy_rounds)
+    took = time.perf_counter() - started
     for side, ratio in out["ratios"].items():
         results.add("create-notify", metric(side), ratio, "x today, paired")
     received = ", ".join(f"{side} {v:.2f}" for side, v in out["received"].items())
@@ -301,7 +290,7 @@ def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
     )
     results.note(
         "create-notify",
-        f"deployment shape: {PRODUCERS} producer processes x {BLOCK} starts per block, "
+        f"deployment shape ({took:.1f} s): {PRODUCERS} producer processes x {BLOCK} starts per block, "
         f"{sizes.create_notify_deploy_rounds} rounds of one block per side (median block, starts/s: {rates}); "
         f"{LISTENERS} idle listeners per side received job_ready events per start (all of them together): {received}; "
         f"CPU us per start ({out['starts']:,} a side, clock ticks of 10 ms): {cpu}",
