@@ -12,7 +12,9 @@ side alike; median of the per-block ratios, like the create-single ladder):
 
 Reported as each broker path's rate over today's (target: >= 1, the broker
 path must not cost creation throughput). Needs the Redis and NATS of
-``scripts/ensure-services.sh``.
+``scripts/ensure-services.sh``. One producer and no listener is where the
+engine's NOTIFY is cheapest; ``create_notify_deploy`` adds the same
+comparison with concurrent producers and idle listeners, as separate rows.
 """
 
 from __future__ import annotations
