@@ -140,6 +140,9 @@ def _produce(dsn: str, prefix: str, rounds: int, block: int, barrier: Barrier) -
                     barrier.wait()
             for notifier in brokers.values():
                 asyncio.run(notifier.flush(30))
+    except BaseException:
+        barrier.abort()  # the parent and the other producers stop waiting for this one
+        raise
     finally:
         for notifier in brokers.values():
             asyncio.run(notifier.close())
