@@ -22,7 +22,7 @@ backend is woken to read it. This variant runs that shape:
 
 The sides alternate in blocks: all producers run one side's block at once
 (a barrier before and after, the parent times between them), then the
-next side. Reported per broker as the median over rounds of today's block
+next side; each side goes first in turn from round to round. Reported per broker as the median over rounds of today's block
 time over the broker's (higher is faster). Every listener process and
 producer stays up through every side, so both sides pay for the same idle
 processes; only who is woken differs.
@@ -61,6 +61,14 @@ def metric(broker: str) -> str:
 
 
 METRICS = [metric("Redis"), metric("NATS")]
+
+
+def rotated(round_no: int) -> tuple[str, ...]:
+    """The sides' order in a round: each goes first in turn, so that no
+    side always follows the same one (a broker block's last batch, sent up
+    to a gap after the block, lands in the next block)."""
+    k = round_no % len(SIDES)
+    return SIDES[k:] + SIDES[:k]
 
 
 def _broker_notifier(side: str, prefix: str) -> Any:
@@ -133,8 +141,8 @@ def _produce(dsn: str, prefix: str, rounds: int, block: int, barrier: Barrier) -
 
             for side in SIDES:  # statements prepared, brokers connected
                 run_block(side)
-            for _ in range(rounds):
-                for side in SIDES:
+            for r in range(rounds):
+                for side in rotated(r):
                     barrier.wait()
                     run_block(side)
                     barrier.wait()
@@ -231,7 +239,7 @@ def paired(
         groups: dict[str, list[int]] = {}
         sampler = WaitSampler(dsn) if sample_waits else None
         for r in range(rounds):
-            for side in SIDES:
+            for side in rotated(r):
                 barrier.wait(120)
                 if not groups:  # every producer has connected by now (its warm-up ran)
                     groups = {
