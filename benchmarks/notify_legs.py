@@ -4,12 +4,16 @@
 A listener process of its own (``--listen``) subscribes with one notifier
 (``postgres``: a plain ``LISTEN`` connection; ``redis``, ``nats``: a broker
 notifier) and records, per event, when the notifier's thread handed it out
-(``BrokerNotifier._dispatch``) and when the listener's loop ran its
-callback; the producer commits one transaction per event, 20 ms apart, and
+(``BrokerNotifier._dispatch_here`` on the listener's loop since the
+subscription is read there, ``_dispatch`` on the notifier's I/O thread
+before) and when the listener's loop ran its callback; the producer commits one transaction per event, 20 ms apart, and
 publishes right after commit the way ``transaction_hooks`` does
 (``publish_nowait``; ``pg_notify`` inside the transaction for LISTEN). All
 times CLOCK_MONOTONIC. Printed: commit -> notifier thread, thread -> loop,
-commit -> loop, p50 and p99 in ms. Needs the Redis and NATS of
+commit -> loop, p50 and p99 in ms, and the listener process's voluntary
+context switches per event (all its threads, from subscribed to the last
+event: every thread that sleeps and wakes for an event counts one; a
+figure the machine's load barely moves, unlike the times). Needs the Redis and NATS of
 ``scripts/ensure-services.sh``.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -38,30 +43,43 @@ def _url(kind: str, prefix: str) -> str:
     }[kind]
 
 
+def _switches() -> int:
+    """Voluntary context switches of this process so far, all threads (each
+    blocking wait a thread wakes from counts one; preemptions, which the
+    load decides, do not)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+
+
 async def _listen(kind: str, url: str, out: str) -> None:
     rec: list[tuple[str, float, float]] = []
+    switches = 0
     if kind == "postgres":
         conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
         await conn.execute(f"LISTEN {CHANNEL}")
         print("ready", flush=True)
+        switches = _switches()
         async for n in conn.notifies():
             t = time.monotonic()
             rec.append((n.payload, t, t))
             if n.payload == "end":
                 break
+        switches = _switches() - switches
         await conn.close()
     else:
         from queuert.notify import NotifyEvent, notifier_from_url
         from queuert.notify.broker import BrokerNotifier
 
         handed: dict[str, float] = {}
-        dispatch = BrokerNotifier._dispatch
+        # where the subscription hands an event out: on the listener's loop
+        # (_dispatch_here), or before the Fifth pass on the notifier's thread
+        point = "_dispatch_here" if hasattr(BrokerNotifier, "_dispatch_here") else "_dispatch"
+        dispatch = getattr(BrokerNotifier, point)
 
-        def spy(self: BrokerNotifier, event: NotifyEvent) -> None:  # on the notifier's thread
-            handed.setdefault(event.payload, time.monotonic())
-            dispatch(self, event)
+        def spy(self: BrokerNotifier, *args: Any) -> None:
+            handed.setdefault(args[-1].payload, time.monotonic())
+            dispatch(self, *args)
 
-        BrokerNotifier._dispatch = spy  # type: ignore[method-assign,assignment]
+        setattr(BrokerNotifier, point, spy)
         notifier = notifier_from_url(url)
         done = asyncio.Event()
 
@@ -74,9 +92,12 @@ async def _listen(kind: str, url: str, out: str) -> None:
 
         await notifier.subscribe(on_event, kinds=("job_ready",))
         print("ready", flush=True)
+        switches = _switches()
         await done.wait()
+        switches = _switches() - switches
         await notifier.close()
     with open(out, "w") as f:
+        f.write(f"switches {switches} 0\n")
         f.writelines(f"{p} {a} {b}\n" for p, a, b in rec)
 
 
@@ -119,6 +140,8 @@ def measure(kind: str, n: int) -> str:
         from .create_notify import drop_nats_bucket
 
         asyncio.run(drop_nats_bucket(f"{prefix}-wake-hints"))
+    switches = int(rows[0][1])  # from "ready" to "end", warm-up included
+    rows = rows[1:]
     kept = [(k, float(a), float(b)) for k, a, b in rows if k != "end" and int(k) >= 0]
     thread = [(a - sent[k]) * 1000 for k, a, _ in kept]
     hop = [(b - a) * 1000 for _, a, b in kept]
@@ -127,6 +150,7 @@ def measure(kind: str, n: int) -> str:
         f"{kind:8s} n={len(kept)}  commit -> notifier thread p50 {_pct(thread, 50):.2f} p99 {_pct(thread, 99):.2f}"
         f" | thread -> loop p50 {_pct(hop, 50):.2f} p99 {_pct(hop, 99):.2f}"
         f" | commit -> loop p50 {_pct(loop, 50):.2f} p99 {_pct(loop, 99):.2f} ms"
+        f" | listener's voluntary context switches per event {switches / len(rows):.1f}"
     )
 
 

@@ -1,11 +1,16 @@
 """Workload 7b, wake-up-notify: wake-up latency per notifier.
 
-The wake-up workload's measurement with each notifier in turn, within one
-repetition (so drift hits them alike): LISTEN/NOTIFY (the engine's NOTIFY,
-the worker's default), Redis, a Redis Cluster of three nodes of our own,
-NATS, and Redis with worker and producer going through a PgBouncer of our own
-in transaction mode. An idle worker process (staged, concurrency 10) with
-that notifier; jobs created one per transaction through the Python client
+The wake-up workload's measurement with each notifier, all in one
+repetition and in turns: LISTEN/NOTIFY (the engine's NOTIFY, the worker's
+default), Redis, a Redis Cluster of three nodes of our own, NATS, and Redis
+with worker and producer going through a PgBouncer of our own in
+transaction mode. One idle worker process per notifier (staged,
+concurrency 10, each on a database of its own), all started together; the
+producer goes round them ``BLOCK`` (10) jobs at a time, the order rotating
+each round, so every notifier's jobs are spread over the same minutes as
+LISTEN's and drift on a shared machine hits them alike (measured one after
+the other, 5 s each, "Redis, no budget" read -0.60 to +1.63 ms over LISTEN
+in three runs of the same code at load 3). Jobs are created one per transaction through the Python client
 (``queuert.start_chain`` in ``queuert.transaction_hooks(notifier)``, as an
 application does), ``wakeup_notify_n`` of them ``wakeup_gap_s`` apart, after
 10 warm-up jobs; latency from ``start_chain``'s commit returning in the
@@ -108,58 +113,95 @@ def _setup(kind: str, dsn: str, prefix: str) -> tuple[str, str]:
     return pooled, f"{notify_brokers.REDIS_URL}?prefix={prefix}"
 
 
-def _measure(dbs: Databases, sizes: Sizes, kind: str) -> list[float]:
-    n, gap, warmup = sizes.wakeup_notify_n, sizes.wakeup_gap_s, 10
-    prefix = f"bench{os.getpid()}{kind.replace('-', '')}"
-    with dbs.fresh(f"wake-up-{kind}") as dsn, tempfile.TemporaryDirectory() as tmp:
-        use_dsn, notify = _setup(kind, dsn, prefix)
-        times_file = os.path.join(tmp, "times")
+#: jobs per adapter in a row before the producer turns to the next adapter
+BLOCK = 10
+
+
+class _Adapter:
+    """One adapter's idle worker (its own database) and the producer's side."""
+
+    def __init__(self, stack: contextlib.ExitStack, dbs: Databases, kind: str, tmp: str) -> None:
+        self.kind = kind
+        self.prefix = f"bench{os.getpid()}{kind.replace('-', '')}"
+        self.dsn = stack.enter_context(dbs.fresh(f"wake-up-{kind}"))
+        use_dsn, notify = _setup(kind, self.dsn, self.prefix)
+        self.times_file = os.path.join(tmp, f"times-{kind}")
         env = {"QUEUERT_BENCH_NOTIFY": notify}
         if kind == "redis-pgbouncer":
             env["QUEUERT_BENCH_PREPARE_THRESHOLD"] = "none"
         if kind == "redis-nobudget":
             env["QUEUERT_BENCH_WAKE_BUDGETS"] = "0"
-        worker = WorkerProcess(use_dsn, "staged", 10, "wakeup", times_file, env=env)
-        notifier: Notifier | None = None if kind == "postgres" else notifier_from_url(notify)
-        commits: dict[int, float] = {}
-        try:
-            worker.go()
-            time.sleep(1.0)  # connected, subscribed, idle
-            threshold = None if kind == "redis-pgbouncer" else 5
-            with psycopg.connect(use_dsn, autocommit=True, prepare_threshold=threshold) as conn:
-                next_at = time.monotonic()
-                for i in range(-warmup, n):
+        self.notifier: Notifier | None = None if kind == "postgres" else notifier_from_url(notify)
+        stack.callback(self._cleanup)  # runs after the worker stopped (registered first)
+        self.worker = WorkerProcess(use_dsn, "staged", 10, "wakeup", self.times_file, env=env)
+        stack.callback(self.worker.stop)
+        threshold = None if kind == "redis-pgbouncer" else 5
+        self.conn = stack.enter_context(psycopg.connect(use_dsn, autocommit=True, prepare_threshold=threshold))
+        self.commits: dict[int, float] = {}
+
+    def start(self, i: int) -> None:
+        with queuert.transaction_hooks(self.notifier):
+            queuert.start_chain(self.conn, "wake", {"i": i})  # autocommit: committed here
+            self.commits[i] = time.monotonic()
+        self.worker.check_alive()
+
+    def wait_idle(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as direct:
+            deadline = time.monotonic() + 30
+            while not (direct.execute(IDLE).fetchone() or (False,))[0]:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"wake-up jobs ({self.kind}) not all processed")
+                time.sleep(0.01)
+
+    def latencies(self, n: int) -> list[float]:
+        started: dict[int, float] = {}
+        for line in Path(self.times_file).read_text().splitlines():
+            key, t = line.split()
+            started.setdefault(int(key), float(t))
+        return sorted((started[i] - self.commits[i]) * 1000 for i in range(n))
+
+    def _cleanup(self) -> None:
+        if self.notifier is not None:
+            asyncio.run(self.notifier.close())
+        if self.kind == "nats":  # ours: leave the shared NATS as found
+            asyncio.run(drop_nats_bucket(f"{self.prefix}-wake-hints"))
+
+
+def _measure(dbs: Databases, sizes: Sizes) -> dict[str, list[float]]:
+    """Every adapter's latencies (ms, sorted), measured in turns: all the
+    idle workers at once, the producer going round the adapters ``BLOCK``
+    jobs at a time (the order rotating each round), so each adapter's jobs
+    are spread over the same minutes as LISTEN's."""
+    n, gap, warmup = sizes.wakeup_notify_n, sizes.wakeup_gap_s, 10
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        adapters = [_Adapter(stack, dbs, kind, tmp) for _, kind in ADAPTERS]
+        for adapter in adapters:
+            adapter.worker.go()
+        time.sleep(1.5)  # connected, subscribed, idle; a broker listener counted itself alone
+        order = [i for i in range(-warmup, 0)] + list(range(n))
+        blocks = [order[k : k + BLOCK] for k in range(0, len(order), BLOCK)]
+        next_at = time.monotonic()
+        for round_no, block in enumerate(blocks):
+            shift = round_no % len(adapters)
+            for adapter in adapters[shift:] + adapters[:shift]:
+                for i in block:
                     next_at += gap
-                    with queuert.transaction_hooks(notifier):
-                        queuert.start_chain(conn, "wake", {"i": i})  # autocommit: committed here
-                        commits[i] = time.monotonic()
-                    worker.check_alive()
+                    adapter.start(i)
                     delay = next_at - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-            with psycopg.connect(dsn, autocommit=True) as direct:
-                deadline = time.monotonic() + 30
-                while not (direct.execute(IDLE).fetchone() or (False,))[0]:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"wake-up jobs ({kind}) not all processed")
-                    time.sleep(0.01)
-        finally:
-            worker.stop()
-            if notifier is not None:
-                asyncio.run(notifier.close())
-            if kind == "nats":  # ours: leave the shared NATS as found
-                asyncio.run(drop_nats_bucket(f"{prefix}-wake-hints"))
-        started: dict[int, float] = {}
-        for line in Path(times_file).read_text().splitlines():
-            key, t = line.split()
-            started.setdefault(int(key), float(t))
-    return sorted((started[i] - commits[i]) * 1000 for i in range(n))
+        for adapter in adapters:
+            adapter.wait_idle()
+        for adapter in adapters:
+            adapter.worker.stop()
+        return {adapter.kind: adapter.latencies(n) for adapter in adapters}
 
 
 def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
     p50: dict[str, float] = {}
+    measured = _measure(dbs, sizes)
     for label, kind in ADAPTERS:
-        lat = _measure(dbs, sizes, kind)
+        lat = measured[kind]
         p50[label] = percentile(lat, 50)
         results.add(WORKLOAD, f"{label} p50", p50[label], "ms", False)
         results.add(WORKLOAD, f"{label} p99", percentile(lat, 99), "ms", False)
@@ -170,6 +212,7 @@ def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
     results.note(
         WORKLOAD,
         f"{sizes.wakeup_notify_n} jobs {sizes.wakeup_gap_s * 1000:.0f} ms apart per notifier (+10 warm-up), "
+        f"the notifiers in turns of {BLOCK} jobs (every worker idle at once), "
         "created with queuert.start_chain inside transaction_hooks(notifier); staged worker, concurrency 10; "
         "brokers with queuert.notify = 'none' on the database",
     )

@@ -63,6 +63,18 @@ def install(path: str) -> None:
         return rows
 
     PostgresNotifier._dispatch = heard  # type: ignore[method-assign]
+    # a broker's subscription hands its events out on the worker's loop
+    from queuert.notify.broker import BrokerNotifier
+
+    if hasattr(BrokerNotifier, "_dispatch_here"):
+        dispatch_here = BrokerNotifier._dispatch_here
+
+        def heard_here(self: Any, loop: Any, event: Any) -> None:
+            if event.kind == "job_ready":
+                mark(("heard", clock()))
+            dispatch_here(self, loop, event)
+
+        BrokerNotifier._dispatch_here = heard_here  # type: ignore[method-assign]
     Acknowledger.flush = traced_flush  # type: ignore[method-assign]
 
     def write() -> None:

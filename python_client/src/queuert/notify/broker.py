@@ -20,11 +20,14 @@ on first use (and again in a forked child), and callers only hand work over:
   up a caller: when a send fails the hints are dropped with one warning per
   outage (workers fall back to polling). :meth:`BrokerNotifier.flush` waits
   until what was published so far has been sent or dropped.
-* subscribers share one broker subscription per channel (event kind), kept
-  by :class:`queuert.notify._listener.SharedSubscription`: it follows the
-  union of the kinds the subscribers want; a lost connection is reopened with
-  capped exponential backoff, and every (re)connection delivers ``resync`` to
-  every subscriber (events sent meanwhile are gone; a worker polls once).
+* subscribers share one broker subscription per channel (event kind) and
+  event loop, kept by :class:`queuert.notify._listener.SharedSubscription`
+  and read on the subscribers' own loop, not on the I/O thread
+  (:mod:`queuert.notify._loop_listeners`: no thread hand-over per event):
+  it follows the union of the kinds that loop's subscribers want; a lost
+  connection is reopened with capped exponential backoff, and every
+  (re)connection delivers ``resync`` to every subscriber of that loop
+  (events sent meanwhile are gone; a worker polls once).
 * :meth:`BrokerNotifier.take_wake_hint` runs the adapter's atomic "take one
   unit" and answers True when the broker does not answer in time, or at once
   when the caller's subscription is the only one listening (the adapter's
@@ -32,7 +35,9 @@ on first use (and again in a forked child), and callers only hand work over:
 
 An adapter implements :meth:`_send`, :meth:`_take_hint`, :meth:`_listen`
 (returning a :class:`ListenSession`) and :meth:`_close_clients`; all of them
-run on the notifier's loop (:mod:`queuert.notify._iothread`).
+run on the notifier's loop (:mod:`queuert.notify._iothread`) but
+:meth:`_listen` and its session, which run on the subscriber's loop with
+connections of their own.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from typing import Any, TypeVar
 from queuert.notify._alone import ListenerCount
 from queuert.notify._iothread import IoThread, quietly, register
 from queuert.notify._listener import Deliver, ListenSession, SharedSubscription
+from queuert.notify._loop_listeners import LoopListeners
 from queuert.notify._sender import HintSender
 from queuert.notify.base import Notifier, NotifyEvent, ReadyTypes, Subscription, ready_counts
 
@@ -58,6 +64,10 @@ logger = logging.getLogger("queuert.notify")
 _T = TypeVar("_T")
 _KINDS = ("job_ready", "chain_completed", "job_lost")
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class _Handed:
+    """A lone listener's take handed to the I/O loop, not started yet."""
 
 
 def _ignore(taken: bool) -> None:
@@ -140,6 +150,8 @@ class BrokerNotifier(Notifier):
             self.batch_gap,
             self.max_batch_gap,
         )
+        #: the broker subscriptions, one per subscribers' loop (not the I/O loop's)
+        self._loop_listeners = LoopListeners(self._new_listener)
         self._init_loop_state()
         register(self)
 
@@ -148,17 +160,11 @@ class BrokerNotifier(Notifier):
         self._sender.reset_loop_state()
         #: job_ready subscriptions on the broker (see queuert.notify._alone)
         self._listeners = ListenerCount(self._count_listeners, lambda: self._io_thread().loop)
-        self._background: set[asyncio.Task[bool]] = set()  # takes nobody waits for
+        #: takes nobody waits for: their tasks, and those handed to the I/O
+        #: loop that it has not started yet (so the set is never empty while
+        #: a take is on its way)
+        self._background: set[asyncio.Task[bool] | _Handed] = set()
         self._background_done = 0  # such takes finished (for tests)
-        self._listener = SharedSubscription(
-            self.broker_name,
-            self._wanted_kinds,
-            self._listen,
-            self._dispatch,
-            self._count_connection,
-            self.reconnect_initial,
-            self.reconnect_max,
-        )
         self._hint_down = False
 
     # -- adapter interface (all on the I/O loop) -------------------------------
@@ -174,8 +180,9 @@ class BrokerNotifier(Notifier):
 
     @abc.abstractmethod
     async def _listen(self, kinds: frozenset[str], deliver: Deliver) -> ListenSession:
-        """Connect and subscribe to ``kinds``; ``deliver(kind, payload)`` for
-        each message received."""
+        """Connect and subscribe to ``kinds``, on the running loop (the
+        subscribers'), with a connection of the session's own;
+        ``deliver(kind, payload)`` for each message received."""
 
     @abc.abstractmethod
     async def _close_clients(self) -> None:
@@ -291,9 +298,12 @@ class BrokerNotifier(Notifier):
             # nobody to share the budget with: claim now, and take the unit
             # meanwhile so the budget stays right for workers that join;
             # settled() tells the caller what the budget said
+            handed = _Handed()
+            self._background.add(handed)
             try:
-                self._io_thread().loop.call_soon_threadsafe(self._take_in_background, names, settled)
+                self._io_thread().loop.call_soon_threadsafe(self._take_in_background, names, settled, handed)
             except RuntimeError:  # closing
+                self._background.discard(handed)
                 return True
             return None
         try:
@@ -313,13 +323,17 @@ class BrokerNotifier(Notifier):
                 continue
             if sub.type_names is None or not sub.type_names.isdisjoint(names):
                 wanting += 1
-        if wanting != 1 or self._listener.session is None or "job_ready" not in self._listener.live:
+        if wanting != 1:
+            return False
+        listener = self._loop_listeners.get(asyncio.get_running_loop())
+        if listener is None or listener.session is None or "job_ready" not in listener.live:
             return False
         return self._listeners.alone()
 
-    def _take_in_background(self, names: list[str], settled: Callable[[bool], None]) -> None:
+    def _take_in_background(self, names: list[str], settled: Callable[[bool], None], handed: _Handed) -> None:
         task = asyncio.get_running_loop().create_task(self._take_hint_guarded(names), name="queuert-notify-take")
         self._background.add(task)
+        self._background.discard(handed)
         task.add_done_callback(lambda t: self._background_finished(t, settled))
 
     def _background_finished(self, task: asyncio.Task[bool], settled: Callable[[bool], None]) -> None:
@@ -353,11 +367,33 @@ class BrokerNotifier(Notifier):
 
     # -- subscribing -----------------------------------------------------------
 
-    def _wanted_kinds(self) -> frozenset[str]:
+    def _new_listener(self) -> SharedSubscription:
+        """The broker subscription of the running loop's subscribers (its
+        methods all run on that loop)."""
+        return SharedSubscription(
+            self.broker_name,
+            lambda: self._wanted_kinds(asyncio.get_running_loop()),
+            self._listen,
+            lambda event: self._dispatch_here(asyncio.get_running_loop(), event),
+            self._count_connection,
+            self.reconnect_initial,
+            self.reconnect_max,
+        )
+
+    def _wanted_kinds(self, loop: asyncio.AbstractEventLoop) -> frozenset[str]:
         kinds: set[str] = set()
         for sub in list(self._subscriptions):
-            kinds |= set(_KINDS) if sub.kinds is None else set(sub.kinds) - {"resync"}
+            if sub.loop is loop:
+                kinds |= set(_KINDS) if sub.kinds is None else set(sub.kinds) - {"resync"}
         return frozenset(kinds)
+
+    def _dispatch_here(self, loop: asyncio.AbstractEventLoop, event: NotifyEvent) -> None:
+        """An event read on ``loop`` (running): to its subscribers there, at
+        once (a loop turn less; they hear that loop's events in the order
+        read)."""
+        for sub in list(self._subscriptions):
+            if sub.loop is loop and sub.wants(event):
+                sub._call(event)
 
     def _count_connection(self) -> None:
         self.connections += 1
@@ -365,7 +401,7 @@ class BrokerNotifier(Notifier):
 
     async def _subscribed(self, sub: Subscription) -> None:
         self._listeners.forget()
-        state = await self._on_io(self._listener.ensure())
+        state = await self._loop_listeners.here().ensure()
         if state == "already":
             # the channels were live already: no (re)connection resync reached
             # this subscriber, and it may have missed events before it came
@@ -373,12 +409,7 @@ class BrokerNotifier(Notifier):
 
     async def _unsubscribed(self, sub: Subscription) -> None:
         self._listeners.forget()
-        io = self._io
-        if io is not None and io.usable:
-            try:
-                await asyncio.wrap_future(io.submit(self._listener.follow()))
-            except RuntimeError:
-                pass
+        await self._loop_listeners.follow(sub.loop)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -387,6 +418,7 @@ class BrokerNotifier(Notifier):
         subscription and connection and stop the I/O thread. The notifier
         may be used again afterwards (it starts over)."""
         await super().close()
+        await self._loop_listeners.stop_all(timeout)
         await self.flush(timeout)
         with self._lock:
             io, self._io = self._io, None
@@ -400,11 +432,11 @@ class BrokerNotifier(Notifier):
         self._init_loop_state()  # a new loop starts with a new pump
 
     async def _shutdown(self) -> None:
-        await self._listener.stop()
         await self._sender.stop()
-        for task in list(self._background):
+        tasks = [task for task in list(self._background) if isinstance(task, asyncio.Task)]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await quietly(self._close_clients())
 
     def _after_fork(self) -> None:
@@ -414,6 +446,7 @@ class BrokerNotifier(Notifier):
         self._io = None
         self._sender.after_fork()
         self._subscriptions.clear()
+        self._loop_listeners.clear()
         self._init_loop_state()
         self._forget_clients()
 

@@ -23,7 +23,11 @@ Without JetStream (``nats-server`` without ``-js``) the events still flow and
 :meth:`~queuert.notify.base.Notifier.take_wake_hint` answers True (every
 woken worker claims, as with LISTEN/NOTIFY).
 
-One connection carries both publishing and subscriptions. nats-py's own
+One connection on the notifier's I/O loop publishes, takes budget units
+and counts listeners; each event loop with subscribers has a connection of
+its own for its subscriptions, read on that loop
+(:mod:`queuert.notify._loop_listeners`: an event needs no hand-over from
+the I/O thread). nats-py's own
 reconnection is off: a lost connection closes, publishing drops its hints
 until a publish reconnects, and the subscriber reconnects with the notifier's
 backoff and sends ``resync`` (nats-py would resubscribe silently, and the
@@ -65,6 +69,7 @@ _REMEMBERED = 10_000
 #: seconds a key is read first after a remembered revision missed (_cas)
 _AFTER_MISS = 1.0
 _ROLL_CALL = "roll call"  # the session's subscription answering listener counts
+_NO_RESPONDERS = "503"  # the status of the server's reply to a request nobody subscribes to
 #: how long a roll call collects answers (a background count, see _alone)
 _ROLL_CALL_WINDOW = 0.25
 #: how often a session checks the client's state besides the closed callback
@@ -108,7 +113,6 @@ class NatsNotifier(BrokerNotifier):
         self._nc: Client | None = None
         self._kv: KeyValue | None = None
         self._connecting: asyncio.Lock | None = None
-        self._closed_event: asyncio.Event | None = None  # set when _nc closes
         #: the revisions this notifier last wrote (_cas)
         self._written = _Written()
         #: batches whose job_ready went out before the budget top-up (a
@@ -130,39 +134,7 @@ class NatsNotifier(BrokerNotifier):
             if nc is not None:
                 self._nc = self._kv = None
                 await _close(nc)
-
-            closed = asyncio.Event()
-            errors: list[Exception] = []
-
-            async def quiet_error(exc: Exception) -> None:
-                errors.append(exc)
-                logger.debug("NATS notifier: %s", exc)
-
-            async def on_closed() -> None:
-                closed.set()
-
-            options: dict[str, Any] = {
-                "connect_timeout": 2,
-                "ping_interval": self.health_interval,
-                "max_outstanding_pings": 2,
-                "name": f"queuert-{self.prefix}",
-                **self.connect_options,
-            }
-            try:
-                # one round over the servers (nats-py's default retries a
-                # down server forever, even with allow_reconnect off)
-                nc = await nats.connect(
-                    self.servers,
-                    allow_reconnect=False,
-                    max_reconnect_attempts=1,
-                    reconnect_time_wait=0,
-                    error_cb=quiet_error,
-                    disconnected_cb=on_closed,
-                    closed_cb=on_closed,
-                    **options,
-                )
-            except NoServersError:
-                raise ConnectionError(f"no NATS server reachable ({errors[-1] if errors else 'no server'})") from None
+            nc, _ = await self._open_client()
             # the bucket before the connection is published: a concurrent
             # caller that found _nc connected and _kv still None took its
             # wake hint as "no budgets kept" (True), one unit too many
@@ -172,8 +144,45 @@ class NatsNotifier(BrokerNotifier):
                 await _close(nc)
                 raise
             self._written = _Written()
-            self._nc, self._closed_event, self._kv = nc, closed, kv
+            self._nc, self._kv = nc, kv
             return nc
+
+    async def _open_client(self) -> tuple[Client, asyncio.Event]:
+        """A new connection on the running loop, and an event set when it
+        closes (nats-py's own reconnection off: see the module docs)."""
+        closed = asyncio.Event()
+        errors: list[Exception] = []
+
+        async def quiet_error(exc: Exception) -> None:
+            errors.append(exc)
+            logger.debug("NATS notifier: %s", exc)
+
+        async def on_closed() -> None:
+            closed.set()
+
+        options: dict[str, Any] = {
+            "connect_timeout": 2,
+            "ping_interval": self.health_interval,
+            "max_outstanding_pings": 2,
+            "name": f"queuert-{self.prefix}",
+            **self.connect_options,
+        }
+        try:
+            # one round over the servers (nats-py's default retries a
+            # down server forever, even with allow_reconnect off)
+            nc = await nats.connect(
+                self.servers,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0,
+                error_cb=quiet_error,
+                disconnected_cb=on_closed,
+                closed_cb=on_closed,
+                **options,
+            )
+        except NoServersError:
+            raise ConnectionError(f"no NATS server reachable ({errors[-1] if errors else 'no server'})") from None
+        return nc, closed
 
     async def _hint_bucket(self, nc: Client) -> KeyValue | None:
         # the bucket's requests serve top-ups and takes: their timeout must
@@ -266,6 +275,8 @@ class NatsNotifier(BrokerNotifier):
 
         async def answered(msg: Msg) -> None:
             nonlocal answers
+            if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
+                return  # the server's own "nobody listens" (503), not an answer
             answers += 1
             if answers >= 2 and not two.done():
                 two.set_result(None)
@@ -284,10 +295,17 @@ class NatsNotifier(BrokerNotifier):
     # -- subscribing -------------------------------------------------------------
 
     async def _listen(self, kinds: frozenset[str], deliver: Callable[[str, str], None]) -> ListenSession:
-        nc = await self._connection()
-        assert self._closed_event is not None
-        session = _NatsSession(self, nc, self._closed_event, deliver)
-        await session.add(kinds)
+        # the publishing connection (and the KV bucket, which decides
+        # wake_budgets) first, on the I/O loop, as when subscriptions shared
+        # it; then a connection of the subscribers' loop, which reads it
+        await self._on_io(self._connection())
+        nc, closed = await self._open_client()
+        session = _NatsSession(self, nc, closed, deliver)
+        try:
+            await session.add(kinds)
+        except BaseException:
+            await session.close()
+            raise
         return session
 
 
@@ -418,12 +436,8 @@ class _NatsSession(ListenSession):
         raise ConnectionError("NATS connection closed")
 
     async def close(self) -> None:
-        subs, self.subs = list(self.subs.values()), {}
-        for sub in subs:
-            try:
-                await sub.unsubscribe()
-            except Exception:  # the connection is gone
-                pass
+        self.subs = {}
+        await _close(self.nc)  # the session's own connection (its subscriptions with it)
 
 
 async def _close(nc: Client) -> None:

@@ -36,7 +36,9 @@ next reconnection. Sharded pub/sub (SSUBSCRIBE) would keep messages off the
 bus as well, but changes the channel names (a hash tag) for every publisher.
 
 The subscriber runs on its own connection (not from the client's pool, with
-no socket timeout and no silent reconnect): a lost connection surfaces at
+no socket timeout and no silent reconnect), one per event loop that has
+subscribers, read on that loop (:mod:`queuert.notify._loop_listeners`): a
+lost connection surfaces at
 once, is reopened with backoff, and every reopening sends ``resync``. An idle
 connection is PINGed every ``health_interval`` seconds and dropped when no
 answer comes within ``health_timeout`` (a half-open connection otherwise
@@ -363,7 +365,10 @@ class RedisNotifier(BrokerNotifier):
         channel = self.channels["job_ready"]
         client: Any = self._redis()  # execute_command is untyped in redis-py
         if isinstance(client, RedisCluster):
-            # classic pub/sub: each node counts the subscribers connected to it
+            # classic pub/sub: each node counts the subscribers connected to
+            # it (the slot map first: a client that sent nothing yet knows no
+            # node, and would count 0)
+            await client.initialize()
             total = 0
             for node in client.get_nodes():
                 reply = await client.execute_command("PUBSUB NUMSUB", channel, target_nodes=node)
@@ -392,7 +397,9 @@ class RedisNotifier(BrokerNotifier):
 
     async def _listen(self, kinds: frozenset[str], deliver: Callable[[str, str], None]) -> ListenSession:
         errors: list[str] = []
-        for cls, kwargs in await self._connection_specs():
+        # the client (and a Cluster's slot map) lives on the I/O loop; the
+        # connection is made here, on the subscribers' loop, which reads it
+        for cls, kwargs in await self._on_io(self._connection_specs()):
             # no read timeout (a subscriber waits), RESP2 (messages as
             # replies, not pushes), and no retries hidden inside redis-py
             kwargs.update(socket_timeout=None, protocol=2, retry=None, retry_on_timeout=False)
