@@ -12,7 +12,9 @@ side alike; median of the per-block ratios, like the create-single ladder):
 
 Reported as each broker path's rate over today's (target: >= 1, the broker
 path must not cost creation throughput). Needs the Redis and NATS of
-``scripts/ensure-services.sh``.
+``scripts/ensure-services.sh``. One producer and no listener is where the
+engine's NOTIFY is cheapest; ``create_notify_deploy`` adds the same
+comparison with concurrent producers and idle listeners, as separate rows.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from queuert.notify.broker import BrokerNotifier
 from queuert.notify.nats import NatsNotifier
 from queuert.notify.redis import RedisNotifier
 
+from . import create_notify_deploy
 from .common import Databases, Results, Sizes
 
 BLOCK = 250
@@ -110,3 +113,5 @@ def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
         f"{sizes.create_notify_n:,} starts per broker side in blocks of {BLOCK}, each paired with a block of "
         f"today's path (engine NOTIFY on, no hooks); {dropped} hint(s) dropped",
     )
+    # the same comparison as deployments run it: listeners up, producers concurrent
+    create_notify_deploy.run(dbs, sizes, results)

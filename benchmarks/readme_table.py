@@ -67,6 +67,9 @@ ROWS: list[Row] = [
         "client.start_chain + Redis hooks, NOTIFY off", None, "x", ">=", 1.0),
     Row("creation with a NATS notifier, engine NOTIFY off, over today's path", "create-notify",
         "client.start_chain + NATS hooks, NOTIFY off", None, "x", ">=", 1.0),
+    *[Row(f"creation with a {b} notifier, 4 producers and 4 idle listeners a side, over today's path",
+          "create-notify", f"4 producers, 4 listeners: start_chain + {b} hooks, NOTIFY off", None, "x", ">=", 1.0)
+      for b in ("Redis", "NATS")],
     Row("fan-in: last of 10,000 blockers to the dependent claimed", "fan-in",
         "last blocker -> dependent claimed", None, "ms", "<=", 1000.0),
     Row("claim p99, 2M completed+blocked rows over an empty table", "claim-at-scale",

@@ -121,6 +121,10 @@ PAIRED: list[tuple[str, str, float]] = [
     # a broker notifier with engine NOTIFY off must not cost creation throughput
     ("create-notify", "client.start_chain + Redis hooks, NOTIFY off", 1.0),
     ("create-notify", "client.start_chain + NATS hooks, NOTIFY off", 1.0),
+    # the same claim in a deployment's shape (create_notify_deploy.py: 4
+    # producer processes, 4 idle listeners per side)
+    ("create-notify", "4 producers, 4 listeners: start_chain + Redis hooks, NOTIFY off", 1.0),
+    ("create-notify", "4 producers, 4 listeners: start_chain + NATS hooks, NOTIFY off", 1.0),
     ("create-batch", "paired: start_chains x1,000", 0.75),
     # the client against the raw SQL call it makes, on the same kind of
     # connection (issue 16)
