@@ -16,9 +16,10 @@ from typing import Any
 from uuid import UUID
 
 import pydantic_core
+from pydantic_core import core_schema
 
 from .errors import InvalidArgumentError
-from ._chain_spec import BaseChainSpec, ChainSpec
+from ._chain_spec import BaseChainSpec, ChainSpec, sent_payload, sent_type_name
 from ._job_type import to_json_value
 
 __all__ = [
@@ -29,14 +30,17 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "json_text",
+    "plain_batch_json",
     "millis",
     "uuid_of",
     "uuids_of",
 ]
 
 
-#: the item a ChainSpec built without options carries (_chain_spec)
-_item_of = operator.attrgetter("_item")
+#: set on a ChainSpec built without options: True for a type name (_chain_spec)
+_plain_of = operator.attrgetter("_plain")
+_job_type_of = operator.attrgetter("job_type")
+_input_of = operator.attrgetter("input")
 
 
 def uuid_of(value: UUID | str, what: str) -> UUID:
@@ -102,10 +106,15 @@ def chain_item(spec: BaseChainSpec) -> dict[str, Any]:
     are a type and an input, and the engine inserts those in its fast path."""
     if not isinstance(spec, ChainSpec):
         raise InvalidArgumentError(f"start_chains takes ChainSpec items, got {spec!r}")
-    d = spec.__dict__
-    if "_item" in d:  # built with the spec: no option given
-        return d["_item"]  # type: ignore[no-any-return]
-    item = dict(d["_base"])
+    payload = sent_payload(spec)
+    item: dict[str, Any] = {"type_name": sent_type_name(spec)}
+    if payload is not None:
+        item["input"] = payload
+    try:
+        _plain_of(spec)
+        return item  # built without options
+    except AttributeError:
+        pass
     check_priority(spec.priority)
     if spec.id is not None:
         item["id"] = str(uuid_of(spec.id, "id"))
@@ -128,19 +137,85 @@ def chain_item(spec: BaseChainSpec) -> dict[str, Any]:
     return item
 
 
-def chain_items(items: Sequence[BaseChainSpec]) -> list[dict[str, Any]]:
+def _items_list(items: Sequence[BaseChainSpec]) -> Sequence[BaseChainSpec]:
     if isinstance(items, (str, bytes, Mapping)):
         raise InvalidArgumentError("start_chains takes a sequence of ChainSpec")
-    if not isinstance(items, (list, tuple)):
-        items = list(items)
-    # The common batch, every item a ChainSpec without options, in C-speed
-    # steps (this runs once per item of a batch); else item by item.
+    return items if isinstance(items, (list, tuple)) else list(items)
+
+
+def chain_items(items: Sequence[BaseChainSpec]) -> list[dict[str, Any]]:
+    items = _items_list(items)
+    # The common batch, every item a ChainSpec of a type name without
+    # options (SQLite's twin and the traced call take it as items), in one
+    # comprehension; else item by item.
     if set(map(type, items)) == {ChainSpec}:
         try:
-            return list(map(_item_of, items))
-        except AttributeError:  # a spec with options has "_base" instead
-            pass
+            plain = all(map(_plain_of, items))  # AttributeError: a spec with options
+        except AttributeError:
+            plain = False
+        if plain:
+            return [
+                {"type_name": name} if value is None else {"type_name": name, "input": value}
+                for name, value in zip(map(_job_type_of, items), map(_input_of, items))
+            ]
     return [chain_item(spec) for spec in items]
+
+
+# The common batch (every item a ChainSpec built without options, all of a
+# type name or all of a JobType) is serialised from the specs themselves:
+# two of their slots, read by pydantic-core as a dataclass's fields (a type
+# name's job_type and input as given; a JobType's name and its validated,
+# dumped input). The same serialiser as pydantic_core.to_json for the
+# inputs (inference, NaN and Infinity as to_json writes them: the engine
+# refuses them), and no item dict per spec. An input of None is sent as
+# "input": null, which the engine takes as no input (docs/DESIGN.md).
+def _specs_serializer(type_name_slot: str, input_slot: str) -> pydantic_core.SchemaSerializer:
+    return pydantic_core.SchemaSerializer(
+        core_schema.list_schema(
+            core_schema.dataclass_schema(
+                ChainSpec,
+                core_schema.dataclass_args_schema(
+                    "ChainSpec",
+                    [
+                        core_schema.dataclass_field(
+                            type_name_slot, core_schema.str_schema(), serialization_alias="type_name"
+                        ),
+                        core_schema.dataclass_field(
+                            input_slot, core_schema.any_schema(), serialization_alias="input"
+                        ),
+                    ],
+                ),
+                [type_name_slot, input_slot],
+                slots=True,
+            )
+        ),
+        core_schema.CoreConfig(ser_json_inf_nan="constants"),
+    )
+
+
+#: by the specs' _plain: True (a type name), False (a JobType)
+_PLAIN_SPECS = {True: _specs_serializer("job_type", "input"), False: _specs_serializer("_type_name", "_payload")}
+
+
+def plain_batch_json(items: Sequence[BaseChainSpec]) -> tuple[Sequence[BaseChainSpec], str | None]:
+    """The items as a sequence, and the JSON document of ``start_chains``
+    when every item is a ChainSpec built without options, all of a type name
+    or all of a JobType (else None: the caller takes :func:`chain_items` and
+    :func:`batch_json`, which check the options and name an item whose
+    input cannot be serialised)."""
+    items = _items_list(items)
+    if not items or set(map(type, items)) != {ChainSpec}:
+        return items, None
+    try:
+        kinds = set(map(_plain_of, items))  # AttributeError: a spec with options
+    except AttributeError:
+        return items, None
+    if len(kinds) != 1:
+        return items, None
+    try:
+        return items, _PLAIN_SPECS[kinds.pop()].to_json(items, by_alias=True).decode()
+    except pydantic_core.PydanticSerializationError:
+        return items, None
 
 
 def encode_cursor(created_at: datetime, chain_id: UUID) -> str:

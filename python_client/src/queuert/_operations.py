@@ -31,6 +31,7 @@ from ._arguments import (
     decode_cursor,
     encode_cursor,
     json_text,
+    plain_batch_json,
     uuid_of,
     uuids_of,
 )
@@ -152,12 +153,17 @@ def start_chains(
     schema: str, items: Sequence[BaseChainSpec]
 ) -> Call[list[StartedChain]] | Steps[list[StartedChain]]:
     s = validate_schema_name(schema)
+    traced_call = not (_telemetry_inactive() or not tracing.active())
+    if not traced_call:
+        # the common batch: serialised from the specs, no item dicts
+        items, text = plain_batch_json(items)
+        if text is not None:
+            query = Query(sql.start_chains(s), (text,), started_rows)
+            return Call(query, _started_many, partial(_lite_start_chains, s, items))
     payload = chain_items(items)
     if not payload:
         return Steps(_nothing_started, _nothing_started)
-    with_creations = (
-        None if _telemetry_inactive() or not tracing.active() else traced.items_with_creations(payload)
-    )
+    with_creations = traced.items_with_creations(payload) if traced_call else None
     if with_creations is not None:
         payload, creations = with_creations
         return traced.traced_start_many_call(
@@ -170,6 +176,11 @@ def start_chains(
     # rows of one batch share their timestamps: parsed once (_started_rows)
     query = Query(sql.start_chains(s), (batch_json(payload),), started_rows)
     return Call(query, _started_many, partial(lite.start_chains_call, s, payload))
+
+
+def _lite_start_chains(s: str, items: Sequence[BaseChainSpec], conn: Any) -> list[StartedChain]:
+    # SQLite's twin takes the items in the engine's shape
+    return lite.start_chains_call(s, chain_items(items), conn)
 
 
 def _nothing_started() -> Op[list[StartedChain]]:

@@ -17,6 +17,8 @@ __all__ = [
     "ContinuedJob",
     "Job",
     "StartedChain",
+    "STARTED_CHAIN_SETTERS",
+    "new_started_chain",
     "started_chain",
 ]
 
@@ -48,6 +50,14 @@ class StartedChain:
     its first job); ``deduplicated`` is true when an existing chain matched the
     dedup key and nothing was written."""
 
+    # slots: a batch returns thousands, and an instance dict would be one
+    # more object per row for the garbage collector to count (_chain_spec);
+    # __weakref__ kept, as a dict-based instance had it
+    __slots__ = (
+        "id", "chain_id", "type_name", "status", "scheduled_at", "created_at", "deduplicated",
+        "__weakref__",
+    )
+
     id: UUID
     chain_id: UUID
     type_name: str
@@ -60,8 +70,26 @@ class StartedChain:
     def from_row(cls, row: Mapping[str, Any]) -> StartedChain:
         return cls(**_fields_from(cls, row))
 
+    def __getstate__(self) -> tuple[Any, ...]:
+        # copy and pickle (a frozen dataclass's __setattr__ would refuse the
+        # default restore of slots)
+        return tuple(getattr(self, name) for name in _field_names(StartedChain))
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip(_field_names(StartedChain), state):
+            object.__setattr__(self, name, value)
+
 
 _new_object = object.__new__
+#: each field's slot setter, in field order, past the frozen dataclass's
+#: __setattr__ (queuert._started_rows builds a batch's rows with them)
+STARTED_CHAIN_SETTERS: tuple[Any, ...] = tuple(
+    StartedChain.__dict__[f.name].__set__ for f in dataclasses.fields(StartedChain)
+)
+(
+    _set_id, _set_chain_id, _set_type_name, _set_status, _set_scheduled_at, _set_created_at,
+    _set_deduplicated,
+) = STARTED_CHAIN_SETTERS
 
 
 def started_chain(values: Sequence[Any]) -> StartedChain:
@@ -71,16 +99,20 @@ def started_chain(values: Sequence[Any]) -> StartedChain:
     through ``object.__setattr__``): the client builds one per item of a
     batch, as psycopg's row maker. A chain is its root job, so ``chain_id``
     is ``id``."""
+    return new_started_chain(values[0], values[1], values[2], values[3], values[4], values[5])
+
+
+def new_started_chain(
+    id: UUID, type_name: str, status: str, scheduled_at: datetime, created_at: datetime, deduplicated: bool
+) -> StartedChain:
     chain: StartedChain = _new_object(StartedChain)
-    chain.__dict__.update(
-        id=values[0],
-        chain_id=values[0],
-        type_name=values[1],
-        status=values[2],
-        scheduled_at=values[3],
-        created_at=values[4],
-        deduplicated=values[5],
-    )
+    _set_id(chain, id)
+    _set_chain_id(chain, id)
+    _set_type_name(chain, type_name)
+    _set_status(chain, status)
+    _set_scheduled_at(chain, scheduled_at)
+    _set_created_at(chain, created_at)
+    _set_deduplicated(chain, deduplicated)
     return chain
 
 

@@ -25,15 +25,18 @@ from psycopg import postgres
 from psycopg.pq import Format
 from psycopg.rows import RowMaker
 
-from ._records import StartedChain
+from ._records import STARTED_CHAIN_SETTERS, StartedChain
+
+_new = object.__new__
+(
+    _set_id, _set_chain_id, _set_type_name, _set_status, _set_scheduled_at, _set_created_at,
+    _set_deduplicated,
+) = STARTED_CHAIN_SETTERS
 
 __all__ = ["started_rows", "started_traced_rows"]
 
 _TIMESTAMPTZ = postgres.types["timestamptz"].oid
 _TEXT = Format.TEXT
-_new = object.__new__
-# sets an instance's __dict__ whole, past the frozen dataclass's __setattr__
-_set_dict = StartedChain.__dict__["__dict__"].__set__
 
 
 def _timestamp_parser(cursor: Any) -> Callable[[bytes], datetime]:
@@ -65,19 +68,15 @@ def started_rows(cursor: Any) -> RowMaker[StartedChain]:
                 scheduled = None if text is None else parse(text.encode())
                 scheduled_text = text
             at = scheduled
+        # slot by slot (StartedChain has no instance dict: _records)
         chain: StartedChain = _new(StartedChain)
-        _set_dict(
-            chain,
-            {
-                "id": values[0],
-                "chain_id": values[0],
-                "type_name": values[1],
-                "status": values[2],
-                "scheduled_at": at,
-                "created_at": created,
-                "deduplicated": values[5],
-            },
-        )
+        _set_id(chain, values[0])
+        _set_chain_id(chain, values[0])
+        _set_type_name(chain, values[1])
+        _set_status(chain, values[2])
+        _set_scheduled_at(chain, at)
+        _set_created_at(chain, created)
+        _set_deduplicated(chain, values[5])
         return chain
 
     return make

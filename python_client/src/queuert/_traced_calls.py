@@ -60,7 +60,7 @@ def items_with_creations(
     payload: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[Creation]] | None:
     """start_chains: a creation per item and the items carrying their
-    traceparents (copies: a ChainSpec's item dict is shared)."""
+    traceparents (copies: the caller's item dicts stay as they were)."""
     creations = []
     items = []
     for item in payload:
