@@ -247,8 +247,14 @@ class TransactionHooks:
     # -- firing --------------------------------------------------------------
 
     def _take(self) -> tuple[list[Callback], dict[str, int], list[str], list[str]]:
-        out = (list(self._callbacks), dict(self._job_ready), list(self._chain_completed), list(self._job_lost))
-        self._clear()
+        """What the transaction buffered, handed over whole (the block starts
+        over with new containers: no copy per commit, a producer's every
+        commit comes here)."""
+        out = (self._callbacks, self._job_ready, list(self._chain_completed), list(self._job_lost))
+        self._callbacks, self._job_ready = [], {}
+        self._chain_completed.clear()
+        self._job_lost.clear()
+        self._rollbacks.clear()
         return out
 
     async def _publish(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
@@ -278,11 +284,7 @@ class TransactionHooks:
         await self._publish(ready, chains, lost)
 
     def _fire_sync(self) -> None:
-        # the containers themselves, not copies (a producer's every commit
-        # comes here; the block starts over with new ones)
-        callbacks, ready, chains, lost = self._callbacks, self._job_ready, self._chain_completed, self._job_lost
-        self._callbacks, self._job_ready, self._chain_completed, self._job_lost = [], {}, {}, {}
-        self._rollbacks.clear()
+        callbacks, ready, chains, lost = self._take()
         if callbacks:
             _run_callbacks(callbacks)
         notifier = self.notifier
@@ -290,7 +292,7 @@ class TransactionHooks:
             # a notifier that can take the hints without awaiting spares a
             # sync caller an event loop per transaction (asyncio.run)
             if not notifier.publish_nowait(ready, chains, lost):
-                _run_awaitable(self._publish(ready, list(chains), list(lost)))
+                _run_awaitable(self._publish(ready, chains, lost))
 
 
     # -- settled by whoever owns the transaction (see collecting) ----------
