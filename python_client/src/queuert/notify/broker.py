@@ -51,6 +51,7 @@ from collections.abc import Callable, Collection, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from queuert.notify._alone import ListenerCount
+from queuert.notify._audience import Audience
 from queuert.notify._iothread import IoThread, quietly, register
 from queuert.notify._listener import Deliver, ListenSession, SharedSubscription
 from queuert.notify._loop_listeners import LoopListeners
@@ -98,7 +99,10 @@ class BrokerNotifier(Notifier):
     steady stream of commits costs one send per gap, not one per commit.
     ``max_batch_gap``: while every gap ends with hints waiting (a stream),
     the gap doubles up to this (:mod:`queuert.notify._spacing`); the first
-    quiet gap brings it back to ``batch_gap``.
+    quiet gap brings it back to ``batch_gap``. ``audience_every``: while
+    hints flow, seconds between counts of the broker's job_ready listeners;
+    when one says there are none, job_ready hints are held and dropped
+    while the counts keep saying so (:mod:`queuert.notify._audience`).
     """
 
     wake_budgets = True
@@ -119,6 +123,7 @@ class BrokerNotifier(Notifier):
         max_buffered: int = 100_000,
         batch_gap: float = 0.002,
         max_batch_gap: float = 0.016,
+        audience_every: float = 1.0,
     ) -> None:
         super().__init__()
         self.prefix = validate_prefix(prefix)
@@ -152,12 +157,17 @@ class BrokerNotifier(Notifier):
         )
         #: the broker subscriptions, one per subscribers' loop (not the I/O loop's)
         self._loop_listeners = LoopListeners(self._new_listener)
+        #: nobody listening for job_ready: hold those hints (queuert.notify._audience)
+        self._audience = Audience(
+            self._count_audience, lambda: self._io_thread().loop, self._send_held, audience_every, hint_timeout
+        )
         self._init_loop_state()
         register(self)
 
     def _init_loop_state(self) -> None:
         """State that lives on the I/O loop (reset with the thread)."""
         self._sender.reset_loop_state()
+        self._audience.reset()
         #: job_ready subscriptions on the broker (see queuert.notify._alone)
         self._listeners = ListenerCount(self._count_listeners, lambda: self._io_thread().loop)
         #: takes nobody waits for: their tasks, and those handed to the I/O
@@ -204,6 +214,12 @@ class BrokerNotifier(Notifier):
         or None (unknown: every take goes to the broker)."""
         return None
 
+    async def _count_audience(self) -> int | None:
+        """For the publish side: the broker's job_ready subscriptions, 0
+        only when the broker itself says there are none (then job_ready
+        hints are held: queuert.notify._audience), None when unknown."""
+        return None
+
     # -- the I/O thread --------------------------------------------------------
 
     def _io_thread(self) -> IoThread:
@@ -228,6 +244,12 @@ class BrokerNotifier(Notifier):
     def dropped(self) -> int:
         """Hints dropped (the broker was down, or the buffer full)."""
         return self._sender.dropped
+
+    @property
+    def skipped(self) -> int:
+        """job_ready hints (a type with its count) not sent because the
+        broker counted no listener (queuert.notify._audience)."""
+        return self._audience.skipped
 
     async def publish_job_ready(self, type_names: ReadyTypes) -> None:
         counts = ready_counts(type_names)
@@ -256,13 +278,36 @@ class BrokerNotifier(Notifier):
             logger.exception("%s notifier: buffering hints failed", self.broker_name)
         return True
 
+    def _hand_over_ready(self, ready: dict[str, int]) -> bool:
+        # a hooks block's own dict: one type with a valid count (a
+        # producer's commit) is taken as it is, anything else is checked
+        if len(ready) == 1:
+            for name, n in ready.items():
+                if type(name) is str and type(n) is int and n >= 1:
+                    try:
+                        if not self._audience.hold(ready):
+                            self._send_now(ready, [], [])
+                    except Exception:  # a hint, after commit: never the caller's problem
+                        logger.exception("%s notifier: buffering hints failed", self.broker_name)
+                    return True
+        return self.publish_nowait(ready, (), ())
+
     def _publish(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
+        # job_ready alone (a producer's commit) may wait for a listener
+        if chains or lost or not self._audience.hold(ready):
+            self._send_now(ready, chains, lost)
+
+    def _send_now(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
         if not self._publish_direct(ready, chains, lost):
             self._sender.add(ready, chains, lost)
 
+    def _send_held(self, ready: dict[str, int]) -> None:
+        self._send_now(ready, [], [])
+
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every hint published before this call was sent (or
-        dropped); False when that took longer than ``timeout`` seconds."""
+        dropped); False when that took longer than ``timeout`` seconds.
+        job_ready hints held because nobody listened are sent too."""
         seq = self._sender.enqueued
         with self._lock:
             io = self._io
@@ -277,6 +322,7 @@ class BrokerNotifier(Notifier):
         return True
 
     async def _flushed(self, io: IoThread, seq: int) -> None:
+        await asyncio.wrap_future(io.submit(self._audience.settle()))
         await self._confirm_direct()
         # what the direct path could not send went to the buffer meanwhile
         seq = max(seq, self._sender.enqueued)
@@ -402,6 +448,8 @@ class BrokerNotifier(Notifier):
     async def _subscribed(self, sub: Subscription) -> None:
         self._listeners.forget()
         state = await self._loop_listeners.here().ensure()
+        if sub.kinds is None or "job_ready" in sub.kinds:
+            self._audience.wake()  # a listener here (live now): held hints go
         if state == "already":
             # the channels were live already: no (re)connection resync reached
             # this subscriber, and it may have missed events before it came
@@ -445,6 +493,7 @@ class BrokerNotifier(Notifier):
         self._lock = threading.Lock()
         self._io = None
         self._sender.after_fork()
+        self._audience.after_fork()
         self._subscriptions.clear()
         self._loop_listeners.clear()
         self._init_loop_state()
@@ -457,8 +506,9 @@ class BrokerNotifier(Notifier):
         io = self._io
         if io is None or not io.usable:
             return
-        seq = self._sender.enqueued
         try:
+            io.submit(self._audience.settle()).result(timeout)
+            seq = self._sender.enqueued
             if seq:
                 io.submit(self._sender.wait_sent(seq)).result(timeout)
             io.submit(self._shutdown()).result(timeout)

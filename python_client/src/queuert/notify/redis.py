@@ -376,6 +376,10 @@ class RedisNotifier(BrokerNotifier):
             return total
         return _numsub(await client.execute_command("PUBSUB NUMSUB", channel), channel)
 
+    async def _count_audience(self) -> int | None:
+        # PUBSUB NUMSUB is the server's own count: 0 means nobody
+        return await self._count_listeners()
+
     # -- subscribing ---------------------------------------------------------------
 
     async def _connection_specs(self) -> list[tuple[type[Any], dict[str, Any]]]:
