@@ -1127,10 +1127,13 @@ $$;
 CREATE FUNCTION queuert._notify_enabled(kind text) RETURNS boolean
     LANGUAGE sql STABLE
     AS $$
-    SELECT coalesce(nullif(current_setting('queuert.notify', true), ''), 'all') = 'all'
-        OR kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
-        OR (kind = 'job_ready_unblocked'
-            AND 'job_ready' = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ',')))
+    SELECT CASE coalesce(nullif(current_setting('queuert.notify', true), ''), 'all')
+        WHEN 'all' THEN true
+        WHEN 'none' THEN false
+        ELSE kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
+            OR (kind = 'job_ready_unblocked'
+                AND 'job_ready' = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ',')))
+    END
 $$;
 
 --

@@ -21,14 +21,20 @@
 
 -- The one place that reads queuert.notify: whether it selects this kind
 -- (job_ready_unblocked also through job_ready). Inlined where it is used.
+-- 'all' and 'none' are answered before any list is parsed: 'none' is what
+-- a broker's producer runs with on every start (parsing it as a list cost
+-- the backend about 1 us a call).
 CREATE OR REPLACE FUNCTION {{ schema }}._notify_enabled(kind text)
 RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
-    SELECT coalesce(nullif(current_setting('queuert.notify', true), ''), 'all') = 'all'
-        OR kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
-        OR (kind = 'job_ready_unblocked'
-            AND 'job_ready' = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ',')))
+    SELECT CASE coalesce(nullif(current_setting('queuert.notify', true), ''), 'all')
+        WHEN 'all' THEN true
+        WHEN 'none' THEN false
+        ELSE kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
+            OR (kind = 'job_ready_unblocked'
+                AND 'job_ready' = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ',')))
+    END
 $$;
 
 -- Sends one notification of this kind per payload (none when the array is
