@@ -48,6 +48,8 @@ class Audience:
     only when the broker says there are none, or None (unknown). ``loop()``
     gives the I/O loop; ``send(ready)`` sends held hints the usual way (any
     thread). ``every``: seconds between counts while hints flow.
+    ``present()``: this notifier has a job_ready subscriber itself (a
+    worker's): someone listens, no count needed.
     """
 
     def __init__(
@@ -57,8 +59,10 @@ class Audience:
         send: Callable[[dict[str, int]], None],
         every: float = 1.0,
         timeout: float = 1.0,
+        present: Callable[[], bool] = lambda: False,
     ) -> None:
         self._count = count
+        self._present = present
         self._loop = loop
         self._send = send
         self.every = every
@@ -176,7 +180,10 @@ class Audience:
             self._drain_into(taken)  # held before the count starts: it judges them
             self.rounds += 1
             try:
-                listeners = await asyncio.wait_for(self._count(), self.timeout)
+                if self._present():
+                    listeners: int | None = 1
+                else:
+                    listeners = await asyncio.wait_for(self._count(), self.timeout)
             except asyncio.CancelledError:
                 self._release(taken)
                 raise

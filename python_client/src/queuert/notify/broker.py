@@ -159,7 +159,12 @@ class BrokerNotifier(Notifier):
         self._loop_listeners = LoopListeners(self._new_listener)
         #: nobody listening for job_ready: hold those hints (queuert.notify._audience)
         self._audience = Audience(
-            self._count_audience, lambda: self._io_thread().loop, self._send_held, audience_every, hint_timeout
+            self._count_audience,
+            lambda: self._io_thread().loop,
+            self._send_held,
+            audience_every,
+            hint_timeout,
+            lambda: self._anyone_wants("job_ready"),
         )
         self._init_loop_state()
         register(self)
