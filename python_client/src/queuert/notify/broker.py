@@ -50,7 +50,7 @@ import threading
 from collections.abc import Callable, Collection, Coroutine, Iterable
 from typing import Any, TypeVar
 
-from queuert.notify._alone import ListenerCount
+from queuert.notify._alone import ListenerCount, _Handed, _ignore
 from queuert.notify._audience import Audience
 from queuert.notify._iothread import IoThread, quietly, register
 from queuert.notify._listener import Deliver, ListenSession, SharedSubscription
@@ -65,14 +65,7 @@ logger = logging.getLogger("queuert.notify")
 _T = TypeVar("_T")
 _KINDS = ("job_ready", "chain_completed", "job_lost")
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-class _Handed:
-    """A lone listener's take handed to the I/O loop, not started yet."""
-
-
-def _ignore(taken: bool) -> None:
-    """settled() of a caller that keeps no count."""
+_NO_IDS: list[str] = []  # never changed: no chain or job ids
 
 
 def validate_prefix(prefix: str) -> str:
@@ -99,10 +92,8 @@ class BrokerNotifier(Notifier):
     steady stream of commits costs one send per gap, not one per commit.
     ``max_batch_gap``: while every gap ends with hints waiting (a stream),
     the gap doubles up to this (:mod:`queuert.notify._spacing`); the first
-    quiet gap brings it back to ``batch_gap``. ``audience_every``: while
-    hints flow, seconds between counts of the broker's job_ready listeners;
-    when one says there are none, job_ready hints are held and dropped
-    while the counts keep saying so (:mod:`queuert.notify._audience`).
+    quiet gap brings it back to ``batch_gap``. ``audience_every``: seconds
+    between counts of job_ready listeners (:mod:`queuert.notify._audience`).
     """
 
     wake_budgets = True
@@ -157,15 +148,9 @@ class BrokerNotifier(Notifier):
         )
         #: the broker subscriptions, one per subscribers' loop (not the I/O loop's)
         self._loop_listeners = LoopListeners(self._new_listener)
-        #: nobody listening for job_ready: hold those hints (queuert.notify._audience)
-        self._audience = Audience(
-            self._count_audience,
-            lambda: self._io_thread().loop,
-            self._send_held,
-            audience_every,
-            hint_timeout,
-            lambda: self._anyone_wants("job_ready"),
-        )
+        send_held = lambda ready: self._send_now(ready, _NO_IDS, _NO_IDS)  # noqa: E731
+        loop, present = lambda: self._io_thread().loop, lambda: self._anyone_wants("job_ready")
+        self._audience = Audience(self._count_audience, loop, send_held, audience_every, hint_timeout, present)
         self._init_loop_state()
         register(self)
 
@@ -219,11 +204,8 @@ class BrokerNotifier(Notifier):
         or None (unknown: every take goes to the broker)."""
         return None
 
-    async def _count_audience(self) -> int | None:
-        """For the publish side: the broker's job_ready subscriptions, 0
-        only when the broker itself says there are none (then job_ready
-        hints are held: queuert.notify._audience), None when unknown."""
-        return None
+    #: job_ready subscriptions, 0 only when the broker says so (queuert.notify._audience)
+    _count_audience = _count_listeners
 
     # -- the I/O thread --------------------------------------------------------
 
@@ -252,8 +234,7 @@ class BrokerNotifier(Notifier):
 
     @property
     def skipped(self) -> int:
-        """job_ready hints (a type with its count) not sent because the
-        broker counted no listener (queuert.notify._audience)."""
+        """job_ready hints dropped: nobody listened (queuert.notify._audience)."""
         return self._audience.skipped
 
     async def publish_job_ready(self, type_names: ReadyTypes) -> None:
@@ -284,30 +265,25 @@ class BrokerNotifier(Notifier):
         return True
 
     def _hand_over_ready(self, ready: dict[str, int]) -> bool:
-        # a hooks block's own dict: one type with a valid count (a
-        # producer's commit) is taken as it is, anything else is checked
+        # a hooks block's own dict: one type with a valid count (a producer's
+        # commit) is taken as it is (as publish_nowait would), the rest checked
         if len(ready) == 1:
-            for name, n in ready.items():
-                if type(name) is str and type(n) is int and n >= 1:
-                    try:
-                        if not self._audience.hold(ready):
-                            self._send_now(ready, [], [])
-                    except Exception:  # a hint, after commit: never the caller's problem
-                        logger.exception("%s notifier: buffering hints failed", self.broker_name)
-                    return True
+            ((name, n),) = ready.items()
+            if type(name) is str and type(n) is int and n >= 1:
+                try:
+                    self._publish(ready, _NO_IDS, _NO_IDS)
+                except Exception:  # a hint, after commit: never the caller's problem
+                    logger.exception("%s notifier: buffering hints failed", self.broker_name)
+                return True
         return self.publish_nowait(ready, (), ())
 
     def _publish(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
-        # job_ready alone (a producer's commit) may wait for a listener
-        if chains or lost or not self._audience.hold(ready):
+        if chains or lost or not self._audience.hold(ready):  # job_ready alone may wait for a listener
             self._send_now(ready, chains, lost)
 
     def _send_now(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
         if not self._publish_direct(ready, chains, lost):
             self._sender.add(ready, chains, lost)
-
-    def _send_held(self, ready: dict[str, int]) -> None:
-        self._send_now(ready, [], [])
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every hint published before this call was sent (or

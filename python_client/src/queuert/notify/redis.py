@@ -376,9 +376,7 @@ class RedisNotifier(BrokerNotifier):
             return total
         return _numsub(await client.execute_command("PUBSUB NUMSUB", channel), channel)
 
-    async def _count_audience(self) -> int | None:
-        # PUBSUB NUMSUB is the server's own count: 0 means nobody
-        return await self._count_listeners()
+    _count_audience = _count_listeners  # PUBSUB NUMSUB: the server's own count
 
     # -- subscribing ---------------------------------------------------------------
 
