@@ -33,37 +33,57 @@ DECLARE
     v_result {{ schema }}.start_chain_result;
     v_inserted integer;
     v_notified integer;
-    v_ready_sent boolean;
 BEGIN
-    -- The common start: a valid type, no id, schedule, blockers or dedup.
-    -- One condition and one INSERT .. RETURNING that also sends job_ready
-    -- (_notify_inline), apart from the general path below on purpose: in
-    -- autocommit use every PL/pgSQL expression is set up again in each
-    -- transaction, and this path took start_chain from 0.71x to about 0.8x
-    -- of a raw INSERT (benchmarks/README.md, create-single).
+    -- The common start: a valid type, no id, schedule, blockers or dedup
+    -- (dedup_scope at its default). One condition and one INSERT ..
+    -- RETURNING that also sends job_ready, apart from the general path below
+    -- on purpose: in autocommit use every PL/pgSQL expression is set up again
+    -- in each transaction, and this path took start_chain from 0.71x to about
+    -- 0.8x of a raw INSERT (benchmarks/README.md, create-single). Each test
+    -- of the condition costs its setup, so it holds only what decides the
+    -- path: dedup_scope 'any' or NULL is legal, but rare enough for the
+    -- general path.
     IF start_chain.id IS NULL AND start_chain.schedule_at IS NULL
         AND start_chain.schedule_after IS NULL AND start_chain.blockers IS NULL
         AND start_chain.dedup_key IS NULL AND start_chain.dedup_window IS NULL
-        AND coalesce(start_chain.dedup_scope, 'incomplete') IN ('incomplete', 'any')
+        AND start_chain.dedup_scope = 'incomplete'
         AND length(start_chain.type_name) BETWEEN 1 AND 255
     THEN
-        INSERT INTO {{ schema }}.job AS j (
-            id, type_name, chain_id, chain_type_name, chain_index, input, status,
-            priority, scheduled_at, trace_context, chain_trace_context
-        )
-        SELECT
-            n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
-            'pending', coalesce(start_chain.priority, 0), now(), start_chain.trace_context,
-            start_chain.trace_context
-        FROM (SELECT {{ schema }}._new_job_id() AS id) AS n
-        RETURNING
-            j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
-            j.trace_context, {{ schema }}._notify_inline('job_ready', j.type_name)
-        INTO
-            v_result.id, v_result.chain_id, v_result.type_name, v_result.status,
-            v_result.scheduled_at, v_result.created_at, v_result.deduplicated,
-            v_result.trace_context, v_ready_sent;
-        RETURN NEXT v_result;
+        -- queuert.notify unset (every channel, the default): a bare
+        -- pg_notify, whose setup costs less than _notify_inline's test of the
+        -- setting (9,000 of the path's instructions, callgrind). Only the
+        -- branch taken is set up.
+        IF current_setting('queuert.notify', true) IS NULL THEN
+            RETURN QUERY
+            INSERT INTO {{ schema }}.job AS j (
+                id, type_name, chain_id, chain_type_name, chain_index, input, status,
+                priority, scheduled_at, trace_context, chain_trace_context
+            )
+            SELECT
+                n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
+                'pending', coalesce(start_chain.priority, 0), now(), start_chain.trace_context,
+                start_chain.trace_context
+            FROM (SELECT {{ schema }}._new_job_id() AS id) AS n
+            WHERE pg_notify('{{ schema }}_job_ready', start_chain.type_name) IS NOT NULL
+            RETURNING
+                j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
+                j.trace_context;
+        ELSE
+            RETURN QUERY
+            INSERT INTO {{ schema }}.job AS j (
+                id, type_name, chain_id, chain_type_name, chain_index, input, status,
+                priority, scheduled_at, trace_context, chain_trace_context
+            )
+            SELECT
+                n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
+                'pending', coalesce(start_chain.priority, 0), now(), start_chain.trace_context,
+                start_chain.trace_context
+            FROM (SELECT {{ schema }}._new_job_id() AS id) AS n
+            WHERE {{ schema }}._notify_inline('job_ready', start_chain.type_name) IS NOT NULL
+            RETURNING
+                j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
+                j.trace_context;
+        END IF;
         RETURN;
     END IF;
 
