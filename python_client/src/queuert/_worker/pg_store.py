@@ -17,7 +17,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import psycopg
 
-from queuert._worker.pg_text import close_quietly, execute_many, execute_many_sync
+from queuert._worker.pg_text import bind_literals, close_quietly, execute_many, execute_many_sync
 from queuert._worker import pg_sql
 from queuert._worker.outcomes import Ack
 from queuert._worker.store import (
@@ -305,9 +305,17 @@ class _SlotSession(Generic[_SlotConn]):
         self.store = store
         self.conn = conn
         self.t = store.slot_texts
+        # the slot's claim, its literals rendered once: the same statement
+        # every time for the same types
+        self._claims: dict[tuple[str, ...], tuple[str, None]] = {}
 
-    def _claim(self, type_names: Sequence[str]) -> tuple[str, Any]:
-        return (self.t.claim, (self.store.worker_id, list(type_names), 1, self.store.lease))
+    def _claim(self, type_names: Sequence[str]) -> tuple[str, None]:
+        key = tuple(type_names)
+        claim = self._claims.get(key)
+        if claim is None:
+            params = (self.store.worker_id, list(type_names), 1, self.store.lease)
+            claim = self._claims[key] = (bind_literals(self.t.claim, params), None)
+        return claim
 
     def _ack(self, ack: Ack, rollback: bool) -> pg_sql.AtomicAck:
         store = self.store
