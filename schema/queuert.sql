@@ -3478,6 +3478,7 @@ $$;
 
 CREATE FUNCTION queuert.start_chain(type_name text, input jsonb DEFAULT NULL::jsonb, id uuid DEFAULT NULL::uuid, schedule_at timestamp with time zone DEFAULT NULL::timestamp with time zone, schedule_after interval DEFAULT NULL::interval, blockers uuid[] DEFAULT NULL::uuid[], dedup_key text DEFAULT NULL::text, dedup_scope text DEFAULT 'incomplete'::text, dedup_window interval DEFAULT NULL::interval, priority integer DEFAULT 0, trace_context text DEFAULT NULL::text) RETURNS SETOF queuert.start_chain_result
     LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 #variable_conflict use_column
 BEGIN
@@ -3487,8 +3488,8 @@ BEGIN
     -- expression is set up again in each transaction, and each test of the
     -- condition costs its setup, so it holds only what decides the path
     -- (dedup_scope 'any' or NULL is legal, but rare enough for the general
-    -- path; benchmarks/README.md, create-single). Every name is qualified:
-    -- no SET search_path (see above).
+    -- path; benchmarks/README.md, create-single). Every name is qualified
+    -- (see above).
     IF start_chain.id IS NULL AND start_chain.schedule_at IS NULL
         AND start_chain.schedule_after IS NULL AND start_chain.blockers IS NULL
         AND start_chain.dedup_key IS NULL AND start_chain.dedup_window IS NULL

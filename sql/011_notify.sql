@@ -21,8 +21,8 @@
 
 -- The one place that reads queuert.notify: whether it selects this kind
 -- (job_ready_unblocked also through job_ready): unset, '' and 'all' select
--- every kind. Inlined where it is used; every name is qualified because
--- start_chain, which pins no search_path, inlines it (_notify_inline).
+-- every kind. Inlined where it is used; every name is qualified, as in all
+-- that start_chain's common path runs (_notify_inline).
 CREATE OR REPLACE FUNCTION {{ schema }}._notify_enabled(kind text)
 RETURNS boolean
 LANGUAGE sql STABLE
@@ -65,7 +65,7 @@ $$;
 -- that inlines into the caller's statement: no PL/pgSQL call, whose
 -- expressions would be set up again in every transaction of an autocommit
 -- caller (start_chain's common path, when queuert.notify is set; qualified
--- names, as start_chain pins no search_path).
+-- names, as everything that path runs).
 CREATE OR REPLACE FUNCTION {{ schema }}._notify_inline(kind text, payload text)
 RETURNS boolean
 LANGUAGE sql VOLATILE

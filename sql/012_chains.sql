@@ -9,8 +9,8 @@
 -- chain-position) entries land at the right edge of the B-tree instead of on
 -- a random page: fewer pages dirtied and written in full after a checkpoint.
 -- An inlinable SQL expression (no function call per row). Every name is
--- qualified: it is inlined into start_chain, which pins no search_path
--- (overlay and substring are grammar, always pg_catalog's).
+-- qualified, as everything start_chain's common path runs (overlay and
+-- substring are grammar, always pg_catalog's).
 CREATE OR REPLACE FUNCTION {{ schema }}._new_job_id()
 RETURNS uuid
 LANGUAGE sql VOLATILE PARALLEL SAFE

@@ -161,10 +161,6 @@ def test_direct_writes_and_internals_are_refused(app_setup: tuple[str, str, str]
     assert before == after
 
 
-#: Public functions that pin no search_path (each SET is a setting saved and
-#: restored on every call): start_chain, whose every name is qualified
-#: (sql/030_start_chain.sql).
-PATH_INDEPENDENT = {"start_chain"}
 
 
 def test_only_the_public_api_is_executable_and_it_runs_as_definer(app_setup: tuple[str, str, str]) -> None:
@@ -186,12 +182,7 @@ def test_only_the_public_api_is_executable_and_it_runs_as_definer(app_setup: tup
     assert internal, "expected `_`-prefixed internals"
     for name, secdef, config, app_can, public_can in public:
         assert secdef is True, f"{name} must be SECURITY DEFINER"
-        if name in PATH_INDEPENDENT:
-            # pins nothing: every name it uses is schema-qualified, proven under a
-            # hostile search_path by tests_sql/start_chain_search_path.sql
-            assert config == [], f"{name} is meant to carry no SET"
-        else:
-            assert any(str(s).startswith("search_path=") for s in config), f"{name} needs a fixed search_path"
+        assert any(str(s).startswith("search_path=") for s in config), f"{name} needs a fixed search_path"
         assert app_can is True, name
         assert public_can is False, name
     for name, secdef, _config, app_can, public_can in internal:

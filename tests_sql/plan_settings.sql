@@ -14,7 +14,7 @@ $$;
 -- conveniences (chain_jobs), set_job_type (job_type only) and the
 -- dashboard's overview (dashboard_stats aggregates every row, where a
 -- sequential scan is the right plan) aside, and start_chain, which carries
--- no SET (sql/030_start_chain.sql): its common path scans nothing (checked
+-- only its search_path (sql/030_start_chain.sql): its common path scans nothing (checked
 -- below) and everything else runs in _start_chain_general, which carries
 -- both settings (checked below).
 SELECT is(
