@@ -1082,18 +1082,21 @@ $$;
 CREATE FUNCTION queuert._new_job_id() RETURNS uuid
     LANGUAGE sql PARALLEL SAFE
     AS $$
-    SELECT encode(
-        set_bit(set_bit(
+    SELECT pg_catalog.encode(
+        pg_catalog.set_bit(pg_catalog.set_bit(
             overlay(
-                uuid_send(gen_random_uuid())
+                pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
                 PLACING substring(
-                    int8send((date_part('epoch', clock_timestamp()) * 1000)::bigint) FROM 3
+                    pg_catalog.int8send((
+                        pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())
+                        OPERATOR(pg_catalog.*) 1000
+                    )::bigint) FROM 3
                 )
                 FROM 1 FOR 6
             ),
             52, 1), 53, 1),  -- version nibble 0100 (4) -> 0111 (7)
         'hex'
-    )::uuid
+    )::pg_catalog.uuid
 $$;
 
 --
@@ -1127,12 +1130,17 @@ $$;
 CREATE FUNCTION queuert._notify_enabled(kind text) RETURNS boolean
     LANGUAGE sql STABLE
     AS $$
-    SELECT CASE coalesce(nullif(current_setting('queuert.notify', true), ''), 'all')
-        WHEN 'all' THEN true
-        WHEN 'none' THEN false
-        ELSE kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
-            OR (kind = 'job_ready_unblocked'
-                AND 'job_ready' = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ',')))
+    SELECT CASE
+        WHEN coalesce(pg_catalog.current_setting('queuert.notify', true), '')
+            OPERATOR(pg_catalog.=) ANY ('{"",all}'::pg_catalog.text []) THEN true
+        WHEN pg_catalog.current_setting('queuert.notify', true) OPERATOR(pg_catalog.=) 'none' THEN false
+        ELSE kind OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array(
+            pg_catalog.replace(pg_catalog.current_setting('queuert.notify', true), ' ', ''), ','
+        ))
+        OR (kind OPERATOR(pg_catalog.=) 'job_ready_unblocked'
+            AND 'job_ready' OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array(
+                pg_catalog.replace(pg_catalog.current_setting('queuert.notify', true), ' ', ''), ','
+            )))
     END
 $$;
 
@@ -1145,7 +1153,9 @@ CREATE FUNCTION queuert._notify_inline(kind text, payload text) RETURNS boolean
     AS $$
     SELECT CASE
         WHEN queuert._notify_enabled(kind)
-            THEN pg_notify('queuert_' || kind, payload) IS NOT NULL
+            THEN pg_catalog.pg_notify(
+                'queuert_' OPERATOR(pg_catalog.||) kind, payload
+            ) IS NOT NULL
         ELSE false
     END
 $$;
@@ -1283,6 +1293,106 @@ BEGIN
             MESSAGE = format('schedule_at must be before the year 10000, got %s', schedule_at);
     END IF;
     RETURN greatest(coalesce(schedule_at, now() + schedule_after, now()), now());
+END;
+$$;
+
+--
+-- Name: _start_chain_general(text, jsonb, uuid, timestamp with time zone, interval, uuid[], text, text, interval, integer, text); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._start_chain_general(type_name text, input jsonb, id uuid, schedule_at timestamp with time zone, schedule_after interval, blockers uuid[], dedup_key text, dedup_scope text, dedup_window interval, priority integer, trace_context text) RETURNS queuert.start_chain_result
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_id uuid;
+    v_scope text;
+    v_scheduled_at timestamptz;
+    v_blockers uuid[];
+    v_open uuid[];
+    v_status queuert.job_status;
+    v_result queuert.start_chain_result;
+    v_inserted integer;
+    v_notified integer;
+BEGIN
+    IF length(_start_chain_general.type_name) BETWEEN 1 AND 255 IS NOT TRUE THEN
+        PERFORM queuert._check_type_name(_start_chain_general.type_name);
+    END IF;
+    v_scope := coalesce(_start_chain_general.dedup_scope, 'incomplete');
+    PERFORM queuert._check_dedup_args(v_scope, _start_chain_general.dedup_window);
+    IF octet_length(_start_chain_general.dedup_key) > 1024 THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format(
+                'dedup_key must be at most 1024 bytes, got %s',
+                octet_length(_start_chain_general.dedup_key)
+            );
+    END IF;
+    v_scheduled_at := queuert._schedule(
+        _start_chain_general.schedule_at, _start_chain_general.schedule_after
+    );
+    v_id := coalesce(_start_chain_general.id, queuert._new_job_id());
+
+    IF _start_chain_general.dedup_key IS NOT NULL THEN
+        PERFORM queuert._guard_dedup_keys(
+            ARRAY[_start_chain_general.type_name], ARRAY[_start_chain_general.dedup_key]
+        );
+        -- A later statement than the guard: sees a start that committed while
+        -- we waited.
+        SELECT * INTO v_result
+        FROM queuert._find_dedup_match(
+            _start_chain_general.type_name, _start_chain_general.dedup_key, v_scope, _start_chain_general.dedup_window
+        );
+        IF FOUND THEN
+            RETURN v_result;
+        END IF;
+    END IF;
+
+    v_blockers := queuert._distinct_blockers(_start_chain_general.blockers);
+    v_open := '{}';
+    IF cardinality(v_blockers) > 0 THEN
+        v_open := queuert._lock_blocker_chains(v_blockers);
+    END IF;
+    v_status := CASE WHEN cardinality(v_open) > 0 THEN 'blocked' ELSE 'pending' END;
+
+    -- ON CONFLICT: a given id may exist already (QU006, not a unique_violation).
+    INSERT INTO queuert.job (
+        id, type_name, chain_id, chain_type_name, chain_index, input, status,
+        priority, scheduled_at, dedup_key, trace_context, chain_trace_context, open_blockers
+    )
+    VALUES (
+        v_id, _start_chain_general.type_name, v_id, _start_chain_general.type_name, 0, _start_chain_general.input,
+        v_status, coalesce(_start_chain_general.priority, 0), v_scheduled_at,
+        _start_chain_general.dedup_key, _start_chain_general.trace_context, _start_chain_general.trace_context,
+        cardinality(v_open)
+    )
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS v_inserted = ROW_COUNT;
+    IF v_inserted = 0 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006',
+            MESSAGE = format('a job with id %s already exists', v_id),
+            DETAIL = format('job_id=%s', v_id);
+    END IF;
+
+    IF cardinality(v_blockers) > 0 THEN
+        -- each edge keeps the creation's trace context (migration 0008)
+        INSERT INTO queuert.job_blocker (job_id, position, blocker_chain_id, trace_context)
+        SELECT v_id, u.o, u.b, _start_chain_general.trace_context
+        FROM unnest(v_blockers) WITH ORDINALITY AS u (b, o);
+    END IF;
+
+    IF v_status = 'pending' THEN
+        v_notified := queuert._notify_batch('job_ready', ARRAY[_start_chain_general.type_name]);
+    END IF;
+
+    v_result := ROW(
+        v_id, v_id, _start_chain_general.type_name, v_status, v_scheduled_at, now(), false,
+        _start_chain_general.trace_context
+    )::queuert.start_chain_result;
+    RETURN v_result;
 END;
 $$;
 
@@ -1568,50 +1678,82 @@ BEGIN
         RETURN;
     END IF;
 
-    RETURN QUERY
-    WITH claimed AS (
-        UPDATE queuert.job AS j
-        SET
-            status = 'running',
-            attempt = j.attempt + 1,
-            leased_by = claim.worker_id,
-            leased_until = clock_timestamp() + coalesce(
-                claim.lease,
-                (SELECT t.lease FROM queuert.job_type AS t WHERE t.type_name = j.type_name),
-                interval '60 seconds'
-            )
-        WHERE j.id = ANY(v_ids)
-        RETURNING j.*
-    )
-    SELECT
-        c.id, c.type_name, c.chain_id, c.chain_type_name, c.chain_index,
-        c.input, c.output, c.status, c.priority, c.attempt, c.scheduled_at,
-        c.created_at, c.completed_at, c.completed_by, c.leased_by,
-        c.leased_until, c.last_attempt_at, c.last_attempt_error,
-        c.continued_to, c.dedup_key, c.trace_context,
-        coalesce((
-            -- job_blocker by job_id and one lateral tail lookup per edge: no
-            -- join the planner could serve with another index in blocker
-            -- order (it did, for a job_blocker it believed tiny). A chain's
-            -- type is every job's chain_type_name.
-            SELECT jsonb_agg(jsonb_build_object(
-                'chain_id', b.blocker_chain_id,
-                'type_name', tail.chain_type_name,
-                'output', tail.output,
-                -- for tracing: the blocker chain's trace and when it completed
-                'trace_context', tail.chain_trace_context,
-                'completed_at', tail.completed_at,
-                -- the span that completed it, when it resolved this edge
-                -- (migration 0008)
-                'resolved_trace_context', b.resolved_trace_context
-            ) ORDER BY b.position)
-            FROM queuert.job_blocker AS b
-            CROSS JOIN LATERAL queuert._chain_tail(b.blocker_chain_id) AS tail
-            WHERE b.job_id = c.id
-        ), '[]'::jsonb),
-        c.seq
-    FROM claimed AS c
-    ORDER BY c.priority DESC, c.scheduled_at, c.seq;
+    -- Most claimed jobs wait on nothing: then the statement without the
+    -- blockers' subquery, whose executor start-up (a subplan of about ten
+    -- nodes) cost as much as the rest of the claim whether it found an edge
+    -- or not. A job's edges are written with the job, never later.
+    IF EXISTS (SELECT 1 FROM queuert.job_blocker AS b WHERE b.job_id = ANY(v_ids)) THEN
+        RETURN QUERY
+        WITH claimed AS (
+            UPDATE queuert.job AS j
+            SET
+                status = 'running',
+                attempt = j.attempt + 1,
+                leased_by = claim.worker_id,
+                leased_until = clock_timestamp() + coalesce(
+                    claim.lease,
+                    (SELECT t.lease FROM queuert.job_type AS t WHERE t.type_name = j.type_name),
+                    interval '60 seconds'
+                )
+            WHERE j.id = ANY(v_ids)
+            RETURNING j.*
+        )
+        SELECT
+            c.id, c.type_name, c.chain_id, c.chain_type_name, c.chain_index,
+            c.input, c.output, c.status, c.priority, c.attempt, c.scheduled_at,
+            c.created_at, c.completed_at, c.completed_by, c.leased_by,
+            c.leased_until, c.last_attempt_at, c.last_attempt_error,
+            c.continued_to, c.dedup_key, c.trace_context,
+            coalesce((
+                -- job_blocker by job_id and one lateral tail lookup per edge: no
+                -- join the planner could serve with another index in blocker
+                -- order (it did, for a job_blocker it believed tiny). A chain's
+                -- type is every job's chain_type_name.
+                SELECT jsonb_agg(jsonb_build_object(
+                    'chain_id', b.blocker_chain_id,
+                    'type_name', tail.chain_type_name,
+                    'output', tail.output,
+                    -- for tracing: the blocker chain's trace and when it completed
+                    'trace_context', tail.chain_trace_context,
+                    'completed_at', tail.completed_at,
+                    -- the span that completed it, when it resolved this edge
+                    -- (migration 0008)
+                    'resolved_trace_context', b.resolved_trace_context
+                ) ORDER BY b.position)
+                FROM queuert.job_blocker AS b
+                CROSS JOIN LATERAL queuert._chain_tail(b.blocker_chain_id) AS tail
+                WHERE b.job_id = c.id
+            ), '[]'::jsonb),
+            c.seq
+        FROM claimed AS c
+        ORDER BY c.priority DESC, c.scheduled_at, c.seq;
+    ELSE
+        RETURN QUERY
+        WITH claimed AS (
+            UPDATE queuert.job AS j
+            SET
+                status = 'running',
+                attempt = j.attempt + 1,
+                leased_by = claim.worker_id,
+                leased_until = clock_timestamp() + coalesce(
+                    claim.lease,
+                    (SELECT t.lease FROM queuert.job_type AS t WHERE t.type_name = j.type_name),
+                    interval '60 seconds'
+                )
+            WHERE j.id = ANY(v_ids)
+            RETURNING j.*
+        )
+        SELECT
+            c.id, c.type_name, c.chain_id, c.chain_type_name, c.chain_index,
+            c.input, c.output, c.status, c.priority, c.attempt, c.scheduled_at,
+            c.created_at, c.completed_at, c.completed_by, c.leased_by,
+            c.leased_until, c.last_attempt_at, c.last_attempt_error,
+            c.continued_to, c.dedup_key, c.trace_context,
+            '[]'::jsonb,
+            c.seq
+        FROM claimed AS c
+        ORDER BY c.priority DESC, c.scheduled_at, c.seq;
+    END IF;
 END;
 $$;
 
@@ -1630,6 +1772,7 @@ CREATE FUNCTION queuert.complete(job_id uuid, worker_id text, output jsonb DEFAU
 DECLARE
     v_chain_id uuid;
     v_unblocked text[];
+    v_waited boolean;
     j queuert.job;
 BEGIN
     SELECT x.chain_id INTO v_chain_id FROM queuert.job AS x WHERE x.id = complete.job_id;
@@ -1668,26 +1811,47 @@ BEGIN
         chain_completed_at = CASE WHEN x.chain_index = 0 THEN now() END
     WHERE x.id = j.id;
 
-    SELECT coalesce(array_agg(d.type_name ORDER BY d.type_name), '{}')
-    INTO v_unblocked
-    FROM queuert._chains_completed(
-        ARRAY[j.chain_id],
-        CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END,
-        CASE WHEN complete.trace_context IS NOT NULL THEN ARRAY[complete.trace_context] END
-    ) AS d;
+    -- Whether anything waits on this chain. Stable from here: the root lock
+    -- above serialises with anyone adding the chain as a blocker.
+    v_waited := EXISTS (SELECT 1 FROM queuert.job_blocker AS b WHERE b.blocker_chain_id = j.chain_id);
+    IF v_waited THEN
+        SELECT coalesce(array_agg(d.type_name ORDER BY d.type_name), '{}')
+        INTO v_unblocked
+        FROM queuert._chains_completed(
+            ARRAY[j.chain_id],
+            CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END,
+            CASE WHEN complete.trace_context IS NOT NULL THEN ARRAY[complete.trace_context] END
+        ) AS d;
+    ELSE
+        -- _chains_completed of one chain nothing waits on (nearly every
+        -- completion), inline: no dependents to resolve, the root marked
+        -- and chain_completed sent as it would, without three PL/pgSQL
+        -- calls and their statements in every transaction
+        v_unblocked := '{}';
+        IF j.chain_index <> 0 THEN
+            UPDATE queuert.job AS r SET chain_completed_at = now() WHERE r.id = j.chain_id;
+        END IF;
+        IF queuert._notify_enabled('chain_completed') THEN
+            PERFORM pg_notify('queuert_chain_completed', j.chain_id::text);
+        END IF;
+    END IF;
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
         PERFORM queuert._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
-    RETURN QUERY SELECT j.id, j.chain_id, 'completed'::queuert.job_status, true,
-        -- the edge probe inline first: nothing waits on most chains, and
-        -- then no call of _blocker_dependents (a function with SET clauses)
-        CASE WHEN complete.trace_context IS NOT NULL AND EXISTS (
-            SELECT 1 FROM queuert.job_blocker AS b WHERE b.blocker_chain_id = j.chain_id
-        ) THEN (
-            SELECT d.dependents FROM queuert._blocker_dependents(ARRAY[j.chain_id]) AS d
-        ) END,
-        v_unblocked;
+    -- The row as OUT parameters and RETURN NEXT: no statement to start, as
+    -- RETURN QUERY's would be (with the subquery below initialised always).
+    -- Nothing waits on most chains: then no call of _blocker_dependents.
+    id := j.id;
+    chain_id := j.chain_id;
+    status := 'completed';
+    chain_completed := true;
+    dependents := NULL;
+    IF complete.trace_context IS NOT NULL AND v_waited THEN
+        dependents := (SELECT d.dependents FROM queuert._blocker_dependents(ARRAY[j.chain_id]) AS d);
+    END IF;
+    unblocked_types := v_unblocked;
+    RETURN NEXT;
 END;
 $$;
 
@@ -3318,130 +3482,69 @@ $$;
 CREATE FUNCTION queuert.start_chain(type_name text, input jsonb DEFAULT NULL::jsonb, id uuid DEFAULT NULL::uuid, schedule_at timestamp with time zone DEFAULT NULL::timestamp with time zone, schedule_after interval DEFAULT NULL::interval, blockers uuid[] DEFAULT NULL::uuid[], dedup_key text DEFAULT NULL::text, dedup_scope text DEFAULT 'incomplete'::text, dedup_window interval DEFAULT NULL::interval, priority integer DEFAULT 0, trace_context text DEFAULT NULL::text) RETURNS SETOF queuert.start_chain_result
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET enable_seqscan TO 'off'
-    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
-DECLARE
-    -- No initialisers: in autocommit use every PL/pgSQL expression is set
-    -- up again in each transaction, so the common path evaluates as few as
-    -- possible (one condition, one statement).
-    v_id uuid;
-    v_scope text;
-    v_scheduled_at timestamptz;
-    v_blockers uuid[];
-    v_open uuid[];
-    v_status queuert.job_status;
-    v_result queuert.start_chain_result;
-    v_inserted integer;
-    v_notified integer;
-    v_ready_sent boolean;
 BEGIN
-    -- The common start: a valid type, no id, schedule, blockers or dedup.
-    -- One condition and one INSERT .. RETURNING that also sends job_ready
-    -- (_notify_inline), apart from the general path below on purpose: in
-    -- autocommit use every PL/pgSQL expression is set up again in each
-    -- transaction, and this path took start_chain from 0.71x to about 0.8x
-    -- of a raw INSERT (benchmarks/README.md, create-single).
+    -- The common start: a valid type, no id, schedule, blockers or dedup
+    -- (dedup_scope at its default). One condition and one INSERT ..
+    -- RETURNING that also sends job_ready: in autocommit use every PL/pgSQL
+    -- expression is set up again in each transaction, and each test of the
+    -- condition costs its setup, so it holds only what decides the path
+    -- (dedup_scope 'any' or NULL is legal, but rare enough for the general
+    -- path; benchmarks/README.md, create-single). Every name is qualified
+    -- (see above).
     IF start_chain.id IS NULL AND start_chain.schedule_at IS NULL
         AND start_chain.schedule_after IS NULL AND start_chain.blockers IS NULL
         AND start_chain.dedup_key IS NULL AND start_chain.dedup_window IS NULL
-        AND coalesce(start_chain.dedup_scope, 'incomplete') IN ('incomplete', 'any')
-        AND length(start_chain.type_name) BETWEEN 1 AND 255
+        AND start_chain.dedup_scope OPERATOR(pg_catalog.=) 'incomplete'
+        AND pg_catalog.length(start_chain.type_name) OPERATOR(pg_catalog.>=) 1
+        AND pg_catalog.length(start_chain.type_name) OPERATOR(pg_catalog.<=) 255
     THEN
-        INSERT INTO queuert.job AS j (
-            id, type_name, chain_id, chain_type_name, chain_index, input, status,
-            priority, scheduled_at, trace_context, chain_trace_context
-        )
-        SELECT
-            n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
-            'pending', coalesce(start_chain.priority, 0), now(), start_chain.trace_context,
-            start_chain.trace_context
-        FROM (SELECT queuert._new_job_id() AS id) AS n
-        RETURNING
-            j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
-            j.trace_context, queuert._notify_inline('job_ready', j.type_name)
-        INTO
-            v_result.id, v_result.chain_id, v_result.type_name, v_result.status,
-            v_result.scheduled_at, v_result.created_at, v_result.deduplicated,
-            v_result.trace_context, v_ready_sent;
-        RETURN NEXT v_result;
+        -- queuert.notify unset (every channel, the default): a bare
+        -- pg_notify, whose setup costs less than _notify_inline's test of the
+        -- setting (9,000 of the path's instructions, callgrind). Only the
+        -- branch taken is set up.
+        IF pg_catalog.current_setting('queuert.notify', true) IS NULL THEN
+            RETURN QUERY
+            INSERT INTO queuert.job AS j (
+                id, type_name, chain_id, chain_type_name, chain_index, input, status,
+                priority, scheduled_at, trace_context, chain_trace_context
+            )
+            SELECT
+                n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
+                'pending', coalesce(start_chain.priority, 0), pg_catalog.now(),
+                start_chain.trace_context, start_chain.trace_context
+            FROM (SELECT queuert._new_job_id() AS id) AS n
+            WHERE pg_catalog.pg_notify('queuert_job_ready', start_chain.type_name) IS NOT NULL
+            RETURNING
+                j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
+                j.trace_context;
+        ELSE
+            RETURN QUERY
+            INSERT INTO queuert.job AS j (
+                id, type_name, chain_id, chain_type_name, chain_index, input, status,
+                priority, scheduled_at, trace_context, chain_trace_context
+            )
+            SELECT
+                n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
+                'pending', coalesce(start_chain.priority, 0), pg_catalog.now(),
+                start_chain.trace_context, start_chain.trace_context
+            FROM (SELECT queuert._new_job_id() AS id) AS n
+            WHERE queuert._notify_inline('job_ready', start_chain.type_name) IS NOT NULL
+            RETURNING
+                j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
+                j.trace_context;
+        END IF;
         RETURN;
     END IF;
 
-    IF length(start_chain.type_name) BETWEEN 1 AND 255 IS NOT TRUE THEN
-        PERFORM queuert._check_type_name(start_chain.type_name);
-    END IF;
-    v_scope := coalesce(start_chain.dedup_scope, 'incomplete');
-    PERFORM queuert._check_dedup_args(v_scope, start_chain.dedup_window);
-    IF octet_length(start_chain.dedup_key) > 1024 THEN
-        RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format(
-                'dedup_key must be at most 1024 bytes, got %s', octet_length(start_chain.dedup_key)
-            );
-    END IF;
-    v_scheduled_at := queuert._schedule(start_chain.schedule_at, start_chain.schedule_after);
-    v_id := coalesce(start_chain.id, queuert._new_job_id());
-
-    IF start_chain.dedup_key IS NOT NULL THEN
-        PERFORM queuert._guard_dedup_keys(
-            ARRAY[start_chain.type_name], ARRAY[start_chain.dedup_key]
-        );
-        -- A later statement than the guard: sees a start that committed while
-        -- we waited.
-        SELECT * INTO v_result
-        FROM queuert._find_dedup_match(
-            start_chain.type_name, start_chain.dedup_key, v_scope, start_chain.dedup_window
-        );
-        IF FOUND THEN
-            RETURN NEXT v_result;
-            RETURN;
-        END IF;
-    END IF;
-
-    v_blockers := queuert._distinct_blockers(start_chain.blockers);
-    v_open := '{}';
-    IF cardinality(v_blockers) > 0 THEN
-        v_open := queuert._lock_blocker_chains(v_blockers);
-    END IF;
-    v_status := CASE WHEN cardinality(v_open) > 0 THEN 'blocked' ELSE 'pending' END;
-
-    -- ON CONFLICT: a given id may exist already (QU006, not a unique_violation).
-    INSERT INTO queuert.job (
-        id, type_name, chain_id, chain_type_name, chain_index, input, status,
-        priority, scheduled_at, dedup_key, trace_context, chain_trace_context, open_blockers
-    )
-    VALUES (
-        v_id, start_chain.type_name, v_id, start_chain.type_name, 0, start_chain.input,
-        v_status, coalesce(start_chain.priority, 0), v_scheduled_at,
-        start_chain.dedup_key, start_chain.trace_context, start_chain.trace_context,
-        cardinality(v_open)
-    )
-    ON CONFLICT DO NOTHING;
-    GET DIAGNOSTICS v_inserted = ROW_COUNT;
-    IF v_inserted = 0 THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'QU006',
-            MESSAGE = format('a job with id %s already exists', v_id),
-            DETAIL = format('job_id=%s', v_id);
-    END IF;
-
-    IF cardinality(v_blockers) > 0 THEN
-        -- each edge keeps the creation's trace context (migration 0008)
-        INSERT INTO queuert.job_blocker (job_id, position, blocker_chain_id, trace_context)
-        SELECT v_id, u.o, u.b, start_chain.trace_context
-        FROM unnest(v_blockers) WITH ORDINALITY AS u (b, o);
-    END IF;
-
-    IF v_status = 'pending' THEN
-        v_notified := queuert._notify_batch('job_ready', ARRAY[start_chain.type_name]);
-    END IF;
-
-    v_result := ROW(
-        v_id, v_id, start_chain.type_name, v_status, v_scheduled_at, now(), false,
+    -- one row: a simple expression, not a query
+    RETURN NEXT queuert._start_chain_general(
+        start_chain.type_name, start_chain.input, start_chain.id, start_chain.schedule_at,
+        start_chain.schedule_after, start_chain.blockers, start_chain.dedup_key,
+        start_chain.dedup_scope, start_chain.dedup_window, start_chain.priority,
         start_chain.trace_context
-    )::queuert.start_chain_result;
-    RETURN NEXT v_result;
+    );
 END;
 $$;
 

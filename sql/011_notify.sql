@@ -20,20 +20,27 @@
 -- statement (start_chain's one-statement common path).
 
 -- The one place that reads queuert.notify: whether it selects this kind
--- (job_ready_unblocked also through job_ready). Inlined where it is used.
--- 'all' and 'none' are answered before any list is parsed: 'none' is what
--- a broker's producer runs with on every start (parsing it as a list cost
--- the backend about 1 us a call).
+-- (job_ready_unblocked also through job_ready): unset, '' and 'all' select
+-- every kind, 'none' none, both answered before any list is parsed ('none'
+-- is what a broker's producer runs every start with: parsing it as a list
+-- cost the backend about 1 us a call). Inlined where it is used; every
+-- name is qualified, as in all that start_chain's common path runs
+-- (_notify_inline).
 CREATE OR REPLACE FUNCTION {{ schema }}._notify_enabled(kind text)
 RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
-    SELECT CASE coalesce(nullif(current_setting('queuert.notify', true), ''), 'all')
-        WHEN 'all' THEN true
-        WHEN 'none' THEN false
-        ELSE kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
-            OR (kind = 'job_ready_unblocked'
-                AND 'job_ready' = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ',')))
+    SELECT CASE
+        WHEN coalesce(pg_catalog.current_setting('queuert.notify', true), '')
+            OPERATOR(pg_catalog.=) ANY ('{"",all}'::pg_catalog.text []) THEN true
+        WHEN pg_catalog.current_setting('queuert.notify', true) OPERATOR(pg_catalog.=) 'none' THEN false
+        ELSE kind OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array(
+            pg_catalog.replace(pg_catalog.current_setting('queuert.notify', true), ' ', ''), ','
+        ))
+        OR (kind OPERATOR(pg_catalog.=) 'job_ready_unblocked'
+            AND 'job_ready' OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array(
+                pg_catalog.replace(pg_catalog.current_setting('queuert.notify', true), ' ', ''), ','
+            )))
     END
 $$;
 
@@ -63,14 +70,17 @@ $$;
 -- One notification if queuert.notify selects its kind, as an SQL expression
 -- that inlines into the caller's statement: no PL/pgSQL call, whose
 -- expressions would be set up again in every transaction of an autocommit
--- caller (start_chain's common path).
+-- caller (start_chain's common path, when queuert.notify is set; qualified
+-- names, as everything that path runs).
 CREATE OR REPLACE FUNCTION {{ schema }}._notify_inline(kind text, payload text)
 RETURNS boolean
 LANGUAGE sql VOLATILE
 AS $$
     SELECT CASE
         WHEN {{ schema }}._notify_enabled(kind)
-            THEN pg_notify('{{ schema }}_' || kind, payload) IS NOT NULL
+            THEN pg_catalog.pg_notify(
+                '{{ schema }}_' OPERATOR(pg_catalog.||) kind, payload
+            ) IS NOT NULL
         ELSE false
     END
 $$;
