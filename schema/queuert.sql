@@ -1130,15 +1130,18 @@ $$;
 CREATE FUNCTION queuert._notify_enabled(kind text) RETURNS boolean
     LANGUAGE sql STABLE
     AS $$
-    SELECT coalesce(pg_catalog.current_setting('queuert.notify', true), '')
-            OPERATOR(pg_catalog.=) ANY ('{"",all}'::pg_catalog.text [])
-        OR kind OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array(
+    SELECT CASE
+        WHEN coalesce(pg_catalog.current_setting('queuert.notify', true), '')
+            OPERATOR(pg_catalog.=) ANY ('{"",all}'::pg_catalog.text []) THEN true
+        WHEN pg_catalog.current_setting('queuert.notify', true) OPERATOR(pg_catalog.=) 'none' THEN false
+        ELSE kind OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array(
             pg_catalog.replace(pg_catalog.current_setting('queuert.notify', true), ' ', ''), ','
         ))
         OR (kind OPERATOR(pg_catalog.=) 'job_ready_unblocked'
             AND 'job_ready' OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array(
                 pg_catalog.replace(pg_catalog.current_setting('queuert.notify', true), ' ', ''), ','
             )))
+    END
 $$;
 
 --

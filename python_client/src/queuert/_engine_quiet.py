@@ -63,19 +63,17 @@ def quiet_needed(conn: Any) -> bool:
     """Whether this call on ``conn`` (a psycopg connection) must send
     :data:`QUIET` first: inside a hooks block publishing through a broker,
     once per transaction."""
+    if id(conn) in _quiet_sessions:  # first: a producer's every call asks
+        return False
     hooks = current_hooks()
-    if hooks is None or id(conn) in _quiet_sessions:
+    if hooks is None:
         return False
     outer, quiet = _outermost_publisher(hooks)
     if not quiet:
         return False
     if conn.autocommit and conn.pgconn.transaction_status == _IDLE:
         return True  # the call is its own transaction
-    key = id(conn)
-    if key in outer._quiet_connections:
-        return False
-    outer._quiet_connections.add(key)
-    return True
+    return outer.quiet_connection(id(conn))
 
 
 def learn(conn: Any, row: Any) -> None:

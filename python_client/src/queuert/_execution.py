@@ -35,8 +35,11 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import JsonbLoader
 
 from ._connections import async_connection, sync_connection
-from ._engine_quiet import QUIET, learn, quiet_needed
-from .hooks import current_hooks
+from ._engine_quiet import QUIET, _quiet_sessions, learn, quiet_needed
+from .hooks import _current
+
+#: hooks.current_hooks without its frame (asked before every statement)
+_current_hooks = _current.get
 from ._instructions import Call, CanListen, Cleanup, Op, Operation, Query, Sleep, WaitNotify
 from ._lite_execution import run_aiosqlite, run_sqlite
 from .errors import is_conflict, translate
@@ -73,7 +76,8 @@ def _backoff(attempt: int) -> float:
 
 def _execute(conn: psycopg.Connection[Any], query: Query, json_as_text: bool = False) -> list[Any]:
     try:
-        if current_hooks() is not None and quiet_needed(conn):
+        # the quiet-session set first: a producer with the role setting asks it every call
+        if _current_hooks() is not None and id(conn) not in _quiet_sessions and quiet_needed(conn):
             with conn.pipeline():  # one round trip; results read at its end
                 quiet = conn.cursor(row_factory=tuple_row)
                 quiet.execute(QUIET)
@@ -173,7 +177,8 @@ def run(conn: object, op: Operation[T]) -> T:
 
 async def _execute_async(conn: psycopg.AsyncConnection[Any], query: Query) -> list[Any]:
     try:
-        if current_hooks() is not None and quiet_needed(conn):
+        # the quiet-session set first: a producer with the role setting asks it every call
+        if _current_hooks() is not None and id(conn) not in _quiet_sessions and quiet_needed(conn):
             async with conn.pipeline():  # one round trip; results read at its end
                 quiet_async = conn.cursor(row_factory=tuple_row)
                 await quiet_async.execute(QUIET)

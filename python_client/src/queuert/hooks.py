@@ -101,7 +101,11 @@ class TransactionHooks:
     one thread or task (as one transaction does).
     """
 
-    # slots: an atomic worker makes one per attempt
+    # slots: an atomic worker makes one per attempt, a producer one per
+    # commit. Only job_ready's dict is made up front; the other containers
+    # are made on first use (None until then): a producer's block needs
+    # none of them, and every container is an allocation and a
+    # deallocation per commit.
     __slots__ = (
         "notifier",
         "_callbacks",
@@ -117,16 +121,16 @@ class TransactionHooks:
 
     def __init__(self, notifier: Notifier | None = None) -> None:
         self.notifier = notifier
-        self._callbacks: list[Callback] = []
+        self._callbacks: list[Callback] | None = None
         # dicts as ordered sets: deduplicated, first-seen order kept;
         # job_ready keeps how many jobs of the type became ready (the budget)
         self._job_ready: dict[str, int] = {}
-        self._chain_completed: dict[str, None] = {}
-        self._job_lost: dict[str, None] = {}
-        self._rollbacks: list[Callback] = []
+        self._chain_completed: dict[str, None] | None = None
+        self._job_lost: dict[str, None] | None = None
+        self._rollbacks: list[Callback] | None = None
         # connections whose transaction already has the engine's NOTIFY
         # off (queuert._engine_quiet)
-        self._quiet_connections: set[int] = set()
+        self._quiet_connections: set[int] | None = None
         self._token: Token[TransactionHooks | None] | None = None
         self._parent: TransactionHooks | None = None
         self._active = False
@@ -139,12 +143,16 @@ class TransactionHooks:
         Callbacks run in the order added. An exception from one is logged and
         does not stop the others (the transaction has already committed).
         """
+        if self._callbacks is None:
+            self._callbacks = []
         self._callbacks.append(callback)
 
     def on_rollback(self, callback: Callback) -> None:
         """Run ``callback()`` (plain functions only) if the block exits with an
         exception, that is when the transaction rolled back. An exception from
         it is logged; the block's own exception propagates as before."""
+        if self._rollbacks is None:
+            self._rollbacks = []
         self._rollbacks.append(callback)
 
     def job_ready(self, type_name: str, count: int = 1) -> None:
@@ -154,28 +162,44 @@ class TransactionHooks:
 
     def chain_completed(self, chain_id: UUID | str) -> None:
         """Publish "this chain completed" after commit."""
+        if self._chain_completed is None:
+            self._chain_completed = {}
         self._chain_completed[str(chain_id)] = None
 
     def job_lost(self, job_id: UUID | str) -> None:
         """Publish "this running job was taken from its worker" after commit."""
+        if self._job_lost is None:
+            self._job_lost = {}
         self._job_lost[str(job_id)] = None
+
+    def quiet_connection(self, key: int) -> bool:
+        """Mark connection ``key`` (an ``id``) as having the engine's NOTIFY
+        off in this transaction; False when it already had
+        (:mod:`queuert._engine_quiet`)."""
+        if self._quiet_connections is None:
+            self._quiet_connections = {key}
+            return True
+        if key in self._quiet_connections:
+            return False
+        self._quiet_connections.add(key)
+        return True
 
     @property
     def pending(self) -> tuple[list[Callback], list[str], list[str], list[str]]:
         """What would run now: callbacks, job_ready, chain_completed, job_lost."""
         return (
-            list(self._callbacks),
+            list(self._callbacks or ()),
             list(self._job_ready),
-            list(self._chain_completed),
-            list(self._job_lost),
+            list(self._chain_completed or ()),
+            list(self._job_lost or ()),
         )
 
     def _clear(self) -> None:
-        self._callbacks.clear()
+        self._callbacks = None
         self._job_ready.clear()
-        self._chain_completed.clear()
-        self._job_lost.clear()
-        self._rollbacks.clear()
+        self._chain_completed = None
+        self._job_lost = None
+        self._rollbacks = None
 
     @property
     def ready_counts(self) -> dict[str, int]:
@@ -183,12 +207,18 @@ class TransactionHooks:
         return dict(self._job_ready)
 
     def _merge_into(self, parent: TransactionHooks) -> None:
-        parent._callbacks.extend(self._callbacks)
+        if self._callbacks:
+            for cb in self._callbacks:
+                parent.add(cb)
         for type_name, count in self._job_ready.items():
             parent.job_ready(type_name, count)
-        parent._chain_completed.update(self._chain_completed)
-        parent._job_lost.update(self._job_lost)
-        parent._rollbacks.extend(self._rollbacks)
+        for chain_id in self._chain_completed or ():
+            parent.chain_completed(chain_id)
+        for job_id in self._job_lost or ():
+            parent.job_lost(job_id)
+        if self._rollbacks:
+            for cb in self._rollbacks:
+                parent.on_rollback(cb)
         if parent.notifier is None:
             parent.notifier = self.notifier
         self._clear()
@@ -210,7 +240,7 @@ class TransactionHooks:
         self._token = None
         self._active = False
         if failed:
-            rollbacks = list(self._rollbacks)
+            rollbacks = list(self._rollbacks or ())
             self._clear()
             _run_rollbacks(rollbacks)
             return False
@@ -221,7 +251,13 @@ class TransactionHooks:
         return True
 
     def __enter__(self) -> TransactionHooks:
-        return self._enter()
+        # _enter, inlined: a producer enters a block per commit
+        if self._active:
+            raise RuntimeError("a TransactionHooks block cannot be entered twice")
+        self._active = True
+        self._parent = _current.get()
+        self._token = _current.set(self)
+        return self
 
     def __exit__(
         self,
@@ -229,8 +265,31 @@ class TransactionHooks:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._leave(exc is not None):
-            self._fire_sync()
+        if (
+            exc is not None
+            or self._parent is not None
+            or self._callbacks is not None
+            or self._chain_completed is not None
+            or self._job_lost is not None
+        ):
+            if self._leave(exc is not None):
+                self._fire_sync()
+            return
+        # a producer's commit: an outermost block that buffered job_ready at
+        # most, so _leave and _fire_sync come down to these lines (per commit,
+        # this block's Python is most of what a broker path costs its caller)
+        token = self._token
+        assert token is not None
+        _current.reset(token)
+        self._token = None
+        self._active = False
+        self._rollbacks = self._quiet_connections = None
+        ready = self._job_ready
+        if ready:
+            self._job_ready = {}
+            notifier = self.notifier
+            if notifier is not None and not notifier._hand_over_ready(ready):
+                _run_awaitable(self._publish(ready, [], []))
 
     async def __aenter__(self) -> TransactionHooks:
         return self._enter()
@@ -250,11 +309,15 @@ class TransactionHooks:
         """What the transaction buffered, handed over whole (the block starts
         over with new containers: no copy per commit, a producer's every
         commit comes here)."""
-        out = (self._callbacks, self._job_ready, list(self._chain_completed), list(self._job_lost))
-        self._callbacks, self._job_ready = [], {}
-        self._chain_completed.clear()
-        self._job_lost.clear()
-        self._rollbacks.clear()
+        out = (
+            self._callbacks or [],
+            self._job_ready,
+            list(self._chain_completed or ()),
+            list(self._job_lost or ()),
+        )
+        self._job_ready = {}
+        self._callbacks = self._chain_completed = self._job_lost = self._rollbacks = None
+        self._quiet_connections = None
         return out
 
     async def _publish(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
@@ -294,7 +357,6 @@ class TransactionHooks:
             if not notifier.publish_nowait(ready, chains, lost):
                 _run_awaitable(self._publish(ready, chains, lost))
 
-
     # -- settled by whoever owns the transaction (see collecting) ----------
 
     def committed(self) -> tuple[dict[str, int], list[str], list[str]]:
@@ -310,7 +372,7 @@ class TransactionHooks:
     def rolled_back(self) -> None:
         """The transaction rolled back: drop everything, run the on-rollback
         callbacks."""
-        rollbacks = list(self._rollbacks)
+        rollbacks = list(self._rollbacks or ())
         self._clear()
         _run_rollbacks(rollbacks)
 

@@ -22,6 +22,14 @@ from collections.abc import Awaitable, Callable
 
 __all__ = ["ListenerCount"]
 
+
+class _Handed:
+    """A lone listener's take handed to the I/O loop, not started yet."""
+
+
+def _ignore(taken: bool) -> None:
+    """settled() of a caller that keeps no count."""
+
 logger = logging.getLogger("queuert.notify")
 
 

@@ -221,6 +221,12 @@ class Notifier(abc.ABC):
         loop per transaction just to call them. Never raises."""
         return False
 
+    def _hand_over_ready(self, ready: dict[str, int]) -> bool:
+        """:meth:`publish_nowait` of ``job_ready`` alone, for a dict the caller
+        hands over and never touches again (a sync hooks block's, after
+        commit): an adapter may keep it instead of copying it."""
+        return self.publish_nowait(ready, (), ())
+
     # -- wake hints ------------------------------------------------------------
 
     async def take_wake_hint(self, type_names: Collection[str]) -> bool:

@@ -50,7 +50,8 @@ import threading
 from collections.abc import Callable, Collection, Coroutine, Iterable
 from typing import Any, TypeVar
 
-from queuert.notify._alone import ListenerCount
+from queuert.notify._alone import ListenerCount, _Handed, _ignore
+from queuert.notify._audience import Audience
 from queuert.notify._iothread import IoThread, quietly, register
 from queuert.notify._listener import Deliver, ListenSession, SharedSubscription
 from queuert.notify._loop_listeners import LoopListeners
@@ -64,14 +65,7 @@ logger = logging.getLogger("queuert.notify")
 _T = TypeVar("_T")
 _KINDS = ("job_ready", "chain_completed", "job_lost")
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-class _Handed:
-    """A lone listener's take handed to the I/O loop, not started yet."""
-
-
-def _ignore(taken: bool) -> None:
-    """settled() of a caller that keeps no count."""
+_NO_IDS: list[str] = []  # never changed: no chain or job ids
 
 
 def validate_prefix(prefix: str) -> str:
@@ -98,7 +92,8 @@ class BrokerNotifier(Notifier):
     steady stream of commits costs one send per gap, not one per commit.
     ``max_batch_gap``: while every gap ends with hints waiting (a stream),
     the gap doubles up to this (:mod:`queuert.notify._spacing`); the first
-    quiet gap brings it back to ``batch_gap``.
+    quiet gap brings it back to ``batch_gap``. ``audience_every``: seconds
+    between counts of job_ready listeners (:mod:`queuert.notify._audience`).
     """
 
     wake_budgets = True
@@ -119,6 +114,7 @@ class BrokerNotifier(Notifier):
         max_buffered: int = 100_000,
         batch_gap: float = 0.002,
         max_batch_gap: float = 0.016,
+        audience_every: float = 1.0,
     ) -> None:
         super().__init__()
         self.prefix = validate_prefix(prefix)
@@ -152,12 +148,16 @@ class BrokerNotifier(Notifier):
         )
         #: the broker subscriptions, one per subscribers' loop (not the I/O loop's)
         self._loop_listeners = LoopListeners(self._new_listener)
+        send_held = lambda ready: self._send_now(ready, _NO_IDS, _NO_IDS)  # noqa: E731
+        loop, present = lambda: self._io_thread().loop, lambda: self._anyone_wants("job_ready")
+        self._audience = Audience(self._count_audience, loop, send_held, audience_every, hint_timeout, present)
         self._init_loop_state()
         register(self)
 
     def _init_loop_state(self) -> None:
         """State that lives on the I/O loop (reset with the thread)."""
         self._sender.reset_loop_state()
+        self._audience.reset()
         #: job_ready subscriptions on the broker (see queuert.notify._alone)
         self._listeners = ListenerCount(self._count_listeners, lambda: self._io_thread().loop)
         #: takes nobody waits for: their tasks, and those handed to the I/O
@@ -204,6 +204,9 @@ class BrokerNotifier(Notifier):
         or None (unknown: every take goes to the broker)."""
         return None
 
+    #: job_ready subscriptions, 0 only when the broker says so (queuert.notify._audience)
+    _count_audience = _count_listeners
+
     # -- the I/O thread --------------------------------------------------------
 
     def _io_thread(self) -> IoThread:
@@ -228,6 +231,11 @@ class BrokerNotifier(Notifier):
     def dropped(self) -> int:
         """Hints dropped (the broker was down, or the buffer full)."""
         return self._sender.dropped
+
+    @property
+    def skipped(self) -> int:
+        """job_ready hints dropped: nobody listened (queuert.notify._audience)."""
+        return self._audience.skipped
 
     async def publish_job_ready(self, type_names: ReadyTypes) -> None:
         counts = ready_counts(type_names)
@@ -256,13 +264,31 @@ class BrokerNotifier(Notifier):
             logger.exception("%s notifier: buffering hints failed", self.broker_name)
         return True
 
+    def _hand_over_ready(self, ready: dict[str, int]) -> bool:
+        # a hooks block's own dict: one type with a valid count (a producer's
+        # commit) is taken as it is (as publish_nowait would), the rest checked
+        if len(ready) == 1:
+            ((name, n),) = ready.items()
+            if type(name) is str and type(n) is int and n >= 1:
+                try:
+                    self._publish(ready, _NO_IDS, _NO_IDS)
+                except Exception:  # a hint, after commit: never the caller's problem
+                    logger.exception("%s notifier: buffering hints failed", self.broker_name)
+                return True
+        return self.publish_nowait(ready, (), ())
+
     def _publish(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
+        if chains or lost or not self._audience.hold(ready):  # job_ready alone may wait for a listener
+            self._send_now(ready, chains, lost)
+
+    def _send_now(self, ready: dict[str, int], chains: list[str], lost: list[str]) -> None:
         if not self._publish_direct(ready, chains, lost):
             self._sender.add(ready, chains, lost)
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every hint published before this call was sent (or
-        dropped); False when that took longer than ``timeout`` seconds."""
+        dropped); False when that took longer than ``timeout`` seconds.
+        job_ready hints held because nobody listened are sent too."""
         seq = self._sender.enqueued
         with self._lock:
             io = self._io
@@ -277,6 +303,7 @@ class BrokerNotifier(Notifier):
         return True
 
     async def _flushed(self, io: IoThread, seq: int) -> None:
+        await asyncio.wrap_future(io.submit(self._audience.settle()))
         await self._confirm_direct()
         # what the direct path could not send went to the buffer meanwhile
         seq = max(seq, self._sender.enqueued)
@@ -402,6 +429,8 @@ class BrokerNotifier(Notifier):
     async def _subscribed(self, sub: Subscription) -> None:
         self._listeners.forget()
         state = await self._loop_listeners.here().ensure()
+        if sub.kinds is None or "job_ready" in sub.kinds:
+            self._audience.wake()  # a listener here (live now): held hints go
         if state == "already":
             # the channels were live already: no (re)connection resync reached
             # this subscriber, and it may have missed events before it came
@@ -445,6 +474,7 @@ class BrokerNotifier(Notifier):
         self._lock = threading.Lock()
         self._io = None
         self._sender.after_fork()
+        self._audience.after_fork()
         self._subscriptions.clear()
         self._loop_listeners.clear()
         self._init_loop_state()
@@ -457,8 +487,9 @@ class BrokerNotifier(Notifier):
         io = self._io
         if io is None or not io.usable:
             return
-        seq = self._sender.enqueued
         try:
+            io.submit(self._audience.settle()).result(timeout)
+            seq = self._sender.enqueued
             if seq:
                 io.submit(self._sender.wait_sent(seq)).result(timeout)
             io.submit(self._shutdown()).result(timeout)

@@ -224,15 +224,18 @@ class NatsNotifier(BrokerNotifier):
         # The budget goes up before the event goes out, so a woken worker
         # finds its unit: one JetStream round trip ahead of the event when
         # this notifier wrote the key last (_cas), else two. When a count
-        # says at most one subscription listens, that listener claims
+        # says one subscription listens, that listener claims
         # without asking (queuert.notify._alone): the event goes first and
         # the budget follows. The count is trusted as long as the listener
         # trusts its own (trust_for; renewed in the background every
         # refresh_after while hints flow): with refresh_after as the limit,
         # every renewal left a quarter second (the roll call's window) of
         # events behind their budgets.
+        # Exactly one: a count of none is stale by the time a hint goes out
+        # (queuert.notify._audience sends held hints when a listener came,
+        # one without a count of its own yet, which asks for its unit).
         listeners = self._listeners.recent(self._listeners.trust_for) if kv is not None and ready else None
-        budget_first = listeners is None or listeners > 1
+        budget_first = listeners != 1
         if kv is not None and budget_first:
             await self._top_up(kv, ready)
         for kind, payloads in (("job_ready", list(ready)), ("chain_completed", chains), ("job_lost", lost)):
@@ -291,6 +294,27 @@ class NatsNotifier(BrokerNotifier):
         finally:
             await sub.unsubscribe()
         return answers
+
+    async def _count_audience(self) -> int | None:
+        """A roll call that ends at its first answer: the server's own "no
+        responders" (nobody subscribes to the roll call, so no job_ready
+        subscription exists: 0), a subscription's answer (1: at least
+        one), or nothing within the audience's timeout (unknown)."""
+        nc = await self._connection()
+        inbox = nc.new_inbox()
+        first: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def answered(msg: Msg) -> None:
+            if not first.done():
+                nobody = msg.headers is not None and msg.headers.get("Status") == _NO_RESPONDERS
+                first.set_result(0 if nobody else 1)
+
+        sub = await nc.subscribe(inbox, cb=answered)
+        try:
+            await nc.publish(self.roll_call, b"", reply=inbox)
+            return await first
+        finally:
+            await sub.unsubscribe()
 
     # -- subscribing -------------------------------------------------------------
 

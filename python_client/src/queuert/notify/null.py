@@ -36,5 +36,8 @@ class NullNotifier(Notifier):
         # nothing to hand over: a sync hooks block needs no event loop for it
         return True
 
+    def _hand_over_ready(self, ready: dict[str, int]) -> bool:
+        return True  # publishes nothing (publish_nowait without its frame)
+
     async def _subscribed(self, sub: Subscription) -> None:
         sub.deliver(NotifyEvent("resync", ""))

@@ -86,6 +86,9 @@ class PostgresNotifier(Notifier):
         # nothing to hand over: a sync hooks block needs no event loop for it
         return True
 
+    def _hand_over_ready(self, ready: dict[str, int]) -> bool:
+        return True  # publishes nothing (publish_nowait without its frame)
+
     def _wanted(self) -> dict[str, str]:
         """The channels the current subscribers need (each kind's channel is
         LISTENed only when someone wants it: a worker does not want every

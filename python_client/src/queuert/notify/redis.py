@@ -376,6 +376,8 @@ class RedisNotifier(BrokerNotifier):
             return total
         return _numsub(await client.execute_command("PUBSUB NUMSUB", channel), channel)
 
+    _count_audience = _count_listeners  # PUBSUB NUMSUB: the server's own count
+
     # -- subscribing ---------------------------------------------------------------
 
     async def _connection_specs(self) -> list[tuple[type[Any], dict[str, Any]]]:
