@@ -1565,50 +1565,82 @@ BEGIN
         RETURN;
     END IF;
 
-    RETURN QUERY
-    WITH claimed AS (
-        UPDATE queuert.job AS j
-        SET
-            status = 'running',
-            attempt = j.attempt + 1,
-            leased_by = claim.worker_id,
-            leased_until = clock_timestamp() + coalesce(
-                claim.lease,
-                (SELECT t.lease FROM queuert.job_type AS t WHERE t.type_name = j.type_name),
-                interval '60 seconds'
-            )
-        WHERE j.id = ANY(v_ids)
-        RETURNING j.*
-    )
-    SELECT
-        c.id, c.type_name, c.chain_id, c.chain_type_name, c.chain_index,
-        c.input, c.output, c.status, c.priority, c.attempt, c.scheduled_at,
-        c.created_at, c.completed_at, c.completed_by, c.leased_by,
-        c.leased_until, c.last_attempt_at, c.last_attempt_error,
-        c.continued_to, c.dedup_key, c.trace_context,
-        coalesce((
-            -- job_blocker by job_id and one lateral tail lookup per edge: no
-            -- join the planner could serve with another index in blocker
-            -- order (it did, for a job_blocker it believed tiny). A chain's
-            -- type is every job's chain_type_name.
-            SELECT jsonb_agg(jsonb_build_object(
-                'chain_id', b.blocker_chain_id,
-                'type_name', tail.chain_type_name,
-                'output', tail.output,
-                -- for tracing: the blocker chain's trace and when it completed
-                'trace_context', tail.chain_trace_context,
-                'completed_at', tail.completed_at,
-                -- the span that completed it, when it resolved this edge
-                -- (migration 0008)
-                'resolved_trace_context', b.resolved_trace_context
-            ) ORDER BY b.position)
-            FROM queuert.job_blocker AS b
-            CROSS JOIN LATERAL queuert._chain_tail(b.blocker_chain_id) AS tail
-            WHERE b.job_id = c.id
-        ), '[]'::jsonb),
-        c.seq
-    FROM claimed AS c
-    ORDER BY c.priority DESC, c.scheduled_at, c.seq;
+    -- Most claimed jobs wait on nothing: then the statement without the
+    -- blockers' subquery, whose executor start-up (a subplan of about ten
+    -- nodes) cost as much as the rest of the claim whether it found an edge
+    -- or not. A job's edges are written with the job, never later.
+    IF EXISTS (SELECT 1 FROM queuert.job_blocker AS b WHERE b.job_id = ANY(v_ids)) THEN
+        RETURN QUERY
+        WITH claimed AS (
+            UPDATE queuert.job AS j
+            SET
+                status = 'running',
+                attempt = j.attempt + 1,
+                leased_by = claim.worker_id,
+                leased_until = clock_timestamp() + coalesce(
+                    claim.lease,
+                    (SELECT t.lease FROM queuert.job_type AS t WHERE t.type_name = j.type_name),
+                    interval '60 seconds'
+                )
+            WHERE j.id = ANY(v_ids)
+            RETURNING j.*
+        )
+        SELECT
+            c.id, c.type_name, c.chain_id, c.chain_type_name, c.chain_index,
+            c.input, c.output, c.status, c.priority, c.attempt, c.scheduled_at,
+            c.created_at, c.completed_at, c.completed_by, c.leased_by,
+            c.leased_until, c.last_attempt_at, c.last_attempt_error,
+            c.continued_to, c.dedup_key, c.trace_context,
+            coalesce((
+                -- job_blocker by job_id and one lateral tail lookup per edge: no
+                -- join the planner could serve with another index in blocker
+                -- order (it did, for a job_blocker it believed tiny). A chain's
+                -- type is every job's chain_type_name.
+                SELECT jsonb_agg(jsonb_build_object(
+                    'chain_id', b.blocker_chain_id,
+                    'type_name', tail.chain_type_name,
+                    'output', tail.output,
+                    -- for tracing: the blocker chain's trace and when it completed
+                    'trace_context', tail.chain_trace_context,
+                    'completed_at', tail.completed_at,
+                    -- the span that completed it, when it resolved this edge
+                    -- (migration 0008)
+                    'resolved_trace_context', b.resolved_trace_context
+                ) ORDER BY b.position)
+                FROM queuert.job_blocker AS b
+                CROSS JOIN LATERAL queuert._chain_tail(b.blocker_chain_id) AS tail
+                WHERE b.job_id = c.id
+            ), '[]'::jsonb),
+            c.seq
+        FROM claimed AS c
+        ORDER BY c.priority DESC, c.scheduled_at, c.seq;
+    ELSE
+        RETURN QUERY
+        WITH claimed AS (
+            UPDATE queuert.job AS j
+            SET
+                status = 'running',
+                attempt = j.attempt + 1,
+                leased_by = claim.worker_id,
+                leased_until = clock_timestamp() + coalesce(
+                    claim.lease,
+                    (SELECT t.lease FROM queuert.job_type AS t WHERE t.type_name = j.type_name),
+                    interval '60 seconds'
+                )
+            WHERE j.id = ANY(v_ids)
+            RETURNING j.*
+        )
+        SELECT
+            c.id, c.type_name, c.chain_id, c.chain_type_name, c.chain_index,
+            c.input, c.output, c.status, c.priority, c.attempt, c.scheduled_at,
+            c.created_at, c.completed_at, c.completed_by, c.leased_by,
+            c.leased_until, c.last_attempt_at, c.last_attempt_error,
+            c.continued_to, c.dedup_key, c.trace_context,
+            '[]'::jsonb,
+            c.seq
+        FROM claimed AS c
+        ORDER BY c.priority DESC, c.scheduled_at, c.seq;
+    END IF;
 END;
 $$;
 
@@ -1627,6 +1659,7 @@ CREATE FUNCTION queuert.complete(job_id uuid, worker_id text, output jsonb DEFAU
 DECLARE
     v_chain_id uuid;
     v_unblocked text[];
+    v_waited boolean;
     j queuert.job;
 BEGIN
     SELECT x.chain_id INTO v_chain_id FROM queuert.job AS x WHERE x.id = complete.job_id;
@@ -1665,26 +1698,47 @@ BEGIN
         chain_completed_at = CASE WHEN x.chain_index = 0 THEN now() END
     WHERE x.id = j.id;
 
-    SELECT coalesce(array_agg(d.type_name ORDER BY d.type_name), '{}')
-    INTO v_unblocked
-    FROM queuert._chains_completed(
-        ARRAY[j.chain_id],
-        CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END,
-        CASE WHEN complete.trace_context IS NOT NULL THEN ARRAY[complete.trace_context] END
-    ) AS d;
+    -- Whether anything waits on this chain. Stable from here: the root lock
+    -- above serialises with anyone adding the chain as a blocker.
+    v_waited := EXISTS (SELECT 1 FROM queuert.job_blocker AS b WHERE b.blocker_chain_id = j.chain_id);
+    IF v_waited THEN
+        SELECT coalesce(array_agg(d.type_name ORDER BY d.type_name), '{}')
+        INTO v_unblocked
+        FROM queuert._chains_completed(
+            ARRAY[j.chain_id],
+            CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END,
+            CASE WHEN complete.trace_context IS NOT NULL THEN ARRAY[complete.trace_context] END
+        ) AS d;
+    ELSE
+        -- _chains_completed of one chain nothing waits on (nearly every
+        -- completion), inline: no dependents to resolve, the root marked
+        -- and chain_completed sent as it would, without three PL/pgSQL
+        -- calls and their statements in every transaction
+        v_unblocked := '{}';
+        IF j.chain_index <> 0 THEN
+            UPDATE queuert.job AS r SET chain_completed_at = now() WHERE r.id = j.chain_id;
+        END IF;
+        IF queuert._notify_enabled('chain_completed') THEN
+            PERFORM pg_notify('queuert_chain_completed', j.chain_id::text);
+        END IF;
+    END IF;
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
         PERFORM queuert._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
-    RETURN QUERY SELECT j.id, j.chain_id, 'completed'::queuert.job_status, true,
-        -- the edge probe inline first: nothing waits on most chains, and
-        -- then no call of _blocker_dependents (a function with SET clauses)
-        CASE WHEN complete.trace_context IS NOT NULL AND EXISTS (
-            SELECT 1 FROM queuert.job_blocker AS b WHERE b.blocker_chain_id = j.chain_id
-        ) THEN (
-            SELECT d.dependents FROM queuert._blocker_dependents(ARRAY[j.chain_id]) AS d
-        ) END,
-        v_unblocked;
+    -- The row as OUT parameters and RETURN NEXT: no statement to start, as
+    -- RETURN QUERY's would be (with the subquery below initialised always).
+    -- Nothing waits on most chains: then no call of _blocker_dependents.
+    id := j.id;
+    chain_id := j.chain_id;
+    status := 'completed';
+    chain_completed := true;
+    dependents := NULL;
+    IF complete.trace_context IS NOT NULL AND v_waited THEN
+        dependents := (SELECT d.dependents FROM queuert._blocker_dependents(ARRAY[j.chain_id]) AS d);
+    END IF;
+    unblocked_types := v_unblocked;
+    RETURN NEXT;
 END;
 $$;
 

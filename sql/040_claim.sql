@@ -102,50 +102,82 @@ BEGIN
         RETURN;
     END IF;
 
-    RETURN QUERY
-    WITH claimed AS (
-        UPDATE {{ schema }}.job AS j
-        SET
-            status = 'running',
-            attempt = j.attempt + 1,
-            leased_by = claim.worker_id,
-            leased_until = clock_timestamp() + coalesce(
-                claim.lease,
-                (SELECT t.lease FROM {{ schema }}.job_type AS t WHERE t.type_name = j.type_name),
-                interval '60 seconds'
-            )
-        WHERE j.id = ANY(v_ids)
-        RETURNING j.*
-    )
-    SELECT
-        c.id, c.type_name, c.chain_id, c.chain_type_name, c.chain_index,
-        c.input, c.output, c.status, c.priority, c.attempt, c.scheduled_at,
-        c.created_at, c.completed_at, c.completed_by, c.leased_by,
-        c.leased_until, c.last_attempt_at, c.last_attempt_error,
-        c.continued_to, c.dedup_key, c.trace_context,
-        coalesce((
-            -- job_blocker by job_id and one lateral tail lookup per edge: no
-            -- join the planner could serve with another index in blocker
-            -- order (it did, for a job_blocker it believed tiny). A chain's
-            -- type is every job's chain_type_name.
-            SELECT jsonb_agg(jsonb_build_object(
-                'chain_id', b.blocker_chain_id,
-                'type_name', tail.chain_type_name,
-                'output', tail.output,
-                -- for tracing: the blocker chain's trace and when it completed
-                'trace_context', tail.chain_trace_context,
-                'completed_at', tail.completed_at,
-                -- the span that completed it, when it resolved this edge
-                -- (migration 0008)
-                'resolved_trace_context', b.resolved_trace_context
-            ) ORDER BY b.position)
-            FROM {{ schema }}.job_blocker AS b
-            CROSS JOIN LATERAL {{ schema }}._chain_tail(b.blocker_chain_id) AS tail
-            WHERE b.job_id = c.id
-        ), '[]'::jsonb),
-        c.seq
-    FROM claimed AS c
-    ORDER BY c.priority DESC, c.scheduled_at, c.seq;
+    -- Most claimed jobs wait on nothing: then the statement without the
+    -- blockers' subquery, whose executor start-up (a subplan of about ten
+    -- nodes) cost as much as the rest of the claim whether it found an edge
+    -- or not. A job's edges are written with the job, never later.
+    IF EXISTS (SELECT 1 FROM {{ schema }}.job_blocker AS b WHERE b.job_id = ANY(v_ids)) THEN
+        RETURN QUERY
+        WITH claimed AS (
+            UPDATE {{ schema }}.job AS j
+            SET
+                status = 'running',
+                attempt = j.attempt + 1,
+                leased_by = claim.worker_id,
+                leased_until = clock_timestamp() + coalesce(
+                    claim.lease,
+                    (SELECT t.lease FROM {{ schema }}.job_type AS t WHERE t.type_name = j.type_name),
+                    interval '60 seconds'
+                )
+            WHERE j.id = ANY(v_ids)
+            RETURNING j.*
+        )
+        SELECT
+            c.id, c.type_name, c.chain_id, c.chain_type_name, c.chain_index,
+            c.input, c.output, c.status, c.priority, c.attempt, c.scheduled_at,
+            c.created_at, c.completed_at, c.completed_by, c.leased_by,
+            c.leased_until, c.last_attempt_at, c.last_attempt_error,
+            c.continued_to, c.dedup_key, c.trace_context,
+            coalesce((
+                -- job_blocker by job_id and one lateral tail lookup per edge: no
+                -- join the planner could serve with another index in blocker
+                -- order (it did, for a job_blocker it believed tiny). A chain's
+                -- type is every job's chain_type_name.
+                SELECT jsonb_agg(jsonb_build_object(
+                    'chain_id', b.blocker_chain_id,
+                    'type_name', tail.chain_type_name,
+                    'output', tail.output,
+                    -- for tracing: the blocker chain's trace and when it completed
+                    'trace_context', tail.chain_trace_context,
+                    'completed_at', tail.completed_at,
+                    -- the span that completed it, when it resolved this edge
+                    -- (migration 0008)
+                    'resolved_trace_context', b.resolved_trace_context
+                ) ORDER BY b.position)
+                FROM {{ schema }}.job_blocker AS b
+                CROSS JOIN LATERAL {{ schema }}._chain_tail(b.blocker_chain_id) AS tail
+                WHERE b.job_id = c.id
+            ), '[]'::jsonb),
+            c.seq
+        FROM claimed AS c
+        ORDER BY c.priority DESC, c.scheduled_at, c.seq;
+    ELSE
+        RETURN QUERY
+        WITH claimed AS (
+            UPDATE {{ schema }}.job AS j
+            SET
+                status = 'running',
+                attempt = j.attempt + 1,
+                leased_by = claim.worker_id,
+                leased_until = clock_timestamp() + coalesce(
+                    claim.lease,
+                    (SELECT t.lease FROM {{ schema }}.job_type AS t WHERE t.type_name = j.type_name),
+                    interval '60 seconds'
+                )
+            WHERE j.id = ANY(v_ids)
+            RETURNING j.*
+        )
+        SELECT
+            c.id, c.type_name, c.chain_id, c.chain_type_name, c.chain_index,
+            c.input, c.output, c.status, c.priority, c.attempt, c.scheduled_at,
+            c.created_at, c.completed_at, c.completed_by, c.leased_by,
+            c.leased_until, c.last_attempt_at, c.last_attempt_error,
+            c.continued_to, c.dedup_key, c.trace_context,
+            '[]'::jsonb,
+            c.seq
+        FROM claimed AS c
+        ORDER BY c.priority DESC, c.scheduled_at, c.seq;
+    END IF;
 END;
 $$;
 

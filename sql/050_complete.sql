@@ -66,6 +66,7 @@ AS $$
 DECLARE
     v_chain_id uuid;
     v_unblocked text[];
+    v_waited boolean;
     j {{ schema }}.job;
 BEGIN
     SELECT x.chain_id INTO v_chain_id FROM {{ schema }}.job AS x WHERE x.id = complete.job_id;
@@ -104,26 +105,47 @@ BEGIN
         chain_completed_at = CASE WHEN x.chain_index = 0 THEN now() END
     WHERE x.id = j.id;
 
-    SELECT coalesce(array_agg(d.type_name ORDER BY d.type_name), '{}')
-    INTO v_unblocked
-    FROM {{ schema }}._chains_completed(
-        ARRAY[j.chain_id],
-        CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END,
-        CASE WHEN complete.trace_context IS NOT NULL THEN ARRAY[complete.trace_context] END
-    ) AS d;
+    -- Whether anything waits on this chain. Stable from here: the root lock
+    -- above serialises with anyone adding the chain as a blocker.
+    v_waited := EXISTS (SELECT 1 FROM {{ schema }}.job_blocker AS b WHERE b.blocker_chain_id = j.chain_id);
+    IF v_waited THEN
+        SELECT coalesce(array_agg(d.type_name ORDER BY d.type_name), '{}')
+        INTO v_unblocked
+        FROM {{ schema }}._chains_completed(
+            ARRAY[j.chain_id],
+            CASE WHEN j.chain_index = 0 THEN '{}'::uuid[] ELSE ARRAY[j.chain_id] END,
+            CASE WHEN complete.trace_context IS NOT NULL THEN ARRAY[complete.trace_context] END
+        ) AS d;
+    ELSE
+        -- _chains_completed of one chain nothing waits on (nearly every
+        -- completion), inline: no dependents to resolve, the root marked
+        -- and chain_completed sent as it would, without three PL/pgSQL
+        -- calls and their statements in every transaction
+        v_unblocked := '{}';
+        IF j.chain_index <> 0 THEN
+            UPDATE {{ schema }}.job AS r SET chain_completed_at = now() WHERE r.id = j.chain_id;
+        END IF;
+        IF {{ schema }}._notify_enabled('chain_completed') THEN
+            PERFORM pg_notify('{{ schema }}_chain_completed', j.chain_id::text);
+        END IF;
+    END IF;
     IF complete.worker_id IS NULL AND j.status = 'running' THEN
         PERFORM {{ schema }}._notify_batch('job_lost', ARRAY[j.id::text]);
     END IF;
 
-    RETURN QUERY SELECT j.id, j.chain_id, 'completed'::{{ schema }}.job_status, true,
-        -- the edge probe inline first: nothing waits on most chains, and
-        -- then no call of _blocker_dependents (a function with SET clauses)
-        CASE WHEN complete.trace_context IS NOT NULL AND EXISTS (
-            SELECT 1 FROM {{ schema }}.job_blocker AS b WHERE b.blocker_chain_id = j.chain_id
-        ) THEN (
-            SELECT d.dependents FROM {{ schema }}._blocker_dependents(ARRAY[j.chain_id]) AS d
-        ) END,
-        v_unblocked;
+    -- The row as OUT parameters and RETURN NEXT: no statement to start, as
+    -- RETURN QUERY's would be (with the subquery below initialised always).
+    -- Nothing waits on most chains: then no call of _blocker_dependents.
+    id := j.id;
+    chain_id := j.chain_id;
+    status := 'completed';
+    chain_completed := true;
+    dependents := NULL;
+    IF complete.trace_context IS NOT NULL AND v_waited THEN
+        dependents := (SELECT d.dependents FROM {{ schema }}._blocker_dependents(ARRAY[j.chain_id]) AS d);
+    END IF;
+    unblocked_types := v_unblocked;
+    RETURN NEXT;
 END;
 $$;
 

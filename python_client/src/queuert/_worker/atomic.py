@@ -305,7 +305,13 @@ class AtomicSlots(LeanAttempts):
             elif self._settle(failed):
                 await asyncio.sleep(random.uniform(0.002, 0.02))  # let the other transaction finish
             return True, None  # claim again
-        if written is not None:
+        if isinstance(written, str):  # the carry was a plain completion of its chain
+            assert write is not None
+            carried = write.ack.job
+            if self.conflicts:
+                self.conflicts.pop(carried.id, None)
+            self.acks.record_completed(carried, written)
+        elif written is not None:
             self._settle(written)
         if row is None:
             return False, None

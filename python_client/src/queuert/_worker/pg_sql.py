@@ -19,7 +19,7 @@ from psycopg import sql
 from queuert._worker.pg_text import UUID_LIST, literal, quote
 from queuert._worker.outcomes import Ack, Completed, Continued, Failed, Released, by_kind
 from queuert._worker.store import Written
-from queuert._worker.telemetry_reports import completion_traceparents
+from queuert._worker.telemetry_reports import completion_traceparents, has_telemetry
 
 SAVEPOINT = "SAVEPOINT queuert_handler"
 ROLLBACK_TO = "ROLLBACK TO SAVEPOINT queuert_handler"
@@ -352,6 +352,24 @@ def atomic_ack_statements(t: Texts, worker_id: str, ack: Ack, rollback: bool, *,
     stmts.extend(plan.statements)
     stmts.append(("COMMIT", None))
     return AtomicAck(stmts, plan, first)
+
+
+def read_atomic_completion(a: AtomicAck, results: Sequence[list[Any]]) -> str | None:
+    """The chain id an atomic slot's plain completion completed (written by
+    ``complete``, nothing waiting on the chain reported, the attempt without
+    telemetry), for ``Acknowledger.record_completed``; None for any other
+    acknowledgement (``read_atomic_acks``). A slot's usual commit then
+    builds no ``Written``."""
+    parts = a.plan.parts
+    if parts[0][0] is not _CompletedAlone:
+        return None
+    job = parts[0][1][0].job
+    if has_telemetry(job):
+        return None
+    for row in results[a.first]:
+        if row[4]:
+            return None
+    return str(job.chain_id)
 
 
 def read_atomic_acks(a: AtomicAck, results: Sequence[list[Any]]) -> Written:

@@ -17,7 +17,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import psycopg
 
-from queuert._worker.pg_text import close_quietly, execute_many, execute_many_sync
+from queuert._worker.pg_text import bind_literals, close_quietly, execute_many, execute_many_sync
 from queuert._worker import pg_sql
 from queuert._worker.outcomes import Ack
 from queuert._worker.store import (
@@ -77,10 +77,14 @@ def _typed(exc: Exception) -> StoreError:
     return Rejected(err if isinstance(err, Exception) else exc)
 
 
-async def _execute(conn: psycopg.AsyncConnection[Any], statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
+async def _execute(
+    conn: psycopg.AsyncConnection[Any],
+    statements: Sequence[tuple[str, Any]],
+    cur: psycopg.AsyncClientCursor[Any] | None = None,
+) -> list[list[Any]]:
     """``execute_many`` with driver errors as the store's typed errors."""
     try:
-        return await execute_many(conn, statements)
+        return await execute_many(conn, statements, cur)
     except Exception as exc:
         raise _typed(exc) from exc
 
@@ -301,9 +305,17 @@ class _SlotSession(Generic[_SlotConn]):
         self.store = store
         self.conn = conn
         self.t = store.slot_texts
+        # the slot's claim, its literals rendered once: the same statement
+        # every time for the same types
+        self._claims: dict[tuple[str, ...], tuple[str, None]] = {}
 
-    def _claim(self, type_names: Sequence[str]) -> tuple[str, Any]:
-        return (self.t.claim, (self.store.worker_id, list(type_names), 1, self.store.lease))
+    def _claim(self, type_names: Sequence[str]) -> tuple[str, None]:
+        key = tuple(type_names)
+        claim = self._claims.get(key)
+        if claim is None:
+            params = (self.store.worker_id, list(type_names), 1, self.store.lease)
+            claim = self._claims[key] = (bind_literals(self.t.claim, params), None)
+        return claim
 
     def _ack(self, ack: Ack, rollback: bool) -> pg_sql.AtomicAck:
         store = self.store
@@ -323,14 +335,23 @@ class _SlotSession(Generic[_SlotConn]):
 
 
 class PgAtomicSession(_SlotSession[psycopg.AsyncConnection[Any]]):
-    """An atomic slot's connection, async handlers."""
+    """An atomic slot's connection, async handlers; ``cur``: the one cursor
+    its statements run on."""
+
+    def __init__(self, store: PgStore, conn: psycopg.AsyncConnection[Any]) -> None:
+        super().__init__(store, conn)
+        self.cur = psycopg.AsyncClientCursor(conn)
 
     async def close(self) -> None:
         await close_quietly(self.conn)
 
     async def open_attempt(
         self, type_names: Sequence[str], carry: tuple[Ack, bool] | None
-    ) -> tuple[Written | None, ClaimRow | None]:
+    ) -> tuple[Written | str | None, ClaimRow | None]:
+        """The carried acknowledgement (with its COMMIT), then BEGIN, the
+        claim and the savepoint, in one round trip. Returns what the
+        acknowledgement wrote (a plain completion: its chain id alone, see
+        ``pg_sql.read_atomic_completion``) and the claimed row."""
         prefix: list[tuple[str, Any]] = []
         a = None
         if carry is not None:
@@ -338,9 +359,13 @@ class PgAtomicSession(_SlotSession[psycopg.AsyncConnection[Any]]):
             prefix = a.statements
         begin = self.t.begin_attempt
         results = await _execute(
-            self.conn, (*prefix, *begin, self._claim(type_names), (pg_sql.SAVEPOINT, None))
+            self.conn, (*prefix, *begin, self._claim(type_names), (pg_sql.SAVEPOINT, None)), self.cur
         )
-        written = None if a is None else pg_sql.read_atomic_acks(a, results)
+        written: Written | str | None = None
+        if a is not None:
+            written = pg_sql.read_atomic_completion(a, results)
+            if written is None:
+                written = pg_sql.read_atomic_acks(a, results)
         rows = results[len(prefix) + len(begin)]
         if not rows:
             await self.rollback()
@@ -349,16 +374,16 @@ class PgAtomicSession(_SlotSession[psycopg.AsyncConnection[Any]]):
 
     async def acknowledge(self, ack: Ack, rollback: bool) -> Written:
         a = self._ack(ack, rollback)
-        return pg_sql.read_atomic_acks(a, await _execute(self.conn, a.statements))
+        return pg_sql.read_atomic_acks(a, await _execute(self.conn, a.statements, self.cur))
 
     async def restart_transaction(self) -> None:
-        await _execute(self.conn, (("BEGIN", None), (pg_sql.SAVEPOINT, None)))
+        await _execute(self.conn, (("BEGIN", None), (pg_sql.SAVEPOINT, None)), self.cur)
 
     async def rollback_to_savepoint(self) -> None:
-        await _execute(self.conn, ((pg_sql.ROLLBACK_TO, None),))
+        await _execute(self.conn, ((pg_sql.ROLLBACK_TO, None),), self.cur)
 
     async def rollback(self) -> None:
-        await _execute(self.conn, (("ROLLBACK", None),))
+        await _execute(self.conn, (("ROLLBACK", None),), self.cur)
 
 
 class PgSyncAtomicSession(_SlotSession[psycopg.Connection[Any]]):

@@ -116,9 +116,16 @@ def _result_sets_done(cur: Any, n: int) -> list[list[Any]]:
     return out
 
 
-async def execute_many(conn: psycopg.AsyncConnection[Any], statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
-    """Run statements in one round trip; the rows of each, in order."""
-    cur = psycopg.AsyncClientCursor(conn)
+async def execute_many(
+    conn: psycopg.AsyncConnection[Any],
+    statements: Sequence[tuple[str, Any]],
+    cur: psycopg.AsyncClientCursor[Any] | None = None,
+) -> list[list[Any]]:
+    """Run statements in one round trip; the rows of each, in order.
+    ``cur``: a cursor of ``conn`` to run them on (an atomic slot keeps one:
+    a new cursor and its adapters' set-up cost a few us each round trip)."""
+    if cur is None:
+        cur = psycopg.AsyncClientCursor(conn)
     await cur.execute(compose(statements), prepare=False)
     out: list[list[Any]] = []
     for i in range(len(statements)):

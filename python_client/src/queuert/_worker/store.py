@@ -186,11 +186,14 @@ class AtomicSession(Protocol):
 
     async def open_attempt(
         self, type_names: Sequence[str], carry: tuple[Ack, bool] | None
-    ) -> tuple[Written | None, ClaimRow | None]:
+    ) -> tuple[Written | str | None, ClaimRow | None]:
         """Begin a transaction and claim one job. ``carry`` (an ack and
         whether to roll back to the savepoint first) is the previous job's
-        acknowledgement, committed in the same round trip before the claim.
-        With no job claimed the transaction is rolled back."""
+        acknowledgement, committed in the same round trip before the claim;
+        what it wrote is returned as a Written, or (a store that can tell) a
+        plain completion of a chain without telemetry as the chain id alone
+        (``Acknowledger.record_completed``). With no job claimed the
+        transaction is rolled back."""
         ...
 
     async def acknowledge(self, ack: Ack, rollback: bool) -> Written:
