@@ -1082,18 +1082,21 @@ $$;
 CREATE FUNCTION queuert._new_job_id() RETURNS uuid
     LANGUAGE sql PARALLEL SAFE
     AS $$
-    SELECT encode(
-        set_bit(set_bit(
+    SELECT pg_catalog.encode(
+        pg_catalog.set_bit(pg_catalog.set_bit(
             overlay(
-                uuid_send(gen_random_uuid())
+                pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
                 PLACING substring(
-                    int8send((date_part('epoch', clock_timestamp()) * 1000)::bigint) FROM 3
+                    pg_catalog.int8send((
+                        pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())
+                        OPERATOR(pg_catalog.*) 1000
+                    )::bigint) FROM 3
                 )
                 FROM 1 FOR 6
             ),
             52, 1), 53, 1),  -- version nibble 0100 (4) -> 0111 (7)
         'hex'
-    )::uuid
+    )::pg_catalog.uuid
 $$;
 
 --
@@ -1127,10 +1130,15 @@ $$;
 CREATE FUNCTION queuert._notify_enabled(kind text) RETURNS boolean
     LANGUAGE sql STABLE
     AS $$
-    SELECT coalesce(nullif(current_setting('queuert.notify', true), ''), 'all') = 'all'
-        OR kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
-        OR (kind = 'job_ready_unblocked'
-            AND 'job_ready' = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ',')))
+    SELECT coalesce(pg_catalog.current_setting('queuert.notify', true), '')
+            OPERATOR(pg_catalog.=) ANY ('{"",all}'::pg_catalog.text [])
+        OR kind OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array(
+            pg_catalog.replace(pg_catalog.current_setting('queuert.notify', true), ' ', ''), ','
+        ))
+        OR (kind OPERATOR(pg_catalog.=) 'job_ready_unblocked'
+            AND 'job_ready' OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array(
+                pg_catalog.replace(pg_catalog.current_setting('queuert.notify', true), ' ', ''), ','
+            )))
 $$;
 
 --
@@ -1142,7 +1150,9 @@ CREATE FUNCTION queuert._notify_inline(kind text, payload text) RETURNS boolean
     AS $$
     SELECT CASE
         WHEN queuert._notify_enabled(kind)
-            THEN pg_notify('queuert_' || kind, payload) IS NOT NULL
+            THEN pg_catalog.pg_notify(
+                'queuert_' OPERATOR(pg_catalog.||) kind, payload
+            ) IS NOT NULL
         ELSE false
     END
 $$;
@@ -1280,6 +1290,106 @@ BEGIN
             MESSAGE = format('schedule_at must be before the year 10000, got %s', schedule_at);
     END IF;
     RETURN greatest(coalesce(schedule_at, now() + schedule_after, now()), now());
+END;
+$$;
+
+--
+-- Name: _start_chain_general(text, jsonb, uuid, timestamp with time zone, interval, uuid[], text, text, interval, integer, text); Type: FUNCTION; Schema: queuert; Owner: -
+--
+
+CREATE FUNCTION queuert._start_chain_general(type_name text, input jsonb, id uuid, schedule_at timestamp with time zone, schedule_after interval, blockers uuid[], dedup_key text, dedup_scope text, dedup_window interval, priority integer, trace_context text) RETURNS queuert.start_chain_result
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_id uuid;
+    v_scope text;
+    v_scheduled_at timestamptz;
+    v_blockers uuid[];
+    v_open uuid[];
+    v_status queuert.job_status;
+    v_result queuert.start_chain_result;
+    v_inserted integer;
+    v_notified integer;
+BEGIN
+    IF length(_start_chain_general.type_name) BETWEEN 1 AND 255 IS NOT TRUE THEN
+        PERFORM queuert._check_type_name(_start_chain_general.type_name);
+    END IF;
+    v_scope := coalesce(_start_chain_general.dedup_scope, 'incomplete');
+    PERFORM queuert._check_dedup_args(v_scope, _start_chain_general.dedup_window);
+    IF octet_length(_start_chain_general.dedup_key) > 1024 THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format(
+                'dedup_key must be at most 1024 bytes, got %s',
+                octet_length(_start_chain_general.dedup_key)
+            );
+    END IF;
+    v_scheduled_at := queuert._schedule(
+        _start_chain_general.schedule_at, _start_chain_general.schedule_after
+    );
+    v_id := coalesce(_start_chain_general.id, queuert._new_job_id());
+
+    IF _start_chain_general.dedup_key IS NOT NULL THEN
+        PERFORM queuert._guard_dedup_keys(
+            ARRAY[_start_chain_general.type_name], ARRAY[_start_chain_general.dedup_key]
+        );
+        -- A later statement than the guard: sees a start that committed while
+        -- we waited.
+        SELECT * INTO v_result
+        FROM queuert._find_dedup_match(
+            _start_chain_general.type_name, _start_chain_general.dedup_key, v_scope, _start_chain_general.dedup_window
+        );
+        IF FOUND THEN
+            RETURN v_result;
+        END IF;
+    END IF;
+
+    v_blockers := queuert._distinct_blockers(_start_chain_general.blockers);
+    v_open := '{}';
+    IF cardinality(v_blockers) > 0 THEN
+        v_open := queuert._lock_blocker_chains(v_blockers);
+    END IF;
+    v_status := CASE WHEN cardinality(v_open) > 0 THEN 'blocked' ELSE 'pending' END;
+
+    -- ON CONFLICT: a given id may exist already (QU006, not a unique_violation).
+    INSERT INTO queuert.job (
+        id, type_name, chain_id, chain_type_name, chain_index, input, status,
+        priority, scheduled_at, dedup_key, trace_context, chain_trace_context, open_blockers
+    )
+    VALUES (
+        v_id, _start_chain_general.type_name, v_id, _start_chain_general.type_name, 0, _start_chain_general.input,
+        v_status, coalesce(_start_chain_general.priority, 0), v_scheduled_at,
+        _start_chain_general.dedup_key, _start_chain_general.trace_context, _start_chain_general.trace_context,
+        cardinality(v_open)
+    )
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS v_inserted = ROW_COUNT;
+    IF v_inserted = 0 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006',
+            MESSAGE = format('a job with id %s already exists', v_id),
+            DETAIL = format('job_id=%s', v_id);
+    END IF;
+
+    IF cardinality(v_blockers) > 0 THEN
+        -- each edge keeps the creation's trace context (migration 0008)
+        INSERT INTO queuert.job_blocker (job_id, position, blocker_chain_id, trace_context)
+        SELECT v_id, u.o, u.b, _start_chain_general.trace_context
+        FROM unnest(v_blockers) WITH ORDINALITY AS u (b, o);
+    END IF;
+
+    IF v_status = 'pending' THEN
+        v_notified := queuert._notify_batch('job_ready', ARRAY[_start_chain_general.type_name]);
+    END IF;
+
+    v_result := ROW(
+        v_id, v_id, _start_chain_general.type_name, v_status, v_scheduled_at, now(), false,
+        _start_chain_general.trace_context
+    )::queuert.start_chain_result;
+    RETURN v_result;
 END;
 $$;
 
@@ -3369,130 +3479,69 @@ $$;
 CREATE FUNCTION queuert.start_chain(type_name text, input jsonb DEFAULT NULL::jsonb, id uuid DEFAULT NULL::uuid, schedule_at timestamp with time zone DEFAULT NULL::timestamp with time zone, schedule_after interval DEFAULT NULL::interval, blockers uuid[] DEFAULT NULL::uuid[], dedup_key text DEFAULT NULL::text, dedup_scope text DEFAULT 'incomplete'::text, dedup_window interval DEFAULT NULL::interval, priority integer DEFAULT 0, trace_context text DEFAULT NULL::text) RETURNS SETOF queuert.start_chain_result
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET enable_seqscan TO 'off'
-    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
-DECLARE
-    -- No initialisers: in autocommit use every PL/pgSQL expression is set
-    -- up again in each transaction, so the common path evaluates as few as
-    -- possible (one condition, one statement).
-    v_id uuid;
-    v_scope text;
-    v_scheduled_at timestamptz;
-    v_blockers uuid[];
-    v_open uuid[];
-    v_status queuert.job_status;
-    v_result queuert.start_chain_result;
-    v_inserted integer;
-    v_notified integer;
-    v_ready_sent boolean;
 BEGIN
-    -- The common start: a valid type, no id, schedule, blockers or dedup.
-    -- One condition and one INSERT .. RETURNING that also sends job_ready
-    -- (_notify_inline), apart from the general path below on purpose: in
-    -- autocommit use every PL/pgSQL expression is set up again in each
-    -- transaction, and this path took start_chain from 0.71x to about 0.8x
-    -- of a raw INSERT (benchmarks/README.md, create-single).
+    -- The common start: a valid type, no id, schedule, blockers or dedup
+    -- (dedup_scope at its default). One condition and one INSERT ..
+    -- RETURNING that also sends job_ready: in autocommit use every PL/pgSQL
+    -- expression is set up again in each transaction, and each test of the
+    -- condition costs its setup, so it holds only what decides the path
+    -- (dedup_scope 'any' or NULL is legal, but rare enough for the general
+    -- path; benchmarks/README.md, create-single). Every name is qualified
+    -- (see above).
     IF start_chain.id IS NULL AND start_chain.schedule_at IS NULL
         AND start_chain.schedule_after IS NULL AND start_chain.blockers IS NULL
         AND start_chain.dedup_key IS NULL AND start_chain.dedup_window IS NULL
-        AND coalesce(start_chain.dedup_scope, 'incomplete') IN ('incomplete', 'any')
-        AND length(start_chain.type_name) BETWEEN 1 AND 255
+        AND start_chain.dedup_scope OPERATOR(pg_catalog.=) 'incomplete'
+        AND pg_catalog.length(start_chain.type_name) OPERATOR(pg_catalog.>=) 1
+        AND pg_catalog.length(start_chain.type_name) OPERATOR(pg_catalog.<=) 255
     THEN
-        INSERT INTO queuert.job AS j (
-            id, type_name, chain_id, chain_type_name, chain_index, input, status,
-            priority, scheduled_at, trace_context, chain_trace_context
-        )
-        SELECT
-            n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
-            'pending', coalesce(start_chain.priority, 0), now(), start_chain.trace_context,
-            start_chain.trace_context
-        FROM (SELECT queuert._new_job_id() AS id) AS n
-        RETURNING
-            j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
-            j.trace_context, queuert._notify_inline('job_ready', j.type_name)
-        INTO
-            v_result.id, v_result.chain_id, v_result.type_name, v_result.status,
-            v_result.scheduled_at, v_result.created_at, v_result.deduplicated,
-            v_result.trace_context, v_ready_sent;
-        RETURN NEXT v_result;
+        -- queuert.notify unset (every channel, the default): a bare
+        -- pg_notify, whose setup costs less than _notify_inline's test of the
+        -- setting (9,000 of the path's instructions, callgrind). Only the
+        -- branch taken is set up.
+        IF pg_catalog.current_setting('queuert.notify', true) IS NULL THEN
+            RETURN QUERY
+            INSERT INTO queuert.job AS j (
+                id, type_name, chain_id, chain_type_name, chain_index, input, status,
+                priority, scheduled_at, trace_context, chain_trace_context
+            )
+            SELECT
+                n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
+                'pending', coalesce(start_chain.priority, 0), pg_catalog.now(),
+                start_chain.trace_context, start_chain.trace_context
+            FROM (SELECT queuert._new_job_id() AS id) AS n
+            WHERE pg_catalog.pg_notify('queuert_job_ready', start_chain.type_name) IS NOT NULL
+            RETURNING
+                j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
+                j.trace_context;
+        ELSE
+            RETURN QUERY
+            INSERT INTO queuert.job AS j (
+                id, type_name, chain_id, chain_type_name, chain_index, input, status,
+                priority, scheduled_at, trace_context, chain_trace_context
+            )
+            SELECT
+                n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
+                'pending', coalesce(start_chain.priority, 0), pg_catalog.now(),
+                start_chain.trace_context, start_chain.trace_context
+            FROM (SELECT queuert._new_job_id() AS id) AS n
+            WHERE queuert._notify_inline('job_ready', start_chain.type_name) IS NOT NULL
+            RETURNING
+                j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
+                j.trace_context;
+        END IF;
         RETURN;
     END IF;
 
-    IF length(start_chain.type_name) BETWEEN 1 AND 255 IS NOT TRUE THEN
-        PERFORM queuert._check_type_name(start_chain.type_name);
-    END IF;
-    v_scope := coalesce(start_chain.dedup_scope, 'incomplete');
-    PERFORM queuert._check_dedup_args(v_scope, start_chain.dedup_window);
-    IF octet_length(start_chain.dedup_key) > 1024 THEN
-        RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format(
-                'dedup_key must be at most 1024 bytes, got %s', octet_length(start_chain.dedup_key)
-            );
-    END IF;
-    v_scheduled_at := queuert._schedule(start_chain.schedule_at, start_chain.schedule_after);
-    v_id := coalesce(start_chain.id, queuert._new_job_id());
-
-    IF start_chain.dedup_key IS NOT NULL THEN
-        PERFORM queuert._guard_dedup_keys(
-            ARRAY[start_chain.type_name], ARRAY[start_chain.dedup_key]
-        );
-        -- A later statement than the guard: sees a start that committed while
-        -- we waited.
-        SELECT * INTO v_result
-        FROM queuert._find_dedup_match(
-            start_chain.type_name, start_chain.dedup_key, v_scope, start_chain.dedup_window
-        );
-        IF FOUND THEN
-            RETURN NEXT v_result;
-            RETURN;
-        END IF;
-    END IF;
-
-    v_blockers := queuert._distinct_blockers(start_chain.blockers);
-    v_open := '{}';
-    IF cardinality(v_blockers) > 0 THEN
-        v_open := queuert._lock_blocker_chains(v_blockers);
-    END IF;
-    v_status := CASE WHEN cardinality(v_open) > 0 THEN 'blocked' ELSE 'pending' END;
-
-    -- ON CONFLICT: a given id may exist already (QU006, not a unique_violation).
-    INSERT INTO queuert.job (
-        id, type_name, chain_id, chain_type_name, chain_index, input, status,
-        priority, scheduled_at, dedup_key, trace_context, chain_trace_context, open_blockers
-    )
-    VALUES (
-        v_id, start_chain.type_name, v_id, start_chain.type_name, 0, start_chain.input,
-        v_status, coalesce(start_chain.priority, 0), v_scheduled_at,
-        start_chain.dedup_key, start_chain.trace_context, start_chain.trace_context,
-        cardinality(v_open)
-    )
-    ON CONFLICT DO NOTHING;
-    GET DIAGNOSTICS v_inserted = ROW_COUNT;
-    IF v_inserted = 0 THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'QU006',
-            MESSAGE = format('a job with id %s already exists', v_id),
-            DETAIL = format('job_id=%s', v_id);
-    END IF;
-
-    IF cardinality(v_blockers) > 0 THEN
-        -- each edge keeps the creation's trace context (migration 0008)
-        INSERT INTO queuert.job_blocker (job_id, position, blocker_chain_id, trace_context)
-        SELECT v_id, u.o, u.b, start_chain.trace_context
-        FROM unnest(v_blockers) WITH ORDINALITY AS u (b, o);
-    END IF;
-
-    IF v_status = 'pending' THEN
-        v_notified := queuert._notify_batch('job_ready', ARRAY[start_chain.type_name]);
-    END IF;
-
-    v_result := ROW(
-        v_id, v_id, start_chain.type_name, v_status, v_scheduled_at, now(), false,
+    -- one row: a simple expression, not a query
+    RETURN NEXT queuert._start_chain_general(
+        start_chain.type_name, start_chain.input, start_chain.id, start_chain.schedule_at,
+        start_chain.schedule_after, start_chain.blockers, start_chain.dedup_key,
+        start_chain.dedup_scope, start_chain.dedup_window, start_chain.priority,
         start_chain.trace_context
-    )::queuert.start_chain_result;
-    RETURN NEXT v_result;
+    );
 END;
 $$;
 

@@ -20,15 +20,22 @@
 -- statement (start_chain's one-statement common path).
 
 -- The one place that reads queuert.notify: whether it selects this kind
--- (job_ready_unblocked also through job_ready). Inlined where it is used.
+-- (job_ready_unblocked also through job_ready): unset, '' and 'all' select
+-- every kind. Inlined where it is used; every name is qualified, as in all
+-- that start_chain's common path runs (_notify_inline).
 CREATE OR REPLACE FUNCTION {{ schema }}._notify_enabled(kind text)
 RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
-    SELECT coalesce(nullif(current_setting('queuert.notify', true), ''), 'all') = 'all'
-        OR kind = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ','))
-        OR (kind = 'job_ready_unblocked'
-            AND 'job_ready' = ANY(string_to_array(replace(current_setting('queuert.notify', true), ' ', ''), ',')))
+    SELECT coalesce(pg_catalog.current_setting('queuert.notify', true), '')
+            OPERATOR(pg_catalog.=) ANY ('{"",all}'::pg_catalog.text [])
+        OR kind OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array(
+            pg_catalog.replace(pg_catalog.current_setting('queuert.notify', true), ' ', ''), ','
+        ))
+        OR (kind OPERATOR(pg_catalog.=) 'job_ready_unblocked'
+            AND 'job_ready' OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array(
+                pg_catalog.replace(pg_catalog.current_setting('queuert.notify', true), ' ', ''), ','
+            )))
 $$;
 
 -- Sends one notification of this kind per payload (none when the array is
@@ -57,14 +64,17 @@ $$;
 -- One notification if queuert.notify selects its kind, as an SQL expression
 -- that inlines into the caller's statement: no PL/pgSQL call, whose
 -- expressions would be set up again in every transaction of an autocommit
--- caller (start_chain's common path).
+-- caller (start_chain's common path, when queuert.notify is set; qualified
+-- names, as everything that path runs).
 CREATE OR REPLACE FUNCTION {{ schema }}._notify_inline(kind text, payload text)
 RETURNS boolean
 LANGUAGE sql VOLATILE
 AS $$
     SELECT CASE
         WHEN {{ schema }}._notify_enabled(kind)
-            THEN pg_notify('{{ schema }}_' || kind, payload) IS NOT NULL
+            THEN pg_catalog.pg_notify(
+                '{{ schema }}_' OPERATOR(pg_catalog.||) kind, payload
+            ) IS NOT NULL
         ELSE false
     END
 $$;

@@ -8,23 +8,28 @@
 -- bits), so ids of new jobs are increasing and their primary-key (and
 -- chain-position) entries land at the right edge of the B-tree instead of on
 -- a random page: fewer pages dirtied and written in full after a checkpoint.
--- An inlinable SQL expression (no function call per row).
+-- An inlinable SQL expression (no function call per row). Every name is
+-- qualified, as everything start_chain's common path runs (overlay and
+-- substring are grammar, always pg_catalog's).
 CREATE OR REPLACE FUNCTION {{ schema }}._new_job_id()
 RETURNS uuid
 LANGUAGE sql VOLATILE PARALLEL SAFE
 AS $$
-    SELECT encode(
-        set_bit(set_bit(
+    SELECT pg_catalog.encode(
+        pg_catalog.set_bit(pg_catalog.set_bit(
             overlay(
-                uuid_send(gen_random_uuid())
+                pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
                 PLACING substring(
-                    int8send((date_part('epoch', clock_timestamp()) * 1000)::bigint) FROM 3
+                    pg_catalog.int8send((
+                        pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())
+                        OPERATOR(pg_catalog.*) 1000
+                    )::bigint) FROM 3
                 )
                 FROM 1 FOR 6
             ),
             52, 1), 53, 1),  -- version nibble 0100 (4) -> 0111 (7)
         'hex'
-    )::uuid
+    )::pg_catalog.uuid
 $$;
 
 -- A chain's last (current) job. Roots are not in job_chain_position_idx

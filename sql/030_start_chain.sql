@@ -1,4 +1,127 @@
 -- start_chain: a chain's root job, created in the caller's transaction.
+--
+-- start_chain pins search_path like every SECURITY DEFINER function of the
+-- API (the one setting security needs; a definer function without it is
+-- what database linters flag) and no planner setting: its common path is
+-- one INSERT of one row and scans nothing, and each SET is a setting saved
+-- and restored on every call (6,000 instructions for the two planner ones).
+-- Its common path also names every function, operator and type with its
+-- schema, so it would run the same under any search_path
+-- (tests_sql/start_chain_search_path.sql tries a hostile one). Everything
+-- else is _start_chain_general, which plans without sequential scans or
+-- JIT like the rest of the API.
+
+-- The general start: a given id, a schedule, blockers, deduplication, and
+-- every refusal; its one row. Internal: called by start_chain, which owns
+-- the checks of its common path.
+CREATE OR REPLACE FUNCTION {{ schema }}._start_chain_general(
+    type_name text,
+    input jsonb,
+    id uuid,
+    schedule_at timestamptz,
+    schedule_after interval,
+    blockers uuid [],
+    dedup_key text,
+    dedup_scope text,
+    dedup_window interval,
+    priority integer,
+    trace_context text
+)
+RETURNS {{ schema }}.start_chain_result
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_id uuid;
+    v_scope text;
+    v_scheduled_at timestamptz;
+    v_blockers uuid[];
+    v_open uuid[];
+    v_status {{ schema }}.job_status;
+    v_result {{ schema }}.start_chain_result;
+    v_inserted integer;
+    v_notified integer;
+BEGIN
+    IF length(_start_chain_general.type_name) BETWEEN 1 AND 255 IS NOT TRUE THEN
+        PERFORM {{ schema }}._check_type_name(_start_chain_general.type_name);
+    END IF;
+    v_scope := coalesce(_start_chain_general.dedup_scope, 'incomplete');
+    PERFORM {{ schema }}._check_dedup_args(v_scope, _start_chain_general.dedup_window);
+    IF octet_length(_start_chain_general.dedup_key) > 1024 THEN
+        RAISE EXCEPTION USING ERRCODE = 'QU006',
+            MESSAGE = format(
+                'dedup_key must be at most 1024 bytes, got %s',
+                octet_length(_start_chain_general.dedup_key)
+            );
+    END IF;
+    v_scheduled_at := {{ schema }}._schedule(
+        _start_chain_general.schedule_at, _start_chain_general.schedule_after
+    );
+    v_id := coalesce(_start_chain_general.id, {{ schema }}._new_job_id());
+
+    IF _start_chain_general.dedup_key IS NOT NULL THEN
+        PERFORM {{ schema }}._guard_dedup_keys(
+            ARRAY[_start_chain_general.type_name], ARRAY[_start_chain_general.dedup_key]
+        );
+        -- A later statement than the guard: sees a start that committed while
+        -- we waited.
+        SELECT * INTO v_result
+        FROM {{ schema }}._find_dedup_match(
+            _start_chain_general.type_name, _start_chain_general.dedup_key, v_scope, _start_chain_general.dedup_window
+        );
+        IF FOUND THEN
+            RETURN v_result;
+        END IF;
+    END IF;
+
+    v_blockers := {{ schema }}._distinct_blockers(_start_chain_general.blockers);
+    v_open := '{}';
+    IF cardinality(v_blockers) > 0 THEN
+        v_open := {{ schema }}._lock_blocker_chains(v_blockers);
+    END IF;
+    v_status := CASE WHEN cardinality(v_open) > 0 THEN 'blocked' ELSE 'pending' END;
+
+    -- ON CONFLICT: a given id may exist already (QU006, not a unique_violation).
+    INSERT INTO {{ schema }}.job (
+        id, type_name, chain_id, chain_type_name, chain_index, input, status,
+        priority, scheduled_at, dedup_key, trace_context, chain_trace_context, open_blockers
+    )
+    VALUES (
+        v_id, _start_chain_general.type_name, v_id, _start_chain_general.type_name, 0, _start_chain_general.input,
+        v_status, coalesce(_start_chain_general.priority, 0), v_scheduled_at,
+        _start_chain_general.dedup_key, _start_chain_general.trace_context, _start_chain_general.trace_context,
+        cardinality(v_open)
+    )
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS v_inserted = ROW_COUNT;
+    IF v_inserted = 0 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'QU006',
+            MESSAGE = format('a job with id %s already exists', v_id),
+            DETAIL = format('job_id=%s', v_id);
+    END IF;
+
+    IF cardinality(v_blockers) > 0 THEN
+        -- each edge keeps the creation's trace context (migration 0008)
+        INSERT INTO {{ schema }}.job_blocker (job_id, position, blocker_chain_id, trace_context)
+        SELECT v_id, u.o, u.b, _start_chain_general.trace_context
+        FROM unnest(v_blockers) WITH ORDINALITY AS u (b, o);
+    END IF;
+
+    IF v_status = 'pending' THEN
+        v_notified := {{ schema }}._notify_batch('job_ready', ARRAY[_start_chain_general.type_name]);
+    END IF;
+
+    v_result := ROW(
+        v_id, v_id, _start_chain_general.type_name, v_status, v_scheduled_at, now(), false,
+        _start_chain_general.trace_context
+    )::{{ schema }}.start_chain_result;
+    RETURN v_result;
+END;
+$$;
 
 CREATE OR REPLACE FUNCTION {{ schema }}.start_chain(
     type_name text,
@@ -16,129 +139,68 @@ CREATE OR REPLACE FUNCTION {{ schema }}.start_chain(
 RETURNS SETOF {{ schema }}.start_chain_result
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off
-SET jit = off
 AS $$
 #variable_conflict use_column
-DECLARE
-    -- No initialisers: in autocommit use every PL/pgSQL expression is set
-    -- up again in each transaction, so the common path evaluates as few as
-    -- possible (one condition, one statement).
-    v_id uuid;
-    v_scope text;
-    v_scheduled_at timestamptz;
-    v_blockers uuid[];
-    v_open uuid[];
-    v_status {{ schema }}.job_status;
-    v_result {{ schema }}.start_chain_result;
-    v_inserted integer;
-    v_notified integer;
-    v_ready_sent boolean;
 BEGIN
-    -- The common start: a valid type, no id, schedule, blockers or dedup.
-    -- One condition and one INSERT .. RETURNING that also sends job_ready
-    -- (_notify_inline), apart from the general path below on purpose: in
-    -- autocommit use every PL/pgSQL expression is set up again in each
-    -- transaction, and this path took start_chain from 0.71x to about 0.8x
-    -- of a raw INSERT (benchmarks/README.md, create-single).
+    -- The common start: a valid type, no id, schedule, blockers or dedup
+    -- (dedup_scope at its default). One condition and one INSERT ..
+    -- RETURNING that also sends job_ready: in autocommit use every PL/pgSQL
+    -- expression is set up again in each transaction, and each test of the
+    -- condition costs its setup, so it holds only what decides the path
+    -- (dedup_scope 'any' or NULL is legal, but rare enough for the general
+    -- path; benchmarks/README.md, create-single). Every name is qualified
+    -- (see above).
     IF start_chain.id IS NULL AND start_chain.schedule_at IS NULL
         AND start_chain.schedule_after IS NULL AND start_chain.blockers IS NULL
         AND start_chain.dedup_key IS NULL AND start_chain.dedup_window IS NULL
-        AND coalesce(start_chain.dedup_scope, 'incomplete') IN ('incomplete', 'any')
-        AND length(start_chain.type_name) BETWEEN 1 AND 255
+        AND start_chain.dedup_scope OPERATOR(pg_catalog.=) 'incomplete'
+        AND pg_catalog.length(start_chain.type_name) OPERATOR(pg_catalog.>=) 1
+        AND pg_catalog.length(start_chain.type_name) OPERATOR(pg_catalog.<=) 255
     THEN
-        INSERT INTO {{ schema }}.job AS j (
-            id, type_name, chain_id, chain_type_name, chain_index, input, status,
-            priority, scheduled_at, trace_context, chain_trace_context
-        )
-        SELECT
-            n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
-            'pending', coalesce(start_chain.priority, 0), now(), start_chain.trace_context,
-            start_chain.trace_context
-        FROM (SELECT {{ schema }}._new_job_id() AS id) AS n
-        RETURNING
-            j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
-            j.trace_context, {{ schema }}._notify_inline('job_ready', j.type_name)
-        INTO
-            v_result.id, v_result.chain_id, v_result.type_name, v_result.status,
-            v_result.scheduled_at, v_result.created_at, v_result.deduplicated,
-            v_result.trace_context, v_ready_sent;
-        RETURN NEXT v_result;
+        -- queuert.notify unset (every channel, the default): a bare
+        -- pg_notify, whose setup costs less than _notify_inline's test of the
+        -- setting (9,000 of the path's instructions, callgrind). Only the
+        -- branch taken is set up.
+        IF pg_catalog.current_setting('queuert.notify', true) IS NULL THEN
+            RETURN QUERY
+            INSERT INTO {{ schema }}.job AS j (
+                id, type_name, chain_id, chain_type_name, chain_index, input, status,
+                priority, scheduled_at, trace_context, chain_trace_context
+            )
+            SELECT
+                n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
+                'pending', coalesce(start_chain.priority, 0), pg_catalog.now(),
+                start_chain.trace_context, start_chain.trace_context
+            FROM (SELECT {{ schema }}._new_job_id() AS id) AS n
+            WHERE pg_catalog.pg_notify('{{ schema }}_job_ready', start_chain.type_name) IS NOT NULL
+            RETURNING
+                j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
+                j.trace_context;
+        ELSE
+            RETURN QUERY
+            INSERT INTO {{ schema }}.job AS j (
+                id, type_name, chain_id, chain_type_name, chain_index, input, status,
+                priority, scheduled_at, trace_context, chain_trace_context
+            )
+            SELECT
+                n.id, start_chain.type_name, n.id, start_chain.type_name, 0, start_chain.input,
+                'pending', coalesce(start_chain.priority, 0), pg_catalog.now(),
+                start_chain.trace_context, start_chain.trace_context
+            FROM (SELECT {{ schema }}._new_job_id() AS id) AS n
+            WHERE {{ schema }}._notify_inline('job_ready', start_chain.type_name) IS NOT NULL
+            RETURNING
+                j.id, j.chain_id, j.type_name, j.status, j.scheduled_at, j.created_at, false,
+                j.trace_context;
+        END IF;
         RETURN;
     END IF;
 
-    IF length(start_chain.type_name) BETWEEN 1 AND 255 IS NOT TRUE THEN
-        PERFORM {{ schema }}._check_type_name(start_chain.type_name);
-    END IF;
-    v_scope := coalesce(start_chain.dedup_scope, 'incomplete');
-    PERFORM {{ schema }}._check_dedup_args(v_scope, start_chain.dedup_window);
-    IF octet_length(start_chain.dedup_key) > 1024 THEN
-        RAISE EXCEPTION USING ERRCODE = 'QU006',
-            MESSAGE = format(
-                'dedup_key must be at most 1024 bytes, got %s', octet_length(start_chain.dedup_key)
-            );
-    END IF;
-    v_scheduled_at := {{ schema }}._schedule(start_chain.schedule_at, start_chain.schedule_after);
-    v_id := coalesce(start_chain.id, {{ schema }}._new_job_id());
-
-    IF start_chain.dedup_key IS NOT NULL THEN
-        PERFORM {{ schema }}._guard_dedup_keys(
-            ARRAY[start_chain.type_name], ARRAY[start_chain.dedup_key]
-        );
-        -- A later statement than the guard: sees a start that committed while
-        -- we waited.
-        SELECT * INTO v_result
-        FROM {{ schema }}._find_dedup_match(
-            start_chain.type_name, start_chain.dedup_key, v_scope, start_chain.dedup_window
-        );
-        IF FOUND THEN
-            RETURN NEXT v_result;
-            RETURN;
-        END IF;
-    END IF;
-
-    v_blockers := {{ schema }}._distinct_blockers(start_chain.blockers);
-    v_open := '{}';
-    IF cardinality(v_blockers) > 0 THEN
-        v_open := {{ schema }}._lock_blocker_chains(v_blockers);
-    END IF;
-    v_status := CASE WHEN cardinality(v_open) > 0 THEN 'blocked' ELSE 'pending' END;
-
-    -- ON CONFLICT: a given id may exist already (QU006, not a unique_violation).
-    INSERT INTO {{ schema }}.job (
-        id, type_name, chain_id, chain_type_name, chain_index, input, status,
-        priority, scheduled_at, dedup_key, trace_context, chain_trace_context, open_blockers
-    )
-    VALUES (
-        v_id, start_chain.type_name, v_id, start_chain.type_name, 0, start_chain.input,
-        v_status, coalesce(start_chain.priority, 0), v_scheduled_at,
-        start_chain.dedup_key, start_chain.trace_context, start_chain.trace_context,
-        cardinality(v_open)
-    )
-    ON CONFLICT DO NOTHING;
-    GET DIAGNOSTICS v_inserted = ROW_COUNT;
-    IF v_inserted = 0 THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'QU006',
-            MESSAGE = format('a job with id %s already exists', v_id),
-            DETAIL = format('job_id=%s', v_id);
-    END IF;
-
-    IF cardinality(v_blockers) > 0 THEN
-        -- each edge keeps the creation's trace context (migration 0008)
-        INSERT INTO {{ schema }}.job_blocker (job_id, position, blocker_chain_id, trace_context)
-        SELECT v_id, u.o, u.b, start_chain.trace_context
-        FROM unnest(v_blockers) WITH ORDINALITY AS u (b, o);
-    END IF;
-
-    IF v_status = 'pending' THEN
-        v_notified := {{ schema }}._notify_batch('job_ready', ARRAY[start_chain.type_name]);
-    END IF;
-
-    v_result := ROW(
-        v_id, v_id, start_chain.type_name, v_status, v_scheduled_at, now(), false,
+    -- one row: a simple expression, not a query
+    RETURN NEXT {{ schema }}._start_chain_general(
+        start_chain.type_name, start_chain.input, start_chain.id, start_chain.schedule_at,
+        start_chain.schedule_after, start_chain.blockers, start_chain.dedup_key,
+        start_chain.dedup_scope, start_chain.dedup_window, start_chain.priority,
         start_chain.trace_context
-    )::{{ schema }}.start_chain_result;
-    RETURN NEXT v_result;
+    );
 END;
 $$;

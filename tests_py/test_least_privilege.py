@@ -161,6 +161,8 @@ def test_direct_writes_and_internals_are_refused(app_setup: tuple[str, str, str]
     assert before == after
 
 
+
+
 def test_only_the_public_api_is_executable_and_it_runs_as_definer(app_setup: tuple[str, str, str]) -> None:
     admin_dsn, _app, role = app_setup
     with psycopg.connect(admin_dsn, autocommit=True) as c:

@@ -2,7 +2,7 @@
 -- depend on statistics (docs/engine.md, "Plans"; the plans themselves are
 -- checked in tests_py/test_engine_cold_plans.py).
 BEGIN;
-SELECT plan(8);
+SELECT plan(10);
 
 CREATE FUNCTION pg_temp.config(fn text) RETURNS text []
 LANGUAGE sql STABLE AS $$
@@ -13,12 +13,15 @@ $$;
 -- Every public function that reads or writes queue rows: readers'
 -- conveniences (chain_jobs), set_job_type (job_type only) and the
 -- dashboard's overview (dashboard_stats aggregates every row, where a
--- sequential scan is the right plan) aside.
+-- sequential scan is the right plan) aside, and start_chain, which carries
+-- only its search_path (sql/030_start_chain.sql): its common path scans nothing (checked
+-- below) and everything else runs in _start_chain_general, which carries
+-- both settings (checked below).
 SELECT is(
     ARRAY(
         SELECT p.proname::text FROM pg_proc AS p
         WHERE p.pronamespace = 'queuert'::regnamespace AND p.prosecdef
-            AND p.proname NOT IN ('chain_jobs', 'set_job_type', 'dashboard_stats')
+            AND p.proname NOT IN ('chain_jobs', 'set_job_type', 'dashboard_stats', 'start_chain')
             AND NOT ('enable_seqscan=off' = ANY(coalesce(p.proconfig, '{}'))
                 AND 'jit=off' = ANY(coalesce(p.proconfig, '{}')))
         ORDER BY 1
@@ -31,6 +34,18 @@ SELECT ok(
      WHERE p.pronamespace = 'queuert'::regnamespace AND p.prosecdef
          AND 'enable_seqscan=off' = ANY(coalesce(p.proconfig, '{}'))) >= 15,
     'the rule covers the API (claim, complete, complete_jobs, continue_with, fail, ...)'
+);
+SELECT ok(
+    'enable_seqscan=off' = ANY(pg_temp.config('_start_chain_general'))
+        AND 'jit=off' = ANY(pg_temp.config('_start_chain_general')),
+    'start_chain''s general path plans without sequential scans and without JIT'
+);
+SELECT count(*) AS n FROM queuert.start_chain(type_name => 'scan-probe') \gset
+SELECT is(
+    (SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables
+     WHERE relid = 'queuert.job'::regclass),
+    0::bigint,
+    'start_chain''s common path scans nothing (no setting to plan it by)'
 );
 SELECT ok('enable_sort=off' = ANY(pg_temp.config('claim')),
     'claim cannot sort: its candidate scan walks job_claim_idx in order');
