@@ -32,6 +32,7 @@ __all__ = [
     "set_job_type",
     "set_schedule",
     "start_chain",
+    "start_chain_plain",
     "start_chains",
     "wait_probe",
 ]
@@ -68,6 +69,19 @@ def start_chain(s: str, given: tuple[str, ...], traced: bool = False) -> str:
     return (
         f"SELECT {columns} FROM {s}.start_chain("
         f"type_name => %s::text, input => %s::jsonb{args})"
+    )
+
+
+def start_chain_plain(s: str) -> str:
+    """The common start (a type name and an input, every option at its
+    default, no telemetry): :mod:`queuert._plain_start` reads its row as a
+    tuple. ``created_at`` is loaded by psycopg itself (the connection's
+    loader, in its time zone); ``scheduled_at`` comes only when it differs
+    (it is NOT NULL, so NULL means "the same instant": one timestamp
+    loaded, not two)."""
+    return (
+        "SELECT id, type_name, status::text, created_at, NULLIF(scheduled_at, created_at),"
+        f" deduplicated FROM {s}.start_chain(type_name => %s::text, input => %s::jsonb)"
     )
 
 

@@ -23,6 +23,7 @@ from . import _operations as ops
 from . import _waiting
 from ._connections import AsyncConnectionLike
 from ._execution import run_async
+from ._plain_start import start_plain_async
 from ._admin_records import JobTypePolicy, PruneResult, Schedule
 from .types import (
     BaseChainSpec,
@@ -129,6 +130,21 @@ async def start_chain(
     schema: str = "queuert",
 ) -> StartedChain:
     """Async :func:`queuert.client.start_chain`."""
+    if (  # the common start: straight to the connection (_plain_start)
+        id is None
+        and schedule_at is None
+        and schedule_after is None
+        and blockers is None
+        and dedup_key is None
+        and dedup_scope == "incomplete"
+        and dedup_window is None
+        and type(priority) is int
+        and priority == 0
+        and trace_context is None
+    ):
+        started = await start_plain_async(conn, schema, job_type, input)
+        if started is not None:
+            return started
     return await run_async(
         conn,
         ops.start_chain(

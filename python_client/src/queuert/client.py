@@ -29,6 +29,7 @@ from . import _operations as ops
 from . import _waiting
 from ._connections import ConnectionLike
 from ._execution import run
+from ._plain_start import start_plain
 from ._admin_records import JobTypePolicy, PruneResult, Schedule
 from .types import (
     BaseChainSpec,
@@ -142,6 +143,21 @@ def start_chain(
     chain waits for (fan-in); ``dedup_key`` returns an existing matching chain
     instead of creating one (``deduplicated=True``).
     """
+    if (  # the common start: straight to the connection (_plain_start)
+        id is None
+        and schedule_at is None
+        and schedule_after is None
+        and blockers is None
+        and dedup_key is None
+        and dedup_scope == "incomplete"
+        and dedup_window is None
+        and type(priority) is int
+        and priority == 0
+        and trace_context is None
+    ):
+        started = start_plain(conn, schema, job_type, input)
+        if started is not None:
+            return started
     return run(
         conn,
         ops.start_chain(

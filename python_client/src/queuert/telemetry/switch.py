@@ -61,10 +61,18 @@ def _api_in_use(module: str, provider_variable: str) -> bool:
     named = _provider_named.get(provider_variable)
     if named is None:
         named = _provider_named[provider_variable] = provider_variable in os.environ
+        global _none_named
+        _none_named = not any(_provider_named.get(v, True) for v in _PROVIDER_VARIABLES)
     return named
 
 
 _provider_named: dict[str, bool] = {}
+_PROVIDER_VARIABLES = ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+# True once both variables were looked at and neither names a provider: then,
+# while no module of the API is imported ("opentelemetry" is not in
+# sys.modules), inactive() answers at once (start_chain asks on every call)
+_none_named = False
+_modules = sys.modules
 
 
 def set_enabled(enabled: bool = True, *, traces: bool | None = None, metrics: bool | None = None) -> None:
@@ -132,6 +140,8 @@ def inactive() -> bool:
     a few global reads; False when unsure (the API imported but not looked
     at yet, a provider set, or one named in the environment), and then they
     ask :func:`tracer` and :func:`meter`."""
+    if _none_named and "opentelemetry" not in _modules:
+        return True  # no API, no provider named: nothing can be configured
     if _traces_on:
         if _fast_tracer:
             if _trace._TRACER_PROVIDER is not None:  # type: ignore[union-attr]

@@ -1,0 +1,126 @@
+"""``start_chain``'s common call, sent straight to a psycopg connection.
+
+The common start is a type name (or a JobType) and an input, every option
+at its default, outside a hooks block and with telemetry off. For it the
+general path (:mod:`queuert._operations` builds a Call, its Query and its
+SQLite twin; :mod:`queuert._execution` runs it; :mod:`queuert._started_rows`
+makes the row) costs the client about 15 % more instructions than the raw
+``SELECT * FROM queuert.start_chain(...)`` it sends (callgrind,
+benchmarks/README.md, "client16s"). Here the same call is one cursor, one
+statement whose text is made once per schema, a tuple row (psycopg's C row
+maker and its own ``timestamptz`` loader, in the connection's time zone)
+and the :class:`~queuert.StartedChain` built from it.
+
+What the general path does that matters here is done the same way:
+arguments checked in the same order with the same functions (schema name,
+type name, the JobType's validation and serialisation), engine errors
+translated, and a call that is its own transaction (autocommit, outside a
+transaction block) re-run after a serialization failure or a deadlock, as
+:func:`queuert._execution._retrying` does (the two loops are twins). Any
+other case returns None and the caller takes the general path, which is
+also the one ``tests_py/test_client.py`` reads the statement of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from . import _statements as sql
+from ._arguments import json_text
+from ._execution import AUTO_RETRIES, _backoff, can_listen
+from ._job_type import _MAX_NAME, JobType, _type_name_of, dump_payload
+from ._records import StartedChain, new_started_chain
+from ._schema_name import validate_schema_name
+from .errors import is_conflict, translate
+from .hooks import _current
+from .telemetry.switch import inactive
+
+__all__ = ["start_plain", "start_plain_async"]
+
+_current_hooks = _current.get  # hooks.current_hooks without its frame
+_Connection = psycopg.Connection
+_AsyncConnection = psycopg.AsyncConnection
+
+# schema -> the statement, for schemas found valid (bounded as _schema_name's)
+_statements: dict[str, str] = {}
+_STATEMENTS_MAX = 1024
+
+
+def _statement(schema: str) -> str:
+    text = sql.start_chain_plain(validate_schema_name(schema))
+    if len(_statements) < _STATEMENTS_MAX:
+        _statements[schema] = text
+    return text
+
+
+def _arguments(schema: str, job_type: JobType[Any, Any] | str, input: Any) -> tuple[str, tuple[str, str | None]]:
+    """The statement and its parameters, checked as ``_operations.start_chain``
+    checks them (the schema first, then the type and its input)."""
+    statement = _statements.get(schema) if type(schema) is str else None
+    if statement is None:
+        statement = _statement(schema)
+    if type(job_type) is str and 0 < len(job_type) <= _MAX_NAME:  # a valid name, inline
+        return statement, (job_type, json_text(input))
+    return statement, (_type_name_of(job_type), json_text(dump_payload(job_type, input)))
+
+
+def _started(row: tuple[Any, ...]) -> StartedChain:
+    # (id, type_name, status, created_at, scheduled_at unless the same, deduplicated)
+    created = row[3]
+    scheduled = row[4]
+    return new_started_chain(
+        row[0], row[1], row[2], created if scheduled is None else scheduled, created, row[5]
+    )
+
+
+def start_plain(
+    conn: Any, schema: str, job_type: JobType[Any, Any] | str, input: Any
+) -> StartedChain | None:
+    """The common start on a sync psycopg ``Connection``; None when the
+    general path must run it (another connection kind, a hooks block,
+    telemetry that may be on). The caller checked the options."""
+    if type(conn) is not _Connection or _current_hooks() is not None or not inactive():
+        return None
+    statement, params = _arguments(schema, job_type, input)
+    attempt = 0
+    while True:
+        try:
+            cur = conn.cursor(row_factory=tuple_row)
+            cur.execute(statement, params)
+            return _started(cur.fetchone())  # type: ignore[arg-type]
+        except psycopg.Error as e:
+            new = translate(e)
+            if new is not e:
+                raise new from e
+            attempt += 1
+            if not (can_listen(conn) and is_conflict(e) and attempt < AUTO_RETRIES):
+                raise
+            time.sleep(_backoff(attempt))
+
+
+async def start_plain_async(
+    conn: Any, schema: str, job_type: JobType[Any, Any] | str, input: Any
+) -> StartedChain | None:
+    """:func:`start_plain` on a psycopg ``AsyncConnection``."""
+    if type(conn) is not _AsyncConnection or _current_hooks() is not None or not inactive():
+        return None
+    statement, params = _arguments(schema, job_type, input)
+    attempt = 0
+    while True:
+        try:
+            cur = conn.cursor(row_factory=tuple_row)
+            await cur.execute(statement, params)
+            return _started(await cur.fetchone())  # type: ignore[arg-type]
+        except psycopg.Error as e:
+            new = translate(e)
+            if new is not e:
+                raise new from e
+            attempt += 1
+            if not (can_listen(conn) and is_conflict(e) and attempt < AUTO_RETRIES):
+                raise
+            await asyncio.sleep(_backoff(attempt))
