@@ -29,6 +29,7 @@ from queuert import (
 )
 from queuert import _operations
 from queuert.hooks import transaction_hooks
+from queuert.notify.null import NullNotifier
 
 Conn = psycopg.Connection[Any]
 AConn = psycopg.AsyncConnection[Any]
@@ -259,7 +260,7 @@ def test_a_bool_priority_is_refused_as_before(
     assert general_calls == ["t", "t"]
 
 
-def test_inside_a_hooks_block_the_general_path_reports_the_ready_job(
+def test_inside_a_hooks_block_the_common_start_reports_the_ready_job(
     dsn: str, general_calls: list[str]
 ) -> None:
     with psycopg.connect(dsn) as conn:
@@ -267,7 +268,40 @@ def test_inside_a_hooks_block_the_general_path_reports_the_ready_job(
             queuert.start_chain(conn, "hooked", None)
             assert hooks.pending[1] == ["hooked"]
             conn.rollback()
-    assert general_calls == ["hooked"]
+    assert general_calls == []  # no broker: nothing to send first
+
+
+def test_a_broker_block_on_a_session_that_still_notifies_takes_the_general_path(
+    dsn: str, general_calls: list[str]
+) -> None:
+    """The general path sends queuert.notify = 'none' ahead of the call
+    (_engine_quiet); once a session is known to have it, the common start
+    runs again, and each reports the ready job to its block."""
+    with psycopg.connect(dsn, autocommit=True) as notifying, psycopg.connect(
+        dsn, autocommit=True, options="-c queuert.notify=none"
+    ) as quiet:
+        with transaction_hooks(NullNotifier()) as hooks:
+            queuert.start_chain(notifying, "loud", None)
+            assert hooks.pending[1] == ["loud"]
+        for name in ("learns", "known"):  # the first call learns the session's setting
+            with transaction_hooks(NullNotifier()) as hooks:
+                queuert.start_chain(quiet, name, None)
+                assert hooks.pending[1] == [name]
+    assert general_calls == ["loud", "learns"]
+
+
+def test_async_inside_a_hooks_block_the_common_start_reports_the_ready_job(
+    dsn: str, general_calls: list[str]
+) -> None:
+    async def scenario() -> None:
+        async with await psycopg.AsyncConnection.connect(dsn) as conn:
+            with transaction_hooks() as hooks:
+                await aio.start_chain(conn, "hooked", None)
+                assert hooks.pending[1] == ["hooked"]
+                await conn.rollback()
+
+    asyncio.run(scenario())
+    assert general_calls == []
 
 
 FLAKY_START_CHAIN = """

@@ -28,7 +28,7 @@ from psycopg.pq import TransactionStatus
 
 from .hooks import TransactionHooks, current_hooks
 
-__all__ = ["QUIET", "learn", "quiet_needed"]
+__all__ = ["QUIET", "learn", "quiet_known", "quiet_needed"]
 
 #: the statement sent ahead of the call (SET LOCAL, as a function: it can be
 #: pipelined with the call's parameters on the extended protocol), reading
@@ -74,6 +74,14 @@ def quiet_needed(conn: Any) -> bool:
     if conn.autocommit and conn.pgconn.transaction_status == _IDLE:
         return True  # the call is its own transaction
     return outer.quiet_connection(id(conn))
+
+
+def quiet_known(conn: Any, hooks: TransactionHooks) -> bool:
+    """Whether a call on ``conn`` inside ``hooks`` surely needs no
+    :data:`QUIET`: its session has ``none`` already, or the blocks publish
+    through the database. Unlike :func:`quiet_needed` it marks nothing, so
+    a caller that finds False can leave the call to one that sends it."""
+    return id(conn) in _quiet_sessions or not _outermost_publisher(hooks)[1]
 
 
 def learn(conn: Any, row: Any) -> None:

@@ -1,7 +1,10 @@
 """``start_chain``'s common call, sent straight to a psycopg connection.
 
 The common start is a type name (or a JobType) and an input, every option
-at its default, outside a hooks block and with telemetry off. For it the
+at its default, with telemetry off, outside a hooks block or inside one
+that surely needs no ``queuert.notify = 'none'`` sent first (no broker,
+or a session known to have it already: :mod:`queuert._engine_quiet`); a pending
+job is reported to the block as the general path reports it. For it the
 general path (:mod:`queuert._operations` builds a Call, its Query and its
 SQLite twin; :mod:`queuert._execution` runs it; :mod:`queuert._started_rows`
 makes the row) costs the client about 15 % more instructions than the raw
@@ -35,10 +38,11 @@ from ._arguments import json_text
 from ._execution import AUTO_RETRIES, _backoff, can_listen
 from ._job_type import _MAX_NAME, JobType, _type_name_of, dump_payload
 from ._records import StartedChain, new_started_chain
+from ._engine_quiet import quiet_known
 from ._schema_name import validate_schema_name
 from .errors import is_conflict, translate
-from .hooks import _current
-from .telemetry.switch import inactive
+from .hooks import TransactionHooks, _current
+from .telemetry.switch import inactive, meter, tracer
 
 __all__ = ["start_plain", "start_plain_async"]
 
@@ -49,6 +53,12 @@ _AsyncConnection = psycopg.AsyncConnection
 # schema -> the statement, for schemas found valid (bounded as _schema_name's)
 _statements: dict[str, str] = {}
 _STATEMENTS_MAX = 1024
+
+
+def _no_telemetry() -> bool:
+    # inactive() is False while it is unsure (the API imported, not looked at
+    # yet): then ask what the general path would get
+    return inactive() or (tracer() is None and meter() is None)
 
 
 def _statement(schema: str) -> str:
@@ -69,22 +79,27 @@ def _arguments(schema: str, job_type: JobType[Any, Any] | str, input: Any) -> tu
     return statement, (_type_name_of(job_type), json_text(dump_payload(job_type, input)))
 
 
-def _started(row: tuple[Any, ...]) -> StartedChain:
+def _started(row: tuple[Any, ...], hooks: TransactionHooks | None) -> StartedChain:
     # (id, type_name, status, created_at, scheduled_at unless the same, deduplicated)
     created = row[3]
     scheduled = row[4]
-    return new_started_chain(
+    started = new_started_chain(
         row[0], row[1], row[2], created if scheduled is None else scheduled, created, row[5]
     )
+    if hooks is not None and row[2] == "pending" and not row[5]:
+        hooks.job_ready(row[1])  # as _operations._started_one reports it
+    return started
 
 
 def start_plain(
     conn: Any, schema: str, job_type: JobType[Any, Any] | str, input: Any
 ) -> StartedChain | None:
     """The common start on a sync psycopg ``Connection``; None when the
-    general path must run it (another connection kind, a hooks block,
-    telemetry that may be on). The caller checked the options."""
-    if type(conn) is not _Connection or _current_hooks() is not None or not inactive():
+    general path must run it (another connection kind, a hooks block that
+    must turn the engine's NOTIFY off first, telemetry that may be on). The
+    caller checked the options."""
+    hooks = _current_hooks()
+    if type(conn) is not _Connection or not _no_telemetry() or (hooks is not None and not quiet_known(conn, hooks)):
         return None
     statement, params = _arguments(schema, job_type, input)
     attempt = 0
@@ -92,7 +107,7 @@ def start_plain(
         try:
             cur = conn.cursor(row_factory=tuple_row)
             cur.execute(statement, params)
-            return _started(cur.fetchone())  # type: ignore[arg-type]
+            return _started(cur.fetchone(), hooks)  # type: ignore[arg-type]
         except psycopg.Error as e:
             new = translate(e)
             if new is not e:
@@ -107,7 +122,8 @@ async def start_plain_async(
     conn: Any, schema: str, job_type: JobType[Any, Any] | str, input: Any
 ) -> StartedChain | None:
     """:func:`start_plain` on a psycopg ``AsyncConnection``."""
-    if type(conn) is not _AsyncConnection or _current_hooks() is not None or not inactive():
+    hooks = _current_hooks()
+    if type(conn) is not _AsyncConnection or not _no_telemetry() or (hooks is not None and not quiet_known(conn, hooks)):
         return None
     statement, params = _arguments(schema, job_type, input)
     attempt = 0
@@ -115,7 +131,7 @@ async def start_plain_async(
         try:
             cur = conn.cursor(row_factory=tuple_row)
             await cur.execute(statement, params)
-            return _started(await cur.fetchone())  # type: ignore[arg-type]
+            return _started(await cur.fetchone(), hooks)  # type: ignore[arg-type]
         except psycopg.Error as e:
             new = translate(e)
             if new is not e:
