@@ -50,6 +50,7 @@ from .telemetry import tracing
 from .telemetry.switch import inactive as _telemetry_inactive
 
 __all__ = [
+    "at_defaults",
     "chain_op",
     "complete_chain",
     "get_chain",
@@ -61,6 +62,33 @@ __all__ = [
 
 _NO_OPTIONS: tuple[str, ...] = ()
 _current_hooks = _current.get  # hooks.current_hooks without its frame
+
+
+def at_defaults(
+    id: UUID | str | None,
+    schedule_at: datetime | None,
+    schedule_after: timedelta | None,
+    blockers: Sequence[UUID | str] | None,
+    dedup_key: str | None,
+    dedup_scope: str,
+    dedup_window: timedelta | None,
+    priority: int,
+    trace_context: str | None,
+) -> bool:
+    """Every option of ``start_chain`` at its default: the common start
+    (two parameters here; straight to the connection in ``_plain_start``)."""
+    return (
+        id is None
+        and schedule_at is None
+        and schedule_after is None
+        and blockers is None
+        and dedup_key is None
+        and dedup_scope == "incomplete"
+        and dedup_window is None
+        and type(priority) is int
+        and priority == 0
+        and trace_context is None
+    )
 
 
 def start_chain(
@@ -92,17 +120,8 @@ def start_chain(
     )
     if creation is not None:
         trace_context = creation.traceparent
-    if (
-        id is None
-        and schedule_at is None
-        and schedule_after is None
-        and blockers is None
-        and dedup_key is None
-        and dedup_scope == "incomplete"
-        and dedup_window is None
-        and type(priority) is int
-        and priority == 0
-        and trace_context is None
+    if at_defaults(
+        id, schedule_at, schedule_after, blockers, dedup_key, dedup_scope, dedup_window, priority, trace_context
     ):
         given = _NO_OPTIONS  # the common start: two parameters
     else:

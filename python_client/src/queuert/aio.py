@@ -130,17 +130,8 @@ async def start_chain(
     schema: str = "queuert",
 ) -> StartedChain:
     """Async :func:`queuert.client.start_chain`."""
-    if (  # the common start: straight to the connection (_plain_start)
-        id is None
-        and schedule_at is None
-        and schedule_after is None
-        and blockers is None
-        and dedup_key is None
-        and dedup_scope == "incomplete"
-        and dedup_window is None
-        and type(priority) is int
-        and priority == 0
-        and trace_context is None
+    if ops.at_defaults(  # the common start: straight to the connection (_plain_start)
+        id, schedule_at, schedule_after, blockers, dedup_key, dedup_scope, dedup_window, priority, trace_context
     ):
         started = await start_plain_async(conn, schema, job_type, input)
         if started is not None:
