@@ -266,12 +266,16 @@ class BrokerNotifier(Notifier):
 
     def _hand_over_ready(self, ready: dict[str, int]) -> bool:
         # a hooks block's own dict: one type with a valid count (a producer's
-        # commit) is taken as it is (as publish_nowait would), the rest checked
+        # commit) is taken as it is (as publish_nowait would), the rest checked;
+        # job_ready alone, so _publish comes down to its hold (a frame less a
+        # commit)
         if len(ready) == 1:
-            ((name, n),) = ready.items()
+            (name,) = ready  # its key, no items view or pair made
+            n = ready[name]
             if type(name) is str and type(n) is int and n >= 1:
                 try:
-                    self._publish(ready, _NO_IDS, _NO_IDS)
+                    if not self._audience.hold(ready):
+                        self._send_now(ready, _NO_IDS, _NO_IDS)
                 except Exception:  # a hint, after commit: never the caller's problem
                     logger.exception("%s notifier: buffering hints failed", self.broker_name)
                 return True
