@@ -265,12 +265,9 @@ class BrokerNotifier(Notifier):
         return True
 
     def _hand_over_ready(self, ready: dict[str, int]) -> bool:
-        # a hooks block's own dict: one type with a valid count (a producer's
-        # commit) is taken as it is (as publish_nowait would), the rest checked;
-        # job_ready alone, so _publish comes down to its hold (a frame less a
-        # commit)
+        # a hooks block's own dict of one valid type (a producer's commit): to the hold
         if len(ready) == 1:
-            (name,) = ready  # its key, no items view or pair made
+            (name,) = ready
             n = ready[name]
             if type(name) is str and type(n) is int and n >= 1:
                 try:
