@@ -150,7 +150,7 @@ BEGIN
     -- (dedup_scope 'any' or NULL is legal, but rare enough for the general
     -- path), in the fewest nodes: one num_nulls for the six arguments that
     -- must be absent, and a non-empty name instead of length >= 1 (2,000
-    -- instructions a call less than six NULL tests and two lengths;
+    -- instructions a call less than six NULL tests and length >= 1;
     -- benchmarks/README.md, create-single). Every name is qualified (see
     -- above).
     IF pg_catalog.num_nulls(
