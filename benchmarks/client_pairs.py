@@ -40,6 +40,7 @@ from queuert.types import ChainSpec
 from .client_cost import _cpu_seconds, _GcClock
 from .common import Databases
 from .create import START_MANY, START_ONE
+from .create_client import abba_ratio
 from .floors import FLOOR_DDL, INSERT_ONE, INSERT_UNNEST
 from .run import DEFAULT_DSN
 
@@ -159,7 +160,8 @@ def report(out: list[tuple[bool, Sample, Sample]], block: int, batched: bool) ->
     extra_cpu = statistics.median((p[2][1] - p[1][1]) * 1e6 / block for p in out)
     extra_be = statistics.median((p[2][2] - p[1][2]) * 1e6 / block for p in out)
     print(f"raw / client wall: all {ratio(out)}, raw first {ratio([p for p in out if p[0]])}, "
-          f"client first {ratio([p for p in out if not p[0]])}")
+          f"client first {ratio([p for p in out if not p[0]])}; "
+          f"ABBA (create-client's) {abba_ratio([p[1][0] for p in out], [p[2][0] for p in out]):.3f}x")
     print(f"client over raw per {unit}: CPU {extra_cpu:+.1f} us, backend {extra_be:+.1f} us")
 
 

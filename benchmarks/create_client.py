@@ -15,7 +15,8 @@ of connection, so those two run as a **pair of adjacent blocks** (ABBA:
 which of the two goes first alternates round by round, and the two pairs'
 order in a round too), each pair after one block of the floor's (single
 INSERT, or INSERT .. unnest of 1,000 rows), which the ``FORM / floor`` rows
-are taken against. Until the client16c pass every form's block followed a
+are taken against. A pair's ratio is read with the one in the next round,
+whose order is the reverse (:func:`abba_ratio`). Until the client16c pass every form's block followed a
 floor block and the forms rotated through four positions, so a client
 block and its raw block of the same round were one to three blocks apart,
 three rounds in four with the raw block first: the per-round ratio then
@@ -38,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import math
 import statistics
 import time
 from collections.abc import Callable, Coroutine
@@ -81,10 +83,24 @@ def pair_order(r: int) -> list[tuple[str, str]]:
     return pairs if (r // 2) % 2 == 0 else pairs[::-1]
 
 
+def abba_ratio(raw: list[float], mine: list[float]) -> float:
+    """raw / mine from pairs whose order alternates (AB, BA, AB ...): the
+    median over consecutive two pairs of the geometric mean of their two
+    ratios, so a block's place in its pair cancels within each term (a
+    block read 4-10 % slower second than first at load 8, whichever form;
+    a median of the single-pair ratios then picks from two humps)."""
+    ratios = [r / c for r, c in zip(raw, mine)]
+    if len(ratios) < 2:
+        return ratios[0]
+    return statistics.median(
+        math.sqrt(ratios[i] * ratios[i + 1]) for i in range(0, len(ratios) - 1, 2)
+    )
+
+
 def client_forms(dsn: str, rounds: int, *, batched: bool) -> dict[str, float]:
     """The forms' ratios: ``FORM / floor`` (median over blocks of the pair's
     floor block time over the form's), ``client / raw sync`` and ``aio / raw
-    async`` (median over pairs of raw time / client time), and ``client CPU
+    async`` (raw time / client time per pair, by :func:`abba_ratio`), and ``client CPU
     over raw sync`` / ``aio CPU over raw async`` (median over pairs of the
     client block's process CPU minus the raw block's, microseconds a call)."""
     size, block = (1000, CLIENT_BATCH_BLOCK) if batched else (1, CLIENT_SINGLE_BLOCK)
@@ -187,7 +203,7 @@ def client_forms(dsn: str, rounds: int, *, batched: bool) -> dict[str, float]:
             loop.close()
     out = {f"{name} / floor": statistics.median(r) for name, r in to_floor.items()}
     for mine, raw in CLIENT_VS_RAW:
-        out[f"{mine} / {raw}"] = statistics.median(r / c for r, c in zip(wall[raw], wall[mine]))
+        out[f"{mine} / {raw}"] = abba_ratio(wall[raw], wall[mine])
     for mine, raw in CLIENT_VS_RAW:
         extra = statistics.median(c - r for r, c in zip(cpu[raw], cpu[mine]))
         out[f"{mine} CPU over {raw}"] = extra / block * 1e6

@@ -34,6 +34,18 @@ def test_each_pair_runs_each_order_equally_often_and_in_each_place() -> None:
     assert sync_pair_first == 4
 
 
+def test_the_abba_ratio_cancels_a_blocks_place_in_its_pair() -> None:
+    # the second block of each pair 10 % slower, whichever form it is; the
+    # client form really 5 % slower than the raw one
+    raw, mine = [], []
+    for r in range(6):
+        raw_first = r % 2 == 0
+        raw.append(1.0 * (1.0 if raw_first else 1.1))
+        mine.append(1.05 * (1.1 if raw_first else 1.0))
+    assert create_client.abba_ratio(raw, mine) == pytest.approx(1 / 1.05)
+    assert create_client.abba_ratio([2.0], [1.0]) == 2.0
+
+
 @pytest.mark.parametrize("batched", [False, True])
 def test_one_round_gives_every_figure(dsn: str, batched: bool) -> None:
     out = create_client.client_forms(dsn, 1, batched=batched)
