@@ -2,7 +2,7 @@
 call (not in ``make bench``): ``python -m benchmarks.client_cost [--rounds N]
 [--heap N]``.
 
-The four batch forms of create-client (``create.client_forms``: raw call and
+The four batch forms of create-client (``create_client.client_forms``: raw call and
 ``queuert.start_chains`` on a sync Connection, raw call and
 ``queuert.aio.start_chains`` on an AsyncConnection), blocks of 10 calls of
 1,000 items, rotated per round, with per call:
@@ -40,7 +40,8 @@ from queuert import aio, client
 from queuert.types import ChainSpec
 
 from .common import Databases
-from .create import START_MANY, client_forms
+from .create import START_MANY
+from .create_client import client_forms
 from .run import DEFAULT_DSN
 
 BLOCK = 10

@@ -49,10 +49,13 @@ class Sizes:
     batch_total: int = 100_000
     batch_total_small: int = 20_000  # batch sizes 100 and 5,000, and the client
     batch_paired_total: int = 100_000  # per side, in blocks of 10 statements alternating with the floor
-    # create-client: rounds of one block per form (single: 100 starts a
-    # block; batch: 10 calls of 1,000), each block after one of the floor's
-    client_single_rounds: int = 12
-    client_batch_rounds: int = 6
+    # create-client: rounds of two pairs of adjacent blocks (raw and client,
+    # sync then async or the reverse), each pair after a floor block (single:
+    # 50 starts a block; batch: 5 calls of 1,000): as many starts and calls
+    # as the 12 and 6 rounds of four forms in blocks of 100 and 10 before
+    # (create_client.py), twice as many pairs
+    client_single_rounds: int = 24
+    client_batch_rounds: int = 12
     floor_claim1_n: int = 5_000
     floor_claim100_n: int = 50_000
     process_n: int = 50_000

@@ -7,26 +7,18 @@ create-batch: start_chains with batches of 1,000 (headline), 100 and 5,000,
     one transaction per batch.
 create-single ladder: where start_chain's time goes, against the floor's
     INSERT in the same database, in alternating blocks (see ladder()).
-create-client: the client as users call it, next to the SQL call it makes
-    (issue 16): single starts and batches of 1,000, each through the raw SQL
-    call on a sync Connection, queuert.client, the raw call on an
-    AsyncConnection and queuert.aio, every block paired with the floor's
-    (see client_forms()).
+create-client (the client next to the SQL call it makes) is in
+    create_client.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import statistics
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
-
-from queuert import aio, client
-from queuert.types import ChainSpec
 
 from .common import SCHEMA, Databases, Results, Sizes
 from .floors import FLOOR_DDL, INSERT_ONE, INSERT_UNNEST
@@ -165,144 +157,6 @@ def batch_paired(dsn: str, total: int, size: int = 1000, block: int = 10) -> flo
             for _ in range(n_blocks)
         ]
     return statistics.median(ratios)
-
-
-# --------------------------------------------------------------------------
-# The client as users call it, next to the SQL call it makes (issue 16).
-
-#: The forms, in the order their blocks run. Each raw form calls exactly the
-#: SQL function the client form calls, with its input already serialised
-#: (the raw side gets its JSON for free); each client form starts from Python
-#: values, as an application does (the batch builds its ChainSpecs in the
-#: timed block too).
-FORMS = ("raw sync", "client", "raw async", "aio")
-#: (client form, the raw form on the same kind of connection)
-CLIENT_VS_RAW = (("client", "raw sync"), ("aio", "raw async"))
-CLIENT_SINGLE_BLOCK = 100
-
-
-def client_forms(dsn: str, rounds: int, *, batched: bool) -> dict[str, float]:
-    """Every form against the floor in alternating blocks in one database
-    (floor block, form block, floor block, next form block ...), so the
-    machine's drift lands on both sides of each ratio; per form the median of
-    its per-block ratios to the floor. Also each client form against the raw
-    form on the same kind of connection, blocks of one round side by side
-    (median of raw time / client time per round).
-
-    The forms take turns at going first in a round, so none always follows
-    the same neighbour. Single: blocks of 100 starts, one per transaction
-    (autocommit). Batch: blocks of 10 calls of 1,000 items, against the
-    floor's INSERT .. unnest of 1,000 rows."""
-    size, block = (1000, 10) if batched else (1, CLIENT_SINGLE_BLOCK)
-    floor_sql = INSERT_UNNEST if batched else INSERT_ONE
-    counter = iter(range(10**9))
-
-    def values() -> list[dict[str, int]]:
-        return [{"n": next(counter)} for _ in range(size)]
-
-    # Inputs are made before the clock starts, one set per block: the raw
-    # forms get them serialised, the client forms as Python values.
-    def raw_args() -> list[str]:
-        if batched:
-            return [json.dumps([{"type_name": "bench", "input": v} for v in values()])
-                    for _ in range(block)]
-        return [json.dumps(values()[0]) for _ in range(block)]
-
-    raw_sql = START_MANY if batched else START_ONE
-    loop = asyncio.new_event_loop()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        aconn = loop.run_until_complete(psycopg.AsyncConnection.connect(dsn, autocommit=True))
-        conn.execute(FLOOR_DDL)
-
-        def floor_block() -> float:
-            rows = [[json.dumps(v) for v in values()] for _ in range(block)]
-            if not batched:
-                return _execute_each(conn, floor_sql, [r[0] for r in rows])
-            return _execute_each(conn, floor_sql, rows)
-
-        def raw_sync() -> float:
-            args = raw_args()
-            t = time.perf_counter()
-            for a in args:
-                conn.execute(raw_sql, (a,) if batched else ("bench", a)).fetchall()
-            return time.perf_counter() - t
-
-        def sync_client() -> float:
-            inputs = [values() for _ in range(block)]
-            t = time.perf_counter()
-            if batched:
-                for vs in inputs:
-                    client.start_chains(conn, [ChainSpec("bench", v) for v in vs])
-            else:
-                for vs in inputs:
-                    client.start_chain(conn, "bench", vs[0])
-            return time.perf_counter() - t
-
-        def timed_async(body: Callable[[], Awaitable[None]]) -> float:
-            async def run() -> float:
-                t = time.perf_counter()
-                await body()
-                return time.perf_counter() - t
-
-            return loop.run_until_complete(run())
-
-        def raw_async() -> float:
-            args = raw_args()
-
-            async def body() -> None:
-                for a in args:
-                    cur = await aconn.execute(raw_sql, (a,) if batched else ("bench", a))
-                    await cur.fetchall()
-
-            return timed_async(body)
-
-        def async_client() -> float:
-            inputs = [values() for _ in range(block)]
-
-            async def body() -> None:
-                if batched:
-                    for vs in inputs:
-                        await aio.start_chains(aconn, [ChainSpec("bench", v) for v in vs])
-                else:
-                    for vs in inputs:
-                        await aio.start_chain(aconn, "bench", vs[0])
-
-            return timed_async(body)
-
-        forms: dict[str, Callable[[], float]] = {
-            "raw sync": raw_sync, "client": sync_client,
-            "raw async": raw_async, "aio": async_client,
-        }
-        try:
-            floor_block()  # warm-up blocks: statements prepared, caches loaded
-            for run in forms.values():
-                run()
-            to_floor: dict[str, list[float]] = {name: [] for name in FORMS}
-            seconds: dict[str, list[float]] = {name: [] for name in FORMS}
-            for r in range(max(1, rounds)):
-                for name in FORMS[r % len(FORMS):] + FORMS[:r % len(FORMS)]:
-                    floor_s = floor_block()
-                    form_s = forms[name]()
-                    to_floor[name].append(floor_s / form_s)
-                    seconds[name].append(form_s)
-        finally:
-            loop.run_until_complete(aconn.close())
-            loop.close()
-    out = {f"{name} / floor": statistics.median(r) for name, r in to_floor.items()}
-    for mine, raw in CLIENT_VS_RAW:
-        per_round = [r / c for r, c in zip(seconds[raw], seconds[mine])]
-        out[f"{mine} / {raw}"] = statistics.median(per_round)
-    return out
-
-
-def run_client_forms(dbs: Databases, sizes: Sizes, results: Results) -> None:
-    for label, batched, rounds in (
-        ("start_chain", False, sizes.client_single_rounds),
-        ("start_chains x1,000", True, sizes.client_batch_rounds),
-    ):
-        with dbs.fresh(f"create-client-{'batch' if batched else 'single'}") as dsn:
-            for name, ratio in client_forms(dsn, rounds, batched=batched).items():
-                results.add("create-client", f"{label}: {name}", ratio, "x, paired")
 
 
 def run_single(dbs: Databases, sizes: Sizes, results: Results) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg
 
-from . import claim_scale, create, dashboard, fan_in, floors, retention, sqlite
+from . import claim_scale, create, create_client, dashboard, fan_in, floors, retention, sqlite
 from .common import Databases, Results, Sizes
 
 ROOT = Path(__file__).resolve().parent
@@ -74,7 +74,7 @@ def workloads() -> dict[str, tuple[Workload, bool]]:
         "floor": (floors.run_once, True),
         "create-single": (create.run_single, True),
         "create-batch": (create.run_batch, True),
-        "create-client": (create.run_client_forms, True),
+        "create-client": (create_client.run_client_forms, True),
         "fan-in": (fan_in.run_all, False),
         "claim-at-scale": (claim_scale.run_all, False),
         "retention": (retention.run_all, False),

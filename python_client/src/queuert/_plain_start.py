@@ -33,11 +33,13 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
+import pydantic_core
+
 from . import _statements as sql
 from ._arguments import json_text
 from ._execution import AUTO_RETRIES, _backoff, can_listen
 from ._job_type import _MAX_NAME, JobType, _type_name_of, dump_payload
-from ._records import StartedChain, new_started_chain
+from ._records import STARTED_CHAIN_SETTERS, StartedChain
 from ._engine_quiet import _quiet_sessions, quiet_known
 from ._schema_name import validate_schema_name
 from .errors import is_conflict, translate
@@ -47,6 +49,13 @@ from .telemetry.switch import inactive, meter, tracer
 __all__ = ["start_plain", "start_plain_async"]
 
 _current_hooks = _current.get  # hooks.current_hooks without its frame
+_to_json = pydantic_core.to_json
+_SerializationError = pydantic_core.PydanticSerializationError
+_new = object.__new__
+(
+    _set_id, _set_chain_id, _set_type_name, _set_status, _set_scheduled_at, _set_created_at,
+    _set_deduplicated,
+) = STARTED_CHAIN_SETTERS
 _Connection = psycopg.Connection
 _AsyncConnection = psycopg.AsyncConnection
 
@@ -56,8 +65,8 @@ _STATEMENTS_MAX = 1024
 
 
 def _no_telemetry() -> bool:
-    # inactive() is False while it is unsure (the API imported, not looked at
-    # yet): then ask what the general path would get
+    # inactive() is False while it is unsure (the API imported, not looked
+    # at yet): then ask what the general path would get
     return inactive() or (tracer() is None and meter() is None)
 
 
@@ -68,6 +77,13 @@ def _statement(schema: str) -> str:
     return text
 
 
+# The common start costs the client a few microseconds a call over its raw
+# call, most of it with the caches cold after the round trip (each Python
+# frame, each module touched): the usual case (a valid type name, an
+# input) is written out here in one frame, and the StartedChain built
+# without a helper's (benchmarks/README.md, "client16c").
+
+
 def _arguments(schema: str, job_type: JobType[Any, Any] | str, input: Any) -> tuple[str, tuple[str, str | None]]:
     """The statement and its parameters, checked as ``_operations.start_chain``
     checks them (the schema first, then the type and its input)."""
@@ -75,17 +91,28 @@ def _arguments(schema: str, job_type: JobType[Any, Any] | str, input: Any) -> tu
     if statement is None:
         statement = _statement(schema)
     if type(job_type) is str and 0 < len(job_type) <= _MAX_NAME:  # a valid name, inline
+        if input is not None:
+            try:
+                return statement, (job_type, _to_json(input).decode())
+            except _SerializationError:
+                pass  # json_text says why
         return statement, (job_type, json_text(input))
     return statement, (_type_name_of(job_type), json_text(dump_payload(job_type, input)))
 
 
 def _started(row: tuple[Any, ...], hooks: TransactionHooks | None) -> StartedChain:
     # (id, type_name, status, created_at, scheduled_at unless the same, deduplicated)
+    id = row[0]
     created = row[3]
     scheduled = row[4]
-    started = new_started_chain(
-        row[0], row[1], row[2], created if scheduled is None else scheduled, created, row[5]
-    )
+    started: StartedChain = _new(StartedChain)  # slot by slot, as _records.new_started_chain
+    _set_id(started, id)
+    _set_chain_id(started, id)
+    _set_type_name(started, row[1])
+    _set_status(started, row[2])
+    _set_scheduled_at(started, created if scheduled is None else scheduled)
+    _set_created_at(started, created)
+    _set_deduplicated(started, row[5])
     if hooks is not None and row[2] == "pending" and not row[5]:
         # hooks.job_ready(row[1]) as _operations._started_one reports it,
         # inlined: a broker producer's every start comes here
@@ -103,7 +130,7 @@ def start_plain(
     must turn the engine's NOTIFY off first, telemetry that may be on). The
     caller checked the options."""
     hooks = _current_hooks()
-    if type(conn) is not _Connection or not _no_telemetry() or (
+    if type(conn) is not _Connection or not (inactive() or _no_telemetry()) or (
         # a broker producer's session known quiet: quiet_known's first test, inline
         hooks is not None and id(conn) not in _quiet_sessions and not quiet_known(conn, hooks)
     ):
@@ -130,7 +157,7 @@ async def start_plain_async(
 ) -> StartedChain | None:
     """:func:`start_plain` on a psycopg ``AsyncConnection``."""
     hooks = _current_hooks()
-    if type(conn) is not _AsyncConnection or not _no_telemetry() or (
+    if type(conn) is not _AsyncConnection or not (inactive() or _no_telemetry()) or (
         hooks is not None and id(conn) not in _quiet_sessions and not quiet_known(conn, hooks)
     ):
         return None
