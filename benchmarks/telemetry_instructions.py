@@ -46,7 +46,7 @@ def _sdk() -> Any:
     tracer = trace.get_tracer("sdk-alone")
     meter = metrics.get_meter("sdk-alone")
     hists = [meter.create_histogram(f"h{i}", unit="s") for i in range(3)]
-    attrs = {
+    attrs: dict[str, Any] = {
         "messaging.system": "queuert",
         "messaging.operation.type": "process",
         "messaging.destination.name": "bench",
@@ -57,7 +57,7 @@ def _sdk() -> Any:
         "queuert.chain.id": "0193a6f2-8b7c-7d4e-9f10-123456789abc",
         "queuert.attempt": 1,
     }
-    outcome = {"queuert.outcome": "completed", "queuert.chain.completed": True}
+    outcome: dict[str, Any] = {"queuert.outcome": "completed", "queuert.chain.completed": True}
     by_type = {"messaging.system": "queuert", "messaging.destination.name": "bench"}
     h_attrs = [{**by_type, "queuert.outcome": "completed"}, by_type, by_type]
 
