@@ -41,8 +41,8 @@ class Row(NamedTuple):
 _CLIENT = "create-client"
 _NOTIFY = "wake-up-notify"
 ROWS: list[Row] = [
-    Row("create-single: `start_chain` over raw SQL doing its work (ladder)", "create-single",
-        "ladder: start_chain / raw INSERT of the job row, RETURNING start_chain's columns", None, "x"),
+    Row("create-single: `start_chain` over raw SQL doing its work, NOTIFY included (ladder)", "create-single",
+        "ladder: start_chain / raw INSERT of the job row, RETURNING start_chain's columns, with its NOTIFY", None, "x"),
     Row("create-batch: `start_chains` x1,000 over INSERT .. unnest", "create-batch",
         "paired: start_chains x1,000", None, "x"),
     Row("client `start_chain` over its SQL call, sync", _CLIENT, "start_chain: client / raw sync", None, "x"),

@@ -114,10 +114,11 @@ RATIOS: list[tuple[str, str, str, float | None]] = [
 # measured in alternating blocks against it
 PAIRED: list[tuple[str, str, float]] = [
     # what start_chain adds over raw SQL doing the same work (the ladder's
-    # rung that inserts its row and returns its columns), not a fixed ratio to
-    # the floor's bare INSERT into a two-index table: the six CHECK
-    # constraints and DESIGN's return columns stay (decided 2026-12-05)
-    ("create-single", "ladder: start_chain / raw INSERT of the job row, RETURNING start_chain's columns", 0.85),
+    # rung that inserts its row, returns its columns and sends the job_ready
+    # notification start_chain sends), not a fixed ratio to the floor's bare
+    # INSERT into a two-index table: the six CHECK constraints and DESIGN's
+    # return columns stay (decided 2026-12-05)
+    ("create-single", "ladder: start_chain / raw INSERT of the job row, RETURNING start_chain's columns, with its NOTIFY", 0.85),
     # a broker notifier with engine NOTIFY off must not cost creation throughput
     ("create-notify", "client.start_chain + Redis hooks, NOTIFY off", 1.0),
     ("create-notify", "client.start_chain + NATS hooks, NOTIFY off", 1.0),

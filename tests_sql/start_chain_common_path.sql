@@ -1,10 +1,11 @@
 -- start_chain's common path (a type and an input, nothing else) against its
 -- general path: the same row for the same start, the condition's edges
 -- (dedup_scope other than its default, a type name's length, a set
--- queuert.notify) and the refusals that must stay QU006 on either path.
+-- queuert.notify, each argument the condition's num_nulls counts) and the
+-- refusals that must stay QU006 on either path.
 -- Notifications themselves are observed in tests_py/test_engine_notify.py.
 BEGIN;
-SELECT plan(12);
+SELECT plan(20);
 
 -- Common path (no id): every returned column and the stored row.
 CREATE TEMP TABLE c1 AS
@@ -68,6 +69,46 @@ SELECT throws_ok(
 SELECT is(
     (SELECT s.type_name FROM queuert.start_chain(type_name => repeat('é', 255)) AS s),
     repeat('é', 255), 'a 255-character type name of multibyte letters is accepted'
+);
+
+SELECT is(
+    (SELECT s.type_name FROM queuert.start_chain(type_name => repeat('x', 255)) AS s),
+    repeat('x', 255), 'a 255-character type name is accepted'
+);
+
+-- Each argument the condition's num_nulls counts, given alone, takes the
+-- general path: its effect shows (the common path would drop it silently).
+SELECT is(
+    (SELECT s.id FROM queuert.start_chain(
+        type_name => 'alone', id => '00000000-0000-7000-8000-0000000000a1') AS s),
+    '00000000-0000-7000-8000-0000000000a1'::uuid, 'an id alone: the given id'
+);
+SELECT is(
+    (SELECT s.scheduled_at FROM queuert.start_chain(
+        type_name => 'alone', schedule_at => now() + interval '1 day') AS s),
+    now() + interval '1 day', 'a schedule_at alone: scheduled then'
+);
+SELECT is(
+    (SELECT s.scheduled_at FROM queuert.start_chain(
+        type_name => 'alone', schedule_after => interval '1 hour') AS s),
+    now() + interval '1 hour', 'a schedule_after alone: scheduled after it'
+);
+SELECT is(
+    (SELECT s.status::text FROM queuert.start_chain(
+        type_name => 'alone', blockers => ARRAY[(SELECT c1.id FROM c1)]) AS s),
+    'blocked', 'blockers alone: blocked by the open chain'
+);
+SELECT is(
+    (SELECT s.deduplicated FROM queuert.start_chain(type_name => 'alone', dedup_key => 'k') AS s),
+    false, 'a dedup_key alone: the first start is new'
+);
+SELECT is(
+    (SELECT s.deduplicated FROM queuert.start_chain(type_name => 'alone', dedup_key => 'k') AS s),
+    true, 'a dedup_key alone: the second start with it is deduplicated'
+);
+SELECT throws_ok(
+    $$SELECT queuert.start_chain(type_name => 'alone', dedup_window => interval '-1 day')$$,
+    'QU006', NULL, 'a dedup_window alone is checked: a negative one is QU006'
 );
 
 -- A set queuert.notify takes the branch that tests it: the same row.

@@ -7,7 +7,7 @@
 -- picked. This file runs first in its own session (pg_prove), so the
 -- function is compiled and planned under the hostile path.
 BEGIN;
-SELECT plan(12);
+SELECT plan(14);
 
 
 CREATE SCHEMA hostile;
@@ -20,6 +20,15 @@ LANGUAGE sql AS $$ SELECT hostile.trap() $$;
 CREATE OPERATOR hostile.= (
     LEFTARG = pg_catalog.text, RIGHTARG = pg_catalog.text, FUNCTION = hostile.text_eq
 );
+CREATE OPERATOR hostile.<> (
+    LEFTARG = pg_catalog.text, RIGHTARG = pg_catalog.text, FUNCTION = hostile.text_eq
+);
+-- an exact match for the common path's num_nulls arguments, which would win
+-- over pg_catalog's VARIADIC "any" one
+CREATE FUNCTION hostile.num_nulls(
+    pg_catalog.uuid, timestamptz, interval, pg_catalog.uuid [], pg_catalog.text, interval
+) RETURNS integer
+LANGUAGE sql AS $$ SELECT hostile.trap()::integer $$;
 CREATE FUNCTION hostile.int_cmp(integer, integer) RETURNS boolean
 LANGUAGE sql AS $$ SELECT hostile.trap() $$;
 CREATE OPERATOR hostile.>= (LEFTARG = integer, RIGHTARG = integer, FUNCTION = hostile.int_cmp);
@@ -72,6 +81,9 @@ CREATE TEMP TABLE controls AS
 SELECT
     pg_temp.error_of($$SELECT 'a'::text = 'b'::text$$) AS eq,
     pg_temp.error_of($$SELECT length('abc'::text)$$) AS len,
+    pg_temp.error_of($$SELECT 'a'::text <> 'b'::text$$) AS ne,
+    pg_temp.error_of($$SELECT num_nulls(NULL::pg_catalog.uuid, NULL::timestamptz, NULL::interval,
+        NULL::pg_catalog.uuid [], NULL::pg_catalog.text, NULL::interval)$$) AS nn,
     pg_temp.error_of($$SELECT set_bit('\x00'::bytea, 1, 1)$$) AS setbit,
     pg_temp.error_of($$SELECT now()$$) AS now,
     pg_typeof('00000000-0000-0000-0000-000000000000'::uuid)::pg_catalog.oid AS uuid_type;
@@ -100,6 +112,10 @@ SELECT is((SELECT eq FROM controls), 'hostile object used',
     'control: an unqualified = on text is hostile''s');
 SELECT is((SELECT len FROM controls), 'hostile object used',
     'control: an unqualified length is hostile''s');
+SELECT is((SELECT ne FROM controls), 'hostile object used',
+    'control: an unqualified <> on text is hostile''s');
+SELECT is((SELECT nn FROM controls), 'hostile object used',
+    'control: an unqualified num_nulls of the common path''s argument types is hostile''s');
 SELECT is((SELECT setbit FROM controls), 'hostile object used',
     'control: an unqualified set_bit with integer literals is hostile''s');
 SELECT is((SELECT now FROM controls), 'hostile object used',
