@@ -67,9 +67,11 @@ class Sizes:
     # the labelled prefetch-0 comparison rows (staged): at concurrency 1 they
     # run near the commit rate (about 800-1,000 jobs/s), 3 s a drain
     process_prefetch0_n: int = 2_500
-    # telemetry's atomic c1 pair (with / without the SDK) and its 1 ms
-    # handler pair (staged c10, about 1,000 jobs/s): 4-6 s a drain
-    telemetry_atomic_n: int = 5_000
+    # telemetry's atomic c1 pairs (with / without the SDK, drains in ABBA
+    # order: two pairs a repetition, 4,000 jobs a drain, 3-5 s at 800-1,500
+    # jobs/s) and its 1 ms handler pair (staged c10, about 1,000 jobs/s)
+    telemetry_atomic_n: int = 4_000
+    telemetry_atomic_pairs: int = 2
     telemetry_work_n: int = 2_500
     # telemetry's staged c10 no-op drains (four settings a repetition):
     # 20,000 jobs run 1-3 s at 6,000-18,000 jobs/s, CPU per job from tens of
@@ -134,6 +136,7 @@ class Sizes:
             process_atomic_n=300,
             process_prefetch0_n=300,
             telemetry_atomic_n=300,
+            telemetry_atomic_pairs=2,
             telemetry_work_n=50,
             telemetry_staged_n=500,
             telemetry_cost_n=1_000,

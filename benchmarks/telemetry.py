@@ -14,7 +14,12 @@ c10 with a handler that does 1 ms of work (CPU time: ``work1ms`` in
 worker_proc.py) on a tenth as many jobs, with and without the SDK: the
 share of the telemetry's fixed cost per attempt for a handler that does
 something. Each ratio is with/without of the same repetition (target: at
-least 0.9x for the default setting). Every drain also reports the worker
+least 0.9x for the default setting). Atomic c1, the judged pair, runs
+``telemetry_atomic_pairs`` pairs a repetition, its drains alternating
+(without, with, with, without: ABBA): its ratio is taken per pair and the
+row is the median over the run's pairs, so the machine's drift within a
+repetition (commit latency moves by more than the 10% margin between two
+drains seconds apart) does not decide it. Every drain also reports the worker
 process's CPU time per job (all its threads), a figure the machine's load
 moves far less than a rate. Last, ``benchmarks.telemetry_cost`` measures in
 a process of its own what one attempt's telemetry costs, queuert's calls
@@ -56,13 +61,34 @@ def _jobs(sizes: Sizes, mode: str, kind: str) -> int:
     return sizes.telemetry_work_n if kind == "work1ms" else sizes.telemetry_staged_n
 
 
+def _order(variants: dict[str, dict[str, str]], pairs: int, rep: int) -> list[tuple[int, str]]:
+    """(pair, variant) in the order the drains run. One pair: each variant
+    once, as listed. More (atomic c1): "without" and "with SDK" alternate
+    ABBA (BAAB in odd repetitions), so a drift of the machine's speed
+    during a repetition (its commit latency moves by more than the margin
+    within minutes) falls on both sides of the pairs alike."""
+    names = list(variants)
+    if pairs == 1:
+        return [(0, v) for v in names]
+    order = []
+    for p in range(pairs):
+        pair = names if (p + rep) % 2 == 0 else names[::-1]
+        order += [(p, v) for v in pair]
+    return order
+
+
 def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
     noop_staged_cpu: float | None = None  # us per job, staged c10 no-op without telemetry
     for mode, concurrency, kind, suffix, variants in _RUNS:
         n = _jobs(sizes, mode, kind)
-        rates = {}
-        cpu_us: dict[str, float] = {}
-        for variant, env in variants.items():
+        label = f"{mode} c{concurrency}{suffix}"
+        pairs = sizes.telemetry_atomic_pairs if mode == "atomic" else 1
+        done_before = results.get("telemetry", f"{label}, without")
+        rep = len(done_before.values) // pairs if done_before is not None else 0
+        rates: list[dict[str, float]] = [{} for _ in range(pairs)]
+        cpu_us: list[dict[str, float]] = [{} for _ in range(pairs)]
+        for pair, variant in _order(variants, pairs, rep):
+            env = variants[variant]
             with dbs.fresh(f"telemetry-{mode}") as dsn:
                 _create(dsn, [{"type_name": "bench", "input": {"n": i}} for i in range(n)])
                 cpu: list[float] = []
@@ -72,36 +98,45 @@ def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
                     assert counts == {"completed": n}, counts
                 else:
                     assert counts.get("running", 0) == 0 and sum(counts.values()) == n, counts
-                    results.note("telemetry", f"{mode} c{concurrency}{suffix}, {variant}: CAPPED in some runs")
-            rates[variant] = (n if done is None else done) / seconds
-            results.add("telemetry", f"{mode} c{concurrency}{suffix}, {variant}", rates[variant], "jobs/s")
+                    results.note("telemetry", f"{label}, {variant}: CAPPED in some runs")
+            rates[pair][variant] = (n if done is None else done) / seconds
+            results.add("telemetry", f"{label}, {variant}", rates[pair][variant], "jobs/s")
             if cpu:
-                cpu_us[variant] = cpu[0] / n * 1e6
+                cpu_us[pair][variant] = cpu[0] / n * 1e6
                 results.add(
                     "telemetry",
-                    f"{mode} c{concurrency}{suffix}, worker CPU per job, {variant}",
-                    cpu_us[variant],
+                    f"{label}, worker CPU per job, {variant}",
+                    cpu_us[pair][variant],
                     "us",
                     higher_is_better=False,
                 )
-        if mode == "staged" and kind == "noop" and "without" in cpu_us:
-            noop_staged_cpu = cpu_us["without"]
-        for variant in variants:
-            if variant != "without":
+        if mode == "staged" and kind == "noop" and "without" in cpu_us[0]:
+            noop_staged_cpu = cpu_us[0]["without"]
+        # one ratio per pair (the row's figure is the median over the run's pairs)
+        for pair in range(pairs):
+            for variant in variants:
+                if variant == "without":
+                    continue
                 results.add(
                     "telemetry",
-                    f"{mode} c{concurrency}{suffix}, ratio {variant} / without",
-                    rates[variant] / rates["without"],
+                    f"{label}, ratio {variant} / without",
+                    rates[pair][variant] / rates[pair]["without"],
                     "x",
                 )
-                if variant in cpu_us and "without" in cpu_us:
+                if variant in cpu_us[pair] and "without" in cpu_us[pair]:
                     results.add(
                         "telemetry",
-                        f"{mode} c{concurrency}{suffix}, telemetry CPU per job, {variant}",
-                        cpu_us[variant] - cpu_us["without"],
+                        f"{label}, telemetry CPU per job, {variant}",
+                        cpu_us[pair][variant] - cpu_us[pair]["without"],
                         "us",
                         higher_is_better=False,
                     )
+    if sizes.telemetry_atomic_pairs > 1:
+        results.note(
+            "telemetry",
+            f"atomic c1: {sizes.telemetry_atomic_pairs} pairs a repetition, drains alternating ABBA; "
+            "its ratio and telemetry CPU rows: one value per pair, median over the run's pairs",
+        )
     sdk_us = _attempt_cost(sizes, results)
     if noop_staged_cpu is not None:
         # the budget: a no-op job's worker CPU against the SDK's own calls

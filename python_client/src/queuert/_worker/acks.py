@@ -20,6 +20,7 @@ from queuert._worker.store import ClaimRow, Conflict, ConnectionLost, JobLost, R
 from queuert._worker.telemetry_reports import has_telemetry, report_lost, report_settled, report_written
 from queuert.errors import QueuertError
 from queuert.job import JobContext
+from queuert.telemetry.attempts import Attempt
 
 logger = logging.getLogger("queuert.worker")
 
@@ -59,6 +60,8 @@ class Acknowledger:
         self.pending: list[Ack] = []  # outcomes not yet sent
         # committed acknowledgements whose telemetry is yet to be reported
         self._reports: list[Written] = []
+        # committed plain completions (record_completed) whose attempt has telemetry
+        self._completions: list[Attempt] = []
 
     def queue(self, job: JobContext[Any], outcome: Outcome) -> None:
         job._state = st.ACKING
@@ -224,13 +227,19 @@ class Acknowledger:
 
     def record_completed(self, job: JobContext[Any], chain: str) -> None:
         """``record`` of a committed Written holding only ``job``'s
-        completion, which completed ``chain`` and unblocked nothing, its
-        attempt without telemetry (an atomic slot's usual commit, reported
-        without building the Written)."""
+        completion, which completed ``chain`` and unblocked nothing, with
+        nothing waiting on the chain (an atomic slot's usual commit, reported
+        without building the Written; its telemetry, if any, in the loop's
+        next turn as ``_report_soon`` does)."""
         self.flights.pop(job.id, None)
         job._state = st.DONE
         if job._hooks is not None:
             self.settle(job, True)
+        attempt = job._telemetry
+        if isinstance(attempt, Attempt):
+            self._completions.append(attempt)
+            if len(self._completions) == 1 and not self._reports:
+                self._schedule_report()
         self.stats.completed += 1
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("job completed", extra=log_extra(job))
@@ -252,20 +261,29 @@ class Acknowledger:
             # telemetry (switched on between its claims)
             report_written(written)
             return
+        self._reports.append(written)
+        if len(self._reports) == 1 and not self._completions:
+            self._schedule_report()
+
+    def _schedule_report(self) -> None:
+        """``report_now`` in the loop's next turn (at once without a loop)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop running here: report at once
-            report_written(written)
+            self.report_now()
             return
-        self._reports.append(written)
-        if len(self._reports) == 1:
-            loop.call_soon(self.report_now)
+        loop.call_soon(self.report_now)
 
     def report_now(self) -> None:
-        """Report what :meth:`_report_soon` deferred (also at shutdown)."""
+        """Report what :meth:`_report_soon` and :meth:`record_completed`
+        deferred (also at shutdown)."""
         reports, self._reports = self._reports, []
+        completions, self._completions = self._completions, []
         for written in reports:
             report_written(written)
+        for attempt in completions:
+            # a plain completion: its chain completed, nothing waited on it
+            attempt.completed(True)
 
     def settle(self, job: JobContext[Any], committed: bool) -> None:
         """An atomic attempt's transaction ended (loop thread): publish what

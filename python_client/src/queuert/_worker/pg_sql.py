@@ -19,7 +19,7 @@ from psycopg import sql
 from queuert._worker.pg_text import UUID_LIST, literal, quote
 from queuert._worker.outcomes import Ack, Completed, Continued, Failed, Released, by_kind
 from queuert._worker.store import Written
-from queuert._worker.telemetry_reports import completion_traceparents, has_telemetry
+from queuert._worker.telemetry_reports import completion_traceparents
 
 SAVEPOINT = "SAVEPOINT queuert_handler"
 ROLLBACK_TO = "ROLLBACK TO SAVEPOINT queuert_handler"
@@ -356,16 +356,15 @@ def atomic_ack_statements(t: Texts, worker_id: str, ack: Ack, rollback: bool, *,
 
 def read_atomic_completion(a: AtomicAck, results: Sequence[list[Any]]) -> str | None:
     """The chain id an atomic slot's plain completion completed (written by
-    ``complete``, nothing waiting on the chain reported, the attempt without
-    telemetry), for ``Acknowledger.record_completed``; None for any other
-    acknowledgement (``read_atomic_acks``). A slot's usual commit then
-    builds no ``Written``."""
+    ``complete``, nothing waiting on the chain reported), for
+    ``Acknowledger.record_completed`` (which also reports the attempt's
+    telemetry, if any: a completion with no dependents is all it needs);
+    None for any other acknowledgement (``read_atomic_acks``). A slot's
+    usual commit then builds no ``Written``, traced or not."""
     parts = a.plan.parts
     if parts[0][0] is not _CompletedAlone:
         return None
     job = parts[0][1][0].job
-    if has_telemetry(job):
-        return None
     for row in results[a.first]:
         if row[4]:
             return None

@@ -123,16 +123,16 @@ class Attempt:
         "chain_id",
         "chain_type",
         "created_at",
-        "ins",
         "job_trace_context",
+        "metrics",
         "span",
         "started",
         "type_name",
     )
 
-    def __init__(self, span: Any, job: Any, ins: Any = None):
+    def __init__(self, span: Any, job: Any, bound: metrics.Bound | None = None):
         self.span = span
-        self.ins = ins  # the metric instruments (None: metrics off)
+        self.metrics = bound  # the type's instruments and attributes (None: metrics off)
         self.type_name: str = job.type_name
         self.chain_type: str = job.chain_type_name
         self.chain_id = job.chain_id
@@ -214,12 +214,9 @@ class Attempt:
             if dependents:
                 report_resolved(span, self.chain_id, dependents)
             span.end()
-        ins = self.ins
-        if ins is not None:
-            now = time.time()  # one clock read for the job's and the chain's durations
-            metrics.record_finished(ins, self.type_name, "completed", seconds, self.created_at, now)
-            if chain_completed:
-                metrics.record_chain_completed(ins, self.chain_type, self.chain_id, now)
+        bound = self.metrics
+        if bound is not None:
+            bound.completed_job(seconds, self.created_at, self.chain_id if chain_completed else None)
 
     def continued(self, next_job_id: Any = None, next_status: str | None = None) -> None:
         """The continuation committed (the job is completed, its chain goes on)."""
@@ -236,8 +233,8 @@ class Attempt:
         if self.span is not None:
             self.span.set_attribute(a.OUTCOME, "continued")
             self.span.end()
-        if self.ins is not None:
-            metrics.record_finished(self.ins, self.type_name, "continued", seconds, self.created_at)
+        if self.metrics is not None:
+            self.metrics.continued_job(seconds, self.created_at)
 
     def failed(self, exc: BaseException | None, retry_at: datetime | None, error_text: str | None = None) -> None:
         """The failure committed; ``retry_at`` None: failed for good."""
@@ -352,11 +349,12 @@ def attempt_started(job: Any, worker_id: str | None, mode: str) -> Attempt | _No
         return NO_ATTEMPT
     t = tracer()
     ins = metrics.instruments()
+    bound = None if ins is None else metrics.bound(ins, job.type_name, job.chain_type_name)
     if t is None:
-        if ins is None:
+        if bound is None:
             return NO_ATTEMPT
-        metrics.count_attempt_started(ins, job.type_name)
-        return Attempt(None, job, ins)
+        bound.count_started()
+        return Attempt(None, job, bound)
     if _CONSUMER is None:
         from opentelemetry.trace import SpanKind
 
@@ -385,6 +383,6 @@ def attempt_started(job: Any, worker_id: str | None, mode: str) -> Attempt | _No
     )
     for chain_id, at_ns in resolved:
         span.add_event("queuert.blocker.resolved", {a.BLOCKER_CHAIN_ID: chain_id}, timestamp=at_ns)
-    if ins is not None:
-        metrics.count_attempt_started(ins, job.type_name)
-    return Attempt(span, job, ins)
+    if bound is not None:
+        bound.count_started()
+    return Attempt(span, job, bound)

@@ -36,7 +36,9 @@ from . import attributes as a
 from .switch import meter
 
 __all__ = [
+    "Bound",
     "attempt_failed",
+    "bound",
     "chain_completed",
     "continuation_created",
     "count_attempt_started",
@@ -99,7 +101,7 @@ class _Counters:
 
 
 class _Instruments:
-    __slots__ = ("counters", "histograms")
+    __slots__ = ("bound", "counters", "histograms")
 
     def __init__(self, m: Any) -> None:
         self.counters = _Counters(m)
@@ -107,6 +109,95 @@ class _Instruments:
             key: m.create_histogram(name, unit="s", description=description)
             for key, (name, description) in _HISTOGRAMS.items()
         }
+        # per (type, chain type): what a worker's attempt records with (Bound)
+        self.bound: dict[tuple[str, str], Bound] = {}
+
+
+class Bound:
+    """The counters, histograms and attribute sets of one job type (and its
+    chain type), resolved once per meter: a worker's attempt counts and
+    records with these in hand, without building keys or looking up
+    instruments per call, and a completion takes the counters' lock once
+    for both of its counters."""
+
+    __slots__ = (
+        "attempt_duration",
+        "chain_attrs",
+        "chain_duration",
+        "chain_key",
+        "chains",
+        "completed",
+        "completed_attrs",
+        "completed_key",
+        "continued_attrs",
+        "continued_key",
+        "job_duration",
+        "lock",
+        "started",
+        "type_attrs",
+        "type_key",
+    )
+
+    def __init__(self, ins: _Instruments, type_name: str, chain_type: str) -> None:
+        totals = ins.counters.totals
+        self.lock = ins.counters.lock
+        self.started = totals["attempts_started"]
+        self.completed = totals["attempts_completed"]
+        self.chains = totals["chains_completed"]
+        self.type_key, self.type_attrs = _type_parts(type_name)
+        self.chain_key, self.chain_attrs = _type_parts(chain_type)
+        self.completed_key, self.completed_attrs = _outcome_parts(type_name, "completed")
+        self.continued_key, self.continued_attrs = _outcome_parts(type_name, "continued")
+        histograms = ins.histograms
+        self.attempt_duration = histograms["attempt_duration"]
+        self.job_duration = histograms["job_duration"]
+        self.chain_duration = histograms["chain_duration"]
+
+    def count_started(self) -> None:
+        """``queuert.attempts.started``."""
+        key, totals = self.type_key, self.started
+        with self.lock:
+            totals[key] = totals.get(key, 0) + 1
+
+    def completed_job(self, seconds: float, created_at: datetime | None, chain_id: Any) -> None:
+        """An attempt that completed its job (``record_finished``), and its
+        chain when ``chain_id`` is given (``record_chain_completed``), with
+        one clock read for the job's and the chain's durations."""
+        key, totals = self.completed_key, self.completed
+        with self.lock:
+            totals[key] = totals.get(key, 0) + 1
+            if chain_id is not None:
+                chains, chain_key = self.chains, self.chain_key
+                chains[chain_key] = chains.get(chain_key, 0) + 1
+        self.attempt_duration.record(seconds, self.completed_attrs)
+        now = time.time()
+        if created_at is not None:
+            job_seconds = now - created_at.timestamp()
+            self.job_duration.record(job_seconds if job_seconds > 0 else 0.0, self.type_attrs)
+        if chain_id is not None:
+            created_ms = _uuid7_ms(chain_id)
+            if created_ms is not None:
+                chain_seconds = now - created_ms / 1000
+                self.chain_duration.record(chain_seconds if chain_seconds > 0 else 0.0, self.chain_attrs)
+
+
+    def continued_job(self, seconds: float, created_at: datetime | None) -> None:
+        """An attempt that continued its chain (``record_finished``)."""
+        key, totals = self.continued_key, self.completed
+        with self.lock:
+            totals[key] = totals.get(key, 0) + 1
+        self.attempt_duration.record(seconds, self.continued_attrs)
+        if created_at is not None:
+            job_seconds = time.time() - created_at.timestamp()
+            self.job_duration.record(job_seconds if job_seconds > 0 else 0.0, self.type_attrs)
+
+
+def bound(ins: _Instruments, type_name: str, chain_type: str) -> Bound:
+    """``ins``' Bound for an attempt of ``type_name`` in a ``chain_type`` chain."""
+    found = ins.bound.get((type_name, chain_type))
+    if found is None:
+        found = ins.bound[(type_name, chain_type)] = Bound(ins, type_name, chain_type)
+    return found
 
 
 _cache: tuple[Any, _Instruments | None] = (None, None)
