@@ -5,10 +5,14 @@ alternating blocks of 250 in one database (so the machine's drift hits every
 side alike; median of the per-block ratios, like the create-single ladder):
 
 * today's path: the engine's NOTIFY on (``queuert.notify`` unset), no hooks;
-* the broker paths, Redis and NATS: a connection each with
+* the broker paths, Redis and NATS: a connection with
   ``queuert.notify = 'none'`` (no NOTIFY, so no commit serialisation), every
   start inside ``transaction_hooks(notifier)``, which publishes its
   job_ready after commit (buffered: ``publish_nowait``).
+
+Each pair's two blocks swap places every other round, and so do the two
+brokers (round one ``today Redis today NATS``, round two ``NATS today Redis
+today``): neither side always runs second.
 
 Reported as each broker path's rate over today's (target: >= 1, the broker
 path must not cost creation throughput). Needs the Redis and NATS of
@@ -76,9 +80,21 @@ def paired(dsn: str, n: int) -> tuple[dict[str, float], int]:
             for notifier in notifiers.values():
                 timed(broker, notifier)
             ratios: dict[str, list[float]] = {name: [] for name in notifiers}
-            for _ in range(max(1, n // block)):
-                for name, notifier in notifiers.items():
-                    ratios[name].append(timed(today, None) / timed(broker, notifier))
+            names = list(notifiers)
+            for r in range(max(1, n // block)):
+                # every other round reversed (brokers' order, and which side
+                # of a pair runs first): neither side always runs second
+                # (client_forms showed a bias by position); a round is
+                # T R T N, the next N T R T
+                first = r % 2 == 0
+                for name in names if first else names[::-1]:
+                    if first:
+                        t_today = timed(today, None)
+                        t_broker = timed(broker, notifiers[name])
+                    else:
+                        t_broker = timed(broker, notifiers[name])
+                        t_today = timed(today, None)
+                    ratios[name].append(t_today / t_broker)
         for notifier in notifiers.values():
             asyncio.run(notifier.flush(30))
         return {name: statistics.median(r) for name, r in ratios.items()}, sum(

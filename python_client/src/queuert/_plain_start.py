@@ -40,7 +40,7 @@ from ._arguments import json_text
 from ._execution import AUTO_RETRIES, _backoff, can_listen
 from ._job_type import _MAX_NAME, JobType, _type_name_of, dump_payload
 from ._records import STARTED_CHAIN_SETTERS, StartedChain
-from ._engine_quiet import quiet_known
+from ._engine_quiet import _quiet_sessions, quiet_known
 from ._schema_name import validate_schema_name
 from .errors import is_conflict, translate
 from .hooks import TransactionHooks, _current
@@ -114,7 +114,11 @@ def _started(row: tuple[Any, ...], hooks: TransactionHooks | None) -> StartedCha
     _set_created_at(started, created)
     _set_deduplicated(started, row[5])
     if hooks is not None and row[2] == "pending" and not row[5]:
-        hooks.job_ready(row[1])  # as _operations._started_one reports it
+        # hooks.job_ready(row[1]) as _operations._started_one reports it,
+        # inlined: a broker producer's every start comes here
+        ready = hooks._job_ready
+        name = row[1]
+        ready[name] = ready.get(name, 0) + 1
     return started
 
 
@@ -126,7 +130,10 @@ def start_plain(
     must turn the engine's NOTIFY off first, telemetry that may be on). The
     caller checked the options."""
     hooks = _current_hooks()
-    if type(conn) is not _Connection or not (inactive() or _no_telemetry()) or (hooks is not None and not quiet_known(conn, hooks)):
+    if type(conn) is not _Connection or not (inactive() or _no_telemetry()) or (
+        # a broker producer's session known quiet: quiet_known's first test, inline
+        hooks is not None and id(conn) not in _quiet_sessions and not quiet_known(conn, hooks)
+    ):
         return None
     statement, params = _arguments(schema, job_type, input)
     attempt = 0
@@ -150,7 +157,9 @@ async def start_plain_async(
 ) -> StartedChain | None:
     """:func:`start_plain` on a psycopg ``AsyncConnection``."""
     hooks = _current_hooks()
-    if type(conn) is not _AsyncConnection or not (inactive() or _no_telemetry()) or (hooks is not None and not quiet_known(conn, hooks)):
+    if type(conn) is not _AsyncConnection or not (inactive() or _no_telemetry()) or (
+        hooks is not None and id(conn) not in _quiet_sessions and not quiet_known(conn, hooks)
+    ):
         return None
     statement, params = _arguments(schema, job_type, input)
     attempt = 0

@@ -265,13 +265,14 @@ class BrokerNotifier(Notifier):
         return True
 
     def _hand_over_ready(self, ready: dict[str, int]) -> bool:
-        # a hooks block's own dict: one type with a valid count (a producer's
-        # commit) is taken as it is (as publish_nowait would), the rest checked
+        # a hooks block's own dict of one valid type (a producer's commit): to the hold
         if len(ready) == 1:
-            ((name, n),) = ready.items()
+            (name,) = ready
+            n = ready[name]
             if type(name) is str and type(n) is int and n >= 1:
                 try:
-                    self._publish(ready, _NO_IDS, _NO_IDS)
+                    if not self._audience.hold(ready):
+                        self._send_now(ready, _NO_IDS, _NO_IDS)
                 except Exception:  # a hint, after commit: never the caller's problem
                     logger.exception("%s notifier: buffering hints failed", self.broker_name)
                 return True
