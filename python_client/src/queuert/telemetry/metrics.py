@@ -180,7 +180,6 @@ class Bound:
                 chain_seconds = now - created_ms / 1000
                 self.chain_duration.record(chain_seconds if chain_seconds > 0 else 0.0, self.chain_attrs)
 
-
     def continued_job(self, seconds: float, created_at: datetime | None) -> None:
         """An attempt that continued its chain (``record_finished``)."""
         key, totals = self.continued_key, self.completed
