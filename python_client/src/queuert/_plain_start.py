@@ -122,6 +122,18 @@ def _started(row: tuple[Any, ...], hooks: TransactionHooks | None) -> StartedCha
     return started
 
 
+def _plain_hooks(conn: Any, kind: type) -> tuple[bool, TransactionHooks | None]:
+    """Whether the common start may go straight to ``conn`` (a ``kind``
+    connection, telemetry off, any hooks block's session needing no NOTIFY
+    switch), and the hooks block it then reports to."""
+    hooks = _current_hooks()
+    plain = type(conn) is kind and (inactive() or _no_telemetry()) and (
+        # a broker producer's session known quiet: quiet_known's first test, inline
+        hooks is None or id(conn) in _quiet_sessions or quiet_known(conn, hooks)
+    )
+    return plain, hooks
+
+
 def start_plain(
     conn: Any, schema: str, job_type: JobType[Any, Any] | str, input: Any
 ) -> StartedChain | None:
@@ -129,11 +141,8 @@ def start_plain(
     general path must run it (another connection kind, a hooks block that
     must turn the engine's NOTIFY off first, telemetry that may be on). The
     caller checked the options."""
-    hooks = _current_hooks()
-    if type(conn) is not _Connection or not (inactive() or _no_telemetry()) or (
-        # a broker producer's session known quiet: quiet_known's first test, inline
-        hooks is not None and id(conn) not in _quiet_sessions and not quiet_known(conn, hooks)
-    ):
+    plain, hooks = _plain_hooks(conn, _Connection)
+    if not plain:
         return None
     statement, params = _arguments(schema, job_type, input)
     attempt = 0
@@ -141,7 +150,7 @@ def start_plain(
         try:
             cur = conn.cursor(row_factory=tuple_row)
             cur.execute(statement, params)
-            return _started(cur.fetchone(), hooks)  # type: ignore[arg-type]
+            return _started(cur.fetchone(), hooks)
         except psycopg.Error as e:
             new = translate(e)
             if new is not e:
@@ -156,10 +165,8 @@ async def start_plain_async(
     conn: Any, schema: str, job_type: JobType[Any, Any] | str, input: Any
 ) -> StartedChain | None:
     """:func:`start_plain` on a psycopg ``AsyncConnection``."""
-    hooks = _current_hooks()
-    if type(conn) is not _AsyncConnection or not (inactive() or _no_telemetry()) or (
-        hooks is not None and id(conn) not in _quiet_sessions and not quiet_known(conn, hooks)
-    ):
+    plain, hooks = _plain_hooks(conn, _AsyncConnection)
+    if not plain:
         return None
     statement, params = _arguments(schema, job_type, input)
     attempt = 0
@@ -167,7 +174,7 @@ async def start_plain_async(
         try:
             cur = conn.cursor(row_factory=tuple_row)
             await cur.execute(statement, params)
-            return _started(await cur.fetchone(), hooks)  # type: ignore[arg-type]
+            return _started(await cur.fetchone(), hooks)
         except psycopg.Error as e:
             new = translate(e)
             if new is not e:

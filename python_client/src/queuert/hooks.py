@@ -225,14 +225,6 @@ class TransactionHooks:
 
     # -- block protocol ------------------------------------------------------
 
-    def _enter(self) -> TransactionHooks:
-        if self._active:
-            raise RuntimeError("a TransactionHooks block cannot be entered twice")
-        self._active = True
-        self._parent = _current.get()
-        self._token = _current.set(self)
-        return self
-
     def _leave(self, failed: bool) -> bool:
         """Reset the context; return True when this block must fire now."""
         assert self._token is not None
@@ -251,7 +243,7 @@ class TransactionHooks:
         return True
 
     def __enter__(self) -> TransactionHooks:
-        # _enter, inlined: a producer enters a block per commit
+        # the one way in, sync or async (a producer enters a block per commit)
         if self._active:
             raise RuntimeError("a TransactionHooks block cannot be entered twice")
         self._active = True
@@ -292,7 +284,7 @@ class TransactionHooks:
                 _run_awaitable(self._publish(ready, [], []))
 
     async def __aenter__(self) -> TransactionHooks:
-        return self._enter()
+        return self.__enter__()
 
     async def __aexit__(
         self,
