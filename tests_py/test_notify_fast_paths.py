@@ -28,16 +28,16 @@ async def test_a_lone_listener_claims_at_once_and_the_unit_is_still_taken(make: 
     # the first take asks the broker, or, when the count the subscription
     # started is already in, is the first lone take: either way it gets the unit
     assert await worker.take_wake_hint(["solo"]) is True
-    await until(lambda: worker._listeners.value == 1 and not worker._background)
-    done = worker._background_done
+    await until(lambda: worker._listeners.value == 1 and not worker._lone.busy)
+    done = worker._lone.settled
     # alone: the budget is spent, yet the worker claims (nobody to leave it to)
     assert await worker.take_wake_hint(["solo"]) is True
-    await until(lambda: worker._background_done == done + 1)
+    await until(lambda: worker._lone.settled == done + 1)
     # with a unit there, the lone worker's background take gets it all the same
     await publisher.publish_job_ready({"solo": 1})
     assert await publisher.flush()
     assert await worker.take_wake_hint(["solo"]) is True
-    await until(lambda: worker._background_done == done + 2)
+    await until(lambda: worker._lone.settled == done + 2)
     assert await publisher.take_wake_hint(["solo"]) is False
 
 
@@ -49,11 +49,11 @@ async def test_a_second_listener_makes_takes_ask_the_budget_again(make: Make) ->
     # subscription started came first, by the lone take in the background)
     assert await budget_answer(first, ["t"]) is False
     await until(lambda: first._listeners.value == 1)
-    done = first._background_done
+    done = first._lone.settled
     assert await first.take_wake_hint(["t"]) is True  # alone now
     # its unit is taken in the background: let that take land on the empty
     # budget before the unit below is published, or it could take that unit
-    await until(lambda: first._background_done == done + 1 and not first._background)
+    await until(lambda: first._lone.settled == done + 1 and not first._lone.busy)
     await second.subscribe(lambda e: None, kinds=("job_ready",))
 
     def recounted() -> bool:

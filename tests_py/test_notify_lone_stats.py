@@ -102,7 +102,7 @@ async def test_a_lone_listener_counts_its_background_takes(broker: str, dsn: str
             # nothing else is left to settle: every event was answered and
             # no background take of the notifier is in flight (was: a 0.2 s
             # sleep, which proved nothing about a late one)
-            await eventually(lambda: not notifier._background)
+            await eventually(lambda: not notifier._lone.busy)
         assert ran == ["go"]
         assert (stats.wake_hints_taken, stats.wake_hints_declined) == (1, 2)
     finally:

@@ -30,8 +30,8 @@ on first use (and again in a forked child), and callers only hand work over:
   (events sent meanwhile are gone; a worker polls once).
 * :meth:`BrokerNotifier.take_wake_hint` runs the adapter's atomic "take one
   unit" and answers True when the broker does not answer in time, or at once
-  when the caller's subscription is the only one listening (the adapter's
-  ``_count_listeners``; :mod:`queuert.notify._alone`).
+  when the caller's subscription is the only one listening (:mod:`._alone`;
+  the unit is owed, :mod:`._lone_takes`).
 
 An adapter implements :meth:`_send`, :meth:`_take_hint`, :meth:`_listen`
 (returning a :class:`ListenSession`) and :meth:`_close_clients`; all of them
@@ -50,10 +50,11 @@ import threading
 from collections.abc import Callable, Collection, Coroutine, Iterable
 from typing import Any, TypeVar
 
-from queuert.notify._alone import ListenerCount, _Handed, _ignore
+from queuert.notify._alone import ListenerCount, _ignore
 from queuert.notify._audience import Audience
 from queuert.notify._iothread import IoThread, quietly, register
 from queuert.notify._listener import Deliver, ListenSession, SharedSubscription
+from queuert.notify._lone_takes import LoneTakes
 from queuert.notify._loop_listeners import LoopListeners
 from queuert.notify._sender import HintSender
 from queuert.notify.base import Notifier, NotifyEvent, ReadyTypes, Subscription, ready_counts
@@ -94,6 +95,8 @@ class BrokerNotifier(Notifier):
     the gap doubles up to this (:mod:`queuert.notify._spacing`); the first
     quiet gap brings it back to ``batch_gap``. ``audience_every``: seconds
     between counts of job_ready listeners (:mod:`queuert.notify._audience`).
+    ``lone_take_delay``: seconds a lone listener's units are owed before one
+    call takes them all (:mod:`queuert.notify._lone_takes`).
     """
 
     wake_budgets = True
@@ -115,6 +118,7 @@ class BrokerNotifier(Notifier):
         batch_gap: float = 0.002,
         max_batch_gap: float = 0.016,
         audience_every: float = 1.0,
+        lone_take_delay: float = 0.05,
     ) -> None:
         super().__init__()
         self.prefix = validate_prefix(prefix)
@@ -126,6 +130,9 @@ class BrokerNotifier(Notifier):
         self.send_timeout = send_timeout
         self.hint_timeout = hint_timeout
         self.max_buffered = max_buffered
+        if not lone_take_delay >= 0:
+            raise ValueError("lone_take_delay must not be negative")
+        self.lone_take_delay = float(lone_take_delay)
         if not batch_gap >= 0:
             raise ValueError("batch_gap must not be negative")
         self.batch_gap = float(batch_gap)
@@ -160,11 +167,13 @@ class BrokerNotifier(Notifier):
         self._audience.reset()
         #: job_ready subscriptions on the broker (see queuert.notify._alone)
         self._listeners = ListenerCount(self._count_listeners, lambda: self._io_thread().loop)
-        #: takes nobody waits for: their tasks, and those handed to the I/O
-        #: loop that it has not started yet (so the set is never empty while
-        #: a take is on its way)
-        self._background: set[asyncio.Task[bool] | _Handed] = set()
-        self._background_done = 0  # such takes finished (for tests)
+        self._lone = LoneTakes(  # a lone listener's units, owed and taken together
+            lambda names, n: self._take_up_to(names, n),
+            lambda: self._io_thread().loop,
+            lambda: self.lone_take_delay,
+            lambda: self.hint_timeout,
+            self.broker_name,
+        )
         self._hint_down = False
 
     # -- adapter interface (all on the I/O loop) -------------------------------
@@ -188,6 +197,13 @@ class BrokerNotifier(Notifier):
     async def _close_clients(self) -> None:
         """Close the broker connections (the notifier may be used again)."""
 
+    async def _take_up_to(self, type_names: list[str], n: int) -> int:
+        """Take up to ``n`` units, the first type's first; how many (this default: one at a time)."""
+        taken = 0
+        while taken < n and await self._take_hint(type_names):
+            taken += 1
+        return taken
+
     def _forget_clients(self) -> None:
         """In a forked child: drop the parent's connections without using them."""
 
@@ -198,6 +214,12 @@ class BrokerNotifier(Notifier):
 
     async def _confirm_direct(self) -> None:
         """For flush(): wait until what _publish_direct sent has arrived."""
+
+    async def _send_deferred(self) -> None:
+        """Send now what the adapter's _send left for later (flush, exit)."""
+
+    async def _drop_deferred(self) -> None:
+        """Closing: drop what _send left for later."""
 
     async def _count_listeners(self) -> int | None:
         """How many subscriptions the broker has on the job_ready channel,
@@ -288,8 +310,8 @@ class BrokerNotifier(Notifier):
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every hint published before this call was sent (or
-        dropped); False when that took longer than ``timeout`` seconds.
-        job_ready hints held because nobody listened are sent too."""
+        dropped), held ones and deferred top-ups included, and a lone
+        listener's owed units taken; False after ``timeout`` seconds."""
         seq = self._sender.enqueued
         with self._lock:
             io = self._io
@@ -304,12 +326,14 @@ class BrokerNotifier(Notifier):
         return True
 
     async def _flushed(self, io: IoThread, seq: int) -> None:
+        await asyncio.wrap_future(io.submit(self._lone.settle_now()))
         await asyncio.wrap_future(io.submit(self._audience.settle()))
         await self._confirm_direct()
         # what the direct path could not send went to the buffer meanwhile
         seq = max(seq, self._sender.enqueued)
         if seq:
             await asyncio.wrap_future(io.submit(self._sender.wait_sent(seq)))
+        await asyncio.wrap_future(io.submit(self._send_deferred()))
 
     # -- wake hints ------------------------------------------------------------
 
@@ -323,17 +347,9 @@ class BrokerNotifier(Notifier):
         if not names or not self.wake_budgets:
             return True
         if self._alone(names):
-            # nobody to share the budget with: claim now, and take the unit
-            # meanwhile so the budget stays right for workers that join;
-            # settled() tells the caller what the budget said
-            handed = _Handed()
-            self._background.add(handed)
-            try:
-                self._io_thread().loop.call_soon_threadsafe(self._take_in_background, names, settled, handed)
-            except RuntimeError:  # closing
-                self._background.discard(handed)
-                return True
-            return None
+            # nobody to share the budget with: claim now; the unit is owed,
+            # taken later with others (then settled() says what the budget said)
+            return None if self._lone.owe(names, settled) else True
         try:
             return await self._on_io(self._take_hint_guarded(names))
         except asyncio.CancelledError:
@@ -357,23 +373,6 @@ class BrokerNotifier(Notifier):
         if listener is None or listener.session is None or "job_ready" not in listener.live:
             return False
         return self._listeners.alone()
-
-    def _take_in_background(self, names: list[str], settled: Callable[[bool], None], handed: _Handed) -> None:
-        task = asyncio.get_running_loop().create_task(self._take_hint_guarded(names), name="queuert-notify-take")
-        self._background.add(task)
-        self._background.discard(handed)
-        task.add_done_callback(lambda t: self._background_finished(t, settled))
-
-    def _background_finished(self, task: asyncio.Task[bool], settled: Callable[[bool], None]) -> None:
-        if not task.cancelled():  # cancelled: closing, nobody counts any more
-            try:
-                settled(task.result())
-            except Exception:
-                logger.exception("%s notifier: a wake hint's settled callback failed", self.broker_name)
-        # counted before it leaves _background: who sees _background empty
-        # (another thread) sees every count
-        self._background_done += 1
-        self._background.discard(task)
 
     async def _take_hint_guarded(self, names: list[str]) -> bool:
         try:
@@ -463,10 +462,8 @@ class BrokerNotifier(Notifier):
 
     async def _shutdown(self) -> None:
         await self._sender.stop()
-        tasks = [task for task in list(self._background) if isinstance(task, asyncio.Task)]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._lone.cancel()
+        await self._drop_deferred()
         await quietly(self._close_clients())
 
     def _after_fork(self) -> None:
@@ -493,6 +490,7 @@ class BrokerNotifier(Notifier):
             seq = self._sender.enqueued
             if seq:
                 io.submit(self._sender.wait_sent(seq)).result(timeout)
+            io.submit(self._send_deferred()).result(timeout)
             io.submit(self._shutdown()).result(timeout)
         except Exception:  # exiting: a hint more or less
             pass

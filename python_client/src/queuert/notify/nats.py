@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import time
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -53,9 +52,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from queuert.notify._later_top_ups import LaterTopUps
+from queuert.notify._nats_budgets import Written, add, cas, take
 from queuert.notify.broker import BrokerNotifier, ListenSession
 
 __all__ = ["NatsNotifier"]
@@ -63,17 +63,15 @@ __all__ = ["NatsNotifier"]
 logger = logging.getLogger("queuert.notify")
 
 _KINDS = ("job_ready", "chain_completed", "job_lost")
-_CAS_ATTEMPTS = 20
-#: keys whose last own write _cas remembers (one per job type in practice)
-_REMEMBERED = 10_000
-#: seconds a key is read first after a remembered revision missed (_cas)
-_AFTER_MISS = 1.0
 _ROLL_CALL = "roll call"  # the session's subscription answering listener counts
 _NO_RESPONDERS = "503"  # the status of the server's reply to a request nobody subscribes to
 #: how long a roll call collects answers (a background count, see _alone)
 _ROLL_CALL_WINDOW = 0.25
 #: how often a session checks the client's state besides the closed callback
 _CLOSED_CHECK = 0.5
+#: seconds a top-up waits after its event went first (_later_top_ups); well
+#: under lone_take_delay, so a lone listener's owed unit finds it
+_TOP_UP_AFTER = 0.01
 
 
 def kv_key(type_name: str) -> str:
@@ -114,10 +112,15 @@ class NatsNotifier(BrokerNotifier):
         self._kv: KeyValue | None = None
         self._connecting: asyncio.Lock | None = None
         #: the revisions this notifier last wrote (_cas)
-        self._written = _Written()
+        self._written = Written()
         #: batches whose job_ready went out before the budget top-up (a
         #: count of at most one listener; for observability and tests)
         self.events_first = 0
+
+    def _init_loop_state(self) -> None:
+        super()._init_loop_state()
+        #: top-ups of batches whose event went first
+        self._later = LaterTopUps(lambda ready: self._top_up_later(ready), _TOP_UP_AFTER, lambda: self.send_timeout)
 
     # -- the connection (on the I/O loop) ----------------------------------------
 
@@ -143,7 +146,7 @@ class NatsNotifier(BrokerNotifier):
             except BaseException:
                 await _close(nc)
                 raise
-            self._written = _Written()
+            self._written = Written()
             self._nc, self._kv = nc, kv
             return nc
 
@@ -213,7 +216,7 @@ class NatsNotifier(BrokerNotifier):
 
     def _forget_clients(self) -> None:
         self._nc = self._kv = None
-        self._written = _Written()
+        self._written = Written()
         self._connecting = None
 
     # -- publishing and hints --------------------------------------------------
@@ -247,25 +250,41 @@ class NatsNotifier(BrokerNotifier):
         # is left; a connection lost meanwhile loses these hints, as a hint may
         if kv is not None and not budget_first:
             self.events_first += 1
-            # one turn of the loop first: nats-py's flusher writes the event
-            # now, not after the top-up's request is built (a few hundred us
-            # of Python on this loop)
-            await asyncio.sleep(0)
-            await self._top_up(kv, ready)
+            # later, not while the woken listener claims (_later_top_ups)
+            self._later.add(ready)
+
+    async def _top_up_later(self, ready: dict[str, int]) -> None:
+        await self._connection()
+        if self._kv is not None:
+            await self._top_up(self._kv, ready)
+
+    async def _send_deferred(self) -> None:
+        await self._later.settle_now()
+
+    async def _drop_deferred(self) -> None:
+        await self._later.cancel()
 
     async def _top_up(self, kv: KeyValue, ready: dict[str, int]) -> None:
         for name, n in ready.items():
-            await _cas(kv, kv_key(name), _add(n), self._written)
+            await cas(kv, kv_key(name), add(n), self._written)
 
     async def _take_hint(self, type_names: list[str]) -> bool:
+        return await self._take_up_to(type_names, 1) > 0
+
+    async def _take_up_to(self, type_names: list[str], n: int) -> int:
         await self._connection()
         kv = self._kv
         if kv is None:
-            return True
+            return n  # no budgets kept: every take succeeds
+        taken = 0
         for name in type_names:
-            if await _cas(kv, kv_key(name), _take_one, self._written):
-                return True
-        return False
+            wanted = n - taken
+            if wanted <= 0:
+                break
+            took: list[int] = []
+            if await cas(kv, kv_key(name), take(wanted, took), self._written):
+                taken += took[-1]
+        return taken
 
     async def _count_listeners(self) -> int | None:
         """A roll call: every session subscribed to job_ready answers; the
@@ -331,84 +350,6 @@ class NatsNotifier(BrokerNotifier):
             await session.close()
             raise
         return session
-
-
-def _add(n: int) -> Callable[[int], int | None]:
-    return lambda units: units + n
-
-
-def _take_one(units: int) -> int | None:
-    return units - 1 if units > 0 else None
-
-
-class _Written:
-    """Per KV key, the (revision, units) of this notifier's own last write,
-    and when a write at such a revision last failed (another writer came
-    between: a worker took a unit)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, tuple[int, int]] = {}
-        self.missed: dict[str, float] = {}
-
-    def usable(self, key: str) -> tuple[int, int] | None:
-        known = self.values.get(key)
-        if known is None or time.monotonic() - self.missed.get(key, float("-inf")) < _AFTER_MISS:
-            return None
-        return known
-
-    def wrote(self, key: str, revision: int, units: int) -> None:
-        if len(self.values) >= _REMEMBERED and key not in self.values:
-            self.values.clear()
-            self.missed.clear()
-        self.values[key] = (revision, units)
-
-    def miss(self, key: str) -> None:
-        self.values.pop(key, None)
-        self.missed[key] = time.monotonic()
-
-
-async def _cas(kv: KeyValue, key: str, change: Callable[[int], int | None], written: _Written) -> bool:
-    """Apply ``change`` to the integer under ``key`` with compare-and-set;
-    ``change`` returns None to leave it. True when a change was written.
-
-    ``written`` remembers the revision and value of this notifier's own
-    last write of each key: when nobody changed the key since (a producer
-    topping up a budget no worker took from: a burst of creation), the
-    update at that revision succeeds at once, one JetStream round trip
-    instead of a read and a write. Otherwise the server refuses it (a wrong
-    last sequence, also for an entry that expired) and the read-then-write
-    loop follows, as without it; after such a miss the key is read first
-    for a second (workers take from it: a guess would cost a round trip
-    each time). A remembered value that ``change`` would leave alone proves
-    nothing (others may have topped it up): the key is read."""
-    known = written.usable(key)
-    if known is not None:
-        new = change(known[1])
-        if new is not None:
-            try:
-                written.wrote(key, await kv.update(key, str(new).encode(), last=known[0]), new)
-                return True
-            except KeyWrongLastSequenceError:
-                written.miss(key)
-    for _ in range(_CAS_ATTEMPTS):
-        try:
-            entry = await kv.get(key)
-        except KeyNotFoundError:
-            entry = None
-        units = int(entry.value or b"0") if entry is not None else 0
-        new = change(units)
-        if new is None:
-            return False
-        try:
-            if entry is None:
-                revision = await kv.create(key, str(new).encode())
-            else:
-                revision = await kv.update(key, str(new).encode(), last=entry.revision)
-        except KeyWrongLastSequenceError:
-            continue  # someone else changed it: read again
-        written.wrote(key, revision, new)
-        return True
-    raise RuntimeError(f"wake budget {key!r}: too much contention")
 
 
 class _NatsSession(ListenSession):

@@ -48,7 +48,6 @@ stays silent forever).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import time
 from collections.abc import Callable, Collection
@@ -59,46 +58,12 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from queuert.notify._redis_direct import DirectPublisher
+from queuert.notify._redis_scripts import SEND as _SEND, SEND_SHA as _SEND_SHA, TAKE as _TAKE, TAKE_SHA as _TAKE_SHA
 from queuert.notify.broker import BrokerNotifier, ListenSession
 
 __all__ = ["RedisNotifier"]
 
 _KINDS = ("job_ready", "chain_completed", "job_lost")
-
-# KEYS: budget keys, one per ready type (all in one slot: hash tag {prefix})
-# ARGV: ttl ms, the job_ready channel, (count, type name) per key, then
-# (channel, payload) pairs of the other events.
-_SEND = """
-local n = #KEYS
-for i = 1, n do
-  redis.call('INCRBY', KEYS[i], ARGV[1 + 2 * i])
-  redis.call('PEXPIRE', KEYS[i], ARGV[1])
-end
-for i = 1, n do
-  redis.call('PUBLISH', ARGV[2], ARGV[2 + 2 * i])
-end
-for i = 3 + 2 * n, #ARGV, 2 do
-  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
-end
-return n
-"""
-
-# KEYS: budget keys in the caller's order; returns the 1-based index of the
-# key a unit was taken from, 0 when all are empty.
-_TAKE = """
-for i, key in ipairs(KEYS) do
-  local units = tonumber(redis.call('GET', key) or '0') or 0
-  if units > 0 then
-    if units == 1 then redis.call('DEL', key) else redis.call('DECR', key) end
-    return i
-  end
-end
-return 0
-"""
-
-
-_SEND_SHA = hashlib.sha1(_SEND.encode()).hexdigest()
-_TAKE_SHA = hashlib.sha1(_TAKE.encode()).hexdigest()
 
 
 def _numsub(reply: Any, channel: str) -> int:
@@ -336,15 +301,18 @@ class RedisNotifier(BrokerNotifier):
             return None
 
     async def _take_hint(self, type_names: list[str]) -> bool:
-        keys = [self.budget_key(n) for n in type_names]
+        return await self._take_up_to(type_names, 1) > 0
+
+    async def _take_up_to(self, type_names: list[str], n: int) -> int:
+        keys = [self.budget_key(name) for name in type_names]
         client = self._redis()
         if isinstance(client, RedisCluster):
-            taken = await self._take_once(client, keys)
+            taken = await self._take_once(client, keys, n)
         else:
-            taken = await self._script(1)(keys=keys)
-        return int(taken) > 0
+            taken = await self._script(1)(keys=keys, args=[n])
+        return int(taken)
 
-    async def _take_once(self, client: RedisCluster, keys: list[str]) -> Any:
+    async def _take_once(self, client: RedisCluster, keys: list[str], n: int) -> Any:
         """The take script on the node of the budgets' slot, sent once.
         redis-py's cluster client sends a command again after a timeout or
         a connection error, and a take that timed out may still run (a
@@ -357,9 +325,9 @@ class RedisNotifier(BrokerNotifier):
             raise ConnectionError("no node serves the wake budgets' slot")
         command: Any = client.execute_command  # untyped in redis-py
         try:
-            return await command("EVALSHA", _TAKE_SHA, len(keys), *keys, target_nodes=node)
+            return await command("EVALSHA", _TAKE_SHA, len(keys), *keys, n, target_nodes=node)
         except NoScriptError:  # a restarted node, or the first take: load it
-            return await command("EVAL", _TAKE, len(keys), *keys, target_nodes=node)
+            return await command("EVAL", _TAKE, len(keys), *keys, n, target_nodes=node)
 
     async def _count_listeners(self) -> int | None:
         channel = self.channels["job_ready"]

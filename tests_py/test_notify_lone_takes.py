@@ -1,0 +1,143 @@
+"""A lone listener's units are owed and taken together, later
+(queuert.notify._lone_takes), and a NATS producer's top-up follows its event
+later (queuert.notify._later_top_ups), against the real shared servers and a
+Redis Cluster of our own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from queuert.notify.broker import BrokerNotifier
+from queuert.notify.nats import NatsNotifier
+
+from notify_brokers import NATS_URL, unique_prefix
+from test_notify_brokers import Make, cluster_ports, drop_bucket, make, until  # noqa: F401  (fixtures)
+
+
+@pytest.fixture
+async def nats_pair() -> AsyncIterator[tuple[NatsNotifier, NatsNotifier]]:
+    """A NATS publisher and a lone listener on this test's prefix."""
+    prefix = unique_prefix()
+    publisher, listener = NatsNotifier(NATS_URL, prefix=prefix), NatsNotifier(NATS_URL, prefix=prefix)
+    publisher._listeners.trust_for = 60.0
+    try:
+        await alone(listener)
+        await publisher.publish_job_ready({"t": 1})  # counts the listeners meanwhile
+        assert await publisher.flush()
+        await until(lambda: publisher._listeners.value == 1)
+        assert await listener._on_io(listener._take_up_to(["t"], 10)) == 1
+        yield publisher, listener
+    finally:
+        await publisher.close()
+        await listener.close()
+        await drop_bucket(f"{prefix}-wake-hints")
+
+
+async def alone(worker: BrokerNotifier) -> None:
+    """Subscribed, and its own count says it is the only listener."""
+    worker._listeners.trust_for = 60.0  # a loaded machine must not age the count
+    await worker.subscribe(lambda e: None, kinds=("job_ready",))
+
+    def counted() -> bool:
+        worker._listeners.alone()  # starts the count when there is none yet
+        return worker._listeners.value == 1
+
+    await until(counted)
+
+
+def count_calls(notifier: Any, name: str) -> list[tuple[Any, ...]]:
+    calls: list[tuple[Any, ...]] = []
+    real = getattr(notifier, name)
+
+    async def spy(*args: Any) -> Any:
+        calls.append(args)
+        return await real(*args)
+
+    setattr(notifier, name, spy)
+    return calls
+
+
+async def test_take_up_to_takes_the_first_types_units_first(make: Make) -> None:
+    notifier = make()
+    await notifier.publish_job_ready({"a": 1, "b": 3})
+    assert await notifier.flush()
+    assert await notifier._on_io(notifier._take_up_to(["a", "b"], 3)) == 3
+    assert await notifier._on_io(notifier._take_up_to(["a", "b"], 5)) == 1  # b's last
+    assert await notifier._on_io(notifier._take_up_to(["a", "b"], 1)) == 0
+    assert await notifier.take_wake_hint(["a", "b"]) is False
+
+
+async def test_lone_wake_ups_owe_their_units_and_one_call_takes_them(make: Make) -> None:
+    publisher, worker = make(), make(lone_take_delay=0.3)
+    await alone(worker)
+    await publisher.publish_job_ready({"t": 2})
+    assert await publisher.flush()
+    calls = count_calls(worker, "_take_up_to")
+    said: list[bool] = []
+    # three wake-ups within the delay: each claims at once, nothing asked yet
+    answers = [await worker.take_wake_hint_or_defer(["t"], said.append) for _ in range(3)]
+    assert answers == [None, None, None]
+    assert said == [] and worker._lone.busy
+    await until(lambda: len(said) == 3 and not worker._lone.busy)
+    # one broker call for the three; the budget had two units
+    assert calls == [(["t"], 3)]
+    assert said == [True, True, False]
+    assert await publisher.take_wake_hint(["t"]) is False
+
+
+async def test_flush_takes_what_a_lone_listener_owes_at_once(make: Make) -> None:
+    publisher, worker = make(), make(lone_take_delay=60.0)
+    await alone(worker)
+    await publisher.publish_job_ready({"t": 1})
+    assert await publisher.flush()
+    said: list[bool] = []
+    assert await worker.take_wake_hint_or_defer(["t"], said.append) is None
+    assert await worker.flush()  # not 60 s later
+    assert said == [True]
+    assert await publisher.take_wake_hint(["t"]) is False
+
+
+async def test_a_closing_notifier_takes_what_it_owes(make: Make) -> None:
+    publisher, worker = make(), make(lone_take_delay=60.0)
+    await alone(worker)
+    await publisher.publish_job_ready({"t": 2})
+    assert await publisher.flush()
+    said: list[bool] = []
+    assert await worker.take_wake_hint_or_defer(["t"], said.append) is None
+    await worker.close()
+    assert said == [True]
+    assert await publisher.take_wake_hint(["t"]) is True  # the other unit, left
+    assert await publisher.take_wake_hint(["t"]) is False
+
+
+async def test_nats_events_go_first_and_their_top_ups_follow_together(
+    nats_pair: tuple[NatsNotifier, NatsNotifier],
+) -> None:
+    publisher, listener = nats_pair
+    top_ups = count_calls(publisher, "_top_up_later")
+    first = publisher.events_first
+    for _ in range(5):
+        await publisher.publish_job_ready({"t": 1})
+        await asyncio.sleep(0.001)
+    later = publisher._later
+    await until(lambda: publisher.events_first >= first + 1 and not later._owed)
+    await until(lambda: later._task is None and later._timer is None)
+    # the events went first (one batch or more); their units followed in
+    # fewer top-ups (one per 10 ms window) and none was lost
+    assert 1 <= len(top_ups) < 5
+    assert sum(ready["t"] for (ready,) in top_ups) == 5
+    assert await listener._on_io(listener._take_up_to(["t"], 10)) == 5
+
+
+async def test_nats_flush_sends_a_top_up_that_waits(nats_pair: tuple[NatsNotifier, NatsNotifier]) -> None:
+    publisher, listener = nats_pair
+    publisher._later.delay = 60.0
+    first = publisher.events_first
+    await publisher.publish_job_ready({"t": 1})
+    assert await publisher.flush()  # sends it now, not in a minute
+    assert publisher.events_first == first + 1
+    assert await listener._on_io(listener._take_up_to(["t"], 10)) == 1
