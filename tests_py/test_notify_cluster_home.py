@@ -98,3 +98,56 @@ async def test_cluster_subscriber_and_id_batches_stay_on_the_prefix_node(cluster
             await until(lambda: [e.payload for e in events if e.kind == "job_ready"] == ["t"])
         finally:
             await notifier.close()
+
+
+async def test_cluster_producer_writes_to_the_prefix_node_and_follows_its_slot(cluster_ports: list[int]) -> None:
+    """A Cluster producer's writer thread (replies off) connects to the node of
+    the prefix's slot; when the slot moves it notices (a MOVED would go
+    unseen on that connection), drops the connection and writes to the new
+    node: no hint keeps going where it is not run."""
+    prefix, home = prefixes_on_every_node(cluster_ports, 1)[0]
+    entry = next(p for p in cluster_ports if p != home)
+    target = next(p for p in cluster_ports if p not in (home, entry))
+    publisher = RedisNotifier(f"redis://127.0.0.1:{entry}", cluster=True, prefix=prefix)
+    taker = RedisNotifier(f"redis://127.0.0.1:{entry}", cluster=True, prefix=prefix)
+    key = publisher.budget_key("t")
+    try:
+        await publisher.publish_job_ready({"t": 1})  # the I/O thread's path; the writer connects
+        assert await publisher.flush()
+        assert publisher._direct is not None
+        await until(lambda: publisher._direct is not None and publisher._direct.connected)
+        assert publisher._direct_home == ("127.0.0.1", home)
+        written = publisher._direct.sent
+        await publisher.publish_job_ready({"t": 1})
+        assert await publisher.flush()
+        assert publisher._direct.sent == written + 1  # the writer wrote it
+        assert [await taker.take_wake_hint(["t"]) for _ in range(3)] == [True, True, False]
+
+        # move the (now empty) slot to the third node
+        with redis.Redis(port=home) as r:
+            slot = int(r.execute_command("CLUSTER", "KEYSLOT", key))
+            assert int(r.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)) == 0
+        with redis.Redis(port=target) as r:
+            target_id = r.execute_command("CLUSTER", "MYID")
+            target_id = target_id.decode() if isinstance(target_id, bytes) else target_id
+        for port in [target, home, entry]:
+            with redis.Redis(port=port) as r:
+                r.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+        # hints written to the old node are not run there (MOVED, unseen);
+        # within a few checks the writer is on the new node and they are
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while True:
+            await publisher.publish_job_ready({"t": 1})
+            assert await publisher.flush()
+            with redis.Redis(port=target) as r:
+                if r.get(key) is not None:
+                    break
+            assert loop.time() < deadline, "the writer never followed the slot"
+            await asyncio.sleep(0.2)
+        assert publisher._direct_home == ("127.0.0.1", target)
+        assert await taker.take_wake_hint(["t"]) is True
+    finally:
+        await publisher.close()
+        await taker.close()

@@ -27,8 +27,11 @@ with it. No connection yet: the caller's batch goes the I/O thread's way
 server closed, or a socket whose buffer is full (a stalled server): the
 writer hands the batch (and whatever is buffered) to that path, closes the
 connection and asks the I/O thread for a new one; a half-written command closes the connection, so Redis
-never runs it. Standalone Redis over TCP or a Unix socket only: TLS
-connections and Redis Cluster keep the I/O thread's path.
+never runs it. Redis over TCP or a Unix socket; TLS connections keep the I/O
+thread's path. A Redis Cluster's writer connects to the node of the prefix's
+slot, where every send script runs; the notifier watches that the slot stays
+there (a MOVED reply would go unseen) and drops the connection when it moved
+(:meth:`DirectPublisher.drop`).
 
 :meth:`DirectPublisher.barrier` (for ``flush``) waits until the writer has
 written what was handed over before it, then turns replies back on for one
@@ -134,13 +137,14 @@ class DirectPublisher:
             self._connecting = True
             return True
 
-    def connect(self) -> None:
+    def connect(self, url: str | None = None) -> None:
         """Blocking (a worker thread's job): open, handshake, replies off,
-        and start the writer."""
+        and start the writer. ``url``: another server than ``self.url`` (a
+        Redis Cluster's node of the prefix's slot)."""
         conn: Any = None
         try:
             pool = redis.ConnectionPool.from_url(
-                self.url,
+                url or self.url,
                 socket_connect_timeout=self.connect_timeout,
                 socket_timeout=self.connect_timeout,
                 client_name=self.name,
@@ -154,9 +158,7 @@ class DirectPublisher:
             logger.debug("Redis notifier: direct publishing unavailable: %s", exc)
             if conn is not None:
                 _quiet_disconnect(conn)
-            with self._lock:
-                self._connecting = False
-                self._retry_at = time.monotonic() + 1.0
+            self.not_now()
             return
         with self._lock:
             self._connecting = False
@@ -168,6 +170,19 @@ class DirectPublisher:
             if self._writer is None:  # else the writer of the last connection goes on with this one
                 self._writer = threading.Thread(target=self._run, name=f"{self.name}-writer", daemon=True)
                 self._writer.start()
+
+    def not_now(self) -> None:
+        """A connection that could not be made: another in a second at the earliest."""
+        with self._lock:
+            self._connecting = False
+            self._retry_at = time.monotonic() + 1.0
+
+    def drop(self) -> None:
+        """Close the connection (its server no longer runs our commands, a
+        Cluster slot moved): what comes next goes the other way and asks for
+        a new one."""
+        with self._sock_lock:
+            self._close()
 
     # -- callers (any thread) ------------------------------------------------------
 

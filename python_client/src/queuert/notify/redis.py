@@ -16,10 +16,14 @@ Wire format (``<p>`` is the prefix, default ``queuert``, one per schema):
   finds its unit) and taken by another (GET, DECR or DEL), with an expiry of
   ``hint_ttl`` refreshed on every top-up.
 
-Publishing from a ``redis://`` or ``unix://`` URL (standalone): callers
-hand their hints to a plain writer thread, which writes the send script's
-``EVAL`` on a connection with replies off, one batch per write
-(:mod:`queuert.notify._redis_direct`); else the I/O thread sends it (``EVALSHA`` on a connection of its own; Cluster: the client's script).
+Publishing from a ``redis://`` or ``unix://`` URL: callers hand their hints
+to a plain writer thread, which writes the send script's ``EVAL`` on a
+connection with replies off, one batch per write
+(:mod:`queuert.notify._redis_direct`; a Cluster's writer connects to the
+node of the prefix's slot, and a check once a second while it writes drops
+that connection when the slot moved); else, and until that connection is
+made, the I/O thread sends it (``EVALSHA`` on a connection of its own;
+Cluster: the client's script).
 
 Cluster: classic pub/sub, not sharded. A PUBLISH reaches subscribers on any
 node (the cluster bus forwards it), so the subscriber holds one connection to
@@ -48,9 +52,10 @@ stays silent forever).
 from __future__ import annotations
 
 import asyncio
+import logging
+import urllib.parse
 import random
-import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -58,12 +63,17 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from queuert.notify._redis_direct import DirectPublisher
+from queuert.notify._redis_session import RedisSession, disconnect as _disconnect, text as _text
 from queuert.notify._redis_scripts import SEND as _SEND, SEND_SHA as _SEND_SHA, TAKE as _TAKE, TAKE_SHA as _TAKE_SHA
 from queuert.notify.broker import BrokerNotifier, ListenSession
 
 __all__ = ["RedisNotifier"]
 
+logger = logging.getLogger("queuert.notify")
+
 _KINDS = ("job_ready", "chain_completed", "job_lost")
+#: seconds between checks that a Cluster writer's node still serves the prefix's slot
+_HOME_CHECK = 1.0
 
 
 def _numsub(reply: Any, channel: str) -> int:
@@ -88,8 +98,12 @@ def _connection(pool: Any) -> Any:
     return pool.connection_class(**kwargs)
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+def _node_url(url: str, host: str, port: int) -> str:
+    """``url`` with its host and port replaced (credentials and options kept)."""
+    parts = urllib.parse.urlsplit(url)
+    auth, at, _ = parts.netloc.rpartition("@")
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{auth}{at}{address}"))
 
 
 class RedisNotifier(BrokerNotifier):
@@ -129,11 +143,10 @@ class RedisNotifier(BrokerNotifier):
         self.health_interval = health_interval
         self.health_timeout = health_timeout
         self.channels = {kind: f"{self.prefix}:{kind}" for kind in _KINDS}
-        self._kind_of = {name: kind for kind, name in self.channels.items()}
         self._scripts: tuple[Any, Any] | None = None  # (send, take), per client
         self._pub_conn: Any = None  # standalone: the sender's own connection
-        #: standalone over TCP / a Unix socket, from a URL: callers write
-        #: their hints themselves (queuert.notify._redis_direct)
+        #: from a redis:// or unix:// URL: callers hand their hints to a
+        #: writer thread (queuert.notify._redis_direct)
         self._direct = (
             DirectPublisher(
                 self.url,
@@ -146,9 +159,12 @@ class RedisNotifier(BrokerNotifier):
                 self.batch_gap,
                 self.max_batch_gap,
             )
-            if self.url is not None and not self.cluster and DirectPublisher.usable_for(self.url)
+            if self.url is not None and DirectPublisher.usable_for(self.url)
             else None
         )
+        #: a Cluster writer's node (host, port), and its watch (_watch_home)
+        self._direct_home: tuple[str, int] | None = None
+        self._home_watch: asyncio.Task[None] | None = None
 
     def budget_key(self, type_name: str) -> str:
         """The Redis key holding ``type_name``'s wake budget."""
@@ -178,6 +194,10 @@ class RedisNotifier(BrokerNotifier):
     async def _close_clients(self) -> None:
         if self._direct is not None:
             self._direct.close()
+        watch, self._home_watch, self._direct_home = self._home_watch, None, None
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         client, self._scripts = self._client, None
         conn, self._pub_conn = self._pub_conn, None
         if conn is not None:
@@ -195,6 +215,7 @@ class RedisNotifier(BrokerNotifier):
     def _forget_clients(self) -> None:
         if self._direct is not None:
             self._direct.forget()
+        self._home_watch = self._direct_home = None
         self._scripts = None
         self._pub_conn = None
         if self.url is not None:
@@ -246,7 +267,58 @@ class RedisNotifier(BrokerNotifier):
 
     def _connect_direct(self) -> None:
         assert self._direct is not None
-        asyncio.get_running_loop().run_in_executor(None, self._direct.connect)
+        if self.cluster:
+            if self._home_watch is not None:  # the last connection's, ended or ending
+                self._home_watch.cancel()
+            self._home_watch = asyncio.get_running_loop().create_task(self._connect_direct_home())
+        else:
+            asyncio.get_running_loop().run_in_executor(None, self._direct.connect)
+
+    async def _connect_direct_home(self) -> None:
+        """Cluster: the writer's connection goes to the node of the
+        prefix's slot, where every send script runs; then it is watched."""
+        direct, url = self._direct, self.url
+        assert direct is not None and url is not None
+        try:
+            client = self._redis()
+            await client.initialize()  # the slot map (at once when it is known)
+            node = self._home_node(cast(RedisCluster, client))
+            if node is None:
+                raise ConnectionError("no node serves the prefix's slot")
+            home = (str(node.host), int(node.port))
+        except Exception as exc:
+            logger.debug("Redis notifier: direct publishing unavailable: %s", exc)
+            direct.not_now()
+            return
+        self._direct_home = home
+        await asyncio.get_running_loop().run_in_executor(None, direct.connect, _node_url(url, *home))
+        await self._watch_home(home)
+
+    async def _watch_home(self, home: tuple[str, int]) -> None:
+        """The writer gets no replies, so a MOVED (the slot went to another
+        node) would go unseen and its hints be lost: once a second while it
+        writes, a routed ``EXISTS`` of a budget key (redis-py follows a MOVED
+        and updates its slot map) says where the slot is; elsewhere, the
+        writer's connection is dropped and the next one goes there."""
+        direct = self._direct
+        assert direct is not None
+        written = direct.sent
+        while direct.connected and self._direct_home == home:
+            await asyncio.sleep(_HOME_CHECK)
+            if direct.sent == written:
+                continue
+            written = direct.sent
+            try:
+                client = cast(RedisCluster, self._redis())
+                await client.execute_command("EXISTS", self.budget_key(""))
+                node = self._home_node(client)
+                moved = node is None or (str(node.host), int(node.port)) != home
+            except Exception as exc:  # the slot's node unreachable: the writer's is suspect too
+                logger.debug("Redis notifier: checking the prefix's node failed: %s", exc)
+                moved = True
+            if moved:
+                self._direct_home = None
+                direct.drop()
 
     async def _confirm_direct(self) -> None:
         if self._direct is not None and self._direct.connected:
@@ -377,91 +449,10 @@ class RedisNotifier(BrokerNotifier):
                 kwargs.pop(key, None)  # the latter: redis-py 7+ for RESP3 pools only
             conn = cls(**kwargs)
             try:
-                session = _RedisSession(self, conn, deliver)
+                session = RedisSession(conn, deliver, self.channels, self.health_interval, self.health_timeout)
                 await session.open(kinds)
                 return session
             except Exception as exc:
                 errors.append(f"{kwargs.get('host', kwargs.get('path'))}:{kwargs.get('port', '')}: {exc}")
                 await _disconnect(conn)
         raise ConnectionError("; ".join(errors) or "no Redis node to subscribe on")
-
-
-class _RedisSession(ListenSession):
-    """SUBSCRIBE on one dedicated connection, read by :meth:`run`."""
-
-    def __init__(self, notifier: RedisNotifier, conn: Any, deliver: Callable[[str, str], None]) -> None:
-        self.n = notifier
-        self.conn = conn
-        self.deliver = deliver
-        self.last_read = time.monotonic()
-        # SUBSCRIBE confirmations awaited by add(), by channel name
-        self.confirming: dict[str, asyncio.Future[None]] = {}
-
-    async def open(self, kinds: Collection[str]) -> None:
-        await self.conn.connect()
-        channels = [self.n.channels[k] for k in kinds]
-        await self.conn.send_command("SUBSCRIBE", *channels)
-        # the confirmations, one per channel, before we call it live
-        for _ in channels:
-            reply = await asyncio.wait_for(self.conn.read_response(), self.n.health_timeout)
-            if not (isinstance(reply, list) and _text(reply[0]) == "subscribe"):
-                raise ConnectionError(f"unexpected reply to SUBSCRIBE: {reply!r}")
-
-    async def add(self, kinds: Collection[str]) -> None:
-        # live only once the server confirmed (run() reads the confirmations):
-        # a PUBLISH from elsewhere may otherwise overtake the SUBSCRIBE
-        channels = [self.n.channels[k] for k in kinds]
-        loop = asyncio.get_running_loop()
-        waits = [self.confirming.setdefault(ch, loop.create_future()) for ch in channels]
-        await self.conn.send_command("SUBSCRIBE", *channels)
-        await asyncio.wait_for(asyncio.gather(*waits), self.n.health_timeout)
-
-    async def remove(self, kinds: Collection[str]) -> None:
-        await self.conn.send_command("UNSUBSCRIBE", *[self.n.channels[k] for k in kinds])
-
-    async def run(self) -> None:
-        watch = asyncio.get_running_loop().create_task(self._watch(), name="queuert-redis-ping")
-        try:
-            while True:
-                reply = cast(list[Any], await self.conn.read_response())
-                self.last_read = time.monotonic()
-                what = _text(reply[0])
-                if what == "message":
-                    kind = self.n._kind_of.get(_text(reply[1]))
-                    if kind is not None:
-                        self.deliver(kind, _text(reply[2]))
-                elif what == "subscribe":
-                    waiter = self.confirming.pop(_text(reply[1]), None)
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(None)
-                if watch.done():
-                    watch.result()
-        finally:
-            watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
-
-    async def _watch(self) -> None:
-        """PING when idle; a connection that does not answer is closed, which
-        ends run()'s read with an error."""
-        n = self.n
-        while True:
-            idle = time.monotonic() - self.last_read
-            if idle < n.health_interval:
-                await asyncio.sleep(n.health_interval - idle)
-                continue
-            sent = time.monotonic()
-            await self.conn.send_command("PING")
-            await asyncio.sleep(n.health_timeout)
-            if self.last_read < sent:
-                await _disconnect(self.conn)
-                raise ConnectionError(f"no answer to PING within {n.health_timeout}s (half-open connection?)")
-
-    async def close(self) -> None:
-        await _disconnect(self.conn)
-
-
-async def _disconnect(conn: Any) -> None:
-    try:
-        await conn.disconnect()
-    except Exception:  # already broken
-        pass
