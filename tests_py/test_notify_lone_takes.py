@@ -1,16 +1,19 @@
-"""A lone listener's units are owed and taken together, later
-(queuert.notify._lone_takes), and a NATS producer's top-up follows its event
-later (queuert.notify._later_top_ups), against the real shared servers and a
-Redis Cluster of our own."""
+"""Broker work kept off a wake-up's claim: a lone listener's units are owed
+and taken together, later (queuert.notify._lone_takes), a NATS producer's
+top-up follows its event later (queuert.notify._later_top_ups), and counts
+of listeners start a moment after the hint that asked (COUNT_AFTER); against
+the real shared servers and a Redis Cluster of our own."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from queuert.notify._alone import COUNT_AFTER
 from queuert.notify.broker import BrokerNotifier
 from queuert.notify.nats import NatsNotifier
 
@@ -141,3 +144,40 @@ async def test_nats_flush_sends_a_top_up_that_waits(nats_pair: tuple[NatsNotifie
     assert await publisher.flush()  # sends it now, not in a minute
     assert publisher.events_first == first + 1
     assert await listener._on_io(listener._take_up_to(["t"], 10)) == 1
+
+
+async def test_background_counts_start_after_the_wake_up_that_asked(make: Make) -> None:
+    """A count of listeners (the publisher's audience, a listener's own) is
+    asked for by a hint going out or a worker waking; it starts COUNT_AFTER
+    later, not beside that wake-up's claim."""
+    publisher, listener = make(), make()
+    started: list[float] = []
+    real_audience = publisher._audience._count
+
+    async def audience() -> int | None:
+        started.append(time.monotonic())
+        return await real_audience()
+
+    publisher._audience._count = audience
+    asked = time.monotonic()
+    await publisher.publish_job_ready({"t": 1})  # the first hint arms a count
+    await until(lambda: started)
+    assert started[0] - asked >= COUNT_AFTER
+
+    await listener.subscribe(lambda e: None, kinds=("job_ready",))
+    counts = listener._listeners
+    await until(lambda: counts.alone() or counts.value is not None)
+    counted: list[float] = []
+    real_count = counts._count
+
+    async def count() -> int | None:
+        counted.append(time.monotonic())
+        return await real_count()
+
+    counts._count = count
+    await until(lambda: not counts._refreshing)
+    counts.at -= 10.0  # stale: the next take asks for a new count
+    asked = time.monotonic()
+    counts.alone()
+    await until(lambda: counted)
+    assert counted[0] - asked >= COUNT_AFTER

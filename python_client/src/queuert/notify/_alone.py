@@ -20,7 +20,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-__all__ = ["ListenerCount"]
+__all__ = ["COUNT_AFTER", "ListenerCount"]
+
+#: seconds a background count waits before it starts: the hint that asked for
+#: it is going out or waking a worker now, and a count run beside that (a
+#: broker round trip, a NATS roll call every listener answers on its loop)
+#: lengthened it; the tail of a wake-up after a quiet second (benchmarks/
+#: README.md, "Eighth pass")
+COUNT_AFTER = 0.02
 
 
 class _Handed:
@@ -68,7 +75,7 @@ class ListenerCount:
         if now - self.at >= self.refresh_after and not self._refreshing:
             self._refreshing = True
             try:
-                self._loop().call_soon_threadsafe(self._start)
+                self._loop().call_soon_threadsafe(self._start_soon)
             except RuntimeError:  # the loop is closing
                 self._refreshing = False
         return self.value if now - self.at < max_age else None
@@ -77,6 +84,10 @@ class ListenerCount:
         """Subscriptions changed (ours or the connection): count again."""
         self._generation += 1
         self.value, self.at = None, float("-inf")
+
+    def _start_soon(self) -> None:
+        # not at once: the take that asked is a wake-up, and its claim runs now
+        asyncio.get_running_loop().call_later(COUNT_AFTER, self._start)
 
     def _start(self) -> None:
         asyncio.get_running_loop().create_task(self._refresh(self._generation), name="queuert-notify-count")

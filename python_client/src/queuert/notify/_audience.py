@@ -36,6 +36,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from queuert.notify._alone import COUNT_AFTER
+
 __all__ = ["Audience"]
 
 logger = logging.getLogger("queuert.notify")
@@ -147,7 +149,7 @@ class Audience:
         if self._timer is not None:
             return
         loop = asyncio.get_running_loop()
-        delay = max(0.0, self._due - time.monotonic())
+        delay = max(COUNT_AFTER, self._due - time.monotonic())
         self._timer = loop.call_later(delay, self._start)
 
     def _start(self) -> None:
