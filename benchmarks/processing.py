@@ -70,7 +70,7 @@ def _statistics(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[int, obje
         f" FROM pg_stat_user_tables AS s WHERE s.relid = '{SCHEMA}.job'::regclass"
     ).fetchone()
     assert row is not None
-    return int(row[0]), row[1]
+    return int(str(row[0])), row[1]
 
 
 class WorkerProcess:

@@ -108,7 +108,7 @@ def measure(dsn: str, producers: int, blocks: int) -> dict[str, list[float]]:
     quiet = [psycopg.connect(dsn, options="-c queuert.notify=none") for _ in range(producers)]
     prefix = f"benchquiet{os.getpid()}"
     kept = RedisNotifier(REDIS_URL, prefix=prefix)
-    kept.database_notify = True  # type: ignore[misc]  # the client before: NOTIFY left on
+    kept.database_notify = True  # the client before: NOTIFY left on
     notifiers: dict[str, Any] = {"hooks, NOTIFY kept": kept, "hooks": RedisNotifier(REDIS_URL, prefix=prefix)}
     try:
         conns = {side: plain for side in SIDES}

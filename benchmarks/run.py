@@ -47,7 +47,7 @@ def _worker_workloads() -> dict[str, tuple[Workload, bool]]:
     except ImportError as e:  # the worker is not importable yet
         print(f"(worker workloads unavailable: {e})", file=sys.stderr)
         return {}
-    workloads = {
+    workloads: dict[str, tuple[Workload, bool]] = {
         "process-staged": (processing.run_staged, True),
         "process-atomic": (processing.run_atomic, True),
         "chain-3": (processing.run_chain3, True),

@@ -47,6 +47,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import queuert
 import queuert._sqlite as qs
@@ -236,7 +237,7 @@ class Bench:
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
-def paired(bench: Bench, floor: Callable[[int], float], engine: Callable[[int], float], blocks: int, k: int) -> dict:
+def paired(bench: Bench, floor: Callable[[int], float], engine: Callable[[int], float], blocks: int, k: int) -> dict[str, Any]:
     bench.checkpoint()
     floor(max(1, k // 5))  # warm-up: statement caches, pages
     engine(max(1, k // 5))

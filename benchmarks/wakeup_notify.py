@@ -55,7 +55,7 @@ from .processing import IDLE, WorkerProcess
 ROOT = Path(__file__).resolve().parent.parent
 # the same real servers the notify tests start (a cluster, a pgbouncer)
 sys.path.insert(0, str(ROOT / "tests_py"))
-import notify_brokers  # noqa: E402
+import notify_brokers  # type: ignore[import-not-found]  # noqa: E402
 
 WORKLOAD = "wake-up-notify"
 #: (label, notifier kind); LISTEN first: the others are compared with it
@@ -100,7 +100,7 @@ def _setup(kind: str, dsn: str, prefix: str) -> tuple[str, str]:
     params = conninfo_to_dict(dsn)
     with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute(
-            sql.SQL("ALTER DATABASE {} SET queuert.notify = 'none'").format(sql.Identifier(params["dbname"]))
+            sql.SQL("ALTER DATABASE {} SET queuert.notify = 'none'").format(sql.Identifier(str(params["dbname"])))
         )
     if kind in ("redis", "redis-nobudget"):
         return dsn, f"{notify_brokers.REDIS_URL}?prefix={prefix}"

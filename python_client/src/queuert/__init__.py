@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from .client import (
     cancel_chains,
     complete_chain,
@@ -60,13 +57,10 @@ from .types import (
     continue_with,
 )
 
-__version__ = "0.1.0"
-
-# ---------------------------------------------------------------------------
-# BEGIN worker/notify/hooks exports (owned by the worker helper).
-from .hooks import TransactionHooks, current_hooks, transaction_hooks  # noqa: E402
-from .job import Blocker, JobContext, LeaseLost  # noqa: E402
-from .notify import (  # noqa: E402
+# the worker, the notifiers and transaction hooks
+from .hooks import TransactionHooks, current_hooks, transaction_hooks
+from .job import Blocker, JobContext, LeaseLost
+from .notify import (
     InProcessNotifier,
     Notifier,
     NotifyEvent,
@@ -74,41 +68,13 @@ from .notify import (  # noqa: E402
     PostgresNotifier,
     notifier_from_url,
 )
-from .worker import Worker, WorkerStats, run_worker_cli  # noqa: E402
+from .worker import Worker, WorkerStats, run_worker_cli
 
-_LAZY_EXPORTS: dict[str, str] = {}
-_WORKER_EXPORTS = [
-    "Blocker",
-    "InProcessNotifier",
-    "JobContext",
-    "LeaseLost",
-    "Notifier",
-    "NotifyEvent",
-    "NullNotifier",
-    "PostgresNotifier",
-    "TransactionHooks",
-    "Worker",
-    "WorkerStats",
-    "current_hooks",
-    "notifier_from_url",
-    "run_worker_cli",
-    "transaction_hooks",
-]
-# END worker/notify/hooks exports
-# ---------------------------------------------------------------------------
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY_EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'queuert' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+__version__ = "0.1.0"
 
 __all__ = [
     "BaseChainSpec",
+    "Blocker",
     "Chain",
     "ChainCancelledError",
     "ChainFailedError",
@@ -122,39 +88,52 @@ __all__ = [
     "Continuation",
     "ContinuedJob",
     "FiredTick",
+    "InProcessNotifier",
     "InvalidArgumentError",
     "InvalidJobStatusError",
     "InvalidSchemaNameError",
     "Job",
+    "JobContext",
     "JobNotFoundError",
     "JobTakenError",
     "JobType",
     "JobTypePolicy",
+    "LeaseLost",
     "MigrationError",
+    "Notifier",
+    "NotifyEvent",
+    "NullNotifier",
     "PayloadValidationError",
+    "PostgresNotifier",
     "PruneResult",
     "QueuertError",
     "RetryAt",
     "Schedule",
     "StartedChain",
+    "TransactionHooks",
+    "Worker",
+    "WorkerStats",
     "cancel_chains",
     "complete_chain",
     "continue_with",
+    "current_hooks",
     "delete_chains",
     "delete_schedule",
     "get_chain",
     "list_chains",
     "list_schedules",
+    "notifier_from_url",
     "prune",
     "retry_jobs",
     "retry_on_conflict",
+    "run_worker_cli",
     "set_job_type",
     "set_schedule",
     "start_chain",
     "start_chains",
+    "transaction_hooks",
     "translate",
     "translate_errors",
     "trigger_jobs",
     "wait_for_chain",
-    *_WORKER_EXPORTS,
 ]
