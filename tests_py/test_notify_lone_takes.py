@@ -181,3 +181,45 @@ async def test_background_counts_start_after_the_wake_up_that_asked(make: Make) 
     counts.alone()
     await until(lambda: counted)
     assert counted[0] - asked >= COUNT_AFTER
+
+
+async def test_a_process_that_exits_owing_units_takes_them() -> None:
+    """No close(): the interpreter's exit takes what a lone listener owes,
+    so the budget it leaves behind is right."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from queuert.notify.redis import RedisNotifier
+
+    from notify_brokers import REDIS_URL
+
+    prefix = unique_prefix()
+    publisher = RedisNotifier(REDIS_URL, prefix=prefix)
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from queuert.notify.redis import RedisNotifier
+
+        notifier = RedisNotifier({REDIS_URL!r}, prefix={prefix!r}, lone_take_delay=60.0)
+
+        async def main() -> None:
+            notifier._listeners.trust_for = 60.0
+            await notifier.subscribe(lambda e: None, kinds=("job_ready",))
+            while not notifier._listeners.alone():
+                await asyncio.sleep(0.01)
+            assert await notifier.take_wake_hint_or_defer(["t"], lambda taken: None) is None
+            assert notifier._lone.busy
+
+        asyncio.run(main())
+        """
+    )
+    try:
+        await publisher.publish_job_ready({"t": 1})
+        assert await publisher.flush()
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stderr=subprocess.PIPE)
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        assert await publisher.take_wake_hint(["t"]) is False  # taken at the child's exit
+    finally:
+        await publisher.close()

@@ -491,6 +491,7 @@ class BrokerNotifier(Notifier):
             if seq:
                 io.submit(self._sender.wait_sent(seq)).result(timeout)
             io.submit(self._send_deferred()).result(timeout)
+            io.submit(self._lone.settle_now()).result(timeout)
             io.submit(self._shutdown()).result(timeout)
         except Exception:  # exiting: a hint more or less
             pass
