@@ -126,9 +126,8 @@ async def test_nats_events_go_first_and_their_top_ups_follow_together(
     for _ in range(5):
         await publisher.publish_job_ready({"t": 1})
         await asyncio.sleep(0.001)
-    later = publisher._later
-    await until(lambda: publisher.events_first >= first + 1 and not later._owed)
-    await until(lambda: later._task is None and later._timer is None)
+    assert await publisher.flush()  # every batch sent, and what its top-ups owe
+    assert publisher.events_first >= first + 1 and not publisher._later.pending
     # the events went first (one batch or more); their units followed in
     # fewer top-ups (one per 10 ms window) and none was lost
     assert 1 <= len(top_ups) < 5

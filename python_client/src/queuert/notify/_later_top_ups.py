@@ -18,6 +18,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from queuert.notify._deferred import Deferred
+
 __all__ = ["LaterTopUps"]
 
 logger = logging.getLogger("queuert.notify")
@@ -33,54 +35,36 @@ class LaterTopUps:
         self.delay = delay
         self._timeout = timeout
         self._owed: dict[str, int] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._later = Deferred(self._send, lambda: self.delay, "queuert-notify-top-ups")
         #: top-ups that failed (their units are gone: hints)
         self.failed = 0
+
+    @property
+    def pending(self) -> bool:
+        """Top-ups owed or on their way."""
+        return bool(self._owed) or self._later.pending
 
     def add(self, ready: dict[str, int]) -> None:
         for name, n in ready.items():
             self._owed[name] = self._owed.get(name, 0) + n
-        if self._timer is None and self._task is None:
-            self._timer = asyncio.get_running_loop().call_later(self.delay, self._start)
-
-    def _start(self) -> None:
-        self._timer = None
-        self._task = asyncio.get_running_loop().create_task(self._send(), name="queuert-notify-top-ups")
+        self._later.ask()
 
     async def _send(self) -> None:
+        owed, self._owed = self._owed, {}
+        if not owed:
+            return
         try:
-            while self._owed:
-                owed, self._owed = self._owed, {}
-                try:
-                    await asyncio.wait_for(self._top_up(owed), self._timeout())
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # the event went out; a unit is a hint
-                    self.failed += 1
-                    logger.debug("NATS notifier: a wake budget top-up failed (%s)", exc)
-        finally:
-            self._task = None
+            await asyncio.wait_for(self._top_up(owed), self._timeout())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the event went out; a unit is a hint
+            self.failed += 1
+            logger.debug("NATS notifier: a wake budget top-up failed (%s)", exc)
 
     async def settle_now(self) -> None:
         """Send what is owed now (flush, close)."""
-        while True:
-            task = self._task
-            if task is not None:
-                await asyncio.shield(task)
-                continue
-            timer, self._timer = self._timer, None
-            if timer is None:
-                return
-            timer.cancel()
-            self._start()
+        await self._later.now()
 
     async def cancel(self) -> None:
         self._owed.clear()
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._later.cancel()

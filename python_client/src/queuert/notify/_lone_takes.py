@@ -26,6 +26,8 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 
+from queuert.notify._deferred import Deferred
+
 __all__ = ["LoneTakes"]
 
 logger = logging.getLogger("queuert.notify")
@@ -54,9 +56,8 @@ class LoneTakes:
         self._lock = threading.Lock()
         #: per list of types (in the caller's order), the wake-ups owing a unit
         self._owed: dict[tuple[str, ...], list[Settled]] = {}
-        self._scheduled = False  # a take of the debts is on its way
-        self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._scheduled = False  # asked for, on its way or running (any thread)
+        self._later = Deferred(self._take_owed, delay, "queuert-notify-lone-takes")
         #: wake-ups settled (for tests)
         self.settled = 0
 
@@ -84,11 +85,7 @@ class LoneTakes:
         return True
 
     def _schedule(self) -> None:
-        self._timer = asyncio.get_running_loop().call_later(self.delay(), self._start)
-
-    def _start(self) -> None:
-        self._timer = None
-        self._task = asyncio.get_running_loop().create_task(self._take_owed(), name="queuert-notify-lone-takes")
+        self._later.ask()
 
     async def _take_owed(self) -> None:
         with self._lock:
@@ -100,11 +97,10 @@ class LoneTakes:
                     self._settle(settled, i < taken)
         finally:
             with self._lock:
-                again = bool(self._owed)
+                again = bool(self._owed)  # owed while these were taken
                 self._scheduled = again
-            self._task = None
-            if again:  # owed while these were taken
-                self._schedule()
+            if again:
+                self._later.ask()
 
     async def _take(self, names: list[str], n: int) -> int:
         try:
@@ -125,15 +121,7 @@ class LoneTakes:
     async def settle_now(self) -> None:
         """Take what is owed now (flush, close)."""
         while True:
-            task = self._task
-            if task is not None:
-                await asyncio.shield(task)
-                continue
-            timer, self._timer = self._timer, None
-            if timer is not None:
-                timer.cancel()
-                self._start()
-                continue
+            await self._later.now()
             with self._lock:
                 if not self._scheduled:
                     return
@@ -144,10 +132,4 @@ class LoneTakes:
         with self._lock:
             self._owed.clear()
             self._scheduled = False
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._later.cancel()
