@@ -42,7 +42,7 @@ from queuert.types import ChainSpec
 from .common import Databases
 from .create import START_MANY
 from .create_client import client_forms
-from .run import DEFAULT_DSN
+from .common import DEFAULT_DSN
 
 BLOCK = 10
 SIZE = 1000

@@ -30,7 +30,7 @@ import psycopg
 from queuert import aio, client
 
 from .create import START_ONE
-from .run import DEFAULT_DSN
+from .common import DEFAULT_DSN
 
 WARM = 20
 

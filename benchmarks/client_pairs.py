@@ -42,7 +42,7 @@ from .common import Databases
 from .create import START_MANY, START_ONE
 from .create_client import abba_ratio
 from .floors import FLOOR_DDL, INSERT_ONE, INSERT_UNNEST
-from .run import DEFAULT_DSN
+from .common import DEFAULT_DSN
 
 Sample = tuple[float, float, float, float]  # wall, cpu, backend, gc (seconds)
 

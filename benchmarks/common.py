@@ -18,6 +18,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from queuert.migrate import migrate
 
 SCHEMA = "queuert"
+#: the server the harness runs on unless --dsn names another
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 _counter = itertools.count(1)
 
 

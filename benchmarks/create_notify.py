@@ -37,11 +37,10 @@ from queuert.notify.nats import NatsNotifier
 from queuert.notify.redis import RedisNotifier
 
 from . import create_notify_deploy
+from .brokers import NATS_URL, REDIS_URL, drop_nats_bucket
 from .common import Databases, Results, Sizes
 
 BLOCK = 250
-REDIS_URL = os.environ.get("QUEUERT_TEST_REDIS", "redis://127.0.0.1:6379/0")
-NATS_URL = os.environ.get("QUEUERT_TEST_NATS", "nats://127.0.0.1:4222")
 
 
 def _metric(broker: str) -> str:
@@ -104,19 +103,6 @@ def paired(dsn: str, n: int) -> tuple[dict[str, float], int]:
         for notifier in notifiers.values():
             asyncio.run(notifier.close())
         asyncio.run(drop_nats_bucket(f"{prefix}-wake-hints"))  # ours: leave the shared NATS as found
-
-
-async def drop_nats_bucket(bucket: str) -> None:
-    """Delete a wake-budget KV bucket this run made (nothing if it made none)."""
-    import nats
-
-    nc = await nats.connect(NATS_URL)
-    try:
-        await nc.jetstream().delete_key_value(bucket)
-    except Exception:  # never created
-        pass
-    finally:
-        await nc.close()
 
 
 def run(dbs: Databases, sizes: Sizes, results: Results) -> None:

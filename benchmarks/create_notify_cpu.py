@@ -35,8 +35,8 @@ from queuert.notify.nats import NatsNotifier
 from queuert.notify.redis import RedisNotifier
 
 from .common import Databases
-from .create_notify import NATS_URL, REDIS_URL, drop_nats_bucket
-from .run import DEFAULT_DSN
+from .brokers import NATS_URL, REDIS_URL, drop_nats_bucket
+from .common import DEFAULT_DSN
 
 
 def _cpu_ns(pid: int, tid: int | None = None) -> int:

@@ -75,7 +75,7 @@ def _broker_notifier(side: str, prefix: str) -> Any:
     from queuert.notify.nats import NatsNotifier
     from queuert.notify.redis import RedisNotifier
 
-    from .create_notify import NATS_URL, REDIS_URL
+    from .brokers import NATS_URL, REDIS_URL
 
     if side == "Redis":
         return RedisNotifier(REDIS_URL, prefix=prefix)
@@ -282,7 +282,7 @@ def paired(
                 p.terminate()
             p.join(5)
         manager.shutdown()
-        from .create_notify import drop_nats_bucket
+        from .brokers import drop_nats_bucket
 
         asyncio.run(drop_nats_bucket(f"{prefix}-wake-hints"))
 
@@ -311,7 +311,7 @@ def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
 if __name__ == "__main__":
     import argparse
 
-    from .run import DEFAULT_DSN
+    from .common import DEFAULT_DSN
 
     parser = argparse.ArgumentParser(description="create-notify's deployment shape, printed (not in make bench)")
     parser.add_argument("--rounds", type=int, default=8)

@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from .run import DEFAULT_DSN
+from .common import DEFAULT_DSN
 
 CHANNEL = "queuert_bench_legs"
 
@@ -137,7 +137,7 @@ def measure(kind: str, n: int) -> str:
             asyncio.run(notifier.close())
         rows = [line.split() for line in open(out)]
     if kind == "nats":
-        from .create_notify import drop_nats_bucket
+        from .brokers import drop_nats_bucket
 
         asyncio.run(drop_nats_bucket(f"{prefix}-wake-hints"))
     switches = int(rows[0][1])  # from "ready" to "end", warm-up included

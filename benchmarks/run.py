@@ -32,10 +32,9 @@ from typing import Any
 import psycopg
 
 from . import claim_scale, create, create_client, dashboard, fan_in, floors, retention, sqlite
-from .common import Databases, Results, Sizes
+from .common import DEFAULT_DSN, Databases, Results, Sizes
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 Workload = Callable[[Databases, Sizes, Results], None]
 

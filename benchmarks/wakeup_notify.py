@@ -49,7 +49,7 @@ import queuert
 from queuert.notify import Notifier, notifier_from_url
 
 from .common import Databases, Results, Sizes, percentile
-from .create_notify import drop_nats_bucket
+from .brokers import drop_nats_bucket
 from .processing import IDLE, WorkerProcess
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -282,6 +282,17 @@ def broker_notifiers(kind: str, cluster_ports: Callable[[], list[int]] | None = 
         for notifier in made:
             asyncio.run(notifier.close())
         if kind == "nats":
-            from test_notify_brokers import drop_bucket
-
             asyncio.run(drop_bucket(f"{prefix}-wake-hints"))
+
+
+async def drop_bucket(bucket: str) -> None:
+    """Delete a test's wake-hint KV bucket from the shared NATS (nothing if
+    it made none)."""
+    import nats
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        await nc.jetstream().delete_key_value(bucket)
+    except Exception:  # never created
+        pass
+    await nc.close()

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import nats
 import psycopg
 import pytest
 import redis.asyncio as aioredis
@@ -24,7 +23,7 @@ from queuert.notify.broker import BrokerNotifier
 from queuert.notify.nats import NatsNotifier, kv_key
 from queuert.notify.redis import RedisNotifier
 
-from notify_brokers import NATS_URL, REDIS_URL, redis_cluster, unique_prefix
+from notify_brokers import NATS_URL, REDIS_URL, drop_bucket, redis_cluster, unique_prefix
 
 BROKERS = ["redis", "redis-cluster", "nats"]
 
@@ -65,15 +64,6 @@ def make(request: pytest.FixtureRequest) -> Iterator[Make]:
         asyncio.run(notifier.close())  # any loop will do: the notifier has its own
     if kind == "nats":
         asyncio.run(drop_bucket(f"{prefix}-wake-hints"))
-
-
-async def drop_bucket(bucket: str) -> None:
-    nc = await nats.connect(NATS_URL)
-    try:
-        await nc.jetstream().delete_key_value(bucket)
-    except Exception:  # never created
-        pass
-    await nc.close()
 
 
 async def until(check: Callable[[], Any], timeout: float = 10.0) -> None:
