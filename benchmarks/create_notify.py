@@ -12,7 +12,13 @@ side alike; median of the per-block ratios, like the create-single ladder):
 
 Each pair's two blocks swap places every other round, and so do the two
 brokers (round one ``today Redis today NATS``, round two ``NATS today Redis
-today``): neither side always runs second.
+today``): neither side always runs second. A broker's figure is
+:func:`benchmarks.create_client.abba_ratio` of its pairs: the median over
+two consecutive rounds (one pair each way) of the geometric mean of their
+two ratios, so a block's place in its pair cancels within each term (the
+second block of a pair reads a few per cent slower, whichever side; a
+median of single-pair ratios picked from two humps). The garbage collector
+runs before each block, outside the clock.
 
 Reported as each broker path's rate over today's (target: >= 1, the broker
 path must not cost creation throughput). Needs the Redis and NATS of
@@ -24,8 +30,8 @@ comparison with concurrent producers and idle listeners, as separate rows.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
-import statistics
 import time
 from typing import Any
 
@@ -39,6 +45,7 @@ from queuert.notify.redis import RedisNotifier
 from . import create_notify_deploy
 from .brokers import NATS_URL, REDIS_URL, drop_nats_bucket
 from .common import Databases, Results, Sizes
+from .create_client import abba_ratio
 
 BLOCK = 250
 
@@ -51,8 +58,8 @@ METRICS = [_metric("Redis"), _metric("NATS")]
 
 
 def paired(dsn: str, n: int) -> tuple[dict[str, float], int]:
-    """Median per-block rate ratio of each broker path to today's, and the
-    hints dropped."""
+    """Each broker path's rate over today's (:func:`abba_ratio` of its
+    pairs), and the hints dropped."""
     prefix = f"benchcreate{os.getpid()}"
     notifiers: dict[str, BrokerNotifier] = {
         "Redis": RedisNotifier(REDIS_URL, prefix=prefix),
@@ -65,6 +72,7 @@ def paired(dsn: str, n: int) -> tuple[dict[str, float], int]:
         ) as broker:
 
             def timed(conn: psycopg.Connection[Any], notifier: BrokerNotifier | None) -> float:
+                gc.collect()  # outside the clock: no block pays for another's garbage
                 t = time.perf_counter()
                 for i in range(block):
                     if notifier is not None:
@@ -78,7 +86,8 @@ def paired(dsn: str, n: int) -> tuple[dict[str, float], int]:
             timed(today, None)
             for notifier in notifiers.values():
                 timed(broker, notifier)
-            ratios: dict[str, list[float]] = {name: [] for name in notifiers}
+            today_times: dict[str, list[float]] = {name: [] for name in notifiers}
+            broker_times: dict[str, list[float]] = {name: [] for name in notifiers}
             names = list(notifiers)
             for r in range(max(1, n // block)):
                 # every other round reversed (brokers' order, and which side
@@ -93,10 +102,11 @@ def paired(dsn: str, n: int) -> tuple[dict[str, float], int]:
                     else:
                         t_broker = timed(broker, notifiers[name])
                         t_today = timed(today, None)
-                    ratios[name].append(t_today / t_broker)
+                    today_times[name].append(t_today)
+                    broker_times[name].append(t_broker)
         for notifier in notifiers.values():
             asyncio.run(notifier.flush(30))
-        return {name: statistics.median(r) for name, r in ratios.items()}, sum(
+        return {name: abba_ratio(today_times[name], broker_times[name]) for name in notifiers}, sum(
             n.dropped for n in notifiers.values()
         )
     finally:
@@ -113,7 +123,8 @@ def run(dbs: Databases, sizes: Sizes, results: Results) -> None:
     results.note(
         "create-notify",
         f"{sizes.create_notify_n:,} starts per broker side in blocks of {BLOCK}, each paired with a block of "
-        f"today's path (engine NOTIFY on, no hooks); {dropped} hint(s) dropped",
+        f"today's path (engine NOTIFY on, no hooks), the pairs' order alternating, read as ABBA "
+        f"(abba_ratio); {dropped} hint(s) dropped",
     )
     # the same comparison as deployments run it: listeners up, producers concurrent
     create_notify_deploy.run(dbs, sizes, results)
