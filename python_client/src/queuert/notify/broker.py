@@ -326,14 +326,14 @@ class BrokerNotifier(Notifier):
         return True
 
     async def _flushed(self, io: IoThread, seq: int) -> None:
-        await asyncio.wrap_future(io.submit(self._lone.settle_now()))
         await asyncio.wrap_future(io.submit(self._audience.settle()))
         await self._confirm_direct()
         # what the direct path could not send went to the buffer meanwhile
         seq = max(seq, self._sender.enqueued)
         if seq:
             await asyncio.wrap_future(io.submit(self._sender.wait_sent(seq)))
-        await asyncio.wrap_future(io.submit(self._send_deferred()))
+        await asyncio.wrap_future(io.submit(self._send_deferred()))  # top-ups first: the units owed may be them
+        await asyncio.wrap_future(io.submit(self._lone.settle_now()))
 
     # -- wake hints ------------------------------------------------------------
 
