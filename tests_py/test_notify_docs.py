@@ -14,12 +14,11 @@ import textwrap
 import types
 from pathlib import Path
 
-import nats
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from notify_brokers import NATS_URL, REDIS_URL, own_pgbouncer, unique_prefix
+from notify_brokers import NATS_URL, REDIS_URL, drop_bucket, own_pgbouncer, unique_prefix
 from pgcluster import TempCluster
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "notify.md"
@@ -27,15 +26,6 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "notify.md"
 
 def python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```$", text, flags=re.S | re.M)
-
-
-async def drop_bucket(bucket: str) -> None:
-    nc = await nats.connect(NATS_URL)
-    try:
-        await nc.jetstream().delete_key_value(bucket)
-    except Exception:  # never created
-        pass
-    await nc.close()
 
 
 def test_notify_doc_snippets_run(dsn: str) -> None:
