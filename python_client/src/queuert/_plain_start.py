@@ -39,7 +39,7 @@ from . import _statements as sql
 from ._arguments import json_text
 from ._execution import AUTO_RETRIES, _backoff, can_listen
 from ._job_type import _MAX_NAME, JobType, _type_name_of, dump_payload
-from ._records import STARTED_CHAIN_SETTERS, StartedChain
+from ._records import StartedChain, new_started_chain
 from ._engine_quiet import _quiet_sessions, quiet_known
 from ._schema_name import validate_schema_name
 from .errors import is_conflict, translate
@@ -51,11 +51,6 @@ __all__ = ["start_plain", "start_plain_async"]
 _current_hooks = _current.get  # hooks.current_hooks without its frame
 _to_json = pydantic_core.to_json
 _SerializationError = pydantic_core.PydanticSerializationError
-_new = object.__new__
-(
-    _set_id, _set_chain_id, _set_type_name, _set_status, _set_scheduled_at, _set_created_at,
-    _set_deduplicated,
-) = STARTED_CHAIN_SETTERS
 _Connection = psycopg.Connection
 _AsyncConnection = psycopg.AsyncConnection
 
@@ -80,8 +75,8 @@ def _statement(schema: str) -> str:
 # The common start costs the client a few microseconds a call over its raw
 # call, most of it with the caches cold after the round trip (each Python
 # frame, each module touched): the usual case (a valid type name, an
-# input) is written out here in one frame, and the StartedChain built
-# without a helper's (benchmarks/README.md, "client16c").
+# input) is written out here in one frame (benchmarks/README.md,
+# "client16c").
 
 
 def _arguments(schema: str, job_type: JobType[Any, Any] | str, input: Any) -> tuple[str, tuple[str, str | None]]:
@@ -102,23 +97,11 @@ def _arguments(schema: str, job_type: JobType[Any, Any] | str, input: Any) -> tu
 
 def _started(row: tuple[Any, ...], hooks: TransactionHooks | None) -> StartedChain:
     # (id, type_name, status, created_at, scheduled_at unless the same, deduplicated)
-    id = row[0]
     created = row[3]
     scheduled = row[4]
-    started: StartedChain = _new(StartedChain)  # slot by slot, as _records.new_started_chain
-    _set_id(started, id)
-    _set_chain_id(started, id)
-    _set_type_name(started, row[1])
-    _set_status(started, row[2])
-    _set_scheduled_at(started, created if scheduled is None else scheduled)
-    _set_created_at(started, created)
-    _set_deduplicated(started, row[5])
+    started = new_started_chain(row[0], row[1], row[2], created if scheduled is None else scheduled, created, row[5])
     if hooks is not None and row[2] == "pending" and not row[5]:
-        # hooks.job_ready(row[1]) as _operations._started_one reports it,
-        # inlined: a broker producer's every start comes here
-        ready = hooks._job_ready
-        name = row[1]
-        ready[name] = ready.get(name, 0) + 1
+        hooks.job_ready(row[1])  # as _operations._started_one reports it
     return started
 
 
