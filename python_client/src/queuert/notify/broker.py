@@ -33,7 +33,7 @@ on first use (and again in a forked child), and callers only hand work over:
   when the caller's subscription is the only one listening (:mod:`._alone`;
   the unit is owed, :mod:`._lone_takes`).
 
-An adapter implements :meth:`_send`, :meth:`_take_hint`, :meth:`_listen`
+An adapter implements :meth:`_send`, :meth:`_take_up_to`, :meth:`_listen`
 (returning a :class:`ListenSession`) and :meth:`_close_clients`; all of them
 run on the notifier's loop (:mod:`queuert.notify._iothread`) but
 :meth:`_listen` and its session, which run on the subscriber's loop with
@@ -184,8 +184,9 @@ class BrokerNotifier(Notifier):
         on failure (the batch is then dropped)."""
 
     @abc.abstractmethod
-    async def _take_hint(self, type_names: list[str]) -> bool:
-        """Atomically take one budget unit of the first type that has one."""
+    async def _take_up_to(self, type_names: list[str], n: int) -> int:
+        """Atomically take up to ``n`` budget units, the first type's first
+        (one for a take, more for a lone listener's owed units); how many."""
 
     @abc.abstractmethod
     async def _listen(self, kinds: frozenset[str], deliver: Deliver) -> ListenSession:
@@ -196,13 +197,6 @@ class BrokerNotifier(Notifier):
     @abc.abstractmethod
     async def _close_clients(self) -> None:
         """Close the broker connections (the notifier may be used again)."""
-
-    async def _take_up_to(self, type_names: list[str], n: int) -> int:
-        """Take up to ``n`` units, the first type's first; how many (this default: one at a time)."""
-        taken = 0
-        while taken < n and await self._take_hint(type_names):
-            taken += 1
-        return taken
 
     def _forget_clients(self) -> None:
         """In a forked child: drop the parent's connections without using them."""
@@ -376,7 +370,7 @@ class BrokerNotifier(Notifier):
 
     async def _take_hint_guarded(self, names: list[str]) -> bool:
         try:
-            taken = await asyncio.wait_for(self._take_hint(names), self.hint_timeout)
+            taken = await asyncio.wait_for(self._take_up_to(names, 1), self.hint_timeout) > 0
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -268,9 +268,6 @@ class NatsNotifier(BrokerNotifier):
         for name, n in ready.items():
             await cas(kv, kv_key(name), add(n), self._written)
 
-    async def _take_hint(self, type_names: list[str]) -> bool:
-        return await self._take_up_to(type_names, 1) > 0
-
     async def _take_up_to(self, type_names: list[str], n: int) -> int:
         await self._connection()
         kv = self._kv

@@ -372,9 +372,6 @@ class RedisNotifier(BrokerNotifier):
         except Exception:  # SlotNotCoveredError: a cluster in trouble
             return None
 
-    async def _take_hint(self, type_names: list[str]) -> bool:
-        return await self._take_up_to(type_names, 1) > 0
-
     async def _take_up_to(self, type_names: list[str], n: int) -> int:
         keys = [self.budget_key(name) for name in type_names]
         client = self._redis()
