@@ -54,7 +54,9 @@ def _queuert(jobs: list[Any]) -> None:
         attempt.completed(chain_completed=True)
 
 
-def _sdk_calls() -> Any:
+def _sdk_calls(mode: str = "staged", parent_traceparent: str | None = _PARENT) -> Any:
+    """The SDK calls of one attempt, everything prepared beforehand (for a
+    worker of ``mode``; under ``parent_traceparent``, or none)."""
     from opentelemetry import metrics, trace
     from opentelemetry.trace import SpanKind
 
@@ -63,36 +65,29 @@ def _sdk_calls() -> Any:
     tracer = trace.get_tracer("sdk-alone")
     meter = metrics.get_meter("sdk-alone")
     hists = [meter.create_histogram(f"h{i}", unit="s") for i in range(3)]
-    parent = context_of(_PARENT)
+    parent = context_of(parent_traceparent) if parent_traceparent is not None else None
+    attrs: dict[str, Any] = {
+        "messaging.system": "queuert",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": "bench",
+        "queuert.chain.type": "bench",
+        "queuert.worker.id": "worker-1",
+        "queuert.worker.mode": mode,
+        "messaging.message.id": "0193a6f2-8b7c-7d4e-9f10-123456789abc",
+        "queuert.chain.id": "0193a6f2-8b7c-7d4e-9f10-123456789abc",
+        "queuert.attempt": 1,
+    }
     outcome: dict[str, Any] = {"queuert.outcome": "completed", "queuert.chain.completed": True}
-    h_attrs = [
-        {"messaging.system": "queuert", "messaging.destination.name": "bench", "queuert.outcome": "completed"},
-        {"messaging.system": "queuert", "messaging.destination.name": "bench"},
-        {"messaging.system": "queuert", "messaging.destination.name": "bench"},
-    ]
+    by_type = {"messaging.system": "queuert", "messaging.destination.name": "bench"}
+    h_attrs = [{**by_type, "queuert.outcome": "completed"}, by_type, by_type]
 
     def run(jobs: list[Any]) -> None:
-        for job in jobs:
-            span = tracer.start_span(
-                "process bench",
-                context=parent,
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "queuert",
-                    "messaging.operation.type": "process",
-                    "messaging.destination.name": "bench",
-                    "queuert.chain.type": "bench",
-                    "queuert.worker.id": "worker-1",
-                    "queuert.worker.mode": "staged",
-                    "messaging.message.id": "0193a6f2-8b7c-7d4e-9f10-123456789abc",
-                    "queuert.chain.id": "0193a6f2-8b7c-7d4e-9f10-123456789abc",
-                    "queuert.attempt": 1,
-                },
-            )
+        for _ in jobs:
+            span = tracer.start_span("process bench", context=parent, kind=SpanKind.CONSUMER, attributes=attrs)
             span.set_attributes(outcome)
             span.end()
-            for h, attrs in zip(hists, h_attrs):
-                h.record(0.001, attrs)
+            for h, a in zip(hists, h_attrs):
+                h.record(0.001, a)
 
     return run
 

@@ -23,7 +23,7 @@ import operator
 import sys
 from typing import Any
 
-from .telemetry_cost import _install, _job
+from .telemetry_cost import _install, _job, _sdk_calls
 
 WARM = 200
 
@@ -39,43 +39,11 @@ def _queuert(jobs: list[Any]) -> None:
         attempt.completed(True)
 
 
-def _sdk() -> Any:
-    from opentelemetry import metrics, trace
-    from opentelemetry.trace import SpanKind
-
-    tracer = trace.get_tracer("sdk-alone")
-    meter = metrics.get_meter("sdk-alone")
-    hists = [meter.create_histogram(f"h{i}", unit="s") for i in range(3)]
-    attrs: dict[str, Any] = {
-        "messaging.system": "queuert",
-        "messaging.operation.type": "process",
-        "messaging.destination.name": "bench",
-        "queuert.chain.type": "bench",
-        "queuert.worker.id": "worker-1",
-        "queuert.worker.mode": "atomic",
-        "messaging.message.id": "0193a6f2-8b7c-7d4e-9f10-123456789abc",
-        "queuert.chain.id": "0193a6f2-8b7c-7d4e-9f10-123456789abc",
-        "queuert.attempt": 1,
-    }
-    outcome: dict[str, Any] = {"queuert.outcome": "completed", "queuert.chain.completed": True}
-    by_type = {"messaging.system": "queuert", "messaging.destination.name": "bench"}
-    h_attrs = [{**by_type, "queuert.outcome": "completed"}, by_type, by_type]
-
-    def run(jobs: list[Any]) -> None:
-        for _ in jobs:
-            span = tracer.start_span("process bench", kind=SpanKind.CONSUMER, attributes=attrs)
-            span.set_attributes(outcome)
-            span.end()
-            for h, a in zip(hists, h_attrs):
-                h.record(0.001, a)
-
-    return run
-
-
 def main() -> None:
     kind, n = sys.argv[1], int(sys.argv[2])
     _install()
-    fn = _queuert if kind == "queuert" else _sdk()
+    # the SDK calls as an atomic slot makes them, for jobs created without a span
+    fn = _queuert if kind == "queuert" else _sdk_calls("atomic", None)
     jobs = [_job(i) for i in range(WARM + n)]
     for job in jobs:
         job.trace_context = None  # as the benchmark's jobs: created without a span
