@@ -52,15 +52,19 @@ async def alone(worker: BrokerNotifier) -> None:
     await until(counted)
 
 
-def count_calls(notifier: Any, name: str) -> list[tuple[Any, ...]]:
+def count_calls(owner: Any, name: str, started: list[float] | None = None) -> list[tuple[Any, ...]]:
+    """The arguments of every call of ``owner.<name>`` (a coroutine function)
+    from now on, and when each started in ``started``."""
     calls: list[tuple[Any, ...]] = []
-    real = getattr(notifier, name)
+    real = getattr(owner, name)
 
     async def spy(*args: Any) -> Any:
+        if started is not None:
+            started.append(time.monotonic())
         calls.append(args)
         return await real(*args)
 
-    setattr(notifier, name, spy)
+    setattr(owner, name, spy)
     return calls
 
 
@@ -151,13 +155,7 @@ async def test_background_counts_start_after_the_wake_up_that_asked(make: Make) 
     later, not beside that wake-up's claim."""
     publisher, listener = make(), make()
     started: list[float] = []
-    real_audience = publisher._audience._count
-
-    async def audience() -> int | None:
-        started.append(time.monotonic())
-        return await real_audience()
-
-    publisher._audience._count = audience
+    count_calls(publisher._audience, "_count", started)
     asked = time.monotonic()
     await publisher.publish_job_ready({"t": 1})  # the first hint arms a count
     await until(lambda: started)
@@ -167,13 +165,7 @@ async def test_background_counts_start_after_the_wake_up_that_asked(make: Make) 
     counts = listener._listeners
     await until(lambda: counts.alone() or counts.value is not None)
     counted: list[float] = []
-    real_count = counts._count
-
-    async def count() -> int | None:
-        counted.append(time.monotonic())
-        return await real_count()
-
-    counts._count = count
+    count_calls(counts, "_count", counted)
     await until(lambda: not counts._refreshing)
     counts.at -= 10.0  # stale: the next take asks for a new count
     asked = time.monotonic()
